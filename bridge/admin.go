@@ -1,0 +1,309 @@
+package bridge
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	jetwayv1 "github.com/jetway-dev/jetway/gen/jetway/v1"
+)
+
+// jetStreamAdmin is what the admin service needs of JetStream: its stream
+// and consumer managers and account info (role interfaces of nats.go).
+type jetStreamAdmin interface {
+	jetstream.StreamManager
+	jetstream.StreamConsumerManager
+	AccountInfo(ctx context.Context) (*jetstream.AccountInfo, error)
+}
+
+var _ jetStreamAdmin = jetstream.JetStream(nil)
+
+type adminService struct {
+	jetwayv1.UnimplementedAdminServiceServer
+
+	js  jetStreamAdmin
+	log *slog.Logger
+}
+
+func (s *adminService) CreateStream(ctx context.Context, req *jetwayv1.CreateStreamRequest) (*jetwayv1.CreateStreamResponse, error) {
+	cfg, err := streamConfigFrom("config", req.GetConfig())
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Sealed {
+		return nil, fieldErr("config.sealed", ErrInvalidConfig, "a stream can only be sealed by an update")
+	}
+	st, err := s.js.CreateStream(ctx, cfg)
+	if err != nil {
+		return nil, translate(err, fmt.Sprintf("create stream %q", cfg.Name))
+	}
+	return &jetwayv1.CreateStreamResponse{Stream: streamInfoTo(st.CachedInfo())}, nil
+}
+
+func (s *adminService) UpdateStream(ctx context.Context, req *jetwayv1.UpdateStreamRequest) (*jetwayv1.UpdateStreamResponse, error) {
+	cfg, err := streamConfigFrom("config", req.GetConfig())
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.js.UpdateStream(ctx, cfg)
+	if err != nil {
+		return nil, translate(err, fmt.Sprintf("update stream %q", cfg.Name))
+	}
+	return &jetwayv1.UpdateStreamResponse{Stream: streamInfoTo(st.CachedInfo())}, nil
+}
+
+// stream looks a stream up by a validated name.
+func (s *adminService) stream(ctx context.Context, field, name string) (jetstream.Stream, error) {
+	if err := validateName(field, name); err != nil {
+		return nil, err
+	}
+	st, err := s.js.Stream(ctx, name)
+	if err != nil {
+		return nil, translate(err, fmt.Sprintf("stream %q", name))
+	}
+	return st, nil
+}
+
+func (s *adminService) GetStream(ctx context.Context, req *jetwayv1.GetStreamRequest) (*jetwayv1.GetStreamResponse, error) {
+	st, err := s.stream(ctx, "name", req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	return &jetwayv1.GetStreamResponse{Stream: streamInfoTo(st.CachedInfo())}, nil
+}
+
+// ListStreams reads every stream (JetStream pages them 256 at a time),
+// sorts them by name and returns the requested page. Page tokens are
+// offsets: a stream created or deleted between pages shifts the next page.
+func (s *adminService) ListStreams(ctx context.Context, req *jetwayv1.ListStreamsRequest) (*jetwayv1.ListStreamsResponse, error) {
+	size, err := pageSize("page_size", req.GetPageSize())
+	if err != nil {
+		return nil, err
+	}
+	offset, err := parsePageToken("page_token", req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	var opts []jetstream.StreamListOpt
+	if subj := req.GetSubject(); subj != "" {
+		if err := validateFilterSubject("subject", subj); err != nil {
+			return nil, err
+		}
+		opts = append(opts, jetstream.WithStreamListSubject(subj))
+	}
+	lister := s.js.ListStreams(ctx, opts...)
+	var all []*jetstream.StreamInfo
+	for info := range lister.Info() {
+		all = append(all, info)
+	}
+	if err := lister.Err(); err != nil {
+		return nil, translate(err, "list streams")
+	}
+	slices.SortFunc(all, func(a, b *jetstream.StreamInfo) int { return strings.Compare(a.Config.Name, b.Config.Name) })
+	page, next := paginate(all, offset, size)
+	resp := &jetwayv1.ListStreamsResponse{NextPageToken: next}
+	for _, info := range page {
+		resp.Streams = append(resp.Streams, streamInfoTo(info))
+	}
+	return resp, nil
+}
+
+// paginate returns items[offset:offset+size] and the token of what follows.
+func paginate[T any](items []T, offset, size int) ([]T, string) {
+	if offset >= len(items) {
+		return nil, ""
+	}
+	end := min(offset+size, len(items))
+	next := ""
+	if end < len(items) {
+		next = pageToken(end)
+	}
+	return items[offset:end], next
+}
+
+func (s *adminService) DeleteStream(ctx context.Context, req *jetwayv1.DeleteStreamRequest) (*jetwayv1.DeleteStreamResponse, error) {
+	if err := validateName("name", req.GetName()); err != nil {
+		return nil, err
+	}
+	if err := s.js.DeleteStream(ctx, req.GetName()); err != nil {
+		return nil, translate(err, fmt.Sprintf("delete stream %q", req.GetName()))
+	}
+	return &jetwayv1.DeleteStreamResponse{}, nil
+}
+
+func (s *adminService) PurgeStream(ctx context.Context, req *jetwayv1.PurgeStreamRequest) (*jetwayv1.PurgeStreamResponse, error) {
+	var opts []jetstream.StreamPurgeOpt
+	if subj := req.GetSubject(); subj != "" {
+		if err := validateFilterSubject("subject", subj); err != nil {
+			return nil, err
+		}
+		opts = append(opts, jetstream.WithPurgeSubject(subj))
+	}
+	if req.GetKeep() > 0 && req.GetSequence() > 0 {
+		return nil, fieldErr("keep", ErrInvalidArgument, "cannot be combined with sequence")
+	}
+	if req.GetKeep() > 0 {
+		opts = append(opts, jetstream.WithPurgeKeep(req.GetKeep()))
+	}
+	if req.GetSequence() > 0 {
+		opts = append(opts, jetstream.WithPurgeSequence(req.GetSequence()))
+	}
+	st, err := s.stream(ctx, "name", req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	if err := st.Purge(ctx, opts...); err != nil {
+		return nil, translate(err, fmt.Sprintf("purge stream %q", req.GetName()))
+	}
+	return &jetwayv1.PurgeStreamResponse{}, nil
+}
+
+func (s *adminService) CreateConsumer(ctx context.Context, req *jetwayv1.CreateConsumerRequest) (*jetwayv1.CreateConsumerResponse, error) {
+	if err := validateName("stream", req.GetStream()); err != nil {
+		return nil, err
+	}
+	cfg, err := consumerConfigFrom("config", req.GetConfig())
+	if err != nil {
+		return nil, err
+	}
+	c, err := s.js.CreateConsumer(ctx, req.GetStream(), cfg)
+	if err != nil {
+		return nil, translate(err, fmt.Sprintf("create consumer %q on stream %q", cfg.Durable, req.GetStream()))
+	}
+	return &jetwayv1.CreateConsumerResponse{Consumer: consumerInfoTo(c.CachedInfo())}, nil
+}
+
+func (s *adminService) UpdateConsumer(ctx context.Context, req *jetwayv1.UpdateConsumerRequest) (*jetwayv1.UpdateConsumerResponse, error) {
+	if err := validateName("stream", req.GetStream()); err != nil {
+		return nil, err
+	}
+	cfg, err := consumerConfigFrom("config", req.GetConfig())
+	if err != nil {
+		return nil, err
+	}
+	c, err := s.js.UpdateConsumer(ctx, req.GetStream(), cfg)
+	if err != nil {
+		return nil, translate(err, fmt.Sprintf("update consumer %q on stream %q", cfg.Durable, req.GetStream()))
+	}
+	return &jetwayv1.UpdateConsumerResponse{Consumer: consumerInfoTo(c.CachedInfo())}, nil
+}
+
+func (s *adminService) GetConsumer(ctx context.Context, req *jetwayv1.GetConsumerRequest) (*jetwayv1.GetConsumerResponse, error) {
+	if err := validateName("stream", req.GetStream()); err != nil {
+		return nil, err
+	}
+	if err := validateName("name", req.GetName()); err != nil {
+		return nil, err
+	}
+	c, err := s.js.Consumer(ctx, req.GetStream(), req.GetName())
+	if err != nil {
+		return nil, translate(err, fmt.Sprintf("consumer %q on stream %q", req.GetName(), req.GetStream()))
+	}
+	return &jetwayv1.GetConsumerResponse{Consumer: consumerInfoTo(c.CachedInfo())}, nil
+}
+
+// ListConsumers reads every consumer of the stream, sorts them by name and
+// returns the requested page. The lister is always drained: nats.go's
+// consumer lister blocks its goroutine until every page is read.
+func (s *adminService) ListConsumers(ctx context.Context, req *jetwayv1.ListConsumersRequest) (*jetwayv1.ListConsumersResponse, error) {
+	size, err := pageSize("page_size", req.GetPageSize())
+	if err != nil {
+		return nil, err
+	}
+	offset, err := parsePageToken("page_token", req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.stream(ctx, "stream", req.GetStream())
+	if err != nil {
+		return nil, err
+	}
+	lister := st.ListConsumers(ctx)
+	var all []*jetstream.ConsumerInfo
+	for info := range lister.Info() {
+		all = append(all, info)
+	}
+	if err := lister.Err(); err != nil {
+		return nil, translate(err, fmt.Sprintf("list consumers of stream %q", req.GetStream()))
+	}
+	slices.SortFunc(all, func(a, b *jetstream.ConsumerInfo) int { return strings.Compare(a.Name, b.Name) })
+	page, next := paginate(all, offset, size)
+	resp := &jetwayv1.ListConsumersResponse{NextPageToken: next}
+	for _, info := range page {
+		resp.Consumers = append(resp.Consumers, consumerInfoTo(info))
+	}
+	return resp, nil
+}
+
+func (s *adminService) DeleteConsumer(ctx context.Context, req *jetwayv1.DeleteConsumerRequest) (*jetwayv1.DeleteConsumerResponse, error) {
+	if err := validateName("stream", req.GetStream()); err != nil {
+		return nil, err
+	}
+	if err := validateName("name", req.GetName()); err != nil {
+		return nil, err
+	}
+	if err := s.js.DeleteConsumer(ctx, req.GetStream(), req.GetName()); err != nil {
+		return nil, translate(err, fmt.Sprintf("delete consumer %q on stream %q", req.GetName(), req.GetStream()))
+	}
+	return &jetwayv1.DeleteConsumerResponse{}, nil
+}
+
+func (s *adminService) GetMessage(ctx context.Context, req *jetwayv1.GetMessageRequest) (*jetwayv1.GetMessageResponse, error) {
+	if req.GetSequence() == 0 {
+		return nil, fieldErr("sequence", ErrInvalidArgument, "must be at least 1")
+	}
+	st, err := s.stream(ctx, "stream", req.GetStream())
+	if err != nil {
+		return nil, err
+	}
+	m, err := st.GetMsg(ctx, req.GetSequence())
+	if err != nil {
+		return nil, translate(err, fmt.Sprintf("message %d of stream %q", req.GetSequence(), req.GetStream()))
+	}
+	return &jetwayv1.GetMessageResponse{Message: storedMessageTo(m)}, nil
+}
+
+func (s *adminService) GetLastMessage(ctx context.Context, req *jetwayv1.GetLastMessageRequest) (*jetwayv1.GetLastMessageResponse, error) {
+	if err := validateFilterSubject("subject", req.GetSubject()); err != nil {
+		return nil, err
+	}
+	st, err := s.stream(ctx, "stream", req.GetStream())
+	if err != nil {
+		return nil, err
+	}
+	m, err := st.GetLastMsgForSubject(ctx, req.GetSubject())
+	if err != nil {
+		return nil, translate(err, fmt.Sprintf("last message on %q in stream %q", req.GetSubject(), req.GetStream()))
+	}
+	return &jetwayv1.GetLastMessageResponse{Message: storedMessageTo(m)}, nil
+}
+
+func (s *adminService) DeleteMessage(ctx context.Context, req *jetwayv1.DeleteMessageRequest) (*jetwayv1.DeleteMessageResponse, error) {
+	if req.GetSequence() == 0 {
+		return nil, fieldErr("sequence", ErrInvalidArgument, "must be at least 1")
+	}
+	st, err := s.stream(ctx, "stream", req.GetStream())
+	if err != nil {
+		return nil, err
+	}
+	del := st.DeleteMsg
+	if req.GetSecure() {
+		del = st.SecureDeleteMsg
+	}
+	if err := del(ctx, req.GetSequence()); err != nil {
+		return nil, translate(err, fmt.Sprintf("delete message %d of stream %q", req.GetSequence(), req.GetStream()))
+	}
+	return &jetwayv1.DeleteMessageResponse{}, nil
+}
+
+func (s *adminService) GetAccountInfo(ctx context.Context, _ *jetwayv1.GetAccountInfoRequest) (*jetwayv1.GetAccountInfoResponse, error) {
+	info, err := s.js.AccountInfo(ctx)
+	if err != nil {
+		return nil, translate(err, "account info")
+	}
+	return accountInfoTo(info), nil
+}

@@ -1,0 +1,91 @@
+// Package bridge implements the jetway.v1 MessageService and AdminService on
+// top of NATS JetStream.
+//
+// Services return domain errors (the sentinels in errors.go, wrapping the
+// NATS error for logs); Status turns them into gRPC statuses, once, at the
+// edge. The bridge keeps no state between calls: streams and consumers live
+// in JetStream, so any replica can serve any request.
+package bridge
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc"
+
+	jetwayv1 "github.com/jetway-dev/jetway/gen/jetway/v1"
+)
+
+// ErrInvalidOption is returned by New for an option with a bad value.
+var ErrInvalidOption = errors.New("bridge: invalid option")
+
+// Bridge holds the services and what they share.
+type Bridge struct {
+	messages *messageService
+	admin    *adminService
+}
+
+type options struct {
+	log           *slog.Logger
+	publishWindow int
+}
+
+// Option configures New.
+type Option func(*options) error
+
+// WithLogger sets the logger; the default discards.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) error {
+		if l == nil {
+			return fmt.Errorf("%w: nil logger", ErrInvalidOption)
+		}
+		o.log = l
+		return nil
+	}
+}
+
+// WithPublishWindow sets how many publishes one PublishStream may have
+// awaiting JetStream acks before the bridge stops reading from it (default
+// 1024, at most 65536). Per-stream memory is bounded by window × the NATS
+// maximum payload.
+func WithPublishWindow(n int) Option {
+	return func(o *options) error {
+		if n < 1 || n > 65536 {
+			return fmt.Errorf("%w: publish window %d not in [1, 65536]", ErrInvalidOption, n)
+		}
+		o.publishWindow = n
+		return nil
+	}
+}
+
+// DefaultPublishWindow is the PublishStream window when none is set.
+const DefaultPublishWindow = 1024
+
+// New builds the services over js. The JetStream context should be created
+// with jetstream.WithPublishAsyncTimeout (so a pipelined publish whose ack
+// never comes fails rather than waiting forever) and a
+// jetstream.WithPublishAsyncMaxPending at least the total of the windows of
+// the PublishStreams it may serve at once.
+func New(js jetstream.JetStream, opts ...Option) (*Bridge, error) {
+	if js == nil {
+		return nil, fmt.Errorf("%w: nil JetStream", ErrInvalidOption)
+	}
+	o := options{log: slog.New(slog.DiscardHandler), publishWindow: DefaultPublishWindow}
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
+	return &Bridge{
+		messages: &messageService{js: js, maxPayload: js.Conn().MaxPayload, window: o.publishWindow, log: o.log},
+		admin:    &adminService{js: js, log: o.log},
+	}, nil
+}
+
+// Register adds both services to a gRPC server.
+func (b *Bridge) Register(s grpc.ServiceRegistrar) {
+	jetwayv1.RegisterMessageServiceServer(s, b.messages)
+	jetwayv1.RegisterAdminServiceServer(s, b.admin)
+}

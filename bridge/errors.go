@@ -1,0 +1,98 @@
+package bridge
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Domain errors. Every error a service returns wraps exactly one of these (or
+// is a context error); status.go maps each to a gRPC code and an ErrorInfo
+// reason. Add a sentinel here and the exhaustiveness test fails until it is
+// mapped.
+var (
+	// ErrInvalidArgument is a malformed request field not covered below.
+	ErrInvalidArgument = errors.New("invalid argument")
+	// ErrInvalidSubject is a subject that is empty, malformed, uses wildcards
+	// where they are not allowed, or names a reserved subject space.
+	ErrInvalidSubject = errors.New("invalid subject")
+	// ErrInvalidName is a stream or consumer name JetStream would refuse.
+	ErrInvalidName = errors.New("invalid name")
+	// ErrInvalidHeader is a header name or value NATS cannot carry, or a
+	// reserved Nats-* header.
+	ErrInvalidHeader = errors.New("invalid header")
+	// ErrInvalidConfig is a stream or consumer configuration JetStream refused.
+	ErrInvalidConfig = errors.New("invalid configuration")
+	// ErrPayloadTooLarge is a message larger than the NATS maximum payload or
+	// the stream's maximum message size.
+	ErrPayloadTooLarge = errors.New("payload too large")
+
+	// ErrStreamNotFound is an unknown stream.
+	ErrStreamNotFound = errors.New("stream not found")
+	// ErrConsumerNotFound is an unknown consumer.
+	ErrConsumerNotFound = errors.New("consumer not found")
+	// ErrMessageNotFound is a stream sequence or subject with no message.
+	ErrMessageNotFound = errors.New("message not found")
+	// ErrNoStreamForSubject is a publish to a subject no stream captures.
+	ErrNoStreamForSubject = errors.New("no stream captures the subject")
+
+	// ErrStreamExists is a create of a stream whose name is taken by a
+	// different configuration.
+	ErrStreamExists = errors.New("stream already exists with a different configuration")
+	// ErrConsumerExists is a create of a consumer whose name is taken by a
+	// different configuration.
+	ErrConsumerExists = errors.New("consumer already exists with a different configuration")
+
+	// ErrWrongExpectedStream is a publish whose expected_stream did not match.
+	ErrWrongExpectedStream = errors.New("expected stream does not match")
+	// ErrWrongLastSequence is a publish whose expected last (subject)
+	// sequence did not match.
+	ErrWrongLastSequence = errors.New("wrong last sequence")
+	// ErrWrongLastMsgID is a publish whose expected last msg id did not match.
+	ErrWrongLastMsgID = errors.New("wrong last msg id")
+	// ErrDuplicateInProgress is a publish racing another with the same msg id.
+	ErrDuplicateInProgress = errors.New("a message with this msg id is being stored")
+
+	// ErrSubjectsOverlap is a stream whose subjects overlap another stream's.
+	ErrSubjectsOverlap = errors.New("subjects overlap with an existing stream")
+	// ErrNotAllowed is an operation the stream's configuration forbids
+	// (sealed, deny delete, deny purge, TTLs disabled).
+	ErrNotAllowed = errors.New("operation not allowed by the stream configuration")
+
+	// ErrStreamFull is a publish refused by a stream limit with discard new.
+	ErrStreamFull = errors.New("stream limit reached")
+	// ErrLimitExceeded is an account or server resource limit.
+	ErrLimitExceeded = errors.New("resource limit exceeded")
+
+	// ErrPermissionDenied is a NATS permission violation.
+	ErrPermissionDenied = errors.New("permission denied")
+	// ErrUnavailable is NATS or JetStream not reachable or not ready.
+	ErrUnavailable = errors.New("jetstream unavailable")
+	// ErrTimeout is a NATS operation that did not answer in time.
+	ErrTimeout = errors.New("jetstream did not answer in time")
+	// ErrUnimplemented is an RPC this version does not provide yet.
+	ErrUnimplemented = errors.New("not implemented")
+)
+
+// FieldError is an invalid request field: its path (as in the proto, e.g.
+// "config.name") and what is wrong with it. It wraps a sentinel.
+type FieldError struct {
+	// Field is the proto field path.
+	Field string
+	// Err is what is wrong; it wraps a sentinel above.
+	Err error
+}
+
+// Error reports the field and the problem.
+func (e *FieldError) Error() string { return e.Field + ": " + e.Err.Error() }
+
+// Unwrap returns the problem.
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// fieldErr builds a FieldError wrapping sentinel with a formatted detail.
+func fieldErr(field string, sentinel error, format string, args ...any) error {
+	detail := fmt.Sprintf(format, args...)
+	if detail == "" {
+		return &FieldError{Field: field, Err: sentinel}
+	}
+	return &FieldError{Field: field, Err: fmt.Errorf("%w: %s", sentinel, detail)}
+}

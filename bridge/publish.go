@@ -1,0 +1,248 @@
+package bridge
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	jetwayv1 "github.com/jetway-dev/jetway/gen/jetway/v1"
+)
+
+// IdempotencyKeyMetadata is the metadata key the gateway fills from the
+// HTTP Idempotency-Key header; Publish uses it as msg_id when none is set.
+const IdempotencyKeyMetadata = "idempotency-key"
+
+// publisher is what the message service needs of JetStream to publish.
+type publisher interface {
+	PublishMsg(ctx context.Context, msg *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error)
+	PublishMsgAsync(msg *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error)
+}
+
+var _ publisher = (jetstream.JetStream)(nil)
+
+type messageService struct {
+	jetwayv1.UnimplementedMessageServiceServer
+
+	js         publisher
+	maxPayload func() int64
+	window     int
+	log        *slog.Logger
+}
+
+// Publish stores one message and returns JetStream's ack.
+func (s *messageService) Publish(ctx context.Context, req *jetwayv1.PublishRequest) (*jetwayv1.PublishResponse, error) {
+	if req.GetMsgId() == "" {
+		if md, ok := metadata.FromIncomingContext(ctx); ok {
+			if v := md.Get(IdempotencyKeyMetadata); len(v) > 0 && v[0] != "" {
+				req.MsgId = v[0]
+			}
+		}
+	}
+	msg, opts, err := s.buildMsg("", req)
+	if err != nil {
+		return nil, err
+	}
+	ack, err := s.js.PublishMsg(ctx, msg, opts...)
+	if err != nil {
+		return nil, translate(err, fmt.Sprintf("publish to %q", req.GetSubject()))
+	}
+	return pubAckTo(ack), nil
+}
+
+func pubAckTo(ack *jetstream.PubAck) *jetwayv1.PublishResponse {
+	return &jetwayv1.PublishResponse{Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate}
+}
+
+// pendingPublish is one PublishStream request on its way: either a future
+// JetStream ack or an error found before publishing.
+type pendingPublish struct {
+	id      uint64
+	subject string
+	future  jetstream.PubAckFuture
+	err     error
+}
+
+// PublishStream pipelines publishes: one goroutine reads requests and
+// publishes them asynchronously, another sends each ack in request order.
+// The channel between them holds at most the window, so a client that
+// publishes faster than JetStream acks is slowed by HTTP/2 flow control
+// rather than buffered. Both goroutines end with the RPC: the reader when
+// Recv fails (the stream context ends when this handler returns), the
+// writer when the reader closes the channel or the context ends.
+func (s *messageService) PublishStream(stream jetwayv1.MessageService_PublishStreamServer) error {
+	g, ctx := errgroup.WithContext(stream.Context())
+	pending := make(chan pendingPublish, s.window)
+	g.Go(func() error {
+		defer close(pending)
+		for {
+			req, err := stream.Recv()
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			p := pendingPublish{id: req.GetId(), subject: req.GetPublish().GetSubject()}
+			var msg *nats.Msg
+			var opts []jetstream.PublishOpt
+			if req.GetPublish() == nil {
+				p.err = fieldErr("publish", ErrInvalidArgument, "required")
+			} else if msg, opts, p.err = s.buildMsg("publish.", req.GetPublish()); p.err == nil {
+				p.future, p.err = s.js.PublishMsgAsync(msg, opts...)
+			}
+			select {
+			case pending <- p:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	})
+	g.Go(func() error {
+		for p := range pending {
+			resp := &jetwayv1.PublishStreamResponse{Id: p.id}
+			err := p.err
+			if err == nil {
+				select {
+				case ack := <-p.future.Ok():
+					resp.Result = &jetwayv1.PublishStreamResponse_Ack{Ack: pubAckTo(ack)}
+				case err = <-p.future.Err():
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+			if err != nil {
+				e, internal := ErrorProto(translate(err, fmt.Sprintf("publish to %q", p.subject)))
+				if internal {
+					s.log.ErrorContext(ctx, "publish stream: unexpected error", slog.Uint64("id", p.id), slog.Any("error", err))
+				}
+				resp.Result = &jetwayv1.PublishStreamResponse_Error{Error: e}
+			}
+			if err := stream.Send(resp); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return g.Wait()
+}
+
+// buildMsg validates a publish request and builds the NATS message and
+// JetStream options. prefix is the request's field path in its envelope.
+func (s *messageService) buildMsg(prefix string, req *jetwayv1.PublishRequest) (*nats.Msg, []jetstream.PublishOpt, error) {
+	if err := validatePublishSubject(prefix+"subject", req.GetSubject()); err != nil {
+		return nil, nil, err
+	}
+	msg := &nats.Msg{Subject: req.GetSubject()}
+	switch p := req.GetPayload().(type) {
+	case *jetwayv1.PublishRequest_Data:
+		msg.Data = p.Data
+	case *jetwayv1.PublishRequest_Text:
+		msg.Data = []byte(p.Text)
+	case *jetwayv1.PublishRequest_Json:
+		data, err := compactJSON(p.Json)
+		if err != nil {
+			return nil, nil, fieldErr(prefix+"json", ErrInvalidArgument, "%v", err)
+		}
+		msg.Data = data
+	}
+	size := len(msg.Data)
+	if len(req.GetHeaders()) > 0 {
+		msg.Header = make(nats.Header, len(req.GetHeaders()))
+		for name, hv := range req.GetHeaders() {
+			if err := validateHeader(prefix+"headers", name, hv.GetValues()); err != nil {
+				return nil, nil, err
+			}
+			msg.Header[name] = hv.GetValues()
+			for _, v := range hv.GetValues() {
+				size += len(name) + len(v) + 4
+			}
+		}
+	}
+	if max := s.maxPayload(); int64(size) > max {
+		return nil, nil, fieldErr(prefix+"data", ErrPayloadTooLarge, "message of %d bytes exceeds the maximum payload of %d bytes", size, max)
+	}
+	var opts []jetstream.PublishOpt
+	if id := req.GetMsgId(); id != "" {
+		if err := validateMsgID(prefix+"msg_id", id); err != nil {
+			return nil, nil, err
+		}
+		opts = append(opts, jetstream.WithMsgID(id))
+	}
+	if st := req.GetExpectedStream(); st != "" {
+		if err := validateName(prefix+"expected_stream", st); err != nil {
+			return nil, nil, err
+		}
+		opts = append(opts, jetstream.WithExpectStream(st))
+	}
+	if req.ExpectedLastSequence != nil {
+		opts = append(opts, jetstream.WithExpectLastSequence(req.GetExpectedLastSequence()))
+	}
+	if req.ExpectedLastSubjectSequence != nil {
+		opts = append(opts, jetstream.WithExpectLastSequencePerSubject(req.GetExpectedLastSubjectSequence()))
+	}
+	if id := req.GetExpectedLastMsgId(); id != "" {
+		if err := validateMsgID(prefix+"expected_last_msg_id", id); err != nil {
+			return nil, nil, err
+		}
+		opts = append(opts, jetstream.WithExpectLastMsgID(id))
+	}
+	if ttl := req.GetTtl(); ttl != nil {
+		d := ttl.AsDuration()
+		if err := ttl.CheckValid(); err != nil || d < time.Second || d%time.Second != 0 {
+			return nil, nil, fieldErr(prefix+"ttl", ErrInvalidArgument, "must be a whole number of seconds, at least 1s")
+		}
+		opts = append(opts, jetstream.WithMsgTTL(d))
+	}
+	return msg, opts, nil
+}
+
+// compactJSON encodes a JSON value compactly and without HTML escaping, so
+// that what is stored is exactly the JSON the client meant.
+func compactJSON(v *structpb.Value) ([]byte, error) {
+	if v == nil {
+		return []byte("null"), nil
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v.AsInterface()); err != nil {
+		return nil, fmt.Errorf("encode JSON: %w", err)
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// Subscribe is not implemented yet.
+func (s *messageService) Subscribe(*jetwayv1.SubscribeRequest, jetwayv1.MessageService_SubscribeServer) error {
+	return unimplemented("Subscribe")
+}
+
+// Fetch is not implemented yet.
+func (s *messageService) Fetch(context.Context, *jetwayv1.FetchRequest) (*jetwayv1.FetchResponse, error) {
+	return nil, unimplemented("Fetch")
+}
+
+// Ack is not implemented yet.
+func (s *messageService) Ack(context.Context, *jetwayv1.AckRequest) (*jetwayv1.AckResponse, error) {
+	return nil, unimplemented("Ack")
+}
+
+// Consume is not implemented yet.
+func (s *messageService) Consume(jetwayv1.MessageService_ConsumeServer) error {
+	return unimplemented("Consume")
+}
+
+func unimplemented(rpc string) error {
+	return fmt.Errorf("%w: %s is not available in this version of Jetway", ErrUnimplemented, strings.TrimSpace(rpc))
+}

@@ -1,0 +1,164 @@
+package bridge
+
+import (
+	"fmt"
+	"strings"
+	"unicode/utf8"
+)
+
+// Limits of names and subjects, as nats-server enforces them.
+const (
+	maxNameLen    = 255
+	maxSubjectLen = 1024
+	maxHeaderName = 255
+	maxMsgIDLen   = 255
+)
+
+// reservedPrefixes are subject spaces a client may never publish to: the
+// JetStream API and acks ($JS), the system account ($SYS), Raft ($NRG),
+// service discovery ($SRV) and reply inboxes. Publishing to $JS.API.… would
+// otherwise run admin operations through Publish. Key-value ($KV) and
+// object-store ($O) subjects are ordinary stream subjects and stay allowed.
+var reservedPrefixes = []string{"$JS.", "$JSC.", "$SYS.", "$NRG.", "$SRV.", "_INBOX."}
+
+// validatePublishSubject checks a subject a message is published to: valid
+// tokens, no wildcards, not in a reserved subject space.
+func validatePublishSubject(field, subject string) error {
+	if err := validateSubject(field, subject, false); err != nil {
+		return err
+	}
+	for _, p := range reservedPrefixes {
+		if strings.HasPrefix(subject, p) {
+			return fieldErr(field, ErrInvalidSubject, "%q is in the reserved %s subject space", subject, strings.TrimSuffix(p, "."))
+		}
+	}
+	return nil
+}
+
+// validateFilterSubject checks a subject used as a filter: wildcards allowed
+// ('*' as a whole token, '>' as the whole last token).
+func validateFilterSubject(field, subject string) error {
+	return validateSubject(field, subject, true)
+}
+
+func validateSubject(field, subject string, wildcards bool) error {
+	switch {
+	case subject == "":
+		return fieldErr(field, ErrInvalidSubject, "required")
+	case len(subject) > maxSubjectLen:
+		return fieldErr(field, ErrInvalidSubject, "longer than %d bytes", maxSubjectLen)
+	case !utf8.ValidString(subject):
+		return fieldErr(field, ErrInvalidSubject, "not valid UTF-8")
+	}
+	tokens := strings.Split(subject, ".")
+	for i, tok := range tokens {
+		if tok == "" {
+			return fieldErr(field, ErrInvalidSubject, "%q has an empty token", subject)
+		}
+		for _, r := range tok {
+			if r <= ' ' || r == 0x7f {
+				return fieldErr(field, ErrInvalidSubject, "%q contains whitespace or a control character", subject)
+			}
+		}
+		switch {
+		case tok == "*" || tok == ">":
+			if !wildcards {
+				return fieldErr(field, ErrInvalidSubject, "%q contains a wildcard", subject)
+			}
+			if tok == ">" && i != len(tokens)-1 {
+				return fieldErr(field, ErrInvalidSubject, "%q: '>' must be the last token", subject)
+			}
+		case strings.ContainsAny(tok, "*>"):
+			// nats-server treats a partial-token '*' or '>' literally, which
+			// is never what a client means.
+			return fieldErr(field, ErrInvalidSubject, "%q: '*' and '>' must be whole tokens", subject)
+		}
+	}
+	return nil
+}
+
+// validateName checks a stream or consumer name.
+func validateName(field, name string) error {
+	switch {
+	case name == "":
+		return fieldErr(field, ErrInvalidName, "required")
+	case len(name) > maxNameLen:
+		return fieldErr(field, ErrInvalidName, "longer than %d bytes", maxNameLen)
+	case !utf8.ValidString(name):
+		return fieldErr(field, ErrInvalidName, "not valid UTF-8")
+	}
+	for _, r := range name {
+		if r <= ' ' || r == 0x7f || strings.ContainsRune(".*>/\\", r) {
+			return fieldErr(field, ErrInvalidName, "%q: names cannot contain '.', '*', '>', '/', '\\', whitespace or control characters", name)
+		}
+	}
+	return nil
+}
+
+// validateHeader checks one header name and its values as the NATS protocol
+// can carry them: a printable ASCII name without ':' and values without CR
+// or LF. Names starting with "Nats-" are JetStream's own and are set only
+// through the request's typed fields.
+func validateHeader(field, name string, values []string) error {
+	if name == "" {
+		return fieldErr(field, ErrInvalidHeader, "empty header name")
+	}
+	if len(name) > maxHeaderName {
+		return fieldErr(field, ErrInvalidHeader, "header name longer than %d bytes", maxHeaderName)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c <= ' ' || c >= 0x7f || c == ':' {
+			return fieldErr(field, ErrInvalidHeader, "header name %q: printable ASCII without ':' or spaces", name)
+		}
+	}
+	if len(name) >= 5 && strings.EqualFold(name[:5], "Nats-") {
+		return fieldErr(field, ErrInvalidHeader, "header %q is reserved for JetStream; use the request's fields", name)
+	}
+	if len(values) == 0 {
+		return fieldErr(field, ErrInvalidHeader, "header %q has no values", name)
+	}
+	for _, v := range values {
+		if strings.ContainsAny(v, "\r\n") || !utf8.ValidString(v) {
+			return fieldErr(field, ErrInvalidHeader, "header %q: values must be UTF-8 without CR or LF", name)
+		}
+	}
+	return nil
+}
+
+// validateMsgID checks a Nats-Msg-Id value.
+func validateMsgID(field, id string) error {
+	if len(id) > maxMsgIDLen {
+		return fieldErr(field, ErrInvalidArgument, "longer than %d bytes", maxMsgIDLen)
+	}
+	if strings.ContainsAny(id, "\r\n") || !utf8.ValidString(id) {
+		return fieldErr(field, ErrInvalidArgument, "must be UTF-8 without CR or LF")
+	}
+	return nil
+}
+
+// pageToken encodes a list offset; tokens are opaque to clients.
+func pageToken(offset int) string { return fmt.Sprintf("o%d", offset) }
+
+// parsePageToken decodes a pageToken; empty is the first page.
+func parsePageToken(field, tok string) (int, error) {
+	if tok == "" {
+		return 0, nil
+	}
+	var off int
+	if n, err := fmt.Sscanf(tok, "o%d", &off); err != nil || n != 1 || off < 0 || pageToken(off) != tok {
+		return 0, fieldErr(field, ErrInvalidArgument, "not a page token this server issued")
+	}
+	return off, nil
+}
+
+// pageSize applies the default and bounds of page_size.
+func pageSize(field string, n int32) (int, error) {
+	switch {
+	case n == 0:
+		return 100, nil
+	case n < 0 || n > 1000:
+		return 0, fieldErr(field, ErrInvalidArgument, "must be between 1 and 1000")
+	}
+	return int(n), nil
+}
