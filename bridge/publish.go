@@ -170,7 +170,7 @@ func (s *messageService) buildMsg(prefix string, req *jetwayv1.PublishRequest) (
 			}
 		}
 	}
-	if max := s.maxPayload(); int64(size) > max {
+	if max := s.maxPayload(); max > 0 && int64(size) > max {
 		return nil, nil, fieldErr(prefix+"data", ErrPayloadTooLarge, "message of %d bytes exceeds the maximum payload of %d bytes", size, max)
 	}
 	var opts []jetstream.PublishOpt

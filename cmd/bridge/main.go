@@ -1,0 +1,56 @@
+// Command bridge runs Jetway: a gRPC and REST/JSON bridge to NATS JetStream.
+//
+// With no --nats-url it starts an embedded JetStream server, so that
+// `go run ./cmd/bridge` is a working system. See README.md for the flags.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/jetway-dev/jetway/config"
+	"github.com/jetway-dev/jetway/server"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "bridge:", err)
+		}
+		stop()
+		os.Exit(2)
+	}
+}
+
+// run parses the configuration, starts the bridge and waits until ctx ends
+// and the bridge has shut down.
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	cfg, err := config.Parse(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.Log, stderr)
+	log.Info("starting jetway bridge", slog.Any("config", cfg))
+	srv, err := server.Start(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	return srv.Wait()
+}
+
+func newLogger(c config.Log, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: c.Level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,201 @@
+// Package config reads the bridge's configuration from flags and JETWAY_*
+// environment variables; a flag given on the command line wins over the
+// environment.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/jetway-dev/jetway/auth"
+)
+
+// Config is the whole configuration, one struct per concern.
+type Config struct {
+	NATS   NATS
+	Server Server
+	Log    Log
+}
+
+// NATS says how the bridge reaches JetStream.
+type NATS struct {
+	// URLs are the NATS servers, comma-separated; empty runs an embedded
+	// server.
+	URLs string
+	// DataDir is the embedded server's JetStream store.
+	DataDir string
+	// EmbeddedListen opens a NATS port on the embedded server ("" none).
+	EmbeddedListen string
+	// Credentials are presented to NATS.
+	Credentials auth.NATSCredentials
+	// ConnectTimeout bounds the wait for the first connection at start.
+	ConnectTimeout time.Duration
+	// RequestTimeout is the default timeout of JetStream calls whose
+	// client set no deadline.
+	RequestTimeout time.Duration
+}
+
+// Server configures the gRPC and HTTP listeners.
+type Server struct {
+	GRPCListen string
+	HTTPListen string
+	// MaxConcurrentStreams caps concurrent RPCs per HTTP/2 connection.
+	MaxConcurrentStreams uint
+	// MaxCallTimeout clamps the deadline of unary calls (Grpc-Timeout).
+	MaxCallTimeout time.Duration
+	// ShutdownTimeout bounds the graceful drain at shutdown.
+	ShutdownTimeout time.Duration
+	// PublishWindow is PublishStream's per-stream pipeline window.
+	PublishWindow int
+	// MaxBodyBytes caps REST request bodies; 0 derives it from the NATS
+	// maximum payload.
+	MaxBodyBytes int64
+}
+
+// Log configures logging.
+type Log struct {
+	Format string // text or json
+	Level  slog.Level
+}
+
+// EnvPrefix prefixes every environment variable.
+const EnvPrefix = "JETWAY_"
+
+// EnvName is the environment variable of a flag: JETWAY_ and the flag name
+// in upper case with '-' as '_' (--nats-url is JETWAY_NATS_URL).
+func EnvName(flagName string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// Parse reads args (without the program name) and the environment.
+func Parse(args []string, getenv func(string) string, output io.Writer) (Config, error) {
+	var c Config
+	fs := flag.NewFlagSet("bridge", flag.ContinueOnError)
+	fs.SetOutput(output)
+	n := &c.NATS
+	fs.StringVar(&n.URLs, "nats-url", "", "NATS server URLs, comma-separated; empty starts an embedded JetStream server")
+	fs.StringVar(&n.DataDir, "data-dir", "jetway-data", "JetStream storage directory of the embedded server")
+	fs.StringVar(&n.EmbeddedListen, "embedded-nats-listen", "", "open a NATS client port on the embedded server (host:port); empty opens none")
+	fs.DurationVar(&n.ConnectTimeout, "nats-connect-timeout", 10*time.Second, "wait at most this long for the first NATS connection")
+	fs.DurationVar(&n.RequestTimeout, "nats-request-timeout", 5*time.Second, "timeout of JetStream calls when the client set no deadline")
+	cr := &n.Credentials
+	fs.StringVar(&cr.CredsFile, "nats-creds", "", "NATS creds file (user JWT and seed, as nsc writes it)")
+	fs.StringVar(&cr.NKeySeedFile, "nats-nkey-file", "", "file holding a NATS user NKey seed")
+	fs.StringVar(&cr.NKeySeed, "nats-nkey", "", "NATS user NKey seed (prefer JETWAY_NATS_NKEY or --nats-nkey-file)")
+	fs.StringVar(&cr.Token, "nats-token", "", "NATS token (prefer JETWAY_NATS_TOKEN)")
+	fs.StringVar(&cr.User, "nats-user", "", "NATS user")
+	fs.StringVar(&cr.Password, "nats-password", "", "NATS password (prefer JETWAY_NATS_PASSWORD)")
+	fs.StringVar(&cr.TLSCA, "nats-tls-ca", "", "PEM file of CAs for the NATS servers' certificates")
+	fs.StringVar(&cr.TLSCert, "nats-tls-cert", "", "client certificate for TLS to NATS")
+	fs.StringVar(&cr.TLSKey, "nats-tls-key", "", "client key for TLS to NATS")
+	fs.StringVar(&cr.TLSServerName, "nats-tls-server-name", "", "server name expected in the NATS certificate")
+
+	s := &c.Server
+	fs.StringVar(&s.GRPCListen, "grpc-listen", "127.0.0.1:9090", "gRPC listen address")
+	fs.StringVar(&s.HTTPListen, "http-listen", "127.0.0.1:8080", "HTTP (REST, health, OpenAPI) listen address")
+	fs.UintVar(&s.MaxConcurrentStreams, "max-concurrent-streams", 1024, "maximum concurrent RPCs per HTTP/2 connection")
+	fs.DurationVar(&s.MaxCallTimeout, "max-call-timeout", time.Minute, "clamp on the deadline of unary calls")
+	fs.DurationVar(&s.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "bound on the graceful drain at shutdown")
+	fs.IntVar(&s.PublishWindow, "publish-window", 1024, "publishes one PublishStream may have awaiting acks")
+	fs.Int64Var(&s.MaxBodyBytes, "http-max-body", 0, "maximum REST request body in bytes; 0 derives it from the NATS max payload")
+
+	l := &c.Log
+	fs.StringVar(&l.Format, "log-format", "text", "log format: text or json")
+	fs.TextVar(&l.Level, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
+
+	// The environment first, then the command line over it.
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		env := EnvName(f.Name)
+		if v := getenv(env); v != "" && envErr == nil {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = fmt.Errorf("config: %s: %w", env, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return c, envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, fmt.Errorf("config: %w", err)
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("config: unexpected argument %q", fs.Arg(0))
+	}
+	return c, c.validate()
+}
+
+func (c Config) validate() error {
+	var errs []error
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		errs = append(errs, fmt.Errorf("--log-format %q: want text or json", c.Log.Format))
+	}
+	if c.NATS.URLs == "" && c.NATS.DataDir == "" {
+		errs = append(errs, errors.New("--data-dir is required for the embedded server"))
+	}
+	if c.Server.PublishWindow < 1 || c.Server.PublishWindow > 65536 {
+		errs = append(errs, fmt.Errorf("--publish-window %d: want 1 to 65536", c.Server.PublishWindow))
+	}
+	if c.Server.MaxCallTimeout <= 0 || c.Server.ShutdownTimeout <= 0 || c.NATS.RequestTimeout <= 0 || c.NATS.ConnectTimeout <= 0 {
+		errs = append(errs, errors.New("timeouts must be positive"))
+	}
+	if c.Server.MaxBodyBytes < 0 {
+		errs = append(errs, errors.New("--http-max-body must not be negative"))
+	}
+	if _, err := c.NATS.Credentials.Options(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	return nil
+}
+
+// LogValue is the effective configuration for the start-up log, secrets
+// redacted.
+func (c Config) LogValue() slog.Value {
+	mode := "embedded"
+	if c.NATS.URLs != "" {
+		mode = "external"
+	}
+	return slog.GroupValue(
+		slog.Group("nats",
+			slog.String("mode", mode),
+			slog.String("url", RedactURLs(c.NATS.URLs)),
+			slog.String("data_dir", c.NATS.DataDir),
+			slog.String("embedded_listen", c.NATS.EmbeddedListen),
+			slog.Any("credentials", c.NATS.Credentials),
+			slog.Duration("connect_timeout", c.NATS.ConnectTimeout),
+			slog.Duration("request_timeout", c.NATS.RequestTimeout)),
+		slog.Group("server",
+			slog.String("grpc_listen", c.Server.GRPCListen),
+			slog.String("http_listen", c.Server.HTTPListen),
+			slog.Uint64("max_concurrent_streams", uint64(c.Server.MaxConcurrentStreams)),
+			slog.Duration("max_call_timeout", c.Server.MaxCallTimeout),
+			slog.Duration("shutdown_timeout", c.Server.ShutdownTimeout),
+			slog.Int("publish_window", c.Server.PublishWindow),
+			slog.Int64("http_max_body", c.Server.MaxBodyBytes)),
+		slog.Group("log", slog.String("format", c.Log.Format), slog.String("level", c.Log.Level.String())),
+	)
+}
+
+// RedactURLs hides the user information (user:password or token) of
+// comma-separated NATS URLs, for logs.
+func RedactURLs(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, u := range parts {
+		u = strings.TrimSpace(u)
+		if p, err := url.Parse(u); err == nil && p.User != nil {
+			p.User = url.User("REDACTED")
+			u = p.String()
+		}
+		parts[i] = u
+	}
+	return strings.Join(parts, ",")
+}

@@ -1,0 +1,140 @@
+// Package gateway serves the REST/JSON mirror of the jetway.v1 API with
+// grpc-gateway, plus health, readiness and the OpenAPI document.
+//
+// The gateway dials the bridge's own gRPC server (over an in-memory
+// connection), so REST calls pass through the same interceptors as gRPC
+// calls and streaming works.
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/textproto"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/jetway-dev/jetway/bridge"
+	jetwayv1 "github.com/jetway-dev/jetway/gen/jetway/v1"
+	"github.com/jetway-dev/jetway/gen/openapi"
+)
+
+// Options configures the handler.
+type Options struct {
+	// MaxBodyBytes caps request bodies; larger ones get 413. Required.
+	MaxBodyBytes int64
+	// Ready reports whether the bridge can serve (NATS connected and
+	// JetStream answering); /readyz calls it. Required.
+	Ready func(context.Context) error
+	// Logger receives request errors; nil discards.
+	Logger *slog.Logger
+}
+
+// New returns the HTTP handler of the REST API over conn.
+func New(ctx context.Context, conn *grpc.ClientConn, o Options) (http.Handler, error) {
+	if o.MaxBodyBytes <= 0 || o.Ready == nil {
+		return nil, errors.New("gateway: MaxBodyBytes and Ready are required")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	gw := runtime.NewServeMux(
+		runtime.WithIncomingHeaderMatcher(IncomingHeader),
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
+			MarshalOptions: protojson.MarshalOptions{UseProtoNames: true, EmitDefaultValues: true},
+			// Unknown fields are an error: a misspelt field must not be
+			// silently ignored.
+			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+		}),
+	)
+	if err := jetwayv1.RegisterMessageServiceHandler(ctx, gw, conn); err != nil {
+		return nil, fmt.Errorf("gateway: register MessageService: %w", err)
+	}
+	if err := jetwayv1.RegisterAdminServiceHandler(ctx, gw, conn); err != nil {
+		return nil, fmt.Errorf("gateway: register AdminService: %w", err)
+	}
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, `{"status":"ok"}`)
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		rctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := o.Ready(rctx); err != nil {
+			o.Logger.WarnContext(r.Context(), "not ready", slog.Any("error", err))
+			writeJSON(w, http.StatusServiceUnavailable, `{"status":"unavailable"}`)
+			return
+		}
+		writeJSON(w, http.StatusOK, `{"status":"ready"}`)
+	})
+	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(openapi.JSON)
+	})
+	mux.Handle("/", limitBody(gw, o.MaxBodyBytes))
+	return mux, nil
+}
+
+func writeJSON(w http.ResponseWriter, code int, body string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_, _ = io.WriteString(w, body+"\n")
+}
+
+// IncomingHeader decides which HTTP headers become gRPC metadata. Only the
+// headers the API defines pass: Authorization (for the auth interceptor)
+// and Idempotency-Key (Publish's msg_id). Grpc-Metadata-* and every other
+// header are dropped, so a REST client can never forge metadata that the
+// server would trust.
+func IncomingHeader(key string) (string, bool) {
+	switch textproto.CanonicalMIMEHeaderKey(key) {
+	case "Authorization":
+		return "authorization", true
+	case "Idempotency-Key":
+		return bridge.IdempotencyKeyMetadata, true
+	}
+	return "", false
+}
+
+// limitBody reads at most limit bytes of a request body before the gateway
+// sees it, answering 413 when the body is larger. (grpc-gateway would turn a
+// truncated body into a JSON syntax error, 400.) The gateway reads the whole
+// body to decode it anyway, so buffering here costs no extra memory bound.
+func limitBody(next http.Handler, limit int64) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body == nil || r.Body == http.NoBody {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if r.ContentLength > limit {
+			tooLarge(w, limit)
+			return
+		}
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+		var mbe *http.MaxBytesError
+		switch {
+		case errors.As(err, &mbe):
+			tooLarge(w, limit)
+			return
+		case err != nil:
+			writeJSON(w, http.StatusBadRequest, `{"code":3,"message":"could not read the request body","details":[]}`)
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		next.ServeHTTP(w, r)
+	})
+}
+
+func tooLarge(w http.ResponseWriter, limit int64) {
+	w.Header().Set("Connection", "close")
+	writeJSON(w, http.StatusRequestEntityTooLarge,
+		fmt.Sprintf(`{"code":3,"message":"request body larger than %d bytes","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"BODY_TOO_LARGE","domain":%q}]}`, limit, bridge.ErrorDomain))
+}

@@ -1,0 +1,76 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+	"runtime/debug"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/jetway-dev/jetway/bridge"
+)
+
+// errorEdge converts what a handler returned into the status sent, logging
+// internal errors with their detail (which the client never sees), and
+// turns a panic into Internal so that no request can crash the process.
+// (go-grpc-middleware has a recovery interceptor; these few lines keep a
+// dependency out.)
+type errorEdge struct {
+	log *slog.Logger
+}
+
+func (e errorEdge) finish(ctx context.Context, method string, start time.Time, err error, recovered any) error {
+	if recovered != nil {
+		e.log.ErrorContext(ctx, "panic in handler", slog.String("method", method), slog.Any("panic", recovered), slog.String("stack", string(debug.Stack())))
+		return status.Error(codes.Internal, "internal error")
+	}
+	if err == nil {
+		e.log.DebugContext(ctx, "rpc", slog.String("method", method), slog.Duration("duration", time.Since(start)))
+		return nil
+	}
+	st, internal := bridge.Status(err)
+	if internal {
+		e.log.ErrorContext(ctx, "rpc failed", slog.String("method", method), slog.Any("error", err), slog.Duration("duration", time.Since(start)))
+	} else {
+		e.log.DebugContext(ctx, "rpc failed", slog.String("method", method), slog.String("code", st.Code().String()), slog.Any("error", err), slog.Duration("duration", time.Since(start)))
+	}
+	return st.Err()
+}
+
+func (e errorEdge) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+	start := time.Now()
+	defer func() {
+		if r := recover(); r != nil {
+			resp, err = nil, e.finish(ctx, info.FullMethod, start, nil, r)
+		}
+	}()
+	resp, err = handler(ctx, req)
+	return resp, e.finish(ctx, info.FullMethod, start, err, nil)
+}
+
+func (e errorEdge) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+	start := time.Now()
+	defer func() {
+		if r := recover(); r != nil {
+			err = e.finish(ss.Context(), info.FullMethod, start, nil, r)
+		}
+	}()
+	return e.finish(ss.Context(), info.FullMethod, start, handler(srv, ss), nil)
+}
+
+// clampDeadline bounds the deadline of unary calls: a client-sent
+// Grpc-Timeout larger than max (or none at all) becomes max, so no unary
+// call holds server resources longer than that.
+func clampDeadline(max time.Duration) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > max {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, max)
+			defer cancel()
+		}
+		return handler(ctx, req)
+	}
+}

@@ -1,0 +1,331 @@
+// Package server runs the bridge: it starts or reaches NATS, serves gRPC
+// and HTTP, and owns graceful shutdown.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/test/bufconn"
+
+	"github.com/jetway-dev/jetway/bridge"
+	"github.com/jetway-dev/jetway/config"
+	"github.com/jetway-dev/jetway/embedded"
+	"github.com/jetway-dev/jetway/gateway"
+)
+
+// defaultMaxPayload is NATS's default maximum payload, used to size limits
+// while the maximum of the real server is not known yet.
+const defaultMaxPayload = 1 << 20
+
+// protoOverhead is room for the fields around a payload in one request.
+const protoOverhead = 64 << 10
+
+// Server is a running bridge. It stops when the context given to Start
+// ends; Wait returns once everything has stopped.
+type Server struct {
+	grpcAddr, httpAddr net.Addr
+	natsURL            string
+	done               chan struct{}
+	err                error
+}
+
+// GRPCAddr is the address the gRPC server listens on.
+func (s *Server) GRPCAddr() net.Addr { return s.grpcAddr }
+
+// HTTPAddr is the address the HTTP server listens on.
+func (s *Server) HTTPAddr() net.Addr { return s.httpAddr }
+
+// NATSURL is the embedded server's client URL when it opened a port.
+func (s *Server) NATSURL() string { return s.natsURL }
+
+// Wait blocks until the server has stopped and returns why it stopped: nil
+// after a graceful shutdown.
+func (s *Server) Wait() error {
+	<-s.done
+	return s.err
+}
+
+// Start binds the listeners, starts (or connects to) NATS and serves in the
+// background until ctx ends. An error means nothing was left running.
+func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, err error) {
+	var cleanup []func()
+	defer func() {
+		if err != nil {
+			for i := len(cleanup) - 1; i >= 0; i-- {
+				cleanup[i]()
+			}
+		}
+	}()
+
+	var natsOpts []nats.Option
+	urls := cfg.NATS.URLs
+	s := &Server{done: make(chan struct{})}
+	var ns *embedded.Server
+	if urls == "" {
+		ns, err = embedded.Start(embedded.Config{DataDir: cfg.NATS.DataDir, Listen: cfg.NATS.EmbeddedListen, Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+		cleanup = append(cleanup, ns.Shutdown)
+		natsOpts = append(natsOpts, ns.ConnectOption())
+		if cfg.NATS.EmbeddedListen != "" {
+			s.natsURL = ns.ClientURL()
+		}
+		log.Info("embedded NATS server started", slog.String("data_dir", cfg.NATS.DataDir), slog.String("client_url", s.natsURL))
+	}
+
+	nc, err := connect(cfg, log, urls, natsOpts)
+	if err != nil {
+		return nil, err
+	}
+	cleanup = append(cleanup, nc.Close)
+	js, err := jetstream.New(nc,
+		jetstream.WithDefaultTimeout(cfg.NATS.RequestTimeout),
+		jetstream.WithPublishAsyncTimeout(cfg.NATS.RequestTimeout),
+		jetstream.WithPublishAsyncMaxPending(1<<20),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("server: jetstream.New: %w", err)
+	}
+	b, err := bridge.New(js, bridge.WithLogger(log), bridge.WithPublishWindow(cfg.Server.PublishWindow))
+	if err != nil {
+		return nil, fmt.Errorf("server: bridge.New: %w", err)
+	}
+
+	maxPayload := nc.MaxPayload()
+	if maxPayload <= 0 {
+		maxPayload = defaultMaxPayload
+	}
+	// A payload travels as bytes in gRPC, as base64 (4/3) or escaped text
+	// in JSON; either way with headers and fields around it.
+	maxRecv := int(2*maxPayload + protoOverhead)
+	maxBody := cfg.Server.MaxBodyBytes
+	if maxBody == 0 {
+		maxBody = 2*maxPayload + protoOverhead
+	}
+
+	grpcLis, err := net.Listen("tcp", cfg.Server.GRPCListen)
+	if err != nil {
+		return nil, fmt.Errorf("server: gRPC listen: %w", err)
+	}
+	cleanup = append(cleanup, func() { _ = grpcLis.Close() })
+	httpLis, err := net.Listen("tcp", cfg.Server.HTTPListen)
+	if err != nil {
+		return nil, fmt.Errorf("server: HTTP listen: %w", err)
+	}
+	cleanup = append(cleanup, func() { _ = httpLis.Close() })
+	s.grpcAddr, s.httpAddr = grpcLis.Addr(), httpLis.Addr()
+
+	edge := errorEdge{log: log}
+	gs := grpc.NewServer(
+		grpc.MaxRecvMsgSize(maxRecv),
+		grpc.MaxConcurrentStreams(uint32(min(cfg.Server.MaxConcurrentStreams, 1<<31))),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.ChainUnaryInterceptor(edge.unary, clampDeadline(cfg.Server.MaxCallTimeout)),
+		grpc.ChainStreamInterceptor(edge.stream),
+	)
+	b.Register(gs)
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(gs, hs)
+	reflection.Register(gs)
+
+	ready := func(ctx context.Context) error {
+		if st := nc.Status(); st != nats.CONNECTED {
+			return fmt.Errorf("nats connection is %s", st)
+		}
+		if _, err := js.AccountInfo(ctx); err != nil {
+			return fmt.Errorf("jetstream account info: %w", err)
+		}
+		return nil
+	}
+	setHealth := func() {
+		st := healthpb.HealthCheckResponse_SERVING
+		if nc.Status() != nats.CONNECTED {
+			st = healthpb.HealthCheckResponse_NOT_SERVING
+		}
+		hs.SetServingStatus("", st)
+	}
+	nc.SetDisconnectErrHandler(func(c *nats.Conn, err error) {
+		if c.IsDraining() || c.IsClosed() {
+			return // our own shutdown
+		}
+		log.Warn("NATS disconnected", slog.Any("error", err))
+		setHealth()
+	})
+	nc.SetReconnectHandler(func(c *nats.Conn) {
+		log.Info("NATS reconnected", slog.String("url", config.RedactURLs(c.ConnectedUrl())))
+		setHealth()
+	})
+	setHealth()
+
+	// The gateway reaches the gRPC server through an in-memory listener:
+	// the same server, interceptors and limits, no TCP port or TLS to
+	// configure, and streaming RPCs work.
+	mem := bufconn.Listen(1 << 20)
+	conn, err := grpc.NewClient("passthrough:///jetway-in-memory",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return mem.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecv), grpc.MaxCallSendMsgSize(maxRecv)),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("server: gateway client: %w", err)
+	}
+	cleanup = append(cleanup, func() { _ = conn.Close() })
+	serveCtx, stopServe := context.WithCancel(context.WithoutCancel(ctx))
+	handler, err := gateway.New(serveCtx, conn, gateway.Options{MaxBodyBytes: maxBody, Ready: ready, Logger: log})
+	if err != nil {
+		stopServe()
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	httpSrv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return serveGRPC(gs, grpcLis) })
+	g.Go(func() error { return serveGRPC(gs, mem) })
+	g.Go(func() error {
+		if err := httpSrv.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("server: HTTP: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		log.Info("shutting down", slog.Duration("timeout", cfg.Server.ShutdownTimeout))
+		hs.Shutdown()
+		return shutdown(cfg.Server.ShutdownTimeout, httpSrv, gs)
+	})
+	log.Info("serving", slog.String("grpc", s.grpcAddr.String()), slog.String("http", s.httpAddr.String()))
+	go func() {
+		defer close(s.done)
+		s.err = g.Wait()
+		stopServe()
+		_ = conn.Close()
+		drainNATS(nc, cfg.Server.ShutdownTimeout, log)
+		if ns != nil {
+			ns.Shutdown()
+		}
+		log.Info("stopped")
+	}()
+	return s, nil
+}
+
+func serveGRPC(gs *grpc.Server, lis net.Listener) error {
+	if err := gs.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		return fmt.Errorf("server: gRPC: %w", err)
+	}
+	return nil
+}
+
+// shutdown stops accepting, lets in-flight calls finish within timeout and
+// then ends the rest.
+func shutdown(timeout time.Duration, httpSrv *http.Server, gs *grpc.Server) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	// REST calls go through the gRPC server, so HTTP stops first.
+	httpErr := httpSrv.Shutdown(ctx)
+	if httpErr != nil {
+		_ = httpSrv.Close()
+	}
+	stopped := make(chan struct{})
+	go func() {
+		gs.GracefulStop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		gs.Stop()
+		<-stopped
+	}
+	if httpErr != nil && !errors.Is(httpErr, context.DeadlineExceeded) {
+		return fmt.Errorf("server: HTTP shutdown: %w", httpErr)
+	}
+	return nil
+}
+
+// connect dials NATS. With RetryOnFailedConnect the bridge starts even when
+// NATS is not reachable yet, and reports not ready until it is.
+func connect(cfg config.Config, log *slog.Logger, urls string, extra []nats.Option) (*nats.Conn, error) {
+	creds, err := cfg.NATS.Credentials.Options()
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	connected := make(chan struct{}, 1)
+	opts := append([]nats.Option{
+		nats.Name("jetway-bridge"),
+		nats.MaxReconnects(-1),
+		nats.RetryOnFailedConnect(true),
+		nats.DrainTimeout(cfg.Server.ShutdownTimeout),
+		nats.ConnectHandler(func(*nats.Conn) { connected <- struct{}{} }),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			attrs := []any{slog.Any("error", err)}
+			if sub != nil {
+				attrs = append(attrs, slog.String("subject", sub.Subject))
+			}
+			log.Error("NATS asynchronous error", attrs...)
+		}),
+		nats.ClosedHandler(func(*nats.Conn) { log.Info("NATS connection closed") }),
+	}, creds...)
+	opts = append(opts, extra...)
+	if urls == "" {
+		urls = nats.DefaultURL // unused: the in-process option takes over
+	}
+	nc, err := nats.Connect(urls, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("server: connect to NATS: %w", err)
+	}
+	where := "in-process"
+	if cfg.NATS.URLs != "" {
+		where = config.RedactURLs(nc.ConnectedUrl())
+	}
+	if nc.IsConnected() {
+		log.Info("NATS connected", slog.String("url", where), slog.Int64("max_payload", nc.MaxPayload()))
+		return nc, nil
+	}
+	select {
+	case <-connected:
+		log.Info("NATS connected", slog.String("url", config.RedactURLs(nc.ConnectedUrl())), slog.Int64("max_payload", nc.MaxPayload()))
+	case <-time.After(cfg.NATS.ConnectTimeout):
+		log.Warn("NATS not reachable yet; serving as not ready and retrying", slog.String("urls", config.RedactURLs(urls)))
+	}
+	return nc, nil
+}
+
+func drainNATS(nc *nats.Conn, timeout time.Duration, log *slog.Logger) {
+	if nc.IsClosed() {
+		return
+	}
+	closed := make(chan struct{})
+	nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+	if err := nc.Drain(); err != nil {
+		nc.Close()
+		return
+	}
+	select {
+	case <-closed:
+	case <-time.After(timeout + time.Second):
+		log.Warn("NATS drain timed out")
+		nc.Close()
+	}
+}
