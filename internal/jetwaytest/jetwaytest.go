@@ -1,0 +1,181 @@
+// Package jetwaytest starts a whole bridge for tests: an embedded
+// nats-server with JetStream in a temporary directory, the gRPC server and
+// the REST gateway on loopback ports.
+package jetwaytest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/jetway-dev/jetway/config"
+	jetwayv1 "github.com/jetway-dev/jetway/gen/jetway/v1"
+	"github.com/jetway-dev/jetway/server"
+)
+
+// Bridge is a running bridge under test.
+type Bridge struct {
+	Server   *server.Server
+	Conn     *grpc.ClientConn
+	Messages jetwayv1.MessageServiceClient
+	Admin    jetwayv1.AdminServiceClient
+	// BaseURL is the REST root, e.g. http://127.0.0.1:41234.
+	BaseURL string
+	// JS is a native nats.go JetStream client on the same server, for
+	// checking what the bridge did.
+	JS jetstream.JetStream
+	// Stop shuts the bridge down and waits; Cleanup also calls it.
+	Stop func() error
+}
+
+// Option changes the configuration before start.
+type Option func(*config.Config)
+
+// Start runs a bridge for the duration of the test.
+func Start(t testing.TB, opts ...Option) *Bridge {
+	t.Helper()
+	cfg, err := config.Parse([]string{
+		"--data-dir", t.TempDir(),
+		"--embedded-nats-listen", "127.0.0.1:-1",
+		"--grpc-listen", "127.0.0.1:0",
+		"--http-listen", "127.0.0.1:0",
+		"--shutdown-timeout", "5s",
+	}, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	ctx, cancel := context.WithCancel(context.Background())
+	srv, err := server.Start(ctx, cfg, log)
+	if err != nil {
+		cancel()
+		t.Fatalf("server.Start: %v", err)
+	}
+	stopped := false
+	stop := func() error {
+		if stopped {
+			return nil
+		}
+		stopped = true
+		cancel()
+		done := make(chan error, 1)
+		go func() { done <- srv.Wait() }()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(30 * time.Second):
+			t.Errorf("bridge did not stop within 30s")
+			return nil
+		}
+	}
+	conn, err := grpc.NewClient(srv.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		_ = stop()
+		t.Fatalf("grpc.NewClient: %v", err)
+	}
+	nc, err := nats.Connect(srv.NATSURL())
+	if err != nil {
+		_ = stop()
+		t.Fatalf("nats.Connect: %v", err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatalf("jetstream.New: %v", err)
+	}
+	b := &Bridge{
+		Server:   srv,
+		Conn:     conn,
+		Messages: jetwayv1.NewMessageServiceClient(conn),
+		Admin:    jetwayv1.NewAdminServiceClient(conn),
+		BaseURL:  "http://" + srv.HTTPAddr().String(),
+		JS:       js,
+	}
+	b.Stop = func() error {
+		_ = conn.Close()
+		nc.Close()
+		return stop()
+	}
+	t.Cleanup(func() {
+		if err := b.Stop(); err != nil {
+			t.Errorf("bridge stopped with error: %v", err)
+		}
+	})
+	return b
+}
+
+// Context returns a context bounded by d and cancelled at the end of the test.
+func Context(t testing.TB, d time.Duration) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// Response is a REST response.
+type Response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// JSON decodes the body into a generic map (or fails the test).
+func (r Response) JSON(t testing.TB) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.Body, &m); err != nil {
+		t.Fatalf("decode %q: %v", r.Body, err)
+	}
+	return m
+}
+
+// Do sends a REST request with a JSON body ("" for none) and reads the
+// whole response, within 10 seconds.
+func (b *Bridge) Do(t testing.TB, method, path, body string, header ...string) Response {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var rd io.Reader
+	if body != "" {
+		rd = bytes.NewBufferString(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, b.BaseURL+path, rd)
+	if err != nil {
+		t.Fatalf("new request: %v", err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Add(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("read body: %v", err)
+	}
+	return Response{Status: resp.StatusCode, Header: resp.Header, Body: data}
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(bytes.TrimRight(p, "\n")))
+	return len(p), nil
+}
