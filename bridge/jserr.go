@@ -50,10 +50,13 @@ var apiErrorCodes = map[jetstream.ErrorCode]error{
 	10194: ErrUnavailable,         // JSStreamOfflineReasonErrF
 }
 
-// translate turns an error from nats.go into one wrapping a domain sentinel,
-// keeping the original in the chain for logs. what names the operation and
-// its object, e.g. `stream "ORDERS"`. Errors the bridge cannot classify are
-// returned wrapped but without a sentinel, and so become Internal.
+// translate turns an error from nats.go into one wrapping a domain sentinel
+// and, for logs and errors.Is, the original. what names the operation and
+// its object, e.g. `stream "ORDERS"`. The message (which clients see) holds
+// the sentinel, what, and for JetStream API errors their description, which
+// is written for clients ("subjects overlap with an existing stream"). Errors
+// the bridge cannot classify keep their full text and no sentinel, and so
+// become Internal, with the text only in the log.
 func translate(err error, what string) error {
 	if err == nil {
 		return nil
@@ -62,14 +65,22 @@ func translate(err error, what string) error {
 	if sentinel == nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
+	msg := sentinel.Error() + ": " + what
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) && apiErr.Description != "" {
-		// JetStream's descriptions are written for clients ("subjects
-		// overlap with an existing stream", "wrong last sequence: 4").
-		return fmt.Errorf("%w: %s: %s", sentinel, what, apiErr.Description)
+		msg += ": " + apiErr.Description
 	}
-	return fmt.Errorf("%w: %s", sentinel, what)
+	return &translated{msg: msg, sentinel: sentinel, cause: err}
 }
+
+// translated is a NATS error with its domain meaning.
+type translated struct {
+	msg             string
+	sentinel, cause error
+}
+
+func (e *translated) Error() string   { return e.msg }
+func (e *translated) Unwrap() []error { return []error{e.sentinel, e.cause} }
 
 func classify(err error) error {
 	var apiErr *jetstream.APIError

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -34,7 +35,9 @@ type Bridge struct {
 	// JS is a native nats.go JetStream client on the same server, for
 	// checking what the bridge did.
 	JS jetstream.JetStream
-	// Stop shuts the bridge down and waits; Cleanup also calls it.
+	// Stop shuts the bridge down gracefully and waits, leaving the test's
+	// clients open (so a test can watch in-flight calls finish). Safe to
+	// call more than once and concurrently; Cleanup calls it too.
 	Stop func() error
 }
 
@@ -64,12 +67,7 @@ func Start(t testing.TB, opts ...Option) *Bridge {
 		cancel()
 		t.Fatalf("server.Start: %v", err)
 	}
-	stopped := false
 	stop := func() error {
-		if stopped {
-			return nil
-		}
-		stopped = true
 		cancel()
 		done := make(chan error, 1)
 		go func() { done <- srv.Wait() }()
@@ -77,8 +75,7 @@ func Start(t testing.TB, opts ...Option) *Bridge {
 		case err := <-done:
 			return err
 		case <-time.After(30 * time.Second):
-			t.Errorf("bridge did not stop within 30s")
-			return nil
+			return errors.New("bridge did not stop within 30s")
 		}
 	}
 	conn, err := grpc.NewClient(srv.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -103,13 +100,12 @@ func Start(t testing.TB, opts ...Option) *Bridge {
 		BaseURL:  "http://" + srv.HTTPAddr().String(),
 		JS:       js,
 	}
-	b.Stop = func() error {
+	b.Stop = stop
+	t.Cleanup(func() {
+		err := stop()
 		_ = conn.Close()
 		nc.Close()
-		return stop()
-	}
-	t.Cleanup(func() {
-		if err := b.Stop(); err != nil {
+		if err != nil {
 			t.Errorf("bridge stopped with error: %v", err)
 		}
 	})

@@ -1,0 +1,32 @@
+# Jetway developer commands. Every tool is pinned in tools/go.mod and run
+# with `go tool`, so a fresh machine needs only Go and the module proxy.
+BUF := go tool -modfile=tools/go.mod buf
+
+.PHONY: run generate lint test check-generated ci
+
+## run: start the bridge with an embedded JetStream server
+run:
+	go run ./cmd/bridge
+
+## generate: regenerate gen/ from proto/
+generate:
+	./scripts/generate.sh
+
+## lint: buf lint and format, go vet, gofmt
+lint:
+	$(BUF) lint
+	$(BUF) format --diff --exit-code
+	go vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
+
+## test: the test suite (README's test command)
+test:
+	go test -race -shuffle=on -count=1 -timeout 10m ./...
+
+## check-generated: fail when gen/ differs from what proto/ generates
+check-generated: generate
+	@git diff --exit-code --stat -- gen/ proto/ || (echo "gen/ or proto/ formatting is stale: run make generate" && exit 1)
+	@untracked=$$(git ls-files --others --exclude-standard -- gen/); if [ -n "$$untracked" ]; then echo "untracked generated files: $$untracked"; exit 1; fi
+
+## ci: everything CI runs
+ci: lint check-generated test
