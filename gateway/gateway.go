@@ -69,7 +69,7 @@ func New(ctx context.Context, conn *grpc.ClientConn, o Options) (http.Handler, e
 		rctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if err := o.Ready(rctx); err != nil {
-			o.Logger.WarnContext(r.Context(), "not ready", slog.Any("error", err))
+			o.Logger.DebugContext(r.Context(), "not ready", slog.Any("error", err))
 			writeJSON(w, http.StatusServiceUnavailable, `{"status":"unavailable"}`)
 			return
 		}

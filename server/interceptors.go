@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"log/slog"
 	"runtime/debug"
 	"time"
@@ -73,4 +75,33 @@ func clampDeadline(max time.Duration) grpc.UnaryServerInterceptor {
 		}
 		return handler(ctx, req)
 	}
+}
+
+// natsGate fails jetway.v1 calls at once with Unavailable while the NATS
+// connection is down, rather than letting them wait out their deadline in
+// the reconnect buffer: a client can retry on another replica at once.
+// Health checks and reflection always pass.
+type natsGate struct {
+	connected func() bool
+}
+
+func (g natsGate) check(method string) error {
+	if strings.HasPrefix(method, "/jetway.v1.") && !g.connected() {
+		return fmt.Errorf("%w: the bridge is not connected to NATS", bridge.ErrUnavailable)
+	}
+	return nil
+}
+
+func (g natsGate) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if err := g.check(info.FullMethod); err != nil {
+		return nil, err
+	}
+	return handler(ctx, req)
+}
+
+func (g natsGate) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if err := g.check(info.FullMethod); err != nil {
+		return err
+	}
+	return handler(srv, ss)
 }

@@ -132,13 +132,14 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	s.grpcAddr, s.httpAddr = grpcLis.Addr(), httpLis.Addr()
 
 	edge := errorEdge{log: log}
+	gate := natsGate{connected: nc.IsConnected}
 	gs := grpc.NewServer(
 		grpc.MaxRecvMsgSize(maxRecv),
 		grpc.MaxConcurrentStreams(uint32(min(cfg.Server.MaxConcurrentStreams, 1<<31))),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-		grpc.ChainUnaryInterceptor(edge.unary, clampDeadline(cfg.Server.MaxCallTimeout)),
-		grpc.ChainStreamInterceptor(edge.stream),
+		grpc.ChainUnaryInterceptor(edge.unary, clampDeadline(cfg.Server.MaxCallTimeout), gate.unary),
+		grpc.ChainStreamInterceptor(edge.stream, gate.stream),
 	)
 	b.Register(gs)
 	hs := health.NewServer()

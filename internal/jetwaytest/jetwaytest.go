@@ -83,7 +83,11 @@ func Start(t testing.TB, opts ...Option) *Bridge {
 		_ = stop()
 		t.Fatalf("grpc.NewClient: %v", err)
 	}
-	nc, err := nats.Connect(srv.NATSURL())
+	natsURL := srv.NATSURL()
+	if natsURL == "" {
+		natsURL = cfg.NATS.URLs
+	}
+	nc, err := nats.Connect(natsURL)
 	if err != nil {
 		_ = stop()
 		t.Fatalf("nats.Connect: %v", err)
