@@ -3,9 +3,9 @@ package server
 import (
 	"context"
 	"fmt"
-	"strings"
 	"log/slog"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
