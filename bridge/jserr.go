@@ -53,8 +53,9 @@ var apiErrorCodes = map[jetstream.ErrorCode]error{
 // translate turns an error from nats.go into one wrapping a domain sentinel
 // and, for logs and errors.Is, the original. what names the operation and
 // its object, e.g. `stream "ORDERS"`. The message (which clients see) holds
-// the sentinel, what, and for JetStream API errors their description, which
-// is written for clients ("subjects overlap with an existing stream"). Errors
+// what and the sentinel's text or, for JetStream API errors, their
+// description, which is written for clients ("subjects overlap with an
+// existing stream", "wrong last sequence: 4"). Errors
 // the bridge cannot classify keep their full text and no sentinel, and so
 // become Internal, with the text only in the log.
 func translate(err error, what string) error {
@@ -65,10 +66,10 @@ func translate(err error, what string) error {
 	if sentinel == nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
-	msg := sentinel.Error() + ": " + what
+	msg := what + ": " + sentinel.Error()
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) && apiErr.Description != "" {
-		msg += ": " + apiErr.Description
+		msg = what + ": " + apiErr.Description
 	}
 	return &translated{msg: msg, sentinel: sentinel, cause: err}
 }
