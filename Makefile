@@ -2,7 +2,7 @@
 # with `go tool`, so a fresh machine needs only Go and the module proxy.
 BUF := go tool -modfile=tools/go.mod buf
 
-.PHONY: run generate lint test check-generated ci
+.PHONY: run generate lint breaking test check-generated ci
 
 ## run: start the bridge with an embedded JetStream server
 run:
@@ -19,6 +19,10 @@ lint:
 	go vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
 
+## breaking: the contract stays wire- and JSON-compatible with the previous commit
+breaking:
+	@if git rev-parse -q --verify HEAD~1 >/dev/null; then $(BUF) breaking --against '.git#ref=HEAD~1'; else echo "no previous commit: breaking check skipped"; fi
+
 ## test: the test suite (README's test command)
 test:
 	go test -race -shuffle=on -count=1 -timeout 10m ./...
@@ -29,4 +33,4 @@ check-generated: generate
 	@untracked=$$(git ls-files --others --exclude-standard -- gen/); if [ -n "$$untracked" ]; then echo "untracked generated files: $$untracked"; exit 1; fi
 
 ## ci: everything CI runs
-ci: lint check-generated test
+ci: lint breaking check-generated test
