@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -75,8 +76,13 @@ func streamConfigFrom(field string, c *jetwayv1.StreamConfig) (jetstream.StreamC
 	if c.GetReplicas() < 0 || c.GetReplicas() > 5 {
 		return jetstream.StreamConfig{}, fieldErr(field+".replicas", ErrInvalidConfig, "must be between 1 and 5")
 	}
-	if c.GetMaxMsgSize() < 0 {
-		return jetstream.StreamConfig{}, fieldErr(field+".max_msg_size", ErrInvalidConfig, "must not be negative")
+	for name, n := range map[string]int64{
+		"max_msgs": c.GetMaxMsgs(), "max_bytes": c.GetMaxBytes(), "max_msgs_per_subject": c.GetMaxMsgsPerSubject(),
+		"max_msg_size": int64(c.GetMaxMsgSize()), "max_consumers": int64(c.GetMaxConsumers()),
+	} {
+		if n < 0 {
+			return jetstream.StreamConfig{}, fieldErr(field+"."+name, ErrInvalidConfig, "must not be negative (0 is unlimited)")
+		}
 	}
 	for name, d := range map[string]*durationpb.Duration{
 		"max_age": c.GetMaxAge(), "duplicate_window": c.GetDuplicateWindow(), "subject_delete_marker_ttl": c.GetSubjectDeleteMarkerTtl(),
@@ -105,7 +111,7 @@ func streamConfigFrom(field string, c *jetwayv1.StreamConfig) (jetstream.StreamC
 		AllowDirect:            c.GetAllowDirect(),
 		AllowMsgTTL:            c.GetAllowMsgTtl(),
 		SubjectDeleteMarkerTTL: durationFrom(c.GetSubjectDeleteMarkerTtl()),
-		Metadata:               c.GetMetadata(),
+		Metadata:               userMetadata(c.GetMetadata()),
 	}
 	switch c.GetRetention() {
 	case jetwayv1.RetentionPolicy_RETENTION_POLICY_UNSPECIFIED, jetwayv1.RetentionPolicy_RETENTION_POLICY_LIMITS:
@@ -142,6 +148,23 @@ func streamConfigFrom(field string, c *jetwayv1.StreamConfig) (jetstream.StreamC
 		return cfg, fieldErr(field+".compression", ErrInvalidConfig, "unknown value %d", c.GetCompression())
 	}
 	return cfg, nil
+}
+
+// userMetadata drops the keys JetStream reserves for itself ("_nats…"): the
+// server sets them, returns them, and they must not make a configuration
+// read back from GetStream fail when it is sent again.
+func userMetadata(m map[string]string) map[string]string {
+	var out map[string]string
+	for k, v := range m {
+		if strings.HasPrefix(k, "_nats") {
+			continue
+		}
+		if out == nil {
+			out = make(map[string]string, len(m))
+		}
+		out[k] = v
+	}
+	return out
 }
 
 // streamConfigTo converts a JetStream stream configuration to the API's.
@@ -267,7 +290,7 @@ func consumerConfigFrom(field string, c *jetwayv1.ConsumerConfig) (jetstream.Con
 		InactiveThreshold:  durationFrom(c.GetInactiveThreshold()),
 		Replicas:           int(c.GetReplicas()),
 		MemoryStorage:      c.GetMemoryStorage(),
-		Metadata:           c.GetMetadata(),
+		Metadata:           userMetadata(c.GetMetadata()),
 	}
 	// One filter goes in FilterSubject so that servers without multi-filter
 	// support still accept it.

@@ -16,6 +16,7 @@ import (
 var apiErrorCodes = map[jetstream.ErrorCode]error{
 	10059: ErrStreamNotFound,      // JSStreamNotFoundErr
 	10014: ErrConsumerNotFound,    // JSConsumerNotFoundErr
+	10149: ErrConsumerNotFound,    // JSConsumerDoesNotExist (update of a missing consumer)
 	10037: ErrMessageNotFound,     // JSNoMessageFoundErr
 	10043: ErrMessageNotFound,     // JSSequenceNotFoundErrF
 	10058: ErrStreamExists,        // JSStreamNameExistErr
@@ -28,6 +29,8 @@ var apiErrorCodes = map[jetstream.ErrorCode]error{
 	10070: ErrWrongLastMsgID,      // JSStreamWrongLastMsgIDErrF
 	10158: ErrDuplicateInProgress, // JSStreamDuplicateMessageConflict
 	10065: ErrSubjectsOverlap,     // JSStreamSubjectOverlapErr
+	10052: ErrInvalidConfig,       // JSStreamInvalidConfigF (status 500, but a refused config)
+	10012: ErrInvalidConfig,       // JSConsumerCreateErrF (status 500, but a refused config)
 	10109: ErrNotAllowed,          // JSStreamSealedErr
 	10166: ErrNotAllowed,          // JSMessageTTLDisabledErr
 	10165: ErrInvalidArgument,     // JSMessageTTLInvalidErr
@@ -106,6 +109,16 @@ func classify(err error) error {
 		return nil
 	}
 	switch {
+	case errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful):
+		// nats.go flattens the API error of a message delete into text
+		// (jetstream/stream.go), so only the text tells why.
+		switch msg := err.Error(); {
+		case strings.Contains(msg, "not permitted"), strings.Contains(msg, "sealed"):
+			return ErrNotAllowed
+		case strings.Contains(msg, "not found"), strings.Contains(msg, "store EOF"):
+			return ErrMessageNotFound
+		}
+		return nil
 	case errors.Is(err, context.Canceled):
 		return nil // mapped to Canceled at the edge
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout), errors.Is(err, jetstream.ErrAsyncPublishTimeout):

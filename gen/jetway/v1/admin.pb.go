@@ -848,8 +848,9 @@ type PurgeStreamRequest struct {
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// Only messages on subjects matching this (wildcards allowed).
 	Subject string `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"`
-	// Keep this many of the newest messages (per subject when subject is set).
-	// Cannot be combined with sequence.
+	// Keep this many of the newest messages (of those matching subject when
+	// it is set, counted across the whole filter). Cannot be combined with
+	// sequence.
 	Keep uint64 `protobuf:"varint,3,opt,name=keep,proto3" json:"keep,omitempty"`
 	// Remove messages below this sequence (exclusive). Cannot be combined with
 	// keep.

@@ -435,7 +435,7 @@ type StreamConfig struct {
 	Storage StorageType `protobuf:"varint,5,opt,name=storage,proto3,enum=jetway.v1.StorageType" json:"storage,omitempty"`
 	// Number of replicas in a cluster, 1 to 5. Default 1.
 	Replicas int32 `protobuf:"varint,6,opt,name=replicas,proto3" json:"replicas,omitempty"`
-	// Maximum number of messages kept; 0 is unlimited.
+	// Maximum number of messages kept; 0 is unlimited; negative is refused.
 	MaxMsgs int64 `protobuf:"varint,7,opt,name=max_msgs,json=maxMsgs,proto3" json:"max_msgs,omitempty"`
 	// Maximum total size in bytes; 0 is unlimited.
 	MaxBytes int64 `protobuf:"varint,8,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
@@ -467,10 +467,12 @@ type StreamConfig struct {
 	AllowMsgTtl bool `protobuf:"varint,20,opt,name=allow_msg_ttl,json=allowMsgTtl,proto3" json:"allow_msg_ttl,omitempty"`
 	// On-disk compression of file storage. Default none.
 	Compression Compression `protobuf:"varint,21,opt,name=compression,proto3,enum=jetway.v1.Compression" json:"compression,omitempty"`
-	// Free-form string metadata; keys starting with "_nats" are reserved.
+	// Free-form string metadata. Keys starting with "_nats" are the
+	// server's: returned by reads, ignored when sent.
 	Metadata map[string]string `protobuf:"bytes,22,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// When set, a marker message is left for that long after a subject's
-	// last message is removed by max age. Requires allow_msg_ttl.
+	// last message is removed by max age; at least 1s. The server then also
+	// turns on allow_msg_ttl and allow_rollup (and turns off deny_purge).
 	SubjectDeleteMarkerTtl *durationpb.Duration `protobuf:"bytes,23,opt,name=subject_delete_marker_ttl,json=subjectDeleteMarkerTtl,proto3" json:"subject_delete_marker_ttl,omitempty"`
 	// A sealed stream accepts no new messages and no deletes or purges. Only
 	// on update; cannot be undone.
@@ -727,7 +729,8 @@ type ConsumerConfig struct {
 	Replicas int32 `protobuf:"varint,18,opt,name=replicas,proto3" json:"replicas,omitempty"`
 	// Keep consumer state in memory only.
 	MemoryStorage bool `protobuf:"varint,19,opt,name=memory_storage,json=memoryStorage,proto3" json:"memory_storage,omitempty"`
-	// Free-form string metadata; keys starting with "_nats" are reserved.
+	// Free-form string metadata. Keys starting with "_nats" are the
+	// server's: returned by reads, ignored when sent.
 	Metadata      map[string]string `protobuf:"bytes,20,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
