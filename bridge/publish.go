@@ -76,9 +76,10 @@ type pendingPublish struct {
 
 // PublishStream pipelines publishes: one goroutine reads requests and
 // publishes them asynchronously, another sends each ack in request order.
-// The channel between them holds at most the window, so a client that
-// publishes faster than JetStream acks is slowed by HTTP/2 flow control
-// rather than buffered. Both goroutines end with the RPC: the reader when
+// The channel between them holds the window, so at most window + 2
+// publishes await acks (one more being read, one being answered), and a
+// client that publishes faster than JetStream acks is slowed by HTTP/2 flow
+// control rather than buffered. Both goroutines end with the RPC: the reader when
 // Recv fails (the stream context ends when this handler returns), the
 // writer when the reader closes the channel or the context ends.
 func (s *messageService) PublishStream(stream jetwayv1.MessageService_PublishStreamServer) error {

@@ -19,7 +19,13 @@ const (
 // service discovery ($SRV) and reply inboxes. Publishing to $JS.API.… would
 // otherwise run admin operations through Publish. Key-value ($KV) and
 // object-store ($O) subjects are ordinary stream subjects and stay allowed.
-var reservedPrefixes = []string{"$JS.", "$JSC.", "$SYS.", "$NRG.", "$SRV.", "_INBOX."}
+var reservedPrefixes = []string{"$JS.", "$JSC.", "$SYS.", "$NRG.", "$SRV.", "$MQTT.", "$GNR.", "$GR.", "$LDS.", "_INBOX.", "_R_."}
+
+// reservedHeaders are header names nats.go reads as the status line of a
+// protocol reply: a stored message carrying them (with an empty payload)
+// would look like "404 No Messages" or "408 Request Timeout" to every
+// nats.go consumer and stop it there.
+var reservedHeaders = []string{"Status", "Description"}
 
 // validatePublishSubject checks a subject a message is published to: valid
 // tokens, no wildcards, not in a reserved subject space.
@@ -115,12 +121,22 @@ func validateHeader(field, name string, values []string) error {
 	if len(name) >= 5 && strings.EqualFold(name[:5], "Nats-") {
 		return fieldErr(field, ErrInvalidHeader, "header %q is reserved for JetStream; use the request's fields", name)
 	}
+	for _, r := range reservedHeaders {
+		if strings.EqualFold(name, r) {
+			return fieldErr(field, ErrInvalidHeader, "header %q is reserved for NATS status replies", name)
+		}
+	}
 	if len(values) == 0 {
 		return fieldErr(field, ErrInvalidHeader, "header %q has no values", name)
 	}
 	for _, v := range values {
 		if strings.ContainsAny(v, "\r\n") || !utf8.ValidString(v) {
 			return fieldErr(field, ErrInvalidHeader, "header %q: values must be UTF-8 without CR or LF", name)
+		}
+		// NATS trims spaces and tabs around header values: refuse what
+		// would not be stored as sent.
+		if v != strings.Trim(v, " \t") {
+			return fieldErr(field, ErrInvalidHeader, "header %q: values cannot start or end with spaces or tabs", name)
 		}
 	}
 	return nil
@@ -133,6 +149,10 @@ func validateMsgID(field, id string) error {
 	}
 	if strings.ContainsAny(id, "\r\n") || !utf8.ValidString(id) {
 		return fieldErr(field, ErrInvalidArgument, "must be UTF-8 without CR or LF")
+	}
+	// It travels as a header value, which NATS trims.
+	if id != strings.Trim(id, " \t") {
+		return fieldErr(field, ErrInvalidArgument, "cannot start or end with spaces or tabs")
 	}
 	return nil
 }

@@ -9,16 +9,20 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/textproto"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/jetway-dev/jetway/bridge"
@@ -79,7 +83,7 @@ func New(ctx context.Context, conn *grpc.ClientConn, o Options) (http.Handler, e
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(openapi.JSON)
 	})
-	mux.Handle("/", limitBody(gw, o.MaxBodyBytes))
+	mux.Handle("/", checkRequest(limitBody(gw, o.MaxBodyBytes)))
 	return mux, nil
 }
 
@@ -87,6 +91,72 @@ func writeJSON(w http.ResponseWriter, code int, body string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_, _ = io.WriteString(w, body+"\n")
+}
+
+// writeError answers in the shape of grpc-gateway's own errors, with an
+// ErrorInfo reason, for requests refused before they reach gRPC.
+func writeError(w http.ResponseWriter, httpStatus int, code codes.Code, reason, msg string) {
+	body, _ := json.Marshal(map[string]any{
+		"code":    int(code),
+		"message": msg,
+		"details": []any{map[string]string{
+			"@type":  "type.googleapis.com/google.rpc.ErrorInfo",
+			"reason": reason,
+			"domain": bridge.ErrorDomain,
+		}},
+	})
+	writeJSON(w, httpStatus, string(body))
+}
+
+// maxIdempotencyKey is the longest Idempotency-Key, as msg_id allows.
+const maxIdempotencyKey = 255
+
+// checkRequest refuses, with 400 and a reason, what grpc-gateway would
+// otherwise mishandle: a path or query that is not UTF-8 (the gRPC client
+// cannot marshal it and answers 500), and an Idempotency-Key that gRPC
+// metadata cannot carry (grpc-gateway drops it silently, and the client's
+// retries would not be deduplicated).
+func checkRequest(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !utf8.ValidString(r.URL.Path) {
+			// Path parameters are subjects (publish) or stream and
+			// consumer names (everything else).
+			reason := "INVALID_NAME"
+			if strings.HasPrefix(r.URL.Path, "/v1/subjects/") {
+				reason = "INVALID_SUBJECT"
+			}
+			writeError(w, http.StatusBadRequest, codes.InvalidArgument, reason, "the request path is not valid UTF-8")
+			return
+		}
+		for k, vs := range r.URL.Query() {
+			for _, v := range append(vs, k) {
+				if !utf8.ValidString(v) {
+					writeError(w, http.StatusBadRequest, codes.InvalidArgument, "INVALID_ARGUMENT", "the query string is not valid UTF-8")
+					return
+				}
+			}
+		}
+		for _, v := range r.Header.Values("Idempotency-Key") {
+			if !printableASCII(v) || len(v) > maxIdempotencyKey || v != strings.TrimSpace(v) {
+				writeError(w, http.StatusBadRequest, codes.InvalidArgument, "INVALID_ARGUMENT",
+					"Idempotency-Key must be 1 to 255 printable ASCII characters without surrounding spaces")
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func printableASCII(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // IncomingHeader decides which HTTP headers become gRPC metadata. Only the
@@ -125,7 +195,7 @@ func limitBody(next http.Handler, limit int64) http.Handler {
 			tooLarge(w, limit)
 			return
 		case err != nil:
-			writeJSON(w, http.StatusBadRequest, `{"code":3,"message":"could not read the request body","details":[]}`)
+			writeError(w, http.StatusBadRequest, codes.InvalidArgument, "INVALID_ARGUMENT", "could not read the request body")
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
@@ -135,6 +205,6 @@ func limitBody(next http.Handler, limit int64) http.Handler {
 
 func tooLarge(w http.ResponseWriter, limit int64) {
 	w.Header().Set("Connection", "close")
-	writeJSON(w, http.StatusRequestEntityTooLarge,
-		fmt.Sprintf(`{"code":3,"message":"request body larger than %d bytes","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"BODY_TOO_LARGE","domain":%q}]}`, limit, bridge.ErrorDomain))
+	writeError(w, http.StatusRequestEntityTooLarge, codes.InvalidArgument, "BODY_TOO_LARGE",
+		fmt.Sprintf("request body larger than %d bytes", limit))
 }

@@ -111,9 +111,14 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	if maxPayload <= 0 {
 		maxPayload = defaultMaxPayload
 	}
-	// A payload travels as bytes in gRPC, as base64 (4/3) or escaped text
-	// in JSON; either way with headers and fields around it.
-	maxRecv := int(2*maxPayload + protoOverhead)
+	// A REST body holds a payload as base64 (4/3) or escaped JSON text, so
+	// twice the max payload admits every payload NATS can carry. A JSON
+	// payload travels in gRPC as a google.protobuf.Value, which is up to
+	// ~5.5 times its compact JSON (a 0 in a list: 2 bytes of JSON, 11 of
+	// proto), so gRPC admits 12 times the max payload; the exact limit,
+	// the max payload after encoding, is checked by the bridge (one
+	// message's worth of memory per in-flight call).
+	maxRecv := int(12*maxPayload + protoOverhead)
 	maxBody := cfg.Server.MaxBodyBytes
 	if maxBody == 0 {
 		maxBody = 2*maxPayload + protoOverhead

@@ -47,8 +47,9 @@ type MessageServiceClient interface {
 	// PublishStream pipelines many publishes over one stream. Each request
 	// gets exactly one response, in request order, echoing its id and holding
 	// either the ack or that message's error; one bad message does not end the
-	// stream. The server keeps at most its pipeline window of publishes
-	// awaiting acks and stops reading while the window is full. gRPC only.
+	// stream. The server keeps at most its pipeline window (+2) of publishes
+	// awaiting acks (--publish-window, default 1024) and stops reading while
+	// the window is full. gRPC only.
 	PublishStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[PublishStreamRequest, PublishStreamResponse], error)
 	// Subscribe streams messages of a consumer to the caller. Not implemented
 	// yet: returns UNIMPLEMENTED.
@@ -168,8 +169,9 @@ type MessageServiceServer interface {
 	// PublishStream pipelines many publishes over one stream. Each request
 	// gets exactly one response, in request order, echoing its id and holding
 	// either the ack or that message's error; one bad message does not end the
-	// stream. The server keeps at most its pipeline window of publishes
-	// awaiting acks and stops reading while the window is full. gRPC only.
+	// stream. The server keeps at most its pipeline window (+2) of publishes
+	// awaiting acks (--publish-window, default 1024) and stops reading while
+	// the window is full. gRPC only.
 	PublishStream(grpc.BidiStreamingServer[PublishStreamRequest, PublishStreamResponse]) error
 	// Subscribe streams messages of a consumer to the caller. Not implemented
 	// yet: returns UNIMPLEMENTED.
