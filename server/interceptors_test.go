@@ -1,0 +1,94 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/jetway-dev/jetway/bridge"
+)
+
+func TestErrorEdgeRecoversPanics(t *testing.T) {
+	edge := errorEdge{log: slog.New(slog.DiscardHandler)}
+	info := &grpc.UnaryServerInfo{FullMethod: "/jetway.v1.AdminService/GetStream"}
+	_, err := edge.unary(context.Background(), nil, info, func(context.Context, any) (any, error) {
+		panic("boom: secret detail")
+	})
+	if status.Code(err) != codes.Internal {
+		t.Fatalf("err = %v, want Internal", err)
+	}
+	if strings.Contains(err.Error(), "secret") {
+		t.Errorf("panic detail leaked: %v", err)
+	}
+}
+
+func TestErrorEdgeMapsDomainErrors(t *testing.T) {
+	edge := errorEdge{log: slog.New(slog.DiscardHandler)}
+	info := &grpc.UnaryServerInfo{FullMethod: "/jetway.v1.AdminService/GetStream"}
+	_, err := edge.unary(context.Background(), nil, info, func(context.Context, any) (any, error) {
+		return nil, errors.Join(bridge.ErrStreamNotFound)
+	})
+	if status.Code(err) != codes.NotFound {
+		t.Fatalf("err = %v, want NotFound", err)
+	}
+}
+
+func TestClampDeadline(t *testing.T) {
+	clamp := clampDeadline(time.Second)
+	tests := []struct {
+		name   string
+		client time.Duration // 0: no deadline
+		want   time.Duration
+	}{
+		{"none", 0, time.Second},
+		{"longer", time.Hour, time.Second},
+		{"shorter", 100 * time.Millisecond, 100 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			if tt.client > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, tt.client)
+				defer cancel()
+			}
+			_, _ = clamp(ctx, nil, &grpc.UnaryServerInfo{}, func(ctx context.Context, _ any) (any, error) {
+				dl, ok := ctx.Deadline()
+				if !ok {
+					t.Fatal("no deadline")
+				}
+				if left := time.Until(dl); left > tt.want || left < tt.want-200*time.Millisecond {
+					t.Errorf("deadline in %v, want about %v", left, tt.want)
+				}
+				return nil, nil
+			})
+		})
+	}
+}
+
+func TestNATSGate(t *testing.T) {
+	connected := false
+	g := natsGate{connected: func() bool { return connected }}
+	if err := g.check("/jetway.v1.MessageService/Publish"); status.Code(mustStatus(err)) != codes.Unavailable {
+		t.Errorf("disconnected publish: %v", err)
+	}
+	if err := g.check("/grpc.health.v1.Health/Check"); err != nil {
+		t.Errorf("health gated: %v", err)
+	}
+	connected = true
+	if err := g.check("/jetway.v1.MessageService/Publish"); err != nil {
+		t.Errorf("connected publish gated: %v", err)
+	}
+}
+
+func mustStatus(err error) error {
+	st, _ := bridge.Status(err)
+	return st.Err()
+}
