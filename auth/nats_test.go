@@ -162,4 +162,3 @@ func TestLogValueHasNoSecrets(t *testing.T) {
 		}
 	}
 }
-
