@@ -14,23 +14,8 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/jetway-dev/jetway/auth"
+	"github.com/jetway-dev/jetway/internal/jetwaytest"
 )
-
-// runServer starts a nats-server on a loopback port with opts' auth.
-func runServer(t *testing.T, opts *natsserver.Options) *natsserver.Server {
-	t.Helper()
-	opts.Host, opts.Port, opts.NoSigs = "127.0.0.1", -1, true
-	ns, err := natsserver.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	return ns
-}
 
 // connect dials with the credentials' options and reports the error.
 func connect(t *testing.T, url string, c auth.NATSCredentials) error {
@@ -57,7 +42,7 @@ func writeFile(t *testing.T, name, data string) string {
 }
 
 func TestTokenAndUserPassword(t *testing.T) {
-	tok := runServer(t, &natsserver.Options{Authorization: "s3cret"})
+	tok := jetwaytest.NATSServer(t, &natsserver.Options{Authorization: "s3cret"})
 	if err := connect(t, tok.ClientURL(), auth.NATSCredentials{Token: "s3cret"}); err != nil {
 		t.Errorf("right token: %v", err)
 	}
@@ -68,7 +53,7 @@ func TestTokenAndUserPassword(t *testing.T) {
 		t.Error("no credentials accepted by a server that requires a token")
 	}
 
-	up := runServer(t, &natsserver.Options{Users: []*natsserver.User{{Username: "bridge", Password: "pw"}}})
+	up := jetwaytest.NATSServer(t, &natsserver.Options{Users: []*natsserver.User{{Username: "bridge", Password: "pw"}}})
 	if err := connect(t, up.ClientURL(), auth.NATSCredentials{User: "bridge", Password: "pw"}); err != nil {
 		t.Errorf("right password: %v", err)
 	}
@@ -84,7 +69,7 @@ func TestNKeySeedFileAndEnv(t *testing.T) {
 	}
 	pub, _ := kp.PublicKey()
 	seed, _ := kp.Seed()
-	ns := runServer(t, &natsserver.Options{Nkeys: []*natsserver.NkeyUser{{Nkey: pub}}})
+	ns := jetwaytest.NATSServer(t, &natsserver.Options{Nkeys: []*natsserver.NkeyUser{{Nkey: pub}}})
 
 	if err := connect(t, ns.ClientURL(), auth.NATSCredentials{NKeySeedFile: writeFile(t, "user.nk", string(seed))}); err != nil {
 		t.Errorf("seed file: %v", err)
@@ -124,7 +109,7 @@ func TestCredsFile(t *testing.T) {
 	if err := resolver.Store(apub, ajwt); err != nil {
 		t.Fatal(err)
 	}
-	ns := runServer(t, &natsserver.Options{TrustedOperators: []*jwt.OperatorClaims{oc}, AccountResolver: resolver})
+	ns := jetwaytest.NATSServer(t, &natsserver.Options{TrustedOperators: []*jwt.OperatorClaims{oc}, AccountResolver: resolver})
 
 	creds := func(exp time.Duration) string {
 		ukp, _ := nkeys.CreateUser()

@@ -163,33 +163,38 @@ func (s *adminService) PurgeStream(ctx context.Context, req *jetwayv1.PurgeStrea
 }
 
 func (s *adminService) CreateConsumer(ctx context.Context, req *jetwayv1.CreateConsumerRequest) (*jetwayv1.CreateConsumerResponse, error) {
-	if err := validateName("stream", req.GetStream()); err != nil {
-		return nil, err
-	}
-	cfg, err := consumerConfigFrom("config", req.GetConfig())
+	info, err := s.putConsumer(ctx, "create", req.GetStream(), req.GetConfig(), s.js.CreateConsumer)
 	if err != nil {
 		return nil, err
 	}
-	c, err := s.js.CreateConsumer(ctx, req.GetStream(), cfg)
-	if err != nil {
-		return nil, translate(err, fmt.Sprintf("create consumer %q on stream %q", cfg.Durable, req.GetStream()))
-	}
-	return &jetwayv1.CreateConsumerResponse{Consumer: consumerInfoTo(c.CachedInfo())}, nil
+	return &jetwayv1.CreateConsumerResponse{Consumer: info}, nil
 }
 
 func (s *adminService) UpdateConsumer(ctx context.Context, req *jetwayv1.UpdateConsumerRequest) (*jetwayv1.UpdateConsumerResponse, error) {
-	if err := validateName("stream", req.GetStream()); err != nil {
-		return nil, err
-	}
-	cfg, err := consumerConfigFrom("config", req.GetConfig())
+	info, err := s.putConsumer(ctx, "update", req.GetStream(), req.GetConfig(), s.js.UpdateConsumer)
 	if err != nil {
 		return nil, err
 	}
-	c, err := s.js.UpdateConsumer(ctx, req.GetStream(), cfg)
-	if err != nil {
-		return nil, translate(err, fmt.Sprintf("update consumer %q on stream %q", cfg.Durable, req.GetStream()))
+	return &jetwayv1.UpdateConsumerResponse{Consumer: info}, nil
+}
+
+// putConsumer validates a consumer configuration and creates or updates it
+// with put (verb names the operation in errors).
+func (s *adminService) putConsumer(ctx context.Context, verb, stream string, c *jetwayv1.ConsumerConfig,
+	put func(context.Context, string, jetstream.ConsumerConfig) (jetstream.Consumer, error),
+) (*jetwayv1.ConsumerInfo, error) {
+	if err := validateName("stream", stream); err != nil {
+		return nil, err
 	}
-	return &jetwayv1.UpdateConsumerResponse{Consumer: consumerInfoTo(c.CachedInfo())}, nil
+	cfg, err := consumerConfigFrom("config", c)
+	if err != nil {
+		return nil, err
+	}
+	cons, err := put(ctx, stream, cfg)
+	if err != nil {
+		return nil, translate(err, fmt.Sprintf("%s consumer %q on stream %q", verb, cfg.Durable, stream))
+	}
+	return consumerInfoTo(cons.CachedInfo()), nil
 }
 
 func (s *adminService) GetConsumer(ctx context.Context, req *jetwayv1.GetConsumerRequest) (*jetwayv1.GetConsumerResponse, error) {

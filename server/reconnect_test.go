@@ -18,16 +18,7 @@ import (
 
 func startNATS(t *testing.T, port int, dir string) *natsserver.Server {
 	t.Helper()
-	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	return ns
+	return jetwaytest.NATSServer(t, &natsserver.Options{Port: port, JetStream: true, StoreDir: dir})
 }
 
 // TestExternalNATSOutageAndRecovery runs the bridge against an external
