@@ -11,9 +11,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
+
+	"github.com/jetway-dev/jetway/bridge/acktoken"
 
 	jetwayv1 "github.com/jetway-dev/jetway/gen/jetway/v1"
 )
@@ -30,6 +33,8 @@ type Bridge struct {
 type options struct {
 	log           *slog.Logger
 	publishWindow int
+	signer        *acktoken.Signer
+	caps          Caps
 }
 
 // Option configures New.
@@ -60,6 +65,30 @@ func WithPublishWindow(n int) Option {
 	}
 }
 
+// WithAckSigner sets the signer of ack tokens. Every replica behind one
+// load balancer needs the same keys; the default is a random key, so that
+// only this process can verify its tokens.
+func WithAckSigner(s *acktoken.Signer) Option {
+	return func(o *options) error {
+		if s == nil {
+			return fmt.Errorf("%w: nil ack signer", ErrInvalidOption)
+		}
+		o.signer = s
+		return nil
+	}
+}
+
+// WithCaps sets the server caps of consuming requests.
+func WithCaps(c Caps) Option {
+	return func(o *options) error {
+		if c.MaxBatch < 1 || c.MaxBytes < 1 || c.MaxWait <= 0 || c.MaxAckBatch < 1 {
+			return fmt.Errorf("%w: caps must be positive: %+v", ErrInvalidOption, c)
+		}
+		o.caps = c
+		return nil
+	}
+}
+
 // DefaultPublishWindow is the PublishStream window when none is set.
 const DefaultPublishWindow = 1024
 
@@ -72,15 +101,29 @@ func New(js jetstream.JetStream, opts ...Option) (*Bridge, error) {
 	if js == nil {
 		return nil, fmt.Errorf("%w: nil JetStream", ErrInvalidOption)
 	}
-	o := options{log: slog.New(slog.DiscardHandler), publishWindow: DefaultPublishWindow}
+	o := options{log: slog.New(slog.DiscardHandler), publishWindow: DefaultPublishWindow, caps: DefaultCaps}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return nil, err
 		}
 	}
+	if o.signer == nil {
+		key, err := acktoken.RandomKey()
+		if err != nil {
+			return nil, fmt.Errorf("bridge: %w", err)
+		}
+		if o.signer, err = acktoken.New(key); err != nil {
+			return nil, fmt.Errorf("bridge: %w", err)
+		}
+	}
+	nc := js.Conn()
 	return &Bridge{
-		messages: &messageService{js: js, maxPayload: js.Conn().MaxPayload, window: o.publishWindow, log: o.log},
-		admin:    &adminService{js: js, log: o.log},
+		messages: &messageService{
+			js: js, nc: nc, maxPayload: nc.MaxPayload, window: o.publishWindow, log: o.log,
+			signer: o.signer, caps: o.caps,
+			consumers: &consumerCache{ttl: 30 * time.Second, lookup: js.Consumer},
+		},
+		admin: &adminService{js: js, log: o.log},
 	}, nil
 }
 

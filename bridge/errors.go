@@ -69,6 +69,14 @@ var (
 	ErrUnavailable = errors.New("jetstream unavailable")
 	// ErrTimeout is a NATS operation that did not answer in time.
 	ErrTimeout = errors.New("jetstream did not answer in time")
+	// ErrAckTokenInvalid is an ack token this service did not issue:
+	// malformed, forged or tampered with.
+	ErrAckTokenInvalid = errors.New("invalid ack token")
+	// ErrAckTokenExpired is an authentic ack token past its ack deadline:
+	// JetStream redelivers the message, and a late ack must not acknowledge
+	// that redelivery.
+	ErrAckTokenExpired = errors.New("ack token expired")
+
 	// ErrUnimplemented is an RPC this version does not provide yet.
 	ErrUnimplemented = errors.New("not implemented")
 )

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/jetway-dev/jetway/bridge/acktoken"
 	jetwayv1 "github.com/jetway-dev/jetway/gen/jetway/v1"
 )
 
@@ -36,9 +37,13 @@ type messageService struct {
 	jetwayv1.UnimplementedMessageServiceServer
 
 	js         publisher
+	nc         *nats.Conn
 	maxPayload func() int64
 	window     int
 	log        *slog.Logger
+	signer     *acktoken.Signer
+	caps       Caps
+	consumers  *consumerCache
 }
 
 // Publish stores one message and returns JetStream's ack.
@@ -227,16 +232,6 @@ func compactJSON(v *structpb.Value) ([]byte, error) {
 // Subscribe is not implemented yet.
 func (s *messageService) Subscribe(*jetwayv1.SubscribeRequest, jetwayv1.MessageService_SubscribeServer) error {
 	return unimplemented("Subscribe")
-}
-
-// Fetch is not implemented yet.
-func (s *messageService) Fetch(context.Context, *jetwayv1.FetchRequest) (*jetwayv1.FetchResponse, error) {
-	return nil, unimplemented("Fetch")
-}
-
-// Ack is not implemented yet.
-func (s *messageService) Ack(context.Context, *jetwayv1.AckRequest) (*jetwayv1.AckResponse, error) {
-	return nil, unimplemented("Ack")
 }
 
 // Consume is not implemented yet.

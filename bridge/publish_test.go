@@ -946,11 +946,6 @@ func TestPublishStreamClientCancel(t *testing.T) {
 func TestUnimplementedRPCs(t *testing.T) {
 	b, ctx := pubStart(t)
 
-	_, err := b.Messages.Fetch(ctx, &jetwayv1.FetchRequest{Stream: "S", Consumer: "C"})
-	pubWantErr(t, "Fetch", err, codes.Unimplemented, "UNIMPLEMENTED")
-	_, err = b.Messages.Ack(ctx, &jetwayv1.AckRequest{Operations: []*jetwayv1.AckOperation{{Token: "t"}}})
-	pubWantErr(t, "Ack", err, codes.Unimplemented, "UNIMPLEMENTED")
-
 	sub, err := b.Messages.Subscribe(ctx, &jetwayv1.SubscribeRequest{Stream: "S"})
 	if err == nil {
 		_, err = sub.Recv()
@@ -963,9 +958,6 @@ func TestUnimplementedRPCs(t *testing.T) {
 		_, err = con.Recv()
 	}
 	pubWantErr(t, "Consume", err, codes.Unimplemented, "UNIMPLEMENTED")
-
-	pubWantREST(t, "REST Fetch", b.Do(t, http.MethodPost, "/v1/streams/S/consumers/C:fetch", `{"batch":1}`), http.StatusNotImplemented, "UNIMPLEMENTED")
-	pubWantREST(t, "REST Ack", b.Do(t, http.MethodPost, "/v1/acks", `{"operations":[{"token":"t"}]}`), http.StatusNotImplemented, "UNIMPLEMENTED")
 }
 
 // The tests below pin down cases where the REST gateway or the gRPC limits

@@ -64,6 +64,10 @@ var errorCodes = map[error]codeReason{
 	ErrUnavailable:      {codes.Unavailable, "UNAVAILABLE"},
 	ErrTimeout:          {codes.DeadlineExceeded, "TIMEOUT"},
 	ErrUnimplemented:    {codes.Unimplemented, "UNIMPLEMENTED"},
+	ErrAckTokenInvalid:  {codes.InvalidArgument, "ACK_TOKEN_INVALID"},
+	// An expired token is a state of the message, not a bad request: the
+	// client must re-fetch, as for other failed preconditions.
+	ErrAckTokenExpired: {codes.FailedPrecondition, "ACK_TOKEN_EXPIRED"},
 }
 
 // Status converts an error returned by a service into the gRPC status sent

@@ -4,6 +4,7 @@
 package config
 
 import (
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -18,9 +19,10 @@ import (
 
 // Config is the whole configuration, one struct per concern.
 type Config struct {
-	NATS   NATS
-	Server Server
-	Log    Log
+	NATS    NATS
+	Server  Server
+	Consume Consume
+	Log     Log
 }
 
 // NATS says how the bridge reaches JetStream.
@@ -56,6 +58,40 @@ type Server struct {
 	// MaxBodyBytes caps REST request bodies; 0 derives it from the NATS
 	// maximum payload.
 	MaxBodyBytes int64
+}
+
+// Consume configures consuming: ack-token keys and request caps.
+type Consume struct {
+	// AckKeys are base64 keys (at least 32 bytes each), comma-separated;
+	// the first signs, all verify. Empty: a random key per process.
+	AckKeys string
+	// MaxFetchBatch, MaxFetchBytes and MaxFetchWait cap one Fetch.
+	MaxFetchBatch int
+	MaxFetchBytes int
+	MaxFetchWait  time.Duration
+	// MaxAckBatch caps the operations of one Ack call.
+	MaxAckBatch int
+}
+
+// AckKeyBytes decodes AckKeys.
+func (c Consume) AckKeyBytes() ([][]byte, error) {
+	if strings.TrimSpace(c.AckKeys) == "" {
+		return nil, nil
+	}
+	var keys [][]byte
+	for i, k := range strings.Split(c.AckKeys, ",") {
+		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(k))
+		if err != nil {
+			if raw, err = base64.RawURLEncoding.DecodeString(strings.TrimSpace(k)); err != nil {
+				return nil, fmt.Errorf("--ack-keys: key %d is not base64", i+1)
+			}
+		}
+		if len(raw) < 32 {
+			return nil, fmt.Errorf("--ack-keys: key %d is %d bytes, want at least 32 (openssl rand -base64 32)", i+1, len(raw))
+		}
+		keys = append(keys, raw)
+	}
+	return keys, nil
 }
 
 // Log configures logging.
@@ -105,6 +141,13 @@ func Parse(args []string, getenv func(string) string, output io.Writer) (Config,
 	fs.IntVar(&s.PublishWindow, "publish-window", 1024, "publishes one PublishStream may have awaiting acks")
 	fs.Int64Var(&s.MaxBodyBytes, "http-max-body", 0, "maximum REST request body in bytes; 0 derives it from the NATS max payload")
 
+	co := &c.Consume
+	fs.StringVar(&co.AckKeys, "ack-keys", "", "ack-token keys, base64, comma-separated (first signs); every replica needs the same (prefer JETWAY_ACK_KEYS)")
+	fs.IntVar(&co.MaxFetchBatch, "max-fetch-batch", 1000, "largest Fetch batch")
+	fs.IntVar(&co.MaxFetchBytes, "max-fetch-bytes", 3<<20, "largest Fetch max_bytes (and its default)")
+	fs.DurationVar(&co.MaxFetchWait, "max-fetch-wait", 30*time.Second, "longest Fetch wait")
+	fs.IntVar(&co.MaxAckBatch, "max-ack-batch", 1000, "most operations in one Ack call")
+
 	l := &c.Log
 	fs.StringVar(&l.Format, "log-format", "text", "log format: text or json")
 	fs.TextVar(&l.Level, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
@@ -151,6 +194,12 @@ func (c Config) validate() error {
 	if _, err := c.NATS.Credentials.Options(); err != nil {
 		errs = append(errs, err)
 	}
+	if _, err := c.Consume.AckKeyBytes(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Consume.MaxFetchBatch < 1 || c.Consume.MaxFetchBytes < 1 || c.Consume.MaxFetchWait <= 0 || c.Consume.MaxAckBatch < 1 {
+		errs = append(errs, errors.New("--max-fetch-batch, --max-fetch-bytes, --max-fetch-wait and --max-ack-batch must be positive"))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
@@ -181,6 +230,12 @@ func (c Config) LogValue() slog.Value {
 			slog.Duration("shutdown_timeout", c.Server.ShutdownTimeout),
 			slog.Int("publish_window", c.Server.PublishWindow),
 			slog.Int64("http_max_body", c.Server.MaxBodyBytes)),
+		slog.Group("consume",
+			slog.Int("ack_keys", len(strings.FieldsFunc(c.Consume.AckKeys, func(r rune) bool { return r == ',' }))),
+			slog.Int("max_fetch_batch", c.Consume.MaxFetchBatch),
+			slog.Int("max_fetch_bytes", c.Consume.MaxFetchBytes),
+			slog.Duration("max_fetch_wait", c.Consume.MaxFetchWait),
+			slog.Int("max_ack_batch", c.Consume.MaxAckBatch)),
 		slog.Group("log", slog.String("format", c.Log.Format), slog.String("level", c.Log.Level.String())),
 	)
 }

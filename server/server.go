@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/jetway-dev/jetway/bridge"
+	"github.com/jetway-dev/jetway/bridge/acktoken"
 	"github.com/jetway-dev/jetway/config"
 	"github.com/jetway-dev/jetway/embedded"
 	"github.com/jetway-dev/jetway/gateway"
@@ -102,7 +103,27 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	if err != nil {
 		return nil, fmt.Errorf("server: jetstream.New: %w", err)
 	}
-	b, err := bridge.New(js, bridge.WithLogger(log), bridge.WithPublishWindow(cfg.Server.PublishWindow))
+	keys, err := cfg.Consume.AckKeyBytes()
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	if len(keys) == 0 {
+		log.Warn("no --ack-keys (JETWAY_ACK_KEYS) configured: ack tokens use a random key of this process, so other replicas cannot verify them and they die with it")
+		k, err := acktoken.RandomKey()
+		if err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+		keys = [][]byte{k}
+	}
+	signer, err := acktoken.New(keys...)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	b, err := bridge.New(js, bridge.WithLogger(log), bridge.WithPublishWindow(cfg.Server.PublishWindow), bridge.WithAckSigner(signer),
+		bridge.WithCaps(bridge.Caps{
+			MaxBatch: cfg.Consume.MaxFetchBatch, MaxBytes: cfg.Consume.MaxFetchBytes,
+			MaxWait: cfg.Consume.MaxFetchWait, MaxAckBatch: cfg.Consume.MaxAckBatch,
+		}))
 	if err != nil {
 		return nil, fmt.Errorf("server: bridge.New: %w", err)
 	}

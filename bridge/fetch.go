@@ -1,0 +1,412 @@
+package bridge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/jetway-dev/jetway/bridge/acktoken"
+	jetwayv1 "github.com/jetway-dev/jetway/gen/jetway/v1"
+)
+
+// Caps bounds what one consuming request may ask for. Requests over a cap
+// are refused with INVALID_ARGUMENT naming it.
+type Caps struct {
+	// MaxBatch is the largest Fetch batch.
+	MaxBatch int
+	// MaxBytes is the largest Fetch max_bytes; it is also the default, so
+	// that a response stays under gRPC's default 4 MiB receive limit.
+	MaxBytes int
+	// MaxWait is the longest Fetch wait.
+	MaxWait time.Duration
+	// MaxAckBatch is the most operations in one Ack call.
+	MaxAckBatch int
+}
+
+// DefaultCaps are the caps when none are configured.
+var DefaultCaps = Caps{MaxBatch: 1000, MaxBytes: 3 << 20, MaxWait: 30 * time.Second, MaxAckBatch: 1000}
+
+const defaultFetchWait = 5 * time.Second
+
+// consumerMeta is what the bridge needs to know of a consumer to deliver
+// its messages: how long each delivery may stay unacked.
+type consumerMeta struct {
+	ackWait time.Duration
+	backoff []time.Duration
+	ackNone bool
+	fetched time.Time
+}
+
+// ackWaitFor is the consumer's ack wait for the n-th delivery: its backoff
+// entry when it has backoff, else its ack wait.
+func (m consumerMeta) ackWaitFor(delivered uint64) time.Duration {
+	if len(m.backoff) > 0 {
+		i := min(int(max(delivered, 1)-1), len(m.backoff)-1)
+		return m.backoff[i]
+	}
+	if m.ackWait <= 0 {
+		return 30 * time.Second
+	}
+	return m.ackWait
+}
+
+// consumerCache remembers consumer configurations for a short while, so
+// that a Fetch costs one JetStream round trip, not two. It is a cache, not
+// state: any replica rebuilds it on demand.
+type consumerCache struct {
+	mu     sync.Mutex
+	m      map[[2]string]consumerMeta
+	ttl    time.Duration
+	lookup func(ctx context.Context, stream, name string) (jetstream.Consumer, error)
+}
+
+const consumerCacheSize = 10_000
+
+func (c *consumerCache) get(ctx context.Context, stream, name string) (consumerMeta, error) {
+	key := [2]string{stream, name}
+	c.mu.Lock()
+	m, ok := c.m[key]
+	c.mu.Unlock()
+	if ok && time.Since(m.fetched) < c.ttl {
+		return m, nil
+	}
+	cons, err := c.lookup(ctx, stream, name)
+	if err != nil {
+		return consumerMeta{}, translate(err, fmt.Sprintf("consumer %q on stream %q", name, stream))
+	}
+	cfg := cons.CachedInfo().Config
+	m = consumerMeta{ackWait: cfg.AckWait, backoff: cfg.BackOff, ackNone: cfg.AckPolicy == jetstream.AckNonePolicy, fetched: time.Now()}
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= consumerCacheSize {
+		c.m = make(map[[2]string]consumerMeta)
+	}
+	c.m[key] = m
+	c.mu.Unlock()
+	return m, nil
+}
+
+// forget drops a consumer, e.g. after JetStream said it does not exist.
+func (c *consumerCache) forget(stream, name string) {
+	c.mu.Lock()
+	delete(c.m, [2]string{stream, name})
+	c.mu.Unlock()
+}
+
+// pullRequest is JetStream's pull request ($JS.API.CONSUMER.MSG.NEXT).
+type pullRequest struct {
+	Batch    int           `json:"batch"`
+	MaxBytes int           `json:"max_bytes,omitempty"`
+	Expires  time.Duration `json:"expires,omitempty"`
+	NoWait   bool          `json:"no_wait,omitempty"`
+}
+
+// pull sends one pull request and collects its messages. With NoWait and
+// Expires together JetStream waits up to Expires for the first message and
+// then returns what is available at once: a long poll. nats.go's Fetch
+// cannot express that combination, so the bridge speaks the pull protocol
+// itself here.
+func pull(ctx context.Context, nc *nats.Conn, stream, consumer string, req pullRequest) ([]*nats.Msg, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("encode pull request: %w", err)
+	}
+	inbox := nc.NewInbox()
+	ch := make(chan *nats.Msg, req.Batch+4)
+	sub, err := nc.ChanSubscribe(inbox, ch)
+	if err != nil {
+		return nil, translate(err, "subscribe to the pull inbox")
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	what := fmt.Sprintf("fetch from consumer %q on stream %q", consumer, stream)
+	if err := nc.PublishRequest("$JS.API.CONSUMER.MSG.NEXT."+stream+"."+consumer, inbox, body); err != nil {
+		return nil, translate(err, what)
+	}
+	// The server answers by Expires; the timer is a guard against a lost
+	// answer (a server that went away mid-request).
+	guard := time.NewTimer(req.Expires + 2*time.Second)
+	defer guard.Stop()
+	var msgs []*nats.Msg
+	for len(msgs) < req.Batch {
+		select {
+		case m := <-ch:
+			if m.Reply != "" {
+				msgs = append(msgs, m)
+				continue
+			}
+			switch code := m.Header.Get("Status"); code {
+			case "100": // heartbeat
+				continue
+			case "404", "408":
+				return msgs, nil // no (more) messages, or the wait ended
+			case "503":
+				if len(msgs) == 0 {
+					return nil, fmt.Errorf("%w: %s: no responders", ErrConsumerNotFound, what)
+				}
+				return msgs, nil
+			case "409":
+				// Batch or byte limit reached, consumer deleted, too many
+				// waiting pulls, leadership change: return what arrived.
+				if len(msgs) == 0 {
+					desc := m.Header.Get("Description")
+					if desc == "Exceeded MaxWaiting" {
+						return nil, fmt.Errorf("%w: %s: too many pull requests waiting on the consumer", ErrLimitExceeded, what)
+					}
+					if desc == "Consumer Deleted" {
+						return nil, fmt.Errorf("%w: %s: consumer deleted", ErrConsumerNotFound, what)
+					}
+				}
+				return msgs, nil
+			default:
+				return msgs, nil
+			}
+		case <-ctx.Done():
+			if len(msgs) > 0 {
+				// Delivered to the bridge: hand them over rather than let
+				// them wait out their ack wait.
+				return msgs, nil
+			}
+			return nil, translate(ctx.Err(), what)
+		case <-guard.C:
+			return msgs, nil
+		}
+	}
+	return msgs, nil
+}
+
+// Fetch pulls one batch from a durable consumer: up to batch messages and
+// max_bytes, returning as soon as any message is there, after waiting at
+// most `wait` for the first (or at once with no_wait).
+func (s *messageService) Fetch(ctx context.Context, req *jetwayv1.FetchRequest) (*jetwayv1.FetchResponse, error) {
+	if err := validateName("stream", req.GetStream()); err != nil {
+		return nil, err
+	}
+	if err := validateName("consumer", req.GetConsumer()); err != nil {
+		return nil, err
+	}
+	batch := int(req.GetBatch())
+	switch {
+	case batch == 0:
+		batch = 1
+	case batch < 0 || batch > s.caps.MaxBatch:
+		return nil, fieldErr("batch", ErrInvalidArgument, "must be between 1 and %d (the server's cap)", s.caps.MaxBatch)
+	}
+	maxBytes := int(req.GetMaxBytes())
+	switch {
+	case maxBytes == 0:
+		maxBytes = s.caps.MaxBytes
+	case maxBytes < 0 || req.GetMaxBytes() > int64(s.caps.MaxBytes):
+		return nil, fieldErr("max_bytes", ErrInvalidArgument, "must be between 1 and %d (the server's cap)", s.caps.MaxBytes)
+	}
+	wait := defaultFetchWait
+	if req.GetWait() != nil {
+		if err := req.GetWait().CheckValid(); err != nil || req.GetWait().AsDuration() < 0 || req.GetWait().AsDuration() > s.caps.MaxWait {
+			return nil, fieldErr("wait", ErrInvalidArgument, "must be between 0 and %s (the server's cap)", s.caps.MaxWait)
+		}
+		wait = req.GetWait().AsDuration()
+	}
+	meta, err := s.consumers.get(ctx, req.GetStream(), req.GetConsumer())
+	if err != nil {
+		return nil, err
+	}
+	pr := pullRequest{Batch: batch, MaxBytes: maxBytes, NoWait: true}
+	if !req.GetNoWait() && wait > 0 {
+		// Leave the answer time to travel back before the call's deadline.
+		if dl, ok := ctx.Deadline(); ok {
+			wait = min(wait, time.Until(dl)-100*time.Millisecond)
+		}
+		if wait > time.Millisecond {
+			pr.Expires = wait
+		}
+	}
+	msgs, err := pull(ctx, s.nc, req.GetStream(), req.GetConsumer(), pr)
+	if errors.Is(err, ErrConsumerNotFound) {
+		s.consumers.forget(req.GetStream(), req.GetConsumer())
+	}
+	if err != nil {
+		return nil, err
+	}
+	resp := &jetwayv1.FetchResponse{Messages: make([]*jetwayv1.Message, 0, len(msgs))}
+	now := time.Now()
+	for _, m := range msgs {
+		out, err := s.toMessage(m, meta, req.GetFormat(), now)
+		if err != nil {
+			return nil, err
+		}
+		resp.Messages = append(resp.Messages, out)
+	}
+	return resp, nil
+}
+
+// deadlineMargin is how much earlier than JetStream's own deadline a token
+// expires: the bridge sees a message slightly after the server delivered
+// it, and a token must never outlive the delivery it acknowledges.
+func deadlineMargin(ackWait time.Duration) time.Duration {
+	return min(ackWait/20, time.Second)
+}
+
+// toMessage converts a delivered JetStream message, signing its ack token.
+func (s *messageService) toMessage(m *nats.Msg, meta consumerMeta, format jetwayv1.PayloadFormat, now time.Time) (*jetwayv1.Message, error) {
+	r, err := acktoken.ParseReply(m.Reply)
+	if err != nil {
+		return nil, fmt.Errorf("delivered message with reply %q: %w", m.Reply, err)
+	}
+	out := &jetwayv1.Message{
+		Subject:          m.Subject,
+		Headers:          headersTo(m.Header),
+		Stream:           r.Stream,
+		Consumer:         r.Consumer,
+		StreamSequence:   r.StreamSeq,
+		ConsumerSequence: r.ConsumerSeq,
+		NumDelivered:     r.Delivered,
+		NumPending:       r.Pending,
+		Timestamp:        timestamppb.New(r.Timestamp),
+	}
+	setPayload(out, m.Data, format)
+	if !meta.ackNone {
+		wait := meta.ackWaitFor(r.Delivered)
+		deadline := now.Add(wait - deadlineMargin(wait))
+		tok, err := s.signer.Sign(acktoken.Claims{Reply: m.Reply, Expires: deadline, AckWait: wait})
+		if err != nil {
+			return nil, fmt.Errorf("sign ack token: %w", err)
+		}
+		out.AckToken, out.AckDeadline = tok, timestamppb.New(deadline)
+	}
+	return out, nil
+}
+
+// setPayload fills the message's payload as the client asked, falling back
+// to bytes when the payload is not JSON or not UTF-8.
+func setPayload(out *jetwayv1.Message, data []byte, format jetwayv1.PayloadFormat) {
+	switch format {
+	case jetwayv1.PayloadFormat_PAYLOAD_FORMAT_JSON:
+		var v any
+		if json.Valid(data) && json.Unmarshal(data, &v) == nil {
+			if pv, err := structpb.NewValue(v); err == nil {
+				out.Payload = &jetwayv1.Message_Json{Json: pv}
+				return
+			}
+		}
+	case jetwayv1.PayloadFormat_PAYLOAD_FORMAT_TEXT:
+		if utf8.Valid(data) {
+			out.Payload = &jetwayv1.Message_Text{Text: string(data)}
+			return
+		}
+	}
+	out.Payload = &jetwayv1.Message_Data{Data: data}
+}
+
+// ackBody is the message JetStream's ack subject takes for each kind.
+func ackBody(op *jetwayv1.AckOperation) ([]byte, error) {
+	switch op.GetKind() {
+	case jetwayv1.AckKind_ACK_KIND_UNSPECIFIED, jetwayv1.AckKind_ACK_KIND_ACK:
+		return []byte("+ACK"), nil
+	case jetwayv1.AckKind_ACK_KIND_NAK:
+		if d := op.GetDelay(); d != nil {
+			if err := d.CheckValid(); err != nil || d.AsDuration() < 0 {
+				return nil, fieldErr("delay", ErrInvalidArgument, "must be a non-negative duration")
+			}
+			if d.AsDuration() > 0 {
+				return []byte(`-NAK {"delay":` + strconv.FormatInt(int64(d.AsDuration()), 10) + `}`), nil
+			}
+		}
+		return []byte("-NAK"), nil
+	case jetwayv1.AckKind_ACK_KIND_IN_PROGRESS:
+		return []byte("+WPI"), nil
+	case jetwayv1.AckKind_ACK_KIND_TERM:
+		reason := op.GetReason()
+		if len(reason) > 256 || !utf8.ValidString(reason) || containsCRLF(reason) {
+			return nil, fieldErr("reason", ErrInvalidArgument, "at most 256 bytes of UTF-8 without CR or LF")
+		}
+		if reason != "" {
+			return []byte("+TERM " + reason), nil
+		}
+		return []byte("+TERM"), nil
+	}
+	return nil, fieldErr("kind", ErrInvalidArgument, "unknown ack kind %d", op.GetKind())
+}
+
+func containsCRLF(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\r' || s[i] == '\n' {
+			return true
+		}
+	}
+	return false
+}
+
+// Ack applies each operation whose token verifies, and reports per token.
+// Nothing a client sends here can reach a subject other than the $JS.ACK
+// subject inside a token this bridge's key signed.
+func (s *messageService) Ack(ctx context.Context, req *jetwayv1.AckRequest) (*jetwayv1.AckResponse, error) {
+	ops := req.GetOperations()
+	switch {
+	case len(ops) == 0:
+		return nil, fieldErr("operations", ErrInvalidArgument, "at least one operation")
+	case len(ops) > s.caps.MaxAckBatch:
+		return nil, fieldErr("operations", ErrInvalidArgument, "at most %d operations per call (the server's cap)", s.caps.MaxAckBatch)
+	}
+	resp := &jetwayv1.AckResponse{Results: make([]*jetwayv1.AckResult, len(ops))}
+	now := time.Now()
+	sent := false
+	for i, op := range ops {
+		res, published := s.ackOne(ctx, op, req.GetSync(), now)
+		resp.Results[i] = res
+		sent = sent || published
+	}
+	if sent && !req.GetSync() {
+		// The acks are on the wire to NATS before the call returns.
+		if err := s.nc.FlushWithContext(ctx); err != nil {
+			return nil, translate(err, "flush acks")
+		}
+	}
+	return resp, nil
+}
+
+// ackOne verifies one token and sends its ack; published reports whether
+// anything was sent to NATS.
+func (s *messageService) ackOne(ctx context.Context, op *jetwayv1.AckOperation, sync bool, now time.Time) (*jetwayv1.AckResult, bool) {
+	res := &jetwayv1.AckResult{Token: op.GetToken()}
+	fail := func(err error) (*jetwayv1.AckResult, bool) {
+		res.Error, _ = ErrorProto(err)
+		return res, false
+	}
+	claims, err := s.signer.Verify(op.GetToken(), now)
+	switch {
+	case errors.Is(err, acktoken.ErrExpired):
+		return fail(fmt.Errorf("%w: the ack deadline passed at %s; the message is redelivered", ErrAckTokenExpired, claims.Expires.UTC().Format(time.RFC3339Nano)))
+	case err != nil:
+		return fail(fmt.Errorf("%w: not a token this service issued", ErrAckTokenInvalid))
+	}
+	body, err := ackBody(op)
+	if err != nil {
+		return fail(err)
+	}
+	if sync {
+		if _, err := s.nc.RequestWithContext(ctx, claims.Reply, body); err != nil {
+			res.Error, _ = ErrorProto(translate(err, "ack"))
+			return res, true
+		}
+	} else if err := s.nc.Publish(claims.Reply, body); err != nil {
+		res.Error, _ = ErrorProto(translate(err, "ack"))
+		return res, false
+	}
+	if op.GetKind() == jetwayv1.AckKind_ACK_KIND_IN_PROGRESS {
+		claims.Expires = now.Add(claims.AckWait - deadlineMargin(claims.AckWait))
+		tok, err := s.signer.Sign(claims)
+		if err != nil {
+			return fail(fmt.Errorf("sign ack token: %w", err))
+		}
+		res.NewToken, res.AckDeadline = tok, timestamppb.New(claims.Expires)
+	}
+	return res, true
+}
