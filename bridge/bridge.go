@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -26,8 +27,10 @@ var ErrInvalidOption = errors.New("bridge: invalid option")
 
 // Bridge holds the services and what they share.
 type Bridge struct {
-	messages *messageService
-	admin    *adminService
+	messages  *messageService
+	admin     *adminService
+	draining  chan struct{}
+	drainOnce sync.Once
 }
 
 type options struct {
@@ -81,7 +84,7 @@ func WithAckSigner(s *acktoken.Signer) Option {
 // WithCaps sets the server caps of consuming requests.
 func WithCaps(c Caps) Option {
 	return func(o *options) error {
-		if c.MaxBatch < 1 || c.MaxBytes < 1 || c.MaxWait <= 0 || c.MaxAckBatch < 1 {
+		if c.MaxBatch < 1 || c.MaxBytes < 1 || c.MaxWait <= 0 || c.MaxAckBatch < 1 || c.MaxInFlight < 1 || c.MaxBytesInFlight < 1 {
 			return fmt.Errorf("%w: caps must be positive: %+v", ErrInvalidOption, c)
 		}
 		o.caps = c
@@ -117,14 +120,24 @@ func New(js jetstream.JetStream, opts ...Option) (*Bridge, error) {
 		}
 	}
 	nc := js.Conn()
+	draining := make(chan struct{})
 	return &Bridge{
 		messages: &messageService{
 			js: js, nc: nc, maxPayload: nc.MaxPayload, window: o.publishWindow, log: o.log,
-			signer: o.signer, caps: o.caps,
+			signer: o.signer, caps: o.caps, draining: draining,
 			consumers: &consumerCache{ttl: 30 * time.Second, lookup: js.Consumer},
 		},
-		admin: &adminService{js: js, log: o.log},
+		admin:    &adminService{js: js, log: o.log},
+		draining: draining,
 	}, nil
+}
+
+// Drain ends every Subscribe and Consume stream with UNAVAILABLE ("the
+// bridge is shutting down"), NAKing the messages they hold so that other
+// clients get them at once. Call it when shutdown begins; unary calls and
+// PublishStreams finish normally. Safe to call more than once.
+func (b *Bridge) Drain() {
+	b.drainOnce.Do(func() { close(b.draining) })
 }
 
 // Register adds both services to a gRPC server.

@@ -31,10 +31,17 @@ type Caps struct {
 	MaxWait time.Duration
 	// MaxAckBatch is the most operations in one Ack call.
 	MaxAckBatch int
+	// MaxInFlight and MaxBytesInFlight cap the window of one Subscribe or
+	// Consume stream.
+	MaxInFlight      int
+	MaxBytesInFlight int
 }
 
 // DefaultCaps are the caps when none are configured.
-var DefaultCaps = Caps{MaxBatch: 1000, MaxBytes: 3 << 20, MaxWait: 30 * time.Second, MaxAckBatch: 1000}
+var DefaultCaps = Caps{
+	MaxBatch: 1000, MaxBytes: 3 << 20, MaxWait: 30 * time.Second, MaxAckBatch: 1000,
+	MaxInFlight: 4096, MaxBytesInFlight: 64 << 20,
+}
 
 const defaultFetchWait = 5 * time.Second
 
@@ -238,7 +245,7 @@ func (s *messageService) Fetch(ctx context.Context, req *jetwayv1.FetchRequest) 
 	resp := &jetwayv1.FetchResponse{Messages: make([]*jetwayv1.Message, 0, len(msgs))}
 	now := time.Now()
 	for _, m := range msgs {
-		out, err := s.toMessage(m, meta, req.GetFormat(), now)
+		out, err := s.toMessage(m.Subject, m.Reply, m.Header, m.Data, meta, req.GetFormat(), now)
 		if err != nil {
 			return nil, err
 		}
@@ -255,14 +262,14 @@ func deadlineMargin(ackWait time.Duration) time.Duration {
 }
 
 // toMessage converts a delivered JetStream message, signing its ack token.
-func (s *messageService) toMessage(m *nats.Msg, meta consumerMeta, format jetwayv1.PayloadFormat, now time.Time) (*jetwayv1.Message, error) {
-	r, err := acktoken.ParseReply(m.Reply)
+func (s *messageService) toMessage(subject, reply string, header nats.Header, data []byte, meta consumerMeta, format jetwayv1.PayloadFormat, now time.Time) (*jetwayv1.Message, error) {
+	r, err := acktoken.ParseReply(reply)
 	if err != nil {
-		return nil, fmt.Errorf("delivered message with reply %q: %w", m.Reply, err)
+		return nil, fmt.Errorf("delivered message with reply %q: %w", reply, err)
 	}
 	out := &jetwayv1.Message{
-		Subject:          m.Subject,
-		Headers:          headersTo(m.Header),
+		Subject:          subject,
+		Headers:          headersTo(header),
 		Stream:           r.Stream,
 		Consumer:         r.Consumer,
 		StreamSequence:   r.StreamSeq,
@@ -271,11 +278,11 @@ func (s *messageService) toMessage(m *nats.Msg, meta consumerMeta, format jetway
 		NumPending:       r.Pending,
 		Timestamp:        timestamppb.New(r.Timestamp),
 	}
-	setPayload(out, m.Data, format)
+	setPayload(out, data, format)
 	if !meta.ackNone {
 		wait := meta.ackWaitFor(r.Delivered)
 		deadline := now.Add(wait - deadlineMargin(wait))
-		tok, err := s.signer.Sign(acktoken.Claims{Reply: m.Reply, Expires: deadline, AckWait: wait})
+		tok, err := s.signer.Sign(acktoken.Claims{Reply: reply, Expires: deadline, AckWait: wait})
 		if err != nil {
 			return nil, fmt.Errorf("sign ack token: %w", err)
 		}
@@ -359,7 +366,7 @@ func (s *messageService) Ack(ctx context.Context, req *jetwayv1.AckRequest) (*je
 	now := time.Now()
 	sent := false
 	for i, op := range ops {
-		res, published := s.ackOne(ctx, op, req.GetSync(), now)
+		res, _, published := s.ackOne(ctx, op, req.GetSync(), now)
 		resp.Results[i] = res
 		sent = sent || published
 	}
@@ -372,13 +379,13 @@ func (s *messageService) Ack(ctx context.Context, req *jetwayv1.AckRequest) (*je
 	return resp, nil
 }
 
-// ackOne verifies one token and sends its ack; published reports whether
-// anything was sent to NATS.
-func (s *messageService) ackOne(ctx context.Context, op *jetwayv1.AckOperation, sync bool, now time.Time) (*jetwayv1.AckResult, bool) {
+// ackOne verifies one token and sends its ack. It returns the result, the
+// reply subject the token bound, and whether anything was sent to NATS.
+func (s *messageService) ackOne(ctx context.Context, op *jetwayv1.AckOperation, sync bool, now time.Time) (*jetwayv1.AckResult, string, bool) {
 	res := &jetwayv1.AckResult{Token: op.GetToken()}
-	fail := func(err error) (*jetwayv1.AckResult, bool) {
+	fail := func(err error) (*jetwayv1.AckResult, string, bool) {
 		res.Error, _ = ErrorProto(err)
-		return res, false
+		return res, "", false
 	}
 	claims, err := s.signer.Verify(op.GetToken(), now)
 	switch {
@@ -394,11 +401,10 @@ func (s *messageService) ackOne(ctx context.Context, op *jetwayv1.AckOperation, 
 	if sync {
 		if _, err := s.nc.RequestWithContext(ctx, claims.Reply, body); err != nil {
 			res.Error, _ = ErrorProto(translate(err, "ack"))
-			return res, true
+			return res, "", true
 		}
 	} else if err := s.nc.Publish(claims.Reply, body); err != nil {
-		res.Error, _ = ErrorProto(translate(err, "ack"))
-		return res, false
+		return fail(translate(err, "ack"))
 	}
 	if op.GetKind() == jetwayv1.AckKind_ACK_KIND_IN_PROGRESS {
 		claims.Expires = now.Add(claims.AckWait - deadlineMargin(claims.AckWait))
@@ -408,5 +414,5 @@ func (s *messageService) ackOne(ctx context.Context, op *jetwayv1.AckOperation, 
 		}
 		res.NewToken, res.AckDeadline = tok, timestamppb.New(claims.Expires)
 	}
-	return res, true
+	return res, claims.Reply, true
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -31,13 +30,20 @@ type publisher interface {
 	PublishMsgAsync(msg *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error)
 }
 
-var _ publisher = (jetstream.JetStream)(nil)
+// messagesJetStream is what the message service needs of JetStream.
+type messagesJetStream interface {
+	publisher
+	consumerAPI
+}
+
+var _ messagesJetStream = jetstream.JetStream(nil)
 
 type messageService struct {
 	jetwayv1.UnimplementedMessageServiceServer
 
-	js         publisher
+	js         messagesJetStream
 	nc         *nats.Conn
+	draining   <-chan struct{}
 	maxPayload func() int64
 	window     int
 	log        *slog.Logger
@@ -227,18 +233,4 @@ func compactJSON(v *structpb.Value) ([]byte, error) {
 		return nil, fmt.Errorf("encode JSON: %w", err)
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
-}
-
-// Subscribe is not implemented yet.
-func (s *messageService) Subscribe(*jetwayv1.SubscribeRequest, jetwayv1.MessageService_SubscribeServer) error {
-	return unimplemented("Subscribe")
-}
-
-// Consume is not implemented yet.
-func (s *messageService) Consume(jetwayv1.MessageService_ConsumeServer) error {
-	return unimplemented("Consume")
-}
-
-func unimplemented(rpc string) error {
-	return fmt.Errorf("%w: %s is not available in this version of Jetway", ErrUnimplemented, strings.TrimSpace(rpc))
 }

@@ -943,23 +943,6 @@ func TestPublishStreamClientCancel(t *testing.T) {
 	}
 }
 
-func TestUnimplementedRPCs(t *testing.T) {
-	b, ctx := pubStart(t)
-
-	sub, err := b.Messages.Subscribe(ctx, &jetwayv1.SubscribeRequest{Stream: "S"})
-	if err == nil {
-		_, err = sub.Recv()
-	}
-	pubWantErr(t, "Subscribe", err, codes.Unimplemented, "UNIMPLEMENTED")
-
-	con, err := b.Messages.Consume(ctx)
-	if err == nil {
-		_ = con.Send(&jetwayv1.ConsumeRequest{Request: &jetwayv1.ConsumeRequest_Start{Start: &jetwayv1.SubscribeRequest{Stream: "S"}}})
-		_, err = con.Recv()
-	}
-	pubWantErr(t, "Consume", err, codes.Unimplemented, "UNIMPLEMENTED")
-}
-
 // The tests below pin down cases where the REST gateway or the gRPC limits
 // answer with the wrong status; see each test's comment.
 

@@ -71,6 +71,9 @@ type Consume struct {
 	MaxFetchWait  time.Duration
 	// MaxAckBatch caps the operations of one Ack call.
 	MaxAckBatch int
+	// MaxInFlight and MaxBytesInFlight cap one Subscribe/Consume window.
+	MaxInFlight      int
+	MaxBytesInFlight int
 }
 
 // AckKeyBytes decodes AckKeys.
@@ -147,6 +150,8 @@ func Parse(args []string, getenv func(string) string, output io.Writer) (Config,
 	fs.IntVar(&co.MaxFetchBytes, "max-fetch-bytes", 3<<20, "largest Fetch max_bytes (and its default)")
 	fs.DurationVar(&co.MaxFetchWait, "max-fetch-wait", 30*time.Second, "longest Fetch wait")
 	fs.IntVar(&co.MaxAckBatch, "max-ack-batch", 1000, "most operations in one Ack call")
+	fs.IntVar(&co.MaxInFlight, "max-in-flight", 4096, "largest max_in_flight of one Subscribe/Consume stream")
+	fs.IntVar(&co.MaxBytesInFlight, "max-bytes-in-flight", 64<<20, "largest max_bytes_in_flight of one Subscribe/Consume stream")
 
 	l := &c.Log
 	fs.StringVar(&l.Format, "log-format", "text", "log format: text or json")
@@ -197,8 +202,9 @@ func (c Config) validate() error {
 	if _, err := c.Consume.AckKeyBytes(); err != nil {
 		errs = append(errs, err)
 	}
-	if c.Consume.MaxFetchBatch < 1 || c.Consume.MaxFetchBytes < 1 || c.Consume.MaxFetchWait <= 0 || c.Consume.MaxAckBatch < 1 {
-		errs = append(errs, errors.New("--max-fetch-batch, --max-fetch-bytes, --max-fetch-wait and --max-ack-batch must be positive"))
+	if c.Consume.MaxFetchBatch < 1 || c.Consume.MaxFetchBytes < 1 || c.Consume.MaxFetchWait <= 0 || c.Consume.MaxAckBatch < 1 ||
+		c.Consume.MaxInFlight < 1 || c.Consume.MaxBytesInFlight < 1 {
+		errs = append(errs, errors.New("--max-fetch-*, --max-ack-batch and --max-*-in-flight must be positive"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("config: %w", err)
@@ -235,7 +241,9 @@ func (c Config) LogValue() slog.Value {
 			slog.Int("max_fetch_batch", c.Consume.MaxFetchBatch),
 			slog.Int("max_fetch_bytes", c.Consume.MaxFetchBytes),
 			slog.Duration("max_fetch_wait", c.Consume.MaxFetchWait),
-			slog.Int("max_ack_batch", c.Consume.MaxAckBatch)),
+			slog.Int("max_ack_batch", c.Consume.MaxAckBatch),
+			slog.Int("max_in_flight", c.Consume.MaxInFlight),
+			slog.Int("max_bytes_in_flight", c.Consume.MaxBytesInFlight)),
 		slog.Group("log", slog.String("format", c.Log.Format), slog.String("level", c.Log.Level.String())),
 	)
 }

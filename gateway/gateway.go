@@ -49,20 +49,26 @@ func New(ctx context.Context, conn *grpc.ClientConn, o Options) (http.Handler, e
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	jsonpb := &runtime.JSONPb{
+		MarshalOptions: protojson.MarshalOptions{UseProtoNames: true, EmitDefaultValues: true},
+		// Unknown fields are an error: a misspelt field must not be
+		// silently ignored.
+		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+	}
 	gw := runtime.NewServeMux(
 		runtime.WithIncomingHeaderMatcher(IncomingHeader),
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
-			MarshalOptions: protojson.MarshalOptions{UseProtoNames: true, EmitDefaultValues: true},
-			// Unknown fields are an error: a misspelt field must not be
-			// silently ignored.
-			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
-		}),
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, jsonpb),
+		runtime.WithMarshalerOption(MIMEEventStream, &eventStream{JSONPb: jsonpb}),
 	)
-	if err := jetwayv1.RegisterMessageServiceHandler(ctx, gw, conn); err != nil {
-		return nil, fmt.Errorf("gateway: register MessageService: %w", err)
-	}
+	// grpc-gateway tries the most recently registered route first, and a
+	// route without a verb also matches a path with one (GetStream's
+	// /v1/streams/{name} matches /v1/streams/S:subscribe). MessageService
+	// registers last so that its :subscribe and :fetch routes win.
 	if err := jetwayv1.RegisterAdminServiceHandler(ctx, gw, conn); err != nil {
 		return nil, fmt.Errorf("gateway: register AdminService: %w", err)
+	}
+	if err := jetwayv1.RegisterMessageServiceHandler(ctx, gw, conn); err != nil {
+		return nil, fmt.Errorf("gateway: register MessageService: %w", err)
 	}
 
 	mux := http.NewServeMux()
@@ -160,8 +166,8 @@ func printableASCII(s string) bool {
 }
 
 // IncomingHeader decides which HTTP headers become gRPC metadata. Only the
-// headers the API defines pass: Authorization (for the auth interceptor)
-// and Idempotency-Key (Publish's msg_id). Grpc-Metadata-* and every other
+// headers the API defines pass: Authorization (for the auth interceptor),
+// Idempotency-Key (Publish's msg_id) and Last-Event-ID (SSE resume). Grpc-Metadata-* and every other
 // header are dropped, so a REST client can never forge metadata that the
 // server would trust.
 func IncomingHeader(key string) (string, bool) {
@@ -170,6 +176,8 @@ func IncomingHeader(key string) (string, bool) {
 		return "authorization", true
 	case "Idempotency-Key":
 		return bridge.IdempotencyKeyMetadata, true
+	case "Last-Event-Id":
+		return bridge.LastEventIDMetadata, true
 	}
 	return "", false
 }

@@ -123,6 +123,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		bridge.WithCaps(bridge.Caps{
 			MaxBatch: cfg.Consume.MaxFetchBatch, MaxBytes: cfg.Consume.MaxFetchBytes,
 			MaxWait: cfg.Consume.MaxFetchWait, MaxAckBatch: cfg.Consume.MaxAckBatch,
+			MaxInFlight: cfg.Consume.MaxInFlight, MaxBytesInFlight: cfg.Consume.MaxBytesInFlight,
 		}))
 	if err != nil {
 		return nil, fmt.Errorf("server: bridge.New: %w", err)
@@ -240,6 +241,9 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		<-gctx.Done()
 		log.Info("shutting down", slog.Duration("timeout", cfg.Server.ShutdownTimeout))
 		hs.Shutdown()
+		// Subscribe and Consume streams end (NAKing what they hold) so
+		// that their clients reconnect to another replica at once.
+		b.Drain()
 		return shutdown(cfg.Server.ShutdownTimeout, httpSrv, gs)
 	})
 	log.Info("serving", slog.String("grpc", s.grpcAddr.String()), slog.String("http", s.httpAddr.String()))

@@ -821,17 +821,21 @@ type SubscribeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The stream to consume. Required.
 	Stream string `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
-	// The durable consumer to attach to; empty creates an ephemeral consumer.
+	// The durable consumer to attach to; empty creates an ephemeral consumer
+	// (removed by the server after the client goes away).
 	Consumer string `protobuf:"bytes,2,opt,name=consumer,proto3" json:"consumer,omitempty"`
-	// Configuration for the consumer when it must be created.
+	// Configuration for the consumer when it must be created: a durable one
+	// that does not exist yet, or the ephemeral one (start position, filter
+	// subjects, ack wait...). Ignored for a durable consumer that exists.
 	Config *ConsumerConfig `protobuf:"bytes,3,opt,name=config,proto3" json:"config,omitempty"`
-	// Maximum messages delivered and not yet acked on this stream; 0 is the
-	// server default.
+	// Subscribe: maximum messages the bridge holds for this stream ahead of
+	// the client. Consume: maximum messages delivered and not yet acked on
+	// the stream. 0 is 256; at most the server cap (4096 by default).
 	MaxInFlight int32 `protobuf:"varint,4,opt,name=max_in_flight,json=maxInFlight,proto3" json:"max_in_flight,omitempty"`
-	// Maximum payload bytes delivered and not yet acked; 0 is the server
-	// default.
+	// The same bound in payload bytes; 0 is 8 MiB; at most the server cap
+	// (64 MiB by default).
 	MaxBytesInFlight int64 `protobuf:"varint,5,opt,name=max_bytes_in_flight,json=maxBytesInFlight,proto3" json:"max_bytes_in_flight,omitempty"`
-	// Interval of heartbeats on an idle stream; unset is 15 seconds.
+	// Interval of heartbeats on an idle stream, 1s to 5m; unset is 15s.
 	Heartbeat *durationpb.Duration `protobuf:"bytes,6,opt,name=heartbeat,proto3" json:"heartbeat,omitempty"`
 	// How payloads are encoded.
 	Format        PayloadFormat `protobuf:"varint,7,opt,name=format,proto3,enum=jetway.v1.PayloadFormat" json:"format,omitempty"`
@@ -927,6 +931,7 @@ type SubscribeResponse struct {
 	//
 	//	*SubscribeResponse_Message
 	//	*SubscribeResponse_Heartbeat
+	//	*SubscribeResponse_Subscribed
 	Event         isSubscribeResponse_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -987,6 +992,15 @@ func (x *SubscribeResponse) GetHeartbeat() *Heartbeat {
 	return nil
 }
 
+func (x *SubscribeResponse) GetSubscribed() *Subscribed {
+	if x != nil {
+		if x, ok := x.Event.(*SubscribeResponse_Subscribed); ok {
+			return x.Subscribed
+		}
+	}
+	return nil
+}
+
 type isSubscribeResponse_Event interface {
 	isSubscribeResponse_Event()
 }
@@ -1001,9 +1015,118 @@ type SubscribeResponse_Heartbeat struct {
 	Heartbeat *Heartbeat `protobuf:"bytes,2,opt,name=heartbeat,proto3,oneof"`
 }
 
+type SubscribeResponse_Subscribed struct {
+	// The first event: which consumer serves the stream.
+	Subscribed *Subscribed `protobuf:"bytes,3,opt,name=subscribed,proto3,oneof"`
+}
+
 func (*SubscribeResponse_Message) isSubscribeResponse_Event() {}
 
 func (*SubscribeResponse_Heartbeat) isSubscribeResponse_Event() {}
+
+func (*SubscribeResponse_Subscribed) isSubscribeResponse_Event() {}
+
+// Subscribed is the first event of every Subscribe and Consume stream.
+type Subscribed struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stream.
+	Stream string `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	// The consumer serving this stream (a generated name when ephemeral).
+	Consumer string `protobuf:"bytes,2,opt,name=consumer,proto3" json:"consumer,omitempty"`
+	// Whether this call created the consumer.
+	Created bool `protobuf:"varint,3,opt,name=created,proto3" json:"created,omitempty"`
+	// Whether the consumer is ephemeral: removed once the client is gone.
+	Ephemeral bool `protobuf:"varint,4,opt,name=ephemeral,proto3" json:"ephemeral,omitempty"`
+	// True when the request carried a consumer configuration (for example a
+	// start position) for a durable consumer that already existed: the
+	// existing configuration applies, the request's was ignored.
+	ConfigIgnored bool `protobuf:"varint,5,opt,name=config_ignored,json=configIgnored,proto3" json:"config_ignored,omitempty"`
+	// The in-flight window granted, after defaults and server caps.
+	MaxInFlight int32 `protobuf:"varint,6,opt,name=max_in_flight,json=maxInFlight,proto3" json:"max_in_flight,omitempty"`
+	// The in-flight byte window granted, after defaults and server caps.
+	MaxBytesInFlight int64 `protobuf:"varint,7,opt,name=max_bytes_in_flight,json=maxBytesInFlight,proto3" json:"max_bytes_in_flight,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *Subscribed) Reset() {
+	*x = Subscribed{}
+	mi := &file_jetway_v1_message_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Subscribed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Subscribed) ProtoMessage() {}
+
+func (x *Subscribed) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_message_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Subscribed.ProtoReflect.Descriptor instead.
+func (*Subscribed) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *Subscribed) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *Subscribed) GetConsumer() string {
+	if x != nil {
+		return x.Consumer
+	}
+	return ""
+}
+
+func (x *Subscribed) GetCreated() bool {
+	if x != nil {
+		return x.Created
+	}
+	return false
+}
+
+func (x *Subscribed) GetEphemeral() bool {
+	if x != nil {
+		return x.Ephemeral
+	}
+	return false
+}
+
+func (x *Subscribed) GetConfigIgnored() bool {
+	if x != nil {
+		return x.ConfigIgnored
+	}
+	return false
+}
+
+func (x *Subscribed) GetMaxInFlight() int32 {
+	if x != nil {
+		return x.MaxInFlight
+	}
+	return 0
+}
+
+func (x *Subscribed) GetMaxBytesInFlight() int64 {
+	if x != nil {
+		return x.MaxBytesInFlight
+	}
+	return 0
+}
 
 // Heartbeat tells a client that an idle stream is alive.
 type Heartbeat struct {
@@ -1016,7 +1139,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_jetway_v1_message_proto_msgTypes[8]
+	mi := &file_jetway_v1_message_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1028,7 +1151,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[8]
+	mi := &file_jetway_v1_message_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1041,7 +1164,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{8}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Heartbeat) GetTime() *timestamppb.Timestamp {
@@ -1074,7 +1197,7 @@ type FetchRequest struct {
 
 func (x *FetchRequest) Reset() {
 	*x = FetchRequest{}
-	mi := &file_jetway_v1_message_proto_msgTypes[9]
+	mi := &file_jetway_v1_message_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1086,7 +1209,7 @@ func (x *FetchRequest) String() string {
 func (*FetchRequest) ProtoMessage() {}
 
 func (x *FetchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[9]
+	mi := &file_jetway_v1_message_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1099,7 +1222,7 @@ func (x *FetchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchRequest.ProtoReflect.Descriptor instead.
 func (*FetchRequest) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{9}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *FetchRequest) GetStream() string {
@@ -1162,7 +1285,7 @@ type FetchResponse struct {
 
 func (x *FetchResponse) Reset() {
 	*x = FetchResponse{}
-	mi := &file_jetway_v1_message_proto_msgTypes[10]
+	mi := &file_jetway_v1_message_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1174,7 +1297,7 @@ func (x *FetchResponse) String() string {
 func (*FetchResponse) ProtoMessage() {}
 
 func (x *FetchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[10]
+	mi := &file_jetway_v1_message_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1187,7 +1310,7 @@ func (x *FetchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchResponse.ProtoReflect.Descriptor instead.
 func (*FetchResponse) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{10}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *FetchResponse) GetMessages() []*Message {
@@ -1214,7 +1337,7 @@ type AckOperation struct {
 
 func (x *AckOperation) Reset() {
 	*x = AckOperation{}
-	mi := &file_jetway_v1_message_proto_msgTypes[11]
+	mi := &file_jetway_v1_message_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1226,7 +1349,7 @@ func (x *AckOperation) String() string {
 func (*AckOperation) ProtoMessage() {}
 
 func (x *AckOperation) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[11]
+	mi := &file_jetway_v1_message_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1239,7 +1362,7 @@ func (x *AckOperation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckOperation.ProtoReflect.Descriptor instead.
 func (*AckOperation) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{11}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *AckOperation) GetToken() string {
@@ -1283,7 +1406,7 @@ type AckRequest struct {
 
 func (x *AckRequest) Reset() {
 	*x = AckRequest{}
-	mi := &file_jetway_v1_message_proto_msgTypes[12]
+	mi := &file_jetway_v1_message_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1295,7 +1418,7 @@ func (x *AckRequest) String() string {
 func (*AckRequest) ProtoMessage() {}
 
 func (x *AckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[12]
+	mi := &file_jetway_v1_message_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1308,7 +1431,7 @@ func (x *AckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckRequest.ProtoReflect.Descriptor instead.
 func (*AckRequest) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{12}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *AckRequest) GetOperations() []*AckOperation {
@@ -1342,7 +1465,7 @@ type AckResult struct {
 
 func (x *AckResult) Reset() {
 	*x = AckResult{}
-	mi := &file_jetway_v1_message_proto_msgTypes[13]
+	mi := &file_jetway_v1_message_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1354,7 +1477,7 @@ func (x *AckResult) String() string {
 func (*AckResult) ProtoMessage() {}
 
 func (x *AckResult) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[13]
+	mi := &file_jetway_v1_message_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1367,7 +1490,7 @@ func (x *AckResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckResult.ProtoReflect.Descriptor instead.
 func (*AckResult) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{13}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *AckResult) GetToken() string {
@@ -1409,7 +1532,7 @@ type AckResponse struct {
 
 func (x *AckResponse) Reset() {
 	*x = AckResponse{}
-	mi := &file_jetway_v1_message_proto_msgTypes[14]
+	mi := &file_jetway_v1_message_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1421,7 +1544,7 @@ func (x *AckResponse) String() string {
 func (*AckResponse) ProtoMessage() {}
 
 func (x *AckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[14]
+	mi := &file_jetway_v1_message_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1434,7 +1557,7 @@ func (x *AckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckResponse.ProtoReflect.Descriptor instead.
 func (*AckResponse) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{14}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *AckResponse) GetResults() []*AckResult {
@@ -1460,7 +1583,7 @@ type ConsumeRequest struct {
 
 func (x *ConsumeRequest) Reset() {
 	*x = ConsumeRequest{}
-	mi := &file_jetway_v1_message_proto_msgTypes[15]
+	mi := &file_jetway_v1_message_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1472,7 +1595,7 @@ func (x *ConsumeRequest) String() string {
 func (*ConsumeRequest) ProtoMessage() {}
 
 func (x *ConsumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[15]
+	mi := &file_jetway_v1_message_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1485,7 +1608,7 @@ func (x *ConsumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeRequest.ProtoReflect.Descriptor instead.
 func (*ConsumeRequest) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{15}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ConsumeRequest) GetRequest() isConsumeRequest_Request {
@@ -1541,6 +1664,7 @@ type ConsumeResponse struct {
 	//	*ConsumeResponse_Message
 	//	*ConsumeResponse_Heartbeat
 	//	*ConsumeResponse_AckResult
+	//	*ConsumeResponse_Subscribed
 	Event         isConsumeResponse_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1548,7 +1672,7 @@ type ConsumeResponse struct {
 
 func (x *ConsumeResponse) Reset() {
 	*x = ConsumeResponse{}
-	mi := &file_jetway_v1_message_proto_msgTypes[16]
+	mi := &file_jetway_v1_message_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1560,7 +1684,7 @@ func (x *ConsumeResponse) String() string {
 func (*ConsumeResponse) ProtoMessage() {}
 
 func (x *ConsumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[16]
+	mi := &file_jetway_v1_message_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1573,7 +1697,7 @@ func (x *ConsumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeResponse.ProtoReflect.Descriptor instead.
 func (*ConsumeResponse) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{16}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ConsumeResponse) GetEvent() isConsumeResponse_Event {
@@ -1610,6 +1734,15 @@ func (x *ConsumeResponse) GetAckResult() *AckResult {
 	return nil
 }
 
+func (x *ConsumeResponse) GetSubscribed() *Subscribed {
+	if x != nil {
+		if x, ok := x.Event.(*ConsumeResponse_Subscribed); ok {
+			return x.Subscribed
+		}
+	}
+	return nil
+}
+
 type isConsumeResponse_Event interface {
 	isConsumeResponse_Event()
 }
@@ -1629,11 +1762,18 @@ type ConsumeResponse_AckResult struct {
 	AckResult *AckResult `protobuf:"bytes,3,opt,name=ack_result,json=ackResult,proto3,oneof"`
 }
 
+type ConsumeResponse_Subscribed struct {
+	// The first event: which consumer serves the stream.
+	Subscribed *Subscribed `protobuf:"bytes,4,opt,name=subscribed,proto3,oneof"`
+}
+
 func (*ConsumeResponse_Message) isConsumeResponse_Event() {}
 
 func (*ConsumeResponse_Heartbeat) isConsumeResponse_Event() {}
 
 func (*ConsumeResponse_AckResult) isConsumeResponse_Event() {}
+
+func (*ConsumeResponse_Subscribed) isConsumeResponse_Event() {}
 
 var File_jetway_v1_message_proto protoreflect.FileDescriptor
 
@@ -1703,11 +1843,23 @@ const file_jetway_v1_message_proto_rawDesc = "" +
 	"\rmax_in_flight\x18\x04 \x01(\x05R\vmaxInFlight\x12-\n" +
 	"\x13max_bytes_in_flight\x18\x05 \x01(\x03R\x10maxBytesInFlight\x127\n" +
 	"\theartbeat\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\theartbeat\x120\n" +
-	"\x06format\x18\a \x01(\x0e2\x18.jetway.v1.PayloadFormatR\x06format\"\x82\x01\n" +
+	"\x06format\x18\a \x01(\x0e2\x18.jetway.v1.PayloadFormatR\x06format\"\xbb\x01\n" +
 	"\x11SubscribeResponse\x12.\n" +
 	"\amessage\x18\x01 \x01(\v2\x12.jetway.v1.MessageH\x00R\amessage\x124\n" +
-	"\theartbeat\x18\x02 \x01(\v2\x14.jetway.v1.HeartbeatH\x00R\theartbeatB\a\n" +
-	"\x05event\";\n" +
+	"\theartbeat\x18\x02 \x01(\v2\x14.jetway.v1.HeartbeatH\x00R\theartbeat\x127\n" +
+	"\n" +
+	"subscribed\x18\x03 \x01(\v2\x15.jetway.v1.SubscribedH\x00R\n" +
+	"subscribedB\a\n" +
+	"\x05event\"\xf2\x01\n" +
+	"\n" +
+	"Subscribed\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x1a\n" +
+	"\bconsumer\x18\x02 \x01(\tR\bconsumer\x12\x18\n" +
+	"\acreated\x18\x03 \x01(\bR\acreated\x12\x1c\n" +
+	"\tephemeral\x18\x04 \x01(\bR\tephemeral\x12%\n" +
+	"\x0econfig_ignored\x18\x05 \x01(\bR\rconfigIgnored\x12\"\n" +
+	"\rmax_in_flight\x18\x06 \x01(\x05R\vmaxInFlight\x12-\n" +
+	"\x13max_bytes_in_flight\x18\a \x01(\x03R\x10maxBytesInFlight\";\n" +
 	"\tHeartbeat\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\xef\x01\n" +
 	"\fFetchRequest\x12\x16\n" +
@@ -1741,12 +1893,15 @@ const file_jetway_v1_message_proto_rawDesc = "" +
 	"\x0eConsumeRequest\x123\n" +
 	"\x05start\x18\x01 \x01(\v2\x1b.jetway.v1.SubscribeRequestH\x00R\x05start\x12+\n" +
 	"\x03ack\x18\x02 \x01(\v2\x17.jetway.v1.AckOperationH\x00R\x03ackB\t\n" +
-	"\arequest\"\xb7\x01\n" +
+	"\arequest\"\xf0\x01\n" +
 	"\x0fConsumeResponse\x12.\n" +
 	"\amessage\x18\x01 \x01(\v2\x12.jetway.v1.MessageH\x00R\amessage\x124\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x14.jetway.v1.HeartbeatH\x00R\theartbeat\x125\n" +
 	"\n" +
-	"ack_result\x18\x03 \x01(\v2\x14.jetway.v1.AckResultH\x00R\tackResultB\a\n" +
+	"ack_result\x18\x03 \x01(\v2\x14.jetway.v1.AckResultH\x00R\tackResult\x127\n" +
+	"\n" +
+	"subscribed\x18\x04 \x01(\v2\x15.jetway.v1.SubscribedH\x00R\n" +
+	"subscribedB\a\n" +
 	"\x05event*{\n" +
 	"\rPayloadFormat\x12\x1e\n" +
 	"\x1aPAYLOAD_FORMAT_UNSPECIFIED\x10\x00\x12\x18\n" +
@@ -1780,7 +1935,7 @@ func file_jetway_v1_message_proto_rawDescGZIP() []byte {
 }
 
 var file_jetway_v1_message_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_jetway_v1_message_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_jetway_v1_message_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_jetway_v1_message_proto_goTypes = []any{
 	(PayloadFormat)(0),            // 0: jetway.v1.PayloadFormat
 	(AckKind)(0),                  // 1: jetway.v1.AckKind
@@ -1792,73 +1947,76 @@ var file_jetway_v1_message_proto_goTypes = []any{
 	(*Message)(nil),               // 7: jetway.v1.Message
 	(*SubscribeRequest)(nil),      // 8: jetway.v1.SubscribeRequest
 	(*SubscribeResponse)(nil),     // 9: jetway.v1.SubscribeResponse
-	(*Heartbeat)(nil),             // 10: jetway.v1.Heartbeat
-	(*FetchRequest)(nil),          // 11: jetway.v1.FetchRequest
-	(*FetchResponse)(nil),         // 12: jetway.v1.FetchResponse
-	(*AckOperation)(nil),          // 13: jetway.v1.AckOperation
-	(*AckRequest)(nil),            // 14: jetway.v1.AckRequest
-	(*AckResult)(nil),             // 15: jetway.v1.AckResult
-	(*AckResponse)(nil),           // 16: jetway.v1.AckResponse
-	(*ConsumeRequest)(nil),        // 17: jetway.v1.ConsumeRequest
-	(*ConsumeResponse)(nil),       // 18: jetway.v1.ConsumeResponse
-	nil,                           // 19: jetway.v1.PublishRequest.HeadersEntry
-	nil,                           // 20: jetway.v1.Message.HeadersEntry
-	(*structpb.Value)(nil),        // 21: google.protobuf.Value
-	(*durationpb.Duration)(nil),   // 22: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 23: google.protobuf.Timestamp
-	(*ConsumerConfig)(nil),        // 24: jetway.v1.ConsumerConfig
-	(*HeaderValues)(nil),          // 25: jetway.v1.HeaderValues
+	(*Subscribed)(nil),            // 10: jetway.v1.Subscribed
+	(*Heartbeat)(nil),             // 11: jetway.v1.Heartbeat
+	(*FetchRequest)(nil),          // 12: jetway.v1.FetchRequest
+	(*FetchResponse)(nil),         // 13: jetway.v1.FetchResponse
+	(*AckOperation)(nil),          // 14: jetway.v1.AckOperation
+	(*AckRequest)(nil),            // 15: jetway.v1.AckRequest
+	(*AckResult)(nil),             // 16: jetway.v1.AckResult
+	(*AckResponse)(nil),           // 17: jetway.v1.AckResponse
+	(*ConsumeRequest)(nil),        // 18: jetway.v1.ConsumeRequest
+	(*ConsumeResponse)(nil),       // 19: jetway.v1.ConsumeResponse
+	nil,                           // 20: jetway.v1.PublishRequest.HeadersEntry
+	nil,                           // 21: jetway.v1.Message.HeadersEntry
+	(*structpb.Value)(nil),        // 22: google.protobuf.Value
+	(*durationpb.Duration)(nil),   // 23: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
+	(*ConsumerConfig)(nil),        // 25: jetway.v1.ConsumerConfig
+	(*HeaderValues)(nil),          // 26: jetway.v1.HeaderValues
 }
 var file_jetway_v1_message_proto_depIdxs = []int32{
-	21, // 0: jetway.v1.PublishRequest.json:type_name -> google.protobuf.Value
-	19, // 1: jetway.v1.PublishRequest.headers:type_name -> jetway.v1.PublishRequest.HeadersEntry
-	22, // 2: jetway.v1.PublishRequest.ttl:type_name -> google.protobuf.Duration
+	22, // 0: jetway.v1.PublishRequest.json:type_name -> google.protobuf.Value
+	20, // 1: jetway.v1.PublishRequest.headers:type_name -> jetway.v1.PublishRequest.HeadersEntry
+	23, // 2: jetway.v1.PublishRequest.ttl:type_name -> google.protobuf.Duration
 	2,  // 3: jetway.v1.PublishStreamRequest.publish:type_name -> jetway.v1.PublishRequest
 	3,  // 4: jetway.v1.PublishStreamResponse.ack:type_name -> jetway.v1.PublishResponse
 	6,  // 5: jetway.v1.PublishStreamResponse.error:type_name -> jetway.v1.Error
-	21, // 6: jetway.v1.Message.json:type_name -> google.protobuf.Value
-	20, // 7: jetway.v1.Message.headers:type_name -> jetway.v1.Message.HeadersEntry
-	23, // 8: jetway.v1.Message.timestamp:type_name -> google.protobuf.Timestamp
-	23, // 9: jetway.v1.Message.ack_deadline:type_name -> google.protobuf.Timestamp
-	24, // 10: jetway.v1.SubscribeRequest.config:type_name -> jetway.v1.ConsumerConfig
-	22, // 11: jetway.v1.SubscribeRequest.heartbeat:type_name -> google.protobuf.Duration
+	22, // 6: jetway.v1.Message.json:type_name -> google.protobuf.Value
+	21, // 7: jetway.v1.Message.headers:type_name -> jetway.v1.Message.HeadersEntry
+	24, // 8: jetway.v1.Message.timestamp:type_name -> google.protobuf.Timestamp
+	24, // 9: jetway.v1.Message.ack_deadline:type_name -> google.protobuf.Timestamp
+	25, // 10: jetway.v1.SubscribeRequest.config:type_name -> jetway.v1.ConsumerConfig
+	23, // 11: jetway.v1.SubscribeRequest.heartbeat:type_name -> google.protobuf.Duration
 	0,  // 12: jetway.v1.SubscribeRequest.format:type_name -> jetway.v1.PayloadFormat
 	7,  // 13: jetway.v1.SubscribeResponse.message:type_name -> jetway.v1.Message
-	10, // 14: jetway.v1.SubscribeResponse.heartbeat:type_name -> jetway.v1.Heartbeat
-	23, // 15: jetway.v1.Heartbeat.time:type_name -> google.protobuf.Timestamp
-	22, // 16: jetway.v1.FetchRequest.wait:type_name -> google.protobuf.Duration
-	0,  // 17: jetway.v1.FetchRequest.format:type_name -> jetway.v1.PayloadFormat
-	7,  // 18: jetway.v1.FetchResponse.messages:type_name -> jetway.v1.Message
-	1,  // 19: jetway.v1.AckOperation.kind:type_name -> jetway.v1.AckKind
-	22, // 20: jetway.v1.AckOperation.delay:type_name -> google.protobuf.Duration
-	13, // 21: jetway.v1.AckRequest.operations:type_name -> jetway.v1.AckOperation
-	6,  // 22: jetway.v1.AckResult.error:type_name -> jetway.v1.Error
-	23, // 23: jetway.v1.AckResult.ack_deadline:type_name -> google.protobuf.Timestamp
-	15, // 24: jetway.v1.AckResponse.results:type_name -> jetway.v1.AckResult
-	8,  // 25: jetway.v1.ConsumeRequest.start:type_name -> jetway.v1.SubscribeRequest
-	13, // 26: jetway.v1.ConsumeRequest.ack:type_name -> jetway.v1.AckOperation
-	7,  // 27: jetway.v1.ConsumeResponse.message:type_name -> jetway.v1.Message
-	10, // 28: jetway.v1.ConsumeResponse.heartbeat:type_name -> jetway.v1.Heartbeat
-	15, // 29: jetway.v1.ConsumeResponse.ack_result:type_name -> jetway.v1.AckResult
-	25, // 30: jetway.v1.PublishRequest.HeadersEntry.value:type_name -> jetway.v1.HeaderValues
-	25, // 31: jetway.v1.Message.HeadersEntry.value:type_name -> jetway.v1.HeaderValues
-	2,  // 32: jetway.v1.MessageService.Publish:input_type -> jetway.v1.PublishRequest
-	4,  // 33: jetway.v1.MessageService.PublishStream:input_type -> jetway.v1.PublishStreamRequest
-	8,  // 34: jetway.v1.MessageService.Subscribe:input_type -> jetway.v1.SubscribeRequest
-	11, // 35: jetway.v1.MessageService.Fetch:input_type -> jetway.v1.FetchRequest
-	14, // 36: jetway.v1.MessageService.Ack:input_type -> jetway.v1.AckRequest
-	17, // 37: jetway.v1.MessageService.Consume:input_type -> jetway.v1.ConsumeRequest
-	3,  // 38: jetway.v1.MessageService.Publish:output_type -> jetway.v1.PublishResponse
-	5,  // 39: jetway.v1.MessageService.PublishStream:output_type -> jetway.v1.PublishStreamResponse
-	9,  // 40: jetway.v1.MessageService.Subscribe:output_type -> jetway.v1.SubscribeResponse
-	12, // 41: jetway.v1.MessageService.Fetch:output_type -> jetway.v1.FetchResponse
-	16, // 42: jetway.v1.MessageService.Ack:output_type -> jetway.v1.AckResponse
-	18, // 43: jetway.v1.MessageService.Consume:output_type -> jetway.v1.ConsumeResponse
-	38, // [38:44] is the sub-list for method output_type
-	32, // [32:38] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	11, // 14: jetway.v1.SubscribeResponse.heartbeat:type_name -> jetway.v1.Heartbeat
+	10, // 15: jetway.v1.SubscribeResponse.subscribed:type_name -> jetway.v1.Subscribed
+	24, // 16: jetway.v1.Heartbeat.time:type_name -> google.protobuf.Timestamp
+	23, // 17: jetway.v1.FetchRequest.wait:type_name -> google.protobuf.Duration
+	0,  // 18: jetway.v1.FetchRequest.format:type_name -> jetway.v1.PayloadFormat
+	7,  // 19: jetway.v1.FetchResponse.messages:type_name -> jetway.v1.Message
+	1,  // 20: jetway.v1.AckOperation.kind:type_name -> jetway.v1.AckKind
+	23, // 21: jetway.v1.AckOperation.delay:type_name -> google.protobuf.Duration
+	14, // 22: jetway.v1.AckRequest.operations:type_name -> jetway.v1.AckOperation
+	6,  // 23: jetway.v1.AckResult.error:type_name -> jetway.v1.Error
+	24, // 24: jetway.v1.AckResult.ack_deadline:type_name -> google.protobuf.Timestamp
+	16, // 25: jetway.v1.AckResponse.results:type_name -> jetway.v1.AckResult
+	8,  // 26: jetway.v1.ConsumeRequest.start:type_name -> jetway.v1.SubscribeRequest
+	14, // 27: jetway.v1.ConsumeRequest.ack:type_name -> jetway.v1.AckOperation
+	7,  // 28: jetway.v1.ConsumeResponse.message:type_name -> jetway.v1.Message
+	11, // 29: jetway.v1.ConsumeResponse.heartbeat:type_name -> jetway.v1.Heartbeat
+	16, // 30: jetway.v1.ConsumeResponse.ack_result:type_name -> jetway.v1.AckResult
+	10, // 31: jetway.v1.ConsumeResponse.subscribed:type_name -> jetway.v1.Subscribed
+	26, // 32: jetway.v1.PublishRequest.HeadersEntry.value:type_name -> jetway.v1.HeaderValues
+	26, // 33: jetway.v1.Message.HeadersEntry.value:type_name -> jetway.v1.HeaderValues
+	2,  // 34: jetway.v1.MessageService.Publish:input_type -> jetway.v1.PublishRequest
+	4,  // 35: jetway.v1.MessageService.PublishStream:input_type -> jetway.v1.PublishStreamRequest
+	8,  // 36: jetway.v1.MessageService.Subscribe:input_type -> jetway.v1.SubscribeRequest
+	12, // 37: jetway.v1.MessageService.Fetch:input_type -> jetway.v1.FetchRequest
+	15, // 38: jetway.v1.MessageService.Ack:input_type -> jetway.v1.AckRequest
+	18, // 39: jetway.v1.MessageService.Consume:input_type -> jetway.v1.ConsumeRequest
+	3,  // 40: jetway.v1.MessageService.Publish:output_type -> jetway.v1.PublishResponse
+	5,  // 41: jetway.v1.MessageService.PublishStream:output_type -> jetway.v1.PublishStreamResponse
+	9,  // 42: jetway.v1.MessageService.Subscribe:output_type -> jetway.v1.SubscribeResponse
+	13, // 43: jetway.v1.MessageService.Fetch:output_type -> jetway.v1.FetchResponse
+	17, // 44: jetway.v1.MessageService.Ack:output_type -> jetway.v1.AckResponse
+	19, // 45: jetway.v1.MessageService.Consume:output_type -> jetway.v1.ConsumeResponse
+	40, // [40:46] is the sub-list for method output_type
+	34, // [34:40] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_jetway_v1_message_proto_init() }
@@ -1884,15 +2042,17 @@ func file_jetway_v1_message_proto_init() {
 	file_jetway_v1_message_proto_msgTypes[7].OneofWrappers = []any{
 		(*SubscribeResponse_Message)(nil),
 		(*SubscribeResponse_Heartbeat)(nil),
+		(*SubscribeResponse_Subscribed)(nil),
 	}
-	file_jetway_v1_message_proto_msgTypes[15].OneofWrappers = []any{
+	file_jetway_v1_message_proto_msgTypes[16].OneofWrappers = []any{
 		(*ConsumeRequest_Start)(nil),
 		(*ConsumeRequest_Ack)(nil),
 	}
-	file_jetway_v1_message_proto_msgTypes[16].OneofWrappers = []any{
+	file_jetway_v1_message_proto_msgTypes[17].OneofWrappers = []any{
 		(*ConsumeResponse_Message)(nil),
 		(*ConsumeResponse_Heartbeat)(nil),
 		(*ConsumeResponse_AckResult)(nil),
+		(*ConsumeResponse_Subscribed)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1900,7 +2060,7 @@ func file_jetway_v1_message_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_jetway_v1_message_proto_rawDesc), len(file_jetway_v1_message_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   19,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -51,18 +51,32 @@ type MessageServiceClient interface {
 	// awaiting acks (--publish-window, default 1024) and stops reading while
 	// the window is full. gRPC only.
 	PublishStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[PublishStreamRequest, PublishStreamResponse], error)
-	// Subscribe streams messages of a consumer to the caller. Not implemented
-	// yet: returns UNIMPLEMENTED.
+	// Subscribe streams messages of a consumer to the caller; acks go through
+	// Ack (on any replica). The first event is Subscribed; heartbeats keep an
+	// idle stream alive. Several Subscribe calls on one durable consumer share
+	// its messages (each message to one of them). When the stream ends, the
+	// messages it delivered whose ack deadline has not passed are NAKed so
+	// that they are redelivered at once.
+	//
+	// REST: newline-delimited JSON ({"result": …} per event); with
+	// "Accept: text/event-stream", Server-Sent Events whose id is the stream
+	// sequence (Last-Event-ID resumes an ephemeral subscription after it).
+	// An error after the first event arrives in-band ({"error": …}, or an
+	// "error" event).
 	Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SubscribeResponse], error)
-	// Fetch returns up to a batch of messages from a durable consumer, waiting
-	// at most `wait` for the first. Not implemented yet: returns UNIMPLEMENTED.
+	// Fetch returns up to a batch of messages from a durable consumer: it
+	// returns as soon as any message is there, after waiting at most `wait`
+	// for the first (long poll). The serverless path: the consumer keeps its
+	// place between calls, and any replica can take the acks.
 	Fetch(ctx context.Context, in *FetchRequest, opts ...grpc.CallOption) (*FetchResponse, error)
 	// Ack acknowledges (or naks, extends, terminates) delivered messages by
-	// their ack tokens. Not implemented yet: returns UNIMPLEMENTED.
+	// their ack tokens, with one result per token. A token that does not
+	// verify, or has expired, is refused in its result and has no effect.
 	Ack(ctx context.Context, in *AckRequest, opts ...grpc.CallOption) (*AckResponse, error)
 	// Consume is a bidirectional consume: the first request opens the
-	// consumer, later requests carry acks for delivered messages. gRPC only.
-	// Not implemented yet: returns UNIMPLEMENTED.
+	// consumer (as Subscribe does), later requests carry acks for messages of
+	// this stream. The server never has more than max_in_flight messages
+	// delivered and unacked on the stream. gRPC only.
 	Consume(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ConsumeRequest, ConsumeResponse], error)
 }
 
@@ -173,18 +187,32 @@ type MessageServiceServer interface {
 	// awaiting acks (--publish-window, default 1024) and stops reading while
 	// the window is full. gRPC only.
 	PublishStream(grpc.BidiStreamingServer[PublishStreamRequest, PublishStreamResponse]) error
-	// Subscribe streams messages of a consumer to the caller. Not implemented
-	// yet: returns UNIMPLEMENTED.
+	// Subscribe streams messages of a consumer to the caller; acks go through
+	// Ack (on any replica). The first event is Subscribed; heartbeats keep an
+	// idle stream alive. Several Subscribe calls on one durable consumer share
+	// its messages (each message to one of them). When the stream ends, the
+	// messages it delivered whose ack deadline has not passed are NAKed so
+	// that they are redelivered at once.
+	//
+	// REST: newline-delimited JSON ({"result": …} per event); with
+	// "Accept: text/event-stream", Server-Sent Events whose id is the stream
+	// sequence (Last-Event-ID resumes an ephemeral subscription after it).
+	// An error after the first event arrives in-band ({"error": …}, or an
+	// "error" event).
 	Subscribe(*SubscribeRequest, grpc.ServerStreamingServer[SubscribeResponse]) error
-	// Fetch returns up to a batch of messages from a durable consumer, waiting
-	// at most `wait` for the first. Not implemented yet: returns UNIMPLEMENTED.
+	// Fetch returns up to a batch of messages from a durable consumer: it
+	// returns as soon as any message is there, after waiting at most `wait`
+	// for the first (long poll). The serverless path: the consumer keeps its
+	// place between calls, and any replica can take the acks.
 	Fetch(context.Context, *FetchRequest) (*FetchResponse, error)
 	// Ack acknowledges (or naks, extends, terminates) delivered messages by
-	// their ack tokens. Not implemented yet: returns UNIMPLEMENTED.
+	// their ack tokens, with one result per token. A token that does not
+	// verify, or has expired, is refused in its result and has no effect.
 	Ack(context.Context, *AckRequest) (*AckResponse, error)
 	// Consume is a bidirectional consume: the first request opens the
-	// consumer, later requests carry acks for delivered messages. gRPC only.
-	// Not implemented yet: returns UNIMPLEMENTED.
+	// consumer (as Subscribe does), later requests carry acks for messages of
+	// this stream. The server never has more than max_in_flight messages
+	// delivered and unacked on the stream. gRPC only.
 	Consume(grpc.BidiStreamingServer[ConsumeRequest, ConsumeResponse]) error
 	mustEmbedUnimplementedMessageServiceServer()
 }

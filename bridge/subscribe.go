@@ -1,0 +1,456 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	jetwayv1 "github.com/jetway-dev/jetway/gen/jetway/v1"
+)
+
+// LastEventIDMetadata is the metadata key the gateway fills from the SSE
+// Last-Event-ID header: an ephemeral Subscribe resumes after that stream
+// sequence.
+const LastEventIDMetadata = "last-event-id"
+
+const (
+	defaultInFlight      = 256
+	defaultBytesInFlight = 8 << 20
+	defaultHeartbeat     = 15 * time.Second
+	// ephemeralInactive removes an ephemeral consumer whose bridge vanished
+	// without deleting it (a crash); a live stream keeps it active.
+	ephemeralInactive = 30 * time.Second
+	// maxTracked bounds the deliveries a Subscribe remembers for NAK on
+	// close; older ones just wait out their ack wait.
+	maxTracked = 1 << 16
+)
+
+// consumerAPI is what subscriptions need of JetStream.
+type consumerAPI interface {
+	Consumer(ctx context.Context, stream, name string) (jetstream.Consumer, error)
+	CreateConsumer(ctx context.Context, stream string, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error)
+	DeleteConsumer(ctx context.Context, stream, name string) error
+}
+
+var _ consumerAPI = jetstream.JetStream(nil)
+
+// subscription is one Subscribe or Consume stream's consumer and window.
+type subscription struct {
+	cons        jetstream.Consumer
+	meta        consumerMeta
+	info        *jetwayv1.Subscribed
+	heartbeat   time.Duration
+	format      jetwayv1.PayloadFormat
+	window      int
+	windowBytes int
+}
+
+// open resolves the consumer a Subscribe or Consume names: attaches to a
+// durable one (creating it from the request's config when it does not
+// exist and a config is given), or creates an ephemeral one.
+func (s *messageService) open(ctx context.Context, prefix string, req *jetwayv1.SubscribeRequest) (*subscription, error) {
+	if err := validateName(prefix+"stream", req.GetStream()); err != nil {
+		return nil, err
+	}
+	sub := &subscription{format: req.GetFormat(), window: defaultInFlight, windowBytes: defaultBytesInFlight, heartbeat: defaultHeartbeat}
+	switch n := req.GetMaxInFlight(); {
+	case n < 0 || int(n) > s.caps.MaxInFlight:
+		return nil, fieldErr(prefix+"max_in_flight", ErrInvalidArgument, "must be between 1 and %d (the server's cap)", s.caps.MaxInFlight)
+	case n > 0:
+		sub.window = int(n)
+	}
+	switch n := req.GetMaxBytesInFlight(); {
+	case n < 0 || n > int64(s.caps.MaxBytesInFlight):
+		return nil, fieldErr(prefix+"max_bytes_in_flight", ErrInvalidArgument, "must be between 1 and %d (the server's cap)", s.caps.MaxBytesInFlight)
+	case n > 0:
+		sub.windowBytes = int(n)
+	}
+	if hb := req.GetHeartbeat(); hb != nil {
+		d := hb.AsDuration()
+		if hb.CheckValid() != nil || d < time.Second || d > 5*time.Minute {
+			return nil, fieldErr(prefix+"heartbeat", ErrInvalidArgument, "must be between 1s and 5m")
+		}
+		sub.heartbeat = d
+	}
+	info := &jetwayv1.Subscribed{Stream: req.GetStream(), MaxInFlight: int32(sub.window), MaxBytesInFlight: int64(sub.windowBytes)}
+	var err error
+	if name := req.GetConsumer(); name != "" {
+		if err := validateName(prefix+"consumer", name); err != nil {
+			return nil, err
+		}
+		sub.cons, err = s.js.Consumer(ctx, req.GetStream(), name)
+		switch {
+		case err == nil:
+			info.ConfigIgnored = req.GetConfig() != nil
+		case errors.Is(err, jetstream.ErrConsumerNotFound) && req.GetConfig() != nil:
+			c := req.GetConfig()
+			if c.GetName() != "" && c.GetName() != name {
+				return nil, fieldErr(prefix+"config.name", ErrInvalidArgument, "must be empty or %q", name)
+			}
+			named := proto.CloneOf(c)
+			named.Name = name
+			cfg, err := consumerConfigFrom(prefix+"config", named)
+			if err != nil {
+				return nil, err
+			}
+			if sub.cons, err = s.js.CreateConsumer(ctx, req.GetStream(), cfg); err != nil {
+				return nil, translate(err, fmt.Sprintf("create consumer %q on stream %q", name, req.GetStream()))
+			}
+			info.Created = true
+		default:
+			return nil, translate(err, fmt.Sprintf("consumer %q on stream %q", name, req.GetStream()))
+		}
+	} else {
+		cfg, err := s.ephemeralConfig(ctx, prefix, req.GetConfig())
+		if err != nil {
+			return nil, err
+		}
+		if sub.cons, err = s.js.CreateConsumer(ctx, req.GetStream(), cfg); err != nil {
+			return nil, translate(err, fmt.Sprintf("create an ephemeral consumer on stream %q", req.GetStream()))
+		}
+		info.Created, info.Ephemeral = true, true
+	}
+	ci := sub.cons.CachedInfo()
+	info.Consumer = ci.Name
+	sub.meta = consumerMeta{ackWait: ci.Config.AckWait, backoff: ci.Config.BackOff, ackNone: ci.Config.AckPolicy == jetstream.AckNonePolicy}
+	sub.info = info
+	return sub, nil
+}
+
+// ephemeralConfig builds an ephemeral consumer's configuration from the
+// request's (start position, filters, ack settings), resuming after an SSE
+// Last-Event-ID when the client sent one.
+func (s *messageService) ephemeralConfig(ctx context.Context, prefix string, c *jetwayv1.ConsumerConfig) (jetstream.ConsumerConfig, error) {
+	named := &jetwayv1.ConsumerConfig{}
+	if c != nil {
+		if c.GetName() != "" {
+			return jetstream.ConsumerConfig{}, fieldErr(prefix+"config.name", ErrInvalidArgument, "must be empty for an ephemeral consumer (or set consumer)")
+		}
+		named = proto.CloneOf(c)
+	}
+	named.Name = "ephemeral"
+	cfg, err := consumerConfigFrom(prefix+"config", named)
+	if err != nil {
+		return cfg, err
+	}
+	cfg.Durable = ""
+	if cfg.InactiveThreshold == 0 {
+		cfg.InactiveThreshold = ephemeralInactive
+	}
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		if v := md.Get(LastEventIDMetadata); len(v) > 0 && v[0] != "" {
+			seq, err := strconv.ParseUint(v[0], 10, 64)
+			if err != nil {
+				return cfg, fieldErr("Last-Event-ID", ErrInvalidArgument, "must be a stream sequence")
+			}
+			cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = jetstream.DeliverByStartSequencePolicy, seq+1, nil
+		}
+	}
+	return cfg, nil
+}
+
+// iterator runs nats.go's pull iterator for one stream in a goroutine the
+// stream owns. nats.go keeps at most the window (messages and bytes)
+// pulled ahead; the unbuffered channel adds one. A client that stops
+// reading stops the loop that takes from the channel, so the iterator stops
+// pulling: memory stays bounded and nothing is dropped.
+type iterator struct {
+	msgs <-chan jetstream.Msg
+	errs <-chan error
+	it   jetstream.MessagesContext
+	quit chan struct{}
+	done chan struct{}
+}
+
+func startIterator(sub *subscription) (*iterator, error) {
+	it, err := sub.cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(sub.window, sub.windowBytes))
+	if err != nil {
+		return nil, translate(err, "start consuming")
+	}
+	msgs := make(chan jetstream.Msg)
+	errs := make(chan error, 1)
+	i := &iterator{msgs: msgs, errs: errs, it: it, quit: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(i.done)
+		for {
+			m, err := it.Next()
+			if err != nil {
+				if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+					return
+				}
+				if terminal(err) {
+					errs <- err
+					return
+				}
+				continue // missed heartbeat, leadership change: nats.go recovers
+			}
+			select {
+			case msgs <- m:
+			case <-i.quit:
+				// Pulled but never handed over: let another client have it.
+				_ = m.Nak()
+				return
+			}
+		}
+	}()
+	return i, nil
+}
+
+// stop ends the iterator and waits for its goroutine.
+func (i *iterator) stop() {
+	close(i.quit)
+	i.it.Stop()
+	<-i.done
+}
+
+func terminal(err error) bool {
+	return errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) ||
+		errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, jetstream.ErrConnectionClosed)
+}
+
+// delivery is a message handed to the client and not known to be acked.
+type delivery struct {
+	reply    string
+	deadline time.Time
+}
+
+// nakUnexpired NAKs the deliveries whose ack deadline has not passed, so
+// that JetStream redelivers them at once instead of after the ack wait. A
+// NAK of a message already acked is ignored by JetStream; a delivery past
+// its deadline is skipped, since the server may have redelivered it to
+// someone else.
+func (s *messageService) nakUnexpired(ds []delivery) int {
+	now := time.Now()
+	n := 0
+	for _, d := range ds {
+		if d.deadline.After(now) {
+			if s.nc.Publish(d.reply, []byte("-NAK")) == nil {
+				n++
+			}
+		}
+	}
+	if n > 0 {
+		_ = s.nc.Flush()
+	}
+	return n
+}
+
+// closeSubscription ends a stream's consumer use: NAKs what it holds and
+// removes an ephemeral consumer.
+func (s *messageService) closeSubscription(sub *subscription, held []delivery) {
+	s.nakUnexpired(held)
+	if sub.info.GetEphemeral() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = s.js.DeleteConsumer(ctx, sub.info.GetStream(), sub.info.GetConsumer())
+	}
+}
+
+func (s *messageService) deliver(sub *subscription, m jetstream.Msg, now time.Time) (*jetwayv1.Message, delivery, error) {
+	out, err := s.toMessage(m.Subject(), m.Reply(), m.Headers(), m.Data(), sub.meta, sub.format, now)
+	if err != nil {
+		return nil, delivery{}, err
+	}
+	return out, delivery{reply: m.Reply(), deadline: out.GetAckDeadline().AsTime()}, nil
+}
+
+func heartbeatEvent(now time.Time) *jetwayv1.Heartbeat {
+	return &jetwayv1.Heartbeat{Time: timestamppb.New(now)}
+}
+
+// Subscribe streams a consumer's messages until the client leaves, the
+// consumer goes away or the bridge shuts down.
+func (s *messageService) Subscribe(req *jetwayv1.SubscribeRequest, stream jetwayv1.MessageService_SubscribeServer) error {
+	ctx := stream.Context()
+	sub, err := s.open(ctx, "", req)
+	if err != nil {
+		return err
+	}
+	var held []delivery
+	defer func() { s.closeSubscription(sub, held) }()
+	if err := stream.Send(&jetwayv1.SubscribeResponse{Event: &jetwayv1.SubscribeResponse_Subscribed{Subscribed: sub.info}}); err != nil {
+		return err
+	}
+	it, err := startIterator(sub)
+	if err != nil {
+		return err
+	}
+	defer it.stop()
+	ticker := time.NewTicker(sub.heartbeat)
+	defer ticker.Stop()
+	lastSend := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.draining:
+			return fmt.Errorf("%w: the bridge is shutting down; reconnect to resume", ErrUnavailable)
+		case err := <-it.errs:
+			return translate(err, fmt.Sprintf("consume from consumer %q on stream %q", sub.info.GetConsumer(), sub.info.GetStream()))
+		case m := <-it.msgs:
+			now := time.Now()
+			out, d, err := s.deliver(sub, m, now)
+			if err != nil {
+				return err
+			}
+			if !sub.meta.ackNone {
+				held = track(held, d, now)
+			}
+			if err := stream.Send(&jetwayv1.SubscribeResponse{Event: &jetwayv1.SubscribeResponse_Message{Message: out}}); err != nil {
+				return err
+			}
+			lastSend = now
+		case now := <-ticker.C:
+			if now.Sub(lastSend) >= sub.heartbeat-time.Millisecond {
+				if err := stream.Send(&jetwayv1.SubscribeResponse{Event: &jetwayv1.SubscribeResponse_Heartbeat{Heartbeat: heartbeatEvent(now)}}); err != nil {
+					return err
+				}
+				lastSend = now
+			}
+		}
+	}
+}
+
+// track remembers a delivery for NAK on close, dropping the expired ones
+// at the front (deliveries are in time order) and the oldest past the bound.
+func track(held []delivery, d delivery, now time.Time) []delivery {
+	i := 0
+	for i < len(held) && !held[i].deadline.After(now) {
+		i++
+	}
+	if len(held)-i >= maxTracked {
+		i = len(held) - maxTracked + 1
+	}
+	if i > 0 {
+		held = append(held[:0], held[i:]...)
+	}
+	return append(held, d)
+}
+
+// Consume is Subscribe with acks on the same stream and an exact window:
+// the bridge hands over a message only while fewer than max_in_flight are
+// delivered and unacked.
+func (s *messageService) Consume(stream jetwayv1.MessageService_ConsumeServer) error {
+	ctx := stream.Context()
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	start := first.GetStart()
+	if start == nil {
+		return fieldErr("start", ErrInvalidArgument, "the first request must be start")
+	}
+	sub, err := s.open(ctx, "start.", start)
+	if err != nil {
+		return err
+	}
+	inFlight := make(map[string]delivery)
+	defer func() {
+		held := make([]delivery, 0, len(inFlight))
+		for _, d := range inFlight {
+			held = append(held, d)
+		}
+		s.closeSubscription(sub, held)
+	}()
+	if err := stream.Send(&jetwayv1.ConsumeResponse{Event: &jetwayv1.ConsumeResponse_Subscribed{Subscribed: sub.info}}); err != nil {
+		return err
+	}
+	it, err := startIterator(sub)
+	if err != nil {
+		return err
+	}
+	defer it.stop()
+
+	// The reader ends when Recv fails: at the client's half-close (EOF) or
+	// when the RPC ends, which is when this handler returns.
+	acks := make(chan *jetwayv1.AckOperation)
+	readErr := make(chan error, 1)
+	go func() {
+		for {
+			req, err := stream.Recv()
+			if err != nil {
+				readErr <- err
+				return
+			}
+			op := req.GetAck()
+			if op == nil {
+				readErr <- fieldErr("ack", ErrInvalidArgument, "every request after start must be an ack")
+				return
+			}
+			select {
+			case acks <- op:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+
+	ticker := time.NewTicker(sub.heartbeat)
+	defer ticker.Stop()
+	lastSend := time.Now()
+	for {
+		msgs := it.msgs
+		if len(inFlight) >= sub.window {
+			msgs = nil // window full: take nothing until an ack frees a slot
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.draining:
+			return fmt.Errorf("%w: the bridge is shutting down; reconnect to resume", ErrUnavailable)
+		case err := <-readErr:
+			if errors.Is(err, io.EOF) {
+				return nil // the client is done: NAK what it holds
+			}
+			return err
+		case err := <-it.errs:
+			return translate(err, fmt.Sprintf("consume from consumer %q on stream %q", sub.info.GetConsumer(), sub.info.GetStream()))
+		case op := <-acks:
+			res, reply, _ := s.ackOne(ctx, op, false, time.Now())
+			if res.GetError() == nil && op.GetKind() != jetwayv1.AckKind_ACK_KIND_IN_PROGRESS {
+				delete(inFlight, reply)
+			}
+			if res.GetError() != nil || res.GetNewToken() != "" {
+				if err := stream.Send(&jetwayv1.ConsumeResponse{Event: &jetwayv1.ConsumeResponse_AckResult{AckResult: res}}); err != nil {
+					return err
+				}
+			}
+		case m := <-msgs:
+			now := time.Now()
+			out, d, err := s.deliver(sub, m, now)
+			if err != nil {
+				return err
+			}
+			if !sub.meta.ackNone {
+				inFlight[d.reply] = d
+			}
+			if err := stream.Send(&jetwayv1.ConsumeResponse{Event: &jetwayv1.ConsumeResponse_Message{Message: out}}); err != nil {
+				return err
+			}
+			lastSend = now
+		case now := <-ticker.C:
+			// Deliveries past their deadline are JetStream's again: they no
+			// longer count against the window.
+			for r, d := range inFlight {
+				if !d.deadline.After(now) {
+					delete(inFlight, r)
+				}
+			}
+			if now.Sub(lastSend) >= sub.heartbeat-time.Millisecond {
+				if err := stream.Send(&jetwayv1.ConsumeResponse{Event: &jetwayv1.ConsumeResponse_Heartbeat{Heartbeat: heartbeatEvent(now)}}); err != nil {
+					return err
+				}
+				lastSend = now
+			}
+		}
+	}
+}

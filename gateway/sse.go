@@ -1,0 +1,76 @@
+package gateway
+
+import (
+	"bytes"
+	"strconv"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/protobuf/proto"
+
+	jetwayv1 "github.com/jetway-dev/jetway/gen/jetway/v1"
+)
+
+// MIMEEventStream is the Accept value that turns a streaming REST response
+// into Server-Sent Events.
+const MIMEEventStream = "text/event-stream"
+
+// eventStream marshals streamed responses as Server-Sent Events: one event
+// per response, named after its kind (subscribed, message, heartbeat,
+// error), with the JSON as data and, for messages, the stream sequence as
+// the event id, so that a browser's EventSource sends it back as
+// Last-Event-ID when it reconnects. grpc-gateway's stream forwarder wraps
+// each response as {"result": …} and an error as {"error": …}; the data
+// line carries the same JSON as the NDJSON form without that wrapper.
+type eventStream struct {
+	*runtime.JSONPb
+}
+
+func (e *eventStream) ContentType(any) string { return MIMEEventStream }
+
+// Delimiter ends an event.
+func (e *eventStream) Delimiter() []byte { return []byte("\n\n") }
+
+// Marshal writes one event. Anything that is not a stream chunk (a unary
+// response asked for with this Accept) is plain JSON.
+func (e *eventStream) Marshal(v any) ([]byte, error) {
+	var event, id string
+	var payload any
+	switch chunk := v.(type) {
+	case map[string]any:
+		payload = chunk["result"]
+		event, id = eventOf(payload)
+	case map[string]proto.Message:
+		payload, event = chunk["error"], "error"
+	default:
+		return e.JSONPb.Marshal(v)
+	}
+	data, err := e.JSONPb.Marshal(payload)
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	if id != "" {
+		buf.WriteString("id: " + id + "\n")
+	}
+	buf.WriteString("event: " + event + "\n")
+	// JSON from protojson has no raw newlines, so one data line holds it.
+	buf.WriteString("data: ")
+	buf.Write(bytes.ReplaceAll(data, []byte("\n"), []byte("\ndata: ")))
+	return buf.Bytes(), nil
+}
+
+func eventOf(v any) (event, id string) {
+	r, ok := v.(*jetwayv1.SubscribeResponse)
+	if !ok {
+		return "message", ""
+	}
+	switch ev := r.GetEvent().(type) {
+	case *jetwayv1.SubscribeResponse_Message:
+		return "message", strconv.FormatUint(ev.Message.GetStreamSequence(), 10)
+	case *jetwayv1.SubscribeResponse_Heartbeat:
+		return "heartbeat", ""
+	case *jetwayv1.SubscribeResponse_Subscribed:
+		return "subscribed", ""
+	}
+	return "message", ""
+}
