@@ -31,6 +31,35 @@ type Bridge struct {
 	admin     *adminService
 	draining  chan struct{}
 	drainOnce sync.Once
+	conn      *connWatch
+}
+
+// connWatch tells long-lived streams that the NATS connection was lost.
+type connWatch struct {
+	mu   sync.Mutex
+	down chan struct{} // closed while the connection is lost
+	lost bool
+}
+
+func newConnWatch() *connWatch { return &connWatch{down: make(chan struct{})} }
+
+// lostCh is closed when the connection is lost (now, or later).
+func (w *connWatch) lostCh() <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.down
+}
+
+func (w *connWatch) setLost(lost bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch {
+	case lost && !w.lost:
+		close(w.down)
+	case !lost && w.lost:
+		w.down = make(chan struct{})
+	}
+	w.lost = lost
 }
 
 type options struct {
@@ -124,7 +153,7 @@ func New(js jetstream.JetStream, opts ...Option) (*Bridge, error) {
 	return &Bridge{
 		messages: &messageService{
 			js: js, nc: nc, maxPayload: nc.MaxPayload, window: o.publishWindow, log: o.log,
-			signer: o.signer, caps: o.caps, draining: draining,
+			signer: o.signer, caps: o.caps, draining: draining, conn: newConnWatch(),
 			consumers: &consumerCache{ttl: 30 * time.Second, lookup: js.Consumer},
 		},
 		admin:    &adminService{js: js, log: o.log},
@@ -139,6 +168,15 @@ func New(js jetstream.JetStream, opts ...Option) (*Bridge, error) {
 func (b *Bridge) Drain() {
 	b.drainOnce.Do(func() { close(b.draining) })
 }
+
+// ConnectionLost ends every Subscribe and Consume stream with UNAVAILABLE
+// (an in-band error for REST streams), so that clients reconnect, perhaps
+// to a replica that still reaches NATS, rather than wait on a silent
+// stream. Call it from the NATS disconnect handler.
+func (b *Bridge) ConnectionLost() { b.messages.conn.setLost(true) }
+
+// ConnectionRestored lets new streams run again after ConnectionLost.
+func (b *Bridge) ConnectionRestored() { b.messages.conn.setLost(false) }
 
 // Register adds both services to a gRPC server.
 func (b *Bridge) Register(s grpc.ServiceRegistrar) {

@@ -44,6 +44,7 @@ type messageService struct {
 	js         messagesJetStream
 	nc         *nats.Conn
 	draining   <-chan struct{}
+	conn       *connWatch
 	maxPayload func() int64
 	window     int
 	log        *slog.Logger

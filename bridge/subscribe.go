@@ -238,8 +238,10 @@ func (s *messageService) nakUnexpired(ds []delivery) int {
 			}
 		}
 	}
-	if n > 0 {
-		_ = s.nc.Flush()
+	if n > 0 && s.nc.IsConnected() {
+		// While disconnected the NAKs wait in the reconnect buffer and go
+		// out on reconnect; a flush would only block.
+		_ = s.nc.FlushTimeout(time.Second)
 	}
 	return n
 }
@@ -248,7 +250,9 @@ func (s *messageService) nakUnexpired(ds []delivery) int {
 // removes an ephemeral consumer.
 func (s *messageService) closeSubscription(sub *subscription, held []delivery) {
 	s.nakUnexpired(held)
-	if sub.info.GetEphemeral() {
+	// An ephemeral consumer left behind while NATS is away is removed by
+	// the server after its inactive threshold.
+	if sub.info.GetEphemeral() && s.nc.IsConnected() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		_ = s.js.DeleteConsumer(ctx, sub.info.GetStream(), sub.info.GetConsumer())
@@ -288,12 +292,15 @@ func (s *messageService) Subscribe(req *jetwayv1.SubscribeRequest, stream jetway
 	ticker := time.NewTicker(sub.heartbeat)
 	defer ticker.Stop()
 	lastSend := time.Now()
+	lost := s.conn.lostCh()
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-s.draining:
 			return fmt.Errorf("%w: the bridge is shutting down; reconnect to resume", ErrUnavailable)
+		case <-lost:
+			return fmt.Errorf("%w: the bridge lost its NATS connection; reconnect to resume", ErrUnavailable)
 		case err := <-it.errs:
 			return translate(err, fmt.Sprintf("consume from consumer %q on stream %q", sub.info.GetConsumer(), sub.info.GetStream()))
 		case m := <-it.msgs:
@@ -397,6 +404,7 @@ func (s *messageService) Consume(stream jetwayv1.MessageService_ConsumeServer) e
 	ticker := time.NewTicker(sub.heartbeat)
 	defer ticker.Stop()
 	lastSend := time.Now()
+	lost := s.conn.lostCh()
 	for {
 		msgs := it.msgs
 		if len(inFlight) >= sub.window {
@@ -407,6 +415,8 @@ func (s *messageService) Consume(stream jetwayv1.MessageService_ConsumeServer) e
 			return ctx.Err()
 		case <-s.draining:
 			return fmt.Errorf("%w: the bridge is shutting down; reconnect to resume", ErrUnavailable)
+		case <-lost:
+			return fmt.Errorf("%w: the bridge lost its NATS connection; reconnect to resume", ErrUnavailable)
 		case err := <-readErr:
 			if errors.Is(err, io.EOF) {
 				return nil // the client is done: NAK what it holds

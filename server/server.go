@@ -190,6 +190,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		hs.SetServingStatus("", st)
 	}
 	nc.SetDisconnectErrHandler(func(c *nats.Conn, err error) {
+		b.ConnectionLost()
 		if c.IsDraining() || c.IsClosed() {
 			return // our own shutdown
 		}
@@ -197,6 +198,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		setHealth()
 	})
 	nc.SetReconnectHandler(func(c *nats.Conn) {
+		b.ConnectionRestored()
 		log.Info("NATS reconnected", slog.String("url", config.RedactURLs(c.ConnectedUrl())))
 		setHealth()
 	})
