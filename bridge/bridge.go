@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
@@ -154,7 +153,7 @@ func New(js jetstream.JetStream, opts ...Option) (*Bridge, error) {
 		messages: &messageService{
 			js: js, nc: nc, maxPayload: nc.MaxPayload, window: o.publishWindow, log: o.log,
 			signer: o.signer, caps: o.caps, draining: draining, conn: newConnWatch(),
-			consumers: &consumerCache{ttl: 30 * time.Second, lookup: js.Consumer},
+			consumers: &consumerLookup{lookup: js.Consumer},
 		},
 		admin:    &adminService{js: js, log: o.log},
 		draining: draining,

@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -48,10 +48,18 @@ const defaultFetchWait = 5 * time.Second
 // consumerMeta is what the bridge needs to know of a consumer to deliver
 // its messages: how long each delivery may stay unacked.
 type consumerMeta struct {
-	ackWait time.Duration
-	backoff []time.Duration
-	ackNone bool
-	fetched time.Time
+	ackWait           time.Duration
+	backoff           []time.Duration
+	ackNone           bool
+	maxRequestBytes   int
+	maxRequestExpires time.Duration
+}
+
+func metaOf(cfg jetstream.ConsumerConfig) consumerMeta {
+	return consumerMeta{
+		ackWait: cfg.AckWait, backoff: cfg.BackOff, ackNone: cfg.AckPolicy == jetstream.AckNonePolicy,
+		maxRequestBytes: cfg.MaxRequestMaxBytes, maxRequestExpires: cfg.MaxRequestExpires,
+	}
 }
 
 // ackWaitFor is the consumer's ack wait for the n-th delivery: its backoff
@@ -67,46 +75,17 @@ func (m consumerMeta) ackWaitFor(delivered uint64) time.Duration {
 	return m.ackWait
 }
 
-// consumerCache remembers consumer configurations for a short while, so
-// that a Fetch costs one JetStream round trip, not two. It is a cache, not
-// state: any replica rebuilds it on demand.
-type consumerCache struct {
-	mu     sync.Mutex
-	m      map[[2]string]consumerMeta
-	ttl    time.Duration
+// consumerLookup reads a consumer's configuration from JetStream.
+type consumerLookup struct {
 	lookup func(ctx context.Context, stream, name string) (jetstream.Consumer, error)
 }
 
-const consumerCacheSize = 10_000
-
-func (c *consumerCache) get(ctx context.Context, stream, name string) (consumerMeta, error) {
-	key := [2]string{stream, name}
-	c.mu.Lock()
-	m, ok := c.m[key]
-	c.mu.Unlock()
-	if ok && time.Since(m.fetched) < c.ttl {
-		return m, nil
-	}
+func (c *consumerLookup) get(ctx context.Context, stream, name string) (consumerMeta, error) {
 	cons, err := c.lookup(ctx, stream, name)
 	if err != nil {
 		return consumerMeta{}, translate(err, fmt.Sprintf("consumer %q on stream %q", name, stream))
 	}
-	cfg := cons.CachedInfo().Config
-	m = consumerMeta{ackWait: cfg.AckWait, backoff: cfg.BackOff, ackNone: cfg.AckPolicy == jetstream.AckNonePolicy, fetched: time.Now()}
-	c.mu.Lock()
-	if c.m == nil || len(c.m) >= consumerCacheSize {
-		c.m = make(map[[2]string]consumerMeta)
-	}
-	c.m[key] = m
-	c.mu.Unlock()
-	return m, nil
-}
-
-// forget drops a consumer, e.g. after JetStream said it does not exist.
-func (c *consumerCache) forget(stream, name string) {
-	c.mu.Lock()
-	delete(c.m, [2]string{stream, name})
-	c.mu.Unlock()
+	return metaOf(cons.CachedInfo().Config), nil
 }
 
 // pullRequest is JetStream's pull request ($JS.API.CONSUMER.MSG.NEXT).
@@ -161,15 +140,12 @@ func pull(ctx context.Context, nc *nats.Conn, stream, consumer string, req pullR
 				}
 				return msgs, nil
 			case "409":
-				// Batch or byte limit reached, consumer deleted, too many
-				// waiting pulls, leadership change: return what arrived.
+				// Batch or byte limit reached, leadership change: return
+				// what arrived. A refusal of the request itself is an error
+				// naming the field, not an empty success.
 				if len(msgs) == 0 {
-					desc := m.Header.Get("Description")
-					if desc == "Exceeded MaxWaiting" {
-						return nil, fmt.Errorf("%w: %s: too many pull requests waiting on the consumer", ErrLimitExceeded, what)
-					}
-					if desc == "Consumer Deleted" {
-						return nil, fmt.Errorf("%w: %s: consumer deleted", ErrConsumerNotFound, what)
+					if err := pullRefusal(m.Header.Get("Description"), what); err != nil {
+						return nil, err
 					}
 				}
 				return msgs, nil
@@ -190,6 +166,28 @@ func pull(ctx context.Context, nc *nats.Conn, stream, consumer string, req pullR
 	return msgs, nil
 }
 
+// pullRefusal turns JetStream's 409 answers that refuse a pull request
+// into errors; nil for those that just end it.
+func pullRefusal(desc, what string) error {
+	switch {
+	case desc == "Exceeded MaxWaiting":
+		return fmt.Errorf("%w: %s: too many pull requests waiting on the consumer", ErrLimitExceeded, what)
+	case desc == "Consumer Deleted":
+		return fmt.Errorf("%w: %s: consumer deleted", ErrConsumerNotFound, what)
+	case desc == "Consumer is push based":
+		return fmt.Errorf("%w: %s: a push consumer cannot be fetched from", ErrNotAllowed, what)
+	case desc == "Message Size Exceeds MaxBytes":
+		return fieldErr("max_bytes", ErrInvalidArgument, "the next message is larger than max_bytes")
+	case strings.HasPrefix(desc, "Exceeded MaxRequestBatch"):
+		return fieldErr("batch", ErrInvalidArgument, "the consumer's limit: %s", desc)
+	case strings.HasPrefix(desc, "Exceeded MaxRequestExpires"):
+		return fieldErr("wait", ErrInvalidArgument, "the consumer's limit: %s", desc)
+	case strings.HasPrefix(desc, "Exceeded MaxRequestMaxBytes"):
+		return fieldErr("max_bytes", ErrInvalidArgument, "the consumer's limit: %s", desc)
+	}
+	return nil
+}
+
 // Fetch pulls one batch from a durable consumer: up to batch messages and
 // max_bytes, returning as soon as any message is there, after waiting at
 // most `wait` for the first (or at once with no_wait).
@@ -208,22 +206,33 @@ func (s *messageService) Fetch(ctx context.Context, req *jetwayv1.FetchRequest) 
 		return nil, fieldErr("batch", ErrInvalidArgument, "must be between 1 and %d (the server's cap)", s.caps.MaxBatch)
 	}
 	maxBytes := int(req.GetMaxBytes())
-	switch {
-	case maxBytes == 0:
-		maxBytes = s.caps.MaxBytes
-	case maxBytes < 0 || req.GetMaxBytes() > int64(s.caps.MaxBytes):
+	if maxBytes < 0 || req.GetMaxBytes() > int64(s.caps.MaxBytes) {
 		return nil, fieldErr("max_bytes", ErrInvalidArgument, "must be between 1 and %d (the server's cap)", s.caps.MaxBytes)
 	}
 	wait := defaultFetchWait
-	if req.GetWait() != nil {
+	waitSet := req.GetWait() != nil
+	if waitSet {
 		if err := req.GetWait().CheckValid(); err != nil || req.GetWait().AsDuration() < 0 || req.GetWait().AsDuration() > s.caps.MaxWait {
 			return nil, fieldErr("wait", ErrInvalidArgument, "must be between 0 and %s (the server's cap)", s.caps.MaxWait)
 		}
 		wait = req.GetWait().AsDuration()
 	}
+	// The consumer's configuration is read on every Fetch: an ack token's
+	// deadline must follow the ack wait in force now, or a token could
+	// outlive its delivery and ack another worker's redelivery.
 	meta, err := s.consumers.get(ctx, req.GetStream(), req.GetConsumer())
 	if err != nil {
 		return nil, err
+	}
+	// Defaults stay within the consumer's own request limits.
+	if maxBytes == 0 {
+		maxBytes = s.caps.MaxBytes
+		if meta.maxRequestBytes > 0 {
+			maxBytes = min(maxBytes, meta.maxRequestBytes)
+		}
+	}
+	if !waitSet && meta.maxRequestExpires > 0 {
+		wait = min(wait, meta.maxRequestExpires)
 	}
 	pr := pullRequest{Batch: batch, MaxBytes: maxBytes, NoWait: true}
 	if !req.GetNoWait() && wait > 0 {
@@ -236,9 +245,6 @@ func (s *messageService) Fetch(ctx context.Context, req *jetwayv1.FetchRequest) 
 		}
 	}
 	msgs, err := pull(ctx, s.nc, req.GetStream(), req.GetConsumer(), pr)
-	if errors.Is(err, ErrConsumerNotFound) {
-		s.consumers.forget(req.GetStream(), req.GetConsumer())
-	}
 	if err != nil {
 		return nil, err
 	}
@@ -400,7 +406,13 @@ func (s *messageService) ackOne(ctx context.Context, op *jetwayv1.AckOperation, 
 	}
 	if sync {
 		if _, err := s.nc.RequestWithContext(ctx, claims.Reply, body); err != nil {
-			res.Error, _ = ErrorProto(translate(err, "ack"))
+			if errors.Is(err, nats.ErrNoResponders) {
+				// Nobody serves the ack subject: the consumer is gone.
+				err = fmt.Errorf("%w: consumer %q on stream %q no longer takes acks", ErrConsumerNotFound, claims.Consumer, claims.Stream)
+			} else {
+				err = translate(err, "ack")
+			}
+			res.Error, _ = ErrorProto(err)
 			return res, "", true
 		}
 	} else if err := s.nc.Publish(claims.Reply, body); err != nil {

@@ -141,6 +141,8 @@ func classify(err error) error {
 		return ErrPermissionDenied
 	case errors.Is(err, jetstream.ErrTooManyStalledMsgs):
 		return ErrLimitExceeded
+	case errors.Is(err, jetstream.ErrNotPullConsumer):
+		return ErrNotAllowed // Jetway consumes pull consumers only
 	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, jetstream.ErrJetStreamNotEnabled),
 		errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount),
 		errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrConnectionDraining),

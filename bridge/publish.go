@@ -50,7 +50,7 @@ type messageService struct {
 	log        *slog.Logger
 	signer     *acktoken.Signer
 	caps       Caps
-	consumers  *consumerCache
+	consumers  *consumerLookup
 }
 
 // Publish stores one message and returns JetStream's ack.

@@ -121,7 +121,7 @@ func (s *messageService) open(ctx context.Context, prefix string, req *jetwayv1.
 	}
 	ci := sub.cons.CachedInfo()
 	info.Consumer = ci.Name
-	sub.meta = consumerMeta{ackWait: ci.Config.AckWait, backoff: ci.Config.BackOff, ackNone: ci.Config.AckPolicy == jetstream.AckNonePolicy}
+	sub.meta = metaOf(ci.Config)
 	sub.info = info
 	return sub, nil
 }

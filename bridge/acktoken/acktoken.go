@@ -116,7 +116,12 @@ func (s *Signer) Sign(c Claims) (string, error) {
 // claims. A token that is authentic but expired returns its claims and an
 // error wrapping ErrExpired.
 func (s *Signer) Verify(token string, now time.Time) (Claims, error) {
-	raw, err := base64.RawURLEncoding.DecodeString(token)
+	// One spelling per token: the strict decoder refuses non-zero padding
+	// bits, and CR/LF (which the decoder would skip) are refused here.
+	if strings.ContainsAny(token, "\r\n") {
+		return Claims{}, ErrMalformed
+	}
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(token)
 	if err != nil || len(raw) < 1+8+4+2+2+macLen || raw[0] != version {
 		return Claims{}, ErrMalformed
 	}
