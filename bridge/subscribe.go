@@ -167,23 +167,35 @@ type iterator struct {
 	msgs <-chan jetstream.Msg
 	errs <-chan error
 	it   jetstream.MessagesContext
+	nc   *nats.Conn
 	quit chan struct{}
 	done chan struct{}
 }
 
-func startIterator(sub *subscription) (*iterator, error) {
+func startIterator(sub *subscription, nc *nats.Conn) (*iterator, error) {
+	wake := max(sub.heartbeat, 5*time.Second)
 	it, err := sub.cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(sub.window, sub.windowBytes))
 	if err != nil {
 		return nil, translate(err, "start consuming")
 	}
 	msgs := make(chan jetstream.Msg)
 	errs := make(chan error, 1)
-	i := &iterator{msgs: msgs, errs: errs, it: it, quit: make(chan struct{}), done: make(chan struct{})}
+	i := &iterator{msgs: msgs, errs: errs, it: it, nc: nc, quit: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(i.done)
 		for {
-			m, err := it.Next()
+			// The bounded wait only guards stop against a drain that cannot
+			// complete (the connection dropped mid-drain).
+			m, err := it.Next(jetstream.NextMaxWait(wake))
 			if err != nil {
+				if errors.Is(err, nats.ErrTimeout) {
+					select {
+					case <-i.quit:
+						return
+					default:
+						continue
+					}
+				}
 				if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
 					return
 				}
@@ -196,8 +208,11 @@ func startIterator(sub *subscription) (*iterator, error) {
 			select {
 			case msgs <- m:
 			case <-i.quit:
-				// Pulled but never handed over: let another client have it.
+				// The stream is closing: NAK this message and everything
+				// else nats.go pulled ahead, so that other clients get them
+				// at once rather than after the ack wait.
 				_ = m.Nak()
+				i.nakRest()
 				return
 			}
 		}
@@ -205,10 +220,30 @@ func startIterator(sub *subscription) (*iterator, error) {
 	return i, nil
 }
 
-// stop ends the iterator and waits for its goroutine.
+// nakRest NAKs what the drained iterator still holds.
+func (i *iterator) nakRest() {
+	for {
+		m, err := i.it.Next(jetstream.NextMaxWait(time.Second))
+		if err != nil {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || terminal(err) || errors.Is(err, nats.ErrTimeout) {
+				return
+			}
+			continue
+		}
+		_ = m.Nak()
+	}
+}
+
+// stop ends the iterator and waits for its goroutine. Drain (not Stop)
+// keeps the messages already pulled, which the goroutine NAKs; without a
+// connection nothing can be drained or NAKed, so it just stops.
 func (i *iterator) stop() {
 	close(i.quit)
-	i.it.Stop()
+	if i.nc.IsConnected() {
+		i.it.Drain()
+	} else {
+		i.it.Stop()
+	}
 	<-i.done
 }
 
@@ -284,14 +319,15 @@ func (s *messageService) Subscribe(req *jetwayv1.SubscribeRequest, stream jetway
 	if err := stream.Send(&jetwayv1.SubscribeResponse{Event: &jetwayv1.SubscribeResponse_Subscribed{Subscribed: sub.info}}); err != nil {
 		return err
 	}
-	it, err := startIterator(sub)
+	it, err := startIterator(sub, s.nc)
 	if err != nil {
 		return err
 	}
 	defer it.stop()
-	ticker := time.NewTicker(sub.heartbeat)
-	defer ticker.Stop()
-	lastSend := time.Now()
+	// The heartbeat timer restarts at every send: an idle stream hears
+	// from the bridge every interval, exactly.
+	hb := time.NewTimer(sub.heartbeat)
+	defer hb.Stop()
 	lost := s.conn.lostCh()
 	for {
 		select {
@@ -315,14 +351,12 @@ func (s *messageService) Subscribe(req *jetwayv1.SubscribeRequest, stream jetway
 			if err := stream.Send(&jetwayv1.SubscribeResponse{Event: &jetwayv1.SubscribeResponse_Message{Message: out}}); err != nil {
 				return err
 			}
-			lastSend = now
-		case now := <-ticker.C:
-			if now.Sub(lastSend) >= sub.heartbeat-time.Millisecond {
-				if err := stream.Send(&jetwayv1.SubscribeResponse{Event: &jetwayv1.SubscribeResponse_Heartbeat{Heartbeat: heartbeatEvent(now)}}); err != nil {
-					return err
-				}
-				lastSend = now
+			hb.Reset(sub.heartbeat)
+		case now := <-hb.C:
+			if err := stream.Send(&jetwayv1.SubscribeResponse{Event: &jetwayv1.SubscribeResponse_Heartbeat{Heartbeat: heartbeatEvent(now)}}); err != nil {
+				return err
 			}
+			hb.Reset(sub.heartbeat)
 		}
 	}
 }
@@ -371,7 +405,7 @@ func (s *messageService) Consume(stream jetwayv1.MessageService_ConsumeServer) e
 	if err := stream.Send(&jetwayv1.ConsumeResponse{Event: &jetwayv1.ConsumeResponse_Subscribed{Subscribed: sub.info}}); err != nil {
 		return err
 	}
-	it, err := startIterator(sub)
+	it, err := startIterator(sub, s.nc)
 	if err != nil {
 		return err
 	}
@@ -401,9 +435,8 @@ func (s *messageService) Consume(stream jetwayv1.MessageService_ConsumeServer) e
 		}
 	}()
 
-	ticker := time.NewTicker(sub.heartbeat)
-	defer ticker.Stop()
-	lastSend := time.Now()
+	hb := time.NewTimer(sub.heartbeat)
+	defer hb.Stop()
 	lost := s.conn.lostCh()
 	for {
 		msgs := it.msgs
@@ -426,13 +459,20 @@ func (s *messageService) Consume(stream jetwayv1.MessageService_ConsumeServer) e
 			return translate(err, fmt.Sprintf("consume from consumer %q on stream %q", sub.info.GetConsumer(), sub.info.GetStream()))
 		case op := <-acks:
 			res, reply, _ := s.ackOne(ctx, op, false, time.Now())
-			if res.GetError() == nil && op.GetKind() != jetwayv1.AckKind_ACK_KIND_IN_PROGRESS {
-				delete(inFlight, reply)
+			if res.GetError() == nil {
+				if d, ok := inFlight[reply]; ok && op.GetKind() == jetwayv1.AckKind_ACK_KIND_IN_PROGRESS {
+					// Still held, with the extended deadline.
+					d.deadline = res.GetAckDeadline().AsTime()
+					inFlight[reply] = d
+				} else {
+					delete(inFlight, reply)
+				}
 			}
 			if res.GetError() != nil || res.GetNewToken() != "" {
 				if err := stream.Send(&jetwayv1.ConsumeResponse{Event: &jetwayv1.ConsumeResponse_AckResult{AckResult: res}}); err != nil {
 					return err
 				}
+				hb.Reset(sub.heartbeat)
 			}
 		case m := <-msgs:
 			now := time.Now()
@@ -446,8 +486,8 @@ func (s *messageService) Consume(stream jetwayv1.MessageService_ConsumeServer) e
 			if err := stream.Send(&jetwayv1.ConsumeResponse{Event: &jetwayv1.ConsumeResponse_Message{Message: out}}); err != nil {
 				return err
 			}
-			lastSend = now
-		case now := <-ticker.C:
+			hb.Reset(sub.heartbeat)
+		case now := <-hb.C:
 			// Deliveries past their deadline are JetStream's again: they no
 			// longer count against the window.
 			for r, d := range inFlight {
@@ -455,12 +495,10 @@ func (s *messageService) Consume(stream jetwayv1.MessageService_ConsumeServer) e
 					delete(inFlight, r)
 				}
 			}
-			if now.Sub(lastSend) >= sub.heartbeat-time.Millisecond {
-				if err := stream.Send(&jetwayv1.ConsumeResponse{Event: &jetwayv1.ConsumeResponse_Heartbeat{Heartbeat: heartbeatEvent(now)}}); err != nil {
-					return err
-				}
-				lastSend = now
+			if err := stream.Send(&jetwayv1.ConsumeResponse{Event: &jetwayv1.ConsumeResponse_Heartbeat{Heartbeat: heartbeatEvent(now)}}); err != nil {
+				return err
 			}
+			hb.Reset(sub.heartbeat)
 		}
 	}
 }
