@@ -25,13 +25,17 @@ var _ jetStreamAdmin = jetstream.JetStream(nil)
 type adminService struct {
 	jetwayv1.UnimplementedAdminServiceServer
 
-	js  jetStreamAdmin
-	log *slog.Logger
+	js    jetStreamAdmin
+	log   *slog.Logger
+	authz authorizer
 }
 
 func (s *adminService) CreateStream(ctx context.Context, req *jetwayv1.CreateStreamRequest) (*jetwayv1.CreateStreamResponse, error) {
 	cfg, err := streamConfigFrom("config", req.GetConfig())
 	if err != nil {
+		return nil, err
+	}
+	if err := s.authz.CanAdmin(ctx, cfg.Name, true); err != nil {
 		return nil, err
 	}
 	if cfg.Sealed {
@@ -49,6 +53,9 @@ func (s *adminService) UpdateStream(ctx context.Context, req *jetwayv1.UpdateStr
 	if err != nil {
 		return nil, err
 	}
+	if err := s.authz.CanAdmin(ctx, cfg.Name, true); err != nil {
+		return nil, err
+	}
 	st, err := s.js.UpdateStream(ctx, cfg)
 	if err != nil {
 		return nil, translate(err, fmt.Sprintf("update stream %q", cfg.Name))
@@ -56,9 +63,13 @@ func (s *adminService) UpdateStream(ctx context.Context, req *jetwayv1.UpdateStr
 	return &jetwayv1.UpdateStreamResponse{Stream: streamInfoTo(st.CachedInfo())}, nil
 }
 
-// stream looks a stream up by a validated name.
-func (s *adminService) stream(ctx context.Context, field, name string) (jetstream.Stream, error) {
+// stream checks the caller's admin right on a stream (write or read) and
+// looks the stream up by a validated name.
+func (s *adminService) stream(ctx context.Context, field, name string, write bool) (jetstream.Stream, error) {
 	if err := validateName(field, name); err != nil {
+		return nil, err
+	}
+	if err := s.authz.CanAdmin(ctx, name, write); err != nil {
 		return nil, err
 	}
 	st, err := s.js.Stream(ctx, name)
@@ -69,7 +80,7 @@ func (s *adminService) stream(ctx context.Context, field, name string) (jetstrea
 }
 
 func (s *adminService) GetStream(ctx context.Context, req *jetwayv1.GetStreamRequest) (*jetwayv1.GetStreamResponse, error) {
-	st, err := s.stream(ctx, "name", req.GetName())
+	st, err := s.stream(ctx, "name", req.GetName(), false)
 	if err != nil {
 		return nil, err
 	}
@@ -95,10 +106,16 @@ func (s *adminService) ListStreams(ctx context.Context, req *jetwayv1.ListStream
 		}
 		opts = append(opts, jetstream.WithStreamListSubject(subj))
 	}
+	if err := s.authz.CanAdmin(ctx, "", false); err != nil {
+		return nil, err
+	}
 	lister := s.js.ListStreams(ctx, opts...)
 	var all []*jetstream.StreamInfo
 	for info := range lister.Info() {
-		all = append(all, info)
+		// Listings show only what the caller may see.
+		if s.authz.CanSee(ctx, info.Config.Name) {
+			all = append(all, info)
+		}
 	}
 	if err := lister.Err(); err != nil {
 		return nil, translate(err, "list streams")
@@ -129,6 +146,9 @@ func (s *adminService) DeleteStream(ctx context.Context, req *jetwayv1.DeleteStr
 	if err := validateName("name", req.GetName()); err != nil {
 		return nil, err
 	}
+	if err := s.authz.CanAdmin(ctx, req.GetName(), true); err != nil {
+		return nil, err
+	}
 	if err := s.js.DeleteStream(ctx, req.GetName()); err != nil {
 		return nil, translate(err, fmt.Sprintf("delete stream %q", req.GetName()))
 	}
@@ -152,7 +172,7 @@ func (s *adminService) PurgeStream(ctx context.Context, req *jetwayv1.PurgeStrea
 	if req.GetSequence() > 0 {
 		opts = append(opts, jetstream.WithPurgeSequence(req.GetSequence()))
 	}
-	st, err := s.stream(ctx, "name", req.GetName())
+	st, err := s.stream(ctx, "name", req.GetName(), true)
 	if err != nil {
 		return nil, err
 	}
@@ -186,6 +206,9 @@ func (s *adminService) putConsumer(ctx context.Context, verb, stream string, c *
 	if err := validateName("stream", stream); err != nil {
 		return nil, err
 	}
+	if err := s.authz.CanAdmin(ctx, stream, true); err != nil {
+		return nil, err
+	}
 	cfg, err := consumerConfigFrom("config", c)
 	if err != nil {
 		return nil, err
@@ -202,6 +225,9 @@ func (s *adminService) GetConsumer(ctx context.Context, req *jetwayv1.GetConsume
 		return nil, err
 	}
 	if err := validateName("name", req.GetName()); err != nil {
+		return nil, err
+	}
+	if err := s.authz.CanAdmin(ctx, req.GetStream(), false); err != nil {
 		return nil, err
 	}
 	c, err := s.js.Consumer(ctx, req.GetStream(), req.GetName())
@@ -223,7 +249,7 @@ func (s *adminService) ListConsumers(ctx context.Context, req *jetwayv1.ListCons
 	if err != nil {
 		return nil, err
 	}
-	st, err := s.stream(ctx, "stream", req.GetStream())
+	st, err := s.stream(ctx, "stream", req.GetStream(), false)
 	if err != nil {
 		return nil, err
 	}
@@ -251,6 +277,9 @@ func (s *adminService) DeleteConsumer(ctx context.Context, req *jetwayv1.DeleteC
 	if err := validateName("name", req.GetName()); err != nil {
 		return nil, err
 	}
+	if err := s.authz.CanAdmin(ctx, req.GetStream(), true); err != nil {
+		return nil, err
+	}
 	if err := s.js.DeleteConsumer(ctx, req.GetStream(), req.GetName()); err != nil {
 		return nil, translate(err, fmt.Sprintf("delete consumer %q on stream %q", req.GetName(), req.GetStream()))
 	}
@@ -261,7 +290,7 @@ func (s *adminService) GetMessage(ctx context.Context, req *jetwayv1.GetMessageR
 	if req.GetSequence() == 0 {
 		return nil, fieldErr("sequence", ErrInvalidArgument, "must be at least 1")
 	}
-	st, err := s.stream(ctx, "stream", req.GetStream())
+	st, err := s.stream(ctx, "stream", req.GetStream(), false)
 	if err != nil {
 		return nil, err
 	}
@@ -276,7 +305,7 @@ func (s *adminService) GetLastMessage(ctx context.Context, req *jetwayv1.GetLast
 	if err := validateFilterSubject("subject", req.GetSubject()); err != nil {
 		return nil, err
 	}
-	st, err := s.stream(ctx, "stream", req.GetStream())
+	st, err := s.stream(ctx, "stream", req.GetStream(), false)
 	if err != nil {
 		return nil, err
 	}
@@ -291,7 +320,7 @@ func (s *adminService) DeleteMessage(ctx context.Context, req *jetwayv1.DeleteMe
 	if req.GetSequence() == 0 {
 		return nil, fieldErr("sequence", ErrInvalidArgument, "must be at least 1")
 	}
-	st, err := s.stream(ctx, "stream", req.GetStream())
+	st, err := s.stream(ctx, "stream", req.GetStream(), true)
 	if err != nil {
 		return nil, err
 	}
@@ -306,6 +335,9 @@ func (s *adminService) DeleteMessage(ctx context.Context, req *jetwayv1.DeleteMe
 }
 
 func (s *adminService) GetAccountInfo(ctx context.Context, _ *jetwayv1.GetAccountInfoRequest) (*jetwayv1.GetAccountInfoResponse, error) {
+	if err := s.authz.CanAdmin(ctx, "", false); err != nil {
+		return nil, err
+	}
 	info, err := s.js.AccountInfo(ctx)
 	if err != nil {
 		return nil, translate(err, "account info")

@@ -8,6 +8,7 @@
 package bridge
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -66,6 +67,7 @@ type options struct {
 	publishWindow int
 	signer        *acktoken.Signer
 	caps          Caps
+	authz         authorizer
 }
 
 // Option configures New.
@@ -109,6 +111,25 @@ func WithAckSigner(s *acktoken.Signer) Option {
 	}
 }
 
+// WithAuthorizer makes every RPC ask a (auth.Authorizer) whether the
+// caller may do it. Without it every call is allowed.
+func WithAuthorizer(a interface {
+	Identity(ctx context.Context) string
+	CanPublish(ctx context.Context, subject string) error
+	CanConsume(ctx context.Context, stream, consumer string, filters []string) error
+	CanAdmin(ctx context.Context, stream string, write bool) error
+	CanSee(ctx context.Context, stream string) bool
+	MaxFetchBatch(ctx context.Context) int
+}) Option {
+	return func(o *options) error {
+		if a == nil {
+			return fmt.Errorf("%w: nil authorizer", ErrInvalidOption)
+		}
+		o.authz = a
+		return nil
+	}
+}
+
 // WithCaps sets the server caps of consuming requests.
 func WithCaps(c Caps) Option {
 	return func(o *options) error {
@@ -132,7 +153,7 @@ func New(js jetstream.JetStream, opts ...Option) (*Bridge, error) {
 	if js == nil {
 		return nil, fmt.Errorf("%w: nil JetStream", ErrInvalidOption)
 	}
-	o := options{log: slog.New(slog.DiscardHandler), publishWindow: DefaultPublishWindow, caps: DefaultCaps}
+	o := options{log: slog.New(slog.DiscardHandler), publishWindow: DefaultPublishWindow, caps: DefaultCaps, authz: allowAll{}}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return nil, err
@@ -152,10 +173,10 @@ func New(js jetstream.JetStream, opts ...Option) (*Bridge, error) {
 	return &Bridge{
 		messages: &messageService{
 			js: js, nc: nc, maxPayload: nc.MaxPayload, window: o.publishWindow, log: o.log,
-			signer: o.signer, caps: o.caps, draining: draining, conn: newConnWatch(),
+			signer: o.signer, caps: o.caps, draining: draining, conn: newConnWatch(), authz: o.authz,
 			consumers: &consumerLookup{lookup: js.Consumer},
 		},
-		admin:    &adminService{js: js, log: o.log},
+		admin:    &adminService{js: js, log: o.log, authz: o.authz},
 		draining: draining,
 	}, nil
 }

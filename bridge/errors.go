@@ -77,6 +77,10 @@ var (
 	// that redelivery.
 	ErrAckTokenExpired = errors.New("ack token expired")
 
+	// ErrTokenNotPermitted is an authentic ack token presented by an
+	// identity other than the one it was issued to.
+	ErrTokenNotPermitted = errors.New("ack token not permitted")
+
 	// ErrUnimplemented is an RPC this version does not provide yet.
 	ErrUnimplemented = errors.New("not implemented")
 )

@@ -198,12 +198,19 @@ func (s *messageService) Fetch(ctx context.Context, req *jetwayv1.FetchRequest) 
 	if err := validateName("consumer", req.GetConsumer()); err != nil {
 		return nil, err
 	}
+	if err := s.authz.CanConsume(ctx, req.GetStream(), req.GetConsumer(), nil); err != nil {
+		return nil, err
+	}
+	maxBatch := s.caps.MaxBatch
+	if n := s.authz.MaxFetchBatch(ctx); n > 0 {
+		maxBatch = min(maxBatch, n)
+	}
 	batch := int(req.GetBatch())
 	switch {
 	case batch == 0:
 		batch = 1
-	case batch < 0 || batch > s.caps.MaxBatch:
-		return nil, fieldErr("batch", ErrInvalidArgument, "must be between 1 and %d (the server's cap)", s.caps.MaxBatch)
+	case batch < 0 || batch > maxBatch:
+		return nil, fieldErr("batch", ErrInvalidArgument, "must be between 1 and %d (the cap for this caller)", maxBatch)
 	}
 	maxBytes := int(req.GetMaxBytes())
 	if maxBytes < 0 || req.GetMaxBytes() > int64(s.caps.MaxBytes) {
@@ -250,8 +257,9 @@ func (s *messageService) Fetch(ctx context.Context, req *jetwayv1.FetchRequest) 
 	}
 	resp := &jetwayv1.FetchResponse{Messages: make([]*jetwayv1.Message, 0, len(msgs))}
 	now := time.Now()
+	who := s.authz.Identity(ctx)
 	for _, m := range msgs {
-		out, err := s.toMessage(m.Subject, m.Reply, m.Header, m.Data, meta, req.GetFormat(), now)
+		out, err := s.toMessage(m.Subject, m.Reply, m.Header, m.Data, meta, req.GetFormat(), who, now)
 		if err != nil {
 			return nil, err
 		}
@@ -268,7 +276,7 @@ func deadlineMargin(ackWait time.Duration) time.Duration {
 }
 
 // toMessage converts a delivered JetStream message, signing its ack token.
-func (s *messageService) toMessage(subject, reply string, header nats.Header, data []byte, meta consumerMeta, format jetwayv1.PayloadFormat, now time.Time) (*jetwayv1.Message, error) {
+func (s *messageService) toMessage(subject, reply string, header nats.Header, data []byte, meta consumerMeta, format jetwayv1.PayloadFormat, identity string, now time.Time) (*jetwayv1.Message, error) {
 	r, err := acktoken.ParseReply(reply)
 	if err != nil {
 		return nil, fmt.Errorf("delivered message with reply %q: %w", reply, err)
@@ -288,7 +296,7 @@ func (s *messageService) toMessage(subject, reply string, header nats.Header, da
 	if !meta.ackNone {
 		wait := meta.ackWaitFor(r.Delivered)
 		deadline := now.Add(wait - deadlineMargin(wait))
-		tok, err := s.signer.Sign(acktoken.Claims{Reply: reply, Expires: deadline, AckWait: wait})
+		tok, err := s.signer.Sign(acktoken.Claims{Reply: reply, Identity: identity, Expires: deadline, AckWait: wait})
 		if err != nil {
 			return nil, fmt.Errorf("sign ack token: %w", err)
 		}
@@ -399,6 +407,10 @@ func (s *messageService) ackOne(ctx context.Context, op *jetwayv1.AckOperation, 
 		return fail(fmt.Errorf("%w: the ack deadline passed at %s; the message is redelivered", ErrAckTokenExpired, claims.Expires.UTC().Format(time.RFC3339Nano)))
 	case err != nil:
 		return fail(fmt.Errorf("%w: not a token this service issued", ErrAckTokenInvalid))
+	}
+	// A token works only for the identity it was issued to.
+	if claims.Identity != s.authz.Identity(ctx) {
+		return fail(fmt.Errorf("%w: the ack token was issued to another identity", ErrTokenNotPermitted))
 	}
 	body, err := ackBody(op)
 	if err != nil {

@@ -51,6 +51,7 @@ type messageService struct {
 	signer     *acktoken.Signer
 	caps       Caps
 	consumers  *consumerLookup
+	authz      authorizer
 }
 
 // Publish stores one message and returns JetStream's ack.
@@ -64,6 +65,9 @@ func (s *messageService) Publish(ctx context.Context, req *jetwayv1.PublishReque
 	}
 	msg, opts, err := s.buildMsg("", req)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.authz.CanPublish(ctx, msg.Subject); err != nil {
 		return nil, err
 	}
 	ack, err := s.js.PublishMsg(ctx, msg, opts...)
@@ -113,7 +117,9 @@ func (s *messageService) PublishStream(stream jetwayv1.MessageService_PublishStr
 			if req.GetPublish() == nil {
 				p.err = fieldErr("publish", ErrInvalidArgument, "required")
 			} else if msg, opts, p.err = s.buildMsg("publish.", req.GetPublish()); p.err == nil {
-				p.future, p.err = s.js.PublishMsgAsync(msg, opts...)
+				if p.err = s.authz.CanPublish(ctx, msg.Subject); p.err == nil {
+					p.future, p.err = s.js.PublishMsgAsync(msg, opts...)
+				}
 			}
 			select {
 			case pending <- p:

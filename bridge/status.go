@@ -8,7 +8,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/protoadapt"
+	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/jetway-dev/jetway/auth"
 	jetwayv1 "github.com/jetway-dev/jetway/gen/jetway/v1"
 )
 
@@ -67,7 +69,14 @@ var errorCodes = map[error]codeReason{
 	ErrAckTokenInvalid:  {codes.InvalidArgument, "ACK_TOKEN_INVALID"},
 	// An expired token is a state of the message, not a bad request: the
 	// client must re-fetch, as for other failed preconditions.
-	ErrAckTokenExpired: {codes.FailedPrecondition, "ACK_TOKEN_EXPIRED"},
+	ErrAckTokenExpired:   {codes.FailedPrecondition, "ACK_TOKEN_EXPIRED"},
+	ErrTokenNotPermitted: {codes.PermissionDenied, "ACK_TOKEN_NOT_PERMITTED"},
+
+	// Client authentication and authorization (package auth). Quota
+	// errors carry a RetryInfo detail and the gateway sends Retry-After.
+	auth.ErrUnauthenticated: {codes.Unauthenticated, "UNAUTHENTICATED"},
+	auth.ErrForbidden:       {codes.PermissionDenied, "NOT_PERMITTED"},
+	auth.ErrQuota:           {codes.ResourceExhausted, "QUOTA_EXCEEDED"},
 }
 
 // Status converts an error returned by a service into the gRPC status sent
@@ -99,7 +108,14 @@ func Status(err error) (st *status.Status, internal bool) {
 	if errors.As(err, &fe) {
 		return withInfo(st, cr.reason, fe), false
 	}
-	return withInfo(st, cr.reason, nil), false
+	st = withInfo(st, cr.reason, nil)
+	var qe *auth.QuotaError
+	if errors.As(err, &qe) {
+		if withRetry, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(qe.RetryAfter)}); err == nil {
+			st = withRetry
+		}
+	}
+	return st, false
 }
 
 // lookup finds the sentinel err wraps. Each error wraps at most one

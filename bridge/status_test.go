@@ -54,7 +54,7 @@ var sentinelsByName = map[string]error{
 	"ErrDuplicateInProgress": ErrDuplicateInProgress, "ErrSubjectsOverlap": ErrSubjectsOverlap, "ErrNotAllowed": ErrNotAllowed,
 	"ErrStreamFull": ErrStreamFull, "ErrLimitExceeded": ErrLimitExceeded, "ErrPermissionDenied": ErrPermissionDenied,
 	"ErrUnavailable": ErrUnavailable, "ErrTimeout": ErrTimeout, "ErrUnimplemented": ErrUnimplemented,
-	"ErrAckTokenInvalid": ErrAckTokenInvalid, "ErrAckTokenExpired": ErrAckTokenExpired,
+	"ErrAckTokenInvalid": ErrAckTokenInvalid, "ErrAckTokenExpired": ErrAckTokenExpired, "ErrTokenNotPermitted": ErrTokenNotPermitted,
 }
 
 // wantHTTP is the HTTP status each sentinel must reach REST clients with
@@ -66,7 +66,7 @@ var wantHTTP = map[string]int{
 	"ErrWrongExpectedStream": 409, "ErrWrongLastSequence": 409, "ErrWrongLastMsgID": 409, "ErrDuplicateInProgress": 409,
 	"ErrSubjectsOverlap": 400, "ErrNotAllowed": 400, "ErrStreamFull": 429, "ErrLimitExceeded": 429,
 	"ErrPermissionDenied": 403, "ErrUnavailable": 503, "ErrTimeout": 504, "ErrUnimplemented": 501,
-	"ErrAckTokenInvalid": 400, "ErrAckTokenExpired": 400,
+	"ErrAckTokenInvalid": 400, "ErrAckTokenExpired": 400, "ErrTokenNotPermitted": 403,
 }
 
 func TestStatusCoversEverySentinel(t *testing.T) {

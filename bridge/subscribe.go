@@ -52,6 +52,7 @@ type subscription struct {
 	format      jetwayv1.PayloadFormat
 	window      int
 	windowBytes int
+	identity    string
 }
 
 // open resolves the consumer a Subscribe or Consume names: attaches to a
@@ -81,6 +82,9 @@ func (s *messageService) open(ctx context.Context, prefix string, req *jetwayv1.
 		}
 		sub.heartbeat = d
 	}
+	if err := s.authz.CanConsume(ctx, req.GetStream(), req.GetConsumer(), nil); err != nil {
+		return nil, err
+	}
 	info := &jetwayv1.Subscribed{Stream: req.GetStream(), MaxInFlight: int32(sub.window), MaxBytesInFlight: int64(sub.windowBytes)}
 	var err error
 	if name := req.GetConsumer(); name != "" {
@@ -102,6 +106,10 @@ func (s *messageService) open(ctx context.Context, prefix string, req *jetwayv1.
 			if err != nil {
 				return nil, err
 			}
+			// A consumer this call creates reads only what the caller may.
+			if err := s.authz.CanConsume(ctx, req.GetStream(), "", filtersOf(cfg)); err != nil {
+				return nil, err
+			}
 			if sub.cons, err = s.js.CreateConsumer(ctx, req.GetStream(), cfg); err != nil {
 				return nil, translate(err, fmt.Sprintf("create consumer %q on stream %q", name, req.GetStream()))
 			}
@@ -114,6 +122,9 @@ func (s *messageService) open(ctx context.Context, prefix string, req *jetwayv1.
 		if err != nil {
 			return nil, err
 		}
+		if err := s.authz.CanConsume(ctx, req.GetStream(), "", filtersOf(cfg)); err != nil {
+			return nil, err
+		}
 		if sub.cons, err = s.js.CreateConsumer(ctx, req.GetStream(), cfg); err != nil {
 			return nil, translate(err, fmt.Sprintf("create an ephemeral consumer on stream %q", req.GetStream()))
 		}
@@ -123,7 +134,15 @@ func (s *messageService) open(ctx context.Context, prefix string, req *jetwayv1.
 	info.Consumer = ci.Name
 	sub.meta = metaOf(ci.Config)
 	sub.info = info
+	sub.identity = s.authz.Identity(ctx)
 	return sub, nil
+}
+
+func filtersOf(cfg jetstream.ConsumerConfig) []string {
+	if cfg.FilterSubject != "" {
+		return []string{cfg.FilterSubject}
+	}
+	return cfg.FilterSubjects
 }
 
 // ephemeralConfig builds an ephemeral consumer's configuration from the
@@ -295,7 +314,7 @@ func (s *messageService) closeSubscription(sub *subscription, held []delivery) {
 }
 
 func (s *messageService) deliver(sub *subscription, m jetstream.Msg, now time.Time) (*jetwayv1.Message, delivery, error) {
-	out, err := s.toMessage(m.Subject(), m.Reply(), m.Headers(), m.Data(), sub.meta, sub.format, now)
+	out, err := s.toMessage(m.Subject(), m.Reply(), m.Headers(), m.Data(), sub.meta, sub.format, sub.identity, now)
 	if err != nil {
 		return nil, delivery{}, err
 	}

@@ -22,6 +22,7 @@ type Config struct {
 	NATS    NATS
 	Server  Server
 	Consume Consume
+	Auth    Auth
 	Log     Log
 }
 
@@ -97,6 +98,18 @@ func (c Consume) AckKeyBytes() ([][]byte, error) {
 	return keys, nil
 }
 
+// Auth configures client authentication and TLS on the listeners.
+type Auth struct {
+	// Mode is auto (authentication when ConfigFile is set; otherwise none,
+	// which is allowed only on loopback listeners), required or none.
+	Mode string
+	// ConfigFile declares identities, credentials and permissions.
+	ConfigFile string
+	// TLSCert and TLSKey serve TLS on both listeners; TLSClientCA verifies
+	// client certificates (mTLS) when given.
+	TLSCert, TLSKey, TLSClientCA string
+}
+
 // Log configures logging.
 type Log struct {
 	Format string // text or json
@@ -153,6 +166,13 @@ func Parse(args []string, getenv func(string) string, output io.Writer) (Config,
 	fs.IntVar(&co.MaxInFlight, "max-in-flight", 4096, "largest max_in_flight of one Subscribe/Consume stream")
 	fs.IntVar(&co.MaxBytesInFlight, "max-bytes-in-flight", 64<<20, "largest max_bytes_in_flight of one Subscribe/Consume stream")
 
+	a := &c.Auth
+	fs.StringVar(&a.Mode, "auth-mode", "auto", "client authentication: auto (on when --auth-config is set, else off on loopback only), required, or none")
+	fs.StringVar(&a.ConfigFile, "auth-config", "", "identities, credentials and permissions (YAML or JSON)")
+	fs.StringVar(&a.TLSCert, "tls-cert", "", "server certificate for the gRPC and HTTP listeners")
+	fs.StringVar(&a.TLSKey, "tls-key", "", "server key for the gRPC and HTTP listeners")
+	fs.StringVar(&a.TLSClientCA, "tls-client-ca", "", "CA bundle that verifies client certificates (mTLS identities)")
+
 	l := &c.Log
 	fs.StringVar(&l.Format, "log-format", "text", "log format: text or json")
 	fs.TextVar(&l.Level, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
@@ -192,6 +212,24 @@ func (c Config) validate() error {
 	}
 	if c.Server.MaxCallTimeout <= 0 || c.Server.ShutdownTimeout <= 0 || c.NATS.RequestTimeout <= 0 || c.NATS.ConnectTimeout <= 0 {
 		errs = append(errs, errors.New("timeouts must be positive"))
+	}
+	switch c.Auth.Mode {
+	case "auto", "none":
+	case "required":
+		if c.Auth.ConfigFile == "" {
+			errs = append(errs, errors.New("--auth-mode=required needs --auth-config"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("--auth-mode %q: want auto, required or none", c.Auth.Mode))
+	}
+	if c.Auth.Mode == "none" && c.Auth.ConfigFile != "" {
+		errs = append(errs, errors.New("--auth-mode=none contradicts --auth-config"))
+	}
+	if (c.Auth.TLSCert == "") != (c.Auth.TLSKey == "") {
+		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))
+	}
+	if c.Auth.TLSClientCA != "" && c.Auth.TLSCert == "" {
+		errs = append(errs, errors.New("--tls-client-ca needs --tls-cert and --tls-key"))
 	}
 	if c.Server.MaxBodyBytes < 0 {
 		errs = append(errs, errors.New("--http-max-body must not be negative"))
@@ -244,6 +282,11 @@ func (c Config) LogValue() slog.Value {
 			slog.Int("max_ack_batch", c.Consume.MaxAckBatch),
 			slog.Int("max_in_flight", c.Consume.MaxInFlight),
 			slog.Int("max_bytes_in_flight", c.Consume.MaxBytesInFlight)),
+		slog.Group("auth",
+			slog.String("mode", c.Auth.Mode),
+			slog.String("config", c.Auth.ConfigFile),
+			slog.Bool("tls", c.Auth.TLSCert != ""),
+			slog.Bool("mtls", c.Auth.TLSClientCA != "")),
 		slog.Group("log", slog.String("format", c.Log.Format), slog.String("level", c.Log.Level.String())),
 	)
 }

@@ -23,8 +23,11 @@ import (
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/jetway-dev/jetway/auth"
 	"github.com/jetway-dev/jetway/bridge"
 	jetwayv1 "github.com/jetway-dev/jetway/gen/jetway/v1"
 	"github.com/jetway-dev/jetway/gen/openapi"
@@ -57,6 +60,9 @@ func New(ctx context.Context, conn *grpc.ClientConn, o Options) (http.Handler, e
 	}
 	gw := runtime.NewServeMux(
 		runtime.WithIncomingHeaderMatcher(IncomingHeader),
+		runtime.WithOutgoingHeaderMatcher(outgoingHeader),
+		runtime.WithMetadata(verifiedCertificate),
+		runtime.WithErrorHandler(errorHandler),
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, jsonpb),
 		runtime.WithMarshalerOption(MIMEEventStream, &eventStream{JSONPb: jsonpb}),
 	)
@@ -112,6 +118,36 @@ func writeError(w http.ResponseWriter, httpStatus int, code codes.Code, reason, 
 		}},
 	})
 	writeJSON(w, httpStatus, string(body))
+}
+
+// outgoingHeader passes gRPC response metadata on as Grpc-Metadata-*
+// headers, except the quota's retry-after, which HTTP clients know as
+// Retry-After.
+func outgoingHeader(key string) (string, bool) {
+	if key == "retry-after" {
+		return "Retry-After", true
+	}
+	return runtime.MetadataHeaderPrefix + key, true
+}
+
+// verifiedCertificate hands the subject of a client certificate that the
+// HTTPS listener verified to the gRPC server, which trusts that metadata
+// only on the gateway's in-memory connection. A client cannot set it: the
+// incoming header matcher forwards no header of that name.
+func verifiedCertificate(_ context.Context, r *http.Request) metadata.MD {
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
+		return nil
+	}
+	return metadata.Pairs(auth.CertSubjectMetadata, r.TLS.VerifiedChains[0][0].Subject.String())
+}
+
+// errorHandler is grpc-gateway's, plus the challenge HTTP clients expect
+// with a 401.
+func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+	if status.Code(err) == codes.Unauthenticated {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="jetway", ApiKey realm="jetway"`)
+	}
+	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
 }
 
 // maxIdempotencyKey is the longest Idempotency-Key, as msg_id allows.

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -22,6 +23,7 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/test/bufconn"
 
+	"github.com/jetway-dev/jetway/auth"
 	"github.com/jetway-dev/jetway/bridge"
 	"github.com/jetway-dev/jetway/bridge/acktoken"
 	"github.com/jetway-dev/jetway/config"
@@ -119,12 +121,24 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	b, err := bridge.New(js, bridge.WithLogger(log), bridge.WithPublishWindow(cfg.Server.PublishWindow), bridge.WithAckSigner(signer),
+	authCfg, err := loadAuth(cfg, log)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	tlsCfg, err := serverTLS(cfg.Auth)
+	if err != nil {
+		return nil, err
+	}
+	authOpts := []bridge.Option{}
+	if authCfg != nil {
+		authOpts = append(authOpts, bridge.WithAuthorizer(auth.Authorizer{}))
+	}
+	b, err := bridge.New(js, append(authOpts, bridge.WithLogger(log), bridge.WithPublishWindow(cfg.Server.PublishWindow), bridge.WithAckSigner(signer),
 		bridge.WithCaps(bridge.Caps{
 			MaxBatch: cfg.Consume.MaxFetchBatch, MaxBytes: cfg.Consume.MaxFetchBytes,
 			MaxWait: cfg.Consume.MaxFetchWait, MaxAckBatch: cfg.Consume.MaxAckBatch,
 			MaxInFlight: cfg.Consume.MaxInFlight, MaxBytesInFlight: cfg.Consume.MaxBytesInFlight,
-		}))
+		}))...)
 	if err != nil {
 		return nil, fmt.Errorf("server: bridge.New: %w", err)
 	}
@@ -160,14 +174,19 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 
 	edge := errorEdge{log: log}
 	gate := natsGate{connected: nc.IsConnected}
-	gs := grpc.NewServer(
+	authn := auth.NewInterceptor(authCfg, log)
+	grpcOpts := []grpc.ServerOption{}
+	if tlsCfg != nil {
+		grpcOpts = append(grpcOpts, grpc.Creds(listenerCreds{credentials.NewTLS(tlsCfg)}))
+	}
+	gs := grpc.NewServer(append(grpcOpts,
 		grpc.MaxRecvMsgSize(maxRecv),
 		grpc.MaxConcurrentStreams(uint32(min(cfg.Server.MaxConcurrentStreams, 1<<31))),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-		grpc.ChainUnaryInterceptor(edge.unary, clampDeadline(cfg.Server.MaxCallTimeout), gate.unary),
-		grpc.ChainStreamInterceptor(edge.stream, gate.stream),
-	)
+		grpc.ChainUnaryInterceptor(edge.unary, authn.Unary, clampDeadline(cfg.Server.MaxCallTimeout), gate.unary),
+		grpc.ChainStreamInterceptor(edge.stream, authn.Stream, gate.stream),
+	)...)
 	b.Register(gs)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
@@ -234,7 +253,12 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	g.Go(func() error { return serveGRPC(gs, grpcLis) })
 	g.Go(func() error { return serveGRPC(gs, mem) })
 	g.Go(func() error {
-		if err := httpSrv.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
+		serve := func() error { return httpSrv.Serve(httpLis) }
+		if tlsCfg != nil {
+			httpSrv.TLSConfig = tlsCfg
+			serve = func() error { return httpSrv.ServeTLS(httpLis, "", "") }
+		}
+		if err := serve(); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("server: HTTP: %w", err)
 		}
 		return nil

@@ -22,13 +22,30 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr); err != nil {
+	if err := dispatch(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "bridge:", err)
 		}
 		stop()
 		os.Exit(2)
 	}
+}
+
+// dispatch runs a subcommand: token (mint an NKey-signed token),
+// hash-key (print an API key's configuration hash) or, by default, the
+// bridge.
+func dispatch(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "token":
+			return runToken(args[1:], stdout, stderr)
+		case "hash-key":
+			return runHashKey(stdin, stdout)
+		case "serve":
+			args = args[1:]
+		}
+	}
+	return run(ctx, args, getenv, stderr)
 }
 
 // run parses the configuration, starts the bridge and waits until ctx ends

@@ -1,0 +1,211 @@
+package auth
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nkeys"
+
+	"github.com/jetway-dev/jetway/auth/perm"
+)
+
+// clockSkew tolerates clocks of clients slightly ahead of the bridge.
+const clockSkew = 30 * time.Second
+
+// UserJWTClaim is the field of an NKey-signed token's "nats" data that
+// carries a NATS user JWT: the token then proves possession of the JWT's
+// user key.
+const UserJWTClaim = "user_jwt"
+
+// Authenticate returns the identity a call's credentials prove. authz is
+// the Authorization value ("Bearer <token>" or "ApiKey <key>"); certSubject
+// is the subject of a verified client certificate ("" without mTLS). The
+// error says why, for the log; clients get only "unauthenticated".
+func (c *Config) Authenticate(authz, certSubject string, now time.Time) (*Identity, error) {
+	scheme, cred, _ := strings.Cut(strings.TrimSpace(authz), " ")
+	cred = strings.TrimSpace(cred)
+	switch {
+	case authz == "" && certSubject != "":
+		if id := c.byCert[certSubject]; id != nil {
+			return id.with("cert"), nil
+		}
+		return nil, fmt.Errorf("%w: certificate subject %q is not configured", ErrUnauthenticated, certSubject)
+	case authz == "":
+		return nil, fmt.Errorf("%w: no credentials", ErrUnauthenticated)
+	case strings.EqualFold(scheme, "ApiKey"):
+		// Keys are looked up by their SHA-256: the comparison is of
+		// hashes, which tells a timing attacker nothing about the key.
+		if id := c.byAPIKey[sha256.Sum256([]byte(cred))]; id != nil && cred != "" {
+			return id.with("apikey"), nil
+		}
+		return nil, fmt.Errorf("%w: unknown API key", ErrUnauthenticated)
+	case strings.EqualFold(scheme, "Bearer"):
+		return c.verifyToken(cred, now)
+	}
+	return nil, fmt.Errorf("%w: unsupported authorization scheme %q", ErrUnauthenticated, scheme)
+}
+
+func (id *Identity) with(method string) *Identity {
+	cp := *id
+	cp.Method = method
+	return &cp
+}
+
+// verifyToken checks an NKey-signed token: an Ed25519 signature by its
+// issuer (a user NKey), this bridge as audience, a short lifetime, and an
+// issuer the configuration knows, directly or through a NATS user JWT the
+// token carries.
+func (c *Config) verifyToken(tok string, now time.Time) (*Identity, error) {
+	gc, err := jwt.DecodeGeneric(tok)
+	if err != nil {
+		return nil, fmt.Errorf("%w: token: %w", ErrUnauthenticated, err)
+	}
+	iss := gc.Issuer
+	switch {
+	case !nkeys.IsValidPublicUserKey(iss):
+		return nil, fmt.Errorf("%w: token issuer %q is not a user NKey", ErrUnauthenticated, iss)
+	case gc.Audience != c.audience:
+		return nil, fmt.Errorf("%w: token audience %q, want %q", ErrUnauthenticated, gc.Audience, c.audience)
+	case gc.Expires == 0 || gc.IssuedAt == 0:
+		return nil, fmt.Errorf("%w: token without iat and exp", ErrUnauthenticated)
+	case time.Unix(gc.IssuedAt, 0).After(now.Add(clockSkew)):
+		return nil, fmt.Errorf("%w: token issued in the future", ErrUnauthenticated)
+	case !now.Before(time.Unix(gc.Expires, 0)):
+		return nil, fmt.Errorf("%w: token expired", ErrUnauthenticated)
+	case time.Duration(gc.Expires-gc.IssuedAt)*time.Second > c.maxLifetime:
+		return nil, fmt.Errorf("%w: token lifetime over %s", ErrUnauthenticated, c.maxLifetime)
+	case gc.NotBefore != 0 && now.Add(clockSkew).Before(time.Unix(gc.NotBefore, 0)):
+		return nil, fmt.Errorf("%w: token not valid yet", ErrUnauthenticated)
+	}
+	if ujwt, ok := gc.Data[UserJWTClaim].(string); ok {
+		return c.verifyUserJWT(ujwt, iss, now)
+	}
+	if id := c.byNKey[iss]; id != nil {
+		return id.with("nkey"), nil
+	}
+	return nil, fmt.Errorf("%w: unknown NKey %s", ErrUnauthenticated, iss)
+}
+
+var errUntrusted = errors.New("not signed by a trusted account")
+
+func (c *Config) verifyUserJWT(ujwt, holder string, now time.Time) (*Identity, error) {
+	uc, err := jwt.DecodeUserClaims(ujwt)
+	if err != nil {
+		return nil, fmt.Errorf("%w: user JWT: %w", ErrUnauthenticated, err)
+	}
+	if uc.Subject != holder {
+		return nil, fmt.Errorf("%w: the token is not signed by the JWT's user", ErrUnauthenticated)
+	}
+	acct := c.accounts[uc.Issuer]
+	if acct == nil || (uc.IssuerAccount != "" && uc.IssuerAccount != acct.Subject) {
+		return nil, fmt.Errorf("%w: user JWT %w", ErrUnauthenticated, errUntrusted)
+	}
+	if uc.Expires != 0 && !now.Before(time.Unix(uc.Expires, 0)) {
+		return nil, fmt.Errorf("%w: user JWT expired", ErrUnauthenticated)
+	}
+	if uc.NotBefore != 0 && now.Before(time.Unix(uc.NotBefore, 0)) {
+		return nil, fmt.Errorf("%w: user JWT not valid yet", ErrUnauthenticated)
+	}
+	if acct.Revocations.IsRevoked(uc.Subject, time.Unix(uc.IssuedAt, 0)) {
+		return nil, fmt.Errorf("%w: user JWT revoked", ErrUnauthenticated)
+	}
+	var vr jwt.ValidationResults
+	uc.Validate(&vr)
+	if vr.IsBlocking(true) {
+		return nil, fmt.Errorf("%w: user JWT invalid: %v", ErrUnauthenticated, vr.Errors())
+	}
+	return c.jwtIdentity(ujwt, uc)
+}
+
+// jwtIdentity compiles (and caches) the identity of a NATS user: publish
+// and subject permissions from the JWT, the rest from jwt_users.
+func (c *Config) jwtIdentity(ujwt string, uc *jwt.UserClaims) (*Identity, error) {
+	if id, ok := c.jwtCache.get(ujwt); ok {
+		return id, nil
+	}
+	g := Grant{}
+	if c.jwtGrant != nil {
+		g = *c.jwtGrant
+	}
+	name := uc.Name
+	if name == "" {
+		name = uc.Subject
+	}
+	id, err := c.compile("jwt:"+name, Grant{Admin: g.Admin, Limits: g.Limits})
+	if err != nil {
+		return nil, err
+	}
+	pub := perm.Set{Allow: uc.Pub.Allow, Deny: uc.Pub.Deny}
+	if id.publish, err = perm.Compile(pub); err != nil {
+		return nil, fmt.Errorf("%w: user JWT publish permissions: %w", ErrUnauthenticated, err)
+	}
+	if g.Consume != nil {
+		if id.streams, err = perm.Compile(perm.Set{Allow: g.Consume.Streams}); err != nil {
+			return nil, err
+		}
+		if id.subjects, err = perm.Compile(perm.Set{Allow: uc.Sub.Allow, Deny: uc.Sub.Deny}); err != nil {
+			return nil, fmt.Errorf("%w: user JWT subscribe permissions: %w", ErrUnauthenticated, err)
+		}
+	}
+	id.Method = "jwt"
+	c.jwtCache.put(ujwt, id)
+	return id, nil
+}
+
+// identityCache keeps the identities compiled from user JWTs (their
+// checks of expiry and revocation run on every call regardless).
+type identityCache struct {
+	mu sync.Mutex
+	m  map[string]*Identity
+}
+
+func (c *identityCache) get(k string) (*Identity, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	id, ok := c.m[k]
+	return id, ok
+}
+
+func (c *identityCache) put(k string, id *Identity) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) > 10_000 {
+		c.m = map[string]*Identity{}
+	}
+	c.m[k] = id
+}
+
+// MintToken signs a token that proves the NKey seed's user to a bridge
+// with the given audience, valid for ttl (the bridge's maximum is 5
+// minutes unless configured otherwise). userJWT, when not empty, is a NATS
+// user JWT for that key, carried in the token.
+func MintToken(seed []byte, audience string, ttl time.Duration, userJWT string, now time.Time) (string, error) {
+	kp, err := nkeys.FromSeed(seed)
+	if err != nil {
+		return "", fmt.Errorf("auth: seed: %w", err)
+	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		return "", fmt.Errorf("auth: seed: %w", err)
+	}
+	if !nkeys.IsValidPublicUserKey(pub) {
+		return "", errors.New("auth: the seed is not a user seed (SU…)")
+	}
+	gc := jwt.NewGenericClaims(pub)
+	gc.Audience = audience
+	gc.IssuedAt = now.Unix()
+	gc.Expires = now.Add(ttl).Unix()
+	if userJWT != "" {
+		gc.Data[UserJWTClaim] = userJWT
+	}
+	tok, err := gc.Encode(kp)
+	if err != nil {
+		return "", fmt.Errorf("auth: sign token: %w", err)
+	}
+	return tok, nil
+}

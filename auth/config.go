@@ -1,0 +1,273 @@
+package auth
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nkeys"
+	"sigs.k8s.io/yaml"
+
+	"github.com/jetway-dev/jetway/auth/perm"
+)
+
+// ErrInvalidConfig is an authentication configuration that cannot be used.
+var ErrInvalidConfig = errors.New("auth: invalid configuration")
+
+// File is the authentication configuration file (YAML or JSON).
+type File struct {
+	// Audience is the "aud" NKey-signed tokens must carry; default "jetway".
+	Audience string `json:"audience,omitempty"`
+	// MaxTokenLifetime bounds exp - iat of NKey-signed tokens; default 5m.
+	MaxTokenLifetime string `json:"max_token_lifetime,omitempty"`
+	// TrustedAccounts are NATS accounts whose user JWTs identify clients.
+	TrustedAccounts []TrustedAccount `json:"trusted_accounts,omitempty"`
+	// JWTUsers grants to identities from NATS user JWTs what a JWT does
+	// not say: consume and admin rights and limits (publish and subject
+	// permissions come from the JWT itself).
+	JWTUsers *Grant `json:"jwt_users,omitempty"`
+	// Identities are the clients and what each may do.
+	Identities []IdentityConfig `json:"identities"`
+	// DefaultLimits apply to identities that set none.
+	DefaultLimits Limits `json:"default_limits,omitempty"`
+}
+
+// TrustedAccount is a NATS account (as nsc manages it).
+type TrustedAccount struct {
+	// PublicKey is the account's public key ("A…").
+	PublicKey string `json:"public_key,omitempty"`
+	// JWT is the account JWT; when given, its signing keys are trusted and
+	// its revocations apply.
+	JWT string `json:"jwt,omitempty"`
+}
+
+// IdentityConfig declares one client identity.
+type IdentityConfig struct {
+	Name string `json:"name"`
+	// NKeys are user public keys ("U…") whose signed tokens prove this
+	// identity.
+	NKeys []string `json:"nkeys,omitempty"`
+	// APIKeyHashes are "sha256:<hex>" of API keys (never the keys).
+	APIKeyHashes []string `json:"api_key_hashes,omitempty"`
+	// CertSubjects are client certificate subjects (RFC 2253, e.g.
+	// "CN=orders,O=Acme") that prove this identity over mTLS.
+	CertSubjects []string `json:"cert_subjects,omitempty"`
+	Grant
+	// NATS are credentials of this identity's own: its calls then run on a
+	// NATS connection with them (identity propagation).
+	NATS *NATSCredentialsConfig `json:"nats,omitempty"`
+}
+
+// Grant is what an identity may do.
+type Grant struct {
+	Publish *perm.Set     `json:"publish,omitempty"`
+	Consume *ConsumeGrant `json:"consume,omitempty"`
+	Admin   *AdminGrant   `json:"admin,omitempty"`
+	Limits  Limits        `json:"limits,omitempty"`
+}
+
+// ConsumeGrant says what an identity may consume.
+type ConsumeGrant struct {
+	// Streams are "STREAM.CONSUMER" patterns ("ORDERS.*": any consumer of
+	// ORDERS; "ORDERS._ephemeral": ephemeral subscriptions on ORDERS).
+	Streams []string `json:"streams"`
+	// Subjects bound the filter subjects of ephemeral subscriptions.
+	Subjects *perm.Set `json:"subjects,omitempty"`
+}
+
+// AdminGrant says what an identity may administer.
+type AdminGrant struct {
+	// Streams are the streams it may see and (with Write) change; empty
+	// means all.
+	Streams []string `json:"streams,omitempty"`
+	Write   bool     `json:"write,omitempty"`
+}
+
+// NATSCredentialsConfig is the file form of NATSCredentials (secrets by
+// file only).
+type NATSCredentialsConfig struct {
+	CredsFile    string `json:"creds_file,omitempty"`
+	NKeySeedFile string `json:"nkey_seed_file,omitempty"`
+}
+
+// Config is a loaded, validated authentication configuration.
+type Config struct {
+	audience    string
+	maxLifetime time.Duration
+	byNKey      map[string]*Identity
+	byAPIKey    map[[32]byte]*Identity
+	byCert      map[string]*Identity
+	accounts    map[string]*jwt.AccountClaims // trusted account or signing key → account (claims may be empty)
+	jwtGrant    *Grant
+	defaults    Limits
+	identities  []*Identity
+	jwtCache    identityCache
+}
+
+// LoadFile reads and validates a configuration file.
+func LoadFile(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	var f File
+	if err := yaml.UnmarshalStrict(data, &f); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrInvalidConfig, path, err)
+	}
+	return New(f)
+}
+
+// New validates a configuration.
+func New(f File) (*Config, error) {
+	c := &Config{
+		audience: f.Audience, maxLifetime: 5 * time.Minute,
+		byNKey: map[string]*Identity{}, byAPIKey: map[[32]byte]*Identity{}, byCert: map[string]*Identity{},
+		accounts: map[string]*jwt.AccountClaims{}, jwtGrant: f.JWTUsers, defaults: f.DefaultLimits,
+	}
+	if c.audience == "" {
+		c.audience = "jetway"
+	}
+	if f.MaxTokenLifetime != "" {
+		d, err := time.ParseDuration(f.MaxTokenLifetime)
+		if err != nil || d <= 0 || d > time.Hour {
+			return nil, fmt.Errorf("%w: max_token_lifetime %q: a duration up to 1h", ErrInvalidConfig, f.MaxTokenLifetime)
+		}
+		c.maxLifetime = d
+	}
+	for i, a := range f.TrustedAccounts {
+		if err := c.addAccount(a); err != nil {
+			return nil, fmt.Errorf("%w: trusted_accounts[%d]: %w", ErrInvalidConfig, i, err)
+		}
+	}
+	names := map[string]bool{}
+	for i, ic := range f.Identities {
+		if ic.Name == "" || names[ic.Name] {
+			return nil, fmt.Errorf("%w: identities[%d]: a unique name is required", ErrInvalidConfig, i)
+		}
+		names[ic.Name] = true
+		id, err := c.compile(ic.Name, ic.Grant)
+		if err != nil {
+			return nil, fmt.Errorf("%w: identity %q: %w", ErrInvalidConfig, ic.Name, err)
+		}
+		if ic.NATS != nil {
+			id.nats = &NATSCredentials{CredsFile: ic.NATS.CredsFile, NKeySeedFile: ic.NATS.NKeySeedFile}
+			if _, err := id.nats.Options(); err != nil {
+				return nil, fmt.Errorf("%w: identity %q: nats: %w", ErrInvalidConfig, ic.Name, err)
+			}
+		}
+		for _, k := range ic.NKeys {
+			if !nkeys.IsValidPublicUserKey(k) {
+				return nil, fmt.Errorf("%w: identity %q: %q is not a user public key", ErrInvalidConfig, ic.Name, k)
+			}
+			if c.byNKey[k] != nil {
+				return nil, fmt.Errorf("%w: nkey %q belongs to two identities", ErrInvalidConfig, k)
+			}
+			c.byNKey[k] = id
+		}
+		for _, h := range ic.APIKeyHashes {
+			sum, err := parseKeyHash(h)
+			if err != nil {
+				return nil, fmt.Errorf("%w: identity %q: %w", ErrInvalidConfig, ic.Name, err)
+			}
+			if c.byAPIKey[sum] != nil {
+				return nil, fmt.Errorf("%w: an API key belongs to two identities", ErrInvalidConfig)
+			}
+			c.byAPIKey[sum] = id
+		}
+		for _, s := range ic.CertSubjects {
+			if c.byCert[s] != nil {
+				return nil, fmt.Errorf("%w: certificate subject %q belongs to two identities", ErrInvalidConfig, s)
+			}
+			c.byCert[s] = id
+		}
+		if len(ic.NKeys)+len(ic.APIKeyHashes)+len(ic.CertSubjects) == 0 {
+			return nil, fmt.Errorf("%w: identity %q has no credential (nkeys, api_key_hashes or cert_subjects)", ErrInvalidConfig, ic.Name)
+		}
+		c.identities = append(c.identities, id)
+	}
+	if len(c.identities) == 0 && len(c.accounts) == 0 {
+		return nil, fmt.Errorf("%w: no identities and no trusted accounts", ErrInvalidConfig)
+	}
+	return c, nil
+}
+
+// compile turns a grant into an identity's matchers; a missing section
+// grants nothing (fail closed).
+func (c *Config) compile(name string, g Grant) (*Identity, error) {
+	id := &Identity{Name: name, limits: g.Limits}
+	if id.limits == (Limits{}) {
+		id.limits = c.defaults
+	}
+	var err error
+	if g.Publish != nil {
+		if id.publish, err = perm.Compile(*g.Publish); err != nil {
+			return nil, fmt.Errorf("publish: %w", err)
+		}
+	}
+	if g.Consume != nil {
+		if len(g.Consume.Streams) == 0 {
+			return nil, errors.New("consume: streams is required")
+		}
+		if id.streams, err = perm.Compile(perm.Set{Allow: g.Consume.Streams}); err != nil {
+			return nil, fmt.Errorf("consume.streams: %w", err)
+		}
+		subjects := perm.Set{}
+		if g.Consume.Subjects != nil {
+			subjects = *g.Consume.Subjects
+		}
+		if id.subjects, err = perm.Compile(subjects); err != nil {
+			return nil, fmt.Errorf("consume.subjects: %w", err)
+		}
+	}
+	if g.Admin != nil {
+		if id.admin, err = perm.Compile(perm.Set{Allow: g.Admin.Streams}); err != nil {
+			return nil, fmt.Errorf("admin.streams: %w", err)
+		}
+		id.write = g.Admin.Write
+	}
+	return id, nil
+}
+
+func (c *Config) addAccount(a TrustedAccount) error {
+	switch {
+	case a.JWT != "":
+		ac, err := jwt.DecodeAccountClaims(a.JWT)
+		if err != nil {
+			return fmt.Errorf("account jwt: %w", err)
+		}
+		if a.PublicKey != "" && a.PublicKey != ac.Subject {
+			return fmt.Errorf("public_key %q is not the JWT's account %q", a.PublicKey, ac.Subject)
+		}
+		c.accounts[ac.Subject] = ac
+		for k := range ac.SigningKeys {
+			c.accounts[k] = ac
+		}
+	case nkeys.IsValidPublicAccountKey(a.PublicKey):
+		c.accounts[a.PublicKey] = &jwt.AccountClaims{ClaimsData: jwt.ClaimsData{Subject: a.PublicKey}}
+	default:
+		return fmt.Errorf("%q is not an account public key", a.PublicKey)
+	}
+	return nil
+}
+
+// HashAPIKey returns the configuration form of an API key's hash.
+func HashAPIKey(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+func parseKeyHash(h string) ([32]byte, error) {
+	var sum [32]byte
+	hexPart, ok := strings.CutPrefix(h, "sha256:")
+	raw, err := hex.DecodeString(hexPart)
+	if !ok || err != nil || len(raw) != 32 {
+		return sum, fmt.Errorf("api key hash %q: want sha256:<64 hex digits> (jetway hash-key prints it)", h)
+	}
+	copy(sum[:], raw)
+	return sum, nil
+}

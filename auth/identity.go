@@ -1,0 +1,176 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jetway-dev/jetway/auth/perm"
+)
+
+// Errors of authorization. The bridge maps them at its error edge.
+var (
+	// ErrUnauthenticated is a call without a credential this bridge accepts.
+	ErrUnauthenticated = errors.New("unauthenticated")
+	// ErrForbidden is an authenticated call its identity may not make.
+	ErrForbidden = errors.New("permission denied")
+	// ErrQuota is a call over its identity's rate or concurrency limit.
+	ErrQuota = errors.New("quota exceeded")
+)
+
+// Identity is who a call comes from, as proven by its credential, and what
+// it may do. Identities come only from verified credentials, never from
+// anything else a client sends.
+type Identity struct {
+	// Name identifies the caller in logs, ack tokens and quotas.
+	Name string
+	// Method is how it authenticated: nkey, jwt, apikey, cert or none.
+	Method string
+
+	publish  *perm.Matcher // subjects it may publish to
+	subjects *perm.Matcher // subjects it may consume (ephemeral filters)
+	streams  *perm.Matcher // STREAM.CONSUMER names it may consume from
+	admin    *perm.Matcher // streams it may administer (read)
+	write    bool          // admin writes on those streams
+	limits   Limits
+	nats     *NATSCredentials // its own NATS credentials, if any
+	all      bool             // no restrictions (auth mode none)
+}
+
+// Limits are an identity's quotas; zero means the server default.
+type Limits struct {
+	ConcurrentStreams int     `json:"concurrent_streams,omitempty"`
+	RequestsPerSecond float64 `json:"requests_per_second,omitempty"`
+	Burst             int     `json:"burst,omitempty"`
+	MaxFetchBatch     int     `json:"max_fetch_batch,omitempty"`
+}
+
+// Anonymous is the identity of every call when client authentication is
+// off: it may do everything.
+var Anonymous = &Identity{Name: "anonymous", Method: "none", all: true}
+
+type ctxKey struct{}
+
+// NewContext returns ctx carrying id.
+func NewContext(ctx context.Context, id *Identity) context.Context {
+	return context.WithValue(ctx, ctxKey{}, id)
+}
+
+// FromContext returns the identity of the call, or nil.
+func FromContext(ctx context.Context) *Identity {
+	id, _ := ctx.Value(ctxKey{}).(*Identity)
+	return id
+}
+
+// streamKey joins a stream and consumer into the name the consume
+// patterns match: names cannot contain '.', so "ORDERS.billing" is
+// unambiguous and "ORDERS.*" means any consumer of ORDERS.
+func streamKey(stream, consumer string) string {
+	if consumer == "" {
+		consumer = "_ephemeral"
+	}
+	return stream + "." + consumer
+}
+
+// Authorizer answers the bridge's permission questions for the identity
+// in a call's context. A context without an identity is refused: the
+// authentication interceptor puts one in every call.
+type Authorizer struct{}
+
+func identity(ctx context.Context) (*Identity, error) {
+	id := FromContext(ctx)
+	if id == nil {
+		return nil, fmt.Errorf("%w: no identity", ErrUnauthenticated)
+	}
+	return id, nil
+}
+
+// Identity names the caller (for ack tokens); "" when authentication is
+// off.
+func (Authorizer) Identity(ctx context.Context) string {
+	if id := FromContext(ctx); id != nil && !id.all {
+		return id.Name
+	}
+	return ""
+}
+
+// CanPublish checks a publish to subject.
+func (Authorizer) CanPublish(ctx context.Context, subject string) error {
+	id, err := identity(ctx)
+	if err != nil {
+		return err
+	}
+	if id.all || id.publish.Allows(subject) {
+		return nil
+	}
+	return fmt.Errorf("%w: %s may not publish to %q", ErrForbidden, id.Name, subject)
+}
+
+// CanConsume checks consuming from a stream's consumer ("" for an
+// ephemeral one) with the given filter subjects (ephemeral only).
+func (Authorizer) CanConsume(ctx context.Context, stream, consumer string, filters []string) error {
+	id, err := identity(ctx)
+	if err != nil {
+		return err
+	}
+	if id.all {
+		return nil
+	}
+	if !id.streams.Allows(streamKey(stream, consumer)) {
+		if consumer == "" {
+			return fmt.Errorf("%w: %s may not consume stream %q with an ephemeral consumer", ErrForbidden, id.Name, stream)
+		}
+		return fmt.Errorf("%w: %s may not consume %q on stream %q", ErrForbidden, id.Name, consumer, stream)
+	}
+	if consumer == "" {
+		if len(filters) == 0 {
+			filters = []string{">"}
+		}
+		for _, f := range filters {
+			if !id.subjects.AllowsAll(f) {
+				return fmt.Errorf("%w: %s may not consume subjects %q", ErrForbidden, id.Name, f)
+			}
+		}
+	}
+	return nil
+}
+
+// CanAdmin checks an admin operation on a stream ("" for account-wide
+// operations), read or write.
+func (Authorizer) CanAdmin(ctx context.Context, stream string, write bool) error {
+	id, err := identity(ctx)
+	if err != nil {
+		return err
+	}
+	if id.all {
+		return nil
+	}
+	ok := id.admin != nil && (!write || id.write)
+	if ok && stream != "" {
+		ok = id.admin.Allows(stream)
+	}
+	if !ok {
+		verb := "read"
+		if write {
+			verb = "change"
+		}
+		if stream == "" {
+			return fmt.Errorf("%w: %s may not %s account information", ErrForbidden, id.Name, verb)
+		}
+		return fmt.Errorf("%w: %s may not %s stream %q", ErrForbidden, id.Name, verb, stream)
+	}
+	return nil
+}
+
+// CanSee reports whether a listing may show the stream to the caller.
+func (a Authorizer) CanSee(ctx context.Context, stream string) bool {
+	return a.CanAdmin(ctx, stream, false) == nil
+}
+
+// MaxFetchBatch is the caller's own cap on Fetch batches; 0 for none.
+func (Authorizer) MaxFetchBatch(ctx context.Context) int {
+	if id := FromContext(ctx); id != nil {
+		return id.limits.MaxFetchBatch
+	}
+	return 0
+}

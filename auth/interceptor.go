@@ -1,0 +1,213 @@
+package auth
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"math"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+)
+
+// CertSubjectMetadata carries the subject of a client certificate the
+// gateway verified on its HTTPS listener. The interceptor trusts it only
+// on the gateway's in-memory connection (InMemoryNetwork), never from the
+// network, and the gateway never forwards a client's header of that name.
+const CertSubjectMetadata = "x-jetway-verified-cert-subject"
+
+// InMemoryNetwork is the net.Addr network of the gateway's in-memory
+// connection to the gRPC server.
+const InMemoryNetwork = "bufconn"
+
+// Defaults of quotas when neither the identity nor the configuration sets
+// them.
+const (
+	DefaultConcurrentStreams = 100
+	DefaultRequestsPerSecond = 1000
+)
+
+// Interceptor authenticates every call once, for gRPC and (through the
+// gateway) REST alike, puts the identity in the context and applies the
+// identity's quotas. With a nil Config every call is Anonymous.
+type Interceptor struct {
+	config *Config
+	log    *slog.Logger
+	now    func() time.Time
+
+	mu     sync.Mutex
+	quotas map[string]*quota
+}
+
+type quota struct {
+	limiter *rate.Limiter
+	streams int
+}
+
+// NewInterceptor returns the interceptor; cfg nil turns authentication off.
+func NewInterceptor(cfg *Config, log *slog.Logger) *Interceptor {
+	return &Interceptor{config: cfg, log: log, now: time.Now, quotas: map[string]*quota{}}
+}
+
+// public methods need no credentials: health checks and reflection.
+func public(method string) bool {
+	return strings.HasPrefix(method, "/grpc.health.v1.") || strings.HasPrefix(method, "/grpc.reflection.")
+}
+
+// Unauthenticated is what every refused credential gets: no detail for an
+// attacker (the log has it).
+var errUnauthenticated = fmt.Errorf("%w: missing or invalid credentials", ErrUnauthenticated)
+
+func (a *Interceptor) authenticate(ctx context.Context, method string) (*Identity, error) {
+	if a.config == nil {
+		return Anonymous, nil
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	authz := first(md.Get("authorization"))
+	cert := ""
+	if p, ok := peer.FromContext(ctx); ok {
+		if p.Addr != nil && p.Addr.Network() == InMemoryNetwork {
+			cert = first(md.Get(CertSubjectMetadata))
+		} else if tls, ok := p.AuthInfo.(credentials.TLSInfo); ok {
+			cert = verifiedSubject(tls.State.VerifiedChains)
+		}
+	}
+	id, err := a.config.Authenticate(authz, cert, a.now())
+	if err != nil {
+		a.log.InfoContext(ctx, "authentication failed", slog.String("method", method), slog.Any("reason", err))
+		return nil, errUnauthenticated
+	}
+	return id, nil
+}
+
+func verifiedSubject(chains [][]*x509.Certificate) string {
+	if len(chains) == 0 || len(chains[0]) == 0 {
+		return ""
+	}
+	return chains[0][0].Subject.String()
+}
+
+func first(v []string) string {
+	if len(v) == 0 {
+		return ""
+	}
+	return v[0]
+}
+
+func (a *Interceptor) quota(id *Identity) *quota {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	q := a.quotas[id.Name]
+	if q == nil {
+		rps, burst := id.limits.RequestsPerSecond, id.limits.Burst
+		if rps == 0 {
+			rps = DefaultRequestsPerSecond
+		}
+		if burst == 0 {
+			burst = int(math.Max(1, math.Ceil(rps)))
+		}
+		q = &quota{limiter: rate.NewLimiter(rate.Limit(rps), burst)}
+		a.quotas[id.Name] = q
+	}
+	return q
+}
+
+// admit applies the request rate; the error carries a retry hint.
+func (a *Interceptor) admit(ctx context.Context, id *Identity) error {
+	if id.all {
+		return nil
+	}
+	r := a.quota(id).limiter.ReserveN(a.now(), 1)
+	if d := r.DelayFrom(a.now()); d > 0 {
+		r.CancelAt(a.now())
+		secs := max(1, int(math.Ceil(d.Seconds())))
+		_ = grpc.SetHeader(ctx, metadata.Pairs("retry-after", strconv.Itoa(secs)))
+		return &QuotaError{RetryAfter: d, msg: fmt.Sprintf("%s is over its request rate; retry in %s", id.Name, d.Round(time.Millisecond))}
+	}
+	return nil
+}
+
+// QuotaError is a call refused by a quota, with when to retry.
+type QuotaError struct {
+	RetryAfter time.Duration
+	msg        string
+}
+
+func (e *QuotaError) Error() string { return ErrQuota.Error() + ": " + e.msg }
+
+// Unwrap returns ErrQuota.
+func (e *QuotaError) Unwrap() error { return ErrQuota }
+
+// Unary authenticates a unary call.
+func (a *Interceptor) Unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if public(info.FullMethod) {
+		return handler(ctx, req)
+	}
+	id, err := a.authenticate(ctx, info.FullMethod)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.admit(ctx, id); err != nil {
+		return nil, err
+	}
+	return handler(NewContext(ctx, id), req)
+}
+
+// Stream authenticates a streaming call and holds one of its identity's
+// concurrent streams while it runs.
+func (a *Interceptor) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if public(info.FullMethod) {
+		return handler(srv, ss)
+	}
+	ctx := ss.Context()
+	id, err := a.authenticate(ctx, info.FullMethod)
+	if err != nil {
+		return err
+	}
+	if err := a.admit(ctx, id); err != nil {
+		return err
+	}
+	if !id.all {
+		release, err := a.acquireStream(ctx, id)
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
+	return handler(srv, &identityStream{ServerStream: ss, ctx: NewContext(ctx, id)})
+}
+
+func (a *Interceptor) acquireStream(ctx context.Context, id *Identity) (func(), error) {
+	limit := id.limits.ConcurrentStreams
+	if limit == 0 {
+		limit = DefaultConcurrentStreams
+	}
+	q := a.quota(id)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if q.streams >= limit {
+		_ = grpc.SetHeader(ctx, metadata.Pairs("retry-after", "1"))
+		return nil, &QuotaError{RetryAfter: time.Second, msg: fmt.Sprintf("%s has %d streams open, its limit", id.Name, limit)}
+	}
+	q.streams++
+	return func() {
+		a.mu.Lock()
+		q.streams--
+		a.mu.Unlock()
+	}, nil
+}
+
+type identityStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *identityStream) Context() context.Context { return s.ctx }
