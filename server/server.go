@@ -43,6 +43,8 @@ const protoOverhead = 64 << 10
 type Server struct {
 	grpcAddr, httpAddr net.Addr
 	natsURL            string
+	nc                 *nats.Conn
+	log                *slog.Logger
 	done               chan struct{}
 	err                error
 }
@@ -55,6 +57,16 @@ func (s *Server) HTTPAddr() net.Addr { return s.httpAddr }
 
 // NATSURL is the embedded server's client URL when it opened a port.
 func (s *Server) NATSURL() string { return s.natsURL }
+
+// Reload reconnects to NATS, reading credential files again: the way to
+// apply rotated credentials at once (SIGHUP) rather than at the next
+// reconnect.
+func (s *Server) Reload() {
+	s.log.Info("reloading NATS credentials: reconnecting")
+	if err := s.nc.ForceReconnect(); err != nil {
+		s.log.Error("reload", slog.Any("error", err))
+	}
+}
 
 // Wait blocks until the server has stopped and returns why it stopped: nil
 // after a graceful shutdown.
@@ -97,6 +109,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		return nil, err
 	}
 	cleanup = append(cleanup, nc.Close)
+	s.nc, s.log = nc, log
 	js, err := jetstream.New(nc,
 		jetstream.WithDefaultTimeout(cfg.NATS.RequestTimeout),
 		jetstream.WithPublishAsyncTimeout(cfg.NATS.RequestTimeout),
@@ -343,6 +356,13 @@ func connect(cfg config.Config, log *slog.Logger, urls string, extra []nats.Opti
 			log.Error("NATS asynchronous error", attrs...)
 		}),
 		nats.ClosedHandler(func(*nats.Conn) { log.Info("NATS connection closed") }),
+		// A failed (re)connect names its cause: a wrong or expired
+		// credential keeps the bridge not ready, and never falls back to
+		// an anonymous connection. Credential files are read again at each
+		// attempt, so fixing the file (or SIGHUP) recovers without restart.
+		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Error("NATS connection attempt failed", slog.Any("error", err))
+		}),
 	}, creds...)
 	opts = append(opts, extra...)
 	if urls == "" {
@@ -364,7 +384,7 @@ func connect(cfg config.Config, log *slog.Logger, urls string, extra []nats.Opti
 	case <-connected:
 		log.Info("NATS connected", slog.String("url", config.RedactURLs(nc.ConnectedUrl())), slog.Int64("max_payload", nc.MaxPayload()))
 	case <-time.After(cfg.NATS.ConnectTimeout):
-		log.Warn("NATS not reachable yet; serving as not ready and retrying", slog.String("urls", config.RedactURLs(urls)))
+		log.Error("NATS not connected yet; serving as not ready and retrying", slog.String("urls", config.RedactURLs(urls)), slog.Any("last_error", nc.LastError()))
 	}
 	return nc, nil
 }

@@ -61,7 +61,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
-	return srv.Wait()
+	// SIGHUP re-reads NATS credential files (rotation without restart).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	done := make(chan error, 1)
+	go func() { done <- srv.Wait() }()
+	for {
+		select {
+		case <-hup:
+			srv.Reload()
+		case err := <-done:
+			return err
+		}
+	}
 }
 
 func newLogger(c config.Log, w io.Writer) *slog.Logger {

@@ -48,6 +48,19 @@ type Option func(*config.Config)
 // Start runs a bridge for the duration of the test.
 func Start(t testing.TB, opts ...Option) *Bridge {
 	t.Helper()
+	return start(t, true, opts)
+}
+
+// StartWithoutNATSClient is Start for tests whose NATS the test's own
+// client cannot reach (for example with credentials only the bridge has):
+// B.JS is nil.
+func StartWithoutNATSClient(t testing.TB, opts ...Option) *Bridge {
+	t.Helper()
+	return start(t, false, opts)
+}
+
+func start(t testing.TB, natsClient bool, opts []Option) *Bridge {
+	t.Helper()
 	cfg, err := config.Parse([]string{
 		"--data-dir", t.TempDir(),
 		"--embedded-nats-listen", "127.0.0.1:-1",
@@ -84,18 +97,20 @@ func Start(t testing.TB, opts ...Option) *Bridge {
 		_ = stop()
 		t.Fatalf("grpc.NewClient: %v", err)
 	}
-	natsURL := srv.NATSURL()
-	if natsURL == "" {
-		natsURL = cfg.NATS.URLs
-	}
-	nc, err := nats.Connect(natsURL)
-	if err != nil {
-		_ = stop()
-		t.Fatalf("nats.Connect: %v", err)
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatalf("jetstream.New: %v", err)
+	var nc *nats.Conn
+	var js jetstream.JetStream
+	if natsClient {
+		natsURL := srv.NATSURL()
+		if natsURL == "" {
+			natsURL = cfg.NATS.URLs
+		}
+		if nc, err = nats.Connect(natsURL); err != nil {
+			_ = stop()
+			t.Fatalf("nats.Connect: %v", err)
+		}
+		if js, err = jetstream.New(nc); err != nil {
+			t.Fatalf("jetstream.New: %v", err)
+		}
 	}
 	b := &Bridge{
 		Server:   srv,
@@ -109,7 +124,9 @@ func Start(t testing.TB, opts ...Option) *Bridge {
 	t.Cleanup(func() {
 		err := stop()
 		_ = conn.Close()
-		nc.Close()
+		if nc != nil {
+			nc.Close()
+		}
 		if err != nil {
 			t.Errorf("bridge stopped with error: %v", err)
 		}
