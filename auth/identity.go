@@ -155,7 +155,7 @@ func (Authorizer) CanAdmin(ctx context.Context, stream string, write bool) error
 			verb = "change"
 		}
 		if stream == "" {
-			return fmt.Errorf("%w: %s may not %s account information", ErrForbidden, id.Name, verb)
+			return fmt.Errorf("%w: %s may not list streams or read account information", ErrForbidden, id.Name)
 		}
 		return fmt.Errorf("%w: %s may not %s stream %q", ErrForbidden, id.Name, verb, stream)
 	}

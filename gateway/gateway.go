@@ -141,13 +141,25 @@ func verifiedCertificate(_ context.Context, r *http.Request) metadata.MD {
 	return metadata.Pairs(auth.CertSubjectMetadata, r.TLS.VerifiedChains[0][0].Subject.String())
 }
 
-// errorHandler is grpc-gateway's, plus the challenge HTTP clients expect
-// with a 401.
+// Challenge is the WWW-Authenticate value of a 401.
+const Challenge = `Bearer realm="jetway", ApiKey realm="jetway"`
+
+// errorHandler is grpc-gateway's, with a proper challenge on a 401
+// (grpc-gateway would put the status message there).
 func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
 	if status.Code(err) == codes.Unauthenticated {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="jetway", ApiKey realm="jetway"`)
+		w = challengeWriter{w}
 	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
+}
+
+type challengeWriter struct{ http.ResponseWriter }
+
+func (c challengeWriter) WriteHeader(code int) {
+	if code == http.StatusUnauthorized {
+		c.Header().Set("WWW-Authenticate", Challenge)
+	}
+	c.ResponseWriter.WriteHeader(code)
 }
 
 // maxIdempotencyKey is the longest Idempotency-Key, as msg_id allows.
