@@ -25,12 +25,26 @@ var _ jetStreamAdmin = jetstream.JetStream(nil)
 type adminService struct {
 	jetwayv1.UnimplementedAdminServiceServer
 
-	js    jetStreamAdmin
+	conns connProvider
 	log   *slog.Logger
 	authz authorizer
 }
 
+// jetstream is the JetStream the call runs on: the bridge's own, or the
+// caller's (identity propagation).
+func (s *adminService) jetstream(ctx context.Context) (jetStreamAdmin, error) {
+	js, err := s.conns.JetStream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return js, nil
+}
+
 func (s *adminService) CreateStream(ctx context.Context, req *jetwayv1.CreateStreamRequest) (*jetwayv1.CreateStreamResponse, error) {
+	js, err := s.jetstream(ctx)
+	if err != nil {
+		return nil, err
+	}
 	cfg, err := streamConfigFrom("config", req.GetConfig())
 	if err != nil {
 		return nil, err
@@ -41,7 +55,7 @@ func (s *adminService) CreateStream(ctx context.Context, req *jetwayv1.CreateStr
 	if cfg.Sealed {
 		return nil, fieldErr("config.sealed", ErrInvalidConfig, "a stream can only be sealed by an update")
 	}
-	st, err := s.js.CreateStream(ctx, cfg)
+	st, err := js.CreateStream(ctx, cfg)
 	if err != nil {
 		return nil, translate(err, fmt.Sprintf("create stream %q", cfg.Name))
 	}
@@ -49,6 +63,10 @@ func (s *adminService) CreateStream(ctx context.Context, req *jetwayv1.CreateStr
 }
 
 func (s *adminService) UpdateStream(ctx context.Context, req *jetwayv1.UpdateStreamRequest) (*jetwayv1.UpdateStreamResponse, error) {
+	js, err := s.jetstream(ctx)
+	if err != nil {
+		return nil, err
+	}
 	cfg, err := streamConfigFrom("config", req.GetConfig())
 	if err != nil {
 		return nil, err
@@ -56,7 +74,7 @@ func (s *adminService) UpdateStream(ctx context.Context, req *jetwayv1.UpdateStr
 	if err := s.authz.CanAdmin(ctx, cfg.Name, true); err != nil {
 		return nil, err
 	}
-	st, err := s.js.UpdateStream(ctx, cfg)
+	st, err := js.UpdateStream(ctx, cfg)
 	if err != nil {
 		return nil, translate(err, fmt.Sprintf("update stream %q", cfg.Name))
 	}
@@ -66,13 +84,17 @@ func (s *adminService) UpdateStream(ctx context.Context, req *jetwayv1.UpdateStr
 // stream checks the caller's admin right on a stream (write or read) and
 // looks the stream up by a validated name.
 func (s *adminService) stream(ctx context.Context, field, name string, write bool) (jetstream.Stream, error) {
+	js, err := s.jetstream(ctx)
+	if err != nil {
+		return nil, err
+	}
 	if err := validateName(field, name); err != nil {
 		return nil, err
 	}
 	if err := s.authz.CanAdmin(ctx, name, write); err != nil {
 		return nil, err
 	}
-	st, err := s.js.Stream(ctx, name)
+	st, err := js.Stream(ctx, name)
 	if err != nil {
 		return nil, translate(err, fmt.Sprintf("stream %q", name))
 	}
@@ -91,6 +113,10 @@ func (s *adminService) GetStream(ctx context.Context, req *jetwayv1.GetStreamReq
 // sorts them by name and returns the requested page. Page tokens are
 // offsets: a stream created or deleted between pages shifts the next page.
 func (s *adminService) ListStreams(ctx context.Context, req *jetwayv1.ListStreamsRequest) (*jetwayv1.ListStreamsResponse, error) {
+	js, err := s.jetstream(ctx)
+	if err != nil {
+		return nil, err
+	}
 	size, err := pageSize("page_size", req.GetPageSize())
 	if err != nil {
 		return nil, err
@@ -109,7 +135,7 @@ func (s *adminService) ListStreams(ctx context.Context, req *jetwayv1.ListStream
 	if err := s.authz.CanAdmin(ctx, "", false); err != nil {
 		return nil, err
 	}
-	lister := s.js.ListStreams(ctx, opts...)
+	lister := js.ListStreams(ctx, opts...)
 	var all []*jetstream.StreamInfo
 	for info := range lister.Info() {
 		// Listings show only what the caller may see.
@@ -143,13 +169,17 @@ func paginate[T any](items []T, offset, size int) ([]T, string) {
 }
 
 func (s *adminService) DeleteStream(ctx context.Context, req *jetwayv1.DeleteStreamRequest) (*jetwayv1.DeleteStreamResponse, error) {
+	js, err := s.jetstream(ctx)
+	if err != nil {
+		return nil, err
+	}
 	if err := validateName("name", req.GetName()); err != nil {
 		return nil, err
 	}
 	if err := s.authz.CanAdmin(ctx, req.GetName(), true); err != nil {
 		return nil, err
 	}
-	if err := s.js.DeleteStream(ctx, req.GetName()); err != nil {
+	if err := js.DeleteStream(ctx, req.GetName()); err != nil {
 		return nil, translate(err, fmt.Sprintf("delete stream %q", req.GetName()))
 	}
 	return &jetwayv1.DeleteStreamResponse{}, nil
@@ -183,7 +213,11 @@ func (s *adminService) PurgeStream(ctx context.Context, req *jetwayv1.PurgeStrea
 }
 
 func (s *adminService) CreateConsumer(ctx context.Context, req *jetwayv1.CreateConsumerRequest) (*jetwayv1.CreateConsumerResponse, error) {
-	info, err := s.putConsumer(ctx, "create", req.GetStream(), req.GetConfig(), s.js.CreateConsumer)
+	js, err := s.jetstream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	info, err := s.putConsumer(ctx, "create", req.GetStream(), req.GetConfig(), js.CreateConsumer)
 	if err != nil {
 		return nil, err
 	}
@@ -191,7 +225,11 @@ func (s *adminService) CreateConsumer(ctx context.Context, req *jetwayv1.CreateC
 }
 
 func (s *adminService) UpdateConsumer(ctx context.Context, req *jetwayv1.UpdateConsumerRequest) (*jetwayv1.UpdateConsumerResponse, error) {
-	info, err := s.putConsumer(ctx, "update", req.GetStream(), req.GetConfig(), s.js.UpdateConsumer)
+	js, err := s.jetstream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	info, err := s.putConsumer(ctx, "update", req.GetStream(), req.GetConfig(), js.UpdateConsumer)
 	if err != nil {
 		return nil, err
 	}
@@ -221,6 +259,10 @@ func (s *adminService) putConsumer(ctx context.Context, verb, stream string, c *
 }
 
 func (s *adminService) GetConsumer(ctx context.Context, req *jetwayv1.GetConsumerRequest) (*jetwayv1.GetConsumerResponse, error) {
+	js, err := s.jetstream(ctx)
+	if err != nil {
+		return nil, err
+	}
 	if err := validateName("stream", req.GetStream()); err != nil {
 		return nil, err
 	}
@@ -230,7 +272,7 @@ func (s *adminService) GetConsumer(ctx context.Context, req *jetwayv1.GetConsume
 	if err := s.authz.CanAdmin(ctx, req.GetStream(), false); err != nil {
 		return nil, err
 	}
-	c, err := s.js.Consumer(ctx, req.GetStream(), req.GetName())
+	c, err := js.Consumer(ctx, req.GetStream(), req.GetName())
 	if err != nil {
 		return nil, translate(err, fmt.Sprintf("consumer %q on stream %q", req.GetName(), req.GetStream()))
 	}
@@ -271,6 +313,10 @@ func (s *adminService) ListConsumers(ctx context.Context, req *jetwayv1.ListCons
 }
 
 func (s *adminService) DeleteConsumer(ctx context.Context, req *jetwayv1.DeleteConsumerRequest) (*jetwayv1.DeleteConsumerResponse, error) {
+	js, err := s.jetstream(ctx)
+	if err != nil {
+		return nil, err
+	}
 	if err := validateName("stream", req.GetStream()); err != nil {
 		return nil, err
 	}
@@ -280,7 +326,7 @@ func (s *adminService) DeleteConsumer(ctx context.Context, req *jetwayv1.DeleteC
 	if err := s.authz.CanAdmin(ctx, req.GetStream(), true); err != nil {
 		return nil, err
 	}
-	if err := s.js.DeleteConsumer(ctx, req.GetStream(), req.GetName()); err != nil {
+	if err := js.DeleteConsumer(ctx, req.GetStream(), req.GetName()); err != nil {
 		return nil, translate(err, fmt.Sprintf("delete consumer %q on stream %q", req.GetName(), req.GetStream()))
 	}
 	return &jetwayv1.DeleteConsumerResponse{}, nil
@@ -335,10 +381,14 @@ func (s *adminService) DeleteMessage(ctx context.Context, req *jetwayv1.DeleteMe
 }
 
 func (s *adminService) GetAccountInfo(ctx context.Context, _ *jetwayv1.GetAccountInfoRequest) (*jetwayv1.GetAccountInfoResponse, error) {
+	js, err := s.jetstream(ctx)
+	if err != nil {
+		return nil, err
+	}
 	if err := s.authz.CanAdmin(ctx, "", false); err != nil {
 		return nil, err
 	}
-	info, err := s.js.AccountInfo(ctx)
+	info, err := js.AccountInfo(ctx)
 	if err != nil {
 		return nil, translate(err, "account info")
 	}

@@ -1,6 +1,10 @@
 package bridge
 
-import "context"
+import (
+	"context"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
 
 // authorizer answers permission questions for the identity of a call. The
 // auth package implements it over the identity the authentication
@@ -29,3 +33,22 @@ func (allowAll) CanConsume(context.Context, string, string, []string) error { re
 func (allowAll) CanAdmin(context.Context, string, bool) error               { return nil }
 func (allowAll) CanSee(context.Context, string) bool                        { return true }
 func (allowAll) MaxFetchBatch(context.Context) int                          { return 0 }
+
+// connProvider gives the JetStream connection a call runs on. With
+// identity propagation it is the caller's own pooled connection, so that
+// nats-server's permissions and account isolation apply too.
+type connProvider interface {
+	// JetStream is for unary calls.
+	JetStream(ctx context.Context) (jetstream.JetStream, error)
+	// Acquire is for streams: the connection stays open until release.
+	Acquire(ctx context.Context) (js jetstream.JetStream, release func(), err error)
+}
+
+// sharedConn is the bridge's one connection, for every caller.
+type sharedConn struct{ js jetstream.JetStream }
+
+func (c sharedConn) JetStream(context.Context) (jetstream.JetStream, error) { return c.js, nil }
+
+func (c sharedConn) Acquire(context.Context) (jetstream.JetStream, func(), error) {
+	return c.js, func() {}, nil
+}

@@ -68,6 +68,7 @@ type options struct {
 	signer        *acktoken.Signer
 	caps          Caps
 	authz         authorizer
+	conns         connProvider
 }
 
 // Option configures New.
@@ -130,6 +131,22 @@ func WithAuthorizer(a interface {
 	}
 }
 
+// WithConnections makes each call run on the JetStream connection p gives
+// for it (auth.Pool: the caller's own credentials). Without it every call
+// uses the bridge's connection.
+func WithConnections(p interface {
+	JetStream(ctx context.Context) (jetstream.JetStream, error)
+	Acquire(ctx context.Context) (jetstream.JetStream, func(), error)
+}) Option {
+	return func(o *options) error {
+		if p == nil {
+			return fmt.Errorf("%w: nil connection provider", ErrInvalidOption)
+		}
+		o.conns = p
+		return nil
+	}
+}
+
 // WithCaps sets the server caps of consuming requests.
 func WithCaps(c Caps) Option {
 	return func(o *options) error {
@@ -169,14 +186,16 @@ func New(js jetstream.JetStream, opts ...Option) (*Bridge, error) {
 		}
 	}
 	nc := js.Conn()
+	if o.conns == nil {
+		o.conns = sharedConn{js: js}
+	}
 	draining := make(chan struct{})
 	return &Bridge{
 		messages: &messageService{
-			js: js, nc: nc, maxPayload: nc.MaxPayload, window: o.publishWindow, log: o.log,
+			conns: o.conns, nc: nc, maxPayload: nc.MaxPayload, window: o.publishWindow, log: o.log,
 			signer: o.signer, caps: o.caps, draining: draining, conn: newConnWatch(), authz: o.authz,
-			consumers: &consumerLookup{lookup: js.Consumer},
 		},
-		admin:    &adminService{js: js, log: o.log, authz: o.authz},
+		admin:    &adminService{conns: o.conns, log: o.log, authz: o.authz},
 		draining: draining,
 	}, nil
 }

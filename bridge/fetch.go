@@ -75,13 +75,9 @@ func (m consumerMeta) ackWaitFor(delivered uint64) time.Duration {
 	return m.ackWait
 }
 
-// consumerLookup reads a consumer's configuration from JetStream.
-type consumerLookup struct {
-	lookup func(ctx context.Context, stream, name string) (jetstream.Consumer, error)
-}
-
-func (c *consumerLookup) get(ctx context.Context, stream, name string) (consumerMeta, error) {
-	cons, err := c.lookup(ctx, stream, name)
+// consumerMetaOf reads a consumer's configuration from JetStream.
+func consumerMetaOf(ctx context.Context, js jetstream.JetStream, stream, name string) (consumerMeta, error) {
+	cons, err := js.Consumer(ctx, stream, name)
 	if err != nil {
 		return consumerMeta{}, translate(err, fmt.Sprintf("consumer %q on stream %q", name, stream))
 	}
@@ -227,7 +223,11 @@ func (s *messageService) Fetch(ctx context.Context, req *jetwayv1.FetchRequest) 
 	// The consumer's configuration is read on every Fetch: an ack token's
 	// deadline must follow the ack wait in force now, or a token could
 	// outlive its delivery and ack another worker's redelivery.
-	meta, err := s.consumers.get(ctx, req.GetStream(), req.GetConsumer())
+	js, err := s.conns.JetStream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	meta, err := consumerMetaOf(ctx, js, req.GetStream(), req.GetConsumer())
 	if err != nil {
 		return nil, err
 	}
@@ -251,7 +251,7 @@ func (s *messageService) Fetch(ctx context.Context, req *jetwayv1.FetchRequest) 
 			pr.Expires = wait
 		}
 	}
-	msgs, err := pull(ctx, s.nc, req.GetStream(), req.GetConsumer(), pr)
+	msgs, err := pull(ctx, js.Conn(), req.GetStream(), req.GetConsumer(), pr)
 	if err != nil {
 		return nil, err
 	}
@@ -376,17 +376,22 @@ func (s *messageService) Ack(ctx context.Context, req *jetwayv1.AckRequest) (*je
 	case len(ops) > s.caps.MaxAckBatch:
 		return nil, fieldErr("operations", ErrInvalidArgument, "at most %d operations per call (the server's cap)", s.caps.MaxAckBatch)
 	}
+	js, err := s.conns.JetStream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	nc := js.Conn()
 	resp := &jetwayv1.AckResponse{Results: make([]*jetwayv1.AckResult, len(ops))}
 	now := time.Now()
 	sent := false
 	for i, op := range ops {
-		res, _, published := s.ackOne(ctx, op, req.GetSync(), now)
+		res, _, published := s.ackOne(ctx, nc, op, req.GetSync(), now)
 		resp.Results[i] = res
 		sent = sent || published
 	}
 	if sent && !req.GetSync() {
 		// The acks are on the wire to NATS before the call returns.
-		if err := s.nc.FlushWithContext(ctx); err != nil {
+		if err := nc.FlushWithContext(ctx); err != nil {
 			return nil, translate(err, "flush acks")
 		}
 	}
@@ -395,7 +400,9 @@ func (s *messageService) Ack(ctx context.Context, req *jetwayv1.AckRequest) (*je
 
 // ackOne verifies one token and sends its ack. It returns the result, the
 // reply subject the token bound, and whether anything was sent to NATS.
-func (s *messageService) ackOne(ctx context.Context, op *jetwayv1.AckOperation, sync bool, now time.Time) (*jetwayv1.AckResult, string, bool) {
+// Acks go out on nc, the caller's connection: the one its deliveries came
+// on, in its account.
+func (s *messageService) ackOne(ctx context.Context, nc *nats.Conn, op *jetwayv1.AckOperation, sync bool, now time.Time) (*jetwayv1.AckResult, string, bool) {
 	res := &jetwayv1.AckResult{Token: op.GetToken()}
 	fail := func(err error) (*jetwayv1.AckResult, string, bool) {
 		res.Error, _ = ErrorProto(err)
@@ -417,7 +424,7 @@ func (s *messageService) ackOne(ctx context.Context, op *jetwayv1.AckOperation, 
 		return fail(err)
 	}
 	if sync {
-		if _, err := s.nc.RequestWithContext(ctx, claims.Reply, body); err != nil {
+		if _, err := nc.RequestWithContext(ctx, claims.Reply, body); err != nil {
 			if errors.Is(err, nats.ErrNoResponders) {
 				// Nobody serves the ack subject: the consumer is gone.
 				err = fmt.Errorf("%w: consumer %q on stream %q no longer takes acks", ErrConsumerNotFound, claims.Consumer, claims.Stream)
@@ -427,7 +434,7 @@ func (s *messageService) ackOne(ctx context.Context, op *jetwayv1.AckOperation, 
 			res.Error, _ = ErrorProto(err)
 			return res, "", true
 		}
-	} else if err := s.nc.Publish(claims.Reply, body); err != nil {
+	} else if err := nc.Publish(claims.Reply, body); err != nil {
 		return fail(translate(err, "ack"))
 	}
 	if op.GetKind() == jetwayv1.AckKind_ACK_KIND_IN_PROGRESS {

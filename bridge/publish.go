@@ -24,25 +24,11 @@ import (
 // HTTP Idempotency-Key header; Publish uses it as msg_id when none is set.
 const IdempotencyKeyMetadata = "idempotency-key"
 
-// publisher is what the message service needs of JetStream to publish.
-type publisher interface {
-	PublishMsg(ctx context.Context, msg *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error)
-	PublishMsgAsync(msg *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error)
-}
-
-// messagesJetStream is what the message service needs of JetStream.
-type messagesJetStream interface {
-	publisher
-	consumerAPI
-}
-
-var _ messagesJetStream = jetstream.JetStream(nil)
-
 type messageService struct {
 	jetwayv1.UnimplementedMessageServiceServer
 
-	js         messagesJetStream
-	nc         *nats.Conn
+	conns      connProvider
+	nc         *nats.Conn // the bridge's own: max payload, connection state
 	draining   <-chan struct{}
 	conn       *connWatch
 	maxPayload func() int64
@@ -50,7 +36,6 @@ type messageService struct {
 	log        *slog.Logger
 	signer     *acktoken.Signer
 	caps       Caps
-	consumers  *consumerLookup
 	authz      authorizer
 }
 
@@ -70,7 +55,11 @@ func (s *messageService) Publish(ctx context.Context, req *jetwayv1.PublishReque
 	if err := s.authz.CanPublish(ctx, msg.Subject); err != nil {
 		return nil, err
 	}
-	ack, err := s.js.PublishMsg(ctx, msg, opts...)
+	js, err := s.conns.JetStream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ack, err := js.PublishMsg(ctx, msg, opts...)
 	if err != nil {
 		return nil, translate(err, fmt.Sprintf("publish to %q", req.GetSubject()))
 	}
@@ -99,6 +88,11 @@ type pendingPublish struct {
 // Recv fails (the stream context ends when this handler returns), the
 // writer when the reader closes the channel or the context ends.
 func (s *messageService) PublishStream(stream jetwayv1.MessageService_PublishStreamServer) error {
+	js, release, err := s.conns.Acquire(stream.Context())
+	if err != nil {
+		return err
+	}
+	defer release()
 	g, ctx := errgroup.WithContext(stream.Context())
 	pending := make(chan pendingPublish, s.window)
 	g.Go(func() error {
@@ -118,7 +112,7 @@ func (s *messageService) PublishStream(stream jetwayv1.MessageService_PublishStr
 				p.err = fieldErr("publish", ErrInvalidArgument, "required")
 			} else if msg, opts, p.err = s.buildMsg("publish.", req.GetPublish()); p.err == nil {
 				if p.err = s.authz.CanPublish(ctx, msg.Subject); p.err == nil {
-					p.future, p.err = s.js.PublishMsgAsync(msg, opts...)
+					p.future, p.err = js.PublishMsgAsync(msg, opts...)
 				}
 			}
 			select {

@@ -34,17 +34,9 @@ const (
 	maxTracked = 1 << 16
 )
 
-// consumerAPI is what subscriptions need of JetStream.
-type consumerAPI interface {
-	Consumer(ctx context.Context, stream, name string) (jetstream.Consumer, error)
-	CreateConsumer(ctx context.Context, stream string, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error)
-	DeleteConsumer(ctx context.Context, stream, name string) error
-}
-
-var _ consumerAPI = jetstream.JetStream(nil)
-
 // subscription is one Subscribe or Consume stream's consumer and window.
 type subscription struct {
+	js          jetstream.JetStream // the connection it runs on
 	cons        jetstream.Consumer
 	meta        consumerMeta
 	info        *jetwayv1.Subscribed
@@ -58,11 +50,11 @@ type subscription struct {
 // open resolves the consumer a Subscribe or Consume names: attaches to a
 // durable one (creating it from the request's config when it does not
 // exist and a config is given), or creates an ephemeral one.
-func (s *messageService) open(ctx context.Context, prefix string, req *jetwayv1.SubscribeRequest) (*subscription, error) {
+func (s *messageService) open(ctx context.Context, js jetstream.JetStream, prefix string, req *jetwayv1.SubscribeRequest) (*subscription, error) {
 	if err := validateName(prefix+"stream", req.GetStream()); err != nil {
 		return nil, err
 	}
-	sub := &subscription{format: req.GetFormat(), window: defaultInFlight, windowBytes: defaultBytesInFlight, heartbeat: defaultHeartbeat}
+	sub := &subscription{js: js, format: req.GetFormat(), window: defaultInFlight, windowBytes: defaultBytesInFlight, heartbeat: defaultHeartbeat}
 	switch n := req.GetMaxInFlight(); {
 	case n < 0 || int(n) > s.caps.MaxInFlight:
 		return nil, fieldErr(prefix+"max_in_flight", ErrInvalidArgument, "must be between 1 and %d (the server's cap)", s.caps.MaxInFlight)
@@ -91,7 +83,7 @@ func (s *messageService) open(ctx context.Context, prefix string, req *jetwayv1.
 		if err := validateName(prefix+"consumer", name); err != nil {
 			return nil, err
 		}
-		sub.cons, err = s.js.Consumer(ctx, req.GetStream(), name)
+		sub.cons, err = js.Consumer(ctx, req.GetStream(), name)
 		switch {
 		case err == nil:
 			info.ConfigIgnored = req.GetConfig() != nil
@@ -110,7 +102,7 @@ func (s *messageService) open(ctx context.Context, prefix string, req *jetwayv1.
 			if err := s.authz.CanConsume(ctx, req.GetStream(), "", filtersOf(cfg)); err != nil {
 				return nil, err
 			}
-			if sub.cons, err = s.js.CreateConsumer(ctx, req.GetStream(), cfg); err != nil {
+			if sub.cons, err = js.CreateConsumer(ctx, req.GetStream(), cfg); err != nil {
 				return nil, translate(err, fmt.Sprintf("create consumer %q on stream %q", name, req.GetStream()))
 			}
 			info.Created = true
@@ -125,7 +117,7 @@ func (s *messageService) open(ctx context.Context, prefix string, req *jetwayv1.
 		if err := s.authz.CanConsume(ctx, req.GetStream(), "", filtersOf(cfg)); err != nil {
 			return nil, err
 		}
-		if sub.cons, err = s.js.CreateConsumer(ctx, req.GetStream(), cfg); err != nil {
+		if sub.cons, err = js.CreateConsumer(ctx, req.GetStream(), cfg); err != nil {
 			return nil, translate(err, fmt.Sprintf("create an ephemeral consumer on stream %q", req.GetStream()))
 		}
 		info.Created, info.Ephemeral = true, true
@@ -282,20 +274,20 @@ type delivery struct {
 // NAK of a message already acked is ignored by JetStream; a delivery past
 // its deadline is skipped, since the server may have redelivered it to
 // someone else.
-func (s *messageService) nakUnexpired(ds []delivery) int {
+func nakUnexpired(nc *nats.Conn, ds []delivery) int {
 	now := time.Now()
 	n := 0
 	for _, d := range ds {
 		if d.deadline.After(now) {
-			if s.nc.Publish(d.reply, []byte("-NAK")) == nil {
+			if nc.Publish(d.reply, []byte("-NAK")) == nil {
 				n++
 			}
 		}
 	}
-	if n > 0 && s.nc.IsConnected() {
+	if n > 0 && nc.IsConnected() {
 		// While disconnected the NAKs wait in the reconnect buffer and go
 		// out on reconnect; a flush would only block.
-		_ = s.nc.FlushTimeout(time.Second)
+		_ = nc.FlushTimeout(time.Second)
 	}
 	return n
 }
@@ -303,13 +295,14 @@ func (s *messageService) nakUnexpired(ds []delivery) int {
 // closeSubscription ends a stream's consumer use: NAKs what it holds and
 // removes an ephemeral consumer.
 func (s *messageService) closeSubscription(sub *subscription, held []delivery) {
-	s.nakUnexpired(held)
+	nc := sub.js.Conn()
+	nakUnexpired(nc, held)
 	// An ephemeral consumer left behind while NATS is away is removed by
 	// the server after its inactive threshold.
-	if sub.info.GetEphemeral() && s.nc.IsConnected() {
+	if sub.info.GetEphemeral() && nc.IsConnected() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		_ = s.js.DeleteConsumer(ctx, sub.info.GetStream(), sub.info.GetConsumer())
+		_ = sub.js.DeleteConsumer(ctx, sub.info.GetStream(), sub.info.GetConsumer())
 	}
 }
 
@@ -329,7 +322,12 @@ func heartbeatEvent(now time.Time) *jetwayv1.Heartbeat {
 // consumer goes away or the bridge shuts down.
 func (s *messageService) Subscribe(req *jetwayv1.SubscribeRequest, stream jetwayv1.MessageService_SubscribeServer) error {
 	ctx := stream.Context()
-	sub, err := s.open(ctx, "", req)
+	js, release, err := s.conns.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
+	sub, err := s.open(ctx, js, "", req)
 	if err != nil {
 		return err
 	}
@@ -338,7 +336,7 @@ func (s *messageService) Subscribe(req *jetwayv1.SubscribeRequest, stream jetway
 	if err := stream.Send(&jetwayv1.SubscribeResponse{Event: &jetwayv1.SubscribeResponse_Subscribed{Subscribed: sub.info}}); err != nil {
 		return err
 	}
-	it, err := startIterator(sub, s.nc)
+	it, err := startIterator(sub, js.Conn())
 	if err != nil {
 		return err
 	}
@@ -409,7 +407,12 @@ func (s *messageService) Consume(stream jetwayv1.MessageService_ConsumeServer) e
 	if start == nil {
 		return fieldErr("start", ErrInvalidArgument, "the first request must be start")
 	}
-	sub, err := s.open(ctx, "start.", start)
+	js, release, err := s.conns.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
+	sub, err := s.open(ctx, js, "start.", start)
 	if err != nil {
 		return err
 	}
@@ -424,7 +427,7 @@ func (s *messageService) Consume(stream jetwayv1.MessageService_ConsumeServer) e
 	if err := stream.Send(&jetwayv1.ConsumeResponse{Event: &jetwayv1.ConsumeResponse_Subscribed{Subscribed: sub.info}}); err != nil {
 		return err
 	}
-	it, err := startIterator(sub, s.nc)
+	it, err := startIterator(sub, js.Conn())
 	if err != nil {
 		return err
 	}
@@ -477,7 +480,7 @@ func (s *messageService) Consume(stream jetwayv1.MessageService_ConsumeServer) e
 		case err := <-it.errs:
 			return translate(err, fmt.Sprintf("consume from consumer %q on stream %q", sub.info.GetConsumer(), sub.info.GetStream()))
 		case op := <-acks:
-			res, reply, _ := s.ackOne(ctx, op, false, time.Now())
+			res, reply, _ := s.ackOne(ctx, js.Conn(), op, false, time.Now())
 			if res.GetError() == nil {
 				if d, ok := inFlight[reply]; ok && op.GetKind() == jetwayv1.AckKind_ACK_KIND_IN_PROGRESS {
 					// Still held, with the extended deadline.
