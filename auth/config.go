@@ -255,6 +255,17 @@ func (c *Config) addAccount(a TrustedAccount) error {
 	return nil
 }
 
+// Propagates reports whether some identity has NATS credentials of its
+// own (and so needs a Pool).
+func (c *Config) Propagates() bool {
+	for _, id := range c.identities {
+		if id.nats != nil {
+			return true
+		}
+	}
+	return false
+}
+
 // HashAPIKey returns the configuration form of an API key's hash.
 func HashAPIKey(key string) string {
 	sum := sha256.Sum256([]byte(key))

@@ -96,6 +96,12 @@ func (c NATSCredentials) Options() ([]nats.Option, error) {
 	return opts, nil
 }
 
+// TLSOptions returns only the TLS part of Options: what connections with
+// other credentials to the same servers share.
+func (c NATSCredentials) TLSOptions() ([]nats.Option, error) {
+	return NATSCredentials{TLSCA: c.TLSCA, TLSCert: c.TLSCert, TLSKey: c.TLSKey, TLSServerName: c.TLSServerName}.Options()
+}
+
 // LogValue describes the credentials for logs without any secret: which
 // kind is used, file paths, never seeds, tokens or passwords.
 func (c NATSCredentials) LogValue() slog.Value {

@@ -77,6 +77,7 @@ var errorCodes = map[error]codeReason{
 	auth.ErrUnauthenticated: {codes.Unauthenticated, "UNAUTHENTICATED"},
 	auth.ErrForbidden:       {codes.PermissionDenied, "NOT_PERMITTED"},
 	auth.ErrQuota:           {codes.ResourceExhausted, "QUOTA_EXCEEDED"},
+	auth.ErrNATSUnavailable: {codes.Unavailable, "UNAVAILABLE"},
 }
 
 // Status converts an error returned by a service into the gRPC status sent

@@ -88,6 +88,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	}()
 
 	var natsOpts []nats.Option
+	closePool := func() {}
 	urls := cfg.NATS.URLs
 	s := &Server{done: make(chan struct{})}
 	var ns *embedded.Server
@@ -145,6 +146,29 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	authOpts := []bridge.Option{}
 	if authCfg != nil {
 		authOpts = append(authOpts, bridge.WithAuthorizer(auth.Authorizer{}))
+	}
+	if authCfg != nil && authCfg.Propagates() {
+		if urls == "" {
+			return nil, errors.New("server: identities with NATS credentials need --nats-url: the embedded server has no accounts to isolate them")
+		}
+		tlsOpts, err := cfg.NATS.Credentials.TLSOptions()
+		if err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+		pool := auth.NewPool(js, auth.PoolConfig{
+			URLs:    urls,
+			Options: append(tlsOpts, nats.MaxReconnects(-1)),
+			JetStream: []jetstream.JetStreamOpt{
+				jetstream.WithDefaultTimeout(cfg.NATS.RequestTimeout),
+				jetstream.WithPublishAsyncTimeout(cfg.NATS.RequestTimeout),
+				jetstream.WithPublishAsyncMaxPending(1 << 20),
+			},
+			Logger: log,
+		})
+		cleanup = append(cleanup, pool.Close)
+		closePool = pool.Close
+		authOpts = append(authOpts, bridge.WithConnections(pool))
+		log.Info("identity propagation on: identities with NATS credentials run on their own connections")
 	}
 	b, err := bridge.New(js, append(authOpts, bridge.WithLogger(log), bridge.WithPublishWindow(cfg.Server.PublishWindow), bridge.WithAckSigner(signer),
 		bridge.WithCaps(bridge.Caps{
@@ -291,6 +315,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		s.err = g.Wait()
 		stopServe()
 		_ = conn.Close()
+		closePool()
 		drainNATS(nc, cfg.Server.ShutdownTimeout, log)
 		if ns != nil {
 			ns.Shutdown()
