@@ -2,6 +2,8 @@ package auth
 
 import (
 	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -61,7 +63,10 @@ func (id *Identity) with(method string) *Identity {
 // issuer the configuration knows, directly or through a NATS user JWT the
 // token carries.
 func (c *Config) verifyToken(tok string, now time.Time) (*Identity, error) {
-	gc, err := jwt.DecodeGeneric(tok)
+	if len(tok) > maxTokenLen {
+		return nil, fmt.Errorf("%w: token longer than %d bytes", ErrUnauthenticated, maxTokenLen)
+	}
+	gc, err := decodeGeneric(tok)
 	if err != nil {
 		return nil, fmt.Errorf("%w: token: %w", ErrUnauthenticated, err)
 	}
@@ -77,7 +82,9 @@ func (c *Config) verifyToken(tok string, now time.Time) (*Identity, error) {
 		return nil, fmt.Errorf("%w: token issued in the future", ErrUnauthenticated)
 	case !now.Before(time.Unix(gc.Expires, 0)):
 		return nil, fmt.Errorf("%w: token expired", ErrUnauthenticated)
-	case time.Duration(gc.Expires-gc.IssuedAt)*time.Second > c.maxLifetime:
+	case gc.Expires < gc.IssuedAt || gc.Expires-gc.IssuedAt > int64(c.maxLifetime/time.Second):
+		// Compared in seconds: a product in nanoseconds would overflow
+		// for absurd claims and let them through.
 		return nil, fmt.Errorf("%w: token lifetime over %s", ErrUnauthenticated, c.maxLifetime)
 	case gc.NotBefore != 0 && now.Add(clockSkew).Before(time.Unix(gc.NotBefore, 0)):
 		return nil, fmt.Errorf("%w: token not valid yet", ErrUnauthenticated)
@@ -92,6 +99,21 @@ func (c *Config) verifyToken(tok string, now time.Time) (*Identity, error) {
 }
 
 var errUntrusted = errors.New("not signed by a trusted account")
+
+// maxTokenLen bounds a token (a user JWT inside makes it a few KiB).
+const maxTokenLen = 16 << 10
+
+// decodeGeneric is jwt.DecodeGeneric, which panics on some crafted tokens
+// (a v1 header with a "type" claim and no "nats" object, in nats-io/jwt
+// v2.8.2): a client's input must never reach a panic.
+func decodeGeneric(tok string) (gc *jwt.GenericClaims, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			gc, err = nil, fmt.Errorf("malformed token (%v)", r)
+		}
+	}()
+	return jwt.DecodeGeneric(tok)
+}
 
 func (c *Config) verifyUserJWT(ujwt, holder string, now time.Time) (*Identity, error) {
 	uc, err := jwt.DecodeUserClaims(ujwt)
@@ -128,31 +150,20 @@ func (c *Config) jwtIdentity(ujwt string, uc *jwt.UserClaims) (*Identity, error)
 	if id, ok := c.jwtCache.get(ujwt); ok {
 		return id, nil
 	}
-	g := Grant{}
-	if c.jwtGrant != nil {
-		g = *c.jwtGrant
-	}
-	name := uc.Name
-	if name == "" {
-		name = uc.Subject
-	}
-	id, err := c.compile("jwt:"+name, Grant{Admin: g.Admin, Limits: g.Limits})
-	if err != nil {
-		return nil, err
-	}
+	// The user's public key names it: JWT names are free text and two
+	// users (of two accounts) may share one.
+	id := c.jwtTemplate.with("jwt")
+	id.Name = "jwt:" + uc.Subject
+	var err error
 	pub := perm.Set{Allow: uc.Pub.Allow, Deny: uc.Pub.Deny}
 	if id.publish, err = perm.Compile(pub); err != nil {
 		return nil, fmt.Errorf("%w: user JWT publish permissions: %w", ErrUnauthenticated, err)
 	}
-	if g.Consume != nil {
-		if id.streams, err = perm.Compile(perm.Set{Allow: g.Consume.Streams}); err != nil {
-			return nil, err
-		}
+	if id.streams != nil {
 		if id.subjects, err = perm.Compile(perm.Set{Allow: uc.Sub.Allow, Deny: uc.Sub.Deny}); err != nil {
 			return nil, fmt.Errorf("%w: user JWT subscribe permissions: %w", ErrUnauthenticated, err)
 		}
 	}
-	id.Method = "jwt"
 	c.jwtCache.put(ujwt, id)
 	return id, nil
 }
@@ -181,9 +192,11 @@ func (c *identityCache) put(k string, id *Identity) {
 }
 
 // MintToken signs a token that proves the NKey seed's user to a bridge
-// with the given audience, valid for ttl (the bridge's maximum is 5
-// minutes unless configured otherwise). userJWT, when not empty, is a NATS
-// user JWT for that key, carried in the token.
+// with the given audience, issued at now and valid for ttl (the bridge's
+// maximum is 5 minutes unless configured otherwise). userJWT, when not
+// empty, is a NATS user JWT for that key, carried in the token. The token
+// is a NATS-style JWT (ed25519-nkey); it is signed here rather than with
+// jwt.GenericClaims.Encode, which always stamps the wall clock as iat.
 func MintToken(seed []byte, audience string, ttl time.Duration, userJWT string, now time.Time) (string, error) {
 	kp, err := nkeys.FromSeed(seed)
 	if err != nil {
@@ -196,16 +209,22 @@ func MintToken(seed []byte, audience string, ttl time.Duration, userJWT string, 
 	if !nkeys.IsValidPublicUserKey(pub) {
 		return "", errors.New("auth: the seed is not a user seed (SU…)")
 	}
-	gc := jwt.NewGenericClaims(pub)
-	gc.Audience = audience
-	gc.IssuedAt = now.Unix()
-	gc.Expires = now.Add(ttl).Unix()
+	claims := map[string]any{"iss": pub, "sub": pub, "aud": audience, "iat": now.Unix(), "exp": now.Add(ttl).Unix()}
 	if userJWT != "" {
-		gc.Data[UserJWTClaim] = userJWT
+		claims["nats"] = map[string]any{UserJWTClaim: userJWT}
 	}
-	tok, err := gc.Encode(kp)
+	header, err := json.Marshal(map[string]string{"typ": "JWT", "alg": jwt.AlgorithmNkey})
+	if err != nil {
+		return "", fmt.Errorf("auth: token header: %w", err)
+	}
+	body, err := json.Marshal(claims)
+	if err != nil {
+		return "", fmt.Errorf("auth: token claims: %w", err)
+	}
+	signing := base64.RawURLEncoding.EncodeToString(header) + "." + base64.RawURLEncoding.EncodeToString(body)
+	sig, err := kp.Sign([]byte(signing))
 	if err != nil {
 		return "", fmt.Errorf("auth: sign token: %w", err)
 	}
-	return tok, nil
+	return signing + "." + base64.RawURLEncoding.EncodeToString(sig), nil
 }

@@ -73,8 +73,9 @@ type Grant struct {
 
 // ConsumeGrant says what an identity may consume.
 type ConsumeGrant struct {
-	// Streams are "STREAM.CONSUMER" patterns ("ORDERS.*": any consumer of
-	// ORDERS; "ORDERS._ephemeral": ephemeral subscriptions on ORDERS).
+	// Streams are patterns over "STREAM.CONSUMER" for durable consumers
+	// ("ORDERS.billing"; "ORDERS.*": any durable of ORDERS) and over
+	// "STREAM" alone for ephemeral subscriptions ("ORDERS"); ">" is all.
 	Streams []string `json:"streams"`
 	// Subjects bound the filter subjects of ephemeral subscriptions.
 	Subjects *perm.Set `json:"subjects,omitempty"`
@@ -103,7 +104,7 @@ type Config struct {
 	byAPIKey    map[[32]byte]*Identity
 	byCert      map[string]*Identity
 	accounts    map[string]*jwt.AccountClaims // trusted account or signing key → account (claims may be empty)
-	jwtGrant    *Grant
+	jwtTemplate *Identity                     // what jwt_users grants, compiled at load
 	defaults    Limits
 	identities  []*Identity
 	jwtCache    identityCache
@@ -127,7 +128,7 @@ func New(f File) (*Config, error) {
 	c := &Config{
 		audience: f.Audience, maxLifetime: 5 * time.Minute,
 		byNKey: map[string]*Identity{}, byAPIKey: map[[32]byte]*Identity{}, byCert: map[string]*Identity{},
-		accounts: map[string]*jwt.AccountClaims{}, jwtGrant: f.JWTUsers, defaults: f.DefaultLimits,
+		accounts: map[string]*jwt.AccountClaims{}, defaults: f.DefaultLimits,
 	}
 	if c.audience == "" {
 		c.audience = "jetway"
@@ -144,10 +145,21 @@ func New(f File) (*Config, error) {
 			return nil, fmt.Errorf("%w: trusted_accounts[%d]: %w", ErrInvalidConfig, i, err)
 		}
 	}
+	// jwt_users is validated now, like any identity's grant: a bad pattern
+	// or an empty consume.streams refuses the configuration.
+	jwtGrant := Grant{}
+	if f.JWTUsers != nil {
+		jwtGrant = *f.JWTUsers
+		jwtGrant.Publish = nil // from each JWT
+	}
+	var err error
+	if c.jwtTemplate, err = c.compile("jwt", jwtGrant); err != nil {
+		return nil, fmt.Errorf("%w: jwt_users: %w", ErrInvalidConfig, err)
+	}
 	names := map[string]bool{}
 	for i, ic := range f.Identities {
-		if ic.Name == "" || names[ic.Name] {
-			return nil, fmt.Errorf("%w: identities[%d]: a unique name is required", ErrInvalidConfig, i)
+		if ic.Name == "" || names[ic.Name] || strings.HasPrefix(ic.Name, "jwt:") {
+			return nil, fmt.Errorf("%w: identities[%d]: a unique name is required (not starting with \"jwt:\", which names NATS users)", ErrInvalidConfig, i)
 		}
 		names[ic.Name] = true
 		id, err := c.compile(ic.Name, ic.Grant)

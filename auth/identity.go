@@ -62,12 +62,13 @@ func FromContext(ctx context.Context) *Identity {
 	return id
 }
 
-// streamKey joins a stream and consumer into the name the consume
-// patterns match: names cannot contain '.', so "ORDERS.billing" is
-// unambiguous and "ORDERS.*" means any consumer of ORDERS.
+// streamKey is the name consume patterns match: "STREAM.CONSUMER" for a
+// durable consumer, "STREAM" alone for an ephemeral one. Names cannot
+// contain '.', so no durable can pass for an ephemeral grant ("ORDERS"
+// matches no "ORDERS.x"), and "ORDERS.*" means any durable of ORDERS.
 func streamKey(stream, consumer string) string {
 	if consumer == "" {
-		consumer = "_ephemeral"
+		return stream
 	}
 	return stream + "." + consumer
 }
@@ -107,8 +108,24 @@ func (Authorizer) CanPublish(ctx context.Context, subject string) error {
 }
 
 // CanConsume checks consuming from a stream's consumer ("" for an
-// ephemeral one) with the given filter subjects (ephemeral only).
-func (Authorizer) CanConsume(ctx context.Context, stream, consumer string, filters []string) error {
+// ephemeral one).
+func (Authorizer) CanConsume(ctx context.Context, stream, consumer string) error {
+	id, err := identity(ctx)
+	if err != nil {
+		return err
+	}
+	if id.all || id.streams.Allows(streamKey(stream, consumer)) {
+		return nil
+	}
+	if consumer == "" {
+		return fmt.Errorf("%w: %s may not consume stream %q with an ephemeral consumer", ErrForbidden, id.Name, stream)
+	}
+	return fmt.Errorf("%w: %s may not consume %q on stream %q", ErrForbidden, id.Name, consumer, stream)
+}
+
+// CanReadSubjects checks the filter subjects of a consumer the call
+// creates (no filter: every subject).
+func (Authorizer) CanReadSubjects(ctx context.Context, filters []string) error {
 	id, err := identity(ctx)
 	if err != nil {
 		return err
@@ -116,20 +133,12 @@ func (Authorizer) CanConsume(ctx context.Context, stream, consumer string, filte
 	if id.all {
 		return nil
 	}
-	if !id.streams.Allows(streamKey(stream, consumer)) {
-		if consumer == "" {
-			return fmt.Errorf("%w: %s may not consume stream %q with an ephemeral consumer", ErrForbidden, id.Name, stream)
-		}
-		return fmt.Errorf("%w: %s may not consume %q on stream %q", ErrForbidden, id.Name, consumer, stream)
+	if len(filters) == 0 {
+		filters = []string{">"}
 	}
-	if consumer == "" {
-		if len(filters) == 0 {
-			filters = []string{">"}
-		}
-		for _, f := range filters {
-			if !id.subjects.AllowsAll(f) {
-				return fmt.Errorf("%w: %s may not consume subjects %q", ErrForbidden, id.Name, f)
-			}
+	for _, f := range filters {
+		if !id.subjects.AllowsAll(f) {
+			return fmt.Errorf("%w: %s may not consume subjects %q", ErrForbidden, id.Name, f)
 		}
 	}
 	return nil

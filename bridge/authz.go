@@ -13,9 +13,10 @@ type authorizer interface {
 	// Identity names the caller for ack tokens ("" without client auth).
 	Identity(ctx context.Context) string
 	CanPublish(ctx context.Context, subject string) error
-	// CanConsume checks a stream's consumer ("" for ephemeral) and, for
-	// consumers the call creates, their filter subjects.
-	CanConsume(ctx context.Context, stream, consumer string, filters []string) error
+	// CanConsume checks a stream's consumer ("" for ephemeral).
+	CanConsume(ctx context.Context, stream, consumer string) error
+	// CanReadSubjects checks the filters of a consumer the call creates.
+	CanReadSubjects(ctx context.Context, filters []string) error
 	// CanAdmin checks an admin operation on a stream ("" for account-wide).
 	CanAdmin(ctx context.Context, stream string, write bool) error
 	// CanSee filters listings.
@@ -27,12 +28,13 @@ type authorizer interface {
 // allowAll is the authorizer without client authentication.
 type allowAll struct{}
 
-func (allowAll) Identity(context.Context) string                            { return "" }
-func (allowAll) CanPublish(context.Context, string) error                   { return nil }
-func (allowAll) CanConsume(context.Context, string, string, []string) error { return nil }
-func (allowAll) CanAdmin(context.Context, string, bool) error               { return nil }
-func (allowAll) CanSee(context.Context, string) bool                        { return true }
-func (allowAll) MaxFetchBatch(context.Context) int                          { return 0 }
+func (allowAll) Identity(context.Context) string                  { return "" }
+func (allowAll) CanPublish(context.Context, string) error         { return nil }
+func (allowAll) CanConsume(context.Context, string, string) error { return nil }
+func (allowAll) CanReadSubjects(context.Context, []string) error  { return nil }
+func (allowAll) CanAdmin(context.Context, string, bool) error     { return nil }
+func (allowAll) CanSee(context.Context, string) bool              { return true }
+func (allowAll) MaxFetchBatch(context.Context) int                { return 0 }
 
 // connProvider gives the JetStream connection a call runs on. With
 // identity propagation it is the caller's own pooled connection, so that

@@ -117,7 +117,8 @@ func WithAckSigner(s *acktoken.Signer) Option {
 func WithAuthorizer(a interface {
 	Identity(ctx context.Context) string
 	CanPublish(ctx context.Context, subject string) error
-	CanConsume(ctx context.Context, stream, consumer string, filters []string) error
+	CanConsume(ctx context.Context, stream, consumer string) error
+	CanReadSubjects(ctx context.Context, filters []string) error
 	CanAdmin(ctx context.Context, stream string, write bool) error
 	CanSee(ctx context.Context, stream string) bool
 	MaxFetchBatch(ctx context.Context) int

@@ -194,7 +194,7 @@ func (s *messageService) Fetch(ctx context.Context, req *jetwayv1.FetchRequest) 
 	if err := validateName("consumer", req.GetConsumer()); err != nil {
 		return nil, err
 	}
-	if err := s.authz.CanConsume(ctx, req.GetStream(), req.GetConsumer(), nil); err != nil {
+	if err := s.authz.CanConsume(ctx, req.GetStream(), req.GetConsumer()); err != nil {
 		return nil, err
 	}
 	maxBatch := s.caps.MaxBatch

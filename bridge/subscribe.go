@@ -74,7 +74,7 @@ func (s *messageService) open(ctx context.Context, js jetstream.JetStream, prefi
 		}
 		sub.heartbeat = d
 	}
-	if err := s.authz.CanConsume(ctx, req.GetStream(), req.GetConsumer(), nil); err != nil {
+	if err := s.authz.CanConsume(ctx, req.GetStream(), req.GetConsumer()); err != nil {
 		return nil, err
 	}
 	info := &jetwayv1.Subscribed{Stream: req.GetStream(), MaxInFlight: int32(sub.window), MaxBytesInFlight: int64(sub.windowBytes)}
@@ -99,7 +99,7 @@ func (s *messageService) open(ctx context.Context, js jetstream.JetStream, prefi
 				return nil, err
 			}
 			// A consumer this call creates reads only what the caller may.
-			if err := s.authz.CanConsume(ctx, req.GetStream(), "", filtersOf(cfg)); err != nil {
+			if err := s.authz.CanReadSubjects(ctx, filtersOf(cfg)); err != nil {
 				return nil, err
 			}
 			if sub.cons, err = js.CreateConsumer(ctx, req.GetStream(), cfg); err != nil {
@@ -114,7 +114,7 @@ func (s *messageService) open(ctx context.Context, js jetstream.JetStream, prefi
 		if err != nil {
 			return nil, err
 		}
-		if err := s.authz.CanConsume(ctx, req.GetStream(), "", filtersOf(cfg)); err != nil {
+		if err := s.authz.CanReadSubjects(ctx, filtersOf(cfg)); err != nil {
 			return nil, err
 		}
 		if sub.cons, err = js.CreateConsumer(ctx, req.GetStream(), cfg); err != nil {
