@@ -59,6 +59,8 @@ type Server struct {
 	// MaxBodyBytes caps REST request bodies; 0 derives it from the NATS
 	// maximum payload.
 	MaxBodyBytes int64
+	// Pprof serves /debug/pprof/ on the HTTP listener.
+	Pprof bool
 }
 
 // Consume configures consuming: ack-token keys and request caps.
@@ -156,6 +158,7 @@ func Parse(args []string, getenv func(string) string, output io.Writer) (Config,
 	fs.DurationVar(&s.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "bound on the graceful drain at shutdown")
 	fs.IntVar(&s.PublishWindow, "publish-window", 1024, "publishes one PublishStream may have awaiting acks")
 	fs.Int64Var(&s.MaxBodyBytes, "http-max-body", 0, "maximum REST request body in bytes; 0 derives it from the NATS max payload")
+	fs.BoolVar(&s.Pprof, "pprof", false, "serve /debug/pprof/ on the HTTP listener (unauthenticated: trusted networks only)")
 
 	co := &c.Consume
 	fs.StringVar(&co.AckKeys, "ack-keys", "", "ack-token keys, base64, comma-separated (first signs); every replica needs the same (prefer JETWAY_ACK_KEYS)")
@@ -273,7 +276,8 @@ func (c Config) LogValue() slog.Value {
 			slog.Duration("max_call_timeout", c.Server.MaxCallTimeout),
 			slog.Duration("shutdown_timeout", c.Server.ShutdownTimeout),
 			slog.Int("publish_window", c.Server.PublishWindow),
-			slog.Int64("http_max_body", c.Server.MaxBodyBytes)),
+			slog.Int64("http_max_body", c.Server.MaxBodyBytes),
+			slog.Bool("pprof", c.Server.Pprof)),
 		slog.Group("consume",
 			slog.Int("ack_keys", len(strings.FieldsFunc(c.Consume.AckKeys, func(r rune) bool { return r == ',' }))),
 			slog.Int("max_fetch_batch", c.Consume.MaxFetchBatch),

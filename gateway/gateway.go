@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"net/textproto"
 	"strings"
 	"time"
@@ -42,6 +43,9 @@ type Options struct {
 	Ready func(context.Context) error
 	// Logger receives request errors; nil discards.
 	Logger *slog.Logger
+	// Pprof serves net/http/pprof under /debug/pprof/ (unauthenticated:
+	// only for trusted networks).
+	Pprof bool
 }
 
 // New returns the HTTP handler of the REST API over conn.
@@ -95,6 +99,13 @@ func New(ctx context.Context, conn *grpc.ClientConn, o Options) (http.Handler, e
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(openapi.JSON)
 	})
+	if o.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	mux.Handle("/", checkRequest(limitBody(gw, o.MaxBodyBytes)))
 	return mux, nil
 }

@@ -274,7 +274,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	}
 	cleanup = append(cleanup, func() { _ = conn.Close() })
 	serveCtx, stopServe := context.WithCancel(context.WithoutCancel(ctx))
-	handler, err := gateway.New(serveCtx, conn, gateway.Options{MaxBodyBytes: maxBody, Ready: ready, Logger: log})
+	handler, err := gateway.New(serveCtx, conn, gateway.Options{MaxBodyBytes: maxBody, Ready: ready, Logger: log, Pprof: cfg.Server.Pprof})
 	if err != nil {
 		stopServe()
 		return nil, fmt.Errorf("server: %w", err)
