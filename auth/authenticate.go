@@ -47,7 +47,19 @@ func (c *Config) Authenticate(authz, certSubject string, now time.Time) (*Identi
 		}
 		return nil, fmt.Errorf("%w: unknown API key", ErrUnauthenticated)
 	case strings.EqualFold(scheme, "Bearer"):
-		return c.verifyToken(cred, now)
+		// A client reuses its token for many calls: the result of the
+		// signature check (an Ed25519 verification, ~50 µs) is kept until
+		// the token expires. The configuration cannot change while the
+		// process runs, so nothing else can change the answer.
+		if id, ok := c.tokens.get(cred, now); ok {
+			return id, nil
+		}
+		id, exp, err := c.verifyToken(cred, now)
+		if err != nil {
+			return nil, err
+		}
+		c.tokens.put(cred, id, exp)
+		return id, nil
 	}
 	return nil, fmt.Errorf("%w: unsupported authorization scheme %q", ErrUnauthenticated, scheme)
 }
@@ -62,40 +74,49 @@ func (id *Identity) with(method string) *Identity {
 // issuer (a user NKey), this bridge as audience, a short lifetime, and an
 // issuer the configuration knows, directly or through a NATS user JWT the
 // token carries.
-func (c *Config) verifyToken(tok string, now time.Time) (*Identity, error) {
+func (c *Config) verifyToken(tok string, now time.Time) (*Identity, time.Time, error) {
+	var never time.Time
 	if len(tok) > maxTokenLen {
-		return nil, fmt.Errorf("%w: token longer than %d bytes", ErrUnauthenticated, maxTokenLen)
+		return nil, never, fmt.Errorf("%w: token longer than %d bytes", ErrUnauthenticated, maxTokenLen)
 	}
 	gc, err := decodeGeneric(tok)
 	if err != nil {
-		return nil, fmt.Errorf("%w: token: %w", ErrUnauthenticated, err)
+		return nil, never, fmt.Errorf("%w: token: %w", ErrUnauthenticated, err)
 	}
 	iss := gc.Issuer
 	switch {
 	case !nkeys.IsValidPublicUserKey(iss):
-		return nil, fmt.Errorf("%w: token issuer %q is not a user NKey", ErrUnauthenticated, iss)
+		return nil, never, fmt.Errorf("%w: token issuer %q is not a user NKey", ErrUnauthenticated, iss)
 	case gc.Audience != c.audience:
-		return nil, fmt.Errorf("%w: token audience %q, want %q", ErrUnauthenticated, gc.Audience, c.audience)
+		return nil, never, fmt.Errorf("%w: token audience %q, want %q", ErrUnauthenticated, gc.Audience, c.audience)
 	case gc.Expires == 0 || gc.IssuedAt == 0:
-		return nil, fmt.Errorf("%w: token without iat and exp", ErrUnauthenticated)
+		return nil, never, fmt.Errorf("%w: token without iat and exp", ErrUnauthenticated)
 	case time.Unix(gc.IssuedAt, 0).After(now.Add(clockSkew)):
-		return nil, fmt.Errorf("%w: token issued in the future", ErrUnauthenticated)
+		return nil, never, fmt.Errorf("%w: token issued in the future", ErrUnauthenticated)
 	case !now.Before(time.Unix(gc.Expires, 0)):
-		return nil, fmt.Errorf("%w: token expired", ErrUnauthenticated)
+		return nil, never, fmt.Errorf("%w: token expired", ErrUnauthenticated)
 	case gc.Expires < gc.IssuedAt || gc.Expires-gc.IssuedAt > int64(c.maxLifetime/time.Second):
 		// Compared in seconds: a product in nanoseconds would overflow
 		// for absurd claims and let them through.
-		return nil, fmt.Errorf("%w: token lifetime over %s", ErrUnauthenticated, c.maxLifetime)
+		return nil, never, fmt.Errorf("%w: token lifetime over %s", ErrUnauthenticated, c.maxLifetime)
 	case gc.NotBefore != 0 && now.Add(clockSkew).Before(time.Unix(gc.NotBefore, 0)):
-		return nil, fmt.Errorf("%w: token not valid yet", ErrUnauthenticated)
+		return nil, never, fmt.Errorf("%w: token not valid yet", ErrUnauthenticated)
 	}
+	exp := time.Unix(gc.Expires, 0)
 	if ujwt, ok := gc.Data[UserJWTClaim].(string); ok {
-		return c.verifyUserJWT(ujwt, iss, now)
+		id, ujwtExp, err := c.verifyUserJWT(ujwt, iss, now)
+		if err != nil {
+			return nil, never, err
+		}
+		if !ujwtExp.IsZero() && ujwtExp.Before(exp) {
+			exp = ujwtExp
+		}
+		return id, exp, nil
 	}
 	if id := c.byNKey[iss]; id != nil {
-		return id.with("nkey"), nil
+		return id.with("nkey"), exp, nil
 	}
-	return nil, fmt.Errorf("%w: unknown NKey %s", ErrUnauthenticated, iss)
+	return nil, never, fmt.Errorf("%w: unknown NKey %s", ErrUnauthenticated, iss)
 }
 
 var errUntrusted = errors.New("not signed by a trusted account")
@@ -115,33 +136,42 @@ func decodeGeneric(tok string) (gc *jwt.GenericClaims, err error) {
 	return jwt.DecodeGeneric(tok)
 }
 
-func (c *Config) verifyUserJWT(ujwt, holder string, now time.Time) (*Identity, error) {
+func (c *Config) verifyUserJWT(ujwt, holder string, now time.Time) (*Identity, time.Time, error) {
+	var never time.Time
 	uc, err := jwt.DecodeUserClaims(ujwt)
 	if err != nil {
-		return nil, fmt.Errorf("%w: user JWT: %w", ErrUnauthenticated, err)
+		return nil, never, fmt.Errorf("%w: user JWT: %w", ErrUnauthenticated, err)
 	}
 	if uc.Subject != holder {
-		return nil, fmt.Errorf("%w: the token is not signed by the JWT's user", ErrUnauthenticated)
+		return nil, never, fmt.Errorf("%w: the token is not signed by the JWT's user", ErrUnauthenticated)
 	}
 	acct := c.accounts[uc.Issuer]
 	if acct == nil || (uc.IssuerAccount != "" && uc.IssuerAccount != acct.Subject) {
-		return nil, fmt.Errorf("%w: user JWT %w", ErrUnauthenticated, errUntrusted)
+		return nil, never, fmt.Errorf("%w: user JWT %w", ErrUnauthenticated, errUntrusted)
 	}
 	if uc.Expires != 0 && !now.Before(time.Unix(uc.Expires, 0)) {
-		return nil, fmt.Errorf("%w: user JWT expired", ErrUnauthenticated)
+		return nil, never, fmt.Errorf("%w: user JWT expired", ErrUnauthenticated)
 	}
 	if uc.NotBefore != 0 && now.Before(time.Unix(uc.NotBefore, 0)) {
-		return nil, fmt.Errorf("%w: user JWT not valid yet", ErrUnauthenticated)
+		return nil, never, fmt.Errorf("%w: user JWT not valid yet", ErrUnauthenticated)
 	}
 	if acct.Revocations.IsRevoked(uc.Subject, time.Unix(uc.IssuedAt, 0)) {
-		return nil, fmt.Errorf("%w: user JWT revoked", ErrUnauthenticated)
+		return nil, never, fmt.Errorf("%w: user JWT revoked", ErrUnauthenticated)
 	}
 	var vr jwt.ValidationResults
 	uc.Validate(&vr)
 	if vr.IsBlocking(true) {
-		return nil, fmt.Errorf("%w: user JWT invalid: %v", ErrUnauthenticated, vr.Errors())
+		return nil, never, fmt.Errorf("%w: user JWT invalid: %v", ErrUnauthenticated, vr.Errors())
 	}
-	return c.jwtIdentity(ujwt, uc)
+	id, err := c.jwtIdentity(ujwt, uc)
+	if err != nil {
+		return nil, never, err
+	}
+	var exp time.Time
+	if uc.Expires != 0 {
+		exp = time.Unix(uc.Expires, 0)
+	}
+	return id, exp, nil
 }
 
 // jwtIdentity compiles (and caches) the identity of a NATS user: publish
@@ -166,6 +196,38 @@ func (c *Config) jwtIdentity(ujwt string, uc *jwt.UserClaims) (*Identity, error)
 	}
 	c.jwtCache.put(ujwt, id)
 	return id, nil
+}
+
+// tokenCache keeps verified tokens until they expire.
+type tokenCache struct {
+	mu sync.Mutex
+	m  map[string]cachedToken
+}
+
+type cachedToken struct {
+	id  *Identity
+	exp time.Time
+}
+
+const tokenCacheSize = 10_000
+
+func (c *tokenCache) get(tok string, now time.Time) (*Identity, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[tok]
+	if !ok || !now.Before(e.exp) {
+		return nil, false
+	}
+	return e.id, true
+}
+
+func (c *tokenCache) put(tok string, id *Identity, exp time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= tokenCacheSize {
+		c.m = make(map[string]cachedToken)
+	}
+	c.m[tok] = cachedToken{id: id, exp: exp}
 }
 
 // identityCache keeps the identities compiled from user JWTs (their

@@ -108,6 +108,7 @@ type Config struct {
 	defaults    Limits
 	identities  []*Identity
 	jwtCache    identityCache
+	tokens      tokenCache
 }
 
 // LoadFile reads and validates a configuration file.

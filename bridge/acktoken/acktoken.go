@@ -17,8 +17,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -62,9 +64,11 @@ type Claims struct {
 	Delivered              uint64
 }
 
-// Signer signs with its first key and verifies with any of them.
+// Signer signs with its first key and verifies with any of them. It is
+// safe for concurrent use.
 type Signer struct {
 	keys [][]byte
+	macs []*sync.Pool // per key: reusable HMAC states (hmac.New allocates)
 }
 
 // New returns a Signer; keys[0] signs. Every key must be at least MinKeyLen
@@ -78,7 +82,9 @@ func New(keys ...[]byte) (*Signer, error) {
 		if len(k) < MinKeyLen {
 			return nil, fmt.Errorf("%w: key %d is %d bytes, want at least %d", ErrInvalidKey, i, len(k), MinKeyLen)
 		}
-		s.keys = append(s.keys, append([]byte(nil), k...))
+		key := append([]byte(nil), k...)
+		s.keys = append(s.keys, key)
+		s.macs = append(s.macs, &sync.Pool{New: func() any { return hmac.New(sha256.New, key) }})
 	}
 	return s, nil
 }
@@ -108,7 +114,7 @@ func (s *Signer) Sign(c Claims) (string, error) {
 	buf = append(buf, c.Identity...)
 	buf = binary.BigEndian.AppendUint16(buf, uint16(len(c.Reply)))
 	buf = append(buf, c.Reply...)
-	buf = append(buf, mac(s.keys[0], buf)...)
+	buf = s.mac(0, buf, buf)
 	return base64.RawURLEncoding.EncodeToString(buf), nil
 }
 
@@ -127,8 +133,9 @@ func (s *Signer) Verify(token string, now time.Time) (Claims, error) {
 	}
 	body, sum := raw[:len(raw)-macLen], raw[len(raw)-macLen:]
 	ok := false
-	for _, k := range s.keys {
-		if hmac.Equal(sum, mac(k, body)) {
+	var scratch [macLen]byte
+	for i := range s.keys {
+		if hmac.Equal(sum, s.mac(i, scratch[:0], body)) {
 			ok = true
 			break
 		}
@@ -171,10 +178,14 @@ func (s *Signer) Verify(token string, now time.Time) (Claims, error) {
 	return c, nil
 }
 
-func mac(key, data []byte) []byte {
-	h := hmac.New(sha256.New, key)
+// mac appends the HMAC of data under key i to dst.
+func (s *Signer) mac(i int, dst, data []byte) []byte {
+	h := s.macs[i].Get().(hash.Hash)
+	h.Reset()
 	h.Write(data)
-	return h.Sum(nil)
+	dst = h.Sum(dst)
+	s.macs[i].Put(h)
+	return dst
 }
 
 // Reply is the delivery a JetStream ack subject describes.

@@ -1,0 +1,55 @@
+package bridge
+
+import (
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/jetway-dev/jetway/bridge/acktoken"
+	jetwayv1 "github.com/jetway-dev/jetway/gen/jetway/v1"
+)
+
+func benchService(b *testing.B) *messageService {
+	b.Helper()
+	signer, err := acktoken.New(make([]byte, acktoken.MinKeyLen))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return &messageService{signer: signer, authz: allowAll{}, maxPayload: func() int64 { return 1 << 20 }}
+}
+
+// BenchmarkToMessage is the per-message cost of delivering: parsing the
+// ack subject, converting to protobuf and signing the ack token.
+func BenchmarkToMessage(b *testing.B) {
+	s := benchService(b)
+	data := make([]byte, 128)
+	header := nats.Header{"X-Trace": {"abc"}}
+	reply := "$JS.ACK.ORDERS.worker.1.12345.12345.1700000000000000000.42"
+	meta := consumerMeta{ackWait: 30 * time.Second}
+	now := time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.toMessage("orders.new", reply, header, data, meta, jetwayv1.PayloadFormat_PAYLOAD_FORMAT_BYTES, "", now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkBuildMsg is the per-message cost of a publish request's
+// validation and conversion.
+func BenchmarkBuildMsg(b *testing.B) {
+	s := benchService(b)
+	last := uint64(7)
+	req := &jetwayv1.PublishRequest{
+		Subject: "orders.eu.new", Payload: &jetwayv1.PublishRequest_Data{Data: make([]byte, 128)},
+		Headers: map[string]*jetwayv1.HeaderValues{"X-Trace": {Values: []string{"abc"}}},
+		MsgId:   "order-1", ExpectedLastSubjectSequence: &last,
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := s.buildMsg("", req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
