@@ -207,11 +207,27 @@ func ParseReply(subject string) (Reply, error) {
 	if !strings.HasPrefix(subject, prefix) {
 		return Reply{}, fmt.Errorf("%w: not a JetStream ack subject", ErrMalformed)
 	}
-	t := strings.Split(subject[len(prefix):], ".")
-	for _, tok := range t {
+	// Split into at most 12 tokens without allocating: this runs for every
+	// delivered message.
+	var buf [12]string
+	t := buf[:0]
+	for rest := subject[len(prefix):]; ; {
+		if len(t) == len(buf) {
+			return Reply{}, fmt.Errorf("%w: ack subject has too many tokens", ErrMalformed)
+		}
+		i := strings.IndexByte(rest, '.')
+		tok := rest
+		if i >= 0 {
+			tok = rest[:i]
+		}
 		if tok == "" || strings.ContainsAny(tok, "*> \t\r\n") {
 			return Reply{}, fmt.Errorf("%w: bad ack subject token", ErrMalformed)
 		}
+		t = append(t, tok)
+		if i < 0 {
+			break
+		}
+		rest = rest[i+1:]
 	}
 	var r Reply
 	var nums []string
