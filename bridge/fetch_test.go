@@ -975,14 +975,22 @@ func TestFetchMaxWaiting(t *testing.T) {
 func TestFetchConsumerDeletedWhileWaiting(t *testing.T) {
 	b, ctx := fetchStart(t)
 	fetchSetup(ctx, t, b, "FX", "fx", 30*time.Second)
+	deleted := make(chan struct{})
+	watch, stopWatch := context.WithCancel(ctx)
+	defer func() { stopWatch(); <-deleted }() // the goroutine ends before the test does
 	go func() {
-		for ctx.Err() == nil {
-			c, err := b.JS.Consumer(ctx, "FX", "C")
+		defer close(deleted)
+		for watch.Err() == nil {
+			c, err := b.JS.Consumer(watch, "FX", "C")
 			if err != nil {
 				return
 			}
-			if info, err := c.Info(ctx); err == nil && info.NumWaiting == 1 {
-				if err := b.JS.DeleteConsumer(ctx, "FX", "C"); err != nil {
+			if info, err := c.Info(watch); err == nil && info.NumWaiting == 1 {
+				// Its own context: the Fetch may end (consumer gone) before
+				// the delete's answer arrives.
+				dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				if err := b.JS.DeleteConsumer(dctx, "FX", "C"); err != nil {
 					t.Errorf("delete consumer: %v", err)
 				}
 				return
