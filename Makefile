@@ -2,7 +2,7 @@
 # with `go tool`, so a fresh machine needs only Go and the module proxy.
 BUF := go tool -modfile=tools/go.mod buf
 
-.PHONY: run generate lint breaking test check-generated ci
+.PHONY: run generate lint breaking test check-generated ci bench bench-quick
 
 ## run: start the bridge with an embedded JetStream server
 run:
@@ -34,3 +34,11 @@ check-generated: generate
 
 ## ci: everything CI runs
 ci: lint breaking check-generated test
+
+## bench: the side-by-side benchmark, bridge vs native nats.go (full run, under 10 minutes)
+bench:
+	go run ./cmd/bench -json bench.json
+
+## bench-quick: the same in under a minute
+bench-quick:
+	go run ./cmd/bench -quick
