@@ -165,6 +165,28 @@ func pubPost(t *testing.T, b *jetwaytest.Bridge, subject, body string, header ..
 	return b.Do(t, http.MethodPost, "/v1/subjects/"+subject+":publish", body, header...)
 }
 
+// pubPostSlow is pubPost for a request the bridge needs long for, bounded
+// by ctx instead of Do's fixed 10s: decoding a JSON body of 200,000
+// values takes seconds under -race and can pass 10s on a loaded machine.
+func pubPostSlow(ctx context.Context, t *testing.T, b *jetwaytest.Bridge, subject, body string) jetwaytest.Response {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.BaseURL+"/v1/subjects/"+subject+":publish", strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("new request: %v", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", req.URL.Path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("read body: %v", err)
+	}
+	return jetwaytest.Response{Status: resp.StatusCode, Header: resp.Header, Body: data}
+}
+
 // pubRESTAck decodes a successful REST publish.
 func pubRESTAck(t *testing.T, what string, r jetwaytest.Response) *jetwayv1.PublishResponse {
 	t.Helper()
@@ -486,13 +508,15 @@ func TestPublishTTL(t *testing.T) {
 	pubStream(ctx, t, b, jetstream.StreamConfig{Name: "TTL", Subjects: []string{"ttl.>"}, AllowMsgTTL: true})
 	pubStream(ctx, t, b, jetstream.StreamConfig{Name: "NOTTL", Subjects: []string{"nottl.>"}})
 
-	resp := pubPublish(ctx, t, b, &jetwayv1.PublishRequest{Subject: "ttl.grpc", Ttl: durationpb.New(2 * time.Second)})
-	if m := pubGetMsg(ctx, t, b, "TTL", resp.GetSequence()); m.Header.Get("Nats-TTL") != "2s" {
-		t.Errorf("gRPC: stored Nats-TTL %q, want 2s (headers %v)", m.Header.Get("Nats-TTL"), m.Header)
+	// TTLs that outlive the test: the count at the end must not depend on
+	// how fast a loaded machine gets there.
+	resp := pubPublish(ctx, t, b, &jetwayv1.PublishRequest{Subject: "ttl.grpc", Ttl: durationpb.New(30 * time.Second)})
+	if m := pubGetMsg(ctx, t, b, "TTL", resp.GetSequence()); m.Header.Get("Nats-TTL") != "30s" {
+		t.Errorf("gRPC: stored Nats-TTL %q, want 30s (headers %v)", m.Header.Get("Nats-TTL"), m.Header)
 	}
-	ack := pubRESTAck(t, "REST ttl 2s", pubPost(t, b, "ttl.rest", `{"ttl":"2s","text":"x"}`))
-	if m := pubGetMsg(ctx, t, b, "TTL", ack.GetSequence()); m.Header.Get("Nats-TTL") != "2s" {
-		t.Errorf("REST: stored Nats-TTL %q, want 2s (headers %v)", m.Header.Get("Nats-TTL"), m.Header)
+	ack := pubRESTAck(t, "REST ttl 30s", pubPost(t, b, "ttl.rest", `{"ttl":"30s","text":"x"}`))
+	if m := pubGetMsg(ctx, t, b, "TTL", ack.GetSequence()); m.Header.Get("Nats-TTL") != "30s" {
+		t.Errorf("REST: stored Nats-TTL %q, want 30s (headers %v)", m.Header.Get("Nats-TTL"), m.Header)
 	}
 	ack = pubRESTAck(t, "REST ttl 1m", pubPost(t, b, "ttl.rest", `{"ttl":"60.000s"}`))
 	if m := pubGetMsg(ctx, t, b, "TTL", ack.GetSequence()); m.Header.Get("Nats-TTL") != "1m0s" {
@@ -772,12 +796,19 @@ func TestPublishStream(t *testing.T) {
 		cases = append(cases, c)
 	}
 
-	stream, err := b.Messages.PublishStream(ctx)
+	// The stream and its sender own a context that ends, and the sender
+	// is joined, before the test returns, whichever way it ends.
+	sctx, stopStream := context.WithCancel(ctx)
+	defer stopStream()
+	stream, err := b.Messages.PublishStream(sctx)
 	if err != nil {
 		t.Fatalf("PublishStream: %v", err)
 	}
 	sendErr := make(chan error, 1)
+	senderDone := make(chan struct{})
+	defer func() { stopStream(); <-senderDone }()
 	go func() {
+		defer close(senderDone)
 		for _, c := range cases {
 			if err := stream.Send(c.req); err != nil {
 				sendErr <- fmt.Errorf("send %d: %w", c.req.GetId(), err)
@@ -969,11 +1000,17 @@ func TestPublishRESTBodyAtCap(t *testing.T) {
 // becomes a 2.2 MB request that the gRPC size limits (2 × max payload +
 // 64 KiB) refuse with RESOURCE_EXHAUSTED / 429.
 func TestPublishJSONUnderMaxPayload(t *testing.T) {
-	b, ctx := pubStart(t)
+	b, _ := pubStart(t)
+	// Seconds of work per call under -race (about 5s for the test on an
+	// idle machine): a bound with room for a loaded one.
+	ctx := jetwaytest.Context(t, 2*time.Minute)
 	pubStream(ctx, t, b, jetstream.StreamConfig{Name: "JSONBIG", Subjects: []string{"jsonbig.>"}})
 	const n = 200_000
 	want := "[" + strings.Repeat("0,", n-1) + "0]" // 400 KB
-	if r := pubPost(t, b, "jsonbig.rest", `{"json":`+want+`}`); r.Status != http.StatusOK {
+	start := time.Now()
+	r := pubPostSlow(ctx, t, b, "jsonbig.rest", `{"json":`+want+`}`)
+	t.Logf("REST publish of a JSON array of %d values took %v", n, time.Since(start).Round(time.Millisecond))
+	if r.Status != http.StatusOK {
 		t.Errorf("REST json array of 400 KB: HTTP %d %s, want 200", r.Status, r.Body)
 	} else if m := pubGetMsg(ctx, t, b, "JSONBIG", pubRESTAck(t, "REST json array", r).GetSequence()); string(m.Data) != want {
 		t.Errorf("REST: stored %d bytes, want the %d-byte array", len(m.Data), len(want))
@@ -1053,7 +1090,8 @@ func TestPublishStatusHeaderIsReadable(t *testing.T) {
 		t.Fatalf("ordered consumer: %v", err)
 	}
 	var got []string
-	deadline := time.Now().Add(2 * time.Second)
+	// Room for a loaded machine: the loop ends as soon as all 3 came.
+	deadline := time.Now().Add(5 * time.Second)
 	for len(got) < 3 && time.Now().Before(deadline) {
 		batch, err := cons.Fetch(3-len(got), jetstream.FetchMaxWait(time.Second))
 		if err != nil {

@@ -32,16 +32,30 @@ func TestRunStartsAndStopsOnCancel(t *testing.T) {
 	defer cancel()
 	var logs syncBuffer
 	env := map[string]string{"JETWAY_DATA_DIR": t.TempDir(), "JETWAY_LOG_FORMAT": "json"}
-	done := make(chan error, 1)
+	// run's result is kept once it is known: done is closed after runErr
+	// is set. Whichever way the test ends, run has returned (or had 20s
+	// after the cancel) before the test does and its data directory is
+	// removed.
+	var runErr error
+	done := make(chan struct{})
+	defer func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			t.Error("run did not return within 20s of the cancel")
+		}
+	}()
 	go func() {
-		done <- run(ctx, []string{"--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"},
+		defer close(done)
+		runErr = run(ctx, []string{"--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"},
 			func(k string) string { return env[k] }, &logs)
 	}()
 	deadline := time.After(15 * time.Second)
 	for !strings.Contains(logs.String(), `"msg":"serving"`) {
 		select {
-		case err := <-done:
-			t.Fatalf("run ended early: %v\n%s", err, logs.String())
+		case <-done:
+			t.Fatalf("run ended early: %v\n%s", runErr, logs.String())
 		case <-deadline:
 			t.Fatalf("not serving after 15s:\n%s", logs.String())
 		case <-time.After(10 * time.Millisecond):
@@ -49,9 +63,9 @@ func TestRunStartsAndStopsOnCancel(t *testing.T) {
 	}
 	cancel()
 	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("run: %v", err)
+	case <-done:
+		if runErr != nil {
+			t.Fatalf("run: %v", runErr)
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("run did not return after cancel")
