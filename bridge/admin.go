@@ -25,9 +25,9 @@ var _ jetStreamAdmin = jetstream.JetStream(nil)
 type adminService struct {
 	jetwayv1.UnimplementedAdminServiceServer
 
-	conns connProvider
+	conns ConnProvider
 	log   *slog.Logger
-	authz authorizer
+	authz Authorizer
 }
 
 // jetstream is the JetStream the call runs on: the bridge's own, or the

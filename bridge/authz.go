@@ -6,10 +6,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// authorizer answers permission questions for the identity of a call. The
-// auth package implements it over the identity the authentication
-// interceptor put in the context; its errors wrap auth.ErrForbidden.
-type authorizer interface {
+// Authorizer answers permission questions for the identity of a call. The
+// auth package implements it (auth.Authorizer) over the identity the
+// authentication interceptor put in the context; its errors wrap
+// auth.ErrForbidden.
+type Authorizer interface {
 	// Identity names the caller for ack tokens ("" without client auth).
 	Identity(ctx context.Context) string
 	CanPublish(ctx context.Context, subject string) error
@@ -36,10 +37,11 @@ func (allowAll) CanAdmin(context.Context, string, bool) error     { return nil }
 func (allowAll) CanSee(context.Context, string) bool              { return true }
 func (allowAll) MaxFetchBatch(context.Context) int                { return 0 }
 
-// connProvider gives the JetStream connection a call runs on. With
-// identity propagation it is the caller's own pooled connection, so that
-// nats-server's permissions and account isolation apply too.
-type connProvider interface {
+// ConnProvider gives the JetStream connection a call runs on. With
+// identity propagation (auth.Pool) it is the caller's own pooled
+// connection, so that nats-server's permissions and account isolation
+// apply too.
+type ConnProvider interface {
 	// JetStream is for unary calls.
 	JetStream(ctx context.Context) (jetstream.JetStream, error)
 	// Acquire is for streams: the connection stays open until release.

@@ -8,7 +8,6 @@
 package bridge
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -67,8 +66,8 @@ type options struct {
 	publishWindow int
 	signer        *acktoken.Signer
 	caps          Caps
-	authz         authorizer
-	conns         connProvider
+	authz         Authorizer
+	conns         ConnProvider
 }
 
 // Option configures New.
@@ -114,18 +113,10 @@ func WithAckSigner(s *acktoken.Signer) Option {
 
 // WithAuthorizer makes every RPC ask a (auth.Authorizer) whether the
 // caller may do it. Without it every call is allowed.
-func WithAuthorizer(a interface {
-	Identity(ctx context.Context) string
-	CanPublish(ctx context.Context, subject string) error
-	CanConsume(ctx context.Context, stream, consumer string) error
-	CanReadSubjects(ctx context.Context, filters []string) error
-	CanAdmin(ctx context.Context, stream string, write bool) error
-	CanSee(ctx context.Context, stream string) bool
-	MaxFetchBatch(ctx context.Context) int
-}) Option {
+func WithAuthorizer(a Authorizer) Option {
 	return func(o *options) error {
 		if a == nil {
-			return fmt.Errorf("%w: nil authorizer", ErrInvalidOption)
+			return fmt.Errorf("%w: nil Authorizer", ErrInvalidOption)
 		}
 		o.authz = a
 		return nil
@@ -135,10 +126,7 @@ func WithAuthorizer(a interface {
 // WithConnections makes each call run on the JetStream connection p gives
 // for it (auth.Pool: the caller's own credentials). Without it every call
 // uses the bridge's connection.
-func WithConnections(p interface {
-	JetStream(ctx context.Context) (jetstream.JetStream, error)
-	Acquire(ctx context.Context) (jetstream.JetStream, func(), error)
-}) Option {
+func WithConnections(p ConnProvider) Option {
 	return func(o *options) error {
 		if p == nil {
 			return fmt.Errorf("%w: nil connection provider", ErrInvalidOption)

@@ -27,7 +27,7 @@ const IdempotencyKeyMetadata = "idempotency-key"
 type messageService struct {
 	jetwayv1.UnimplementedMessageServiceServer
 
-	conns      connProvider
+	conns      ConnProvider
 	nc         *nats.Conn // the bridge's own: max payload, connection state
 	draining   <-chan struct{}
 	conn       *connWatch
@@ -36,7 +36,7 @@ type messageService struct {
 	log        *slog.Logger
 	signer     *acktoken.Signer
 	caps       Caps
-	authz      authorizer
+	authz      Authorizer
 }
 
 // Publish stores one message and returns JetStream's ack.

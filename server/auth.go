@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/jetway-dev/jetway/auth"
+	"github.com/jetway-dev/jetway/bridge"
 	"github.com/jetway-dev/jetway/config"
 )
 
@@ -97,3 +98,10 @@ func (c listenerCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.Aut
 func (c listenerCreds) Clone() credentials.TransportCredentials {
 	return listenerCreds{c.TransportCredentials.Clone()}
 }
+
+// The auth package implements the bridge's authorization and connection
+// interfaces.
+var (
+	_ bridge.Authorizer   = auth.Authorizer{}
+	_ bridge.ConnProvider = (*auth.Pool)(nil)
+)
