@@ -250,6 +250,14 @@ func fetchDo(ctx context.Context, t *testing.T, c fetchClient, req *jetwayv1.Fet
 func fetchOne(ctx context.Context, t *testing.T, c fetchClient, req *jetwayv1.FetchRequest) (*jetwayv1.Message, time.Duration) {
 	t.Helper()
 	msgs, d := fetchDo(ctx, t, c, req)
+	// A consumer learns of a new message asynchronously, just after the
+	// publish was acknowledged: a no_wait pull right after it may find
+	// nothing yet (JetStream's semantics, not the bridge's). Retry for a
+	// bounded while; no_wait must still return what is there.
+	for deadline := time.Now().Add(2 * time.Second); req.GetNoWait() && len(msgs) == 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+		msgs, d = fetchDo(ctx, t, c, req)
+	}
 	if len(msgs) != 1 {
 		t.Fatalf("Fetch(%v) after %v: %d messages, want 1", req, d, len(msgs))
 	}

@@ -42,6 +42,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/jetway-dev/jetway/auth"
@@ -861,7 +862,9 @@ func TestAuthAckOfAnotherIdentity(t *testing.T) {
 		t.Fatal(err)
 	}
 	orders := authTWith(e.ctx, e.bearer(t, e.orders, ""))
-	f, err := e.b.Messages.Fetch(orders, &jetwayv1.FetchRequest{Stream: "ORDERS", Consumer: "billing", NoWait: true})
+	// A long poll, not no_wait: the consumer learns of the message just
+	// after the publish is acknowledged.
+	f, err := e.b.Messages.Fetch(orders, &jetwayv1.FetchRequest{Stream: "ORDERS", Consumer: "billing", Wait: durationpb.New(5 * time.Second)})
 	if err != nil || len(f.GetMessages()) != 1 {
 		t.Fatalf("Fetch: %v, %v", f, err)
 	}
