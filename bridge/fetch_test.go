@@ -462,6 +462,14 @@ func TestFetchBatch(t *testing.T) {
 				nats.Header{"X-Seq": {strconv.Itoa(i)}, "X-Multi": {"a", "b"}})
 		}
 		after := time.Now()
+		// The consumer counts new messages asynchronously, after the
+		// publish acks: num_pending is checked once it has seen all ten.
+		fetchEventually(t, 5*time.Second, func() error {
+			if n := fetchInfo(ctx, t, b, "FB", "C").NumPending; n != 10 {
+				return fmt.Errorf("consumer num_pending %d, want 10", n)
+			}
+			return nil
+		})
 
 		tokens := map[string]bool{}
 		seq := uint64(1)
