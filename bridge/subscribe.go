@@ -47,10 +47,25 @@ type subscription struct {
 	identity    string
 }
 
-// open resolves the consumer a Subscribe or Consume names: attaches to a
+// open takes the caller's connection (held until release) and resolves the
+// consumer a Subscribe or Consume names on it.
+func (s *messageService) open(ctx context.Context, prefix string, req *jetwayv1.SubscribeRequest) (*subscription, func(), error) {
+	js, release, err := s.conns.Acquire(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	sub, err := s.resolve(ctx, js, prefix, req)
+	if err != nil {
+		release()
+		return nil, nil, err
+	}
+	return sub, release, nil
+}
+
+// resolve finds the consumer a Subscribe or Consume names: attaches to a
 // durable one (creating it from the request's config when it does not
 // exist and a config is given), or creates an ephemeral one.
-func (s *messageService) open(ctx context.Context, js jetstream.JetStream, prefix string, req *jetwayv1.SubscribeRequest) (*subscription, error) {
+func (s *messageService) resolve(ctx context.Context, js jetstream.JetStream, prefix string, req *jetwayv1.SubscribeRequest) (*subscription, error) {
 	if err := validateName(prefix+"stream", req.GetStream()); err != nil {
 		return nil, err
 	}
@@ -322,21 +337,17 @@ func heartbeatEvent(now time.Time) *jetwayv1.Heartbeat {
 // consumer goes away or the bridge shuts down.
 func (s *messageService) Subscribe(req *jetwayv1.SubscribeRequest, stream jetwayv1.MessageService_SubscribeServer) error {
 	ctx := stream.Context()
-	js, release, err := s.conns.Acquire(ctx)
+	sub, release, err := s.open(ctx, "", req)
 	if err != nil {
 		return err
 	}
 	defer release()
-	sub, err := s.open(ctx, js, "", req)
-	if err != nil {
-		return err
-	}
 	var held []delivery
 	defer func() { s.closeSubscription(sub, held) }()
 	if err := stream.Send(&jetwayv1.SubscribeResponse{Event: &jetwayv1.SubscribeResponse_Subscribed{Subscribed: sub.info}}); err != nil {
 		return err
 	}
-	it, err := startIterator(sub, js.Conn())
+	it, err := startIterator(sub, sub.js.Conn())
 	if err != nil {
 		return err
 	}
@@ -408,15 +419,11 @@ func (s *messageService) Consume(stream jetwayv1.MessageService_ConsumeServer) e
 	if start == nil {
 		return fieldErr("start", ErrInvalidArgument, "the first request must be start")
 	}
-	js, release, err := s.conns.Acquire(ctx)
+	sub, release, err := s.open(ctx, "start.", start)
 	if err != nil {
 		return err
 	}
 	defer release()
-	sub, err := s.open(ctx, js, "start.", start)
-	if err != nil {
-		return err
-	}
 	inFlight := make(map[string]delivery)
 	defer func() {
 		held := make([]delivery, 0, len(inFlight))
@@ -428,7 +435,7 @@ func (s *messageService) Consume(stream jetwayv1.MessageService_ConsumeServer) e
 	if err := stream.Send(&jetwayv1.ConsumeResponse{Event: &jetwayv1.ConsumeResponse_Subscribed{Subscribed: sub.info}}); err != nil {
 		return err
 	}
-	it, err := startIterator(sub, js.Conn())
+	it, err := startIterator(sub, sub.js.Conn())
 	if err != nil {
 		return err
 	}
@@ -481,7 +488,7 @@ func (s *messageService) Consume(stream jetwayv1.MessageService_ConsumeServer) e
 		case err := <-it.errs:
 			return translate(err, fmt.Sprintf("consume from consumer %q on stream %q", sub.info.GetConsumer(), sub.info.GetStream()))
 		case op := <-acks:
-			res, reply, _ := s.ackOne(ctx, js.Conn(), op, false, time.Now())
+			res, reply, _ := s.ackOne(ctx, sub.js.Conn(), op, false, time.Now())
 			if res.GetError() == nil {
 				if d, ok := inFlight[reply]; ok && op.GetKind() == jetwayv1.AckKind_ACK_KIND_IN_PROGRESS {
 					// Still held, with the extended deadline.
