@@ -198,7 +198,7 @@ type iterator struct {
 	done chan struct{}
 }
 
-func startIterator(sub *subscription, nc *nats.Conn) (*iterator, error) {
+func startIterator(sub *subscription) (*iterator, error) {
 	wake := max(sub.heartbeat, 5*time.Second)
 	it, err := sub.cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(sub.window, sub.windowBytes))
 	if err != nil {
@@ -206,7 +206,7 @@ func startIterator(sub *subscription, nc *nats.Conn) (*iterator, error) {
 	}
 	msgs := make(chan jetstream.Msg)
 	errs := make(chan error, 1)
-	i := &iterator{msgs: msgs, errs: errs, it: it, nc: nc, quit: make(chan struct{}), done: make(chan struct{})}
+	i := &iterator{msgs: msgs, errs: errs, it: it, nc: sub.js.Conn(), quit: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(i.done)
 		for {
@@ -347,7 +347,7 @@ func (s *messageService) Subscribe(req *jetwayv1.SubscribeRequest, stream jetway
 	if err := stream.Send(&jetwayv1.SubscribeResponse{Event: &jetwayv1.SubscribeResponse_Subscribed{Subscribed: sub.info}}); err != nil {
 		return err
 	}
-	it, err := startIterator(sub, sub.js.Conn())
+	it, err := startIterator(sub)
 	if err != nil {
 		return err
 	}
@@ -435,7 +435,7 @@ func (s *messageService) Consume(stream jetwayv1.MessageService_ConsumeServer) e
 	if err := stream.Send(&jetwayv1.ConsumeResponse{Event: &jetwayv1.ConsumeResponse_Subscribed{Subscribed: sub.info}}); err != nil {
 		return err
 	}
-	it, err := startIterator(sub, sub.js.Conn())
+	it, err := startIterator(sub)
 	if err != nil {
 		return err
 	}
