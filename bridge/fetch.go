@@ -51,6 +51,7 @@ type consumerMeta struct {
 	ackWait           time.Duration
 	backoff           []time.Duration
 	ackNone           bool
+	maxRequestBatch   int
 	maxRequestBytes   int
 	maxRequestExpires time.Duration
 }
@@ -58,7 +59,7 @@ type consumerMeta struct {
 func metaOf(cfg jetstream.ConsumerConfig) consumerMeta {
 	return consumerMeta{
 		ackWait: cfg.AckWait, backoff: cfg.BackOff, ackNone: cfg.AckPolicy == jetstream.AckNonePolicy,
-		maxRequestBytes: cfg.MaxRequestMaxBytes, maxRequestExpires: cfg.MaxRequestExpires,
+		maxRequestBatch: cfg.MaxRequestBatch, maxRequestBytes: cfg.MaxRequestMaxBytes, maxRequestExpires: cfg.MaxRequestExpires,
 	}
 }
 

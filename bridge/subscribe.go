@@ -184,104 +184,11 @@ func (s *messageService) ephemeralConfig(ctx context.Context, prefix string, c *
 	return cfg, nil
 }
 
-// iterator runs nats.go's pull iterator for one stream in a goroutine the
-// stream owns. nats.go keeps at most the window (messages and bytes)
-// pulled ahead; the unbuffered channel adds one. A client that stops
-// reading stops the loop that takes from the channel, so the iterator stops
-// pulling: memory stays bounded and nothing is dropped.
-type iterator struct {
-	msgs <-chan jetstream.Msg
-	errs <-chan error
-	it   jetstream.MessagesContext
-	nc   *nats.Conn
-	quit chan struct{}
-	done chan struct{}
-}
-
-func startIterator(sub *subscription) (*iterator, error) {
-	wake := max(sub.heartbeat, 5*time.Second)
-	it, err := sub.cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(sub.window, sub.windowBytes))
-	if err != nil {
-		return nil, translate(err, "start consuming")
-	}
-	msgs := make(chan jetstream.Msg)
-	errs := make(chan error, 1)
-	i := &iterator{msgs: msgs, errs: errs, it: it, nc: sub.js.Conn(), quit: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(i.done)
-		for {
-			// The bounded wait only guards stop against a drain that cannot
-			// complete (the connection dropped mid-drain).
-			m, err := it.Next(jetstream.NextMaxWait(wake))
-			if err != nil {
-				if errors.Is(err, nats.ErrTimeout) {
-					select {
-					case <-i.quit:
-						return
-					default:
-						continue
-					}
-				}
-				if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-					return
-				}
-				if terminal(err) {
-					errs <- err
-					return
-				}
-				continue // missed heartbeat, leadership change: nats.go recovers
-			}
-			select {
-			case msgs <- m:
-			case <-i.quit:
-				// The stream is closing: NAK this message and everything
-				// else nats.go pulled ahead, so that other clients get them
-				// at once rather than after the ack wait.
-				_ = m.Nak()
-				i.nakRest()
-				return
-			}
-		}
-	}()
-	return i, nil
-}
-
-// nakRest NAKs what the drained iterator still holds.
-func (i *iterator) nakRest() {
-	for {
-		m, err := i.it.Next(jetstream.NextMaxWait(time.Second))
-		if err != nil {
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || terminal(err) || errors.Is(err, nats.ErrTimeout) {
-				return
-			}
-			continue
-		}
-		_ = m.Nak()
-	}
-}
-
-// stop ends the iterator and waits for its goroutine. Drain (not Stop)
-// keeps the messages already pulled, which the goroutine NAKs; without a
-// connection nothing can be drained or NAKed, so it just stops.
-func (i *iterator) stop() {
-	close(i.quit)
-	if i.nc.IsConnected() {
-		i.it.Drain()
-	} else {
-		i.it.Stop()
-	}
-	<-i.done
-}
-
-func terminal(err error) bool {
-	return errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) ||
-		errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, jetstream.ErrConnectionClosed)
-}
-
 // delivery is a message handed to the client and not known to be acked.
 type delivery struct {
 	reply    string
 	deadline time.Time
+	size     int // counted against max_bytes_in_flight
 }
 
 // nakUnexpired NAKs the deliveries whose ack deadline has not passed, so
@@ -321,12 +228,12 @@ func (s *messageService) closeSubscription(sub *subscription, held []delivery) {
 	}
 }
 
-func (s *messageService) deliver(sub *subscription, m jetstream.Msg, now time.Time) (*jetwayv1.Message, delivery, error) {
-	out, err := s.toMessage(m.Subject(), m.Reply(), m.Headers(), m.Data(), sub.meta, sub.format, sub.identity, now)
+func (s *messageService) deliver(sub *subscription, m *nats.Msg, now time.Time) (*jetwayv1.Message, delivery, error) {
+	out, err := s.toMessage(m.Subject, m.Reply, m.Header, m.Data, sub.meta, sub.format, sub.identity, now)
 	if err != nil {
 		return nil, delivery{}, err
 	}
-	return out, delivery{reply: m.Reply(), deadline: out.GetAckDeadline().AsTime()}, nil
+	return out, delivery{reply: m.Reply, deadline: out.GetAckDeadline().AsTime(), size: m.Size()}, nil
 }
 
 func heartbeatEvent(now time.Time) *jetwayv1.Heartbeat {
@@ -347,11 +254,11 @@ func (s *messageService) Subscribe(req *jetwayv1.SubscribeRequest, stream jetway
 	if err := stream.Send(&jetwayv1.SubscribeResponse{Event: &jetwayv1.SubscribeResponse_Subscribed{Subscribed: sub.info}}); err != nil {
 		return err
 	}
-	it, err := startIterator(sub)
+	p, err := startPuller(sub)
 	if err != nil {
 		return err
 	}
-	defer it.stop()
+	defer p.stop(!sub.meta.ackNone)
 	// The heartbeat timer restarts at every send: an idle stream hears
 	// from the bridge every interval, exactly.
 	hb := time.NewTimer(sub.heartbeat)
@@ -365,10 +272,17 @@ func (s *messageService) Subscribe(req *jetwayv1.SubscribeRequest, stream jetway
 			return fmt.Errorf("%w: the bridge is shutting down; reconnect to resume", ErrUnavailable)
 		case <-lost:
 			return fmt.Errorf("%w: the bridge lost its NATS connection; reconnect to resume", ErrUnavailable)
-		case err := <-it.errs:
-			return translate(err, fmt.Sprintf("consume from consumer %q on stream %q", sub.info.GetConsumer(), sub.info.GetStream()))
-		case m := <-it.msgs:
+		case now := <-p.timer.C:
+			p.tick(now)
+		case m := <-p.ch:
 			now := time.Now()
+			if isStatus(m) {
+				if err := p.status(ctx, m, now); err != nil {
+					return err
+				}
+				break
+			}
+			p.received(m)
 			out, d, err := s.deliver(sub, m, now)
 			if err != nil {
 				return err
@@ -385,6 +299,10 @@ func (s *messageService) Subscribe(req *jetwayv1.SubscribeRequest, stream jetway
 				return err
 			}
 			hb.Reset(sub.heartbeat)
+		}
+		// Pull more once the client has taken half the window.
+		if err := p.fill(0, 0, time.Now()); err != nil {
+			return err
 		}
 	}
 }
@@ -435,11 +353,11 @@ func (s *messageService) Consume(stream jetwayv1.MessageService_ConsumeServer) e
 	if err := stream.Send(&jetwayv1.ConsumeResponse{Event: &jetwayv1.ConsumeResponse_Subscribed{Subscribed: sub.info}}); err != nil {
 		return err
 	}
-	it, err := startIterator(sub)
+	p, err := startPuller(sub)
 	if err != nil {
 		return err
 	}
-	defer it.stop()
+	defer p.stop(!sub.meta.ackNone)
 
 	// The reader ends when Recv fails: at the client's half-close (EOF) or
 	// when the RPC ends, which is when this handler returns.
@@ -465,14 +383,20 @@ func (s *messageService) Consume(stream jetwayv1.MessageService_ConsumeServer) e
 		}
 	}()
 
+	// The window counts what the client holds (inFlight) and what the
+	// open pull requests may still bring: never more than max_in_flight
+	// messages and max_bytes_in_flight bytes in all.
+	inFlightBytes := 0
+	forget := func(reply string) {
+		if d, ok := inFlight[reply]; ok {
+			inFlightBytes -= d.size
+			delete(inFlight, reply)
+		}
+	}
 	hb := time.NewTimer(sub.heartbeat)
 	defer hb.Stop()
 	lost := s.conn.lostCh()
 	for {
-		msgs := it.msgs
-		if len(inFlight) >= sub.window {
-			msgs = nil // window full: take nothing until an ack frees a slot
-		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -485,8 +409,8 @@ func (s *messageService) Consume(stream jetwayv1.MessageService_ConsumeServer) e
 				return nil // the client is done: NAK what it holds
 			}
 			return err
-		case err := <-it.errs:
-			return translate(err, fmt.Sprintf("consume from consumer %q on stream %q", sub.info.GetConsumer(), sub.info.GetStream()))
+		case now := <-p.timer.C:
+			p.tick(now)
 		case op := <-acks:
 			res, reply, _ := s.ackOne(ctx, sub.js.Conn(), op, false, time.Now())
 			if res.GetError() == nil {
@@ -495,7 +419,7 @@ func (s *messageService) Consume(stream jetwayv1.MessageService_ConsumeServer) e
 					d.deadline = res.GetAckDeadline().AsTime()
 					inFlight[reply] = d
 				} else {
-					delete(inFlight, reply)
+					forget(reply)
 				}
 			}
 			if res.GetError() != nil || res.GetNewToken() != "" {
@@ -504,14 +428,22 @@ func (s *messageService) Consume(stream jetwayv1.MessageService_ConsumeServer) e
 				}
 				hb.Reset(sub.heartbeat)
 			}
-		case m := <-msgs:
+		case m := <-p.ch:
 			now := time.Now()
+			if isStatus(m) {
+				if err := p.status(ctx, m, now); err != nil {
+					return err
+				}
+				break
+			}
+			p.received(m)
 			out, d, err := s.deliver(sub, m, now)
 			if err != nil {
 				return err
 			}
 			if !sub.meta.ackNone {
 				inFlight[d.reply] = d
+				inFlightBytes += d.size
 			}
 			if err := stream.Send(&jetwayv1.ConsumeResponse{Event: &jetwayv1.ConsumeResponse_Message{Message: out}}); err != nil {
 				return err
@@ -522,13 +454,16 @@ func (s *messageService) Consume(stream jetwayv1.MessageService_ConsumeServer) e
 			// longer count against the window.
 			for r, d := range inFlight {
 				if !d.deadline.After(now) {
-					delete(inFlight, r)
+					forget(r)
 				}
 			}
 			if err := stream.Send(&jetwayv1.ConsumeResponse{Event: &jetwayv1.ConsumeResponse_Heartbeat{Heartbeat: heartbeatEvent(now)}}); err != nil {
 				return err
 			}
 			hb.Reset(sub.heartbeat)
+		}
+		if err := p.fill(len(inFlight), inFlightBytes, time.Now()); err != nil {
+			return err
 		}
 	}
 }

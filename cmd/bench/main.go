@@ -44,6 +44,7 @@ type options struct {
 	quick     bool
 	auth      bool
 	jsonPath  string
+	pprof     bool
 	scenarios []int
 	rounds    int
 }
@@ -55,6 +56,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.quick, "quick", false, "small counts and 2 rounds (under a minute)")
 	fs.BoolVar(&o.auth, "auth", false, "run the bridge with --auth-config; clients send an API key")
 	fs.StringVar(&o.jsonPath, "json", "", "also write the table as JSON to this file")
+	fs.BoolVar(&o.pprof, "pprof", false, "run the bridge with --pprof (profiles at http://<bridge http>/debug/pprof/)")
 	list := fs.String("scenarios", "", "comma-separated scenario numbers (default all: 1-8)")
 	fs.IntVar(&o.rounds, "rounds", 0, "override the number of rounds (default 2 quick, 5 full)")
 	if err := fs.Parse(args); err != nil {
@@ -129,6 +131,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	if err != nil {
 		return err
 	}
+	spec.pprof = opts.pprof
 	e := &env{budget: b, auth: opts.auth, natsProc: natsProc, bridge: spec}
 	if e.bridgeProc, err = startBridge(ctx, spec); err != nil {
 		return err

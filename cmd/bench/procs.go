@@ -241,6 +241,7 @@ type bridgeSpec struct {
 	authConfig        string // "" for no client authentication
 	grpcAddr          string
 	httpAddr          string
+	pprof             bool // serve /debug/pprof/ on the HTTP port
 }
 
 // newBridgeSpec picks the bridge's ports.
@@ -273,6 +274,9 @@ func startBridge(ctx context.Context, s bridgeSpec) (*proc, error) {
 	}
 	if s.authConfig != "" {
 		args = append(args, "--auth-config", s.authConfig)
+	}
+	if s.pprof {
+		args = append(args, "--pprof")
 	}
 	p, err := startProc("bridge", s.bin, args, filepath.Join(s.dir, "bridge.log"))
 	if err != nil {

@@ -1,0 +1,305 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+const (
+	// pullExpires is how long one pull request of a Subscribe or Consume
+	// waits on the consumer; an idle stream renews its request this often.
+	pullExpires = 30 * time.Second
+	// pullGrace is how long after its expiry a request whose end never
+	// came (lost to a server restart) is given up.
+	pullGrace = 5 * time.Second
+	// maxPullRequests bounds the pull requests one stream has waiting on
+	// its consumer (and so the status replies it may receive).
+	maxPullRequests = 4
+	// statusRoom is the inbox's room for status replies, beyond the
+	// window's messages.
+	statusRoom = 4 * maxPullRequests
+	// pullRetry spaces pulls after JetStream answered "no responders".
+	pullRetry = time.Second
+)
+
+// puller keeps one Subscribe or Consume stream's window filled from its
+// consumer. It speaks JetStream's pull protocol itself: every request asks
+// for no more than the window has free (messages and bytes), and the inbox
+// channel has room for the whole window plus the requests' status replies.
+// So nats.go never finds the channel full (no "slow consumer" drops), a
+// client that stops reading stops the pulling, and the stream needs no
+// goroutine beyond its handler, which selects on ch and timer and calls
+// fill, received and status.
+//
+// A data message is attributed to the oldest open request: JetStream fills
+// one client's requests in the order they wait. Each request replies on its
+// own subject (inbox + id), so its status reply (expired, refused, size
+// limit) closes exactly that request and returns its unused credit.
+type puller struct {
+	js      jetstream.JetStream
+	nc      *nats.Conn
+	sub     *nats.Subscription
+	ch      chan *nats.Msg
+	stream  string
+	name    string
+	subject string // $JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>
+	inbox   string // request n replies on inbox + n
+
+	window, windowBytes int           // the stream's window
+	reqMsgs, reqBytes   int           // the consumer's limits on one request (0: none)
+	expires             time.Duration // of each request
+
+	reqs      []pullReq // open requests, oldest first
+	nextID    uint64
+	needBytes int       // after "Message Size Exceeds MaxBytes": ask for more than this
+	retryAt   time.Time // after "no responders": no pull before
+	timer     *time.Timer
+	body      []byte
+}
+
+type pullReq struct {
+	id          uint64
+	msgs, bytes int // still to come
+	deadline    time.Time
+}
+
+// startPuller subscribes the stream's inbox and sends its first request.
+func startPuller(sub *subscription) (*puller, error) {
+	nc := sub.js.Conn()
+	stream, name := sub.info.GetStream(), sub.info.GetConsumer()
+	p := &puller{
+		js: sub.js, nc: nc, stream: stream, name: name,
+		ch:      make(chan *nats.Msg, sub.window+statusRoom),
+		subject: "$JS.API.CONSUMER.MSG.NEXT." + stream + "." + name,
+		inbox:   nc.NewInbox() + ".",
+		window:  sub.window, windowBytes: sub.windowBytes,
+		reqMsgs: sub.meta.maxRequestBatch, reqBytes: sub.meta.maxRequestBytes,
+		expires: pullExpires,
+	}
+	if e := sub.meta.maxRequestExpires; e > 0 && e < p.expires {
+		p.expires = e
+	}
+	var err error
+	if p.sub, err = nc.ChanSubscribe(p.inbox+"*", p.ch); err != nil {
+		return nil, translate(err, "subscribe to the pull inbox")
+	}
+	p.timer = time.NewTimer(time.Hour)
+	p.timer.Stop()
+	if err := p.fill(0, 0, time.Now()); err != nil {
+		_ = p.sub.Unsubscribe()
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *puller) what() string {
+	return fmt.Sprintf("consume from consumer %q on stream %q", p.name, p.stream)
+}
+
+// pending is what the open requests may still bring.
+func (p *puller) pending() (msgs, bytes int) {
+	for _, r := range p.reqs {
+		msgs += r.msgs
+		bytes += r.bytes
+	}
+	return msgs, bytes
+}
+
+// fill sends a pull request when a quarter of the window is free (at most
+// 64 messages, at least one): held is what the stream holds outside the
+// inbox (Consume's delivered and unacked messages). Pulling in parts keeps
+// a request waiting while the client works through the previous one, with
+// few requests per message; a small window refills slot by slot, so that a
+// worker acking one task gets the next at once.
+func (p *puller) fill(heldMsgs, heldBytes int, now time.Time) error {
+	if len(p.reqs) >= maxPullRequests || now.Before(p.retryAt) {
+		return nil
+	}
+	pm, pb := p.pending()
+	msgs, bytes := p.window-heldMsgs-pm, p.windowBytes-heldBytes-pb
+	if msgs < max(1, min(p.window/4, 64)) || bytes < max(1, p.windowBytes/4) || bytes <= p.needBytes {
+		return nil
+	}
+	if p.reqMsgs > 0 {
+		msgs = min(msgs, p.reqMsgs)
+	}
+	if p.reqBytes > 0 {
+		bytes = min(bytes, p.reqBytes)
+	}
+	id := p.nextID
+	p.nextID++
+	p.body = append(p.body[:0], `{"batch":`...)
+	p.body = strconv.AppendInt(p.body, int64(msgs), 10)
+	p.body = append(p.body, `,"max_bytes":`...)
+	p.body = strconv.AppendInt(p.body, int64(bytes), 10)
+	p.body = append(p.body, `,"expires":`...)
+	p.body = strconv.AppendInt(p.body, int64(p.expires), 10)
+	p.body = append(p.body, '}')
+	if err := p.nc.PublishRequest(p.subject, p.inbox+strconv.FormatUint(id, 10), p.body); err != nil {
+		return translate(err, p.what())
+	}
+	p.reqs = append(p.reqs, pullReq{id: id, msgs: msgs, bytes: bytes, deadline: now.Add(p.expires + pullGrace)})
+	if len(p.reqs) == 1 {
+		p.arm(now)
+	}
+	return nil
+}
+
+// arm sets the timer for the next thing to check: the oldest request's
+// deadline, or the end of a retry pause.
+func (p *puller) arm(now time.Time) {
+	var at time.Time
+	if len(p.reqs) > 0 {
+		at = p.reqs[0].deadline
+	}
+	if p.retryAt.After(now) && (at.IsZero() || p.retryAt.Before(at)) {
+		at = p.retryAt
+	}
+	if !at.IsZero() {
+		p.timer.Reset(at.Sub(now))
+	}
+}
+
+// tick handles the timer: requests past their deadline are given up (their
+// end was lost, or they were filled and their last message miscounted).
+func (p *puller) tick(now time.Time) {
+	i := 0
+	for i < len(p.reqs) && !p.reqs[i].deadline.After(now) {
+		i++
+	}
+	p.drop(0, i)
+	p.arm(now)
+}
+
+func (p *puller) drop(from, to int) {
+	p.reqs = append(p.reqs[:from], p.reqs[to:]...)
+}
+
+// isStatus tells a status reply (no reply subject, no data, a Status
+// header) from a message. Publish refuses a Status header, so no stored
+// message looks like one.
+func isStatus(m *nats.Msg) bool {
+	return m.Reply == "" && len(m.Data) == 0 && m.Header.Get("Status") != ""
+}
+
+// received counts a delivered message against the oldest open request.
+func (p *puller) received(m *nats.Msg) {
+	p.needBytes = 0
+	if len(p.reqs) == 0 {
+		return
+	}
+	r := &p.reqs[0]
+	r.msgs--
+	r.bytes -= m.Size()
+	if r.msgs <= 0 || r.bytes <= 0 {
+		// JetStream ends a request when either runs out.
+		p.drop(0, 1)
+	}
+}
+
+// status handles a request's status reply; it returns an error when the
+// stream cannot go on.
+func (p *puller) status(ctx context.Context, m *nats.Msg, now time.Time) error {
+	code, desc := m.Header.Get("Status"), m.Header.Get("Description")
+	if code == "100" {
+		return nil // an idle heartbeat (not asked for)
+	}
+	i := -1
+	if id, err := strconv.ParseUint(strings.TrimPrefix(m.Subject, p.inbox), 10, 64); err == nil && strings.HasPrefix(m.Subject, p.inbox) {
+		for j, r := range p.reqs {
+			if r.id == id {
+				i = j
+				break
+			}
+		}
+	}
+	closeReq := func() {
+		if i >= 0 {
+			p.drop(i, i+1)
+		}
+	}
+	switch code {
+	case "409":
+		switch {
+		case desc == "Consumer Deleted":
+			return fmt.Errorf("%w: %s: consumer deleted", ErrConsumerNotFound, p.what())
+		case desc == "Consumer is push based":
+			return fmt.Errorf("%w: %s: a push consumer cannot be consumed from", ErrNotAllowed, p.what())
+		case strings.Contains(desc, "Leadership Change"):
+			p.reqs = p.reqs[:0] // every waiting request was dropped
+		case desc == "Message Size Exceeds MaxBytes":
+			closeReq()
+			left, _ := strconv.Atoi(m.Header.Get("Nats-Pending-Bytes"))
+			most := p.windowBytes
+			if p.reqBytes > 0 {
+				most = min(most, p.reqBytes)
+			}
+			if left >= most {
+				return fmt.Errorf("%w: %s: the next message is larger than max_bytes_in_flight (%d bytes)", ErrLimitExceeded, p.what(), most)
+			}
+			p.needBytes = left
+		case desc == "Exceeded MaxWaiting":
+			closeReq()
+			if len(p.reqs) == 0 {
+				return fmt.Errorf("%w: %s: too many pull requests waiting on the consumer (its max_waiting)", ErrLimitExceeded, p.what())
+			}
+		case strings.HasPrefix(desc, "Exceeded MaxRequest"):
+			// The consumer's request limits changed under the stream.
+			return fmt.Errorf("%w: %s: the consumer's limit: %s; resubscribe", ErrLimitExceeded, p.what(), desc)
+		default:
+			closeReq() // batch completed and the like
+		}
+	case "503":
+		// No responders: the consumer is gone, or JetStream is between
+		// leaders. Ask which; pause before pulling again.
+		closeReq()
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		if _, err := p.js.Consumer(cctx, p.stream, p.name); errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+			return fmt.Errorf("%w: %s: consumer deleted", ErrConsumerNotFound, p.what())
+		}
+		p.retryAt = now.Add(pullRetry)
+		p.arm(now)
+	default:
+		closeReq() // 408: the request expired (or 404)
+	}
+	return nil
+}
+
+// stop ends the pulling. The inbox is drained, not just unsubscribed:
+// messages JetStream sent before it saw the interest go still arrive, and
+// with nak they are NAKed (so that other clients get them at once rather
+// than after the ack wait). It returns how many were NAKed.
+func (p *puller) stop(nak bool) int {
+	p.timer.Stop()
+	if p.nc.IsConnected() {
+		if p.sub.Drain() == nil {
+			_ = p.nc.FlushTimeout(time.Second)
+		}
+	} else {
+		_ = p.sub.Unsubscribe()
+	}
+	n := 0
+	for {
+		select {
+		case m := <-p.ch:
+			if nak && !isStatus(m) && m.Reply != "" && p.nc.Publish(m.Reply, nakBody) == nil {
+				n++
+			}
+		default:
+			if n > 0 && p.nc.IsConnected() {
+				_ = p.nc.FlushTimeout(time.Second)
+			}
+			return n
+		}
+	}
+}
+
+var nakBody = []byte("-NAK")
