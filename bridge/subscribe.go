@@ -44,8 +44,12 @@ type subscription struct {
 	format      jetwayv1.PayloadFormat
 	window      int
 	windowBytes int
+	batch       int // messages per event; above 1, sent as batch events
 	identity    string
 }
+
+// maxBatch bounds max_batch.
+const maxBatch = 1000
 
 // open takes the caller's connection (held until release) and resolves the
 // consumer a Subscribe or Consume names on it.
@@ -81,6 +85,12 @@ func (s *messageService) resolve(ctx context.Context, js jetstream.JetStream, pr
 		return nil, fieldErr(prefix+"max_bytes_in_flight", ErrInvalidArgument, "must be between 1 and %d (the server's cap)", s.caps.MaxBytesInFlight)
 	case n > 0:
 		sub.windowBytes = int(n)
+	}
+	switch n := req.GetMaxBatch(); {
+	case n < 0 || n > maxBatch:
+		return nil, fieldErr(prefix+"max_batch", ErrInvalidArgument, "must be between 0 and %d", maxBatch)
+	default:
+		sub.batch = max(1, int(n))
 	}
 	if hb := req.GetHeartbeat(); hb != nil {
 		d := hb.AsDuration()
@@ -261,6 +271,7 @@ func (s *messageService) Subscribe(req *jetwayv1.SubscribeRequest, stream jetway
 	defer p.stop(!sub.meta.ackNone)
 	// The heartbeat timer restarts at every send: an idle stream hears
 	// from the bridge every interval, exactly.
+	keep := func(d delivery, now time.Time) { held = track(held, d, now) }
 	hb := time.NewTimer(sub.heartbeat)
 	defer hb.Stop()
 	lost := s.conn.lostCh()
@@ -282,18 +293,20 @@ func (s *messageService) Subscribe(req *jetwayv1.SubscribeRequest, stream jetway
 				}
 				break
 			}
-			p.received(m)
-			out, d, err := s.deliver(sub, m, now)
+			out, err := s.take(ctx, sub, p, m, now, keep)
+			if len(out) > 0 {
+				ev := &jetwayv1.SubscribeResponse{Event: &jetwayv1.SubscribeResponse_Message{Message: out[0]}}
+				if sub.batch > 1 {
+					ev.Event = &jetwayv1.SubscribeResponse_Batch{Batch: &jetwayv1.MessageBatch{Messages: out}}
+				}
+				if err := stream.Send(ev); err != nil {
+					return err
+				}
+				hb.Reset(sub.heartbeat)
+			}
 			if err != nil {
 				return err
 			}
-			if !sub.meta.ackNone {
-				held = track(held, d, now)
-			}
-			if err := stream.Send(&jetwayv1.SubscribeResponse{Event: &jetwayv1.SubscribeResponse_Message{Message: out}}); err != nil {
-				return err
-			}
-			hb.Reset(sub.heartbeat)
 		case now := <-hb.C:
 			if err := stream.Send(&jetwayv1.SubscribeResponse{Event: &jetwayv1.SubscribeResponse_Heartbeat{Heartbeat: heartbeatEvent(now)}}); err != nil {
 				return err
@@ -303,6 +316,41 @@ func (s *messageService) Subscribe(req *jetwayv1.SubscribeRequest, stream jetway
 		// Pull more once the client has taken half the window.
 		if err := p.fill(0, 0, time.Now()); err != nil {
 			return err
+		}
+	}
+}
+
+// take converts m and, with max_batch, the messages that have already
+// arrived after it (up to max_batch), handling status replies on the way;
+// keep records each delivery that expects an ack. When a status reply ends
+// the stream, the messages before it come with the error, to be sent
+// first.
+func (s *messageService) take(ctx context.Context, sub *subscription, p *puller, m *nats.Msg, now time.Time, keep func(delivery, time.Time)) ([]*jetwayv1.Message, error) {
+	out := make([]*jetwayv1.Message, 0, min(sub.batch, 1+len(p.ch)))
+	for {
+		p.received(m)
+		msg, d, err := s.deliver(sub, m, now)
+		if err != nil {
+			return out, err
+		}
+		if !sub.meta.ackNone {
+			keep(d, now)
+		}
+		out = append(out, msg)
+		if len(out) >= sub.batch {
+			return out, nil
+		}
+		for m = nil; m == nil; {
+			select {
+			case next := <-p.ch:
+				if !isStatus(next) {
+					m = next
+				} else if err := p.status(ctx, next, now); err != nil {
+					return out, err
+				}
+			default:
+				return out, nil
+			}
 		}
 	}
 }
@@ -361,7 +409,7 @@ func (s *messageService) Consume(stream jetwayv1.MessageService_ConsumeServer) e
 
 	// The reader ends when Recv fails: at the client's half-close (EOF) or
 	// when the RPC ends, which is when this handler returns.
-	acks := make(chan *jetwayv1.AckOperation)
+	acks := make(chan []*jetwayv1.AckOperation)
 	readErr := make(chan error, 1)
 	go func() {
 		for {
@@ -370,13 +418,22 @@ func (s *messageService) Consume(stream jetwayv1.MessageService_ConsumeServer) e
 				readErr <- err
 				return
 			}
-			op := req.GetAck()
-			if op == nil {
-				readErr <- fieldErr("ack", ErrInvalidArgument, "every request after start must be an ack")
+			var ops []*jetwayv1.AckOperation
+			switch r := req.GetRequest().(type) {
+			case *jetwayv1.ConsumeRequest_Ack:
+				ops = []*jetwayv1.AckOperation{r.Ack}
+			case *jetwayv1.ConsumeRequest_Acks:
+				ops = r.Acks.GetOperations()
+				if len(ops) == 0 || len(ops) > s.caps.MaxAckBatch {
+					readErr <- fieldErr("acks.operations", ErrInvalidArgument, "between 1 and %d operations (the server's cap)", s.caps.MaxAckBatch)
+					return
+				}
+			default:
+				readErr <- fieldErr("ack", ErrInvalidArgument, "every request after start must be an ack or acks")
 				return
 			}
 			select {
-			case acks <- op:
+			case acks <- ops:
 			case <-ctx.Done():
 				return
 			}
@@ -393,6 +450,11 @@ func (s *messageService) Consume(stream jetwayv1.MessageService_ConsumeServer) e
 			delete(inFlight, reply)
 		}
 	}
+	keep := func(d delivery, _ time.Time) {
+		inFlight[d.reply] = d
+		inFlightBytes += d.size
+	}
+	nc := sub.js.Conn()
 	hb := time.NewTimer(sub.heartbeat)
 	defer hb.Stop()
 	lost := s.conn.lostCh()
@@ -411,22 +473,25 @@ func (s *messageService) Consume(stream jetwayv1.MessageService_ConsumeServer) e
 			return err
 		case now := <-p.timer.C:
 			p.tick(now)
-		case op := <-acks:
-			res, reply, _ := s.ackOne(ctx, sub.js.Conn(), op, false, time.Now())
-			if res.GetError() == nil {
-				if d, ok := inFlight[reply]; ok && op.GetKind() == jetwayv1.AckKind_ACK_KIND_IN_PROGRESS {
-					// Still held, with the extended deadline.
-					d.deadline = res.GetAckDeadline().AsTime()
-					inFlight[reply] = d
-				} else {
-					forget(reply)
+		case ops := <-acks:
+			now := time.Now()
+			for _, op := range ops {
+				res, reply, _ := s.ackOne(ctx, nc, op, false, now)
+				if res.GetError() == nil {
+					if d, ok := inFlight[reply]; ok && op.GetKind() == jetwayv1.AckKind_ACK_KIND_IN_PROGRESS {
+						// Still held, with the extended deadline.
+						d.deadline = res.GetAckDeadline().AsTime()
+						inFlight[reply] = d
+					} else {
+						forget(reply)
+					}
 				}
-			}
-			if res.GetError() != nil || res.GetNewToken() != "" {
-				if err := stream.Send(&jetwayv1.ConsumeResponse{Event: &jetwayv1.ConsumeResponse_AckResult{AckResult: res}}); err != nil {
-					return err
+				if res.GetError() != nil || res.GetNewToken() != "" {
+					if err := stream.Send(&jetwayv1.ConsumeResponse{Event: &jetwayv1.ConsumeResponse_AckResult{AckResult: res}}); err != nil {
+						return err
+					}
+					hb.Reset(sub.heartbeat)
 				}
-				hb.Reset(sub.heartbeat)
 			}
 		case m := <-p.ch:
 			now := time.Now()
@@ -436,19 +501,20 @@ func (s *messageService) Consume(stream jetwayv1.MessageService_ConsumeServer) e
 				}
 				break
 			}
-			p.received(m)
-			out, d, err := s.deliver(sub, m, now)
+			out, err := s.take(ctx, sub, p, m, now, keep)
+			if len(out) > 0 {
+				ev := &jetwayv1.ConsumeResponse{Event: &jetwayv1.ConsumeResponse_Message{Message: out[0]}}
+				if sub.batch > 1 {
+					ev.Event = &jetwayv1.ConsumeResponse_Batch{Batch: &jetwayv1.MessageBatch{Messages: out}}
+				}
+				if err := stream.Send(ev); err != nil {
+					return err
+				}
+				hb.Reset(sub.heartbeat)
+			}
 			if err != nil {
 				return err
 			}
-			if !sub.meta.ackNone {
-				inFlight[d.reply] = d
-				inFlightBytes += d.size
-			}
-			if err := stream.Send(&jetwayv1.ConsumeResponse{Event: &jetwayv1.ConsumeResponse_Message{Message: out}}); err != nil {
-				return err
-			}
-			hb.Reset(sub.heartbeat)
 		case now := <-hb.C:
 			// Deliveries past their deadline are JetStream's again: they no
 			// longer count against the window.

@@ -15,9 +15,9 @@ import (
 const MIMEEventStream = "text/event-stream"
 
 // eventStream marshals streamed responses as Server-Sent Events: one event
-// per response, named after its kind (subscribed, message, heartbeat,
-// error), with the JSON as data and, for messages, the stream sequence as
-// the event id, so that a browser's EventSource sends it back as
+// per response, named after its kind (subscribed, message, batch,
+// heartbeat, error), with the JSON as data and, for messages, the stream
+// sequence (of a batch, its last message's) as the event id, so that a browser's EventSource sends it back as
 // Last-Event-ID when it reconnects. grpc-gateway's stream forwarder wraps
 // each response as {"result": …} and an error as {"error": …}; the data
 // line carries the same JSON as the NDJSON form without that wrapper.
@@ -67,6 +67,12 @@ func eventOf(v any) (event, id string) {
 	switch ev := r.GetEvent().(type) {
 	case *jetwayv1.SubscribeResponse_Message:
 		return "message", strconv.FormatUint(ev.Message.GetStreamSequence(), 10)
+	case *jetwayv1.SubscribeResponse_Batch:
+		// Resuming after the last message of the batch resumes after all.
+		if msgs := ev.Batch.GetMessages(); len(msgs) > 0 {
+			return "batch", strconv.FormatUint(msgs[len(msgs)-1].GetStreamSequence(), 10)
+		}
+		return "batch", ""
 	case *jetwayv1.SubscribeResponse_Heartbeat:
 		return "heartbeat", ""
 	case *jetwayv1.SubscribeResponse_Subscribed:

@@ -18,6 +18,11 @@ import (
 // sides: the bridge's max_in_flight, nats.go's PullMaxMessages.
 const consumeWindow = 1024
 
+// eventBatch is the max_batch of the bridge side of scenarios 4 and 5: up
+// to this many messages per gRPC event (and, in 4, acks per request). The
+// "1/event" side runs without it.
+const eventBatch = 256
+
 // ackBatch is how many tokens one Ack call carries (scenario 5), and
 // ackWorkers how many Ack calls a client keeps going at once.
 const (
@@ -125,7 +130,12 @@ func consumeRound(ctx context.Context, e *env, p params) (map[string]measurement
 	return alternate(ctx, p.round,
 		sideRun{"bridge", func(ctx context.Context) (measurement, error) {
 			return withConsumer(ctx, e, p, 4, "bridge", func(f filledStream, consumer string, _ jetstream.Consumer) (measurement, error) {
-				return bridgeConsume(ctx, e, p, f, consumer)
+				return bridgeConsume(ctx, e, p, f, consumer, eventBatch)
+			})
+		}},
+		sideRun{"single", func(ctx context.Context) (measurement, error) {
+			return withConsumer(ctx, e, p, 4, "single", func(f filledStream, consumer string, _ jetstream.Consumer) (measurement, error) {
+				return bridgeConsume(ctx, e, p, f, consumer, 0)
 			})
 		}},
 		sideRun{"native", func(ctx context.Context) (measurement, error) {
@@ -138,8 +148,9 @@ func consumeRound(ctx context.Context, e *env, p params) (map[string]measurement
 
 // bridgeConsume reads min(consumeN, queued) messages from a Consume
 // stream, acking each on the same stream as it arrives, within
-// consumeTime.
-func bridgeConsume(ctx context.Context, e *env, p params, f filledStream, consumer string) (measurement, error) {
+// consumeTime. With batch, messages come up to batch per event and the
+// acks of one event go back in one request.
+func bridgeConsume(ctx context.Context, e *env, p params, f filledStream, consumer string, batch int) (measurement, error) {
 	n := min(p.b.consumeN, f.count)
 	ctx, cancel := context.WithTimeout(ctx, p.b.consumeTime+drainGrace)
 	defer cancel()
@@ -148,7 +159,7 @@ func bridgeConsume(ctx context.Context, e *env, p params, f filledStream, consum
 		return nil, fmt.Errorf("open Consume: %w", err)
 	}
 	start := &jetwayv1.ConsumeRequest{Request: &jetwayv1.ConsumeRequest_Start{Start: &jetwayv1.SubscribeRequest{
-		Stream: f.name, Consumer: consumer, MaxInFlight: consumeWindow,
+		Stream: f.name, Consumer: consumer, MaxInFlight: consumeWindow, MaxBatch: int32(batch),
 	}}}
 	if err := st.Send(start); err != nil {
 		return nil, fmt.Errorf("Consume start: %w", err)
@@ -166,6 +177,9 @@ func bridgeConsume(ctx context.Context, e *env, p params, f filledStream, consum
 	defer stop.Stop()
 	op := &jetwayv1.AckOperation{}
 	ack := &jetwayv1.ConsumeRequest{Request: &jetwayv1.ConsumeRequest_Ack{Ack: op}}
+	var opBuf, ops []*jetwayv1.AckOperation
+	acks := &jetwayv1.ConsumeRequest_Acks{Acks: &jetwayv1.AckBatch{}}
+	batchAck := &jetwayv1.ConsumeRequest{Request: acks}
 	got := 0
 	var ackErrs int
 recv:
@@ -187,6 +201,24 @@ recv:
 				return nil, fmt.Errorf("Consume ack: %w", err)
 			}
 			got++
+		case *jetwayv1.ConsumeResponse_Batch:
+			msgs := ev.Batch.GetMessages()
+			ops = ops[:0]
+			for i, m := range msgs {
+				if i == len(opBuf) {
+					opBuf = append(opBuf, &jetwayv1.AckOperation{})
+				}
+				opBuf[i].Token = m.GetAckToken()
+				ops = append(ops, opBuf[i])
+			}
+			acks.Acks.Operations = ops
+			if err := st.Send(batchAck); err != nil {
+				if time.Since(t0) >= p.b.consumeTime {
+					break recv
+				}
+				return nil, fmt.Errorf("Consume acks: %w", err)
+			}
+			got += len(msgs)
 		case *jetwayv1.ConsumeResponse_AckResult:
 			ackErrs++
 		}
@@ -264,7 +296,12 @@ func subscribeAckRound(ctx context.Context, e *env, p params) (map[string]measur
 	return alternate(ctx, p.round,
 		sideRun{"bridge", func(ctx context.Context) (measurement, error) {
 			return withConsumer(ctx, e, p, 5, "bridge", func(f filledStream, consumer string, _ jetstream.Consumer) (measurement, error) {
-				return bridgeSubscribeAck(ctx, e, p, f, consumer)
+				return bridgeSubscribeAck(ctx, e, p, f, consumer, eventBatch)
+			})
+		}},
+		sideRun{"single", func(ctx context.Context) (measurement, error) {
+			return withConsumer(ctx, e, p, 5, "single", func(f filledStream, consumer string, _ jetstream.Consumer) (measurement, error) {
+				return bridgeSubscribeAck(ctx, e, p, f, consumer, 0)
 			})
 		}},
 		sideRun{"native", func(ctx context.Context) (measurement, error) {
@@ -275,16 +312,17 @@ func subscribeAckRound(ctx context.Context, e *env, p params) (map[string]measur
 	)
 }
 
-// bridgeSubscribeAck reads a Subscribe stream and hands the tokens, 100 at
-// a time, to ackWorkers goroutines calling Ack. The rate counts messages
-// whose ack the bridge confirmed.
-func bridgeSubscribeAck(ctx context.Context, e *env, p params, f filledStream, consumer string) (measurement, error) {
+// bridgeSubscribeAck reads a Subscribe stream (up to batch messages per
+// event with batch) and hands the tokens, 100 at a time, to ackWorkers
+// goroutines calling Ack. The rate counts messages whose ack the bridge
+// confirmed.
+func bridgeSubscribeAck(ctx context.Context, e *env, p params, f filledStream, consumer string, batch int) (measurement, error) {
 	n := min(p.b.consumeN, f.count)
 	ctx, cancel := context.WithTimeout(ctx, p.b.consumeTime+drainGrace)
 	defer cancel()
 	subCtx, cancelSub := context.WithCancel(ctx)
 	defer cancelSub()
-	st, err := e.msgs.Subscribe(subCtx, &jetwayv1.SubscribeRequest{Stream: f.name, Consumer: consumer, MaxInFlight: consumeWindow})
+	st, err := e.msgs.Subscribe(subCtx, &jetwayv1.SubscribeRequest{Stream: f.name, Consumer: consumer, MaxInFlight: consumeWindow, MaxBatch: int32(batch)})
 	if err != nil {
 		return nil, fmt.Errorf("Subscribe: %w", err)
 	}
@@ -320,7 +358,7 @@ func bridgeSubscribeAck(ctx context.Context, e *env, p params, f filledStream, c
 		})
 	}
 	got := 0
-	batch := make([]*jetwayv1.AckOperation, 0, ackBatch)
+	pending := make([]*jetwayv1.AckOperation, 0, ackBatch)
 	var recvErr error
 	for got < n {
 		resp, err := st.Recv()
@@ -330,23 +368,25 @@ func bridgeSubscribeAck(ctx context.Context, e *env, p params, f filledStream, c
 			}
 			break
 		}
-		m := resp.GetMessage()
-		if m == nil {
-			continue // heartbeat
+		msgs := resp.GetBatch().GetMessages()
+		if m := resp.GetMessage(); m != nil {
+			msgs = []*jetwayv1.Message{m}
 		}
-		got++
-		batch = append(batch, &jetwayv1.AckOperation{Token: m.GetAckToken()})
-		if len(batch) == ackBatch || got == n {
-			select {
-			case batches <- batch:
-			case <-gctx.Done():
+		for _, m := range msgs {
+			got++
+			pending = append(pending, &jetwayv1.AckOperation{Token: m.GetAckToken()})
+			if len(pending) == ackBatch || got == n {
+				select {
+				case batches <- pending:
+				case <-gctx.Done():
+				}
+				pending = make([]*jetwayv1.AckOperation, 0, ackBatch)
 			}
-			batch = make([]*jetwayv1.AckOperation, 0, ackBatch)
 		}
 	}
-	if len(batch) > 0 && recvErr == nil {
+	if len(pending) > 0 && recvErr == nil {
 		select {
-		case batches <- batch:
+		case batches <- pending:
 		case <-gctx.Done():
 		}
 	}

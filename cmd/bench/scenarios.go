@@ -126,9 +126,11 @@ var scenarios = []scenario{
 	}},
 	{id: 4, name: "Consume, inline acks", perPayload: true, round: consumeRound, rows: []rowSpec{
 		{metric: mRate, label: "msgs/s", unit: "msgs/s", side: "bridge", base: "native", tgt: target{ratioAtLeast, 0.80}},
+		{metric: mRate, label: "msgs/s 1/event", unit: "msgs/s", side: "single", base: "native"},
 	}},
 	{id: 5, name: "Subscribe + Ack×100", perPayload: true, round: subscribeAckRound, rows: []rowSpec{
 		{metric: mRate, label: "msgs/s", unit: "msgs/s", side: "bridge", base: "native", tgt: target{ratioAtLeast, 0.50}},
+		{metric: mRate, label: "msgs/s 1/event", unit: "msgs/s", side: "single", base: "native"},
 	}},
 	{id: 6, name: "Fetch batch 100", perPayload: true, round: fetchRound, rows: []rowSpec{
 		{metric: mP50, label: "p50", unit: "ms", side: "bridge", base: "native", tgt: target{addedAtMost, 0.5}},

@@ -838,7 +838,13 @@ type SubscribeRequest struct {
 	// Interval of heartbeats on an idle stream, 1s to 5m; unset is 15s.
 	Heartbeat *durationpb.Duration `protobuf:"bytes,6,opt,name=heartbeat,proto3" json:"heartbeat,omitempty"`
 	// How payloads are encoded.
-	Format        PayloadFormat `protobuf:"varint,7,opt,name=format,proto3,enum=jetway.v1.PayloadFormat" json:"format,omitempty"`
+	Format PayloadFormat `protobuf:"varint,7,opt,name=format,proto3,enum=jetway.v1.PayloadFormat" json:"format,omitempty"`
+	// Up to this many messages per event, as one `batch`: the bridge sends
+	// together what has already arrived for the stream, never waiting for
+	// more, so batches form only when messages arrive faster than one event
+	// each could carry them. 0 or 1 sends every message as its own `message`
+	// event. At most 1000.
+	MaxBatch      int32 `protobuf:"varint,8,opt,name=max_batch,json=maxBatch,proto3" json:"max_batch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -922,6 +928,13 @@ func (x *SubscribeRequest) GetFormat() PayloadFormat {
 	return PayloadFormat_PAYLOAD_FORMAT_UNSPECIFIED
 }
 
+func (x *SubscribeRequest) GetMaxBatch() int32 {
+	if x != nil {
+		return x.MaxBatch
+	}
+	return 0
+}
+
 // SubscribeResponse is one event of a Subscribe stream.
 type SubscribeResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -932,6 +945,7 @@ type SubscribeResponse struct {
 	//	*SubscribeResponse_Message
 	//	*SubscribeResponse_Heartbeat
 	//	*SubscribeResponse_Subscribed
+	//	*SubscribeResponse_Batch
 	Event         isSubscribeResponse_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1001,6 +1015,15 @@ func (x *SubscribeResponse) GetSubscribed() *Subscribed {
 	return nil
 }
 
+func (x *SubscribeResponse) GetBatch() *MessageBatch {
+	if x != nil {
+		if x, ok := x.Event.(*SubscribeResponse_Batch); ok {
+			return x.Batch
+		}
+	}
+	return nil
+}
+
 type isSubscribeResponse_Event interface {
 	isSubscribeResponse_Event()
 }
@@ -1020,11 +1043,64 @@ type SubscribeResponse_Subscribed struct {
 	Subscribed *Subscribed `protobuf:"bytes,3,opt,name=subscribed,proto3,oneof"`
 }
 
+type SubscribeResponse_Batch struct {
+	// Several delivered messages, in delivery order (with max_batch > 1).
+	Batch *MessageBatch `protobuf:"bytes,4,opt,name=batch,proto3,oneof"`
+}
+
 func (*SubscribeResponse_Message) isSubscribeResponse_Event() {}
 
 func (*SubscribeResponse_Heartbeat) isSubscribeResponse_Event() {}
 
 func (*SubscribeResponse_Subscribed) isSubscribeResponse_Event() {}
+
+func (*SubscribeResponse_Batch) isSubscribeResponse_Event() {}
+
+// MessageBatch is several delivered messages in one event.
+type MessageBatch struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The messages, in delivery order.
+	Messages      []*Message `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MessageBatch) Reset() {
+	*x = MessageBatch{}
+	mi := &file_jetway_v1_message_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MessageBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MessageBatch) ProtoMessage() {}
+
+func (x *MessageBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_message_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MessageBatch.ProtoReflect.Descriptor instead.
+func (*MessageBatch) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *MessageBatch) GetMessages() []*Message {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
 
 // Subscribed is the first event of every Subscribe and Consume stream.
 type Subscribed struct {
@@ -1051,7 +1127,7 @@ type Subscribed struct {
 
 func (x *Subscribed) Reset() {
 	*x = Subscribed{}
-	mi := &file_jetway_v1_message_proto_msgTypes[8]
+	mi := &file_jetway_v1_message_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1063,7 +1139,7 @@ func (x *Subscribed) String() string {
 func (*Subscribed) ProtoMessage() {}
 
 func (x *Subscribed) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[8]
+	mi := &file_jetway_v1_message_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1076,7 +1152,7 @@ func (x *Subscribed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Subscribed.ProtoReflect.Descriptor instead.
 func (*Subscribed) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{8}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Subscribed) GetStream() string {
@@ -1139,7 +1215,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_jetway_v1_message_proto_msgTypes[9]
+	mi := &file_jetway_v1_message_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1151,7 +1227,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[9]
+	mi := &file_jetway_v1_message_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1164,7 +1240,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{9}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Heartbeat) GetTime() *timestamppb.Timestamp {
@@ -1197,7 +1273,7 @@ type FetchRequest struct {
 
 func (x *FetchRequest) Reset() {
 	*x = FetchRequest{}
-	mi := &file_jetway_v1_message_proto_msgTypes[10]
+	mi := &file_jetway_v1_message_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1209,7 +1285,7 @@ func (x *FetchRequest) String() string {
 func (*FetchRequest) ProtoMessage() {}
 
 func (x *FetchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[10]
+	mi := &file_jetway_v1_message_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1222,7 +1298,7 @@ func (x *FetchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchRequest.ProtoReflect.Descriptor instead.
 func (*FetchRequest) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{10}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *FetchRequest) GetStream() string {
@@ -1285,7 +1361,7 @@ type FetchResponse struct {
 
 func (x *FetchResponse) Reset() {
 	*x = FetchResponse{}
-	mi := &file_jetway_v1_message_proto_msgTypes[11]
+	mi := &file_jetway_v1_message_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1297,7 +1373,7 @@ func (x *FetchResponse) String() string {
 func (*FetchResponse) ProtoMessage() {}
 
 func (x *FetchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[11]
+	mi := &file_jetway_v1_message_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1310,7 +1386,7 @@ func (x *FetchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchResponse.ProtoReflect.Descriptor instead.
 func (*FetchResponse) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{11}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *FetchResponse) GetMessages() []*Message {
@@ -1337,7 +1413,7 @@ type AckOperation struct {
 
 func (x *AckOperation) Reset() {
 	*x = AckOperation{}
-	mi := &file_jetway_v1_message_proto_msgTypes[12]
+	mi := &file_jetway_v1_message_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1349,7 +1425,7 @@ func (x *AckOperation) String() string {
 func (*AckOperation) ProtoMessage() {}
 
 func (x *AckOperation) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[12]
+	mi := &file_jetway_v1_message_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1362,7 +1438,7 @@ func (x *AckOperation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckOperation.ProtoReflect.Descriptor instead.
 func (*AckOperation) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{12}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *AckOperation) GetToken() string {
@@ -1406,7 +1482,7 @@ type AckRequest struct {
 
 func (x *AckRequest) Reset() {
 	*x = AckRequest{}
-	mi := &file_jetway_v1_message_proto_msgTypes[13]
+	mi := &file_jetway_v1_message_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1418,7 +1494,7 @@ func (x *AckRequest) String() string {
 func (*AckRequest) ProtoMessage() {}
 
 func (x *AckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[13]
+	mi := &file_jetway_v1_message_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1431,7 +1507,7 @@ func (x *AckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckRequest.ProtoReflect.Descriptor instead.
 func (*AckRequest) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{13}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *AckRequest) GetOperations() []*AckOperation {
@@ -1465,7 +1541,7 @@ type AckResult struct {
 
 func (x *AckResult) Reset() {
 	*x = AckResult{}
-	mi := &file_jetway_v1_message_proto_msgTypes[14]
+	mi := &file_jetway_v1_message_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1477,7 +1553,7 @@ func (x *AckResult) String() string {
 func (*AckResult) ProtoMessage() {}
 
 func (x *AckResult) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[14]
+	mi := &file_jetway_v1_message_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1490,7 +1566,7 @@ func (x *AckResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckResult.ProtoReflect.Descriptor instead.
 func (*AckResult) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{14}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *AckResult) GetToken() string {
@@ -1532,7 +1608,7 @@ type AckResponse struct {
 
 func (x *AckResponse) Reset() {
 	*x = AckResponse{}
-	mi := &file_jetway_v1_message_proto_msgTypes[15]
+	mi := &file_jetway_v1_message_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1544,7 +1620,7 @@ func (x *AckResponse) String() string {
 func (*AckResponse) ProtoMessage() {}
 
 func (x *AckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[15]
+	mi := &file_jetway_v1_message_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1557,7 +1633,7 @@ func (x *AckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckResponse.ProtoReflect.Descriptor instead.
 func (*AckResponse) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{15}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *AckResponse) GetResults() []*AckResult {
@@ -1576,6 +1652,7 @@ type ConsumeRequest struct {
 	//
 	//	*ConsumeRequest_Start
 	//	*ConsumeRequest_Ack
+	//	*ConsumeRequest_Acks
 	Request       isConsumeRequest_Request `protobuf_oneof:"request"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1583,7 +1660,7 @@ type ConsumeRequest struct {
 
 func (x *ConsumeRequest) Reset() {
 	*x = ConsumeRequest{}
-	mi := &file_jetway_v1_message_proto_msgTypes[16]
+	mi := &file_jetway_v1_message_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1595,7 +1672,7 @@ func (x *ConsumeRequest) String() string {
 func (*ConsumeRequest) ProtoMessage() {}
 
 func (x *ConsumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[16]
+	mi := &file_jetway_v1_message_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1608,7 +1685,7 @@ func (x *ConsumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeRequest.ProtoReflect.Descriptor instead.
 func (*ConsumeRequest) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{16}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ConsumeRequest) GetRequest() isConsumeRequest_Request {
@@ -1636,6 +1713,15 @@ func (x *ConsumeRequest) GetAck() *AckOperation {
 	return nil
 }
 
+func (x *ConsumeRequest) GetAcks() *AckBatch {
+	if x != nil {
+		if x, ok := x.Request.(*ConsumeRequest_Acks); ok {
+			return x.Acks
+		}
+	}
+	return nil
+}
+
 type isConsumeRequest_Request interface {
 	isConsumeRequest_Request()
 }
@@ -1650,9 +1736,63 @@ type ConsumeRequest_Ack struct {
 	Ack *AckOperation `protobuf:"bytes,2,opt,name=ack,proto3,oneof"`
 }
 
+type ConsumeRequest_Acks struct {
+	// Several acknowledgements, applied in order.
+	Acks *AckBatch `protobuf:"bytes,3,opt,name=acks,proto3,oneof"`
+}
+
 func (*ConsumeRequest_Start) isConsumeRequest_Request() {}
 
 func (*ConsumeRequest_Ack) isConsumeRequest_Request() {}
+
+func (*ConsumeRequest_Acks) isConsumeRequest_Request() {}
+
+// AckBatch is several acknowledgements in one Consume request.
+type AckBatch struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The operations, applied in order; each failing one gets its own
+	// ack_result event.
+	Operations    []*AckOperation `protobuf:"bytes,1,rep,name=operations,proto3" json:"operations,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckBatch) Reset() {
+	*x = AckBatch{}
+	mi := &file_jetway_v1_message_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckBatch) ProtoMessage() {}
+
+func (x *AckBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_message_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckBatch.ProtoReflect.Descriptor instead.
+func (*AckBatch) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *AckBatch) GetOperations() []*AckOperation {
+	if x != nil {
+		return x.Operations
+	}
+	return nil
+}
 
 // ConsumeResponse is one event of a Consume stream.
 type ConsumeResponse struct {
@@ -1665,6 +1805,7 @@ type ConsumeResponse struct {
 	//	*ConsumeResponse_Heartbeat
 	//	*ConsumeResponse_AckResult
 	//	*ConsumeResponse_Subscribed
+	//	*ConsumeResponse_Batch
 	Event         isConsumeResponse_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1672,7 +1813,7 @@ type ConsumeResponse struct {
 
 func (x *ConsumeResponse) Reset() {
 	*x = ConsumeResponse{}
-	mi := &file_jetway_v1_message_proto_msgTypes[17]
+	mi := &file_jetway_v1_message_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1684,7 +1825,7 @@ func (x *ConsumeResponse) String() string {
 func (*ConsumeResponse) ProtoMessage() {}
 
 func (x *ConsumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[17]
+	mi := &file_jetway_v1_message_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1697,7 +1838,7 @@ func (x *ConsumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeResponse.ProtoReflect.Descriptor instead.
 func (*ConsumeResponse) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{17}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ConsumeResponse) GetEvent() isConsumeResponse_Event {
@@ -1743,6 +1884,15 @@ func (x *ConsumeResponse) GetSubscribed() *Subscribed {
 	return nil
 }
 
+func (x *ConsumeResponse) GetBatch() *MessageBatch {
+	if x != nil {
+		if x, ok := x.Event.(*ConsumeResponse_Batch); ok {
+			return x.Batch
+		}
+	}
+	return nil
+}
+
 type isConsumeResponse_Event interface {
 	isConsumeResponse_Event()
 }
@@ -1767,6 +1917,11 @@ type ConsumeResponse_Subscribed struct {
 	Subscribed *Subscribed `protobuf:"bytes,4,opt,name=subscribed,proto3,oneof"`
 }
 
+type ConsumeResponse_Batch struct {
+	// Several delivered messages, in delivery order (with max_batch > 1).
+	Batch *MessageBatch `protobuf:"bytes,5,opt,name=batch,proto3,oneof"`
+}
+
 func (*ConsumeResponse_Message) isConsumeResponse_Event() {}
 
 func (*ConsumeResponse_Heartbeat) isConsumeResponse_Event() {}
@@ -1774,6 +1929,8 @@ func (*ConsumeResponse_Heartbeat) isConsumeResponse_Event() {}
 func (*ConsumeResponse_AckResult) isConsumeResponse_Event() {}
 
 func (*ConsumeResponse_Subscribed) isConsumeResponse_Event() {}
+
+func (*ConsumeResponse_Batch) isConsumeResponse_Event() {}
 
 var File_jetway_v1_message_proto protoreflect.FileDescriptor
 
@@ -1835,7 +1992,7 @@ const file_jetway_v1_message_proto_rawDesc = "" +
 	"\fHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12-\n" +
 	"\x05value\x18\x02 \x01(\v2\x17.jetway.v1.HeaderValuesR\x05value:\x028\x01B\t\n" +
-	"\apayload\"\xb7\x02\n" +
+	"\apayload\"\xd4\x02\n" +
 	"\x10SubscribeRequest\x12\x16\n" +
 	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x1a\n" +
 	"\bconsumer\x18\x02 \x01(\tR\bconsumer\x121\n" +
@@ -1843,14 +2000,18 @@ const file_jetway_v1_message_proto_rawDesc = "" +
 	"\rmax_in_flight\x18\x04 \x01(\x05R\vmaxInFlight\x12-\n" +
 	"\x13max_bytes_in_flight\x18\x05 \x01(\x03R\x10maxBytesInFlight\x127\n" +
 	"\theartbeat\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\theartbeat\x120\n" +
-	"\x06format\x18\a \x01(\x0e2\x18.jetway.v1.PayloadFormatR\x06format\"\xbb\x01\n" +
+	"\x06format\x18\a \x01(\x0e2\x18.jetway.v1.PayloadFormatR\x06format\x12\x1b\n" +
+	"\tmax_batch\x18\b \x01(\x05R\bmaxBatch\"\xec\x01\n" +
 	"\x11SubscribeResponse\x12.\n" +
 	"\amessage\x18\x01 \x01(\v2\x12.jetway.v1.MessageH\x00R\amessage\x124\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x14.jetway.v1.HeartbeatH\x00R\theartbeat\x127\n" +
 	"\n" +
 	"subscribed\x18\x03 \x01(\v2\x15.jetway.v1.SubscribedH\x00R\n" +
-	"subscribedB\a\n" +
-	"\x05event\"\xf2\x01\n" +
+	"subscribed\x12/\n" +
+	"\x05batch\x18\x04 \x01(\v2\x17.jetway.v1.MessageBatchH\x00R\x05batchB\a\n" +
+	"\x05event\">\n" +
+	"\fMessageBatch\x12.\n" +
+	"\bmessages\x18\x01 \x03(\v2\x12.jetway.v1.MessageR\bmessages\"\xf2\x01\n" +
 	"\n" +
 	"Subscribed\x12\x16\n" +
 	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x1a\n" +
@@ -1889,11 +2050,16 @@ const file_jetway_v1_message_proto_rawDesc = "" +
 	"\tnew_token\x18\x03 \x01(\tR\bnewToken\x12=\n" +
 	"\fack_deadline\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vackDeadline\"=\n" +
 	"\vAckResponse\x12.\n" +
-	"\aresults\x18\x01 \x03(\v2\x14.jetway.v1.AckResultR\aresults\"}\n" +
+	"\aresults\x18\x01 \x03(\v2\x14.jetway.v1.AckResultR\aresults\"\xa8\x01\n" +
 	"\x0eConsumeRequest\x123\n" +
 	"\x05start\x18\x01 \x01(\v2\x1b.jetway.v1.SubscribeRequestH\x00R\x05start\x12+\n" +
-	"\x03ack\x18\x02 \x01(\v2\x17.jetway.v1.AckOperationH\x00R\x03ackB\t\n" +
-	"\arequest\"\xf0\x01\n" +
+	"\x03ack\x18\x02 \x01(\v2\x17.jetway.v1.AckOperationH\x00R\x03ack\x12)\n" +
+	"\x04acks\x18\x03 \x01(\v2\x13.jetway.v1.AckBatchH\x00R\x04acksB\t\n" +
+	"\arequest\"C\n" +
+	"\bAckBatch\x127\n" +
+	"\n" +
+	"operations\x18\x01 \x03(\v2\x17.jetway.v1.AckOperationR\n" +
+	"operations\"\xa1\x02\n" +
 	"\x0fConsumeResponse\x12.\n" +
 	"\amessage\x18\x01 \x01(\v2\x12.jetway.v1.MessageH\x00R\amessage\x124\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x14.jetway.v1.HeartbeatH\x00R\theartbeat\x125\n" +
@@ -1901,7 +2067,8 @@ const file_jetway_v1_message_proto_rawDesc = "" +
 	"ack_result\x18\x03 \x01(\v2\x14.jetway.v1.AckResultH\x00R\tackResult\x127\n" +
 	"\n" +
 	"subscribed\x18\x04 \x01(\v2\x15.jetway.v1.SubscribedH\x00R\n" +
-	"subscribedB\a\n" +
+	"subscribed\x12/\n" +
+	"\x05batch\x18\x05 \x01(\v2\x17.jetway.v1.MessageBatchH\x00R\x05batchB\a\n" +
 	"\x05event*{\n" +
 	"\rPayloadFormat\x12\x1e\n" +
 	"\x1aPAYLOAD_FORMAT_UNSPECIFIED\x10\x00\x12\x18\n" +
@@ -1935,7 +2102,7 @@ func file_jetway_v1_message_proto_rawDescGZIP() []byte {
 }
 
 var file_jetway_v1_message_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_jetway_v1_message_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_jetway_v1_message_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_jetway_v1_message_proto_goTypes = []any{
 	(PayloadFormat)(0),            // 0: jetway.v1.PayloadFormat
 	(AckKind)(0),                  // 1: jetway.v1.AckKind
@@ -1947,76 +2114,83 @@ var file_jetway_v1_message_proto_goTypes = []any{
 	(*Message)(nil),               // 7: jetway.v1.Message
 	(*SubscribeRequest)(nil),      // 8: jetway.v1.SubscribeRequest
 	(*SubscribeResponse)(nil),     // 9: jetway.v1.SubscribeResponse
-	(*Subscribed)(nil),            // 10: jetway.v1.Subscribed
-	(*Heartbeat)(nil),             // 11: jetway.v1.Heartbeat
-	(*FetchRequest)(nil),          // 12: jetway.v1.FetchRequest
-	(*FetchResponse)(nil),         // 13: jetway.v1.FetchResponse
-	(*AckOperation)(nil),          // 14: jetway.v1.AckOperation
-	(*AckRequest)(nil),            // 15: jetway.v1.AckRequest
-	(*AckResult)(nil),             // 16: jetway.v1.AckResult
-	(*AckResponse)(nil),           // 17: jetway.v1.AckResponse
-	(*ConsumeRequest)(nil),        // 18: jetway.v1.ConsumeRequest
-	(*ConsumeResponse)(nil),       // 19: jetway.v1.ConsumeResponse
-	nil,                           // 20: jetway.v1.PublishRequest.HeadersEntry
-	nil,                           // 21: jetway.v1.Message.HeadersEntry
-	(*structpb.Value)(nil),        // 22: google.protobuf.Value
-	(*durationpb.Duration)(nil),   // 23: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
-	(*ConsumerConfig)(nil),        // 25: jetway.v1.ConsumerConfig
-	(*HeaderValues)(nil),          // 26: jetway.v1.HeaderValues
+	(*MessageBatch)(nil),          // 10: jetway.v1.MessageBatch
+	(*Subscribed)(nil),            // 11: jetway.v1.Subscribed
+	(*Heartbeat)(nil),             // 12: jetway.v1.Heartbeat
+	(*FetchRequest)(nil),          // 13: jetway.v1.FetchRequest
+	(*FetchResponse)(nil),         // 14: jetway.v1.FetchResponse
+	(*AckOperation)(nil),          // 15: jetway.v1.AckOperation
+	(*AckRequest)(nil),            // 16: jetway.v1.AckRequest
+	(*AckResult)(nil),             // 17: jetway.v1.AckResult
+	(*AckResponse)(nil),           // 18: jetway.v1.AckResponse
+	(*ConsumeRequest)(nil),        // 19: jetway.v1.ConsumeRequest
+	(*AckBatch)(nil),              // 20: jetway.v1.AckBatch
+	(*ConsumeResponse)(nil),       // 21: jetway.v1.ConsumeResponse
+	nil,                           // 22: jetway.v1.PublishRequest.HeadersEntry
+	nil,                           // 23: jetway.v1.Message.HeadersEntry
+	(*structpb.Value)(nil),        // 24: google.protobuf.Value
+	(*durationpb.Duration)(nil),   // 25: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 26: google.protobuf.Timestamp
+	(*ConsumerConfig)(nil),        // 27: jetway.v1.ConsumerConfig
+	(*HeaderValues)(nil),          // 28: jetway.v1.HeaderValues
 }
 var file_jetway_v1_message_proto_depIdxs = []int32{
-	22, // 0: jetway.v1.PublishRequest.json:type_name -> google.protobuf.Value
-	20, // 1: jetway.v1.PublishRequest.headers:type_name -> jetway.v1.PublishRequest.HeadersEntry
-	23, // 2: jetway.v1.PublishRequest.ttl:type_name -> google.protobuf.Duration
+	24, // 0: jetway.v1.PublishRequest.json:type_name -> google.protobuf.Value
+	22, // 1: jetway.v1.PublishRequest.headers:type_name -> jetway.v1.PublishRequest.HeadersEntry
+	25, // 2: jetway.v1.PublishRequest.ttl:type_name -> google.protobuf.Duration
 	2,  // 3: jetway.v1.PublishStreamRequest.publish:type_name -> jetway.v1.PublishRequest
 	3,  // 4: jetway.v1.PublishStreamResponse.ack:type_name -> jetway.v1.PublishResponse
 	6,  // 5: jetway.v1.PublishStreamResponse.error:type_name -> jetway.v1.Error
-	22, // 6: jetway.v1.Message.json:type_name -> google.protobuf.Value
-	21, // 7: jetway.v1.Message.headers:type_name -> jetway.v1.Message.HeadersEntry
-	24, // 8: jetway.v1.Message.timestamp:type_name -> google.protobuf.Timestamp
-	24, // 9: jetway.v1.Message.ack_deadline:type_name -> google.protobuf.Timestamp
-	25, // 10: jetway.v1.SubscribeRequest.config:type_name -> jetway.v1.ConsumerConfig
-	23, // 11: jetway.v1.SubscribeRequest.heartbeat:type_name -> google.protobuf.Duration
+	24, // 6: jetway.v1.Message.json:type_name -> google.protobuf.Value
+	23, // 7: jetway.v1.Message.headers:type_name -> jetway.v1.Message.HeadersEntry
+	26, // 8: jetway.v1.Message.timestamp:type_name -> google.protobuf.Timestamp
+	26, // 9: jetway.v1.Message.ack_deadline:type_name -> google.protobuf.Timestamp
+	27, // 10: jetway.v1.SubscribeRequest.config:type_name -> jetway.v1.ConsumerConfig
+	25, // 11: jetway.v1.SubscribeRequest.heartbeat:type_name -> google.protobuf.Duration
 	0,  // 12: jetway.v1.SubscribeRequest.format:type_name -> jetway.v1.PayloadFormat
 	7,  // 13: jetway.v1.SubscribeResponse.message:type_name -> jetway.v1.Message
-	11, // 14: jetway.v1.SubscribeResponse.heartbeat:type_name -> jetway.v1.Heartbeat
-	10, // 15: jetway.v1.SubscribeResponse.subscribed:type_name -> jetway.v1.Subscribed
-	24, // 16: jetway.v1.Heartbeat.time:type_name -> google.protobuf.Timestamp
-	23, // 17: jetway.v1.FetchRequest.wait:type_name -> google.protobuf.Duration
-	0,  // 18: jetway.v1.FetchRequest.format:type_name -> jetway.v1.PayloadFormat
-	7,  // 19: jetway.v1.FetchResponse.messages:type_name -> jetway.v1.Message
-	1,  // 20: jetway.v1.AckOperation.kind:type_name -> jetway.v1.AckKind
-	23, // 21: jetway.v1.AckOperation.delay:type_name -> google.protobuf.Duration
-	14, // 22: jetway.v1.AckRequest.operations:type_name -> jetway.v1.AckOperation
-	6,  // 23: jetway.v1.AckResult.error:type_name -> jetway.v1.Error
-	24, // 24: jetway.v1.AckResult.ack_deadline:type_name -> google.protobuf.Timestamp
-	16, // 25: jetway.v1.AckResponse.results:type_name -> jetway.v1.AckResult
-	8,  // 26: jetway.v1.ConsumeRequest.start:type_name -> jetway.v1.SubscribeRequest
-	14, // 27: jetway.v1.ConsumeRequest.ack:type_name -> jetway.v1.AckOperation
-	7,  // 28: jetway.v1.ConsumeResponse.message:type_name -> jetway.v1.Message
-	11, // 29: jetway.v1.ConsumeResponse.heartbeat:type_name -> jetway.v1.Heartbeat
-	16, // 30: jetway.v1.ConsumeResponse.ack_result:type_name -> jetway.v1.AckResult
-	10, // 31: jetway.v1.ConsumeResponse.subscribed:type_name -> jetway.v1.Subscribed
-	26, // 32: jetway.v1.PublishRequest.HeadersEntry.value:type_name -> jetway.v1.HeaderValues
-	26, // 33: jetway.v1.Message.HeadersEntry.value:type_name -> jetway.v1.HeaderValues
-	2,  // 34: jetway.v1.MessageService.Publish:input_type -> jetway.v1.PublishRequest
-	4,  // 35: jetway.v1.MessageService.PublishStream:input_type -> jetway.v1.PublishStreamRequest
-	8,  // 36: jetway.v1.MessageService.Subscribe:input_type -> jetway.v1.SubscribeRequest
-	12, // 37: jetway.v1.MessageService.Fetch:input_type -> jetway.v1.FetchRequest
-	15, // 38: jetway.v1.MessageService.Ack:input_type -> jetway.v1.AckRequest
-	18, // 39: jetway.v1.MessageService.Consume:input_type -> jetway.v1.ConsumeRequest
-	3,  // 40: jetway.v1.MessageService.Publish:output_type -> jetway.v1.PublishResponse
-	5,  // 41: jetway.v1.MessageService.PublishStream:output_type -> jetway.v1.PublishStreamResponse
-	9,  // 42: jetway.v1.MessageService.Subscribe:output_type -> jetway.v1.SubscribeResponse
-	13, // 43: jetway.v1.MessageService.Fetch:output_type -> jetway.v1.FetchResponse
-	17, // 44: jetway.v1.MessageService.Ack:output_type -> jetway.v1.AckResponse
-	19, // 45: jetway.v1.MessageService.Consume:output_type -> jetway.v1.ConsumeResponse
-	40, // [40:46] is the sub-list for method output_type
-	34, // [34:40] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	12, // 14: jetway.v1.SubscribeResponse.heartbeat:type_name -> jetway.v1.Heartbeat
+	11, // 15: jetway.v1.SubscribeResponse.subscribed:type_name -> jetway.v1.Subscribed
+	10, // 16: jetway.v1.SubscribeResponse.batch:type_name -> jetway.v1.MessageBatch
+	7,  // 17: jetway.v1.MessageBatch.messages:type_name -> jetway.v1.Message
+	26, // 18: jetway.v1.Heartbeat.time:type_name -> google.protobuf.Timestamp
+	25, // 19: jetway.v1.FetchRequest.wait:type_name -> google.protobuf.Duration
+	0,  // 20: jetway.v1.FetchRequest.format:type_name -> jetway.v1.PayloadFormat
+	7,  // 21: jetway.v1.FetchResponse.messages:type_name -> jetway.v1.Message
+	1,  // 22: jetway.v1.AckOperation.kind:type_name -> jetway.v1.AckKind
+	25, // 23: jetway.v1.AckOperation.delay:type_name -> google.protobuf.Duration
+	15, // 24: jetway.v1.AckRequest.operations:type_name -> jetway.v1.AckOperation
+	6,  // 25: jetway.v1.AckResult.error:type_name -> jetway.v1.Error
+	26, // 26: jetway.v1.AckResult.ack_deadline:type_name -> google.protobuf.Timestamp
+	17, // 27: jetway.v1.AckResponse.results:type_name -> jetway.v1.AckResult
+	8,  // 28: jetway.v1.ConsumeRequest.start:type_name -> jetway.v1.SubscribeRequest
+	15, // 29: jetway.v1.ConsumeRequest.ack:type_name -> jetway.v1.AckOperation
+	20, // 30: jetway.v1.ConsumeRequest.acks:type_name -> jetway.v1.AckBatch
+	15, // 31: jetway.v1.AckBatch.operations:type_name -> jetway.v1.AckOperation
+	7,  // 32: jetway.v1.ConsumeResponse.message:type_name -> jetway.v1.Message
+	12, // 33: jetway.v1.ConsumeResponse.heartbeat:type_name -> jetway.v1.Heartbeat
+	17, // 34: jetway.v1.ConsumeResponse.ack_result:type_name -> jetway.v1.AckResult
+	11, // 35: jetway.v1.ConsumeResponse.subscribed:type_name -> jetway.v1.Subscribed
+	10, // 36: jetway.v1.ConsumeResponse.batch:type_name -> jetway.v1.MessageBatch
+	28, // 37: jetway.v1.PublishRequest.HeadersEntry.value:type_name -> jetway.v1.HeaderValues
+	28, // 38: jetway.v1.Message.HeadersEntry.value:type_name -> jetway.v1.HeaderValues
+	2,  // 39: jetway.v1.MessageService.Publish:input_type -> jetway.v1.PublishRequest
+	4,  // 40: jetway.v1.MessageService.PublishStream:input_type -> jetway.v1.PublishStreamRequest
+	8,  // 41: jetway.v1.MessageService.Subscribe:input_type -> jetway.v1.SubscribeRequest
+	13, // 42: jetway.v1.MessageService.Fetch:input_type -> jetway.v1.FetchRequest
+	16, // 43: jetway.v1.MessageService.Ack:input_type -> jetway.v1.AckRequest
+	19, // 44: jetway.v1.MessageService.Consume:input_type -> jetway.v1.ConsumeRequest
+	3,  // 45: jetway.v1.MessageService.Publish:output_type -> jetway.v1.PublishResponse
+	5,  // 46: jetway.v1.MessageService.PublishStream:output_type -> jetway.v1.PublishStreamResponse
+	9,  // 47: jetway.v1.MessageService.Subscribe:output_type -> jetway.v1.SubscribeResponse
+	14, // 48: jetway.v1.MessageService.Fetch:output_type -> jetway.v1.FetchResponse
+	18, // 49: jetway.v1.MessageService.Ack:output_type -> jetway.v1.AckResponse
+	21, // 50: jetway.v1.MessageService.Consume:output_type -> jetway.v1.ConsumeResponse
+	45, // [45:51] is the sub-list for method output_type
+	39, // [39:45] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_jetway_v1_message_proto_init() }
@@ -2043,16 +2217,19 @@ func file_jetway_v1_message_proto_init() {
 		(*SubscribeResponse_Message)(nil),
 		(*SubscribeResponse_Heartbeat)(nil),
 		(*SubscribeResponse_Subscribed)(nil),
-	}
-	file_jetway_v1_message_proto_msgTypes[16].OneofWrappers = []any{
-		(*ConsumeRequest_Start)(nil),
-		(*ConsumeRequest_Ack)(nil),
+		(*SubscribeResponse_Batch)(nil),
 	}
 	file_jetway_v1_message_proto_msgTypes[17].OneofWrappers = []any{
+		(*ConsumeRequest_Start)(nil),
+		(*ConsumeRequest_Ack)(nil),
+		(*ConsumeRequest_Acks)(nil),
+	}
+	file_jetway_v1_message_proto_msgTypes[19].OneofWrappers = []any{
 		(*ConsumeResponse_Message)(nil),
 		(*ConsumeResponse_Heartbeat)(nil),
 		(*ConsumeResponse_AckResult)(nil),
 		(*ConsumeResponse_Subscribed)(nil),
+		(*ConsumeResponse_Batch)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2060,7 +2237,7 @@ func file_jetway_v1_message_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_jetway_v1_message_proto_rawDesc), len(file_jetway_v1_message_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   20,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
