@@ -76,15 +76,6 @@ func (m consumerMeta) ackWaitFor(delivered uint64) time.Duration {
 	return m.ackWait
 }
 
-// consumerMetaOf reads a consumer's configuration from JetStream.
-func consumerMetaOf(ctx context.Context, js jetstream.JetStream, stream, name string) (consumerMeta, error) {
-	cons, err := js.Consumer(ctx, stream, name)
-	if err != nil {
-		return consumerMeta{}, translate(err, fmt.Sprintf("consumer %q on stream %q", name, stream))
-	}
-	return metaOf(cons.CachedInfo().Config), nil
-}
-
 // pullRequest is JetStream's pull request ($JS.API.CONSUMER.MSG.NEXT).
 type pullRequest struct {
 	Batch    int           `json:"batch"`
@@ -93,74 +84,128 @@ type pullRequest struct {
 	NoWait   bool          `json:"no_wait,omitempty"`
 }
 
-// pull sends one pull request and collects its messages. With NoWait and
-// Expires together JetStream waits up to Expires for the first message and
-// then returns what is available at once: a long poll. nats.go's Fetch
-// cannot express that combination, so the bridge speaks the pull protocol
-// itself here.
-func pull(ctx context.Context, nc *nats.Conn, stream, consumer string, req pullRequest) ([]*nats.Msg, error) {
+// consumerInfoReply is the part of JetStream's consumer info answer a Fetch
+// needs.
+type consumerInfoReply struct {
+	Error  *jetstream.APIError       `json:"error,omitempty"`
+	Config *jetstream.ConsumerConfig `json:"config,omitempty"`
+}
+
+// pulled is what one pull request brought: its messages, the consumer's
+// configuration when asked for, and the status that ended the request.
+type pulled struct {
+	msgs   []*nats.Msg
+	meta   consumerMeta
+	code   string // "" when the batch filled, or the guard ended it
+	desc   string
+	noInfo bool // the consumer info answer did not come
+}
+
+// pull sends one pull request, with the consumer info request alongside
+// when withInfo (both answers share one inbox, so the two round trips
+// overlap), and collects the answers. With NoWait and Expires together
+// JetStream waits up to Expires for the first message and then returns
+// what is available at once: a long poll. nats.go's Fetch cannot express
+// that combination, so the bridge speaks the pull protocol itself here.
+func pull(ctx context.Context, nc *nats.Conn, stream, consumer string, req pullRequest, withInfo bool) (pulled, error) {
+	var res pulled
+	what := fmt.Sprintf("fetch from consumer %q on stream %q", consumer, stream)
 	body, err := json.Marshal(req)
 	if err != nil {
-		return nil, fmt.Errorf("encode pull request: %w", err)
+		return res, fmt.Errorf("encode pull request: %w", err)
 	}
 	inbox := nc.NewInbox()
-	ch := make(chan *nats.Msg, req.Batch+4)
-	sub, err := nc.ChanSubscribe(inbox, ch)
+	infoSubject := inbox + ".i"
+	ch := make(chan *nats.Msg, req.Batch+8)
+	sub, err := nc.ChanSubscribe(inbox+".*", ch)
 	if err != nil {
-		return nil, translate(err, "subscribe to the pull inbox")
+		return res, translate(err, "subscribe to the pull inbox")
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	what := fmt.Sprintf("fetch from consumer %q on stream %q", consumer, stream)
-	if err := nc.PublishRequest("$JS.API.CONSUMER.MSG.NEXT."+stream+"."+consumer, inbox, body); err != nil {
-		return nil, translate(err, what)
+	if withInfo {
+		if err := nc.PublishRequest("$JS.API.CONSUMER.INFO."+stream+"."+consumer, infoSubject, nil); err != nil {
+			return res, translate(err, what)
+		}
+	}
+	if err := nc.PublishRequest("$JS.API.CONSUMER.MSG.NEXT."+stream+"."+consumer, inbox+".p", body); err != nil {
+		return res, translate(err, what)
 	}
 	// The server answers by Expires; the timer is a guard against a lost
 	// answer (a server that went away mid-request).
 	guard := time.NewTimer(req.Expires + 2*time.Second)
 	defer guard.Stop()
-	var msgs []*nats.Msg
-	for len(msgs) < req.Batch {
+	infoDue, pullDone := withInfo, false
+	for infoDue || !pullDone {
 		select {
 		case m := <-ch:
-			if m.Reply != "" {
-				msgs = append(msgs, m)
-				continue
-			}
-			switch code := m.Header.Get("Status"); code {
-			case "100": // heartbeat
-				continue
-			case "404", "408":
-				return msgs, nil // no (more) messages, or the wait ended
-			case "503":
-				if len(msgs) == 0 {
-					return nil, fmt.Errorf("%w: %s: no responders", ErrConsumerNotFound, what)
+			switch {
+			case m.Reply == "" && m.Subject == infoSubject:
+				infoDue = false
+				if err := res.setInfo(m.Data, what); err != nil {
+					return res, err
 				}
-				return msgs, nil
-			case "409":
-				// Batch or byte limit reached, leadership change: return
-				// what arrived. A refusal of the request itself is an error
-				// naming the field, not an empty success.
-				if len(msgs) == 0 {
-					if err := pullRefusal(m.Header.Get("Description"), what); err != nil {
-						return nil, err
-					}
-				}
-				return msgs, nil
+			case m.Reply != "":
+				res.msgs = append(res.msgs, m)
+				pullDone = len(res.msgs) >= req.Batch
+			case m.Header.Get("Status") == "100": // heartbeat
 			default:
-				return msgs, nil
+				res.code, res.desc = m.Header.Get("Status"), m.Header.Get("Description")
+				pullDone = true
 			}
 		case <-ctx.Done():
-			if len(msgs) > 0 {
+			if len(res.msgs) > 0 && !infoDue {
 				// Delivered to the bridge: hand them over rather than let
 				// them wait out their ack wait.
-				return msgs, nil
+				return res, nil
 			}
-			return nil, translate(ctx.Err(), what)
+			// Without the consumer's ack wait no token can be signed: give
+			// them back for redelivery at once.
+			nakAll(nc, res.msgs)
+			return res, translate(ctx.Err(), what)
 		case <-guard.C:
-			return msgs, nil
+			res.noInfo = infoDue
+			return res, nil
 		}
 	}
-	return msgs, nil
+	return res, nil
+}
+
+// nakAll gives messages back for redelivery at once.
+func nakAll(nc *nats.Conn, msgs []*nats.Msg) {
+	for _, m := range msgs {
+		_ = nc.Publish(m.Reply, nakBody)
+	}
+}
+
+// setInfo reads the consumer info answer.
+func (r *pulled) setInfo(data []byte, what string) error {
+	var info consumerInfoReply
+	if err := json.Unmarshal(data, &info); err != nil {
+		return fmt.Errorf("%s: decode consumer info: %w", what, err)
+	}
+	if info.Error != nil {
+		return translate(info.Error, what)
+	}
+	if info.Config == nil {
+		return fmt.Errorf("%s: consumer info without a configuration", what)
+	}
+	r.meta = metaOf(*info.Config)
+	return nil
+}
+
+// outcome turns how a pull ended into the Fetch result: its messages, or
+// the error of a refused request.
+func (r *pulled) outcome(what string) error {
+	if len(r.msgs) > 0 {
+		return nil // whatever ended the request, what came is returned
+	}
+	switch r.code {
+	case "503":
+		return fmt.Errorf("%w: %s: no responders", ErrConsumerNotFound, what)
+	case "409":
+		return pullRefusal(r.desc, what)
+	}
+	return nil
 }
 
 // pullRefusal turns JetStream's 409 answers that refuse a pull request
@@ -221,26 +266,17 @@ func (s *messageService) Fetch(ctx context.Context, req *jetwayv1.FetchRequest) 
 		}
 		wait = req.GetWait().AsDuration()
 	}
-	// The consumer's configuration is read on every Fetch: an ack token's
-	// deadline must follow the ack wait in force now, or a token could
-	// outlive its delivery and ack another worker's redelivery.
+	// The consumer's configuration is read on every Fetch, alongside the
+	// pull: an ack token's deadline must follow the ack wait in force now,
+	// or a token could outlive its delivery and ack another worker's
+	// redelivery (JetStream acks by stream sequence).
 	js, err := s.conns.JetStream(ctx)
 	if err != nil {
 		return nil, err
 	}
-	meta, err := consumerMetaOf(ctx, js, req.GetStream(), req.GetConsumer())
-	if err != nil {
-		return nil, err
-	}
-	// Defaults stay within the consumer's own request limits.
-	if maxBytes == 0 {
+	maxBytesSet := maxBytes > 0
+	if !maxBytesSet {
 		maxBytes = s.caps.MaxBytes
-		if meta.maxRequestBytes > 0 {
-			maxBytes = min(maxBytes, meta.maxRequestBytes)
-		}
-	}
-	if !waitSet && meta.maxRequestExpires > 0 {
-		wait = min(wait, meta.maxRequestExpires)
 	}
 	pr := pullRequest{Batch: batch, MaxBytes: maxBytes, NoWait: true}
 	if !req.GetNoWait() && wait > 0 {
@@ -252,10 +288,36 @@ func (s *messageService) Fetch(ctx context.Context, req *jetwayv1.FetchRequest) 
 			pr.Expires = wait
 		}
 	}
-	msgs, err := pull(ctx, js.Conn(), req.GetStream(), req.GetConsumer(), pr)
+	what := fmt.Sprintf("fetch from consumer %q on stream %q", req.GetConsumer(), req.GetStream())
+	got, err := pull(ctx, js.Conn(), req.GetStream(), req.GetConsumer(), pr, true)
 	if err != nil {
 		return nil, err
 	}
+	if got.noInfo {
+		nakAll(js.Conn(), got.msgs)
+		return nil, fmt.Errorf("%w: %s: no consumer info", ErrTimeout, what)
+	}
+	meta := got.meta
+	// Defaults stay within the consumer's own request limits: a request
+	// the consumer refused only for a default goes again within them.
+	if len(got.msgs) == 0 && got.code == "409" {
+		retry := pr
+		if m := meta.maxRequestBytes; !maxBytesSet && m > 0 && m < pr.MaxBytes {
+			retry.MaxBytes = m
+		}
+		if e := meta.maxRequestExpires; !waitSet && e > 0 && pr.Expires > e {
+			retry.Expires = e
+		}
+		if retry != pr {
+			if got, err = pull(ctx, js.Conn(), req.GetStream(), req.GetConsumer(), retry, false); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := got.outcome(what); err != nil {
+		return nil, err
+	}
+	msgs := got.msgs
 	resp := &jetwayv1.FetchResponse{Messages: make([]*jetwayv1.Message, 0, len(msgs))}
 	now := time.Now()
 	who := s.authz.Identity(ctx)

@@ -112,8 +112,8 @@ func (p *puller) pending() (msgs, bytes int) {
 	return msgs, bytes
 }
 
-// fill sends a pull request when a quarter of the window is free (at most
-// 64 messages, at least one): held is what the stream holds outside the
+// fill sends a pull request when a quarter of the window's messages is
+// free (at most 64, at least one), asking for the free bytes: held is what the stream holds outside the
 // inbox (Consume's delivered and unacked messages). Pulling in parts keeps
 // a request waiting while the client works through the previous one, with
 // few requests per message; a small window refills slot by slot, so that a
@@ -124,7 +124,12 @@ func (p *puller) fill(heldMsgs, heldBytes int, now time.Time) error {
 	}
 	pm, pb := p.pending()
 	msgs, bytes := p.window-heldMsgs-pm, p.windowBytes-heldBytes-pb
-	if msgs < max(1, min(p.window/4, 64)) || bytes < max(1, p.windowBytes/4) || bytes <= p.needBytes {
+	// Only the message count has a threshold: an open request holds its
+	// whole byte budget until it ends, so a byte threshold would keep one
+	// request open at a time. A request that asks for fewer bytes than the
+	// next message is refused (Message Size Exceeds MaxBytes), and the
+	// next asks for more than that.
+	if msgs < max(1, min(p.window/4, 64)) || bytes <= p.needBytes {
 		return nil
 	}
 	if p.reqMsgs > 0 {
@@ -250,6 +255,9 @@ func (p *puller) status(ctx context.Context, m *nats.Msg, now time.Time) error {
 			if len(p.reqs) == 0 {
 				return fmt.Errorf("%w: %s: too many pull requests waiting on the consumer (its max_waiting)", ErrLimitExceeded, p.what())
 			}
+			// Go on with the requests it has; ask again later, not at once.
+			p.retryAt = now.Add(pullRetry)
+			p.arm(now)
 		case strings.HasPrefix(desc, "Exceeded MaxRequest"):
 			// The consumer's request limits changed under the stream.
 			return fmt.Errorf("%w: %s: the consumer's limit: %s; resubscribe", ErrLimitExceeded, p.what(), desc)
@@ -260,10 +268,8 @@ func (p *puller) status(ctx context.Context, m *nats.Msg, now time.Time) error {
 		// No responders: the consumer is gone, or JetStream is between
 		// leaders. Ask which; pause before pulling again.
 		closeReq()
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		defer cancel()
-		if _, err := p.js.Consumer(cctx, p.stream, p.name); errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
-			return fmt.Errorf("%w: %s: consumer deleted", ErrConsumerNotFound, p.what())
+		if err := p.check(ctx); err != nil {
+			return err
 		}
 		p.retryAt = now.Add(pullRetry)
 		p.arm(now)
@@ -271,6 +277,27 @@ func (p *puller) status(ctx context.Context, m *nats.Msg, now time.Time) error {
 		closeReq() // 408: the request expired (or 404)
 	}
 	return nil
+}
+
+// check asks JetStream whether the consumer still exists. A stream with
+// no request waiting (its window full) hears nothing when the consumer is
+// deleted, so the handler checks on every idle heartbeat then.
+func (p *puller) check(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, err := p.js.Consumer(cctx, p.stream, p.name); errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("%w: %s: consumer deleted", ErrConsumerNotFound, p.what())
+	}
+	return nil
+}
+
+// idle is called on an idle heartbeat: with no request waiting, it checks
+// that the consumer still exists.
+func (p *puller) idle(ctx context.Context) error {
+	if len(p.reqs) > 0 {
+		return nil
+	}
+	return p.check(ctx)
 }
 
 // stop ends the pulling. The inbox is drained, not just unsubscribed:
