@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -77,7 +79,25 @@ type pendingPublish struct {
 	subject string
 	future  jetstream.PubAckFuture
 	err     error
+	// A message of a batch: its index and the batch's size (0 for a
+	// single publish).
+	index, batch int
 }
+
+// maxPublishBatch bounds the messages of one PublishStream batch.
+const maxPublishBatch = 1000
+
+// batchPrefixes are the field paths "batch[i]." of a batch's messages,
+// built once rather than formatted for every message.
+var batchPrefixes = sync.OnceValue(func() []string {
+	p := make([]string, maxPublishBatch)
+	for i := range p {
+		p[i] = "batch[" + strconv.Itoa(i) + "]."
+	}
+	return p
+})
+
+func batchPrefix(i int) string { return batchPrefixes()[i] }
 
 // PublishStream pipelines publishes: one goroutine reads requests and
 // publishes them asynchronously, another sends each ack in request order.
@@ -105,16 +125,40 @@ func (s *messageService) PublishStream(stream jetwayv1.MessageService_PublishStr
 			if err != nil {
 				return err
 			}
-			p := pendingPublish{id: req.GetId(), subject: req.GetPublish().GetSubject()}
-			var msg *nats.Msg
-			var opts []jetstream.PublishOpt
-			if req.GetPublish() == nil {
-				p.err = fieldErr("publish", ErrInvalidArgument, "required")
-			} else if msg, opts, p.err = s.buildMsg("publish.", req.GetPublish()); p.err == nil {
-				if p.err = s.authz.CanPublish(ctx, msg.Subject); p.err == nil {
-					p.future, p.err = js.PublishMsgAsync(msg, opts...)
+			if batch := req.GetBatch(); len(batch) > 0 {
+				var err error
+				switch {
+				case req.GetPublish() != nil:
+					err = fieldErr("batch", ErrInvalidArgument, "set publish or batch, not both")
+				case len(batch) > maxPublishBatch:
+					err = fieldErr("batch", ErrInvalidArgument, "at most %d messages", maxPublishBatch)
 				}
+				if err != nil {
+					select {
+					case pending <- pendingPublish{id: req.GetId(), err: err}:
+						continue
+					case <-ctx.Done():
+						return ctx.Err()
+					}
+				}
+				for i, pr := range batch {
+					p := s.publishAsync(ctx, js, batchPrefix(i), pr)
+					p.id, p.index, p.batch = req.GetId(), i, len(batch)
+					select {
+					case pending <- p:
+					case <-ctx.Done():
+						return ctx.Err()
+					}
+				}
+				continue
 			}
+			var p pendingPublish
+			if req.GetPublish() == nil {
+				p = pendingPublish{err: fieldErr("publish", ErrInvalidArgument, "required")}
+			} else {
+				p = s.publishAsync(ctx, js, "publish.", req.GetPublish())
+			}
+			p.id = req.GetId()
 			select {
 			case pending <- p:
 			case <-ctx.Done():
@@ -123,23 +167,49 @@ func (s *messageService) PublishStream(stream jetwayv1.MessageService_PublishStr
 		}
 	})
 	g.Go(func() error {
+		var batchResp *jetwayv1.PublishStreamResponse
 		for p := range pending {
-			resp := &jetwayv1.PublishStreamResponse{Id: p.id}
+			var ack *jetwayv1.PublishResponse
 			err := p.err
 			if err == nil {
 				select {
-				case ack := <-p.future.Ok():
-					resp.Result = &jetwayv1.PublishStreamResponse_Ack{Ack: pubAckTo(ack)}
+				case a := <-p.future.Ok():
+					ack = pubAckTo(a)
 				case err = <-p.future.Err():
 				case <-ctx.Done():
 					return ctx.Err()
 				}
 			}
+			var e *jetwayv1.Error
 			if err != nil {
-				e, internal := ErrorProto(translate(err, fmt.Sprintf("publish to %q", p.subject)))
+				var internal bool
+				e, internal = ErrorProto(translate(err, fmt.Sprintf("publish to %q", p.subject)))
 				if internal {
 					s.log.ErrorContext(ctx, "publish stream: unexpected error", slog.Uint64("id", p.id), slog.Any("error", err))
 				}
+			}
+			if p.batch > 0 {
+				// One response answers the whole batch, once its last
+				// message has its outcome.
+				if p.index == 0 {
+					batchResp = &jetwayv1.PublishStreamResponse{Id: p.id, Results: make([]*jetwayv1.PublishResult, 0, p.batch)}
+				}
+				r := &jetwayv1.PublishResult{Result: &jetwayv1.PublishResult_Ack{Ack: ack}}
+				if e != nil {
+					r.Result = &jetwayv1.PublishResult_Error{Error: e}
+				}
+				batchResp.Results = append(batchResp.Results, r)
+				if p.index < p.batch-1 {
+					continue
+				}
+				if err := stream.Send(batchResp); err != nil {
+					return err
+				}
+				batchResp = nil
+				continue
+			}
+			resp := &jetwayv1.PublishStreamResponse{Id: p.id, Result: &jetwayv1.PublishStreamResponse_Ack{Ack: ack}}
+			if e != nil {
 				resp.Result = &jetwayv1.PublishStreamResponse_Error{Error: e}
 			}
 			if err := stream.Send(resp); err != nil {
@@ -149,6 +219,22 @@ func (s *messageService) PublishStream(stream jetwayv1.MessageService_PublishStr
 		return nil
 	})
 	return g.Wait()
+}
+
+// publishAsync validates and publishes one message of a PublishStream;
+// the result carries the future of its ack, or the error that kept it
+// from being published.
+func (s *messageService) publishAsync(ctx context.Context, js jetstream.JetStream, prefix string, req *jetwayv1.PublishRequest) pendingPublish {
+	p := pendingPublish{subject: req.GetSubject()}
+	msg, opts, err := s.buildMsg(prefix, req)
+	if err == nil {
+		err = s.authz.CanPublish(ctx, msg.Subject)
+	}
+	if err == nil {
+		p.future, err = js.PublishMsgAsync(msg, opts...)
+	}
+	p.err = err
+	return p
 }
 
 // buildMsg validates a publish request and builds the NATS message and

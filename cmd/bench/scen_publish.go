@@ -52,7 +52,16 @@ func publishStreamRound(ctx context.Context, e *env, p params) (map[string]measu
 	return alternate(ctx, p.round,
 		sideRun{"bridge", func(ctx context.Context) (measurement, error) {
 			return withStream(ctx, e, p, 1, "bridge", func(stream, subject string) (measurement, error) {
-				m, acked, err := bridgePublishStream(ctx, e, subject+".x", p)
+				m, acked, err := bridgePublishStream(ctx, e, subject+".x", p, streamBatch)
+				if err == nil {
+					checkStored(ctx, e, p, stream, acked)
+				}
+				return m, err
+			})
+		}},
+		sideRun{"single", func(ctx context.Context) (measurement, error) {
+			return withStream(ctx, e, p, 1, "single", func(stream, subject string) (measurement, error) {
+				m, acked, err := bridgePublishStream(ctx, e, subject+".x", p, 1)
 				if err == nil {
 					checkStored(ctx, e, p, stream, acked)
 				}
@@ -73,7 +82,7 @@ func publishStreamRound(ctx context.Context, e *env, p params) (map[string]measu
 
 // bridgePublishStream sends on one PublishStream while keeping
 // publishWindow requests unanswered, until maxOps or runTime.
-func bridgePublishStream(ctx context.Context, e *env, subject string, p params) (measurement, int64, error) {
+func bridgePublishStream(ctx context.Context, e *env, subject string, p params, batch int) (measurement, int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.b.runTime+drainGrace)
 	defer cancel()
 	st, err := e.msgs.PublishStream(ctx)
@@ -94,27 +103,43 @@ func bridgePublishStream(ctx context.Context, e *env, subject string, p params) 
 				recvErr <- err
 				return
 			}
-			if e := resp.GetError(); e != nil {
-				refused.Add(1)
-				firstRefusal.CompareAndSwap(nil, e.GetReason()+": "+e.GetMessage())
-			} else {
-				acked.Add(1)
+			errs := []*jetwayv1.Error{resp.GetError()}
+			if len(resp.GetResults()) > 0 {
+				errs = errs[:0]
+				for _, r := range resp.GetResults() {
+					errs = append(errs, r.GetError())
+				}
 			}
-			<-slots
+			for _, e := range errs {
+				if e != nil {
+					refused.Add(1)
+					firstRefusal.CompareAndSwap(nil, e.GetReason()+": "+e.GetMessage())
+				} else {
+					acked.Add(1)
+				}
+				<-slots
+			}
 		}
 	}()
 	// SendMsg marshals before it returns, so one request is reused.
-	req := &jetwayv1.PublishStreamRequest{Publish: &jetwayv1.PublishRequest{
-		Subject: subject, Payload: &jetwayv1.PublishRequest_Data{Data: p.payload},
-	}}
+	msg := &jetwayv1.PublishRequest{Subject: subject, Payload: &jetwayv1.PublishRequest_Data{Data: p.payload}}
+	req := &jetwayv1.PublishStreamRequest{Publish: msg}
+	if batch > 1 {
+		req = &jetwayv1.PublishStreamRequest{}
+		for range batch {
+			req.Batch = append(req.Batch, msg)
+		}
+	}
 	start := time.Now()
 	deadline := start.Add(p.b.runTime)
 	var sendErr error
-	for sent := 0; sent < p.b.maxOps && time.Now().Before(deadline); sent++ {
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-			return nil, 0, fmt.Errorf("PublishStream: window never freed: %w", ctx.Err())
+	for sent := 0; sent < p.b.maxOps && time.Now().Before(deadline); sent += max(batch, 1) {
+		for range max(batch, 1) {
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				return nil, 0, fmt.Errorf("PublishStream: window never freed: %w", ctx.Err())
+			}
 		}
 		req.Id = uint64(sent)
 		if sendErr = st.Send(req); sendErr != nil {
@@ -139,6 +164,10 @@ func bridgePublishStream(ctx context.Context, e *env, subject string, p params) 
 	}
 	return measurement{mRate: rate(acked.Load(), elapsed)}, acked.Load(), nil
 }
+
+// streamBatch is how many messages one PublishStream request of the
+// bridge side carries in scenario 1 (the "1/request" side sends one).
+const streamBatch = 64
 
 func ignoreEOF(err error) error {
 	if errors.Is(err, io.EOF) {

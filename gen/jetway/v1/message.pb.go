@@ -395,13 +395,18 @@ func (x *PublishResponse) GetDuplicate() bool {
 	return false
 }
 
-// PublishStreamRequest is one publish on a PublishStream.
+// PublishStreamRequest is one publish on a PublishStream, or a batch.
 type PublishStreamRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// A client-chosen id echoed in the matching response. Not interpreted.
 	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
-	// The message to publish. Required.
-	Publish       *PublishRequest `protobuf:"bytes,2,opt,name=publish,proto3" json:"publish,omitempty"`
+	// The message to publish. Required unless batch is set.
+	Publish *PublishRequest `protobuf:"bytes,2,opt,name=publish,proto3" json:"publish,omitempty"`
+	// Several messages, published in order, instead of publish: one request
+	// and one response carry them all, which saves most of the per-message
+	// cost of gRPC. Each message counts against the stream's window; a batch
+	// holds at most 1000.
+	Batch         []*PublishRequest `protobuf:"bytes,3,rep,name=batch,proto3" json:"batch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -450,18 +455,27 @@ func (x *PublishStreamRequest) GetPublish() *PublishRequest {
 	return nil
 }
 
+func (x *PublishStreamRequest) GetBatch() []*PublishRequest {
+	if x != nil {
+		return x.Batch
+	}
+	return nil
+}
+
 // PublishStreamResponse answers one PublishStreamRequest, in request order.
 type PublishStreamResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The id of the request this answers.
 	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
-	// The outcome.
+	// The outcome of a single publish.
 	//
 	// Types that are valid to be assigned to Result:
 	//
 	//	*PublishStreamResponse_Ack
 	//	*PublishStreamResponse_Error
-	Result        isPublishStreamResponse_Result `protobuf_oneof:"result"`
+	Result isPublishStreamResponse_Result `protobuf_oneof:"result"`
+	// The outcomes of a batch's messages, in the batch's order.
+	Results       []*PublishResult `protobuf:"bytes,4,rep,name=results,proto3" json:"results,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -528,6 +542,13 @@ func (x *PublishStreamResponse) GetError() *Error {
 	return nil
 }
 
+func (x *PublishStreamResponse) GetResults() []*PublishResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 type isPublishStreamResponse_Result interface {
 	isPublishStreamResponse_Result()
 }
@@ -538,13 +559,101 @@ type PublishStreamResponse_Ack struct {
 }
 
 type PublishStreamResponse_Error struct {
-	// The message was not stored.
+	// The message was not stored (for a batch: the batch itself was
+	// refused, for example empty or too large).
 	Error *Error `protobuf:"bytes,3,opt,name=error,proto3,oneof"`
 }
 
 func (*PublishStreamResponse_Ack) isPublishStreamResponse_Result() {}
 
 func (*PublishStreamResponse_Error) isPublishStreamResponse_Result() {}
+
+// PublishResult is the outcome of one message of a batch.
+type PublishResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The outcome.
+	//
+	// Types that are valid to be assigned to Result:
+	//
+	//	*PublishResult_Ack
+	//	*PublishResult_Error
+	Result        isPublishResult_Result `protobuf_oneof:"result"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PublishResult) Reset() {
+	*x = PublishResult{}
+	mi := &file_jetway_v1_message_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishResult) ProtoMessage() {}
+
+func (x *PublishResult) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_message_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishResult.ProtoReflect.Descriptor instead.
+func (*PublishResult) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *PublishResult) GetResult() isPublishResult_Result {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *PublishResult) GetAck() *PublishResponse {
+	if x != nil {
+		if x, ok := x.Result.(*PublishResult_Ack); ok {
+			return x.Ack
+		}
+	}
+	return nil
+}
+
+func (x *PublishResult) GetError() *Error {
+	if x != nil {
+		if x, ok := x.Result.(*PublishResult_Error); ok {
+			return x.Error
+		}
+	}
+	return nil
+}
+
+type isPublishResult_Result interface {
+	isPublishResult_Result()
+}
+
+type PublishResult_Ack struct {
+	// The message was stored.
+	Ack *PublishResponse `protobuf:"bytes,1,opt,name=ack,proto3,oneof"`
+}
+
+type PublishResult_Error struct {
+	// The message was not stored.
+	Error *Error `protobuf:"bytes,2,opt,name=error,proto3,oneof"`
+}
+
+func (*PublishResult_Ack) isPublishResult_Result() {}
+
+func (*PublishResult_Error) isPublishResult_Result() {}
 
 // Error is a per-item error inside a successful RPC, such as one refused
 // message of a PublishStream.
@@ -563,7 +672,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_jetway_v1_message_proto_msgTypes[4]
+	mi := &file_jetway_v1_message_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -575,7 +684,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[4]
+	mi := &file_jetway_v1_message_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -588,7 +697,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{4}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Error) GetCode() int32 {
@@ -652,7 +761,7 @@ type Message struct {
 
 func (x *Message) Reset() {
 	*x = Message{}
-	mi := &file_jetway_v1_message_proto_msgTypes[5]
+	mi := &file_jetway_v1_message_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -664,7 +773,7 @@ func (x *Message) String() string {
 func (*Message) ProtoMessage() {}
 
 func (x *Message) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[5]
+	mi := &file_jetway_v1_message_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -677,7 +786,7 @@ func (x *Message) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Message.ProtoReflect.Descriptor instead.
 func (*Message) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{5}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Message) GetSubject() string {
@@ -851,7 +960,7 @@ type SubscribeRequest struct {
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_jetway_v1_message_proto_msgTypes[6]
+	mi := &file_jetway_v1_message_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -863,7 +972,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[6]
+	mi := &file_jetway_v1_message_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -876,7 +985,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{6}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SubscribeRequest) GetStream() string {
@@ -953,7 +1062,7 @@ type SubscribeResponse struct {
 
 func (x *SubscribeResponse) Reset() {
 	*x = SubscribeResponse{}
-	mi := &file_jetway_v1_message_proto_msgTypes[7]
+	mi := &file_jetway_v1_message_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -965,7 +1074,7 @@ func (x *SubscribeResponse) String() string {
 func (*SubscribeResponse) ProtoMessage() {}
 
 func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[7]
+	mi := &file_jetway_v1_message_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -978,7 +1087,7 @@ func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeResponse.ProtoReflect.Descriptor instead.
 func (*SubscribeResponse) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{7}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SubscribeResponse) GetEvent() isSubscribeResponse_Event {
@@ -1067,7 +1176,7 @@ type MessageBatch struct {
 
 func (x *MessageBatch) Reset() {
 	*x = MessageBatch{}
-	mi := &file_jetway_v1_message_proto_msgTypes[8]
+	mi := &file_jetway_v1_message_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1079,7 +1188,7 @@ func (x *MessageBatch) String() string {
 func (*MessageBatch) ProtoMessage() {}
 
 func (x *MessageBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[8]
+	mi := &file_jetway_v1_message_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1092,7 +1201,7 @@ func (x *MessageBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageBatch.ProtoReflect.Descriptor instead.
 func (*MessageBatch) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{8}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *MessageBatch) GetMessages() []*Message {
@@ -1127,7 +1236,7 @@ type Subscribed struct {
 
 func (x *Subscribed) Reset() {
 	*x = Subscribed{}
-	mi := &file_jetway_v1_message_proto_msgTypes[9]
+	mi := &file_jetway_v1_message_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1139,7 +1248,7 @@ func (x *Subscribed) String() string {
 func (*Subscribed) ProtoMessage() {}
 
 func (x *Subscribed) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[9]
+	mi := &file_jetway_v1_message_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1152,7 +1261,7 @@ func (x *Subscribed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Subscribed.ProtoReflect.Descriptor instead.
 func (*Subscribed) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{9}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Subscribed) GetStream() string {
@@ -1215,7 +1324,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_jetway_v1_message_proto_msgTypes[10]
+	mi := &file_jetway_v1_message_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1227,7 +1336,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[10]
+	mi := &file_jetway_v1_message_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1240,7 +1349,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{10}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Heartbeat) GetTime() *timestamppb.Timestamp {
@@ -1273,7 +1382,7 @@ type FetchRequest struct {
 
 func (x *FetchRequest) Reset() {
 	*x = FetchRequest{}
-	mi := &file_jetway_v1_message_proto_msgTypes[11]
+	mi := &file_jetway_v1_message_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1285,7 +1394,7 @@ func (x *FetchRequest) String() string {
 func (*FetchRequest) ProtoMessage() {}
 
 func (x *FetchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[11]
+	mi := &file_jetway_v1_message_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1298,7 +1407,7 @@ func (x *FetchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchRequest.ProtoReflect.Descriptor instead.
 func (*FetchRequest) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{11}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *FetchRequest) GetStream() string {
@@ -1361,7 +1470,7 @@ type FetchResponse struct {
 
 func (x *FetchResponse) Reset() {
 	*x = FetchResponse{}
-	mi := &file_jetway_v1_message_proto_msgTypes[12]
+	mi := &file_jetway_v1_message_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1373,7 +1482,7 @@ func (x *FetchResponse) String() string {
 func (*FetchResponse) ProtoMessage() {}
 
 func (x *FetchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[12]
+	mi := &file_jetway_v1_message_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1386,7 +1495,7 @@ func (x *FetchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchResponse.ProtoReflect.Descriptor instead.
 func (*FetchResponse) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{12}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *FetchResponse) GetMessages() []*Message {
@@ -1413,7 +1522,7 @@ type AckOperation struct {
 
 func (x *AckOperation) Reset() {
 	*x = AckOperation{}
-	mi := &file_jetway_v1_message_proto_msgTypes[13]
+	mi := &file_jetway_v1_message_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1425,7 +1534,7 @@ func (x *AckOperation) String() string {
 func (*AckOperation) ProtoMessage() {}
 
 func (x *AckOperation) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[13]
+	mi := &file_jetway_v1_message_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1438,7 +1547,7 @@ func (x *AckOperation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckOperation.ProtoReflect.Descriptor instead.
 func (*AckOperation) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{13}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *AckOperation) GetToken() string {
@@ -1482,7 +1591,7 @@ type AckRequest struct {
 
 func (x *AckRequest) Reset() {
 	*x = AckRequest{}
-	mi := &file_jetway_v1_message_proto_msgTypes[14]
+	mi := &file_jetway_v1_message_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1494,7 +1603,7 @@ func (x *AckRequest) String() string {
 func (*AckRequest) ProtoMessage() {}
 
 func (x *AckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[14]
+	mi := &file_jetway_v1_message_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1507,7 +1616,7 @@ func (x *AckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckRequest.ProtoReflect.Descriptor instead.
 func (*AckRequest) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{14}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *AckRequest) GetOperations() []*AckOperation {
@@ -1541,7 +1650,7 @@ type AckResult struct {
 
 func (x *AckResult) Reset() {
 	*x = AckResult{}
-	mi := &file_jetway_v1_message_proto_msgTypes[15]
+	mi := &file_jetway_v1_message_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1553,7 +1662,7 @@ func (x *AckResult) String() string {
 func (*AckResult) ProtoMessage() {}
 
 func (x *AckResult) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[15]
+	mi := &file_jetway_v1_message_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1566,7 +1675,7 @@ func (x *AckResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckResult.ProtoReflect.Descriptor instead.
 func (*AckResult) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{15}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *AckResult) GetToken() string {
@@ -1608,7 +1717,7 @@ type AckResponse struct {
 
 func (x *AckResponse) Reset() {
 	*x = AckResponse{}
-	mi := &file_jetway_v1_message_proto_msgTypes[16]
+	mi := &file_jetway_v1_message_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1620,7 +1729,7 @@ func (x *AckResponse) String() string {
 func (*AckResponse) ProtoMessage() {}
 
 func (x *AckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[16]
+	mi := &file_jetway_v1_message_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1633,7 +1742,7 @@ func (x *AckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckResponse.ProtoReflect.Descriptor instead.
 func (*AckResponse) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{16}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *AckResponse) GetResults() []*AckResult {
@@ -1660,7 +1769,7 @@ type ConsumeRequest struct {
 
 func (x *ConsumeRequest) Reset() {
 	*x = ConsumeRequest{}
-	mi := &file_jetway_v1_message_proto_msgTypes[17]
+	mi := &file_jetway_v1_message_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1672,7 +1781,7 @@ func (x *ConsumeRequest) String() string {
 func (*ConsumeRequest) ProtoMessage() {}
 
 func (x *ConsumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[17]
+	mi := &file_jetway_v1_message_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1685,7 +1794,7 @@ func (x *ConsumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeRequest.ProtoReflect.Descriptor instead.
 func (*ConsumeRequest) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{17}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ConsumeRequest) GetRequest() isConsumeRequest_Request {
@@ -1759,7 +1868,7 @@ type AckBatch struct {
 
 func (x *AckBatch) Reset() {
 	*x = AckBatch{}
-	mi := &file_jetway_v1_message_proto_msgTypes[18]
+	mi := &file_jetway_v1_message_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1771,7 +1880,7 @@ func (x *AckBatch) String() string {
 func (*AckBatch) ProtoMessage() {}
 
 func (x *AckBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[18]
+	mi := &file_jetway_v1_message_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1784,7 +1893,7 @@ func (x *AckBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckBatch.ProtoReflect.Descriptor instead.
 func (*AckBatch) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{18}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *AckBatch) GetOperations() []*AckOperation {
@@ -1813,7 +1922,7 @@ type ConsumeResponse struct {
 
 func (x *ConsumeResponse) Reset() {
 	*x = ConsumeResponse{}
-	mi := &file_jetway_v1_message_proto_msgTypes[19]
+	mi := &file_jetway_v1_message_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1825,7 +1934,7 @@ func (x *ConsumeResponse) String() string {
 func (*ConsumeResponse) ProtoMessage() {}
 
 func (x *ConsumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[19]
+	mi := &file_jetway_v1_message_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1838,7 +1947,7 @@ func (x *ConsumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeResponse.ProtoReflect.Descriptor instead.
 func (*ConsumeResponse) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{19}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ConsumeResponse) GetEvent() isConsumeResponse_Event {
@@ -1959,14 +2068,20 @@ const file_jetway_v1_message_proto_rawDesc = "" +
 	"\x0fPublishResponse\x12\x16\n" +
 	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x1a\n" +
 	"\bsequence\x18\x02 \x01(\x04R\bsequence\x12\x1c\n" +
-	"\tduplicate\x18\x03 \x01(\bR\tduplicate\"[\n" +
+	"\tduplicate\x18\x03 \x01(\bR\tduplicate\"\x8c\x01\n" +
 	"\x14PublishStreamRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x123\n" +
-	"\apublish\x18\x02 \x01(\v2\x19.jetway.v1.PublishRequestR\apublish\"\x8b\x01\n" +
+	"\apublish\x18\x02 \x01(\v2\x19.jetway.v1.PublishRequestR\apublish\x12/\n" +
+	"\x05batch\x18\x03 \x03(\v2\x19.jetway.v1.PublishRequestR\x05batch\"\xbf\x01\n" +
 	"\x15PublishStreamResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12.\n" +
 	"\x03ack\x18\x02 \x01(\v2\x1a.jetway.v1.PublishResponseH\x00R\x03ack\x12(\n" +
-	"\x05error\x18\x03 \x01(\v2\x10.jetway.v1.ErrorH\x00R\x05errorB\b\n" +
+	"\x05error\x18\x03 \x01(\v2\x10.jetway.v1.ErrorH\x00R\x05error\x122\n" +
+	"\aresults\x18\x04 \x03(\v2\x18.jetway.v1.PublishResultR\aresultsB\b\n" +
+	"\x06result\"s\n" +
+	"\rPublishResult\x12.\n" +
+	"\x03ack\x18\x01 \x01(\v2\x1a.jetway.v1.PublishResponseH\x00R\x03ack\x12(\n" +
+	"\x05error\x18\x02 \x01(\v2\x10.jetway.v1.ErrorH\x00R\x05errorB\b\n" +
 	"\x06result\"M\n" +
 	"\x05Error\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x16\n" +
@@ -2102,7 +2217,7 @@ func file_jetway_v1_message_proto_rawDescGZIP() []byte {
 }
 
 var file_jetway_v1_message_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_jetway_v1_message_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_jetway_v1_message_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_jetway_v1_message_proto_goTypes = []any{
 	(PayloadFormat)(0),            // 0: jetway.v1.PayloadFormat
 	(AckKind)(0),                  // 1: jetway.v1.AckKind
@@ -2110,87 +2225,92 @@ var file_jetway_v1_message_proto_goTypes = []any{
 	(*PublishResponse)(nil),       // 3: jetway.v1.PublishResponse
 	(*PublishStreamRequest)(nil),  // 4: jetway.v1.PublishStreamRequest
 	(*PublishStreamResponse)(nil), // 5: jetway.v1.PublishStreamResponse
-	(*Error)(nil),                 // 6: jetway.v1.Error
-	(*Message)(nil),               // 7: jetway.v1.Message
-	(*SubscribeRequest)(nil),      // 8: jetway.v1.SubscribeRequest
-	(*SubscribeResponse)(nil),     // 9: jetway.v1.SubscribeResponse
-	(*MessageBatch)(nil),          // 10: jetway.v1.MessageBatch
-	(*Subscribed)(nil),            // 11: jetway.v1.Subscribed
-	(*Heartbeat)(nil),             // 12: jetway.v1.Heartbeat
-	(*FetchRequest)(nil),          // 13: jetway.v1.FetchRequest
-	(*FetchResponse)(nil),         // 14: jetway.v1.FetchResponse
-	(*AckOperation)(nil),          // 15: jetway.v1.AckOperation
-	(*AckRequest)(nil),            // 16: jetway.v1.AckRequest
-	(*AckResult)(nil),             // 17: jetway.v1.AckResult
-	(*AckResponse)(nil),           // 18: jetway.v1.AckResponse
-	(*ConsumeRequest)(nil),        // 19: jetway.v1.ConsumeRequest
-	(*AckBatch)(nil),              // 20: jetway.v1.AckBatch
-	(*ConsumeResponse)(nil),       // 21: jetway.v1.ConsumeResponse
-	nil,                           // 22: jetway.v1.PublishRequest.HeadersEntry
-	nil,                           // 23: jetway.v1.Message.HeadersEntry
-	(*structpb.Value)(nil),        // 24: google.protobuf.Value
-	(*durationpb.Duration)(nil),   // 25: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 26: google.protobuf.Timestamp
-	(*ConsumerConfig)(nil),        // 27: jetway.v1.ConsumerConfig
-	(*HeaderValues)(nil),          // 28: jetway.v1.HeaderValues
+	(*PublishResult)(nil),         // 6: jetway.v1.PublishResult
+	(*Error)(nil),                 // 7: jetway.v1.Error
+	(*Message)(nil),               // 8: jetway.v1.Message
+	(*SubscribeRequest)(nil),      // 9: jetway.v1.SubscribeRequest
+	(*SubscribeResponse)(nil),     // 10: jetway.v1.SubscribeResponse
+	(*MessageBatch)(nil),          // 11: jetway.v1.MessageBatch
+	(*Subscribed)(nil),            // 12: jetway.v1.Subscribed
+	(*Heartbeat)(nil),             // 13: jetway.v1.Heartbeat
+	(*FetchRequest)(nil),          // 14: jetway.v1.FetchRequest
+	(*FetchResponse)(nil),         // 15: jetway.v1.FetchResponse
+	(*AckOperation)(nil),          // 16: jetway.v1.AckOperation
+	(*AckRequest)(nil),            // 17: jetway.v1.AckRequest
+	(*AckResult)(nil),             // 18: jetway.v1.AckResult
+	(*AckResponse)(nil),           // 19: jetway.v1.AckResponse
+	(*ConsumeRequest)(nil),        // 20: jetway.v1.ConsumeRequest
+	(*AckBatch)(nil),              // 21: jetway.v1.AckBatch
+	(*ConsumeResponse)(nil),       // 22: jetway.v1.ConsumeResponse
+	nil,                           // 23: jetway.v1.PublishRequest.HeadersEntry
+	nil,                           // 24: jetway.v1.Message.HeadersEntry
+	(*structpb.Value)(nil),        // 25: google.protobuf.Value
+	(*durationpb.Duration)(nil),   // 26: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 27: google.protobuf.Timestamp
+	(*ConsumerConfig)(nil),        // 28: jetway.v1.ConsumerConfig
+	(*HeaderValues)(nil),          // 29: jetway.v1.HeaderValues
 }
 var file_jetway_v1_message_proto_depIdxs = []int32{
-	24, // 0: jetway.v1.PublishRequest.json:type_name -> google.protobuf.Value
-	22, // 1: jetway.v1.PublishRequest.headers:type_name -> jetway.v1.PublishRequest.HeadersEntry
-	25, // 2: jetway.v1.PublishRequest.ttl:type_name -> google.protobuf.Duration
+	25, // 0: jetway.v1.PublishRequest.json:type_name -> google.protobuf.Value
+	23, // 1: jetway.v1.PublishRequest.headers:type_name -> jetway.v1.PublishRequest.HeadersEntry
+	26, // 2: jetway.v1.PublishRequest.ttl:type_name -> google.protobuf.Duration
 	2,  // 3: jetway.v1.PublishStreamRequest.publish:type_name -> jetway.v1.PublishRequest
-	3,  // 4: jetway.v1.PublishStreamResponse.ack:type_name -> jetway.v1.PublishResponse
-	6,  // 5: jetway.v1.PublishStreamResponse.error:type_name -> jetway.v1.Error
-	24, // 6: jetway.v1.Message.json:type_name -> google.protobuf.Value
-	23, // 7: jetway.v1.Message.headers:type_name -> jetway.v1.Message.HeadersEntry
-	26, // 8: jetway.v1.Message.timestamp:type_name -> google.protobuf.Timestamp
-	26, // 9: jetway.v1.Message.ack_deadline:type_name -> google.protobuf.Timestamp
-	27, // 10: jetway.v1.SubscribeRequest.config:type_name -> jetway.v1.ConsumerConfig
-	25, // 11: jetway.v1.SubscribeRequest.heartbeat:type_name -> google.protobuf.Duration
-	0,  // 12: jetway.v1.SubscribeRequest.format:type_name -> jetway.v1.PayloadFormat
-	7,  // 13: jetway.v1.SubscribeResponse.message:type_name -> jetway.v1.Message
-	12, // 14: jetway.v1.SubscribeResponse.heartbeat:type_name -> jetway.v1.Heartbeat
-	11, // 15: jetway.v1.SubscribeResponse.subscribed:type_name -> jetway.v1.Subscribed
-	10, // 16: jetway.v1.SubscribeResponse.batch:type_name -> jetway.v1.MessageBatch
-	7,  // 17: jetway.v1.MessageBatch.messages:type_name -> jetway.v1.Message
-	26, // 18: jetway.v1.Heartbeat.time:type_name -> google.protobuf.Timestamp
-	25, // 19: jetway.v1.FetchRequest.wait:type_name -> google.protobuf.Duration
-	0,  // 20: jetway.v1.FetchRequest.format:type_name -> jetway.v1.PayloadFormat
-	7,  // 21: jetway.v1.FetchResponse.messages:type_name -> jetway.v1.Message
-	1,  // 22: jetway.v1.AckOperation.kind:type_name -> jetway.v1.AckKind
-	25, // 23: jetway.v1.AckOperation.delay:type_name -> google.protobuf.Duration
-	15, // 24: jetway.v1.AckRequest.operations:type_name -> jetway.v1.AckOperation
-	6,  // 25: jetway.v1.AckResult.error:type_name -> jetway.v1.Error
-	26, // 26: jetway.v1.AckResult.ack_deadline:type_name -> google.protobuf.Timestamp
-	17, // 27: jetway.v1.AckResponse.results:type_name -> jetway.v1.AckResult
-	8,  // 28: jetway.v1.ConsumeRequest.start:type_name -> jetway.v1.SubscribeRequest
-	15, // 29: jetway.v1.ConsumeRequest.ack:type_name -> jetway.v1.AckOperation
-	20, // 30: jetway.v1.ConsumeRequest.acks:type_name -> jetway.v1.AckBatch
-	15, // 31: jetway.v1.AckBatch.operations:type_name -> jetway.v1.AckOperation
-	7,  // 32: jetway.v1.ConsumeResponse.message:type_name -> jetway.v1.Message
-	12, // 33: jetway.v1.ConsumeResponse.heartbeat:type_name -> jetway.v1.Heartbeat
-	17, // 34: jetway.v1.ConsumeResponse.ack_result:type_name -> jetway.v1.AckResult
-	11, // 35: jetway.v1.ConsumeResponse.subscribed:type_name -> jetway.v1.Subscribed
-	10, // 36: jetway.v1.ConsumeResponse.batch:type_name -> jetway.v1.MessageBatch
-	28, // 37: jetway.v1.PublishRequest.HeadersEntry.value:type_name -> jetway.v1.HeaderValues
-	28, // 38: jetway.v1.Message.HeadersEntry.value:type_name -> jetway.v1.HeaderValues
-	2,  // 39: jetway.v1.MessageService.Publish:input_type -> jetway.v1.PublishRequest
-	4,  // 40: jetway.v1.MessageService.PublishStream:input_type -> jetway.v1.PublishStreamRequest
-	8,  // 41: jetway.v1.MessageService.Subscribe:input_type -> jetway.v1.SubscribeRequest
-	13, // 42: jetway.v1.MessageService.Fetch:input_type -> jetway.v1.FetchRequest
-	16, // 43: jetway.v1.MessageService.Ack:input_type -> jetway.v1.AckRequest
-	19, // 44: jetway.v1.MessageService.Consume:input_type -> jetway.v1.ConsumeRequest
-	3,  // 45: jetway.v1.MessageService.Publish:output_type -> jetway.v1.PublishResponse
-	5,  // 46: jetway.v1.MessageService.PublishStream:output_type -> jetway.v1.PublishStreamResponse
-	9,  // 47: jetway.v1.MessageService.Subscribe:output_type -> jetway.v1.SubscribeResponse
-	14, // 48: jetway.v1.MessageService.Fetch:output_type -> jetway.v1.FetchResponse
-	18, // 49: jetway.v1.MessageService.Ack:output_type -> jetway.v1.AckResponse
-	21, // 50: jetway.v1.MessageService.Consume:output_type -> jetway.v1.ConsumeResponse
-	45, // [45:51] is the sub-list for method output_type
-	39, // [39:45] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	2,  // 4: jetway.v1.PublishStreamRequest.batch:type_name -> jetway.v1.PublishRequest
+	3,  // 5: jetway.v1.PublishStreamResponse.ack:type_name -> jetway.v1.PublishResponse
+	7,  // 6: jetway.v1.PublishStreamResponse.error:type_name -> jetway.v1.Error
+	6,  // 7: jetway.v1.PublishStreamResponse.results:type_name -> jetway.v1.PublishResult
+	3,  // 8: jetway.v1.PublishResult.ack:type_name -> jetway.v1.PublishResponse
+	7,  // 9: jetway.v1.PublishResult.error:type_name -> jetway.v1.Error
+	25, // 10: jetway.v1.Message.json:type_name -> google.protobuf.Value
+	24, // 11: jetway.v1.Message.headers:type_name -> jetway.v1.Message.HeadersEntry
+	27, // 12: jetway.v1.Message.timestamp:type_name -> google.protobuf.Timestamp
+	27, // 13: jetway.v1.Message.ack_deadline:type_name -> google.protobuf.Timestamp
+	28, // 14: jetway.v1.SubscribeRequest.config:type_name -> jetway.v1.ConsumerConfig
+	26, // 15: jetway.v1.SubscribeRequest.heartbeat:type_name -> google.protobuf.Duration
+	0,  // 16: jetway.v1.SubscribeRequest.format:type_name -> jetway.v1.PayloadFormat
+	8,  // 17: jetway.v1.SubscribeResponse.message:type_name -> jetway.v1.Message
+	13, // 18: jetway.v1.SubscribeResponse.heartbeat:type_name -> jetway.v1.Heartbeat
+	12, // 19: jetway.v1.SubscribeResponse.subscribed:type_name -> jetway.v1.Subscribed
+	11, // 20: jetway.v1.SubscribeResponse.batch:type_name -> jetway.v1.MessageBatch
+	8,  // 21: jetway.v1.MessageBatch.messages:type_name -> jetway.v1.Message
+	27, // 22: jetway.v1.Heartbeat.time:type_name -> google.protobuf.Timestamp
+	26, // 23: jetway.v1.FetchRequest.wait:type_name -> google.protobuf.Duration
+	0,  // 24: jetway.v1.FetchRequest.format:type_name -> jetway.v1.PayloadFormat
+	8,  // 25: jetway.v1.FetchResponse.messages:type_name -> jetway.v1.Message
+	1,  // 26: jetway.v1.AckOperation.kind:type_name -> jetway.v1.AckKind
+	26, // 27: jetway.v1.AckOperation.delay:type_name -> google.protobuf.Duration
+	16, // 28: jetway.v1.AckRequest.operations:type_name -> jetway.v1.AckOperation
+	7,  // 29: jetway.v1.AckResult.error:type_name -> jetway.v1.Error
+	27, // 30: jetway.v1.AckResult.ack_deadline:type_name -> google.protobuf.Timestamp
+	18, // 31: jetway.v1.AckResponse.results:type_name -> jetway.v1.AckResult
+	9,  // 32: jetway.v1.ConsumeRequest.start:type_name -> jetway.v1.SubscribeRequest
+	16, // 33: jetway.v1.ConsumeRequest.ack:type_name -> jetway.v1.AckOperation
+	21, // 34: jetway.v1.ConsumeRequest.acks:type_name -> jetway.v1.AckBatch
+	16, // 35: jetway.v1.AckBatch.operations:type_name -> jetway.v1.AckOperation
+	8,  // 36: jetway.v1.ConsumeResponse.message:type_name -> jetway.v1.Message
+	13, // 37: jetway.v1.ConsumeResponse.heartbeat:type_name -> jetway.v1.Heartbeat
+	18, // 38: jetway.v1.ConsumeResponse.ack_result:type_name -> jetway.v1.AckResult
+	12, // 39: jetway.v1.ConsumeResponse.subscribed:type_name -> jetway.v1.Subscribed
+	11, // 40: jetway.v1.ConsumeResponse.batch:type_name -> jetway.v1.MessageBatch
+	29, // 41: jetway.v1.PublishRequest.HeadersEntry.value:type_name -> jetway.v1.HeaderValues
+	29, // 42: jetway.v1.Message.HeadersEntry.value:type_name -> jetway.v1.HeaderValues
+	2,  // 43: jetway.v1.MessageService.Publish:input_type -> jetway.v1.PublishRequest
+	4,  // 44: jetway.v1.MessageService.PublishStream:input_type -> jetway.v1.PublishStreamRequest
+	9,  // 45: jetway.v1.MessageService.Subscribe:input_type -> jetway.v1.SubscribeRequest
+	14, // 46: jetway.v1.MessageService.Fetch:input_type -> jetway.v1.FetchRequest
+	17, // 47: jetway.v1.MessageService.Ack:input_type -> jetway.v1.AckRequest
+	20, // 48: jetway.v1.MessageService.Consume:input_type -> jetway.v1.ConsumeRequest
+	3,  // 49: jetway.v1.MessageService.Publish:output_type -> jetway.v1.PublishResponse
+	5,  // 50: jetway.v1.MessageService.PublishStream:output_type -> jetway.v1.PublishStreamResponse
+	10, // 51: jetway.v1.MessageService.Subscribe:output_type -> jetway.v1.SubscribeResponse
+	15, // 52: jetway.v1.MessageService.Fetch:output_type -> jetway.v1.FetchResponse
+	19, // 53: jetway.v1.MessageService.Ack:output_type -> jetway.v1.AckResponse
+	22, // 54: jetway.v1.MessageService.Consume:output_type -> jetway.v1.ConsumeResponse
+	49, // [49:55] is the sub-list for method output_type
+	43, // [43:49] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_jetway_v1_message_proto_init() }
@@ -2208,23 +2328,27 @@ func file_jetway_v1_message_proto_init() {
 		(*PublishStreamResponse_Ack)(nil),
 		(*PublishStreamResponse_Error)(nil),
 	}
-	file_jetway_v1_message_proto_msgTypes[5].OneofWrappers = []any{
+	file_jetway_v1_message_proto_msgTypes[4].OneofWrappers = []any{
+		(*PublishResult_Ack)(nil),
+		(*PublishResult_Error)(nil),
+	}
+	file_jetway_v1_message_proto_msgTypes[6].OneofWrappers = []any{
 		(*Message_Data)(nil),
 		(*Message_Json)(nil),
 		(*Message_Text)(nil),
 	}
-	file_jetway_v1_message_proto_msgTypes[7].OneofWrappers = []any{
+	file_jetway_v1_message_proto_msgTypes[8].OneofWrappers = []any{
 		(*SubscribeResponse_Message)(nil),
 		(*SubscribeResponse_Heartbeat)(nil),
 		(*SubscribeResponse_Subscribed)(nil),
 		(*SubscribeResponse_Batch)(nil),
 	}
-	file_jetway_v1_message_proto_msgTypes[17].OneofWrappers = []any{
+	file_jetway_v1_message_proto_msgTypes[18].OneofWrappers = []any{
 		(*ConsumeRequest_Start)(nil),
 		(*ConsumeRequest_Ack)(nil),
 		(*ConsumeRequest_Acks)(nil),
 	}
-	file_jetway_v1_message_proto_msgTypes[19].OneofWrappers = []any{
+	file_jetway_v1_message_proto_msgTypes[20].OneofWrappers = []any{
 		(*ConsumeResponse_Message)(nil),
 		(*ConsumeResponse_Heartbeat)(nil),
 		(*ConsumeResponse_AckResult)(nil),
@@ -2237,7 +2361,7 @@ func file_jetway_v1_message_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_jetway_v1_message_proto_rawDesc), len(file_jetway_v1_message_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   22,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
