@@ -944,7 +944,10 @@ type SubscribeRequest struct {
 	// The same bound in payload bytes; 0 is 8 MiB; at most the server cap
 	// (64 MiB by default).
 	MaxBytesInFlight int64 `protobuf:"varint,5,opt,name=max_bytes_in_flight,json=maxBytesInFlight,proto3" json:"max_bytes_in_flight,omitempty"`
-	// Interval of heartbeats on an idle stream, 1s to 5m; unset is 15s.
+	// Interval of heartbeats on an idle stream, 1s to 5m; unset is 15s. The
+	// bridge aligns heartbeats to a 250 ms grid (so that many streams'
+	// heartbeats share one write): one may come up to 250 ms after the
+	// interval.
 	Heartbeat *durationpb.Duration `protobuf:"bytes,6,opt,name=heartbeat,proto3" json:"heartbeat,omitempty"`
 	// How payloads are encoded.
 	Format PayloadFormat `protobuf:"varint,7,opt,name=format,proto3,enum=jetway.v1.PayloadFormat" json:"format,omitempty"`
