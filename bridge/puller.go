@@ -38,19 +38,20 @@ const (
 // goroutine beyond its handler, which selects on ch and timer and calls
 // fill, received and status.
 //
-// A data message is attributed to the oldest open request: JetStream fills
-// one client's requests in the order they wait. Each request replies on its
-// own subject (inbox + id), so its status reply (expired, refused, size
-// limit) closes exactly that request and returns its unused credit.
+// Each request has its own reply subject and subscription (all feeding
+// ch), so every message and status reply is counted against exactly the
+// request it answers: JetStream serves a client's waiting requests in turn,
+// not one after the other, so no other attribution is exact, and an
+// inexact one lets the window overflow.
 type puller struct {
 	js      jetstream.JetStream
 	nc      *nats.Conn
-	sub     *nats.Subscription
 	ch      chan *nats.Msg
 	stream  string
 	name    string
 	subject string // $JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>
 	inbox   string // request n replies on inbox + n
+	dropped int    // messages nats.go dropped (closed subscriptions)
 
 	window, windowBytes int           // the stream's window
 	reqMsgs, reqBytes   int           // the consumer's limits on one request (0: none)
@@ -65,8 +66,8 @@ type puller struct {
 }
 
 type pullReq struct {
-	id          uint64
-	msgs, bytes int // still to come
+	sub         *nats.Subscription // of its reply subject
+	msgs, bytes int                // still to come
 	deadline    time.Time
 }
 
@@ -86,14 +87,10 @@ func startPuller(sub *subscription) (*puller, error) {
 	if e := sub.meta.maxRequestExpires; e > 0 && e < p.expires {
 		p.expires = e
 	}
-	var err error
-	if p.sub, err = nc.ChanSubscribe(p.inbox+"*", p.ch); err != nil {
-		return nil, translate(err, "subscribe to the pull inbox")
-	}
 	p.timer = time.NewTimer(time.Hour)
 	p.timer.Stop()
 	if err := p.fill(0, 0, time.Now()); err != nil {
-		_ = p.sub.Unsubscribe()
+		p.stop(false)
 		return nil, err
 	}
 	return p, nil
@@ -138,8 +135,12 @@ func (p *puller) fill(heldMsgs, heldBytes int, now time.Time) error {
 	if p.reqBytes > 0 {
 		bytes = min(bytes, p.reqBytes)
 	}
-	id := p.nextID
+	reply := p.inbox + strconv.FormatUint(p.nextID, 10)
 	p.nextID++
+	sub, err := p.nc.ChanSubscribe(reply, p.ch)
+	if err != nil {
+		return translate(err, "subscribe to the pull inbox")
+	}
 	p.body = append(p.body[:0], `{"batch":`...)
 	p.body = strconv.AppendInt(p.body, int64(msgs), 10)
 	p.body = append(p.body, `,"max_bytes":`...)
@@ -147,10 +148,11 @@ func (p *puller) fill(heldMsgs, heldBytes int, now time.Time) error {
 	p.body = append(p.body, `,"expires":`...)
 	p.body = strconv.AppendInt(p.body, int64(p.expires), 10)
 	p.body = append(p.body, '}')
-	if err := p.nc.PublishRequest(p.subject, p.inbox+strconv.FormatUint(id, 10), p.body); err != nil {
+	if err := p.nc.PublishRequest(p.subject, reply, p.body); err != nil {
+		_ = sub.Unsubscribe()
 		return translate(err, p.what())
 	}
-	p.reqs = append(p.reqs, pullReq{id: id, msgs: msgs, bytes: bytes, deadline: now.Add(p.expires + pullGrace)})
+	p.reqs = append(p.reqs, pullReq{sub: sub, msgs: msgs, bytes: bytes, deadline: now.Add(p.expires + pullGrace)})
 	if len(p.reqs) == 1 {
 		p.arm(now)
 	}
@@ -183,8 +185,26 @@ func (p *puller) tick(now time.Time) {
 	p.arm(now)
 }
 
+// drop closes the requests from..to-1: their subscriptions go (what
+// already arrived stays in ch).
 func (p *puller) drop(from, to int) {
+	for _, r := range p.reqs[from:to] {
+		if n, err := r.sub.Dropped(); err == nil {
+			p.dropped += n
+		}
+		_ = r.sub.Unsubscribe()
+	}
 	p.reqs = append(p.reqs[:from], p.reqs[to:]...)
+}
+
+// find returns the index of the open request sub belongs to, or -1.
+func (p *puller) find(sub *nats.Subscription) int {
+	for i := range p.reqs {
+		if p.reqs[i].sub == sub {
+			return i
+		}
+	}
+	return -1
 }
 
 // isStatus tells a status reply (no reply subject, no data, a Status
@@ -194,18 +214,20 @@ func isStatus(m *nats.Msg) bool {
 	return m.Reply == "" && len(m.Data) == 0 && m.Header.Get("Status") != ""
 }
 
-// received counts a delivered message against the oldest open request.
+// received counts a delivered message against its request.
 func (p *puller) received(m *nats.Msg) {
 	p.needBytes = 0
-	if len(p.reqs) == 0 {
-		return
+	i := p.find(m.Sub)
+	if i < 0 {
+		return // a request already given up
 	}
-	r := &p.reqs[0]
+	r := &p.reqs[i]
 	r.msgs--
 	r.bytes -= m.Size()
 	if r.msgs <= 0 || r.bytes <= 0 {
-		// JetStream ends a request when either runs out.
-		p.drop(0, 1)
+		// JetStream ends a request when either runs out (it counts a
+		// message's size as nats.go does).
+		p.drop(i, i+1)
 	}
 }
 
@@ -216,15 +238,7 @@ func (p *puller) status(ctx context.Context, m *nats.Msg, now time.Time) error {
 	if code == "100" {
 		return nil // an idle heartbeat (not asked for)
 	}
-	i := -1
-	if id, err := strconv.ParseUint(strings.TrimPrefix(m.Subject, p.inbox), 10, 64); err == nil && strings.HasPrefix(m.Subject, p.inbox) {
-		for j, r := range p.reqs {
-			if r.id == id {
-				i = j
-				break
-			}
-		}
-	}
+	i := p.find(m.Sub)
 	closeReq := func() {
 		if i >= 0 {
 			p.drop(i, i+1)
@@ -238,7 +252,7 @@ func (p *puller) status(ctx context.Context, m *nats.Msg, now time.Time) error {
 		case desc == "Consumer is push based":
 			return fmt.Errorf("%w: %s: a push consumer cannot be consumed from", ErrNotAllowed, p.what())
 		case strings.Contains(desc, "Leadership Change"):
-			p.reqs = p.reqs[:0] // every waiting request was dropped
+			p.drop(0, len(p.reqs)) // every waiting request was dropped
 		case desc == "Message Size Exceeds MaxBytes":
 			closeReq()
 			left, _ := strconv.Atoi(m.Header.Get("Nats-Pending-Bytes"))
@@ -300,19 +314,26 @@ func (p *puller) idle(ctx context.Context) error {
 	return p.check(ctx)
 }
 
-// stop ends the pulling. The inbox is drained, not just unsubscribed:
-// messages JetStream sent before it saw the interest go still arrive, and
-// with nak they are NAKed (so that other clients get them at once rather
-// than after the ack wait). It returns how many were NAKed.
+// stop ends the pulling. The open requests' subscriptions are drained,
+// not just unsubscribed: messages JetStream sent before it saw the
+// interest go still arrive, and with nak they are NAKed (so that other
+// clients get them at once rather than after the ack wait). It returns how
+// many were NAKed.
 func (p *puller) stop(nak bool) int {
 	p.timer.Stop()
-	if p.nc.IsConnected() {
-		if p.sub.Drain() == nil {
-			_ = p.nc.FlushTimeout(time.Second)
+	connected := p.nc.IsConnected()
+	for _, r := range p.reqs {
+		if n, err := r.sub.Dropped(); err == nil {
+			p.dropped += n
 		}
-	} else {
-		_ = p.sub.Unsubscribe()
+		if !connected || r.sub.Drain() != nil {
+			_ = r.sub.Unsubscribe()
+		}
 	}
+	if connected && len(p.reqs) > 0 {
+		_ = p.nc.FlushTimeout(time.Second)
+	}
+	p.reqs = p.reqs[:0]
 	n := 0
 	for {
 		select {

@@ -586,3 +586,62 @@ func TestSubscribeConsumerDeletedMidStream(t *testing.T) {
 		t.Logf("ended %v after the delete: %v", time.Since(deleted).Round(time.Millisecond), err)
 	})
 }
+
+// TestSubscribeNoDropsGrowingMessages: messages that grow a little, one
+// after the other, make every pull request but the first end early on its
+// byte budget (409 Message Size Exceeds MaxBytes: its budget is the free
+// bytes, counted from smaller messages), while several are open.
+// JetStream serves a client's open requests in turn, so each message must
+// be counted against the request it answers: counting against the oldest
+// one makes the bridge over-pull, its inbox overflow and nats.go drop
+// messages (which then wait out the 60s ack wait).
+func TestSubscribeNoDropsGrowingMessages(t *testing.T) {
+	t.Parallel()
+	b, ctx := subStart(t)
+	const n = 30000
+	subStream(t, ctx, b.JS, "GROW", "grow.>")
+	subDurable(t, ctx, b.JS, "GROW", "g", time.Minute)
+	for done := 0; done < n; {
+		for i := done; i < done+500; i++ {
+			if _, err := b.JS.PublishAsync("grow.x", make([]byte, 16+i/100)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		select {
+		case <-b.JS.PublishAsyncComplete():
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		}
+		done += 500
+	}
+
+	start := time.Now()
+	ch, _, cancel := subOpen(t, ctx, b, &jetwayv1.SubscribeRequest{Stream: "GROW", Consumer: "g", MaxInFlight: 1024, MaxBatch: 256})
+	defer cancel()
+	seen := map[uint64]bool{}
+	var tokens []string
+	deadline := time.Now().Add(25 * time.Second)
+	for len(seen) < n && time.Now().Before(deadline) {
+		select {
+		case it := <-ch:
+			if it.err != nil {
+				t.Fatalf("after %d messages: %v", len(seen), it.err)
+			}
+			for _, m := range it.v.GetBatch().GetMessages() {
+				if seen[m.GetStreamSequence()] || m.GetNumDelivered() != 1 {
+					t.Errorf("seq %d again (num_delivered %d)", m.GetStreamSequence(), m.GetNumDelivered())
+				}
+				seen[m.GetStreamSequence()] = true
+				if tokens = append(tokens, m.GetAckToken()); len(tokens) == 100 {
+					subAck(t, ctx, b, tokens...)
+					tokens = tokens[:0]
+				}
+			}
+		case <-time.After(time.Until(deadline)):
+		}
+	}
+	if missing := subMissing(seen, n); len(missing) > 0 {
+		t.Fatalf("%d of %d messages did not arrive within 25s (ack wait 60s): e.g. %v: dropped by an overflowing inbox?", len(missing), n, missing[:min(10, len(missing))])
+	}
+	t.Logf("%d messages in %v", n, time.Since(start).Round(time.Millisecond))
+}

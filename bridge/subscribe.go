@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strconv"
 	"time"
 
@@ -296,7 +297,7 @@ func (s *messageService) Subscribe(req *jetwayv1.SubscribeRequest, stream jetway
 	if err != nil {
 		return err
 	}
-	defer p.stop(!sub.meta.ackNone)
+	defer s.stopPuller(p, sub)
 	// The heartbeat timer restarts at every send: an idle stream hears
 	// from the bridge once per interval (see nextBeat).
 	keep := func(d delivery, now time.Time) { held = track(held, d, now) }
@@ -348,6 +349,16 @@ func (s *messageService) Subscribe(req *jetwayv1.SubscribeRequest, stream jetway
 		if err := p.fill(0, 0, time.Now()); err != nil {
 			return err
 		}
+	}
+}
+
+// stopPuller stops p, NAKing what it holds; a message nats.go dropped
+// (a full inbox: the window accounting failed) is logged, since it stalls
+// the consumer until its ack wait.
+func (s *messageService) stopPuller(p *puller, sub *subscription) {
+	p.stop(!sub.meta.ackNone)
+	if p.dropped > 0 {
+		s.log.Warn("pull inbox dropped messages", slog.Int("dropped", p.dropped), slog.String("stream", sub.info.GetStream()), slog.String("consumer", sub.info.GetConsumer()))
 	}
 }
 
@@ -436,7 +447,7 @@ func (s *messageService) Consume(stream jetwayv1.MessageService_ConsumeServer) e
 	if err != nil {
 		return err
 	}
-	defer p.stop(!sub.meta.ackNone)
+	defer s.stopPuller(p, sub)
 
 	// The reader ends when Recv fails: at the client's half-close (EOF) or
 	// when the RPC ends, which is when this handler returns.

@@ -1,0 +1,133 @@
+package bridge
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	jetwayv1 "github.com/jetway-dev/jetway/gen/jetway/v1"
+)
+
+// TestPullerAccountingStaysWithinWindow drives a puller directly against
+// a real JetStream and checks its central invariant: the server never owes
+// it more messages than the window allows, so its inbox can never
+// overflow. Messages grow a little, one after the other, so that most
+// requests end early on their byte budget (409 Message Size Exceeds
+// MaxBytes) while others are open, and JetStream serves a client's open
+// requests in turn: the puller must count every message and every early
+// end against the request it belongs to. After each burst the reader
+// stops taking messages and waits until the server has sent all it owes:
+// then nothing may have been dropped (the inbox has room for the window
+// and the status replies, no more).
+func TestPullerAccountingStaysWithinWindow(t *testing.T) {
+	t.Parallel()
+	srv, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	t.Cleanup(srv.Shutdown)
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "ACC", Subjects: []string{"acc.>"}, Storage: jetstream.MemoryStorage}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 6000
+	for i := range n {
+		if _, err := js.PublishAsync("acc.x", make([]byte, 16+i/20)); err != nil {
+			t.Fatal(err)
+		}
+		if i%500 == 499 {
+			select {
+			case <-js.PublishAsyncComplete():
+			case <-ctx.Done():
+				t.Fatal(ctx.Err())
+			}
+		}
+	}
+	cons, err := js.CreateConsumer(ctx, "ACC", jetstream.ConsumerConfig{Durable: "a", AckPolicy: jetstream.AckNonePolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const window = 256
+	sub := &subscription{
+		js: js, cons: cons, meta: metaOf(cons.CachedInfo().Config), window: window, windowBytes: 1 << 20,
+		info: &jetwayv1.Subscribed{Stream: "ACC", Consumer: "a"},
+	}
+	p, err := startPuller(sub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.stop(false)
+
+	got := 0
+	for got < n {
+		// A burst: take what comes, pulling as the window frees.
+		for taken := 0; taken < 700 && got < n; {
+			select {
+			case m := <-p.ch:
+				if isStatus(m) {
+					if err := p.status(ctx, m, time.Now()); err != nil {
+						t.Fatal(err)
+					}
+				} else {
+					p.received(m)
+					got++
+					taken++
+				}
+				if err := p.fill(0, 0, time.Now()); err != nil {
+					t.Fatal(err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("after %d of %d messages nothing more came for 5s (dropped: %d): the accounting lost track of what the server owes", got, n, p.dropped+openDropped(p))
+			}
+		}
+		// Stop reading until the server has sent everything it owes the
+		// open requests (a ping-pong after their last delivery): the inbox
+		// now holds all of it.
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			before := len(p.ch)
+			if err := nc.FlushTimeout(time.Second); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(20 * time.Millisecond) // deliveries are asynchronous on the server
+			if len(p.ch) == before || len(p.ch) == cap(p.ch) || time.Now().After(deadline) {
+				break
+			}
+		}
+		if d := p.dropped + openDropped(p); d > 0 {
+			t.Fatalf("after %d messages taken: nats.go dropped %d messages (inbox full)", got, d)
+		}
+	}
+	if p.dropped > 0 {
+		t.Fatalf("nats.go dropped %d messages", p.dropped)
+	}
+}
+
+// openDropped is what nats.go dropped on the open requests' subscriptions.
+func openDropped(p *puller) int {
+	n := 0
+	for _, r := range p.reqs {
+		if d, err := r.sub.Dropped(); err == nil {
+			n += d
+		}
+	}
+	return n
+}
