@@ -587,14 +587,12 @@ func TestSubscribeConsumerDeletedMidStream(t *testing.T) {
 	})
 }
 
-// TestSubscribeNoDropsGrowingMessages: messages that grow a little, one
-// after the other, make every pull request but the first end early on its
-// byte budget (409 Message Size Exceeds MaxBytes: its budget is the free
-// bytes, counted from smaller messages), while several are open.
-// JetStream serves a client's open requests in turn, so each message must
-// be counted against the request it answers: counting against the oldest
-// one makes the bridge over-pull, its inbox overflow and nats.go drop
-// messages (which then wait out the 60s ack wait).
+// TestSubscribeNoDropsGrowingMessages: end to end, with batches and acks
+// through Ack, messages that grow a little one after the other, so that
+// most pull requests end early on their byte budget while others are
+// open: every message arrives once, long before the 60s ack wait would
+// bring back one lost on the way. (TestPullerAccountingStaysWithinWindow
+// checks the per-request accounting this depends on directly.)
 func TestSubscribeNoDropsGrowingMessages(t *testing.T) {
 	t.Parallel()
 	b, ctx := subStart(t)
