@@ -206,6 +206,13 @@ func (b *Bridge) ConnectionLost() { b.messages.conn.setLost(true) }
 // ConnectionRestored lets new streams run again after ConnectionLost.
 func (b *Bridge) ConnectionRestored() { b.messages.conn.setLost(false) }
 
+// Messages is the MessageService implementation, for in-process callers
+// that apply the server's interceptors themselves (the gateway).
+func (b *Bridge) Messages() jetwayv1.MessageServiceServer { return b.messages }
+
+// Admin is the AdminService implementation (see Messages).
+func (b *Bridge) Admin() jetwayv1.AdminServiceServer { return b.admin }
+
 // Register adds both services to a gRPC server.
 func (b *Bridge) Register(s grpc.ServiceRegistrar) {
 	jetwayv1.RegisterMessageServiceServer(s, b.messages)

@@ -46,6 +46,9 @@ type Options struct {
 	// Pprof serves net/http/pprof under /debug/pprof/ (unauthenticated:
 	// only for trusted networks).
 	Pprof bool
+	// Direct, when set, serves unary calls in process (see Direct);
+	// otherwise every call takes conn.
+	Direct *Direct
 }
 
 // New returns the HTTP handler of the REST API over conn.
@@ -62,14 +65,17 @@ func New(ctx context.Context, conn *grpc.ClientConn, o Options) (http.Handler, e
 		// silently ignored.
 		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
 	}
-	gw := runtime.NewServeMux(
-		runtime.WithIncomingHeaderMatcher(IncomingHeader),
-		runtime.WithOutgoingHeaderMatcher(outgoingHeader),
-		runtime.WithMetadata(verifiedCertificate),
-		runtime.WithErrorHandler(errorHandler),
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, jsonpb),
-		runtime.WithMarshalerOption(MIMEEventStream, &eventStream{JSONPb: jsonpb}),
-	)
+	newMux := func() *runtime.ServeMux {
+		return runtime.NewServeMux(
+			runtime.WithIncomingHeaderMatcher(IncomingHeader),
+			runtime.WithOutgoingHeaderMatcher(outgoingHeader),
+			runtime.WithMetadata(verifiedCertificate),
+			runtime.WithErrorHandler(errorHandler),
+			runtime.WithMarshalerOption(runtime.MIMEWildcard, jsonpb),
+			runtime.WithMarshalerOption(MIMEEventStream, &eventStream{JSONPb: jsonpb}),
+		)
+	}
+	gw := newMux()
 	// grpc-gateway tries the most recently registered route first, and a
 	// route without a verb also matches a path with one (GetStream's
 	// /v1/streams/{name} matches /v1/streams/S:subscribe). MessageService
@@ -79,6 +85,20 @@ func New(ctx context.Context, conn *grpc.ClientConn, o Options) (http.Handler, e
 	}
 	if err := jetwayv1.RegisterMessageServiceHandler(ctx, gw, conn); err != nil {
 		return nil, fmt.Errorf("gateway: register MessageService: %w", err)
+	}
+	var api http.Handler = gw
+	if d := o.Direct; d != nil {
+		if d.Messages == nil || d.Admin == nil || d.Interceptor == nil {
+			return nil, errors.New("gateway: Direct needs Messages, Admin and Interceptor")
+		}
+		direct := newMux()
+		if err := jetwayv1.RegisterAdminServiceHandlerServer(ctx, direct, directAdmin{s: d.Admin, ic: d.Interceptor}); err != nil {
+			return nil, fmt.Errorf("gateway: register AdminService: %w", err)
+		}
+		if err := jetwayv1.RegisterMessageServiceHandlerServer(ctx, direct, directMessages{s: d.Messages, ic: d.Interceptor}); err != nil {
+			return nil, fmt.Errorf("gateway: register MessageService: %w", err)
+		}
+		api = streamsApart{streams: gw, unary: direct}
 	}
 
 	mux := http.NewServeMux()
@@ -106,8 +126,22 @@ func New(ctx context.Context, conn *grpc.ClientConn, o Options) (http.Handler, e
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
-	mux.Handle("/", checkRequest(limitBody(gw, o.MaxBodyBytes)))
+	mux.Handle("/", checkRequest(limitBody(api, o.MaxBodyBytes)))
 	return mux, nil
+}
+
+// streamsApart sends the streaming routes (Subscribe's :subscribe) to the
+// gateway over the connection and every other route to the direct one.
+type streamsApart struct {
+	streams, unary http.Handler
+}
+
+func (s streamsApart) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, ":subscribe") {
+		s.streams.ServeHTTP(w, r)
+		return
+	}
+	s.unary.ServeHTTP(w, r)
 }
 
 func writeJSON(w http.ResponseWriter, code int, body string) {

@@ -212,6 +212,9 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	edge := errorEdge{log: log}
 	gate := natsGate{connected: nc.IsConnected}
 	authn := auth.NewInterceptor(authCfg, log)
+	// One unary chain, for gRPC calls and for the gateway's in-process
+	// REST calls alike.
+	unary := gateway.ChainUnary(edge.unary, authn.Unary, clampDeadline(cfg.Server.MaxCallTimeout), gate.unary)
 	grpcOpts := []grpc.ServerOption{}
 	if tlsCfg != nil {
 		grpcOpts = append(grpcOpts, grpc.Creds(listenerCreds{credentials.NewTLS(tlsCfg)}))
@@ -221,7 +224,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		grpc.MaxConcurrentStreams(uint32(min(cfg.Server.MaxConcurrentStreams, 1<<31))),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-		grpc.ChainUnaryInterceptor(edge.unary, authn.Unary, clampDeadline(cfg.Server.MaxCallTimeout), gate.unary),
+		grpc.ChainUnaryInterceptor(unary),
 		grpc.ChainStreamInterceptor(edge.stream, authn.Stream, gate.stream),
 	)...)
 	b.Register(gs)
@@ -260,9 +263,10 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	})
 	setHealth()
 
-	// The gateway reaches the gRPC server through an in-memory listener:
-	// the same server, interceptors and limits, no TCP port or TLS to
-	// configure, and streaming RPCs work.
+	// The gateway calls unary RPCs in process through the same unary
+	// interceptors, and reaches the gRPC server for streaming RPCs through
+	// an in-memory listener: the same server, interceptors and limits, no
+	// TCP port or TLS to configure.
 	mem := bufconn.Listen(1 << 20)
 	conn, err := grpc.NewClient("passthrough:///jetway-in-memory",
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return mem.DialContext(ctx) }),
@@ -274,7 +278,10 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	}
 	cleanup = append(cleanup, func() { _ = conn.Close() })
 	serveCtx, stopServe := context.WithCancel(context.WithoutCancel(ctx))
-	handler, err := gateway.New(serveCtx, conn, gateway.Options{MaxBodyBytes: maxBody, Ready: ready, Logger: log, Pprof: cfg.Server.Pprof})
+	handler, err := gateway.New(serveCtx, conn, gateway.Options{
+		MaxBodyBytes: maxBody, Ready: ready, Logger: log, Pprof: cfg.Server.Pprof,
+		Direct: &gateway.Direct{Messages: b.Messages(), Admin: b.Admin(), Interceptor: unary},
+	})
 	if err != nil {
 		stopServe()
 		return nil, fmt.Errorf("server: %w", err)

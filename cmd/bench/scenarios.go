@@ -33,7 +33,7 @@ var (
 	}
 	fullBudget = budget{
 		rounds: 5, runTime: 1500 * time.Millisecond, maxOps: 5_000_000,
-		consumeN: 1_000_000, consumeTime: 5 * time.Second, fillTime: 30 * time.Second,
+		consumeN: 1_000_000, consumeTime: 3 * time.Second, fillTime: 30 * time.Second,
 		fetchIters: 200, fetchTime: 3 * time.Second,
 		e2eTime:     3 * time.Second,
 		idleStreams: 10_000, idleWindow: 5 * time.Second, idleRounds: 3,
