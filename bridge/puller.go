@@ -57,7 +57,8 @@ type puller struct {
 	reqMsgs, reqBytes   int           // the consumer's limits on one request (0: none)
 	expires             time.Duration // of each request
 
-	reqs      []pullReq // open requests, oldest first
+	reqs      []pullReq            // open requests, oldest first
+	spare     []*nats.Subscription // of requests JetStream is done with
 	nextID    uint64
 	needBytes int       // after "Message Size Exceeds MaxBytes": ask for more than this
 	retryAt   time.Time // after "no responders": no pull before
@@ -69,6 +70,10 @@ type pullReq struct {
 	sub         *nats.Subscription // of its reply subject
 	msgs, bytes int                // still to come
 	deadline    time.Time
+	// done: its last message came with bytes to spare; JetStream follows
+	// it with a status (409 Batch Completed), after which the
+	// subscription can serve again.
+	done bool
 }
 
 // startPuller subscribes the stream's inbox and sends its first request.
@@ -100,6 +105,17 @@ func (p *puller) what() string {
 	return fmt.Sprintf("consume from consumer %q on stream %q", p.name, p.stream)
 }
 
+// open is how many requests may still bring messages.
+func (p *puller) open() int {
+	n := 0
+	for _, r := range p.reqs {
+		if !r.done {
+			n++
+		}
+	}
+	return n
+}
+
 // pending is what the open requests may still bring.
 func (p *puller) pending() (msgs, bytes int) {
 	for _, r := range p.reqs {
@@ -116,7 +132,7 @@ func (p *puller) pending() (msgs, bytes int) {
 // few requests per message; a small window refills slot by slot, so that a
 // worker acking one task gets the next at once.
 func (p *puller) fill(heldMsgs, heldBytes int, now time.Time) error {
-	if len(p.reqs) >= maxPullRequests || now.Before(p.retryAt) {
+	if p.open() >= maxPullRequests || now.Before(p.retryAt) {
 		return nil
 	}
 	pm, pb := p.pending()
@@ -135,12 +151,17 @@ func (p *puller) fill(heldMsgs, heldBytes int, now time.Time) error {
 	if p.reqBytes > 0 {
 		bytes = min(bytes, p.reqBytes)
 	}
-	reply := p.inbox + strconv.FormatUint(p.nextID, 10)
-	p.nextID++
-	sub, err := p.nc.ChanSubscribe(reply, p.ch)
-	if err != nil {
-		return translate(err, "subscribe to the pull inbox")
+	var sub *nats.Subscription
+	if n := len(p.spare); n > 0 {
+		sub, p.spare = p.spare[n-1], p.spare[:n-1]
+	} else {
+		var err error
+		if sub, err = p.nc.ChanSubscribe(p.inbox+strconv.FormatUint(p.nextID, 10), p.ch); err != nil {
+			return translate(err, "subscribe to the pull inbox")
+		}
+		p.nextID++
 	}
+	reply := sub.Subject
 	p.body = append(p.body[:0], `{"batch":`...)
 	p.body = strconv.AppendInt(p.body, int64(msgs), 10)
 	p.body = append(p.body, `,"max_bytes":`...)
@@ -149,7 +170,7 @@ func (p *puller) fill(heldMsgs, heldBytes int, now time.Time) error {
 	p.body = strconv.AppendInt(p.body, int64(p.expires), 10)
 	p.body = append(p.body, '}')
 	if err := p.nc.PublishRequest(p.subject, reply, p.body); err != nil {
-		_ = sub.Unsubscribe()
+		p.spare = append(p.spare, sub)
 		return translate(err, p.what())
 	}
 	p.reqs = append(p.reqs, pullReq{sub: sub, msgs: msgs, bytes: bytes, deadline: now.Add(p.expires + pullGrace)})
@@ -181,16 +202,24 @@ func (p *puller) tick(now time.Time) {
 	for i < len(p.reqs) && !p.reqs[i].deadline.After(now) {
 		i++
 	}
-	p.drop(0, i)
+	p.drop(0, i, false)
 	p.arm(now)
 }
 
-// drop closes the requests from..to-1: their subscriptions go (what
-// already arrived stays in ch).
-func (p *puller) drop(from, to int) {
+// drop closes the requests from..to-1 (what already arrived stays in ch).
+// With reuse, JetStream is known to be done with them (their last message
+// or their status reply came), so their subscriptions serve the next
+// requests: an idle stream renews its request without a new subscription
+// every time. Otherwise (given up, or dropped by a leader change) a late
+// message could still come, and they go.
+func (p *puller) drop(from, to int, reuse bool) {
 	for _, r := range p.reqs[from:to] {
 		if n, err := r.sub.Dropped(); err == nil {
 			p.dropped += n
+		}
+		if reuse && len(p.spare) < maxPullRequests {
+			p.spare = append(p.spare, r.sub)
+			continue
 		}
 		_ = r.sub.Unsubscribe()
 	}
@@ -224,10 +253,14 @@ func (p *puller) received(m *nats.Msg) {
 	r := &p.reqs[i]
 	r.msgs--
 	r.bytes -= m.Size()
-	if r.msgs <= 0 || r.bytes <= 0 {
-		// JetStream ends a request when either runs out (it counts a
-		// message's size as nats.go does).
-		p.drop(i, i+1)
+	switch {
+	case r.bytes <= 0:
+		// JetStream ends a request when its bytes run out (it counts a
+		// message's size as nats.go does), without a status.
+		p.drop(i, i+1, true)
+	case r.msgs <= 0:
+		// Its batch is complete; the status that says so follows.
+		r.msgs, r.bytes, r.done = 0, 0, true
 	}
 }
 
@@ -241,7 +274,7 @@ func (p *puller) status(ctx context.Context, m *nats.Msg, now time.Time) error {
 	i := p.find(m.Sub)
 	closeReq := func() {
 		if i >= 0 {
-			p.drop(i, i+1)
+			p.drop(i, i+1, true)
 		}
 	}
 	switch code {
@@ -252,7 +285,7 @@ func (p *puller) status(ctx context.Context, m *nats.Msg, now time.Time) error {
 		case desc == "Consumer is push based":
 			return fmt.Errorf("%w: %s: a push consumer cannot be consumed from", ErrNotAllowed, p.what())
 		case strings.Contains(desc, "Leadership Change"):
-			p.drop(0, len(p.reqs)) // every waiting request was dropped
+			p.drop(0, len(p.reqs), false) // every waiting request was dropped
 		case desc == "Message Size Exceeds MaxBytes":
 			closeReq()
 			left, _ := strconv.Atoi(m.Header.Get("Nats-Pending-Bytes"))
@@ -266,7 +299,7 @@ func (p *puller) status(ctx context.Context, m *nats.Msg, now time.Time) error {
 			p.needBytes = left
 		case desc == "Exceeded MaxWaiting":
 			closeReq()
-			if len(p.reqs) == 0 {
+			if p.open() == 0 {
 				return fmt.Errorf("%w: %s: too many pull requests waiting on the consumer (its max_waiting)", ErrLimitExceeded, p.what())
 			}
 			// Go on with the requests it has; ask again later, not at once.
@@ -308,7 +341,7 @@ func (p *puller) check(ctx context.Context) error {
 // idle is called on an idle heartbeat: with no request waiting, it checks
 // that the consumer still exists.
 func (p *puller) idle(ctx context.Context) error {
-	if len(p.reqs) > 0 {
+	if p.open() > 0 {
 		return nil
 	}
 	return p.check(ctx)
@@ -330,6 +363,10 @@ func (p *puller) stop(nak bool) int {
 			_ = r.sub.Unsubscribe()
 		}
 	}
+	for _, sub := range p.spare {
+		_ = sub.Unsubscribe()
+	}
+	p.spare = nil
 	if connected && len(p.reqs) > 0 {
 		_ = p.nc.FlushTimeout(time.Second)
 	}
