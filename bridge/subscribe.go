@@ -303,6 +303,17 @@ func (s *messageService) Subscribe(req *jetwayv1.SubscribeRequest, stream jetway
 	keep := func(d delivery, now time.Time) { held = track(held, d, now) }
 	hb := time.NewTimer(nextBeat(sub.heartbeat))
 	defer hb.Stop()
+	send := func(out []*jetwayv1.Message) error {
+		ev := &jetwayv1.SubscribeResponse{Event: &jetwayv1.SubscribeResponse_Message{Message: out[0]}}
+		if sub.batch > 1 {
+			ev.Event = &jetwayv1.SubscribeResponse_Batch{Batch: &jetwayv1.MessageBatch{Messages: out}}
+		}
+		if err := stream.Send(ev); err != nil {
+			return err
+		}
+		hb.Reset(nextBeat(sub.heartbeat))
+		return nil
+	}
 	lost := s.conn.lostCh()
 	for {
 		select {
@@ -315,25 +326,7 @@ func (s *messageService) Subscribe(req *jetwayv1.SubscribeRequest, stream jetway
 		case now := <-p.timer.C:
 			p.tick(now)
 		case m := <-p.ch:
-			now := time.Now()
-			if isStatus(m) {
-				if err := p.status(ctx, m, now); err != nil {
-					return err
-				}
-				break
-			}
-			out, err := s.take(ctx, sub, p, m, now, keep)
-			if len(out) > 0 {
-				ev := &jetwayv1.SubscribeResponse{Event: &jetwayv1.SubscribeResponse_Message{Message: out[0]}}
-				if sub.batch > 1 {
-					ev.Event = &jetwayv1.SubscribeResponse_Batch{Batch: &jetwayv1.MessageBatch{Messages: out}}
-				}
-				if err := stream.Send(ev); err != nil {
-					return err
-				}
-				hb.Reset(nextBeat(sub.heartbeat))
-			}
-			if err != nil {
+			if err := s.arrived(ctx, sub, p, m, keep, send); err != nil {
 				return err
 			}
 		case now := <-hb.C:
@@ -360,6 +353,23 @@ func (s *messageService) stopPuller(p *puller, sub *subscription) {
 	if p.dropped > 0 {
 		s.log.Warn("pull inbox dropped messages", slog.Int("dropped", p.dropped), slog.String("stream", sub.info.GetStream()), slog.String("consumer", sub.info.GetConsumer()))
 	}
+}
+
+// arrived handles what the inbox brought: a status reply, or messages,
+// which go to the client in one event (send) before any error that came
+// after them.
+func (s *messageService) arrived(ctx context.Context, sub *subscription, p *puller, m *nats.Msg, keep func(delivery, time.Time), send func([]*jetwayv1.Message) error) error {
+	now := time.Now()
+	if isStatus(m) {
+		return p.status(ctx, m, now)
+	}
+	out, err := s.take(ctx, sub, p, m, now, keep)
+	if len(out) > 0 {
+		if serr := send(out); serr != nil {
+			return serr
+		}
+	}
+	return err
 }
 
 // take converts m and, with max_batch, the messages that have already
@@ -499,6 +509,17 @@ func (s *messageService) Consume(stream jetwayv1.MessageService_ConsumeServer) e
 	nc := sub.js.Conn()
 	hb := time.NewTimer(nextBeat(sub.heartbeat))
 	defer hb.Stop()
+	send := func(out []*jetwayv1.Message) error {
+		ev := &jetwayv1.ConsumeResponse{Event: &jetwayv1.ConsumeResponse_Message{Message: out[0]}}
+		if sub.batch > 1 {
+			ev.Event = &jetwayv1.ConsumeResponse_Batch{Batch: &jetwayv1.MessageBatch{Messages: out}}
+		}
+		if err := stream.Send(ev); err != nil {
+			return err
+		}
+		hb.Reset(nextBeat(sub.heartbeat))
+		return nil
+	}
 	lost := s.conn.lostCh()
 	for {
 		select {
@@ -536,25 +557,7 @@ func (s *messageService) Consume(stream jetwayv1.MessageService_ConsumeServer) e
 				}
 			}
 		case m := <-p.ch:
-			now := time.Now()
-			if isStatus(m) {
-				if err := p.status(ctx, m, now); err != nil {
-					return err
-				}
-				break
-			}
-			out, err := s.take(ctx, sub, p, m, now, keep)
-			if len(out) > 0 {
-				ev := &jetwayv1.ConsumeResponse{Event: &jetwayv1.ConsumeResponse_Message{Message: out[0]}}
-				if sub.batch > 1 {
-					ev.Event = &jetwayv1.ConsumeResponse_Batch{Batch: &jetwayv1.MessageBatch{Messages: out}}
-				}
-				if err := stream.Send(ev); err != nil {
-					return err
-				}
-				hb.Reset(nextBeat(sub.heartbeat))
-			}
-			if err != nil {
+			if err := s.arrived(ctx, sub, p, m, keep, send); err != nil {
 				return err
 			}
 		case now := <-hb.C:
