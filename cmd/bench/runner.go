@@ -93,6 +93,9 @@ func runScenario(ctx context.Context, e *env, sc scenario, progress io.Writer) (
 			nb.notef("bridge log: %s", s)
 		}
 		for i, rs := range sc.rows {
+			if rs.singles && !e.budget.singles {
+				continue
+			}
 			row := Row{Scenario: sc.id, Name: sc.name, Payload: label, Metric: rs.label, Unit: rs.unit, Status: "ok"}
 			if runErr != nil {
 				row.Status = "error: " + oneLine(runErr.Error())

@@ -127,23 +127,26 @@ func withConsumer(ctx context.Context, e *env, p params, scenario int, side stri
 // consumeRound is scenario 4: the bridge's Consume with inline acks
 // against nats.go's Consume with explicit acks.
 func consumeRound(ctx context.Context, e *env, p params) (map[string]measurement, error) {
-	return alternate(ctx, p.round,
-		sideRun{"bridge", func(ctx context.Context) (measurement, error) {
+	sides := []sideRun{
+		{"bridge", func(ctx context.Context) (measurement, error) {
 			return withConsumer(ctx, e, p, 4, "bridge", func(f filledStream, consumer string, _ jetstream.Consumer) (measurement, error) {
 				return bridgeConsume(ctx, e, p, f, consumer, eventBatch)
 			})
 		}},
-		sideRun{"single", func(ctx context.Context) (measurement, error) {
-			return withConsumer(ctx, e, p, 4, "single", func(f filledStream, consumer string, _ jetstream.Consumer) (measurement, error) {
-				return bridgeConsume(ctx, e, p, f, consumer, 0)
-			})
-		}},
-		sideRun{"native", func(ctx context.Context) (measurement, error) {
+		{"native", func(ctx context.Context) (measurement, error) {
 			return withConsumer(ctx, e, p, 4, "native", func(f filledStream, _ string, cons jetstream.Consumer) (measurement, error) {
 				return nativeConsume(ctx, p, f, cons)
 			})
 		}},
-	)
+	}
+	if p.b.singles {
+		sides = append(sides, sideRun{"single", func(ctx context.Context) (measurement, error) {
+			return withConsumer(ctx, e, p, 4, "single", func(f filledStream, consumer string, _ jetstream.Consumer) (measurement, error) {
+				return bridgeConsume(ctx, e, p, f, consumer, 0)
+			})
+		}})
+	}
+	return alternate(ctx, p.round, sides...)
 }
 
 // bridgeConsume reads min(consumeN, queued) messages from a Consume
@@ -293,23 +296,26 @@ func nativeConsume(ctx context.Context, p params, f filledStream, cons jetstream
 // subscribeAckRound is scenario 5: the bridge's Subscribe with acks sent
 // through the Ack RPC, 100 tokens per call, against native Consume.
 func subscribeAckRound(ctx context.Context, e *env, p params) (map[string]measurement, error) {
-	return alternate(ctx, p.round,
-		sideRun{"bridge", func(ctx context.Context) (measurement, error) {
+	sides := []sideRun{
+		{"bridge", func(ctx context.Context) (measurement, error) {
 			return withConsumer(ctx, e, p, 5, "bridge", func(f filledStream, consumer string, _ jetstream.Consumer) (measurement, error) {
 				return bridgeSubscribeAck(ctx, e, p, f, consumer, eventBatch)
 			})
 		}},
-		sideRun{"single", func(ctx context.Context) (measurement, error) {
-			return withConsumer(ctx, e, p, 5, "single", func(f filledStream, consumer string, _ jetstream.Consumer) (measurement, error) {
-				return bridgeSubscribeAck(ctx, e, p, f, consumer, 0)
-			})
-		}},
-		sideRun{"native", func(ctx context.Context) (measurement, error) {
+		{"native", func(ctx context.Context) (measurement, error) {
 			return withConsumer(ctx, e, p, 5, "native", func(f filledStream, _ string, cons jetstream.Consumer) (measurement, error) {
 				return nativeConsume(ctx, p, f, cons)
 			})
 		}},
-	)
+	}
+	if p.b.singles {
+		sides = append(sides, sideRun{"single", func(ctx context.Context) (measurement, error) {
+			return withConsumer(ctx, e, p, 5, "single", func(f filledStream, consumer string, _ jetstream.Consumer) (measurement, error) {
+				return bridgeSubscribeAck(ctx, e, p, f, consumer, 0)
+			})
+		}})
+	}
+	return alternate(ctx, p.round, sides...)
 }
 
 // bridgeSubscribeAck reads a Subscribe stream (up to batch messages per
