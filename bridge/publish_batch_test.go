@@ -7,11 +7,14 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc/codes"
 
+	"github.com/jetway-dev/jetway/config"
 	jetwayv1 "github.com/jetway-dev/jetway/gen/jetway/v1"
+	"github.com/jetway-dev/jetway/internal/jetwaytest"
 )
 
 // TestPublishStreamBatches: batches and single publishes interleave on one
@@ -168,5 +171,44 @@ func TestPublishStreamBatches(t *testing.T) {
 		if string(m.Data) != text {
 			t.Fatalf("message %d is %q, want %q", i+1, m.Data, text)
 		}
+	}
+}
+
+// TestPublishStreamBatchLargerThanWindow: a batch of more messages than
+// the stream's publish window goes through (the window throttles it
+// inside the bridge rather than deadlocking it), in order.
+func TestPublishStreamBatchLargerThanWindow(t *testing.T) {
+	t.Parallel()
+	b := jetwaytest.Start(t, func(c *config.Config) { c.Server.PublishWindow = 8 })
+	ctx := jetwaytest.Context(t, 30*time.Second)
+	pubStream(ctx, t, b, jetstream.StreamConfig{Name: "PSW", Subjects: []string{"psw.>"}})
+	stream, err := b.Messages.PublishStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := &jetwayv1.PublishStreamRequest{Id: 7}
+	for i := range 500 {
+		req.Batch = append(req.Batch, &jetwayv1.PublishRequest{Subject: "psw.x", Payload: &jetwayv1.PublishRequest_Text{Text: strconv.Itoa(i)}})
+	}
+	if err := stream.Send(req); err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.GetId() != 7 || len(resp.GetResults()) != 500 {
+		t.Fatalf("response id %d with %d results, want 7 with 500", resp.GetId(), len(resp.GetResults()))
+	}
+	for i, r := range resp.GetResults() {
+		if r.GetAck().GetSequence() != uint64(i+1) {
+			t.Fatalf("result %d: %v, want sequence %d", i, r, i+1)
+		}
+	}
+	if _, err := stream.Recv(); !errors.Is(err, io.EOF) {
+		t.Errorf("after the batch: %v, want EOF", err)
 	}
 }
