@@ -67,7 +67,7 @@ func TestPullerAccountingStaysWithinWindow(t *testing.T) {
 	}
 	const window = 256
 	sub := &subscription{
-		js: js, cons: cons, meta: metaOf(cons.CachedInfo().Config), window: window, windowBytes: 1 << 20,
+		js: js, meta: metaOf(cons.CachedInfo().Config), window: window, windowBytes: 1 << 20,
 		info: &jetwayv1.Subscribed{Stream: "ACC", Consumer: "a"},
 	}
 	p, err := startPuller(sub)

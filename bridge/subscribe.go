@@ -38,7 +38,6 @@ const (
 // subscription is one Subscribe or Consume stream's consumer and window.
 type subscription struct {
 	js          jetstream.JetStream // the connection it runs on
-	cons        jetstream.Consumer
 	meta        consumerMeta
 	info        *jetwayv1.Subscribed
 	heartbeat   time.Duration
@@ -115,12 +114,15 @@ func (s *messageService) resolve(ctx context.Context, js jetstream.JetStream, pr
 		return nil, err
 	}
 	info := &jetwayv1.Subscribed{Stream: req.GetStream(), MaxInFlight: int32(sub.window), MaxBytesInFlight: int64(sub.windowBytes)}
-	var err error
+	var (
+		cons jetstream.Consumer
+		err  error
+	)
 	if name := req.GetConsumer(); name != "" {
 		if err := validateName(prefix+"consumer", name); err != nil {
 			return nil, err
 		}
-		sub.cons, err = js.Consumer(ctx, req.GetStream(), name)
+		cons, err = js.Consumer(ctx, req.GetStream(), name)
 		switch {
 		case err == nil:
 			info.ConfigIgnored = req.GetConfig() != nil
@@ -139,7 +141,7 @@ func (s *messageService) resolve(ctx context.Context, js jetstream.JetStream, pr
 			if err := s.authz.CanReadSubjects(ctx, filtersOf(cfg)); err != nil {
 				return nil, err
 			}
-			if sub.cons, err = js.CreateConsumer(ctx, req.GetStream(), cfg); err != nil {
+			if cons, err = js.CreateConsumer(ctx, req.GetStream(), cfg); err != nil {
 				return nil, translate(err, fmt.Sprintf("create consumer %q on stream %q", name, req.GetStream()))
 			}
 			info.Created = true
@@ -154,12 +156,14 @@ func (s *messageService) resolve(ctx context.Context, js jetstream.JetStream, pr
 		if err := s.authz.CanReadSubjects(ctx, filtersOf(cfg)); err != nil {
 			return nil, err
 		}
-		if sub.cons, err = js.CreateConsumer(ctx, req.GetStream(), cfg); err != nil {
+		if cons, err = js.CreateConsumer(ctx, req.GetStream(), cfg); err != nil {
 			return nil, translate(err, fmt.Sprintf("create an ephemeral consumer on stream %q", req.GetStream()))
 		}
 		info.Created, info.Ephemeral = true, true
 	}
-	ci := sub.cons.CachedInfo()
+	// Only the name and the ack settings stay: the consumer's whole
+	// cached info (1.6 KiB) would live as long as the stream.
+	ci := cons.CachedInfo()
 	info.Consumer = ci.Name
 	sub.meta = metaOf(ci.Config)
 	sub.info = info
