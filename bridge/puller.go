@@ -226,6 +226,22 @@ func (p *puller) drop(from, to int, reuse bool) {
 	p.reqs = append(p.reqs[:from], p.reqs[to:]...)
 }
 
+// trimDone bounds the requests waiting only for their Batch Completed
+// status (a server that does not send it would otherwise leave one per
+// request until its deadline): past maxPullRequests the oldest go,
+// without reuse.
+func (p *puller) trimDone() {
+	n := len(p.reqs) - p.open()
+	for i := 0; n > maxPullRequests && i < len(p.reqs); {
+		if p.reqs[i].done {
+			p.drop(i, i+1, false)
+			n--
+			continue
+		}
+		i++
+	}
+}
+
 // find returns the index of the open request sub belongs to, or -1.
 func (p *puller) find(sub *nats.Subscription) int {
 	for i := range p.reqs {
@@ -261,6 +277,7 @@ func (p *puller) received(m *nats.Msg) {
 	case r.msgs <= 0:
 		// Its batch is complete; the status that says so follows.
 		r.msgs, r.bytes, r.done = 0, 0, true
+		p.trimDone()
 	}
 }
 
