@@ -94,6 +94,7 @@ type consumerInfoReply struct {
 // pulled is what one pull request brought: its messages, the consumer's
 // configuration when asked for, and the status that ended the request.
 type pulled struct {
+	what   string // "fetch from consumer … on stream …", for errors
 	msgs   []*nats.Msg
 	meta   consumerMeta
 	code   string // "" when the batch filled, or the guard ended it
@@ -108,8 +109,8 @@ type pulled struct {
 // what is available at once: a long poll. nats.go's Fetch cannot express
 // that combination, so the bridge speaks the pull protocol itself here.
 func pull(ctx context.Context, nc *nats.Conn, stream, consumer string, req pullRequest, withInfo bool) (pulled, error) {
-	var res pulled
 	what := fmt.Sprintf("fetch from consumer %q on stream %q", consumer, stream)
+	res := pulled{what: what}
 	body, err := json.Marshal(req)
 	if err != nil {
 		return res, fmt.Errorf("encode pull request: %w", err)
@@ -195,15 +196,15 @@ func (r *pulled) setInfo(data []byte, what string) error {
 
 // outcome turns how a pull ended into the Fetch result: its messages, or
 // the error of a refused request.
-func (r *pulled) outcome(what string) error {
+func (r *pulled) outcome() error {
 	if len(r.msgs) > 0 {
 		return nil // whatever ended the request, what came is returned
 	}
 	switch r.code {
 	case "503":
-		return fmt.Errorf("%w: %s: no responders", ErrConsumerNotFound, what)
+		return fmt.Errorf("%w: %s: no responders", ErrConsumerNotFound, r.what)
 	case "409":
-		return pullRefusal(r.desc, what)
+		return pullRefusal(r.desc, r.what)
 	}
 	return nil
 }
@@ -288,14 +289,13 @@ func (s *messageService) Fetch(ctx context.Context, req *jetwayv1.FetchRequest) 
 			pr.Expires = wait
 		}
 	}
-	what := fmt.Sprintf("fetch from consumer %q on stream %q", req.GetConsumer(), req.GetStream())
 	got, err := pull(ctx, js.Conn(), req.GetStream(), req.GetConsumer(), pr, true)
 	if err != nil {
 		return nil, err
 	}
 	if got.noInfo {
 		nakAll(js.Conn(), got.msgs)
-		return nil, fmt.Errorf("%w: %s: no consumer info", ErrTimeout, what)
+		return nil, fmt.Errorf("%w: %s: no consumer info", ErrTimeout, got.what)
 	}
 	meta := got.meta
 	// Defaults stay within the consumer's own request limits: a request
@@ -314,7 +314,7 @@ func (s *messageService) Fetch(ctx context.Context, req *jetwayv1.FetchRequest) 
 			}
 		}
 	}
-	if err := got.outcome(what); err != nil {
+	if err := got.outcome(); err != nil {
 		return nil, err
 	}
 	msgs := got.msgs

@@ -115,6 +115,14 @@ func (s *messageService) PublishStream(stream jetwayv1.MessageService_PublishStr
 	defer release()
 	g, ctx := errgroup.WithContext(stream.Context())
 	pending := make(chan pendingPublish, s.window)
+	enqueue := func(p pendingPublish) error {
+		select {
+		case pending <- p:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	g.Go(func() error {
 		defer close(pending)
 		for {
@@ -125,44 +133,29 @@ func (s *messageService) PublishStream(stream jetwayv1.MessageService_PublishStr
 			if err != nil {
 				return err
 			}
-			if batch := req.GetBatch(); len(batch) > 0 {
-				var err error
-				switch {
-				case req.GetPublish() != nil:
-					err = fieldErr("batch", ErrInvalidArgument, "set publish or batch, not both")
-				case len(batch) > maxPublishBatch:
-					err = fieldErr("batch", ErrInvalidArgument, "at most %d messages", maxPublishBatch)
-				}
-				if err != nil {
-					select {
-					case pending <- pendingPublish{id: req.GetId(), err: err}:
-						continue
-					case <-ctx.Done():
-						return ctx.Err()
-					}
-				}
+			id := req.GetId()
+			switch batch := req.GetBatch(); {
+			case len(batch) == 0 && req.GetPublish() == nil:
+				err = enqueue(pendingPublish{id: id, err: fieldErr("publish", ErrInvalidArgument, "required")})
+			case len(batch) == 0:
+				p := s.publishAsync(ctx, js, "publish.", req.GetPublish())
+				p.id = id
+				err = enqueue(p)
+			case req.GetPublish() != nil:
+				err = enqueue(pendingPublish{id: id, err: fieldErr("batch", ErrInvalidArgument, "set publish or batch, not both")})
+			case len(batch) > maxPublishBatch:
+				err = enqueue(pendingPublish{id: id, err: fieldErr("batch", ErrInvalidArgument, "at most %d messages", maxPublishBatch)})
+			default:
 				for i, pr := range batch {
 					p := s.publishAsync(ctx, js, batchPrefix(i), pr)
-					p.id, p.index, p.batch = req.GetId(), i, len(batch)
-					select {
-					case pending <- p:
-					case <-ctx.Done():
-						return ctx.Err()
+					p.id, p.index, p.batch = id, i, len(batch)
+					if err = enqueue(p); err != nil {
+						break
 					}
 				}
-				continue
 			}
-			var p pendingPublish
-			if req.GetPublish() == nil {
-				p = pendingPublish{err: fieldErr("publish", ErrInvalidArgument, "required")}
-			} else {
-				p = s.publishAsync(ctx, js, "publish.", req.GetPublish())
-			}
-			p.id = req.GetId()
-			select {
-			case pending <- p:
-			case <-ctx.Done():
-				return ctx.Err()
+			if err != nil {
+				return err
 			}
 		}
 	})

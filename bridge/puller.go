@@ -126,11 +126,12 @@ func (p *puller) pending() (msgs, bytes int) {
 }
 
 // fill sends a pull request when a quarter of the window's messages is
-// free (at most 64, at least one), asking for the free bytes: held is what the stream holds outside the
-// inbox (Consume's delivered and unacked messages). Pulling in parts keeps
-// a request waiting while the client works through the previous one, with
-// few requests per message; a small window refills slot by slot, so that a
-// worker acking one task gets the next at once.
+// free (at most 64, at least one), asking for the free bytes. held is
+// what the stream holds outside the inbox (Consume's delivered and unacked
+// messages). Pulling in parts keeps a request waiting while the client
+// works through the previous one, with few requests per message; a small
+// window refills slot by slot, so that a worker acking one task gets the
+// next at once.
 func (p *puller) fill(heldMsgs, heldBytes int, now time.Time) error {
 	if p.open() >= maxPullRequests || now.Before(p.retryAt) {
 		return nil
@@ -196,7 +197,7 @@ func (p *puller) arm(now time.Time) {
 }
 
 // tick handles the timer: requests past their deadline are given up (their
-// end was lost, or they were filled and their last message miscounted).
+// end was lost, or the Batch Completed status of a done one never came).
 func (p *puller) tick(now time.Time) {
 	i := 0
 	for i < len(p.reqs) && !p.reqs[i].deadline.After(now) {
@@ -214,16 +215,22 @@ func (p *puller) tick(now time.Time) {
 // message could still come, and they go.
 func (p *puller) drop(from, to int, reuse bool) {
 	for _, r := range p.reqs[from:to] {
-		if n, err := r.sub.Dropped(); err == nil {
-			p.dropped += n
-		}
 		if reuse && len(p.spare) < maxPullRequests {
 			p.spare = append(p.spare, r.sub)
 			continue
 		}
-		_ = r.sub.Unsubscribe()
+		p.unsubscribe(r.sub)
 	}
 	p.reqs = append(p.reqs[:from], p.reqs[to:]...)
+}
+
+// unsubscribe ends a request subscription, counting what nats.go dropped
+// on it (its count covers every request it served).
+func (p *puller) unsubscribe(sub *nats.Subscription) {
+	if n, err := sub.Dropped(); err == nil {
+		p.dropped += n
+	}
+	_ = sub.Unsubscribe()
 }
 
 // trimDone bounds the requests waiting only for their Batch Completed
@@ -381,7 +388,7 @@ func (p *puller) stop(nak bool) int {
 		}
 	}
 	for _, sub := range p.spare {
-		_ = sub.Unsubscribe()
+		p.unsubscribe(sub)
 	}
 	p.spare = nil
 	if connected && len(p.reqs) > 0 {

@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -121,11 +122,16 @@ func TestPullerAccountingStaysWithinWindow(t *testing.T) {
 	}
 }
 
-// openDropped is what nats.go dropped on the open requests' subscriptions.
+// openDropped is what nats.go dropped on the subscriptions the puller
+// still holds (open requests and spares).
 func openDropped(p *puller) int {
-	n := 0
+	subs := slices.Clone(p.spare)
 	for _, r := range p.reqs {
-		if d, err := r.sub.Dropped(); err == nil {
+		subs = append(subs, r.sub)
+	}
+	n := 0
+	for _, sub := range subs {
+		if d, err := sub.Dropped(); err == nil {
 			n += d
 		}
 	}
