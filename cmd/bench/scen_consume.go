@@ -127,24 +127,32 @@ func withConsumer(ctx context.Context, e *env, p params, scenario int, side stri
 // consumeRound is scenario 4: the bridge's Consume with inline acks
 // against nats.go's Consume with explicit acks.
 func consumeRound(ctx context.Context, e *env, p params) (map[string]measurement, error) {
-	sides := []sideRun{
-		{"bridge", func(ctx context.Context) (measurement, error) {
-			return withConsumer(ctx, e, p, 4, "bridge", func(f filledStream, consumer string, _ jetstream.Consumer) (measurement, error) {
-				return bridgeConsume(ctx, e, p, f, consumer, eventBatch)
+	return consumeSides(ctx, e, p, 4, bridgeConsume)
+}
+
+// consumeSides runs one round of a consume scenario: the bridge client
+// (with eventBatch, and without batching when the budget has singles)
+// against native Consume, each on a fresh durable consumer.
+func consumeSides(ctx context.Context, e *env, p params, scenario int,
+	bridge func(ctx context.Context, e *env, p params, f filledStream, consumer string, batch int) (measurement, error),
+) (map[string]measurement, error) {
+	bridgeSide := func(name string, batch int) sideRun {
+		return sideRun{name, func(ctx context.Context) (measurement, error) {
+			return withConsumer(ctx, e, p, scenario, name, func(f filledStream, consumer string, _ jetstream.Consumer) (measurement, error) {
+				return bridge(ctx, e, p, f, consumer, batch)
 			})
-		}},
+		}}
+	}
+	sides := []sideRun{
+		bridgeSide("bridge", eventBatch),
 		{"native", func(ctx context.Context) (measurement, error) {
-			return withConsumer(ctx, e, p, 4, "native", func(f filledStream, _ string, cons jetstream.Consumer) (measurement, error) {
+			return withConsumer(ctx, e, p, scenario, "native", func(f filledStream, _ string, cons jetstream.Consumer) (measurement, error) {
 				return nativeConsume(ctx, p, f, cons)
 			})
 		}},
 	}
 	if p.b.singles {
-		sides = append(sides, sideRun{"single", func(ctx context.Context) (measurement, error) {
-			return withConsumer(ctx, e, p, 4, "single", func(f filledStream, consumer string, _ jetstream.Consumer) (measurement, error) {
-				return bridgeConsume(ctx, e, p, f, consumer, 0)
-			})
-		}})
+		sides = append(sides, bridgeSide("single", 0))
 	}
 	return alternate(ctx, p.round, sides...)
 }
@@ -296,26 +304,7 @@ func nativeConsume(ctx context.Context, p params, f filledStream, cons jetstream
 // subscribeAckRound is scenario 5: the bridge's Subscribe with acks sent
 // through the Ack RPC, 100 tokens per call, against native Consume.
 func subscribeAckRound(ctx context.Context, e *env, p params) (map[string]measurement, error) {
-	sides := []sideRun{
-		{"bridge", func(ctx context.Context) (measurement, error) {
-			return withConsumer(ctx, e, p, 5, "bridge", func(f filledStream, consumer string, _ jetstream.Consumer) (measurement, error) {
-				return bridgeSubscribeAck(ctx, e, p, f, consumer, eventBatch)
-			})
-		}},
-		{"native", func(ctx context.Context) (measurement, error) {
-			return withConsumer(ctx, e, p, 5, "native", func(f filledStream, _ string, cons jetstream.Consumer) (measurement, error) {
-				return nativeConsume(ctx, p, f, cons)
-			})
-		}},
-	}
-	if p.b.singles {
-		sides = append(sides, sideRun{"single", func(ctx context.Context) (measurement, error) {
-			return withConsumer(ctx, e, p, 5, "single", func(f filledStream, consumer string, _ jetstream.Consumer) (measurement, error) {
-				return bridgeSubscribeAck(ctx, e, p, f, consumer, 0)
-			})
-		}})
-	}
-	return alternate(ctx, p.round, sides...)
+	return consumeSides(ctx, e, p, 5, bridgeSubscribeAck)
 }
 
 // bridgeSubscribeAck reads a Subscribe stream (up to batch messages per
