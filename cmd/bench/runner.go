@@ -25,7 +25,10 @@ type sideRun struct {
 // alternate runs the sides back to back, rotating who goes first by
 // round, so that neither side always runs on a warmer (or more
 // fragmented) server.
-func alternate(ctx context.Context, round int, sides ...sideRun) (map[string]measurement, error) {
+//
+// Each side's CPU time is read before and after its run, per process, and
+// a side that reports a message count gets its CPU per message.
+func alternate(ctx context.Context, e *env, round int, sides ...sideRun) (map[string]measurement, error) {
 	out := make(map[string]measurement, len(sides))
 	for i := range sides {
 		s := sides[(i+round)%len(sides)]
@@ -33,10 +36,19 @@ func alternate(ctx context.Context, round int, sides ...sideRun) (map[string]mea
 			return nil, err
 		}
 		runtime.GC() // do not bill one side for the other's garbage
+		before, err := e.cpuNow()
+		if err != nil {
+			return nil, err
+		}
 		m, err := s.run(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", s.name, err)
 		}
+		after, err := e.cpuNow()
+		if err != nil {
+			return nil, err
+		}
+		m.addCPU(after.since(before))
 		out[s.name] = m
 	}
 	return out, nil
@@ -109,6 +121,12 @@ func runScenario(ctx context.Context, e *env, sc scenario, progress io.Writer) (
 			}
 			if row.Bridge == nil {
 				row.Status = "error: no measurement"
+			}
+			if rs.metric == mRate {
+				row.CPU = cpuOf(got[rs.side])
+				if rs.base != "" {
+					row.BaselineCPU = cpuOf(got[rs.base])
+				}
 			}
 			row.judge(rs.tgt)
 			if i == 0 {
@@ -221,5 +239,7 @@ func closedLoop(ctx context.Context, workers, maxOps int, dur time.Duration, op 
 	if len(all) == 0 {
 		return nil, errors.New("no call completed")
 	}
-	return measurement{mRate: rate(int64(len(all)), elapsed), mP50: all.percentileMS(50), mP99: all.percentileMS(99)}, nil
+	m := throughput(int64(len(all)), elapsed)
+	m[mP50], m[mP99] = all.percentileMS(50), all.percentileMS(99)
+	return m, nil
 }

@@ -154,7 +154,7 @@ func consumeSides(ctx context.Context, e *env, p params, scenario int,
 	if p.b.singles {
 		sides = append(sides, bridgeSide("single", 0))
 	}
-	return alternate(ctx, p.round, sides...)
+	return alternate(ctx, e, p.round, sides...)
 }
 
 // bridgeConsume reads min(consumeN, queued) messages from a Consume
@@ -251,7 +251,7 @@ recv:
 	if ackErrs > 0 {
 		return nil, fmt.Errorf("Consume: %d acks failed", ackErrs)
 	}
-	return measurement{mRate: rate(int64(got), elapsed)}, nil
+	return throughput(int64(got), elapsed), nil
 }
 
 // nativeConsume is nats.go's Consume with an explicit Ack per message.
@@ -298,7 +298,7 @@ func nativeConsume(ctx context.Context, p params, f filledStream, cons jetstream
 	if k := ackErrs.Load(); k > 0 {
 		return nil, fmt.Errorf("native: %d acks failed", k)
 	}
-	return measurement{mRate: rate(consumed, elapsed)}, nil
+	return throughput(consumed, elapsed), nil
 }
 
 // subscribeAckRound is scenario 5: the bridge's Subscribe with acks sent
@@ -396,5 +396,5 @@ func bridgeSubscribeAck(ctx context.Context, e *env, p params, f filledStream, c
 		p.notes.timeBound("bridge", got, n)
 	}
 	e.checkAckGap(p, f.name, consumer, int(acked.Load()))
-	return measurement{mRate: rate(acked.Load(), elapsed)}, nil
+	return throughput(acked.Load(), elapsed), nil
 }

@@ -26,7 +26,7 @@ const (
 // durable consumer, timed; the re-publish and the acks between fetches are
 // not.
 func fetchRound(ctx context.Context, e *env, p params) (map[string]measurement, error) {
-	return alternate(ctx, p.round,
+	return alternate(ctx, e, p.round,
 		sideRun{"bridge", func(ctx context.Context) (measurement, error) {
 			return withStream(ctx, e, p, 6, "bridge", func(stream, subject string) (measurement, error) {
 				return fetchLoop(ctx, e, p, stream, subject, "bridge", bridgeFetch(e, stream))
@@ -173,7 +173,7 @@ const e2eWarmup = 20
 
 // e2eRound is scenario 7: latency from publish to delivery at 1000 msg/s.
 func e2eRound(ctx context.Context, e *env, p params) (map[string]measurement, error) {
-	return alternate(ctx, p.round,
+	return alternate(ctx, e, p.round,
 		sideRun{"bridge", func(ctx context.Context) (measurement, error) {
 			return withStream(ctx, e, p, 7, "bridge", func(stream, subject string) (measurement, error) {
 				return bridgeE2E(ctx, e, p, stream, subject+".x")

@@ -80,7 +80,7 @@ func publishStreamRound(ctx context.Context, e *env, p params) (map[string]measu
 			})
 		}})
 	}
-	return alternate(ctx, p.round, sides...)
+	return alternate(ctx, e, p.round, sides...)
 }
 
 // bridgePublishStream sends on one PublishStream while keeping
@@ -165,7 +165,7 @@ func bridgePublishStream(ctx context.Context, e *env, subject string, p params, 
 	if n := refused.Load(); n > 0 {
 		return nil, 0, fmt.Errorf("PublishStream: %d publishes refused, first: %v", n, firstRefusal.Load())
 	}
-	return measurement{mRate: rate(acked.Load(), elapsed)}, acked.Load(), nil
+	return throughput(acked.Load(), elapsed), acked.Load(), nil
 }
 
 // streamBatch is how many messages one PublishStream request of the
@@ -206,7 +206,7 @@ func nativePublishAsync(ctx context.Context, e *env, subject string, p params) (
 	if n := e.asyncErrs.Load(); n > 0 {
 		return nil, 0, fmt.Errorf("PublishAsync: %d publishes failed", n)
 	}
-	return measurement{mRate: rate(sent, elapsed)}, sent, nil
+	return throughput(sent, elapsed), sent, nil
 }
 
 // unaryRound is scenario 2: 64 concurrent unary calls, against the bridge,
@@ -217,7 +217,7 @@ func unaryRound(ctx context.Context, e *env, p params) (map[string]measurement, 
 		return nil, err
 	}
 	defer echo.stop()
-	return alternate(ctx, p.round,
+	return alternate(ctx, e, p.round,
 		sideRun{"bridge", func(ctx context.Context) (measurement, error) {
 			return withStream(ctx, e, p, 2, "bridge", func(_, subject string) (measurement, error) {
 				return bridgeUnary(ctx, e, subject+".x", p)
@@ -256,7 +256,7 @@ func bridgeUnary(ctx context.Context, e *env, subject string, p params) (measure
 // restRound is scenario 3: REST publish over 64 keep-alive HTTP/1.1
 // connections against the bridge's unary gRPC Publish.
 func restRound(ctx context.Context, e *env, p params) (map[string]measurement, error) {
-	return alternate(ctx, p.round,
+	return alternate(ctx, e, p.round,
 		sideRun{"bridge", func(ctx context.Context) (measurement, error) {
 			return withStream(ctx, e, p, 3, "rest", func(_, subject string) (measurement, error) {
 				return restPublish(ctx, e, subject+".x", p)

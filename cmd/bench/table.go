@@ -59,6 +59,10 @@ type Row struct {
 	// Status is ok, skipped (not implemented or not selected) or an error.
 	Status string `json:"status"`
 	Note   string `json:"note,omitempty"`
+	// CPU and BaselineCPU are the CPU time per message of each process on
+	// the bridge's side and the baseline's (throughput rows only).
+	CPU         *cpuSplit `json:"cpu,omitempty"`
+	BaselineCPU *cpuSplit `json:"baseline_cpu,omitempty"`
 }
 
 // report is the whole result, as written by -json.
@@ -152,6 +156,9 @@ func printTable(w io.Writer, rep report) error {
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("print table: %w", err)
 	}
+	if err := printCPU(w, rep); err != nil {
+		return err
+	}
 	var notes []string
 	for _, r := range rep.Rows {
 		if r.Note != "" {
@@ -202,6 +209,43 @@ func writeJSON(path string, rep report) error {
 	}
 	if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
 		return fmt.Errorf("write json: %w", err)
+	}
+	return nil
+}
+
+// printCPU writes the CPU per message of the throughput rows: where each
+// side's time goes, and the rate that CPU cost allows when every core of
+// the machine works on it (cores ÷ CPU per message).
+func printCPU(w io.Writer, rep report) error {
+	var any bool
+	for _, r := range rep.Rows {
+		any = any || r.CPU != nil
+	}
+	if !any {
+		return nil
+	}
+	fmt.Fprintf(w, "\nCPU per message (µs, medians; client is the bench process), and the rate it allows on %d cores:\n", rep.CPUs)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "#\tscenario\tpayload\tmetric\tside\tclient\tbridge\tnats-server\ttotal\tcores busy\tCPU bound\t")
+	line := func(r Row, side string, c *cpuSplit) {
+		bound := ""
+		if c.Total > 0 {
+			bound = formatValue(float64(rep.CPUs)*1e6/c.Total, "msgs/s")
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%.1f\t%.1f\t%.1f\t%.1f\t%.2f\t%s\t\n",
+			r.Scenario, r.Name, r.Payload, r.Metric, side, c.Client, c.Bridge, c.NATS, c.Total, c.Cores, bound)
+	}
+	for _, r := range rep.Rows {
+		if r.CPU == nil {
+			continue
+		}
+		line(r, "bridge", r.CPU)
+		if r.BaselineCPU != nil {
+			line(r, r.Baseline, r.BaselineCPU)
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("print cpu: %w", err)
 	}
 	return nil
 }

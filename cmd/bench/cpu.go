@@ -1,0 +1,98 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+)
+
+// Metric keys of CPU accounting: the messages a throughput run completed,
+// and the CPU time per message of each process, in microseconds.
+const (
+	mMsgs      = "msgs"
+	mCPUClient = "cpu.client" // the bench process: load generator (and the gRPC echo)
+	mCPUBridge = "cpu.bridge"
+	mCPUNATS   = "cpu.nats"
+	mCPUTotal  = "cpu.total"
+	mCores     = "cores" // CPU time of all three over the run's wall time
+)
+
+// throughput is the measurement of a run that completed n messages in
+// elapsed.
+func throughput(n int64, elapsed time.Duration) measurement {
+	return measurement{mRate: rate(n, elapsed), mMsgs: float64(n)}
+}
+
+// cpuSample is the CPU time used so far by each process, and the wall
+// clock when read.
+type cpuSample struct {
+	client, bridge, nats time.Duration
+	at                   time.Time
+}
+
+// cpuUse is the CPU time each process used over wall.
+type cpuUse struct {
+	client, bridge, nats, wall time.Duration
+}
+
+// since is the CPU used from b to a.
+func (a cpuSample) since(b cpuSample) cpuUse {
+	return cpuUse{client: a.client - b.client, bridge: a.bridge - b.bridge, nats: a.nats - b.nats, wall: a.at.Sub(b.at)}
+}
+
+// cpuNow reads the CPU time of the bench process, the bridge and
+// nats-server.
+func (e *env) cpuNow() (cpuSample, error) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return cpuSample{}, fmt.Errorf("getrusage: %w", os.NewSyscallError("getrusage", err))
+	}
+	s := cpuSample{client: time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), at: time.Now()}
+	var err error
+	if s.bridge, err = cpuTime(e.bridgeProc.pid()); err != nil {
+		return s, err
+	}
+	if s.nats, err = cpuTime(e.natsProc.pid()); err != nil {
+		return s, err
+	}
+	return s, nil
+}
+
+// addCPU records d, the CPU used during the run, per message of m; a run
+// that counted no messages gets none.
+func (m measurement) addCPU(d cpuUse) {
+	n := m[mMsgs]
+	if n <= 0 {
+		return
+	}
+	us := func(t time.Duration) float64 { return float64(t) / float64(time.Microsecond) / n }
+	m[mCPUClient], m[mCPUBridge], m[mCPUNATS] = us(d.client), us(d.bridge), us(d.nats)
+	m[mCPUTotal] = us(d.client + d.bridge + d.nats)
+	if d.wall > 0 {
+		m[mCores] = float64(d.client+d.bridge+d.nats) / float64(d.wall)
+	}
+}
+
+// cpuSplit is the median CPU per message of one side, by process.
+type cpuSplit struct {
+	Client float64 `json:"client_us"`
+	Bridge float64 `json:"bridge_us"`
+	NATS   float64 `json:"nats_us"`
+	Total  float64 `json:"total_us"`
+	Cores  float64 `json:"cores"` // all three processes, over the run
+}
+
+// cpuOf summarizes one side's CPU keys over the rounds; nil without them.
+func cpuOf(got map[string][]float64) *cpuSplit {
+	med := func(k string) float64 {
+		if s := summarize(got[k]); s != nil {
+			return s.Median
+		}
+		return 0
+	}
+	if len(got[mCPUTotal]) == 0 {
+		return nil
+	}
+	return &cpuSplit{Client: med(mCPUClient), Bridge: med(mCPUBridge), NATS: med(mCPUNATS), Total: med(mCPUTotal), Cores: med(mCores)}
+}
