@@ -56,14 +56,21 @@ func validateSubject(field, subject string, wildcards bool) error {
 	case !utf8.ValidString(subject):
 		return fieldErr(field, ErrInvalidSubject, "not valid UTF-8")
 	}
-	tokens := strings.Split(subject, ".")
-	for i, tok := range tokens {
+	// Token by token without allocating: this runs for every published
+	// message. Bytes suffice for the checks: the subject is valid UTF-8, and
+	// every byte of a multi-byte rune is 0x80 or more.
+	for rest := subject; ; {
+		tok, after, more := strings.Cut(rest, ".")
 		if tok == "" {
 			return fieldErr(field, ErrInvalidSubject, "%q has an empty token", subject)
 		}
-		for _, r := range tok {
-			if r <= ' ' || r == 0x7f {
+		wild := false
+		for i := 0; i < len(tok); i++ {
+			switch c := tok[i]; {
+			case c <= ' ' || c == 0x7f:
 				return fieldErr(field, ErrInvalidSubject, "%q contains whitespace or a control character", subject)
+			case c == '*' || c == '>':
+				wild = true
 			}
 		}
 		switch {
@@ -71,16 +78,19 @@ func validateSubject(field, subject string, wildcards bool) error {
 			if !wildcards {
 				return fieldErr(field, ErrInvalidSubject, "%q contains a wildcard", subject)
 			}
-			if tok == ">" && i != len(tokens)-1 {
+			if tok == ">" && more {
 				return fieldErr(field, ErrInvalidSubject, "%q: '>' must be the last token", subject)
 			}
-		case strings.ContainsAny(tok, "*>"):
+		case wild:
 			// nats-server treats a partial-token '*' or '>' literally, which
 			// is never what a client means.
 			return fieldErr(field, ErrInvalidSubject, "%q: '*' and '>' must be whole tokens", subject)
 		}
+		if !more {
+			return nil
+		}
+		rest = after
 	}
-	return nil
 }
 
 // validateName checks a stream or consumer name.
