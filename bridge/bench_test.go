@@ -48,7 +48,7 @@ func BenchmarkBuildMsg(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, _, err := s.buildMsg("", req); err != nil {
+		if _, err := s.buildMsg("", req); err != nil {
 			b.Fatal(err)
 		}
 	}

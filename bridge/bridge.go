@@ -150,11 +150,10 @@ func WithCaps(c Caps) Option {
 // DefaultPublishWindow is the PublishStream window when none is set.
 const DefaultPublishWindow = 1024
 
-// New builds the services over js. The JetStream context should be created
-// with jetstream.WithPublishAsyncTimeout (so a pipelined publish whose ack
-// never comes fails rather than waiting forever) and a
-// jetstream.WithPublishAsyncMaxPending at least the total of the windows of
-// the PublishStreams it may serve at once.
+// New builds the services over js. The JetStream context's default
+// timeout (jetstream.WithDefaultTimeout) also bounds the wait for the ack
+// of a pipelined publish, so that one whose ack never comes fails rather
+// than waiting forever.
 func New(js jetstream.JetStream, opts ...Option) (*Bridge, error) {
 	if js == nil {
 		return nil, fmt.Errorf("%w: nil JetStream", ErrInvalidOption)

@@ -50,7 +50,7 @@ func (s *messageService) Publish(ctx context.Context, req *jetwayv1.PublishReque
 			}
 		}
 	}
-	msg, opts, err := s.buildMsg("", req)
+	msg, err := s.buildMsg("", req)
 	if err != nil {
 		return nil, err
 	}
@@ -61,7 +61,7 @@ func (s *messageService) Publish(ctx context.Context, req *jetwayv1.PublishReque
 	if err != nil {
 		return nil, err
 	}
-	ack, err := js.PublishMsg(ctx, msg, opts...)
+	ack, err := js.PublishMsg(ctx, msg)
 	if err != nil {
 		return nil, translate(err, fmt.Sprintf("publish to %q", req.GetSubject()))
 	}
@@ -72,12 +72,14 @@ func pubAckTo(ack *jetstream.PubAck) *jetwayv1.PublishResponse {
 	return &jetwayv1.PublishResponse{Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate}
 }
 
-// pendingPublish is one PublishStream request on its way: either a future
-// JetStream ack or an error found before publishing.
+// pendingPublish is one PublishStream request on its way: a published
+// message awaiting its JetStream ack, or an error found before publishing.
 type pendingPublish struct {
 	id      uint64
 	subject string
-	future  jetstream.PubAckFuture
+	msg     *nats.Msg
+	n       uint64    // the publish's number in its stream's pubAcks
+	sent    time.Time // when it was published
 	err     error
 	// A message of a batch: its index and the batch's size (0 for a
 	// single publish).
@@ -113,6 +115,11 @@ func (s *messageService) PublishStream(stream jetwayv1.MessageService_PublishStr
 		return err
 	}
 	defer release()
+	acks, err := newPubAcks(js.Conn(), s.window+2, js.Options().DefaultTimeout)
+	if err != nil {
+		return translate(err, "publish stream")
+	}
+	defer acks.close()
 	g, ctx := errgroup.WithContext(stream.Context())
 	pending := make(chan pendingPublish, s.window)
 	enqueue := func(p pendingPublish) error {
@@ -138,7 +145,7 @@ func (s *messageService) PublishStream(stream jetwayv1.MessageService_PublishStr
 			case len(batch) == 0 && req.GetPublish() == nil:
 				err = enqueue(pendingPublish{id: id, err: fieldErr("publish", ErrInvalidArgument, "required")})
 			case len(batch) == 0:
-				p := s.publishAsync(ctx, js, "publish.", req.GetPublish())
+				p := s.publishAsync(ctx, acks, "publish.", req.GetPublish())
 				p.id = id
 				err = enqueue(p)
 			case req.GetPublish() != nil:
@@ -147,7 +154,7 @@ func (s *messageService) PublishStream(stream jetwayv1.MessageService_PublishStr
 				err = enqueue(pendingPublish{id: id, err: fieldErr("batch", ErrInvalidArgument, "at most %d messages", maxPublishBatch)})
 			default:
 				for i, pr := range batch {
-					p := s.publishAsync(ctx, js, batchPrefix(i), pr)
+					p := s.publishAsync(ctx, acks, batchPrefix(i), pr)
 					p.id, p.index, p.batch = id, i, len(batch)
 					if err = enqueue(p); err != nil {
 						break
@@ -165,11 +172,7 @@ func (s *messageService) PublishStream(stream jetwayv1.MessageService_PublishStr
 			var ack *jetwayv1.PublishResponse
 			err := p.err
 			if err == nil {
-				select {
-				case a := <-p.future.Ok():
-					ack = pubAckTo(a)
-				case err = <-p.future.Err():
-				case <-ctx.Done():
+				if ack, err = acks.wait(ctx, p.n, p.msg, p.sent); ctx.Err() != nil {
 					return ctx.Err()
 				}
 			}
@@ -215,26 +218,28 @@ func (s *messageService) PublishStream(stream jetwayv1.MessageService_PublishStr
 }
 
 // publishAsync validates and publishes one message of a PublishStream;
-// the result carries the future of its ack, or the error that kept it
-// from being published.
-func (s *messageService) publishAsync(ctx context.Context, js jetstream.JetStream, prefix string, req *jetwayv1.PublishRequest) pendingPublish {
+// the result is the published message awaiting its ack, or the error that
+// kept it from being published.
+func (s *messageService) publishAsync(ctx context.Context, acks *pubAcks, prefix string, req *jetwayv1.PublishRequest) pendingPublish {
 	p := pendingPublish{subject: req.GetSubject()}
-	msg, opts, err := s.buildMsg(prefix, req)
+	msg, err := s.buildMsg(prefix, req)
 	if err == nil {
 		err = s.authz.CanPublish(ctx, msg.Subject)
 	}
 	if err == nil {
-		p.future, err = js.PublishMsgAsync(msg, opts...)
+		p.msg, p.sent = msg, time.Now()
+		p.n, err = acks.publish(msg)
 	}
 	p.err = err
 	return p
 }
 
-// buildMsg validates a publish request and builds the NATS message and
-// JetStream options. prefix is the request's field path in its envelope.
-func (s *messageService) buildMsg(prefix string, req *jetwayv1.PublishRequest) (*nats.Msg, []jetstream.PublishOpt, error) {
+// buildMsg validates a publish request and builds the NATS message, with
+// JetStream's headers for the request's expectations. prefix is the
+// request's field path in its envelope.
+func (s *messageService) buildMsg(prefix string, req *jetwayv1.PublishRequest) (*nats.Msg, error) {
 	if err := validatePublishSubject(prefix+"subject", req.GetSubject()); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	msg := &nats.Msg{Subject: req.GetSubject()}
 	switch p := req.GetPayload().(type) {
@@ -245,7 +250,7 @@ func (s *messageService) buildMsg(prefix string, req *jetwayv1.PublishRequest) (
 	case *jetwayv1.PublishRequest_Json:
 		data, err := compactJSON(p.Json)
 		if err != nil {
-			return nil, nil, fieldErr(prefix+"json", ErrInvalidArgument, "%v", err)
+			return nil, fieldErr(prefix+"json", ErrInvalidArgument, "%v", err)
 		}
 		msg.Data = data
 	}
@@ -254,7 +259,7 @@ func (s *messageService) buildMsg(prefix string, req *jetwayv1.PublishRequest) (
 		msg.Header = make(nats.Header, len(req.GetHeaders()))
 		for name, hv := range req.GetHeaders() {
 			if err := validateHeader(prefix+"headers", name, hv.GetValues()); err != nil {
-				return nil, nil, err
+				return nil, err
 			}
 			msg.Header[name] = hv.GetValues()
 			for _, v := range hv.GetValues() {
@@ -263,41 +268,48 @@ func (s *messageService) buildMsg(prefix string, req *jetwayv1.PublishRequest) (
 		}
 	}
 	if max := s.maxPayload(); max > 0 && int64(size) > max {
-		return nil, nil, fieldErr(prefix+"data", ErrPayloadTooLarge, "message of %d bytes exceeds the maximum payload of %d bytes", size, max)
+		return nil, fieldErr(prefix+"data", ErrPayloadTooLarge, "message of %d bytes exceeds the maximum payload of %d bytes", size, max)
 	}
-	var opts []jetstream.PublishOpt
+	// The headers nats.go's publish options would set, set here so that
+	// the unary and the pipelined publish send the same message.
+	set := func(name, value string) {
+		if msg.Header == nil {
+			msg.Header = make(nats.Header, 1)
+		}
+		msg.Header.Set(name, value)
+	}
 	if id := req.GetMsgId(); id != "" {
 		if err := validateMsgID(prefix+"msg_id", id); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		opts = append(opts, jetstream.WithMsgID(id))
+		set(jetstream.MsgIDHeader, id)
 	}
 	if st := req.GetExpectedStream(); st != "" {
 		if err := validateName(prefix+"expected_stream", st); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		opts = append(opts, jetstream.WithExpectStream(st))
+		set(jetstream.ExpectedStreamHeader, st)
 	}
 	if req.ExpectedLastSequence != nil {
-		opts = append(opts, jetstream.WithExpectLastSequence(req.GetExpectedLastSequence()))
+		set(jetstream.ExpectedLastSeqHeader, strconv.FormatUint(req.GetExpectedLastSequence(), 10))
 	}
 	if req.ExpectedLastSubjectSequence != nil {
-		opts = append(opts, jetstream.WithExpectLastSequencePerSubject(req.GetExpectedLastSubjectSequence()))
+		set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(req.GetExpectedLastSubjectSequence(), 10))
 	}
 	if id := req.GetExpectedLastMsgId(); id != "" {
 		if err := validateMsgID(prefix+"expected_last_msg_id", id); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		opts = append(opts, jetstream.WithExpectLastMsgID(id))
+		set(jetstream.ExpectedLastMsgIDHeader, id)
 	}
 	if ttl := req.GetTtl(); ttl != nil {
 		d := ttl.AsDuration()
 		if err := ttl.CheckValid(); err != nil || d < time.Second || d%time.Second != 0 {
-			return nil, nil, fieldErr(prefix+"ttl", ErrInvalidArgument, "must be a whole number of seconds, at least 1s")
+			return nil, fieldErr(prefix+"ttl", ErrInvalidArgument, "must be a whole number of seconds, at least 1s")
 		}
-		opts = append(opts, jetstream.WithMsgTTL(d))
+		set(jetstream.MsgTTLHeader, d.String())
 	}
-	return msg, opts, nil
+	return msg, nil
 }
 
 // compactJSON encodes a JSON value compactly and without HTML escaping, so

@@ -113,8 +113,6 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	s.nc, s.log = nc, log
 	js, err := jetstream.New(nc,
 		jetstream.WithDefaultTimeout(cfg.NATS.RequestTimeout),
-		jetstream.WithPublishAsyncTimeout(cfg.NATS.RequestTimeout),
-		jetstream.WithPublishAsyncMaxPending(1<<20),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("server: jetstream.New: %w", err)
@@ -160,8 +158,6 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 			Options: append(tlsOpts, nats.MaxReconnects(-1)),
 			JetStream: []jetstream.JetStreamOpt{
 				jetstream.WithDefaultTimeout(cfg.NATS.RequestTimeout),
-				jetstream.WithPublishAsyncTimeout(cfg.NATS.RequestTimeout),
-				jetstream.WithPublishAsyncMaxPending(1 << 20),
 			},
 			Logger: log,
 		})
