@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"syscall"
@@ -18,10 +19,42 @@ const (
 	mCores     = "cores" // CPU time of all three over the run's wall time
 )
 
-// throughput is the measurement of a run that completed n messages in
-// elapsed.
-func throughput(n int64, elapsed time.Duration) measurement {
-	return measurement{mRate: rate(n, elapsed), mMsgs: float64(n)}
+// meterKey carries the env whose processes a run's CPU is read from.
+type meterKey struct{}
+
+// withMeter lets the runs under ctx read the CPU of e's processes.
+func withMeter(ctx context.Context, e *env) context.Context {
+	return context.WithValue(ctx, meterKey{}, e)
+}
+
+// window is one measured run, from startWindow to throughput: its wall
+// time and, when ctx has a meter, the CPU each process used in it. Only
+// the measured part of a run is billed, not its setup or teardown.
+type window struct {
+	t0   time.Time
+	e    *env
+	cpu0 cpuSample
+}
+
+func startWindow(ctx context.Context) window {
+	w := window{t0: time.Now()}
+	if e, ok := ctx.Value(meterKey{}).(*env); ok {
+		if s, err := e.cpuNow(); err == nil {
+			w.e, w.cpu0 = e, s
+		}
+	}
+	return w
+}
+
+// throughput ends the window: n messages completed in it.
+func (w window) throughput(n int64) measurement {
+	m := measurement{mRate: rate(n, time.Since(w.t0)), mMsgs: float64(n)}
+	if w.e != nil {
+		if s, err := w.e.cpuNow(); err == nil {
+			m.addCPU(s.since(w.cpu0))
+		}
+	}
+	return m
 }
 
 // cpuSample is the CPU time used so far by each process, and the wall

@@ -25,9 +25,8 @@ type sideRun struct {
 // alternate runs the sides back to back, rotating who goes first by
 // round, so that neither side always runs on a warmer (or more
 // fragmented) server.
-//
-// Each side's CPU time is read before and after its run, per process, and
-// a side that reports a message count gets its CPU per message.
+// Each side runs with a meter in its context: a throughput run reports the
+// CPU each process used in its measured window (see startWindow).
 func alternate(ctx context.Context, e *env, round int, sides ...sideRun) (map[string]measurement, error) {
 	out := make(map[string]measurement, len(sides))
 	for i := range sides {
@@ -36,19 +35,10 @@ func alternate(ctx context.Context, e *env, round int, sides ...sideRun) (map[st
 			return nil, err
 		}
 		runtime.GC() // do not bill one side for the other's garbage
-		before, err := e.cpuNow()
-		if err != nil {
-			return nil, err
-		}
-		m, err := s.run(ctx)
+		m, err := s.run(withMeter(ctx, e))
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", s.name, err)
 		}
-		after, err := e.cpuNow()
-		if err != nil {
-			return nil, err
-		}
-		m.addCPU(after.since(before))
 		out[s.name] = m
 	}
 	return out, nil
@@ -211,8 +201,8 @@ func closedLoop(ctx context.Context, workers, maxOps int, dur time.Duration, op 
 	var issued atomic.Int64
 	lat := make([]latencies, workers)
 	g, gctx := errgroup.WithContext(ctx)
-	start := time.Now()
-	deadline := start.Add(dur)
+	win := startWindow(ctx)
+	deadline := win.t0.Add(dur)
 	for w := range workers {
 		g.Go(func() error {
 			l := make(latencies, 0, 4096)
@@ -227,11 +217,10 @@ func closedLoop(ctx context.Context, workers, maxOps int, dur time.Duration, op 
 			return nil
 		})
 	}
-	err := g.Wait()
-	elapsed := time.Since(start)
-	if err != nil {
+	if err := g.Wait(); err != nil {
 		return nil, err
 	}
+	m := win.throughput(int64(issuedDone(lat)))
 	var all latencies
 	for _, l := range lat {
 		all = append(all, l...)
@@ -239,7 +228,15 @@ func closedLoop(ctx context.Context, workers, maxOps int, dur time.Duration, op 
 	if len(all) == 0 {
 		return nil, errors.New("no call completed")
 	}
-	m := throughput(int64(len(all)), elapsed)
 	m[mP50], m[mP99] = all.percentileMS(50), all.percentileMS(99)
 	return m, nil
+}
+
+// issuedDone counts the completed calls of all workers.
+func issuedDone(lat []latencies) int {
+	n := 0
+	for _, l := range lat {
+		n += len(l)
+	}
+	return n
 }

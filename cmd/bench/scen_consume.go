@@ -184,6 +184,7 @@ func bridgeConsume(ctx context.Context, e *env, p params, f filledStream, consum
 	}
 	// The time bound cancels a Recv that waits past it.
 	t0 := time.Now()
+	w := startWindow(ctx)
 	stop := time.AfterFunc(p.b.consumeTime, cancel)
 	defer stop.Stop()
 	op := &jetwayv1.AckOperation{}
@@ -234,7 +235,7 @@ recv:
 			ackErrs++
 		}
 	}
-	elapsed := time.Since(t0)
+	m := w.throughput(int64(got))
 	stop.Stop()
 	if got == n {
 		// Half-close: the bridge ends the stream once it has read the acks.
@@ -251,7 +252,7 @@ recv:
 	if ackErrs > 0 {
 		return nil, fmt.Errorf("Consume: %d acks failed", ackErrs)
 	}
-	return throughput(int64(got), elapsed), nil
+	return m, nil
 }
 
 // nativeConsume is nats.go's Consume with an explicit Ack per message.
@@ -260,7 +261,7 @@ func nativeConsume(ctx context.Context, p params, f filledStream, cons jetstream
 	var got atomic.Int64
 	done := make(chan struct{})
 	var ackErrs atomic.Int64
-	t0 := time.Now()
+	w := startWindow(ctx)
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		if err := m.Ack(); err != nil {
 			ackErrs.Add(1)
@@ -281,8 +282,8 @@ func nativeConsume(ctx context.Context, p params, f filledStream, cons jetstream
 	case <-ctx.Done():
 		cerr = ctx.Err()
 	}
-	elapsed := time.Since(t0)
 	consumed := min(got.Load(), n)
+	m := w.throughput(consumed)
 	cc.Stop()
 	select {
 	case <-cc.Closed():
@@ -298,7 +299,7 @@ func nativeConsume(ctx context.Context, p params, f filledStream, cons jetstream
 	if k := ackErrs.Load(); k > 0 {
 		return nil, fmt.Errorf("native: %d acks failed", k)
 	}
-	return throughput(consumed, elapsed), nil
+	return m, nil
 }
 
 // subscribeAckRound is scenario 5: the bridge's Subscribe with acks sent
@@ -329,6 +330,7 @@ func bridgeSubscribeAck(ctx context.Context, e *env, p params, f filledStream, c
 		return nil, fmt.Errorf("Subscribe: first event %T, want subscribed", first.GetEvent())
 	}
 	t0 := time.Now()
+	w := startWindow(ctx)
 	stop := time.AfterFunc(p.b.consumeTime, cancelSub)
 	defer stop.Stop()
 
@@ -387,7 +389,7 @@ func bridgeSubscribeAck(ctx context.Context, e *env, p params, f filledStream, c
 	}
 	close(batches)
 	werr := g.Wait()
-	elapsed := time.Since(t0)
+	m := w.throughput(acked.Load())
 	cancelSub()
 	if err := errors.Join(recvErr, werr); err != nil {
 		return nil, err
@@ -396,5 +398,5 @@ func bridgeSubscribeAck(ctx context.Context, e *env, p params, f filledStream, c
 		p.notes.timeBound("bridge", got, n)
 	}
 	e.checkAckGap(p, f.name, consumer, int(acked.Load()))
-	return throughput(acked.Load(), elapsed), nil
+	return m, nil
 }

@@ -134,6 +134,7 @@ func bridgePublishStream(ctx context.Context, e *env, subject string, p params, 
 		}
 	}
 	start := time.Now()
+	w := startWindow(ctx)
 	deadline := start.Add(p.b.runTime)
 	var sendErr error
 	for sent := 0; sent < p.b.maxOps && time.Now().Before(deadline); sent += max(batch, 1) {
@@ -158,14 +159,14 @@ func bridgePublishStream(ctx context.Context, e *env, subject string, p params, 
 	case <-ctx.Done():
 		err2 = ctx.Err()
 	}
-	elapsed := time.Since(start)
+	m := w.throughput(acked.Load())
 	if err := errors.Join(err2, ignoreEOF(sendErr)); err != nil {
 		return nil, 0, fmt.Errorf("PublishStream: %w", err)
 	}
 	if n := refused.Load(); n > 0 {
 		return nil, 0, fmt.Errorf("PublishStream: %d publishes refused, first: %v", n, firstRefusal.Load())
 	}
-	return throughput(acked.Load(), elapsed), acked.Load(), nil
+	return m, acked.Load(), nil
 }
 
 // streamBatch is how many messages one PublishStream request of the
@@ -186,6 +187,7 @@ func nativePublishAsync(ctx context.Context, e *env, subject string, p params) (
 	defer cancel()
 	e.asyncErrs.Store(0)
 	start := time.Now()
+	w := startWindow(ctx)
 	deadline := start.Add(p.b.runTime)
 	var sent int64
 	for sent < int64(p.b.maxOps) && time.Now().Before(deadline) {
@@ -202,11 +204,11 @@ func nativePublishAsync(ctx context.Context, e *env, subject string, p params) (
 	case <-ctx.Done():
 		return nil, 0, fmt.Errorf("PublishAsync: acks outstanding: %w", ctx.Err())
 	}
-	elapsed := time.Since(start)
+	m := w.throughput(sent)
 	if n := e.asyncErrs.Load(); n > 0 {
 		return nil, 0, fmt.Errorf("PublishAsync: %d publishes failed", n)
 	}
-	return throughput(sent, elapsed), sent, nil
+	return m, sent, nil
 }
 
 // unaryRound is scenario 2: 64 concurrent unary calls, against the bridge,
