@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -52,4 +53,32 @@ func BenchmarkBuildMsg(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkPubAckParse is the per-message cost of reading a publish's ack
+// in PublishStream, against encoding/json (what nats.go's async publish
+// does).
+func BenchmarkPubAckParse(b *testing.B) {
+	ack := []byte(`{"stream":"ORDERS","seq":123456789}`)
+	b.Run("quick", func(b *testing.B) {
+		var a pubAcks
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := a.parse(ack); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("encoding-json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var r struct {
+				Stream string `json:"stream"`
+				Seq    uint64 `json:"seq"`
+			}
+			if err := json.Unmarshal(ack, &r); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
