@@ -27,6 +27,13 @@ const (
 	statusRoom = 4 * maxPullRequests
 	// pullRetry spaces pulls after JetStream answered "no responders".
 	pullRetry = time.Second
+	// smallBatch is the most a stream asks for before its first message:
+	// until then its inbox channel has room for smallBatch messages, not
+	// the whole window (2.2 KiB at the default window of 256, most of an
+	// idle stream's heap). The first request that brings a message, once
+	// JetStream is done with it, moves the stream to a channel with room
+	// for the window.
+	smallBatch = 16
 )
 
 // puller keeps one Subscribe or Consume stream's window filled from its
@@ -57,6 +64,10 @@ type puller struct {
 	reqMsgs, reqBytes   int           // the consumer's limits on one request (0: none)
 	expires             time.Duration // of each request
 
+	// small: the channel has room for smallBatch messages only, and at
+	// most one request is out (see smallBatch). active: a message came.
+	small, active bool
+
 	reqs      []pullReq            // open requests, oldest first
 	spare     []*nats.Subscription // of requests JetStream is done with
 	nextID    uint64
@@ -80,9 +91,16 @@ type pullReq struct {
 func startPuller(sub *subscription) (*puller, error) {
 	nc := sub.js.Conn()
 	stream, name := sub.info.GetStream(), sub.info.GetConsumer()
+	small := sub.window > smallBatch
+	room := sub.window + statusRoom
+	if small {
+		// One request out, and its status replies (one that ends it, a
+		// Batch Completed, a leader change).
+		room = smallBatch + 4
+	}
 	p := &puller{
-		js: sub.js, nc: nc, stream: stream, name: name,
-		ch:      make(chan *nats.Msg, sub.window+statusRoom),
+		js: sub.js, nc: nc, stream: stream, name: name, small: small,
+		ch:      make(chan *nats.Msg, room),
 		subject: "$JS.API.CONSUMER.MSG.NEXT." + stream + "." + name,
 		inbox:   nc.NewInbox() + ".",
 		window:  sub.window, windowBytes: sub.windowBytes,
@@ -133,6 +151,18 @@ func (p *puller) pending() (msgs, bytes int) {
 // window refills slot by slot, so that a worker acking one task gets the
 // next at once.
 func (p *puller) fill(heldMsgs, heldBytes int, now time.Time) error {
+	if p.small {
+		switch {
+		case p.active && len(p.reqs) == 0 && len(p.ch) == 0:
+			p.grow()
+		case p.active:
+			// Wait for JetStream to be done with the first request (its
+			// Batch Completed status follows its last message), then grow.
+			return nil
+		case p.open() > 0:
+			return nil // one request at a time while small
+		}
+	}
 	if p.open() >= maxPullRequests || now.Before(p.retryAt) {
 		return nil
 	}
@@ -148,6 +178,9 @@ func (p *puller) fill(heldMsgs, heldBytes int, now time.Time) error {
 	}
 	if p.reqMsgs > 0 {
 		msgs = min(msgs, p.reqMsgs)
+	}
+	if p.small {
+		msgs = min(msgs, smallBatch)
 	}
 	if p.reqBytes > 0 {
 		bytes = min(bytes, p.reqBytes)
@@ -179,6 +212,18 @@ func (p *puller) fill(heldMsgs, heldBytes int, now time.Time) error {
 		p.arm(now)
 	}
 	return nil
+}
+
+// grow gives a stream that has had a message a channel with room for its
+// whole window. Only with no request out and the old channel empty: the
+// spare subscriptions deliver to the old channel, so they go.
+func (p *puller) grow() {
+	for _, sub := range p.spare {
+		p.unsubscribe(sub)
+	}
+	p.spare = p.spare[:0]
+	p.ch = make(chan *nats.Msg, p.window+statusRoom)
+	p.small = false
 }
 
 // arm sets the timer for the next thing to check: the oldest request's
@@ -268,7 +313,7 @@ func isStatus(m *nats.Msg) bool {
 
 // received counts a delivered message against its request.
 func (p *puller) received(m *nats.Msg) {
-	p.needBytes = 0
+	p.needBytes, p.active = 0, true
 	i := p.find(m.Sub)
 	if i < 0 {
 		return // a request already given up

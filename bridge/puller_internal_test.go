@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -26,26 +27,7 @@ import (
 // and the status replies, no more).
 func TestPullerAccountingStaysWithinWindow(t *testing.T) {
 	t.Parallel()
-	srv, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Start()
-	t.Cleanup(srv.Shutdown)
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	nc, js, ctx := pullerJS(t)
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "ACC", Subjects: []string{"acc.>"}, Storage: jetstream.MemoryStorage}); err != nil {
 		t.Fatal(err)
 	}
@@ -119,6 +101,109 @@ func TestPullerAccountingStaysWithinWindow(t *testing.T) {
 	}
 	if p.dropped > 0 {
 		t.Fatalf("nats.go dropped %d messages", p.dropped)
+	}
+}
+
+// pullerJS starts a nats-server with JetStream for a puller test and
+// connects to it.
+func pullerJS(t *testing.T) (*nats.Conn, jetstream.JetStream, context.Context) {
+	t.Helper()
+	srv, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	t.Cleanup(srv.Shutdown)
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	return nc, js, ctx
+}
+
+// TestPullerStartsSmall: a stream's inbox has room for smallBatch messages
+// until its first message, and asks for no more; then, once JetStream is
+// done with that request, it moves to a channel with room for the window
+// and pulls the window. Every message arrives once, in order, and none is
+// dropped on the way.
+func TestPullerStartsSmall(t *testing.T) {
+	t.Parallel()
+	_, js, ctx := pullerJS(t)
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "SM", Subjects: []string{"sm.>"}, Storage: jetstream.MemoryStorage}); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := js.CreateConsumer(ctx, "SM", jetstream.ConsumerConfig{Durable: "s", AckPolicy: jetstream.AckNonePolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const window = 256
+	p, err := startPuller(&subscription{
+		js: js, meta: metaOf(cons.CachedInfo().Config), window: window, windowBytes: 1 << 20,
+		info: &jetwayv1.Subscribed{Stream: "SM", Consumer: "s"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.stop(false)
+	if cap(p.ch) != smallBatch+4 || len(p.reqs) != 1 || p.reqs[0].msgs != smallBatch {
+		t.Fatalf("idle puller: channel room %d, requests %+v; want room %d and one request for %d", cap(p.ch), p.reqs, smallBatch+4, smallBatch)
+	}
+	// Idle: filling again asks for nothing more.
+	if err := p.fill(0, 0, time.Now()); err != nil || len(p.reqs) != 1 {
+		t.Fatalf("idle fill: %v, %d requests", err, len(p.reqs))
+	}
+
+	const n = 1000
+	for i := range n {
+		if _, err := js.PublishAsync("sm.x", []byte(strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-ctx.Done():
+		t.Fatal(ctx.Err())
+	}
+	got := 0
+	for got < n {
+		select {
+		case m := <-p.ch:
+			if isStatus(m) {
+				if err := p.status(ctx, m, time.Now()); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				if string(m.Data) != strconv.Itoa(got) {
+					t.Fatalf("message %d is %q", got, m.Data)
+				}
+				p.received(m)
+				got++
+			}
+			if err := p.fill(0, 0, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+			if got > smallBatch && p.small {
+				t.Fatalf("after %d messages the puller is still small (requests %+v)", got, p.reqs)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("after %d of %d messages nothing more came for 5s", got, n)
+		}
+	}
+	if cap(p.ch) != window+statusRoom {
+		t.Errorf("busy puller: channel room %d, want %d", cap(p.ch), window+statusRoom)
+	}
+	if d := p.dropped + openDropped(p); d > 0 {
+		t.Errorf("nats.go dropped %d messages", d)
 	}
 }
 
