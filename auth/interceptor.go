@@ -70,12 +70,12 @@ func (a *Interceptor) authenticate(ctx context.Context, method string) (*Identit
 	if a.config == nil {
 		return Anonymous, nil
 	}
-	md, _ := metadata.FromIncomingContext(ctx)
-	authz := first(md.Get("authorization"))
+	// (ValueFromIncomingContext copies one value, not the whole metadata.)
+	authz := first(metadata.ValueFromIncomingContext(ctx, "authorization"))
 	cert := ""
 	if p, ok := peer.FromContext(ctx); ok {
 		if p.Addr != nil && p.Addr.Network() == InMemoryNetwork {
-			cert = first(md.Get(CertSubjectMetadata))
+			cert = first(metadata.ValueFromIncomingContext(ctx, CertSubjectMetadata))
 		} else if tls, ok := p.AuthInfo.(credentials.TLSInfo); ok {
 			cert = verifiedSubject(tls.State.VerifiedChains)
 		}

@@ -44,10 +44,10 @@ type messageService struct {
 // Publish stores one message and returns JetStream's ack.
 func (s *messageService) Publish(ctx context.Context, req *jetwayv1.PublishRequest) (*jetwayv1.PublishResponse, error) {
 	if req.GetMsgId() == "" {
-		if md, ok := metadata.FromIncomingContext(ctx); ok {
-			if v := md.Get(IdempotencyKeyMetadata); len(v) > 0 && v[0] != "" {
-				req.MsgId = v[0]
-			}
+		// (ValueFromIncomingContext copies one value, not the whole
+		// metadata.)
+		if v := metadata.ValueFromIncomingContext(ctx, IdempotencyKeyMetadata); len(v) > 0 && v[0] != "" {
+			req.MsgId = v[0]
 		}
 	}
 	msg, err := s.buildMsg("", req)

@@ -209,14 +209,12 @@ func (s *messageService) ephemeralConfig(ctx context.Context, prefix string, c *
 	if cfg.InactiveThreshold == 0 {
 		cfg.InactiveThreshold = ephemeralInactive
 	}
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if v := md.Get(LastEventIDMetadata); len(v) > 0 && v[0] != "" {
-			seq, err := strconv.ParseUint(v[0], 10, 64)
-			if err != nil {
-				return cfg, fieldErr("Last-Event-ID", ErrInvalidArgument, "must be a stream sequence")
-			}
-			cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = jetstream.DeliverByStartSequencePolicy, seq+1, nil
+	if v := metadata.ValueFromIncomingContext(ctx, LastEventIDMetadata); len(v) > 0 && v[0] != "" {
+		seq, err := strconv.ParseUint(v[0], 10, 64)
+		if err != nil {
+			return cfg, fieldErr("Last-Event-ID", ErrInvalidArgument, "must be a stream sequence")
 		}
+		cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = jetstream.DeliverByStartSequencePolicy, seq+1, nil
 	}
 	return cfg, nil
 }
