@@ -63,22 +63,13 @@ func TestPullerAccountingStaysWithinWindow(t *testing.T) {
 	for got < n {
 		// A burst: take what comes, pulling as the window frees.
 		for taken := 0; taken < 700 && got < n; {
-			select {
-			case m := <-p.ch:
-				if isStatus(m) {
-					if err := p.status(ctx, m, time.Now()); err != nil {
-						t.Fatal(err)
-					}
-				} else {
-					p.received(m)
-					got++
-					taken++
-				}
-				if err := p.fill(0, 0, time.Now()); err != nil {
-					t.Fatal(err)
-				}
-			case <-time.After(5 * time.Second):
+			m, ok := pullNext(ctx, t, p)
+			if !ok {
 				t.Fatalf("after %d of %d messages nothing more came for 5s (dropped: %d): the accounting lost track of what the server owes", got, n, p.dropped+openDropped(p))
+			}
+			if m != nil {
+				got++
+				taken++
 			}
 		}
 		// Stop reading until the server has sent everything it owes the
@@ -176,27 +167,18 @@ func TestPullerStartsSmall(t *testing.T) {
 	}
 	got := 0
 	for got < n {
-		select {
-		case m := <-p.ch:
-			if isStatus(m) {
-				if err := p.status(ctx, m, time.Now()); err != nil {
-					t.Fatal(err)
-				}
-			} else {
-				if string(m.Data) != strconv.Itoa(got) {
-					t.Fatalf("message %d is %q", got, m.Data)
-				}
-				p.received(m)
-				got++
-			}
-			if err := p.fill(0, 0, time.Now()); err != nil {
-				t.Fatal(err)
-			}
-			if got > smallBatch && p.small {
-				t.Fatalf("after %d messages the puller is still small (requests %+v)", got, p.reqs)
-			}
-		case <-time.After(5 * time.Second):
+		m, ok := pullNext(ctx, t, p)
+		if !ok {
 			t.Fatalf("after %d of %d messages nothing more came for 5s", got, n)
+		}
+		if m != nil {
+			if string(m.Data) != strconv.Itoa(got) {
+				t.Fatalf("message %d is %q", got, m.Data)
+			}
+			got++
+		}
+		if got > smallBatch && p.small {
+			t.Fatalf("after %d messages the puller is still small (requests %+v)", got, p.reqs)
 		}
 	}
 	if cap(p.ch) != window+statusRoom {
@@ -205,6 +187,32 @@ func TestPullerStartsSmall(t *testing.T) {
 	if d := p.dropped + openDropped(p); d > 0 {
 		t.Errorf("nats.go dropped %d messages", d)
 	}
+}
+
+// pullNext does what a stream's loop does with the next thing its inbox
+// brings: a status reply is handled, a message counted; then it pulls as
+// the window allows. It returns the message (nil for a status reply), and
+// false when nothing came for 5 s.
+func pullNext(ctx context.Context, t *testing.T, p *puller) (*nats.Msg, bool) {
+	t.Helper()
+	var m *nats.Msg
+	select {
+	case m = <-p.ch:
+	case <-time.After(5 * time.Second):
+		return nil, false
+	}
+	if isStatus(m) {
+		if err := p.status(ctx, m, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		m = nil
+	} else {
+		p.received(m)
+	}
+	if err := p.fill(0, 0, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	return m, true
 }
 
 // openDropped is what nats.go dropped on the subscriptions the puller
