@@ -39,8 +39,10 @@ const (
 // puller keeps one Subscribe or Consume stream's window filled from its
 // consumer. It speaks JetStream's pull protocol itself: every request asks
 // for no more than the window has free (messages and bytes), and the inbox
-// channel has room for the whole window plus the requests' status replies.
-// So nats.go never finds the channel full (no "slow consumer" drops), a
+// channel has room for the whole window plus the requests' status replies
+// (until its first message, a stream asks for smallBatch messages only, and
+// its channel is that small). So nats.go never finds the channel full (no
+// "slow consumer" drops), a
 // client that stops reading stops the pulling, and the stream needs no
 // goroutine beyond its handler, which selects on ch and timer and calls
 // fill, received and status.
@@ -53,7 +55,7 @@ const (
 type puller struct {
 	js      jetstream.JetStream
 	nc      *nats.Conn
-	ch      chan *nats.Msg
+	ch      chan *nats.Msg // replaced once, by grow; read it from p, not a copy
 	stream  string
 	name    string
 	subject string // $JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>
