@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -22,40 +23,54 @@ import (
 // It replaces nats.go's PublishMsgAsync on this path, which allocates a
 // future, two channels and a timer per message and decodes every ack with
 // encoding/json under its publisher lock: together about a quarter of the
-// bridge's CPU in a busy PublishStream. Here the writer waits for the ack
-// at the head of the line with one timer per stream, and acks are read by
-// a parser for the form nats-server writes (encoding/json for anything
-// else, errors included). Semantics follow PublishMsgAsync: a "no
-// responders" answer is retried twice, 250 ms apart (a clustered stream
-// has no responder while it elects a leader), and an ack that does not
-// come within the timeout fails with jetstream.ErrAsyncPublishTimeout.
+// bridge's CPU in a busy PublishStream. Here an answer is filed under its
+// publish's number by the subscription's callback, the writer waits for
+// the one at the head of the line with one timer per stream, and acks are
+// read by a parser for the form nats-server writes (encoding/json for
+// anything else, errors included). Semantics follow PublishMsgAsync:
+//   - a "no responders" answer is retried twice, 250 ms apart, each publish
+//     on its own (a clustered stream has no responder while it elects a
+//     leader);
+//   - an ack that does not come within the timeout fails with
+//     jetstream.ErrAsyncPublishTimeout, and its publish is forgotten, so a
+//     late ack is dropped on arrival;
+//   - a publish made before the bridge lost its NATS connection fails with
+//     nats.ErrDisconnected (UNAVAILABLE) rather than waiting out the
+//     timeout.
 //
-// publish belongs to the stream's reader goroutine, wait to its writer.
+// publish belongs to the stream's reader goroutine, wait to its writer;
+// deliver runs on the subscription's goroutine (nats.go's, one per stream,
+// ended by close).
 type pubAcks struct {
 	nc      *nats.Conn
 	prefix  string // the inbox and a dot; a reply is prefix + the publish's number
 	sub     *nats.Subscription
-	ch      chan *nats.Msg
 	timeout time.Duration
+	ready   chan struct{} // an answer was filed (capacity 1)
 
 	next uint64 // the reader's: number of the next publish
 
+	mu      sync.Mutex
+	pending map[uint64]*pubEntry // publishes not yet taken by the writer
+	closed  bool
+
 	// The writer's.
-	early  map[uint64]earlyAck // acks that came before their turn
 	timer  *time.Timer
 	stream string // the last stream name acked, reused rather than allocated again
 }
 
-// earlyAck is an ack that arrived before the writer asked for it.
-type earlyAck struct {
-	m  *nats.Msg
-	at time.Time
+// pubEntry is one publish awaiting its answer.
+type pubEntry struct {
+	msg     *nats.Msg
+	sent    time.Time       // the last (re)send; the timeout runs from here
+	lost    <-chan struct{} // closed if the connection is lost after the send
+	retries int
+	retry   *time.Timer // a resend after "no responders", pending
+	answer  *nats.Msg
+	err     error
 }
 
 const (
-	// pubAckRoom is room in the ack channel beyond the window: answers to
-	// retried publishes and late acks of publishes given up on.
-	pubAckRoom = 16
 	// pubRetries and pubRetryWait are nats.go's defaults for a publish
 	// answered by "no responders".
 	pubRetries   = jetstream.DefaultPubRetryAttempts
@@ -64,104 +79,159 @@ const (
 	defaultPubAckTimeout = 5 * time.Second
 )
 
-// newPubAcks subscribes to a fresh inbox on nc. window bounds the
-// publishes that await their ack at once, so that the channel never
-// overflows (nats.go would drop an ack, not block).
-func newPubAcks(nc *nats.Conn, window int, timeout time.Duration) (*pubAcks, error) {
+// newPubAcks subscribes to a fresh inbox on nc.
+func newPubAcks(nc *nats.Conn, timeout time.Duration) (*pubAcks, error) {
 	if timeout <= 0 {
 		timeout = defaultPubAckTimeout
 	}
 	inbox := nc.NewInbox()
-	ch := make(chan *nats.Msg, window+pubAckRoom)
-	sub, err := nc.ChanSubscribe(inbox+".*", ch)
+	a := &pubAcks{nc: nc, prefix: inbox + ".", timeout: timeout, ready: make(chan struct{}, 1), pending: make(map[uint64]*pubEntry)}
+	sub, err := nc.Subscribe(inbox+".*", a.deliver)
 	if err != nil {
 		return nil, fmt.Errorf("subscribe to the publish ack inbox: %w", err)
 	}
-	return &pubAcks{nc: nc, prefix: inbox + ".", sub: sub, ch: ch, timeout: timeout}, nil
+	a.sub = sub
+	return a, nil
 }
 
-// close unsubscribes; acks still to come are dropped.
+// close unsubscribes and cancels pending resends; answers still to come
+// are dropped.
 func (a *pubAcks) close() {
 	_ = a.sub.Unsubscribe()
+	a.mu.Lock()
+	a.closed = true
+	for _, e := range a.pending {
+		if e.retry != nil {
+			e.retry.Stop()
+		}
+	}
+	a.mu.Unlock()
 	if a.timer != nil {
 		a.timer.Stop()
 	}
 }
 
 // publish sends msg with its own reply subject and returns its number,
-// which wait takes.
-func (a *pubAcks) publish(msg *nats.Msg) (uint64, error) {
+// which wait takes. lost is the connection watch's channel at the time of
+// the send.
+func (a *pubAcks) publish(msg *nats.Msg, lost <-chan struct{}) (uint64, error) {
 	n := a.next
 	a.next++
 	msg.Reply = a.prefix + strconv.FormatUint(n, 10)
-	return n, a.nc.PublishMsg(msg)
+	a.mu.Lock()
+	a.pending[n] = &pubEntry{msg: msg, sent: time.Now(), lost: lost}
+	a.mu.Unlock()
+	if err := a.nc.PublishMsg(msg); err != nil {
+		a.mu.Lock()
+		delete(a.pending, n)
+		a.mu.Unlock()
+		return n, err
+	}
+	return n, nil
 }
 
-// wait returns the ack of publish n (msg, sent at sent). Publishes must be
-// waited for in the order they were made; a publish whose send failed is
-// not waited for.
-func (a *pubAcks) wait(ctx context.Context, n uint64, msg *nats.Msg, sent time.Time) (*jetwayv1.PublishResponse, error) {
-	deadline := sent.Add(a.timeout)
-	for retries := 0; ; retries++ {
-		m, at, err := a.take(ctx, n, deadline)
-		if err != nil {
-			return nil, err
+// deliver files an answer under its publish, or drops it when the writer
+// has given up on that publish. A "no responders" answer schedules a
+// resend instead, while retries are left.
+func (a *pubAcks) deliver(m *nats.Msg) {
+	k, err := strconv.ParseUint(m.Subject[min(len(a.prefix), len(m.Subject)):], 10, 64)
+	if err != nil {
+		return
+	}
+	a.mu.Lock()
+	e := a.pending[k]
+	if e == nil || e.answer != nil || e.err != nil || a.closed {
+		a.mu.Unlock()
+		return
+	}
+	if len(m.Data) == 0 && m.Header.Get("Status") == "503" && e.retries < pubRetries {
+		e.retries++
+		e.sent = time.Now().Add(pubRetryWait)
+		e.retry = time.AfterFunc(pubRetryWait, func() { a.resend(k) })
+		a.mu.Unlock()
+		return
+	}
+	e.answer = m
+	a.mu.Unlock()
+	a.wake()
+}
+
+// resend publishes k again after "no responders".
+func (a *pubAcks) resend(k uint64) {
+	a.mu.Lock()
+	e := a.pending[k]
+	if e == nil || a.closed || e.answer != nil || e.err != nil {
+		a.mu.Unlock()
+		return
+	}
+	e.retry, e.sent = nil, time.Now()
+	msg := e.msg
+	a.mu.Unlock()
+	if err := a.nc.PublishMsg(msg); err != nil {
+		a.mu.Lock()
+		if e.answer == nil {
+			e.err = err
 		}
-		if len(m.Data) > 0 || m.Header.Get("Status") != "503" {
+		a.mu.Unlock()
+		a.wake()
+	}
+}
+
+func (a *pubAcks) wake() {
+	select {
+	case a.ready <- struct{}{}:
+	default:
+	}
+}
+
+// wait returns the ack of publish n. Publishes must be waited for in the
+// order they were made; a publish whose send failed is not waited for.
+func (a *pubAcks) wait(ctx context.Context, n uint64) (*jetwayv1.PublishResponse, error) {
+	for {
+		a.mu.Lock()
+		e := a.pending[n]
+		if e == nil {
+			a.mu.Unlock()
+			return nil, fmt.Errorf("publish %d: no such publish", n)
+		}
+		m, err, deadline := e.answer, e.err, e.sent.Add(a.timeout)
+		done := m != nil || err != nil
+		if !done && !a.arm(time.Until(deadline)) {
+			err, done = jetstream.ErrAsyncPublishTimeout, true
+		}
+		if done {
+			delete(a.pending, n) // a late answer is dropped
+			if e.retry != nil {
+				e.retry.Stop()
+			}
+		}
+		a.mu.Unlock()
+		switch {
+		case err != nil:
+			return nil, err
+		case m != nil && len(m.Data) == 0 && m.Header.Get("Status") == "503":
+			// No responders, retries spent: no stream listens on the subject.
+			return nil, jetstream.ErrNoStreamResponse
+		case m != nil:
 			return a.parse(m.Data)
 		}
-		// No responders: no stream listens on the subject, or its
-		// leader is being elected.
-		if retries == pubRetries {
-			return nil, jetstream.ErrNoStreamResponse
-		}
-		if err := a.sleepUntil(ctx, at.Add(pubRetryWait)); err != nil {
-			return nil, err
-		}
-		if err := a.nc.PublishMsg(msg); err != nil {
-			return nil, err
-		}
-		deadline = time.Now().Add(a.timeout)
-	}
-}
-
-// take returns the answer to publish n and when it arrived, keeping the
-// answers to later publishes that come first.
-func (a *pubAcks) take(ctx context.Context, n uint64, deadline time.Time) (*nats.Msg, time.Time, error) {
-	if e, ok := a.early[n]; ok {
-		delete(a.early, n)
-		return e.m, e.at, nil
-	}
-	for {
-		var m *nats.Msg
 		select {
-		case m = <-a.ch:
-		default:
-			// Nothing there yet: wait, up to the deadline. (The timer is
-			// armed only here, not for every message.)
-			if !a.arm(time.Until(deadline)) {
-				return nil, time.Time{}, jetstream.ErrAsyncPublishTimeout
+		case <-a.ready:
+		case <-a.timer.C:
+		case <-e.lost:
+			a.mu.Lock()
+			if e.answer == nil {
+				delete(a.pending, n)
+				if e.retry != nil {
+					e.retry.Stop()
+				}
+				a.mu.Unlock()
+				return nil, nats.ErrDisconnected
 			}
-			select {
-			case m = <-a.ch:
-			case <-a.timer.C:
-				return nil, time.Time{}, jetstream.ErrAsyncPublishTimeout
-			case <-ctx.Done():
-				return nil, time.Time{}, ctx.Err()
-			}
+			a.mu.Unlock()
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		}
-		k, err := strconv.ParseUint(m.Subject[min(len(a.prefix), len(m.Subject)):], 10, 64)
-		switch {
-		case err != nil || k < n:
-			continue // an answer to a publish given up on, or a second one to a retried publish
-		case k > n:
-			if a.early == nil {
-				a.early = make(map[uint64]earlyAck)
-			}
-			a.early[k] = earlyAck{m: m, at: time.Now()}
-			continue
-		}
-		return m, time.Now(), nil
 	}
 }
 
@@ -176,19 +246,6 @@ func (a *pubAcks) arm(d time.Duration) bool {
 		a.timer.Reset(d)
 	}
 	return true
-}
-
-// sleepUntil waits until t or the end of ctx.
-func (a *pubAcks) sleepUntil(ctx context.Context, t time.Time) error {
-	if !a.arm(time.Until(t)) {
-		return nil
-	}
-	select {
-	case <-a.timer.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // parse reads JetStream's answer to a publish: an ack or an API error.

@@ -1,6 +1,17 @@
 package bridge
 
-import "testing"
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
 
 // TestQuickPubAck: the forms nats-server writes are read without
 // encoding/json; anything else (escapes, errors, batches, counters,
@@ -59,5 +70,105 @@ func TestPubAcksParse(t *testing.T) {
 	}
 	if _, err := a.parse([]byte(`{"seq":1}`)); err == nil {
 		t.Error("no stream: no error")
+	}
+}
+
+// TestPubAcksLateAcksDropped: after a stall longer than the ack timeout,
+// the acks of publishes given up on arrive late, in a burst, while the
+// writer is busy elsewhere. They are dropped on arrival, and no ack of a
+// live publish is lost with them (a lost one would report TIMEOUT for a
+// stored message). JetStream is played by a plain subscriber that answers
+// after a delay, then at once.
+func TestPubAcksLateAcksDropped(t *testing.T) {
+	t.Parallel()
+	srv, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	t.Cleanup(srv.Shutdown)
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	rc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rc.Close)
+	var delay atomic.Int64
+	delay.Store(int64(400 * time.Millisecond))
+	var seq atomic.Uint64
+	if _, err := rc.Subscribe("late.>", func(m *nats.Msg) {
+		body := []byte(`{"stream":"S","seq":` + strconv.FormatUint(seq.Add(1), 10) + `}`)
+		if d := time.Duration(delay.Load()); d > 0 {
+			time.AfterFunc(d, func() { _ = rc.Publish(m.Reply, body) })
+			return
+		}
+		_ = rc.Publish(m.Reply, body)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	a, err := newPubAcks(nc, 100*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	const window = 6
+	var q []uint64
+	pub := func() {
+		n, err := a.publish(&nats.Msg{Subject: "late.x", Data: []byte("x")}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q = append(q, n)
+	}
+	// A second of answers slower than the timeout: every publish times out.
+	timeouts := 0
+	for end := time.Now().Add(time.Second); time.Now().Before(end); {
+		for len(q) < window {
+			pub()
+		}
+		if _, err := a.wait(ctx, q[0]); errors.Is(err, jetstream.ErrAsyncPublishTimeout) {
+			timeouts++
+		}
+		q = q[1:]
+	}
+	// Answers at once again; the writer is busy for 500 ms, while the late
+	// answers of the timed-out publishes arrive.
+	delay.Store(0)
+	for len(q) < window {
+		pub()
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	for _, n := range q {
+		if _, err := a.wait(ctx, n); err != nil {
+			t.Errorf("publish %d, answered at once: %v", n, err)
+		}
+	}
+	if timeouts == 0 {
+		t.Error("no publish timed out during the stall")
+	}
+	if d, _ := a.sub.Dropped(); d > 0 {
+		t.Errorf("nats.go dropped %d answers", d)
+	}
+	a.mu.Lock()
+	left := len(a.pending)
+	a.mu.Unlock()
+	if left != 0 {
+		t.Errorf("%d publishes still pending after all were waited for", left)
 	}
 }

@@ -133,3 +133,29 @@ func TestPublishStreamAckTimeout(t *testing.T) {
 		t.Errorf("answered after %s, want the 300 ms timeout", d)
 	}
 }
+
+// TestPublishStreamNoStreamRetriesTogether: the "no responders" retries of
+// a batch's publishes run side by side, as nats.go's did: eight publishes
+// to a subject no stream listens on are all refused after about two retry
+// pauses (0.5 s), not one message's retries after another's.
+func TestPublishStreamNoStreamRetriesTogether(t *testing.T) {
+	b, ctx := pubStart(t)
+	req := &jetwayv1.PublishStreamRequest{Id: 1}
+	for i := range 8 {
+		req.Batch = append(req.Batch, &jetwayv1.PublishRequest{Subject: "nostream.x", Payload: &jetwayv1.PublishRequest_Text{Text: strconv.Itoa(i)}})
+	}
+	start := time.Now()
+	resp := pubOne(ctx, t, b, req)
+	d := time.Since(start)
+	if len(resp.GetResults()) != 8 {
+		t.Fatalf("response %v, want 8 results", resp)
+	}
+	for i, r := range resp.GetResults() {
+		if r.GetError().GetReason() != "NO_STREAM_FOR_SUBJECT" {
+			t.Fatalf("result %d = %v, want NO_STREAM_FOR_SUBJECT", i, r)
+		}
+	}
+	if d < 400*time.Millisecond || d > 1500*time.Millisecond {
+		t.Errorf("refused after %s, want about two retry pauses (0.5 s)", d)
+	}
+}

@@ -77,9 +77,7 @@ func pubAckTo(ack *jetstream.PubAck) *jetwayv1.PublishResponse {
 type pendingPublish struct {
 	id      uint64
 	subject string
-	msg     *nats.Msg
-	n       uint64    // the publish's number in its stream's pubAcks
-	sent    time.Time // when it was published
+	n       uint64 // the publish's number in its stream's pubAcks
 	err     error
 	// A message of a batch: its index and the batch's size (0 for a
 	// single publish).
@@ -115,7 +113,7 @@ func (s *messageService) PublishStream(stream jetwayv1.MessageService_PublishStr
 		return err
 	}
 	defer release()
-	acks, err := newPubAcks(js.Conn(), s.window+2, js.Options().DefaultTimeout)
+	acks, err := newPubAcks(js.Conn(), js.Options().DefaultTimeout)
 	if err != nil {
 		return translate(err, "publish stream")
 	}
@@ -172,7 +170,7 @@ func (s *messageService) PublishStream(stream jetwayv1.MessageService_PublishStr
 			var ack *jetwayv1.PublishResponse
 			err := p.err
 			if err == nil {
-				if ack, err = acks.wait(ctx, p.n, p.msg, p.sent); ctx.Err() != nil {
+				if ack, err = acks.wait(ctx, p.n); ctx.Err() != nil {
 					return ctx.Err()
 				}
 			}
@@ -227,8 +225,7 @@ func (s *messageService) publishAsync(ctx context.Context, acks *pubAcks, prefix
 		err = s.authz.CanPublish(ctx, msg.Subject)
 	}
 	if err == nil {
-		p.msg, p.sent = msg, time.Now()
-		p.n, err = acks.publish(msg)
+		p.n, err = acks.publish(msg, s.conn.lostCh())
 	}
 	p.err = err
 	return p
