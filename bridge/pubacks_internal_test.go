@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -81,20 +80,7 @@ func TestPubAcksParse(t *testing.T) {
 // after a delay, then at once.
 func TestPubAcksLateAcksDropped(t *testing.T) {
 	t.Parallel()
-	srv, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Start()
-	t.Cleanup(srv.Shutdown)
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	rc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(rc.Close)
+	rc := testNATS(t, false)
 	var delay atomic.Int64
 	delay.Store(int64(400 * time.Millisecond))
 	var seq atomic.Uint64
@@ -111,7 +97,7 @@ func TestPubAcksLateAcksDropped(t *testing.T) {
 	if err := rc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(srv.ClientURL())
+	nc, err := nats.Connect(rc.ConnectedUrl())
 	if err != nil {
 		t.Fatal(err)
 	}

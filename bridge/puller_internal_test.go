@@ -95,11 +95,15 @@ func TestPullerAccountingStaysWithinWindow(t *testing.T) {
 	}
 }
 
-// pullerJS starts a nats-server with JetStream for a puller test and
-// connects to it.
-func pullerJS(t *testing.T) (*nats.Conn, jetstream.JetStream, context.Context) {
+// testNATS starts a nats-server on loopback for the test (with JetStream
+// if js) and connects to it.
+func testNATS(t *testing.T, js bool) *nats.Conn {
 	t.Helper()
-	srv, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+	opts := &natsserver.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true}
+	if js {
+		opts.JetStream, opts.StoreDir = true, t.TempDir()
+	}
+	srv, err := natsserver.NewServer(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,6 +117,14 @@ func pullerJS(t *testing.T) (*nats.Conn, jetstream.JetStream, context.Context) {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
+	return nc
+}
+
+// pullerJS starts a nats-server with JetStream for a puller test and
+// connects to it.
+func pullerJS(t *testing.T) (*nats.Conn, jetstream.JetStream, context.Context) {
+	t.Helper()
+	nc := testNATS(t, true)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
