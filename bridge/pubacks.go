@@ -144,7 +144,7 @@ func (a *pubAcks) deliver(m *nats.Msg) {
 		a.mu.Unlock()
 		return
 	}
-	if len(m.Data) == 0 && m.Header.Get("Status") == "503" && e.retries < pubRetries {
+	if noResponders(m) && e.retries < pubRetries {
 		e.retries++
 		e.sent = time.Now().Add(pubRetryWait)
 		e.retry = time.AfterFunc(pubRetryWait, func() { a.resend(k) })
@@ -200,16 +200,13 @@ func (a *pubAcks) wait(ctx context.Context, n uint64) (*jetwayv1.PublishResponse
 			err, done = jetstream.ErrAsyncPublishTimeout, true
 		}
 		if done {
-			delete(a.pending, n) // a late answer is dropped
-			if e.retry != nil {
-				e.retry.Stop()
-			}
+			a.forget(n, e)
 		}
 		a.mu.Unlock()
 		switch {
 		case err != nil:
 			return nil, err
-		case m != nil && len(m.Data) == 0 && m.Header.Get("Status") == "503":
+		case m != nil && noResponders(m):
 			// No responders, retries spent: no stream listens on the subject.
 			return nil, jetstream.ErrNoStreamResponse
 		case m != nil:
@@ -221,10 +218,7 @@ func (a *pubAcks) wait(ctx context.Context, n uint64) (*jetwayv1.PublishResponse
 		case <-e.lost:
 			a.mu.Lock()
 			if e.answer == nil {
-				delete(a.pending, n)
-				if e.retry != nil {
-					e.retry.Stop()
-				}
+				a.forget(n, e)
 				a.mu.Unlock()
 				return nil, nats.ErrDisconnected
 			}
@@ -233,6 +227,21 @@ func (a *pubAcks) wait(ctx context.Context, n uint64) (*jetwayv1.PublishResponse
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// forget drops publish n (its entry e), which the writer is done with: a
+// late answer is dropped, a pending resend cancelled. a.mu is held.
+func (a *pubAcks) forget(n uint64, e *pubEntry) {
+	delete(a.pending, n)
+	if e.retry != nil {
+		e.retry.Stop()
+	}
+}
+
+// noResponders tells JetStream's "no responders" answer (status 503, no
+// data) from an ack.
+func noResponders(m *nats.Msg) bool {
+	return len(m.Data) == 0 && m.Header.Get("Status") == "503"
 }
 
 // arm sets the timer to fire after d; false if d has already passed.
