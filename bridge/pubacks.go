@@ -50,25 +50,32 @@ type pubAcks struct {
 
 	next uint64 // the reader's: number of the next publish
 
-	mu      sync.Mutex
-	pending map[uint64]*pubEntry // publishes not yet taken by the writer
-	closed  bool
+	mu     sync.Mutex
+	ring   []pubEntry // publishes not yet taken by the writer, at number mod len
+	closed bool
 
 	// The writer's.
 	timer  *time.Timer
 	stream string // the last stream name acked, reused rather than allocated again
 }
 
-// pubEntry is one publish awaiting its answer.
+// pubEntry is one publish awaiting its answer, in its slot of the ring.
 type pubEntry struct {
+	n       uint64
+	live    bool
+	retries int
 	msg     *nats.Msg
 	sent    time.Time       // the last (re)send; the timeout runs from here
 	lost    <-chan struct{} // closed if the connection is lost after the send
-	retries int
-	retry   *time.Timer // a resend after "no responders", pending
+	retry   *time.Timer     // a resend after "no responders", pending
 	answer  *nats.Msg
 	err     error
 }
+
+// pubRingStart is the ring's first size; it doubles when a publish finds
+// its slot taken, so it follows the publishes in flight (at most the
+// stream's window and two) without a map entry or an allocation each.
+const pubRingStart = 64
 
 const (
 	// pubRetries and pubRetryWait are nats.go's defaults for a publish
@@ -85,7 +92,7 @@ func newPubAcks(nc *nats.Conn, timeout time.Duration) (*pubAcks, error) {
 		timeout = defaultPubAckTimeout
 	}
 	inbox := nc.NewInbox()
-	a := &pubAcks{nc: nc, prefix: inbox + ".", timeout: timeout, ready: make(chan struct{}, 1), pending: make(map[uint64]*pubEntry)}
+	a := &pubAcks{nc: nc, prefix: inbox + ".", timeout: timeout, ready: make(chan struct{}, 1), ring: make([]pubEntry, pubRingStart)}
 	sub, err := nc.Subscribe(inbox+".*", a.deliver)
 	if err != nil {
 		return nil, fmt.Errorf("subscribe to the publish ack inbox: %w", err)
@@ -100,8 +107,8 @@ func (a *pubAcks) close() {
 	_ = a.sub.Unsubscribe()
 	a.mu.Lock()
 	a.closed = true
-	for _, e := range a.pending {
-		if e.retry != nil {
+	for i := range a.ring {
+		if e := &a.ring[i]; e.live && e.retry != nil {
 			e.retry.Stop()
 		}
 	}
@@ -119,15 +126,42 @@ func (a *pubAcks) publish(msg *nats.Msg, lost <-chan struct{}) (uint64, error) {
 	a.next++
 	msg.Reply = a.prefix + strconv.FormatUint(n, 10)
 	a.mu.Lock()
-	a.pending[n] = &pubEntry{msg: msg, sent: time.Now(), lost: lost}
+	for a.ring[n%uint64(len(a.ring))].live {
+		a.grow()
+	}
+	a.ring[n%uint64(len(a.ring))] = pubEntry{n: n, live: true, msg: msg, sent: time.Now(), lost: lost}
 	a.mu.Unlock()
 	if err := a.nc.PublishMsg(msg); err != nil {
 		a.mu.Lock()
-		delete(a.pending, n)
+		if e := a.entry(n); e != nil {
+			a.forget(e)
+		}
 		a.mu.Unlock()
 		return n, err
 	}
 	return n, nil
+}
+
+// entry is publish k's slot, nil when k is not awaiting an answer. a.mu
+// is held, and the pointer is good only while it is.
+func (a *pubAcks) entry(k uint64) *pubEntry {
+	e := &a.ring[k%uint64(len(a.ring))]
+	if !e.live || e.n != k {
+		return nil
+	}
+	return e
+}
+
+// grow doubles the ring, each live entry moving to its slot in the new
+// one. a.mu is held.
+func (a *pubAcks) grow() {
+	ring := make([]pubEntry, 2*len(a.ring))
+	for _, e := range a.ring {
+		if e.live {
+			ring[e.n%uint64(len(ring))] = e
+		}
+	}
+	a.ring = ring
 }
 
 // deliver files an answer under its publish, or drops it when the writer
@@ -139,7 +173,7 @@ func (a *pubAcks) deliver(m *nats.Msg) {
 		return
 	}
 	a.mu.Lock()
-	e := a.pending[k]
+	e := a.entry(k)
 	if e == nil || e.answer != nil || e.err != nil || a.closed {
 		a.mu.Unlock()
 		return
@@ -159,7 +193,7 @@ func (a *pubAcks) deliver(m *nats.Msg) {
 // resend publishes k again after "no responders".
 func (a *pubAcks) resend(k uint64) {
 	a.mu.Lock()
-	e := a.pending[k]
+	e := a.entry(k)
 	if e == nil || a.closed || e.answer != nil || e.err != nil {
 		a.mu.Unlock()
 		return
@@ -169,7 +203,7 @@ func (a *pubAcks) resend(k uint64) {
 	a.mu.Unlock()
 	if err := a.nc.PublishMsg(msg); err != nil {
 		a.mu.Lock()
-		if e.answer == nil {
+		if e := a.entry(k); e != nil && e.answer == nil {
 			e.err = err
 		}
 		a.mu.Unlock()
@@ -189,18 +223,18 @@ func (a *pubAcks) wake() {
 func (a *pubAcks) wait(ctx context.Context, n uint64) (*jetwayv1.PublishResponse, error) {
 	for {
 		a.mu.Lock()
-		e := a.pending[n]
+		e := a.entry(n)
 		if e == nil {
 			a.mu.Unlock()
 			return nil, fmt.Errorf("publish %d: no such publish", n)
 		}
-		m, err, deadline := e.answer, e.err, e.sent.Add(a.timeout)
+		m, err, deadline, lost := e.answer, e.err, e.sent.Add(a.timeout), e.lost
 		done := m != nil || err != nil
 		if !done && !a.arm(time.Until(deadline)) {
 			err, done = jetstream.ErrAsyncPublishTimeout, true
 		}
 		if done {
-			a.forget(n, e)
+			a.forget(e)
 		}
 		a.mu.Unlock()
 		switch {
@@ -215,10 +249,10 @@ func (a *pubAcks) wait(ctx context.Context, n uint64) (*jetwayv1.PublishResponse
 		select {
 		case <-a.ready:
 		case <-a.timer.C:
-		case <-e.lost:
+		case <-lost:
 			a.mu.Lock()
-			if e.answer == nil {
-				a.forget(n, e)
+			if e := a.entry(n); e != nil && e.answer == nil {
+				a.forget(e)
 				a.mu.Unlock()
 				return nil, nats.ErrDisconnected
 			}
@@ -229,13 +263,13 @@ func (a *pubAcks) wait(ctx context.Context, n uint64) (*jetwayv1.PublishResponse
 	}
 }
 
-// forget drops publish n (its entry e), which the writer is done with: a
-// late answer is dropped, a pending resend cancelled. a.mu is held.
-func (a *pubAcks) forget(n uint64, e *pubEntry) {
-	delete(a.pending, n)
+// forget frees the slot of a publish the writer is done with: a late
+// answer is dropped, a pending resend cancelled. a.mu is held.
+func (a *pubAcks) forget(e *pubEntry) {
 	if e.retry != nil {
 		e.retry.Stop()
 	}
+	*e = pubEntry{}
 }
 
 // noResponders tells JetStream's "no responders" answer (status 503, no

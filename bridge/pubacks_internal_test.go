@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -151,10 +152,72 @@ func TestPubAcksLateAcksDropped(t *testing.T) {
 	if d, _ := a.sub.Dropped(); d > 0 {
 		t.Errorf("nats.go dropped %d answers", d)
 	}
-	a.mu.Lock()
-	left := len(a.pending)
-	a.mu.Unlock()
-	if left != 0 {
+	if left := a.live(); left != 0 {
 		t.Errorf("%d publishes still pending after all were waited for", left)
+	}
+}
+
+// live counts the publishes awaiting their answers.
+func (a *pubAcks) live() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := 0
+	for _, e := range a.ring {
+		if e.live {
+			n++
+		}
+	}
+	return n
+}
+
+// TestPubAcksRingGrows: with more publishes in flight than the ring's
+// first size, answered out of order, the ring grows and every answer is
+// filed under its own publish (the responder echoes the publish's number
+// as the sequence).
+func TestPubAcksRingGrows(t *testing.T) {
+	t.Parallel()
+	rc := testNATS(t, false)
+	if _, err := rc.Subscribe("ring.>", func(m *nats.Msg) {
+		n := m.Reply[strings.LastIndexByte(m.Reply, '.')+1:]
+		body := []byte(`{"stream":"S","seq":` + n + `}`)
+		// Later publishes answer first, some with no delay at all.
+		k, _ := strconv.Atoi(n)
+		time.AfterFunc(time.Duration(1000-k)*20*time.Microsecond, func() { _ = rc.Publish(m.Reply, body) })
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(rc.ConnectedUrl())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	a, err := newPubAcks(nc, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const total = 1000
+	for i := range total {
+		n, err := a.publish(&nats.Msg{Subject: "ring.x", Data: []byte("x")}, nil)
+		if err != nil || n != uint64(i) {
+			t.Fatalf("publish %d: number %d, %v", i, n, err)
+		}
+	}
+	if got := a.live(); got != total {
+		t.Fatalf("%d publishes in flight, want %d", got, total)
+	}
+	for n := range uint64(total) {
+		ack, err := a.wait(ctx, n)
+		if err != nil || ack.GetSequence() != n {
+			t.Fatalf("publish %d: ack %v, %v", n, ack, err)
+		}
+	}
+	if a.live() != 0 || len(a.ring) < total {
+		t.Errorf("after all acks: %d live in a ring of %d", a.live(), len(a.ring))
 	}
 }
