@@ -1088,6 +1088,39 @@ func TestFetchAckDeadlineFollowsConsumerUpdate(t *testing.T) {
 	fetchWantState(ctx, t, b, "FU", "C", 1, 1)
 }
 
+// TestFetchAckNoneAfterRecreate: a Fetch signs tokens as the messages
+// arrive with the settings the previous Fetch read; when the consumer was
+// recreated meanwhile as one that takes no acks, its messages come without
+// tokens, and the next Fetch of the recreated consumer's old form signs
+// again.
+func TestFetchAckNoneAfterRecreate(t *testing.T) {
+	b, ctx := fetchStart(t)
+	fetchSetup(ctx, t, b, "FR", "fr", 30*time.Second)
+	recreate := func(cfg jetstream.ConsumerConfig) {
+		t.Helper()
+		if err := b.JS.DeleteConsumer(ctx, "FR", "C"); err != nil {
+			t.Fatal(err)
+		}
+		fetchConsumer(ctx, t, b, "FR", cfg)
+	}
+	fetchPub(ctx, t, b, "fr.1", []byte("1"), nil)
+	m, _ := fetchOne(ctx, t, fetchGRPC{b}, fetchNoWait("FR", 1))
+	if m.GetAckToken() == "" {
+		t.Fatal("explicit-ack consumer: no token")
+	}
+	recreate(jetstream.ConsumerConfig{Durable: "C", AckPolicy: jetstream.AckNonePolicy})
+	m, _ = fetchOne(ctx, t, fetchGRPC{b}, fetchNoWait("FR", 1))
+	if m.GetAckToken() != "" || m.GetAckDeadline() != nil {
+		t.Errorf("recreated as ack-none: token %q, deadline %v; want none", m.GetAckToken(), m.GetAckDeadline())
+	}
+	recreate(jetstream.ConsumerConfig{Durable: "C", AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second})
+	m, _ = fetchOne(ctx, t, fetchGRPC{b}, fetchNoWait("FR", 1))
+	if m.GetAckToken() == "" {
+		t.Fatal("recreated as explicit-ack: no token")
+	}
+	fetchAckOK(ctx, t, fetchGRPC{b}, true, fetchOp(m.GetAckToken(), jetwayv1.AckKind_ACK_KIND_ACK))
+}
+
 // ---------------------------------------------------------------------------
 // Ack
 

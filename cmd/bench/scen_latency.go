@@ -24,8 +24,15 @@ const (
 
 // fetchRound is scenario 6: one Fetch of 100 ready messages from an idle
 // durable consumer, timed; the re-publish and the acks between fetches are
-// not.
+// not. The echo side times the gRPC half alone: a bare gRPC service in
+// the bench process answers each call with a 100-message answer the
+// bridge gave.
 func fetchRound(ctx context.Context, e *env, p params) (map[string]measurement, error) {
+	echo, err := startEcho(e.dialOptions())
+	if err != nil {
+		return nil, err
+	}
+	defer echo.stop()
 	return alternate(ctx, e, p.round,
 		sideRun{"bridge", func(ctx context.Context) (measurement, error) {
 			return withStream(ctx, e, p, 6, "bridge", func(stream, subject string) (measurement, error) {
@@ -37,7 +44,46 @@ func fetchRound(ctx context.Context, e *env, p params) (map[string]measurement, 
 				return fetchLoop(ctx, e, p, stream, subject, "native", nativeFetch(e))
 			})
 		}},
+		sideRun{"echo", func(ctx context.Context) (measurement, error) {
+			return withStream(ctx, e, p, 6, "echo", func(stream, subject string) (measurement, error) {
+				if err := loadEcho(ctx, e, echo, stream, subject, p.payload); err != nil {
+					return nil, err
+				}
+				return fetchLoop(ctx, e, p, stream, subject, "echo", echoFetch(echo, stream))
+			})
+		}},
 	)
+}
+
+// loadEcho gives the echo a 100-message answer from the bridge's Fetch.
+func loadEcho(ctx context.Context, e *env, echo *echoServer, stream, subject string, payload []byte) error {
+	if err := publishBatch(ctx, e, subject+".x", payload, fetchBatch); err != nil {
+		return err
+	}
+	const name = "fetch_echo_load"
+	if _, err := e.createConsumer(ctx, stream, jetstream.ConsumerConfig{Durable: name, AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Minute}); err != nil {
+		return err
+	}
+	resp, err := e.msgs.Fetch(ctx, &jetwayv1.FetchRequest{Stream: stream, Consumer: name, Batch: fetchBatch, Wait: durationpb.New(fetchWait)})
+	if err != nil {
+		return fmt.Errorf("Fetch for the echo: %w", err)
+	}
+	if len(resp.GetMessages()) != fetchBatch {
+		return fmt.Errorf("Fetch for the echo: %d messages, want %d", len(resp.GetMessages()), fetchBatch)
+	}
+	echo.fetch.Store(resp)
+	return nil
+}
+
+// echoFetch calls the echo's Fetch; the messages published before each
+// call stay in the stream, deleted with it.
+func echoFetch(echo *echoServer, stream string) fetcher {
+	return func(ctx context.Context, _ jetstream.Consumer, name string) (int, func(context.Context) error, error) {
+		n, err := echo.callFetch(ctx, &jetwayv1.FetchRequest{
+			Stream: stream, Consumer: name, Batch: fetchBatch, Wait: durationpb.New(fetchWait),
+		})
+		return n, func(context.Context) error { return nil }, err
+	}
 }
 
 // fetcher fetches one batch (timed) and returns an untimed function that

@@ -141,6 +141,7 @@ var scenarios = []scenario{
 	{id: 6, name: "Fetch batch 100", perPayload: true, round: fetchRound, rows: []rowSpec{
 		{metric: mP50, label: "p50", unit: "ms", side: "bridge", base: "native", tgt: target{addedAtMost, 0.5}},
 		{metric: mP99, label: "p99", unit: "ms", side: "bridge", base: "native"},
+		{metric: mP50, label: "p50", unit: "ms", side: "bridge", base: "echo"},
 	}},
 	{id: 7, name: "end-to-end @1000 msg/s", perPayload: true, round: e2eRound, rows: []rowSpec{
 		{metric: mP50, label: "p50", unit: "ms", side: "bridge", base: "native"},
