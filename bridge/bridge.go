@@ -26,21 +26,24 @@ var ErrInvalidOption = errors.New("bridge: invalid option")
 
 // Bridge holds the services and what they share.
 type Bridge struct {
-	messages  *messageService
-	admin     *adminService
-	draining  chan struct{}
-	drainOnce sync.Once
-	conn      *connWatch
+	messages *messageService
+	admin    *adminService
+	conn     *connWatch
 }
 
-// connWatch tells long-lived streams that the NATS connection was lost.
+// connWatch tells long-lived streams that the NATS connection was lost,
+// or that the bridge began draining.
 type connWatch struct {
-	mu   sync.Mutex
-	down chan struct{} // closed while the connection is lost
-	lost bool
+	mu       sync.Mutex
+	down     chan struct{} // closed while the connection is lost
+	lost     bool
+	end      chan struct{} // closed while the connection is lost, and once draining began
+	draining bool
 }
 
-func newConnWatch() *connWatch { return &connWatch{down: make(chan struct{})} }
+func newConnWatch() *connWatch {
+	return &connWatch{down: make(chan struct{}), end: make(chan struct{})}
+}
 
 // lostCh is closed when the connection is lost (now, or later).
 func (w *connWatch) lostCh() <-chan struct{} {
@@ -49,16 +52,51 @@ func (w *connWatch) lostCh() <-chan struct{} {
 	return w.down
 }
 
+// endCh is closed when the connection is lost or draining begins (now, or
+// later): a stream waits on one channel for both, which keeps an idle
+// stream's wait one entry smaller.
+func (w *connWatch) endCh() <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.end
+}
+
 func (w *connWatch) setLost(lost bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	switch {
 	case lost && !w.lost:
 		close(w.down)
+		if !w.draining {
+			close(w.end)
+		}
 	case !lost && w.lost:
 		w.down = make(chan struct{})
+		if !w.draining {
+			w.end = make(chan struct{})
+		}
 	}
 	w.lost = lost
+}
+
+// drain closes the end channel for good.
+func (w *connWatch) drain() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.draining && !w.lost {
+		close(w.end)
+	}
+	w.draining = true
+}
+
+// ended says why a stream's end channel closed.
+func (w *connWatch) ended() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.draining {
+		return fmt.Errorf("%w: the bridge is shutting down; reconnect to resume", ErrUnavailable)
+	}
+	return fmt.Errorf("%w: the bridge lost its NATS connection; reconnect to resume", ErrUnavailable)
 }
 
 type options struct {
@@ -177,14 +215,12 @@ func New(js jetstream.JetStream, opts ...Option) (*Bridge, error) {
 	if o.conns == nil {
 		o.conns = sharedConn{js: js}
 	}
-	draining := make(chan struct{})
 	return &Bridge{
 		messages: &messageService{
 			conns: o.conns, nc: nc, maxPayload: nc.MaxPayload, window: o.publishWindow, log: o.log,
-			signer: o.signer, caps: o.caps, draining: draining, conn: newConnWatch(), authz: o.authz,
+			signer: o.signer, caps: o.caps, conn: newConnWatch(), authz: o.authz,
 		},
-		admin:    &adminService{conns: o.conns, log: o.log, authz: o.authz},
-		draining: draining,
+		admin: &adminService{conns: o.conns, log: o.log, authz: o.authz},
 	}, nil
 }
 
@@ -193,7 +229,7 @@ func New(js jetstream.JetStream, opts ...Option) (*Bridge, error) {
 // clients get them at once. Call it when shutdown begins; unary calls and
 // PublishStreams finish normally. Safe to call more than once.
 func (b *Bridge) Drain() {
-	b.drainOnce.Do(func() { close(b.draining) })
+	b.messages.conn.drain()
 }
 
 // ConnectionLost ends every Subscribe and Consume stream with UNAVAILABLE

@@ -31,7 +31,6 @@ type messageService struct {
 
 	conns      ConnProvider
 	nc         *nats.Conn // the bridge's own: max payload, connection state
-	draining   <-chan struct{}
 	conn       *connWatch
 	maxPayload func() int64
 	window     int

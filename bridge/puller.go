@@ -44,7 +44,8 @@ const (
 // its channel is that small). So nats.go never finds the channel full (no
 // "slow consumer" drops), a
 // client that stops reading stops the pulling, and the stream needs no
-// goroutine beyond its handler, which selects on ch and timer and calls
+// goroutine beyond its handler, which selects on ch, calls tick when due
+// (the handler's one timer serves this and its heartbeats) and calls
 // fill, received and status.
 //
 // Each request has its own reply subject and subscription (all feeding
@@ -75,7 +76,7 @@ type puller struct {
 	nextID    uint64
 	needBytes int       // after "Message Size Exceeds MaxBytes": ask for more than this
 	retryAt   time.Time // after "no responders": no pull before
-	timer     *time.Timer
+	due       time.Time // when tick is wanted next; zero: not at all
 	body      []byte
 }
 
@@ -112,8 +113,6 @@ func startPuller(sub *subscription) (*puller, error) {
 	if e := sub.meta.maxRequestExpires; e > 0 && e < p.expires {
 		p.expires = e
 	}
-	p.timer = time.NewTimer(time.Hour)
-	p.timer.Stop()
 	if err := p.fill(0, 0, time.Now()); err != nil {
 		p.stop(false)
 		return nil, err
@@ -228,7 +227,7 @@ func (p *puller) grow() {
 	p.small = false
 }
 
-// arm sets the timer for the next thing to check: the oldest request's
+// arm sets due for the next thing to check: the oldest request's
 // deadline, or the end of a retry pause.
 func (p *puller) arm(now time.Time) {
 	var at time.Time
@@ -238,12 +237,10 @@ func (p *puller) arm(now time.Time) {
 	if p.retryAt.After(now) && (at.IsZero() || p.retryAt.Before(at)) {
 		at = p.retryAt
 	}
-	if !at.IsZero() {
-		p.timer.Reset(at.Sub(now))
-	}
+	p.due = at
 }
 
-// tick handles the timer: requests past their deadline are given up (their
+// tick handles the due time: requests past their deadline are given up (their
 // end was lost, or the Batch Completed status of a done one never came).
 func (p *puller) tick(now time.Time) {
 	i := 0
@@ -424,7 +421,7 @@ func (p *puller) idle(ctx context.Context) error {
 // clients get them at once rather than after the ack wait). It returns how
 // many were NAKed.
 func (p *puller) stop(nak bool) int {
-	p.timer.Stop()
+	p.due = time.Time{}
 	connected := p.nc.IsConnected()
 	for _, r := range p.reqs {
 		if n, err := r.sub.Dropped(); err == nil {

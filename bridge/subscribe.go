@@ -74,8 +74,11 @@ func (s *messageService) open(ctx context.Context, prefix string, req *jetwayv1.
 		defer close(done)
 		rctx := ctx
 		if d := js.Options().DefaultTimeout; d > 0 {
+			// Not a child of the stream's context: that would give it a
+			// map of children, kept (empty) as long as the stream, 256 B.
+			// A client that leaves meanwhile ends the stream right after.
 			var cancel context.CancelFunc
-			rctx, cancel = context.WithTimeout(ctx, d)
+			rctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), d)
 			defer cancel()
 		}
 		sub, err = s.resolve(rctx, js, prefix, req)
@@ -277,15 +280,59 @@ func (s *messageService) deliver(sub *subscription, m *nats.Msg, now time.Time) 
 // each (10,000 idle streams at 5s cost a quarter of a core otherwise).
 const beatGrid = 250 * time.Millisecond
 
-// nextBeat is how long from now the next heartbeat is due: the interval,
-// rounded up to the grid.
-func nextBeat(interval time.Duration) time.Duration {
-	now := time.Now().UnixNano()
-	at := now + int64(interval)
-	if r := at % int64(beatGrid); r != 0 {
-		at += int64(beatGrid) - r
+// nextBeat is when the next heartbeat is due after now: the interval
+// later, rounded up to the grid.
+func nextBeat(now time.Time, interval time.Duration) time.Time {
+	at := now.Add(interval)
+	if r := at.UnixNano() % int64(beatGrid); r != 0 {
+		at = at.Add(beatGrid - time.Duration(r))
 	}
-	return time.Duration(at - now)
+	return at
+}
+
+// streamTimer is a stream's one timer, set for the first of its next
+// heartbeat and its puller's due time. One timer instead of two keeps an
+// idle stream a timer and a select case smaller (about 350 B of heap).
+type streamTimer struct {
+	t        *time.Timer
+	set      time.Time // what t is set for; zero after it fired
+	beat     time.Time // the next heartbeat
+	interval time.Duration
+}
+
+func newStreamTimer(interval time.Duration, due time.Time) *streamTimer {
+	now := time.Now()
+	c := &streamTimer{beat: nextBeat(now, interval), interval: interval}
+	c.set = c.first(due)
+	c.t = time.NewTimer(c.set.Sub(now))
+	return c
+}
+
+func (c *streamTimer) first(due time.Time) time.Time {
+	if !due.IsZero() && due.Before(c.beat) {
+		return due
+	}
+	return c.beat
+}
+
+// sent moves the heartbeat an interval past now: the client just heard
+// from the stream.
+func (c *streamTimer) sent(now time.Time) { c.beat = nextBeat(now, c.interval) }
+
+// fired records that the timer went off at now, and says whether the
+// heartbeat is due.
+func (c *streamTimer) fired(now time.Time) bool {
+	c.set = time.Time{}
+	return !now.Before(c.beat)
+}
+
+// rearm sets the timer for the first of the heartbeat and due (zero: the
+// puller wants no tick), unless it is set for that already.
+func (c *streamTimer) rearm(due time.Time) {
+	if at := c.first(due); !at.Equal(c.set) {
+		c.t.Reset(time.Until(at))
+		c.set = at
+	}
 }
 
 func heartbeatEvent(now time.Time) *jetwayv1.Heartbeat {
@@ -311,11 +358,11 @@ func (s *messageService) Subscribe(req *jetwayv1.SubscribeRequest, stream jetway
 		return err
 	}
 	defer s.stopPuller(p, sub)
-	// The heartbeat timer restarts at every send: an idle stream hears
-	// from the bridge once per interval (see nextBeat).
+	// The heartbeat restarts at every send: an idle stream hears from the
+	// bridge once per interval (see nextBeat).
 	keep := func(d delivery, now time.Time) { held = track(held, d, now) }
-	hb := time.NewTimer(nextBeat(sub.heartbeat))
-	defer hb.Stop()
+	clock := newStreamTimer(sub.heartbeat, p.due)
+	defer clock.t.Stop()
 	send := func(out []*jetwayv1.Message) error {
 		ev := &jetwayv1.SubscribeResponse{Event: &jetwayv1.SubscribeResponse_Message{Message: out[0]}}
 		if sub.batch > 1 {
@@ -324,37 +371,39 @@ func (s *messageService) Subscribe(req *jetwayv1.SubscribeRequest, stream jetway
 		if err := stream.Send(ev); err != nil {
 			return err
 		}
-		hb.Reset(nextBeat(sub.heartbeat))
+		clock.sent(time.Now())
 		return nil
 	}
-	lost := s.conn.lostCh()
+	end := s.conn.endCh()
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-s.draining:
-			return fmt.Errorf("%w: the bridge is shutting down; reconnect to resume", ErrUnavailable)
-		case <-lost:
-			return fmt.Errorf("%w: the bridge lost its NATS connection; reconnect to resume", ErrUnavailable)
-		case now := <-p.timer.C:
-			p.tick(now)
+		case <-end:
+			return s.conn.ended()
 		case m := <-p.ch:
 			if err := s.arrived(ctx, sub, p, m, keep, send); err != nil {
 				return err
 			}
-		case now := <-hb.C:
-			if err := p.idle(ctx); err != nil {
-				return err
+		case now := <-clock.t.C:
+			if !p.due.IsZero() && !now.Before(p.due) {
+				p.tick(now)
 			}
-			if err := stream.Send(&jetwayv1.SubscribeResponse{Event: &jetwayv1.SubscribeResponse_Heartbeat{Heartbeat: heartbeatEvent(now)}}); err != nil {
-				return err
+			if clock.fired(now) {
+				if err := p.idle(ctx); err != nil {
+					return err
+				}
+				if err := stream.Send(&jetwayv1.SubscribeResponse{Event: &jetwayv1.SubscribeResponse_Heartbeat{Heartbeat: heartbeatEvent(now)}}); err != nil {
+					return err
+				}
+				clock.sent(now)
 			}
-			hb.Reset(nextBeat(sub.heartbeat))
 		}
 		// Pull more once the client has taken half the window.
 		if err := p.fill(0, 0, time.Now()); err != nil {
 			return err
 		}
+		clock.rearm(p.due)
 	}
 }
 
@@ -520,8 +569,8 @@ func (s *messageService) Consume(stream jetwayv1.MessageService_ConsumeServer) e
 		inFlightBytes += d.size
 	}
 	nc := sub.js.Conn()
-	hb := time.NewTimer(nextBeat(sub.heartbeat))
-	defer hb.Stop()
+	clock := newStreamTimer(sub.heartbeat, p.due)
+	defer clock.t.Stop()
 	send := func(out []*jetwayv1.Message) error {
 		ev := &jetwayv1.ConsumeResponse{Event: &jetwayv1.ConsumeResponse_Message{Message: out[0]}}
 		if sub.batch > 1 {
@@ -530,25 +579,21 @@ func (s *messageService) Consume(stream jetwayv1.MessageService_ConsumeServer) e
 		if err := stream.Send(ev); err != nil {
 			return err
 		}
-		hb.Reset(nextBeat(sub.heartbeat))
+		clock.sent(time.Now())
 		return nil
 	}
-	lost := s.conn.lostCh()
+	end := s.conn.endCh()
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-s.draining:
-			return fmt.Errorf("%w: the bridge is shutting down; reconnect to resume", ErrUnavailable)
-		case <-lost:
-			return fmt.Errorf("%w: the bridge lost its NATS connection; reconnect to resume", ErrUnavailable)
+		case <-end:
+			return s.conn.ended()
 		case err := <-readErr:
 			if errors.Is(err, io.EOF) {
 				return nil // the client is done: NAK what it holds
 			}
 			return err
-		case now := <-p.timer.C:
-			p.tick(now)
 		case ops := <-acks:
 			now := time.Now()
 			for _, op := range ops {
@@ -566,14 +611,20 @@ func (s *messageService) Consume(stream jetwayv1.MessageService_ConsumeServer) e
 					if err := stream.Send(&jetwayv1.ConsumeResponse{Event: &jetwayv1.ConsumeResponse_AckResult{AckResult: res}}); err != nil {
 						return err
 					}
-					hb.Reset(nextBeat(sub.heartbeat))
+					clock.sent(now)
 				}
 			}
 		case m := <-p.ch:
 			if err := s.arrived(ctx, sub, p, m, keep, send); err != nil {
 				return err
 			}
-		case now := <-hb.C:
+		case now := <-clock.t.C:
+			if !p.due.IsZero() && !now.Before(p.due) {
+				p.tick(now)
+			}
+			if !clock.fired(now) {
+				break
+			}
 			// Deliveries past their deadline are JetStream's again: they no
 			// longer count against the window.
 			for r, d := range inFlight {
@@ -587,10 +638,11 @@ func (s *messageService) Consume(stream jetwayv1.MessageService_ConsumeServer) e
 			if err := stream.Send(&jetwayv1.ConsumeResponse{Event: &jetwayv1.ConsumeResponse_Heartbeat{Heartbeat: heartbeatEvent(now)}}); err != nil {
 				return err
 			}
-			hb.Reset(nextBeat(sub.heartbeat))
+			clock.sent(now)
 		}
 		if err := p.fill(len(inFlight), inFlightBytes, time.Now()); err != nil {
 			return err
 		}
+		clock.rearm(p.due)
 	}
 }
