@@ -218,7 +218,7 @@ func New(js jetstream.JetStream, opts ...Option) (*Bridge, error) {
 	return &Bridge{
 		messages: &messageService{
 			conns: o.conns, nc: nc, maxPayload: nc.MaxPayload, window: o.publishWindow, log: o.log,
-			signer: o.signer, caps: o.caps, conn: newConnWatch(), authz: o.authz,
+			signer: o.signer, caps: o.caps, conn: newConnWatch(), authz: o.authz, grid: newGridClock(),
 		},
 		admin: &adminService{conns: o.conns, log: o.log, authz: o.authz},
 	}, nil

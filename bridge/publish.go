@@ -38,6 +38,7 @@ type messageService struct {
 	signer     *acktoken.Signer
 	caps       Caps
 	authz      Authorizer
+	grid       *gridClock // wakes Subscribe and Consume streams
 }
 
 // Publish stores one message and returns JetStream's ack.
