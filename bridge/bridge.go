@@ -28,7 +28,6 @@ var ErrInvalidOption = errors.New("bridge: invalid option")
 type Bridge struct {
 	messages *messageService
 	admin    *adminService
-	conn     *connWatch
 }
 
 // connWatch tells long-lived streams that the NATS connection was lost,

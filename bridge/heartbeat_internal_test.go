@@ -5,21 +5,18 @@ import (
 	"time"
 )
 
-// TestNextBeat: the next heartbeat is due no sooner than the interval and
-// less than one grid step later, on the grid, so that streams of any
-// phase beat together.
-func TestNextBeat(t *testing.T) {
-	for _, interval := range []time.Duration{time.Second, 5 * time.Second, 15 * time.Second, 5 * time.Minute} {
-		for range 50 {
-			before := time.Now()
-			at := nextBeat(before, interval)
-			if d := at.Sub(before); d < interval || d >= interval+beatGrid {
-				t.Fatalf("interval %v: next beat in %v, want within [%v, %v)", interval, d, interval, interval+beatGrid)
-			}
-			if off := time.Duration(at.UnixNano() % int64(beatGrid)); off != 0 {
-				t.Fatalf("interval %v: beat at %v is %v off the %v grid", interval, at, off, beatGrid)
-			}
-			time.Sleep(time.Duration(before.UnixNano()%7) * time.Millisecond) // vary the phase
+// TestGridSteps: a time's step is the first grid instant at or after it,
+// on the monotonic clock from the clock's epoch.
+func TestGridSteps(t *testing.T) {
+	g := newGridClock()
+	for _, d := range []time.Duration{0, time.Nanosecond, beatGrid - 1, beatGrid, beatGrid + 1, 5*time.Second + 3*time.Millisecond, 5 * time.Minute} {
+		at := g.epoch.Add(d)
+		st := g.stepTime(g.stepOf(at))
+		if st.Before(at) || !st.Before(at.Add(beatGrid)) {
+			t.Errorf("epoch+%v: step at epoch+%v, want the first grid instant at or after it", d, st.Sub(g.epoch))
+		}
+		if off := st.Sub(g.epoch) % beatGrid; off != 0 {
+			t.Errorf("epoch+%v: step %v off the grid", d, off)
 		}
 	}
 }
@@ -29,18 +26,18 @@ func TestNextBeat(t *testing.T) {
 func TestGridClock(t *testing.T) {
 	g := newGridClock()
 	now := time.Now()
-	s := stepOf(now.Add(300 * time.Millisecond))
+	s := g.stepOf(now.Add(300 * time.Millisecond))
 	a, b := g.at(s), g.at(s)
 	if a != b {
 		t.Fatal("two waits for one step got different channels")
 	}
-	if at := stepTime(s); at.Before(now.Add(300*time.Millisecond)) || !at.Before(now.Add(300*time.Millisecond+beatGrid)) {
+	if at := g.stepTime(s); at.Before(now.Add(300*time.Millisecond)) || !at.Before(now.Add(300*time.Millisecond+beatGrid)) {
 		t.Fatalf("step at %v, want the first grid instant after %v", at, now.Add(300*time.Millisecond))
 	}
 	select {
 	case <-a:
-		if time.Now().Before(stepTime(s)) {
-			t.Errorf("closed %v before its step", stepTime(s).Sub(time.Now()))
+		if time.Now().Before(g.stepTime(s)) {
+			t.Errorf("closed %v before its step", g.stepTime(s).Sub(time.Now()))
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("the step's channel did not close")
@@ -91,7 +88,7 @@ func TestStreamClock(t *testing.T) {
 	if c.waiting != waiting {
 		t.Errorf("rearm after a send moved the wait from step %d to %d; it waits for the earlier one", waiting, c.waiting)
 	}
-	if d := stepTime(c.beat).Sub(now); d < time.Second || d >= time.Second+100*time.Millisecond+beatGrid {
+	if d := g.stepTime(c.beat).Sub(now); d < time.Second || d >= time.Second+100*time.Millisecond+beatGrid {
 		t.Errorf("after a send, the next heartbeat is %v away, want about the interval", d)
 	}
 }

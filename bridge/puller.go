@@ -45,8 +45,8 @@ const (
 // "slow consumer" drops), a
 // client that stops reading stops the pulling, and the stream needs no
 // goroutine beyond its handler, which selects on ch, calls tick when due
-// (the handler's one timer serves this and its heartbeats) and calls
-// fill, received and status.
+// (the handler waits for that and for its heartbeats on the grid clock)
+// and calls fill, received and status.
 //
 // Each request has its own reply subject and subscription (all feeding
 // ch), so every message and status reply is counted against exactly the

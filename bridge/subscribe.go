@@ -77,9 +77,14 @@ func (s *messageService) open(ctx context.Context, prefix string, req *jetwayv1.
 		if d := js.Options().DefaultTimeout; d > 0 {
 			// Not a child of the stream's context: that would give it a
 			// map of children, kept (empty) as long as the stream, 256 B.
-			// A client that leaves meanwhile ends the stream right after.
+			// It keeps the client's deadline when that is sooner; a client
+			// that leaves meanwhile ends the stream right after.
+			dl := time.Now().Add(d)
+			if cdl, ok := ctx.Deadline(); ok && cdl.Before(dl) {
+				dl = cdl
+			}
 			var cancel context.CancelFunc
-			rctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), d)
+			rctx, cancel = context.WithDeadline(context.WithoutCancel(ctx), dl)
 			defer cancel()
 		}
 		sub, err = s.resolve(rctx, js, prefix, req)
@@ -275,29 +280,21 @@ func (s *messageService) deliver(sub *subscription, m *nats.Msg, now time.Time) 
 	return out, delivery{reply: m.Reply, deadline: out.GetAckDeadline().AsTime(), size: m.Size()}, nil
 }
 
-// beatGrid aligns heartbeat deadlines: every idle stream's heartbeat falls
-// on a multiple of it, so the heartbeats of the streams sharing a
+// beatGrid is the step of the grid clock: every stream's heartbeat and
+// wake-up falls on a step, so the heartbeats of the streams sharing a
 // connection go out together, in one write, rather than one system call
 // each (10,000 idle streams at 5s cost a quarter of a core otherwise).
 const beatGrid = 250 * time.Millisecond
-
-// nextBeat is when the next heartbeat is due after now: the interval
-// later, rounded up to the grid.
-func nextBeat(now time.Time, interval time.Duration) time.Time {
-	at := now.Add(interval)
-	if r := at.UnixNano() % int64(beatGrid); r != 0 {
-		at = at.Add(beatGrid - time.Duration(r))
-	}
-	return at
-}
 
 // gridClock closes a channel at each step of the heartbeat grid that a
 // stream waits for: every stream due in the same step waits on the same
 // channel, so a Subscribe or Consume stream keeps no timer of its own
 // (a timer is 240 B of heap; 10,000 idle streams at a 5 s heartbeat share
 // about twenty channels and timers). Steps are counted in beatGrid units
-// of the wall clock; a channel asked for a step already past is closed.
+// from the clock's epoch on the monotonic clock, so a jump of the wall
+// clock moves nothing; a channel asked for a step already past is closed.
 type gridClock struct {
+	epoch time.Time // with its monotonic reading
 	mu    sync.Mutex
 	steps map[int64]chan struct{} // not yet closed
 	last  int64                   // steps up to last are closed
@@ -305,23 +302,24 @@ type gridClock struct {
 }
 
 func newGridClock() *gridClock {
-	g := &gridClock{steps: make(map[int64]chan struct{}), done: make(chan struct{})}
+	g := &gridClock{epoch: time.Now(), steps: make(map[int64]chan struct{}), done: make(chan struct{})}
 	close(g.done)
 	return g
 }
 
-// stepOf is the first grid step at or after t.
-func stepOf(t time.Time) int64 {
-	n := t.UnixNano()
-	s := n / int64(beatGrid)
-	if n%int64(beatGrid) > 0 {
+// stepOf is the first step at or after t (a time.Now reading, or one
+// derived from it).
+func (g *gridClock) stepOf(t time.Time) int64 {
+	d := t.Sub(g.epoch)
+	s := int64(d / beatGrid)
+	if d%beatGrid > 0 {
 		s++
 	}
 	return s
 }
 
-// stepTime is the instant of step s (a wall-clock time).
-func stepTime(s int64) time.Time { return time.Unix(0, s*int64(beatGrid)) }
+// stepTime is the instant of step s.
+func (g *gridClock) stepTime(s int64) time.Time { return g.epoch.Add(time.Duration(s) * beatGrid) }
 
 // at returns the channel closed at step s.
 func (g *gridClock) at(s int64) <-chan struct{} {
@@ -334,12 +332,12 @@ func (g *gridClock) at(s int64) <-chan struct{} {
 	if !ok {
 		ch = make(chan struct{})
 		g.steps[s] = ch
-		time.AfterFunc(time.Until(stepTime(s)), func() { g.fire(s) })
+		time.AfterFunc(time.Until(g.stepTime(s)), func() { g.fire(s) })
 	}
 	return ch
 }
 
-// fire closes the channels of step s and any before it.
+// fire closes the channels of step s and of any before it.
 func (g *gridClock) fire(s int64) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -363,7 +361,8 @@ type streamClock struct {
 }
 
 func newStreamClock(grid *gridClock, interval time.Duration, due time.Time) *streamClock {
-	c := &streamClock{grid: grid, interval: interval, beat: stepOf(nextBeat(time.Now(), interval))}
+	c := &streamClock{grid: grid, interval: interval}
+	c.sent(time.Now())
 	c.waiting = c.first(due)
 	c.ch = grid.at(c.waiting)
 	return c
@@ -371,15 +370,15 @@ func newStreamClock(grid *gridClock, interval time.Duration, due time.Time) *str
 
 func (c *streamClock) first(due time.Time) int64 {
 	if !due.IsZero() {
-		return min(stepOf(due), c.beat)
+		return min(c.grid.stepOf(due), c.beat)
 	}
 	return c.beat
 }
 
-// sent moves the heartbeat an interval past now: the client just heard
-// from the stream. The stream still wakes at the step it waits for, and
-// then waits again.
-func (c *streamClock) sent(now time.Time) { c.beat = stepOf(nextBeat(now, c.interval)) }
+// sent moves the heartbeat to the first step an interval past now: the
+// client just heard from the stream. The stream still wakes at the step
+// it waits for, and then waits again.
+func (c *streamClock) sent(now time.Time) { c.beat = c.grid.stepOf(now.Add(c.interval)) }
 
 // woke is called when ch closed: it returns the step's instant, for the
 // puller's tick, and whether the heartbeat is due. The caller then calls
@@ -387,7 +386,7 @@ func (c *streamClock) sent(now time.Time) { c.beat = stepOf(nextBeat(now, c.inte
 func (c *streamClock) woke() (time.Time, bool) {
 	s := c.waiting
 	c.ch = nil
-	return stepTime(s), c.beat <= s
+	return c.grid.stepTime(s), c.beat <= s
 }
 
 // rearm waits for the first of the heartbeat and due (zero: the puller
@@ -422,7 +421,7 @@ func (s *messageService) Subscribe(req *jetwayv1.SubscribeRequest, stream jetway
 	}
 	defer s.stopPuller(p, sub)
 	// The heartbeat moves on at every send: an idle stream hears from the
-	// bridge once per interval (see nextBeat).
+	// bridge once per interval (see streamClock).
 	keep := func(d delivery, now time.Time) { held = track(held, d, now) }
 	clock := newStreamClock(s.grid, sub.heartbeat, p.due)
 	send := func(out []*jetwayv1.Message) error {
