@@ -18,7 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"strconv"
+	"math"
 	"strings"
 	"sync"
 	"time"
@@ -203,71 +203,103 @@ type Reply struct {
 // the newer one with domain and account hash after $JS.ACK. (nats.go keeps
 // its parser internal, so this mirrors it.)
 func ParseReply(subject string) (Reply, error) {
-	// (strings.ContainsAny builds its byte set on every call: a tenth of
-	// a busy Consume's CPU went there.)
+	// One pass over the bytes, splitting and checking the tokens, and a
+	// digit loop for the numbers, without allocating: this runs up to
+	// three times per delivered message (converting it, signing its token,
+	// verifying the token), and with strconv.ParseUint and a second pass
+	// per token it was 9 % of the bridge's CPU in Subscribe + Ack.
 	const prefix = "$JS.ACK."
 	if !strings.HasPrefix(subject, prefix) {
 		return Reply{}, fmt.Errorf("%w: not a JetStream ack subject", ErrMalformed)
 	}
-	// Split into at most 12 tokens without allocating: this runs for every
-	// delivered message.
-	var buf [12]string
-	t := buf[:0]
-	for rest := subject[len(prefix):]; ; {
-		if len(t) == len(buf) {
-			return Reply{}, fmt.Errorf("%w: ack subject has too many tokens", ErrMalformed)
+	rest := subject[len(prefix):]
+	var ends [12]int // where each token ends in rest
+	n, start := 0, 0
+	for i := 0; i <= len(rest); i++ {
+		if i < len(rest) {
+			switch subjectByte[rest[i]] {
+			case plain:
+				continue
+			case bad:
+				return Reply{}, fmt.Errorf("%w: bad ack subject token", ErrMalformed)
+			}
 		}
-		i := strings.IndexByte(rest, '.')
-		tok := rest
-		if i >= 0 {
-			tok = rest[:i]
-		}
-		if tok == "" || hasWildcardOrSpace(tok) {
+		if i == start {
 			return Reply{}, fmt.Errorf("%w: bad ack subject token", ErrMalformed)
 		}
-		t = append(t, tok)
-		if i < 0 {
-			break
+		if n == len(ends) {
+			return Reply{}, fmt.Errorf("%w: ack subject has too many tokens", ErrMalformed)
 		}
-		rest = rest[i+1:]
+		ends[n], n, start = i, n+1, i+1
+	}
+	tok := func(k int) string {
+		from := 0
+		if k > 0 {
+			from = ends[k-1] + 1
+		}
+		return rest[from:ends[k]]
 	}
 	var r Reply
-	var nums []string
+	first := 0 // of the five numbers
 	switch {
-	case len(t) == 7:
-		r.Stream, r.Consumer, nums = t[0], t[1], t[2:7]
-	case len(t) >= 9:
+	case n == 7:
+		r.Stream, r.Consumer, first = tok(0), tok(1), 2
+	case n >= 9:
 		// domain ("_" for none), account hash, stream, consumer, ... and
 		// possibly a random token at the end.
-		if t[0] != "_" {
-			r.Domain = t[0]
+		if d := tok(0); d != "_" {
+			r.Domain = d
 		}
-		r.Stream, r.Consumer, nums = t[2], t[3], t[4:9]
+		r.Stream, r.Consumer, first = tok(2), tok(3), 4
 	default:
-		return Reply{}, fmt.Errorf("%w: ack subject has %d tokens", ErrMalformed, len(t)+2)
+		return Reply{}, fmt.Errorf("%w: ack subject has %d tokens", ErrMalformed, n+2)
 	}
-	var n [5]uint64
-	for i, s := range nums {
-		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			return Reply{}, fmt.Errorf("%w: ack subject number %q", ErrMalformed, s)
+	var nums [5]uint64
+	for i := range nums {
+		v, ok := decimal(tok(first + i))
+		if !ok {
+			return Reply{}, fmt.Errorf("%w: ack subject number %q", ErrMalformed, tok(first+i))
 		}
-		n[i] = v
+		nums[i] = v
 	}
-	r.Delivered, r.StreamSeq, r.ConsumerSeq = n[0], n[1], n[2]
-	r.Timestamp = time.Unix(0, int64(n[3]))
-	r.Pending = n[4]
+	r.Delivered, r.StreamSeq, r.ConsumerSeq = nums[0], nums[1], nums[2]
+	r.Timestamp = time.Unix(0, int64(nums[3]))
+	r.Pending = nums[4]
 	return r, nil
 }
 
-// hasWildcardOrSpace reports whether a subject token holds a wildcard or
-// whitespace.
-func hasWildcardOrSpace(tok string) bool {
-	for i := 0; i < len(tok); i++ {
-		switch tok[i] {
-		case '*', '>', ' ', '\t', '\r', '\n':
-			return true
-		}
+// Classes of a subject's bytes for ParseReply.
+const (
+	plain = iota
+	dot
+	bad // a wildcard or whitespace
+)
+
+var subjectByte = [256]uint8{'.': dot, '*': bad, '>': bad, ' ': bad, '\t': bad, '\r': bad, '\n': bad}
+
+// decimal parses what strconv.ParseUint(s, 10, 64) accepts: one or more
+// ASCII digits, at most math.MaxUint64.
+func decimal(s string) (uint64, bool) {
+	if s == "" {
+		return 0, false
 	}
-	return false
+	var v uint64
+	if len(s) < 20 { // 19 digits cannot overflow
+		for i := 0; i < len(s); i++ {
+			d := uint64(s[i] - '0')
+			if d > 9 {
+				return 0, false
+			}
+			v = v*10 + d
+		}
+		return v, true
+	}
+	for i := 0; i < len(s); i++ {
+		d := uint64(s[i] - '0')
+		if d > 9 || v > (math.MaxUint64-d)/10 {
+			return 0, false
+		}
+		v = v*10 + d
+	}
+	return v, true
 }

@@ -669,6 +669,16 @@ func FuzzParseReply(f *testing.F) {
 		if r.Stream == "" || r.Consumer == "" || !strings.Contains(subject, "."+r.Stream+"."+r.Consumer+".") {
 			t.Fatalf("ParseReply(%q) = %+v: stream/consumer not from the subject", subject, r)
 		}
+		// The numbers are what strconv reads.
+		first := 2
+		if len(toks) >= 9 {
+			first = 4
+		}
+		for i, got := range []uint64{r.Delivered, r.StreamSeq, r.ConsumerSeq, uint64(r.Timestamp.UnixNano()), r.Pending} {
+			if want, err := strconv.ParseUint(toks[first+i], 10, 64); err != nil || got != want {
+				t.Fatalf("ParseReply(%q): number %d = %d, strconv reads %d, %v", subject, i, got, want, err)
+			}
+		}
 		if len(subject) > maxField {
 			return
 		}
@@ -679,6 +689,21 @@ func FuzzParseReply(f *testing.F) {
 		c, err := s.Verify(tok, fixedNow)
 		if err != nil || c.Reply != subject || c.StreamSeq != r.StreamSeq {
 			t.Fatalf("round trip of %q: %+v, %v", subject, c, err)
+		}
+	})
+}
+
+// FuzzDecimal: decimal accepts exactly what strconv.ParseUint(s, 10, 64)
+// accepts, with the same value.
+func FuzzDecimal(f *testing.F) {
+	for _, s := range []string{"0", "007", "18446744073709551615", "18446744073709551616", "99999999999999999999", "", "+1", "-1", "1_0", "١", "12a"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, ok := decimal(s)
+		want, err := strconv.ParseUint(s, 10, 64)
+		if ok != (err == nil) || got != want && ok {
+			t.Fatalf("decimal(%q) = %d, %v; strconv: %d, %v", s, got, ok, want, err)
 		}
 	})
 }

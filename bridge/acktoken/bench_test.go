@@ -27,3 +27,14 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkParseReply is reading a delivery's ack subject, done up to three
+// times per delivered message (converting it, signing, verifying).
+func BenchmarkParseReply(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ParseReply("$JS.ACK.ORDERS.worker.1.12345.12345.1700000000000000000.42"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"strconv"
 	"testing"
 	"time"
 )
@@ -90,5 +91,37 @@ func TestStreamClock(t *testing.T) {
 	}
 	if d := g.stepTime(c.beat).Sub(now); d < time.Second || d >= time.Second+100*time.Millisecond+beatGrid {
 		t.Errorf("after a send, the next heartbeat is %v away, want about the interval", d)
+	}
+}
+
+// TestHeldRing: a Subscribe's held deliveries come back oldest first; the
+// expired ones go from the front, the oldest go past maxTracked, and the
+// ring grows no larger than maxTracked.
+func TestHeldRing(t *testing.T) {
+	var h heldRing
+	t0 := time.Now()
+	reply := func(i int) string { return "r" + strconv.Itoa(i) }
+	// 100 deliveries, each with a deadline 50 steps after it.
+	for i := range 100 {
+		h.add(delivery{reply: reply(i), deadline: t0.Add(time.Duration(i+50) * time.Second)}, t0.Add(time.Duration(i)*time.Second))
+	}
+	got := h.all()
+	if len(got) != 50 || got[0].reply != reply(50) || got[49].reply != reply(99) {
+		t.Fatalf("after 100 deliveries with 50s deadlines: %d held, from %q to %q; want 50, r50 to r99", len(got), got[0].reply, got[len(got)-1].reply)
+	}
+	// Far more than the bound, none expired.
+	var b heldRing
+	far := t0.Add(time.Hour)
+	for i := range maxTracked + 1000 {
+		b.add(delivery{reply: reply(i), deadline: far}, t0)
+	}
+	all := b.all()
+	if len(all) != maxTracked || all[0].reply != reply(1000) || all[len(all)-1].reply != reply(maxTracked+999) || len(b.buf) != maxTracked {
+		t.Fatalf("past the bound: %d held (ring of %d), from %q to %q", len(all), len(b.buf), all[0].reply, all[len(all)-1].reply)
+	}
+	for i, d := range all {
+		if d.reply != reply(1000+i) {
+			t.Fatalf("held[%d] = %q, want %q: out of order", i, d.reply, reply(1000+i))
+		}
 	}
 }
