@@ -2,10 +2,12 @@ package bridge
 
 import (
 	"encoding/json"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/jetway-dev/jetway/bridge/acktoken"
 	jetwayv1 "github.com/jetway-dev/jetway/gen/jetway/v1"
@@ -81,4 +83,51 @@ func BenchmarkPubAckParse(b *testing.B) {
 			}
 		}
 	})
+}
+
+// fetchAnswer is a Fetch answer of 100 messages of 128 B, as the bridge
+// builds it (tokens signed).
+func fetchAnswer(b *testing.B) *jetwayv1.FetchResponse {
+	b.Helper()
+	s := benchService(b)
+	data := make([]byte, 128)
+	meta := consumerMeta{ackWait: 30 * time.Second}
+	resp := &jetwayv1.FetchResponse{}
+	for i := range 100 {
+		reply := "$JS.ACK.ORDERS.worker.1." + strconv.Itoa(12345+i) + "." + strconv.Itoa(12345+i) + ".1700000000000000000.42"
+		m, err := s.toMessage("orders.new", reply, nil, data, meta, jetwayv1.PayloadFormat_PAYLOAD_FORMAT_BYTES, "", time.Now())
+		if err != nil {
+			b.Fatal(err)
+		}
+		resp.Messages = append(resp.Messages, m)
+	}
+	return resp
+}
+
+// BenchmarkFetchAnswerMarshal and BenchmarkFetchAnswerUnmarshal are the
+// protobuf halves of a Fetch of 100 messages: the bridge's marshalling and
+// a Go client's decoding.
+func BenchmarkFetchAnswerMarshal(b *testing.B) {
+	resp := fetchAnswer(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := proto.Marshal(resp); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkFetchAnswerUnmarshal(b *testing.B) {
+	raw, err := proto.Marshal(fetchAnswer(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		var resp jetwayv1.FetchResponse
+		if err := proto.Unmarshal(raw, &resp); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(raw)), "answer-bytes")
 }
