@@ -34,7 +34,7 @@ func (c *Config) Authenticate(authz, certSubject string, now time.Time) (*Identi
 	switch {
 	case authz == "" && certSubject != "":
 		if id := c.byCert[certSubject]; id != nil {
-			return id.with("cert"), nil
+			return id, nil
 		}
 		return nil, fmt.Errorf("%w: certificate subject %q is not configured", ErrUnauthenticated, certSubject)
 	case authz == "":
@@ -43,7 +43,7 @@ func (c *Config) Authenticate(authz, certSubject string, now time.Time) (*Identi
 		// Keys are looked up by their SHA-256: the comparison is of
 		// hashes, which tells a timing attacker nothing about the key.
 		if id := c.byAPIKey[sha256.Sum256([]byte(cred))]; id != nil && cred != "" {
-			return id.with("apikey"), nil
+			return id, nil
 		}
 		return nil, fmt.Errorf("%w: unknown API key", ErrUnauthenticated)
 	case strings.EqualFold(scheme, "Bearer"):
