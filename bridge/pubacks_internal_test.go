@@ -73,26 +73,13 @@ func TestPubAcksParse(t *testing.T) {
 	}
 }
 
-// TestPubAcksLateAcksDropped: after a stall longer than the ack timeout,
-// the acks of publishes given up on arrive late, in a burst, while the
-// writer is busy elsewhere. They are dropped on arrival, and no ack of a
-// live publish is lost with them (a lost one would report TIMEOUT for a
-// stored message). JetStream is played by a plain subscriber that answers
-// after a delay, then at once.
-func TestPubAcksLateAcksDropped(t *testing.T) {
-	t.Parallel()
+// pubAcksAnswered is a pubAcks on a connection of its own to a nats-server
+// where a plain subscriber plays JetStream on subject, answering with
+// answer; the context bounds the test.
+func pubAcksAnswered(t *testing.T, subject string, timeout time.Duration, answer func(rc *nats.Conn, m *nats.Msg)) (*pubAcks, context.Context) {
+	t.Helper()
 	rc := testNATS(t, false)
-	var delay atomic.Int64
-	delay.Store(int64(400 * time.Millisecond))
-	var seq atomic.Uint64
-	if _, err := rc.Subscribe("late.>", func(m *nats.Msg) {
-		body := []byte(`{"stream":"S","seq":` + strconv.FormatUint(seq.Add(1), 10) + `}`)
-		if d := time.Duration(delay.Load()); d > 0 {
-			time.AfterFunc(d, func() { _ = rc.Publish(m.Reply, body) })
-			return
-		}
-		_ = rc.Publish(m.Reply, body)
-	}); err != nil {
+	if _, err := rc.Subscribe(subject, func(m *nats.Msg) { answer(rc, m) }); err != nil {
 		t.Fatal(err)
 	}
 	if err := rc.Flush(); err != nil {
@@ -103,13 +90,35 @@ func TestPubAcksLateAcksDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	a, err := newPubAcks(nc, 100*time.Millisecond)
+	a, err := newPubAcks(nc, timeout)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer a.close()
+	t.Cleanup(a.close)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
+	return a, ctx
+}
+
+// TestPubAcksLateAcksDropped: after a stall longer than the ack timeout,
+// the acks of publishes given up on arrive late, in a burst, while the
+// writer is busy elsewhere. They are dropped on arrival, and no ack of a
+// live publish is lost with them (a lost one would report TIMEOUT for a
+// stored message). JetStream is played by a plain subscriber that answers
+// after a delay, then at once.
+func TestPubAcksLateAcksDropped(t *testing.T) {
+	t.Parallel()
+	var delay atomic.Int64
+	delay.Store(int64(400 * time.Millisecond))
+	var seq atomic.Uint64
+	a, ctx := pubAcksAnswered(t, "late.>", 100*time.Millisecond, func(rc *nats.Conn, m *nats.Msg) {
+		body := []byte(`{"stream":"S","seq":` + strconv.FormatUint(seq.Add(1), 10) + `}`)
+		if d := time.Duration(delay.Load()); d > 0 {
+			time.AfterFunc(d, func() { _ = rc.Publish(m.Reply, body) })
+			return
+		}
+		_ = rc.Publish(m.Reply, body)
+	})
 
 	const window = 6
 	var q []uint64
@@ -137,7 +146,7 @@ func TestPubAcksLateAcksDropped(t *testing.T) {
 	for len(q) < window {
 		pub()
 	}
-	if err := nc.Flush(); err != nil {
+	if err := a.nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(500 * time.Millisecond)
@@ -176,31 +185,13 @@ func (a *pubAcks) live() int {
 // as the sequence).
 func TestPubAcksRingGrows(t *testing.T) {
 	t.Parallel()
-	rc := testNATS(t, false)
-	if _, err := rc.Subscribe("ring.>", func(m *nats.Msg) {
+	a, ctx := pubAcksAnswered(t, "ring.>", 5*time.Second, func(rc *nats.Conn, m *nats.Msg) {
 		n := m.Reply[strings.LastIndexByte(m.Reply, '.')+1:]
 		body := []byte(`{"stream":"S","seq":` + n + `}`)
 		// Later publishes answer first, some with no delay at all.
 		k, _ := strconv.Atoi(n)
 		time.AfterFunc(time.Duration(1000-k)*20*time.Microsecond, func() { _ = rc.Publish(m.Reply, body) })
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if err := rc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	nc, err := nats.Connect(rc.ConnectedUrl())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	a, err := newPubAcks(nc, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	})
 	const total = 1000
 	for i := range total {
 		n, err := a.publish(&nats.Msg{Subject: "ring.x", Data: []byte("x")}, nil)
