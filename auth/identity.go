@@ -20,7 +20,9 @@ var (
 
 // Identity is who a call comes from, as proven by its credential, and what
 // it may do. Identities come only from verified credentials, never from
-// anything else a client sends.
+// anything else a client sends. One Identity serves every call its
+// credential proves, concurrently: it is never changed once the
+// configuration is read.
 type Identity struct {
 	// Name identifies the caller in logs, ack tokens and quotas.
 	Name string

@@ -456,6 +456,7 @@ func (s *messageService) Subscribe(req *jetwayv1.SubscribeRequest, stream jetway
 					return err
 				}
 				now := time.Now()
+				held.trim(now, maxTracked)
 				if err := stream.Send(&jetwayv1.SubscribeResponse{Event: &jetwayv1.SubscribeResponse_Heartbeat{Heartbeat: heartbeatEvent(now)}}); err != nil {
 					return err
 				}
@@ -545,18 +546,35 @@ type heldRing struct {
 
 // add remembers d, delivered at now.
 func (h *heldRing) add(d delivery, now time.Time) {
-	for h.n > 0 && (!h.buf[h.head].deadline.After(now) || h.n >= maxTracked) {
+	h.trim(now, maxTracked-1)
+	if h.n == len(h.buf) {
+		h.resize(max(16, 2*len(h.buf)))
+	}
+	h.buf[(h.head+h.n)&(len(h.buf)-1)] = d
+	h.n++
+}
+
+// trim drops the deliveries expired at now, and the oldest past keep;
+// a ring left a quarter full after a burst is halved, so that a stream
+// that goes quiet does not keep a burst's worth of memory. The heartbeat
+// calls it too, for a stream that no longer delivers.
+func (h *heldRing) trim(now time.Time, keep int) {
+	for h.n > 0 && (!h.buf[h.head].deadline.After(now) || h.n > keep) {
 		h.buf[h.head] = delivery{} // let its reply go
 		h.head = (h.head + 1) & (len(h.buf) - 1)
 		h.n--
 	}
-	if h.n == len(h.buf) {
-		buf := make([]delivery, max(16, 2*len(h.buf)))
-		h.copyTo(buf)
-		h.buf, h.head = buf, 0
+	if len(h.buf) > 16 && h.n < len(h.buf)/4 {
+		h.resize(len(h.buf) / 2)
 	}
-	h.buf[(h.head+h.n)&(len(h.buf)-1)] = d
-	h.n++
+}
+
+// resize moves the deliveries to a ring of size (a power of two, at least
+// h.n), oldest first.
+func (h *heldRing) resize(size int) {
+	buf := make([]delivery, size)
+	h.copyTo(buf)
+	h.buf, h.head = buf, 0
 }
 
 // copyTo copies the deliveries, oldest first, to the front of dst.

@@ -125,3 +125,28 @@ func TestHeldRing(t *testing.T) {
 		}
 	}
 }
+
+// TestHeldRingShrinks: after a burst, a ring left a quarter full halves at
+// each trim, and a quiet stream's trims give the memory back.
+func TestHeldRingShrinks(t *testing.T) {
+	var h heldRing
+	t0 := time.Now()
+	for i := range 4096 {
+		h.add(delivery{reply: "r" + strconv.Itoa(i), deadline: t0.Add(time.Duration(i) * time.Millisecond)}, t0)
+	}
+	if len(h.buf) != 4096 {
+		t.Fatalf("ring of %d after 4096 deliveries", len(h.buf))
+	}
+	// Later, all but the last 10 have expired: each trim halves the ring.
+	later := t0.Add(4086 * time.Millisecond)
+	for range 20 {
+		h.trim(later, maxTracked)
+	}
+	got := h.all()
+	if len(got) != 9 || got[0].reply != "r4087" || got[8].reply != "r4095" {
+		t.Fatalf("after expiry: %d held, %v", len(got), got)
+	}
+	if len(h.buf) != 32 {
+		t.Errorf("ring of %d for 9 deliveries, want 32 (halved while under a quarter full)", len(h.buf))
+	}
+}
