@@ -240,9 +240,13 @@ func (p *puller) arm(now time.Time) {
 	p.due = at
 }
 
-// tick handles the due time: requests past their deadline are given up (their
-// end was lost, or the Batch Completed status of a done one never came).
+// tick handles the due time, when now has reached it: requests past their
+// deadline are given up (their end was lost, or the Batch Completed status
+// of a done one never came).
 func (p *puller) tick(now time.Time) {
+	if p.due.IsZero() || now.Before(p.due) {
+		return
+	}
 	i := 0
 	for i < len(p.reqs) && !p.reqs[i].deadline.After(now) {
 		i++

@@ -330,9 +330,7 @@ func (s *messageService) Subscribe(req *jetwayv1.SubscribeRequest, stream jetway
 			}
 		case <-clock.ch:
 			at, beat := clock.woke()
-			if !p.due.IsZero() && !at.Before(p.due) {
-				p.tick(at)
-			}
+			p.tick(at)
 			if beat {
 				if err := p.idle(ctx); err != nil {
 					return err
@@ -605,9 +603,7 @@ func (s *messageService) Consume(stream jetwayv1.MessageService_ConsumeServer) e
 			}
 		case <-clock.ch:
 			at, beat := clock.woke()
-			if !p.due.IsZero() && !at.Before(p.due) {
-				p.tick(at)
-			}
+			p.tick(at)
 			if !beat {
 				break
 			}
