@@ -36,6 +36,7 @@ type env struct {
 
 	natsProc   *proc
 	bridgeProc *proc
+	echoProc   atomic.Pointer[proc] // the gRPC echo process, while one runs
 	bridge     bridgeSpec
 
 	// Native side (and setup of both sides: streams and consumers).

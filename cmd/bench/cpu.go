@@ -12,11 +12,12 @@ import (
 // and the CPU time per message of each process, in microseconds.
 const (
 	mMsgs      = "msgs"
-	mCPUClient = "cpu.client" // the bench process: load generator (and the gRPC echo)
+	mCPUClient = "cpu.client" // the bench process: load generator
 	mCPUBridge = "cpu.bridge"
+	mCPUEcho   = "cpu.echo" // the gRPC echo process, while one runs
 	mCPUNATS   = "cpu.nats"
 	mCPUTotal  = "cpu.total"
-	mCores     = "cores" // CPU time of all three over the run's wall time
+	mCores     = "cores" // CPU time of all the processes over the run's wall time
 )
 
 // meterKey carries the env whose processes a run's CPU is read from.
@@ -60,22 +61,22 @@ func (w window) throughput(n int64) measurement {
 // cpuSample is the CPU time used so far by each process, and the wall
 // clock when read.
 type cpuSample struct {
-	client, bridge, nats time.Duration
-	at                   time.Time
+	client, bridge, nats, echo time.Duration
+	at                         time.Time
 }
 
 // cpuUse is the CPU time each process used over wall.
 type cpuUse struct {
-	client, bridge, nats, wall time.Duration
+	client, bridge, nats, echo, wall time.Duration
 }
 
 // since is the CPU used from b to a.
 func (a cpuSample) since(b cpuSample) cpuUse {
-	return cpuUse{client: a.client - b.client, bridge: a.bridge - b.bridge, nats: a.nats - b.nats, wall: a.at.Sub(b.at)}
+	return cpuUse{client: a.client - b.client, bridge: a.bridge - b.bridge, nats: a.nats - b.nats, echo: a.echo - b.echo, wall: a.at.Sub(b.at)}
 }
 
-// cpuNow reads the CPU time of the bench process, the bridge and
-// nats-server.
+// cpuNow reads the CPU time of the bench process, the bridge, nats-server
+// and the echo process when one runs.
 func (e *env) cpuNow() (cpuSample, error) {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
@@ -89,6 +90,11 @@ func (e *env) cpuNow() (cpuSample, error) {
 	if s.nats, err = cpuTime(e.natsProc.pid()); err != nil {
 		return s, err
 	}
+	if p := e.echoProc.Load(); p != nil {
+		if s.echo, err = cpuTime(p.pid()); err != nil {
+			return s, err
+		}
+	}
 	return s, nil
 }
 
@@ -100,10 +106,11 @@ func (m measurement) addCPU(d cpuUse) {
 		return
 	}
 	us := func(t time.Duration) float64 { return float64(t) / float64(time.Microsecond) / n }
-	m[mCPUClient], m[mCPUBridge], m[mCPUNATS] = us(d.client), us(d.bridge), us(d.nats)
-	m[mCPUTotal] = us(d.client + d.bridge + d.nats)
+	all := d.client + d.bridge + d.nats + d.echo
+	m[mCPUClient], m[mCPUBridge], m[mCPUNATS], m[mCPUEcho] = us(d.client), us(d.bridge), us(d.nats), us(d.echo)
+	m[mCPUTotal] = us(all)
 	if d.wall > 0 {
-		m[mCores] = float64(d.client+d.bridge+d.nats) / float64(d.wall)
+		m[mCores] = float64(all) / float64(d.wall)
 	}
 }
 
@@ -112,8 +119,9 @@ type cpuSplit struct {
 	Client float64 `json:"client_us"`
 	Bridge float64 `json:"bridge_us"`
 	NATS   float64 `json:"nats_us"`
+	Echo   float64 `json:"echo_us,omitempty"` // the echo side's server
 	Total  float64 `json:"total_us"`
-	Cores  float64 `json:"cores"` // all three processes, over the run
+	Cores  float64 `json:"cores"` // all the processes, over the run
 }
 
 // cpuOf summarizes one side's CPU keys over the rounds; nil without them.
@@ -127,5 +135,5 @@ func cpuOf(got map[string][]float64) *cpuSplit {
 	if len(got[mCPUTotal]) == 0 {
 		return nil
 	}
-	return &cpuSplit{Client: med(mCPUClient), Bridge: med(mCPUBridge), NATS: med(mCPUNATS), Total: med(mCPUTotal), Cores: med(mCores)}
+	return &cpuSplit{Client: med(mCPUClient), Bridge: med(mCPUBridge), NATS: med(mCPUNATS), Echo: med(mCPUEcho), Total: med(mCPUTotal), Cores: med(mCores)}
 }

@@ -37,16 +37,18 @@ type proc struct {
 	waitErr error         // valid after done
 }
 
-// startProc starts bin with args, its output going to logPath. The child
-// gets its own process group (a terminal's Ctrl-C reaches only the bench,
-// which then stops it in order) and SIGKILL if the bench dies first.
-func startProc(name, bin string, args []string, logPath string) (*proc, error) {
+// startProc starts bin with args, its output going to logPath and extra
+// files inherited from descriptor 3 on. The child gets its own process
+// group (a terminal's Ctrl-C reaches only the bench, which then stops it
+// in order) and SIGKILL if the bench dies first.
+func startProc(name, bin string, args []string, logPath string, extra ...*os.File) (*proc, error) {
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("%s: create log: %w", name, err)
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.ExtraFiles = extra
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		_ = logFile.Close()

@@ -25,10 +25,10 @@ const (
 // fetchRound is scenario 6: one Fetch of 100 ready messages from an idle
 // durable consumer, timed; the re-publish and the acks between fetches are
 // not. The echo side times the gRPC half alone: a bare gRPC service in
-// the bench process answers each call with a 100-message answer the
+// a process of its own answers each call with a 100-message answer the
 // bridge gave.
 func fetchRound(ctx context.Context, e *env, p params) (map[string]measurement, error) {
-	echo, err := startEcho(e.dialOptions())
+	echo, err := startEcho(e)
 	if err != nil {
 		return nil, err
 	}
@@ -56,7 +56,7 @@ func fetchRound(ctx context.Context, e *env, p params) (map[string]measurement, 
 }
 
 // loadEcho gives the echo a 100-message answer from the bridge's Fetch.
-func loadEcho(ctx context.Context, e *env, echo *echoServer, stream, subject string, payload []byte) error {
+func loadEcho(ctx context.Context, e *env, echo *echoClient, stream, subject string, payload []byte) error {
 	if err := publishBatch(ctx, e, subject+".x", payload, fetchBatch); err != nil {
 		return err
 	}
@@ -71,13 +71,12 @@ func loadEcho(ctx context.Context, e *env, echo *echoServer, stream, subject str
 	if len(resp.GetMessages()) != fetchBatch {
 		return fmt.Errorf("Fetch for the echo: %d messages, want %d", len(resp.GetMessages()), fetchBatch)
 	}
-	echo.fetch.Store(resp)
-	return nil
+	return echo.load(ctx, resp)
 }
 
 // echoFetch calls the echo's Fetch; the messages published before each
 // call stay in the stream, deleted with it.
-func echoFetch(echo *echoServer, stream string) fetcher {
+func echoFetch(echo *echoClient, stream string) fetcher {
 	return func(ctx context.Context, _ jetstream.Consumer, name string) (int, func(context.Context) error, error) {
 		n, err := echo.callFetch(ctx, &jetwayv1.FetchRequest{
 			Stream: stream, Consumer: name, Batch: fetchBatch, Wait: durationpb.New(fetchWait),
@@ -218,8 +217,22 @@ const e2eRate = 1000
 const e2eWarmup = 20
 
 // e2eRound is scenario 7: latency from publish to delivery at 1000 msg/s.
+//
+// The echo side is the two gRPC hops the bridge adds, alone: unary calls
+// to the echo process at the same rate, timed from call to answer. A
+// message through the bridge crosses from client to bridge (its unary
+// Publish) and from bridge to client (its Subscribe) on top of the trip
+// native takes through nats-server: the same two hops.
 func e2eRound(ctx context.Context, e *env, p params) (map[string]measurement, error) {
+	echo, err := startEcho(e)
+	if err != nil {
+		return nil, err
+	}
+	defer echo.stop()
 	return alternate(ctx, e, p.round,
+		sideRun{"echo", func(ctx context.Context) (measurement, error) {
+			return echoE2E(ctx, p, echo)
+		}},
 		sideRun{"bridge", func(ctx context.Context) (measurement, error) {
 			return withStream(ctx, e, p, 7, "bridge", func(stream, subject string) (measurement, error) {
 				return bridgeE2E(ctx, e, p, stream, subject+".x")
@@ -364,6 +377,30 @@ func bridgeE2E(ctx context.Context, e *env, p params, stream, subject string) (m
 		p.notes.notef("bridge: %d of %d delivered", got, sent)
 	}
 	return m, nil
+}
+
+// echoE2E times unary echo calls of the payload, paced as the other sides
+// publish.
+func echoE2E(ctx context.Context, p params, echo *echoClient) (measurement, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.b.e2eTime+drainGrace)
+	defer cancel()
+	req := &jetwayv1.PublishRequest{Subject: "echo.x"}
+	var lat latencies
+	if _, err := pace(ctx, p, func(ctx context.Context, data []byte) error {
+		req.Payload = &jetwayv1.PublishRequest_Data{Data: data}
+		t0 := time.Now()
+		if err := echo.call(ctx, req); err != nil {
+			return err
+		}
+		lat = append(lat, time.Since(t0))
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	if len(lat) > 2*e2eWarmup {
+		lat = lat[e2eWarmup:]
+	}
+	return measurement{mP50: lat.percentileMS(50), mP99: lat.percentileMS(99)}, nil
 }
 
 // nativeE2E publishes with js.Publish and receives through an ordered

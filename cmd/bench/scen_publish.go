@@ -214,7 +214,7 @@ func nativePublishAsync(ctx context.Context, e *env, subject string, p params) (
 // unaryRound is scenario 2: 64 concurrent unary calls, against the bridge,
 // native synchronous publishes and a bare gRPC echo.
 func unaryRound(ctx context.Context, e *env, p params) (map[string]measurement, error) {
-	echo, err := startEcho(e.dialOptions())
+	echo, err := startEcho(e)
 	if err != nil {
 		return nil, err
 	}

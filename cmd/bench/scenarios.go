@@ -146,6 +146,8 @@ var scenarios = []scenario{
 	{id: 7, name: "end-to-end @1000 msg/s", perPayload: true, round: e2eRound, rows: []rowSpec{
 		{metric: mP50, label: "p50", unit: "ms", side: "bridge", base: "native"},
 		{metric: mP99, label: "p99", unit: "ms", side: "bridge", base: "native", tgt: target{addedAtMost, 1.0}},
+		{metric: mP50, label: "gRPC echo round trip p50", unit: "ms", side: "echo"},
+		{metric: mP99, label: "gRPC echo round trip p99", unit: "ms", side: "echo"},
 	}},
 	{id: 8, name: "idle Subscribe streams", perPayload: false, round: idleRound, rows: []rowSpec{
 		{metric: "rss", label: "RSS/stream", unit: "KiB", side: "bridge", tgt: target{valueAtMost, 16}},

@@ -226,14 +226,14 @@ func printCPU(w io.Writer, rep report) error {
 	}
 	fmt.Fprintf(w, "\nCPU per message (µs, medians; client is the bench process), and the rate it allows on %d cores:\n", rep.CPUs)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "#\tscenario\tpayload\tmetric\tside\tclient\tbridge\tnats-server\ttotal\tcores busy\tCPU bound\t")
+	fmt.Fprintln(tw, "#\tscenario\tpayload\tmetric\tside\tclient\tbridge\tnats-server\techo\ttotal\tcores busy\tCPU bound\t")
 	line := func(r Row, side string, c *cpuSplit) {
 		bound := ""
 		if c.Total > 0 {
 			bound = formatValue(float64(rep.CPUs)*1e6/c.Total, "msgs/s")
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%.1f\t%.1f\t%.1f\t%.1f\t%.2f\t%s\t\n",
-			r.Scenario, r.Name, r.Payload, r.Metric, side, c.Client, c.Bridge, c.NATS, c.Total, c.Cores, bound)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.2f\t%s\t\n",
+			r.Scenario, r.Name, r.Payload, r.Metric, side, c.Client, c.Bridge, c.NATS, c.Echo, c.Total, c.Cores, bound)
 	}
 	for _, r := range rep.Rows {
 		if r.CPU == nil {
