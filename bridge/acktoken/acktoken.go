@@ -46,6 +46,13 @@ const (
 	maxField = 1 << 10
 )
 
+// maxToken is the longest token Sign writes (both fields at maxField).
+var maxToken = base64.RawURLEncoding.EncodedLen(1 + 8 + 4 + 2 + maxField + 2 + maxField + macLen)
+
+// strictEncoding decodes tokens: one spelling per token (no non-zero
+// padding bits).
+var strictEncoding = base64.RawURLEncoding.Strict()
+
 // Claims is what a token says about one delivery.
 type Claims struct {
 	// Reply is the JetStream ack subject of the delivery ($JS.ACK.…).
@@ -68,7 +75,16 @@ type Claims struct {
 // safe for concurrent use.
 type Signer struct {
 	keys [][]byte
-	macs []*sync.Pool // per key: reusable HMAC states (hmac.New allocates)
+	macs []*sync.Pool // per key: reusable *macState (hmac.New allocates)
+}
+
+// macState is an HMAC state of one key and scratch space for a token:
+// Sign builds the body and its MAC there, then the encoding, and
+// allocates only the string it returns.
+type macState struct {
+	h       hash.Hash
+	raw     []byte
+	encoded []byte
 }
 
 // New returns a Signer; keys[0] signs. Every key must be at least MinKeyLen
@@ -84,7 +100,7 @@ func New(keys ...[]byte) (*Signer, error) {
 		}
 		key := append([]byte(nil), k...)
 		s.keys = append(s.keys, key)
-		s.macs = append(s.macs, &sync.Pool{New: func() any { return hmac.New(sha256.New, key) }})
+		s.macs = append(s.macs, &sync.Pool{New: func() any { return &macState{h: hmac.New(sha256.New, key)} }})
 	}
 	return s, nil
 }
@@ -106,7 +122,9 @@ func (s *Signer) Sign(c Claims) (string, error) {
 	if len(c.Reply) > maxField || len(c.Identity) > maxField {
 		return "", fmt.Errorf("%w: field too long", ErrMalformed)
 	}
-	buf := make([]byte, 0, 1+8+4+2+len(c.Identity)+2+len(c.Reply)+macLen)
+	st := s.macs[0].Get().(*macState)
+	defer s.macs[0].Put(st)
+	buf := st.raw[:0]
 	buf = append(buf, version)
 	buf = binary.BigEndian.AppendUint64(buf, uint64(c.Expires.UnixMilli()))
 	buf = binary.BigEndian.AppendUint32(buf, uint32(min(c.AckWait.Milliseconds(), 1<<32-1)))
@@ -114,8 +132,12 @@ func (s *Signer) Sign(c Claims) (string, error) {
 	buf = append(buf, c.Identity...)
 	buf = binary.BigEndian.AppendUint16(buf, uint16(len(c.Reply)))
 	buf = append(buf, c.Reply...)
-	buf = s.mac(0, buf, buf)
-	return base64.RawURLEncoding.EncodeToString(buf), nil
+	st.h.Reset()
+	st.h.Write(buf)
+	buf = st.h.Sum(buf)
+	st.raw = buf
+	st.encoded = base64.RawURLEncoding.AppendEncode(st.encoded[:0], buf)
+	return string(st.encoded), nil
 }
 
 // Verify checks a token's signature and expiry at now and returns its
@@ -127,15 +149,21 @@ func (s *Signer) Verify(token string, now time.Time) (Claims, error) {
 	if strings.IndexByte(token, '\r') >= 0 || strings.IndexByte(token, '\n') >= 0 {
 		return Claims{}, ErrMalformed
 	}
-	raw, err := base64.RawURLEncoding.Strict().DecodeString(token)
+	if len(token) > maxToken {
+		return Claims{}, ErrMalformed
+	}
+	st := s.macs[0].Get().(*macState)
+	defer s.macs[0].Put(st)
+	raw, err := strictEncoding.AppendDecode(st.raw[:0], []byte(token))
+	st.raw = raw[:0]
 	if err != nil || len(raw) < 1+8+4+2+2+macLen || raw[0] != version {
 		return Claims{}, ErrMalformed
 	}
 	body, sum := raw[:len(raw)-macLen], raw[len(raw)-macLen:]
 	ok := false
-	var scratch [macLen]byte
 	for i := range s.keys {
-		if hmac.Equal(sum, s.mac(i, scratch[:0], body)) {
+		st.encoded = s.mac(i, st.encoded[:0], body)
+		if hmac.Equal(sum, st.encoded) {
 			ok = true
 			break
 		}
@@ -180,11 +208,11 @@ func (s *Signer) Verify(token string, now time.Time) (Claims, error) {
 
 // mac appends the HMAC of data under key i to dst.
 func (s *Signer) mac(i int, dst, data []byte) []byte {
-	h := s.macs[i].Get().(hash.Hash)
-	h.Reset()
-	h.Write(data)
-	dst = h.Sum(dst)
-	s.macs[i].Put(h)
+	st := s.macs[i].Get().(*macState)
+	st.h.Reset()
+	st.h.Write(data)
+	dst = st.h.Sum(dst)
+	s.macs[i].Put(st)
 	return dst
 }
 

@@ -446,6 +446,13 @@ func TestAckTokenSignRefuses(t *testing.T) {
 	if c, err := s.Verify(tok, time.Now()); err != nil || c.Reply != atLimit || len(c.Identity) != maxField {
 		t.Errorf("Verify at the field limits: %v", err)
 	}
+	if len(tok) != maxToken {
+		t.Errorf("token at the field limits is %d characters, want maxToken (%d)", len(tok), maxToken)
+	}
+	// Anything longer is refused before it is decoded.
+	if _, err := s.Verify(tok+"AAAA", time.Now()); !errors.Is(err, ErrMalformed) {
+		t.Errorf("Verify(a token longer than any Sign writes): %v, want ErrMalformed", err)
+	}
 }
 
 // TestAckTokenAuthenticButMalformed: a body signed with the right key whose
