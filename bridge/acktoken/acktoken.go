@@ -80,7 +80,8 @@ type Signer struct {
 
 // macState is an HMAC state of one key and scratch space for a token:
 // Sign builds the body and its MAC there, then the encoding, and
-// allocates only the string it returns.
+// allocates only the string it returns; Verify decodes the token there
+// and computes the MACs to compare. Nothing returned refers to it.
 type macState struct {
 	h       hash.Hash
 	raw     []byte
