@@ -43,6 +43,12 @@ func (g *gridClock) stepOf(t time.Time) int64 {
 	return s
 }
 
+// floor is the last step at or before t (a time.Now reading, or one
+// derived from it, not before the clock's epoch).
+func (g *gridClock) floor(t time.Time) time.Time {
+	return g.stepTime(int64(t.Sub(g.epoch) / beatGrid))
+}
+
 // stepTime is the instant of step s.
 func (g *gridClock) stepTime(s int64) time.Time { return g.epoch.Add(time.Duration(s) * beatGrid) }
 

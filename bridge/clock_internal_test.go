@@ -92,3 +92,28 @@ func TestStreamClock(t *testing.T) {
 		t.Errorf("after a send, the next heartbeat is %v away, want about the interval", d)
 	}
 }
+
+// TestPullExpiryOnGrid: a puller's request ends on a step of the grid, at
+// most a step before its full expiry; a limit too short to shorten (the
+// consumer's max_expires) is kept whole, and without a grid nothing moves.
+func TestPullExpiryOnGrid(t *testing.T) {
+	g := newGridClock()
+	p := &puller{expires: pullExpires, grid: g}
+	for _, d := range []time.Duration{0, time.Nanosecond, 3 * time.Millisecond, beatGrid - 1, beatGrid, 7*time.Second + 123*time.Microsecond} {
+		now := g.epoch.Add(d)
+		e := p.expiry(now)
+		if e > pullExpires || e <= pullExpires-beatGrid {
+			t.Errorf("epoch+%v: expiry %v, want within a step below %v", d, e, pullExpires)
+		}
+		if off := now.Add(e).Sub(g.epoch) % beatGrid; off != 0 {
+			t.Errorf("epoch+%v: request ends %v off the grid", d, off)
+		}
+	}
+	short := &puller{expires: 300 * time.Millisecond, grid: g}
+	if e := short.expiry(g.epoch.Add(100 * time.Millisecond)); e != 300*time.Millisecond {
+		t.Errorf("max_expires 300ms at a step's 100ms: expiry %v, want it whole", e)
+	}
+	if e := (&puller{expires: pullExpires}).expiry(time.Now()); e != pullExpires {
+		t.Errorf("no grid: expiry %v, want %v", e, pullExpires)
+	}
+}

@@ -65,7 +65,8 @@ type puller struct {
 
 	window, windowBytes int           // the stream's window
 	reqMsgs, reqBytes   int           // the consumer's limits on one request (0: none)
-	expires             time.Duration // of each request
+	expires             time.Duration // of each request, at most
+	grid                *gridClock    // requests end on its steps (nil: not aligned)
 
 	// small: the channel has room for smallBatch messages only, and at
 	// most one request is out (see smallBatch). active: a message came.
@@ -91,7 +92,9 @@ type pullReq struct {
 }
 
 // startPuller subscribes the stream's inbox and sends its first request.
-func startPuller(sub *subscription) (*puller, error) {
+// Its requests end on steps of grid (see expiry); nil leaves them
+// unaligned.
+func startPuller(sub *subscription, grid *gridClock) (*puller, error) {
 	nc := sub.js.Conn()
 	stream, name := sub.info.GetStream(), sub.info.GetConsumer()
 	small := sub.window > smallBatch
@@ -108,7 +111,7 @@ func startPuller(sub *subscription) (*puller, error) {
 		inbox:   nc.NewInbox() + ".",
 		window:  sub.window, windowBytes: sub.windowBytes,
 		reqMsgs: sub.meta.maxRequestBatch, reqBytes: sub.meta.maxRequestBytes,
-		expires: pullExpires,
+		expires: pullExpires, grid: grid,
 	}
 	if e := sub.meta.maxRequestExpires; e > 0 && e < p.expires {
 		p.expires = e
@@ -201,18 +204,38 @@ func (p *puller) fill(heldMsgs, heldBytes int, now time.Time) error {
 	p.body = strconv.AppendInt(p.body, int64(msgs), 10)
 	p.body = append(p.body, `,"max_bytes":`...)
 	p.body = strconv.AppendInt(p.body, int64(bytes), 10)
+	expires := p.expiry(now)
 	p.body = append(p.body, `,"expires":`...)
-	p.body = strconv.AppendInt(p.body, int64(p.expires), 10)
+	p.body = strconv.AppendInt(p.body, int64(expires), 10)
 	p.body = append(p.body, '}')
 	if err := p.nc.PublishRequest(p.subject, reply, p.body); err != nil {
 		p.spare = append(p.spare, sub)
 		return translate(err, p.what())
 	}
-	p.reqs = append(p.reqs, pullReq{sub: sub, msgs: msgs, bytes: bytes, deadline: now.Add(p.expires + pullGrace)})
+	p.reqs = append(p.reqs, pullReq{sub: sub, msgs: msgs, bytes: bytes, deadline: now.Add(expires + pullGrace)})
 	if len(p.reqs) == 1 {
 		p.arm(now)
 	}
 	return nil
+}
+
+// expiry is how long a request sent at now waits: p.expires, shortened
+// (by less than a grid step) to end on a step of the grid clock. An idle
+// stream renews its request every time one expires, and 10,000 idle
+// streams renewed theirs at 333 different instants a second: a read of
+// JetStream's timeout status and a write of the new request, each a
+// system call of its own, about a fifth of the idle bridge's CPU. On the
+// grid, the requests of the streams opened within a step expire together:
+// nats-server sends their statuses in one go, and the renewals share
+// nats.go's reads and flushes.
+func (p *puller) expiry(now time.Time) time.Duration {
+	if p.grid == nil {
+		return p.expires
+	}
+	if d := p.grid.floor(now.Add(p.expires)).Sub(now); d > p.expires/2 {
+		return d
+	}
+	return p.expires // a limit too short to shorten (the consumer's max_expires)
 }
 
 // grow gives a stream that has had a message a channel with room for its

@@ -53,7 +53,7 @@ func TestPullerAccountingStaysWithinWindow(t *testing.T) {
 		js: js, meta: metaOf(cons.CachedInfo().Config), window: window, windowBytes: 1 << 20,
 		info: &jetwayv1.Subscribed{Stream: "ACC", Consumer: "a"},
 	}
-	p, err := startPuller(sub)
+	p, err := startPuller(sub, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +153,7 @@ func TestPullerStartsSmall(t *testing.T) {
 	p, err := startPuller(&subscription{
 		js: js, meta: metaOf(cons.CachedInfo().Config), window: window, windowBytes: 1 << 20,
 		info: &jetwayv1.Subscribed{Stream: "SM", Consumer: "s"},
-	})
+	}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

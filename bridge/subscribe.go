@@ -297,7 +297,7 @@ func (s *messageService) Subscribe(req *jetwayv1.SubscribeRequest, stream jetway
 	if err := stream.Send(&jetwayv1.SubscribeResponse{Event: &jetwayv1.SubscribeResponse_Subscribed{Subscribed: sub.info}}); err != nil {
 		return err
 	}
-	p, err := startPuller(sub)
+	p, err := startPuller(sub, s.grid)
 	if err != nil {
 		return err
 	}
@@ -499,7 +499,7 @@ func (s *messageService) Consume(stream jetwayv1.MessageService_ConsumeServer) e
 	if err := stream.Send(&jetwayv1.ConsumeResponse{Event: &jetwayv1.ConsumeResponse_Subscribed{Subscribed: sub.info}}); err != nil {
 		return err
 	}
-	p, err := startPuller(sub)
+	p, err := startPuller(sub, s.grid)
 	if err != nil {
 		return err
 	}
