@@ -128,29 +128,39 @@ func idleRound(ctx context.Context, e *env, p params) (map[string]measurement, e
 	if err := sleep(ctx, idleSettle); err != nil {
 		return nil, err
 	}
-	rss1, err1 := rssBytes(pid)
-	cpu0, err2 := cpuTime(pid)
+	rssOpen, err := rssBytes(pid)
+	if err != nil {
+		return nil, err
+	}
+	// Steady state (see idlePullCycle): the CPU window starts once every
+	// stream has renewed its first pull request.
+	if err := sleep(ctx, p.b.idleSteady); err != nil {
+		return nil, err
+	}
+	cpu0, err := cpuTime(pid)
 	hb0 := heartbeats.Load()
-	if err := errors.Join(err1, err2); err != nil {
+	if err != nil {
 		return nil, err
 	}
 	w0 := time.Now()
 	if err := sleep(ctx, p.b.idleWindow); err != nil {
 		return nil, err
 	}
-	cpu1, err := cpuTime(pid)
-	if err != nil {
+	cpu1, err1 := cpuTime(pid)
+	rss1, err2 := rssBytes(pid)
+	if err := errors.Join(err1, err2); err != nil {
 		return nil, err
 	}
 	window := time.Since(w0)
 	hb := heartbeats.Load() - hb0
-	p.notes.notef("%d streams over %d connections, heartbeat %s; %d heartbeats in the %.1fs window (≈%d expected); bridge RSS %.1f → %.1f MiB",
+	p.notes.notef("%d streams over %d connections, heartbeat %s; %d heartbeats in the %.1fs window (≈%d expected); bridge RSS %.1f MiB before, %.1f just opened, %.1f after %s idle",
 		n, len(conns), idleHeartbeat, hb, window.Seconds(), int64(float64(n)*window.Seconds()/idleHeartbeat.Seconds()),
-		float64(rss0)/(1<<20), float64(rss1)/(1<<20))
+		float64(rss0)/(1<<20), float64(rssOpen)/(1<<20), float64(rss1)/(1<<20), (idleSettle + p.b.idleSteady + window).Round(time.Second))
 	return map[string]measurement{"bridge": {
-		"rss":  float64(rss1-rss0) / float64(n) / 1024,
-		"cpu":  100 * (cpu1 - cpu0).Seconds() / window.Seconds(),
-		"open": openTime.Seconds(),
+		"rss":      float64(rss1-rss0) / float64(n) / 1024,
+		"rss.open": float64(rssOpen-rss0) / float64(n) / 1024,
+		"cpu":      100 * (cpu1 - cpu0).Seconds() / window.Seconds(),
+		"open":     openTime.Seconds(),
 	}}, nil
 }
 

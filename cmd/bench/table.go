@@ -123,8 +123,8 @@ func printTable(w io.Writer, rep report) error {
 	fmt.Fprintf(w, "jetway bench: quick=%v auth=%v rounds=%d cpus=%d %s, wall time %s, host load %.2f at start, %.2f at end\n\n",
 		rep.Quick, rep.Auth, rep.Rounds, rep.CPUs, rep.GoVersion, rep.WallTime, rep.LoadStart, rep.LoadEnd)
 	if rep.Quick {
-		fmt.Fprintf(w, "quick mode is a smoke test: throughput runs of %s (full: %s), which a side's warm-up weighs on, and %d idle streams (full: %d), over which the bridge's fixed memory is spread; the targets are for the full run\n\n",
-			quickBudget.runTime, fullBudget.runTime, quickBudget.idleStreams, fullBudget.idleStreams)
+		fmt.Fprintf(w, "quick mode is a smoke test: throughput runs of %s (full: %s), which a side's warm-up weighs on; %d idle streams (full: %d), over which the bridge's fixed memory is spread, and read right after opening (full: after %s idle, in their steady state); the targets are for the full run\n\n",
+			quickBudget.runTime, fullBudget.runTime, quickBudget.idleStreams, fullBudget.idleStreams, idleSettle+fullBudget.idleSteady+fullBudget.idleWindow)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "#\tscenario\tpayload\tmetric\tbridge\tvs\tbaseline\tbridge spread\tbaseline spread\tratio\tadded\ttarget\t")
