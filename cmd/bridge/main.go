@@ -16,6 +16,7 @@ import (
 	"syscall"
 
 	"github.com/jetway-dev/jetway/config"
+	"github.com/jetway-dev/jetway/memlimit"
 	"github.com/jetway-dev/jetway/server"
 )
 
@@ -57,6 +58,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	log := newLogger(cfg.Log, stderr)
 	log.Info("starting jetway bridge", slog.Any("config", cfg))
+	// The heap's growth between collections follows the live heap (see
+	// package memlimit): idle streams' garbage does not pile up in RSS.
+	defer memlimit.Start()()
 	srv, err := server.Start(ctx, cfg, log)
 	if err != nil {
 		return err
