@@ -291,11 +291,16 @@ func (r *recorder) finish(ctx context.Context, sent int64) (measurement, int64) 
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	lat := r.lat
+	return e2eMeasurement(r.lat), int64(len(r.lat))
+}
+
+// e2eMeasurement is the p50 and p99 of one scenario 7 run, its first
+// e2eWarmup samples dropped.
+func e2eMeasurement(lat latencies) measurement {
 	if len(lat) > 2*e2eWarmup {
 		lat = lat[e2eWarmup:]
 	}
-	return measurement{mP50: lat.percentileMS(50), mP99: lat.percentileMS(99)}, int64(len(r.lat))
+	return measurement{mP50: lat.percentileMS(50), mP99: lat.percentileMS(99)}
 }
 
 // pace publishes at e2eRate for e2eTime, stamping each payload with its
@@ -397,10 +402,7 @@ func echoE2E(ctx context.Context, p params, echo *echoClient) (measurement, erro
 	}); err != nil {
 		return nil, err
 	}
-	if len(lat) > 2*e2eWarmup {
-		lat = lat[e2eWarmup:]
-	}
-	return measurement{mP50: lat.percentileMS(50), mP99: lat.percentileMS(99)}, nil
+	return e2eMeasurement(lat), nil
 }
 
 // nativeE2E publishes with js.Publish and receives through an ordered
