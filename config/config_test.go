@@ -29,6 +29,9 @@ func TestParseDefaults(t *testing.T) {
 	if c.Log.Format != "text" || c.Log.Level != slog.LevelInfo {
 		t.Errorf("log defaults %+v", c.Log)
 	}
+	if !c.Server.FollowLiveHeap || c.Server.Pprof {
+		t.Errorf("server defaults %+v: want follow-live-heap on, pprof off", c.Server)
+	}
 }
 
 func TestParseEnvAndFlagPrecedence(t *testing.T) {
@@ -37,6 +40,7 @@ func TestParseEnvAndFlagPrecedence(t *testing.T) {
 		"JETWAY_GRPC_LISTEN":      "0.0.0.0:1",
 		"JETWAY_SHUTDOWN_TIMEOUT": "3s",
 		"JETWAY_LOG_LEVEL":        "debug",
+		"JETWAY_FOLLOW_LIVE_HEAP": "false",
 	})
 	c, err := config.Parse([]string{"--grpc-listen", "127.0.0.1:2"}, e, io.Discard)
 	if err != nil {
@@ -48,7 +52,7 @@ func TestParseEnvAndFlagPrecedence(t *testing.T) {
 	if c.Server.GRPCListen != "127.0.0.1:2" {
 		t.Errorf("flag did not win over env: %q", c.Server.GRPCListen)
 	}
-	if c.Server.ShutdownTimeout != 3*time.Second || c.Log.Level != slog.LevelDebug {
+	if c.Server.ShutdownTimeout != 3*time.Second || c.Log.Level != slog.LevelDebug || c.Server.FollowLiveHeap {
 		t.Errorf("env values: %v %v", c.Server.ShutdownTimeout, c.Log.Level)
 	}
 }

@@ -1,20 +1,29 @@
 // Package memlimit bounds how far the Go heap grows between collections
-// when it is large.
+// when it is large and collecting it is cheap.
 //
 // With GOGC=100 the collector lets the heap grow by as much as the live
 // heap plus every goroutine stack before it collects, and the runtime keeps
 // those pages. A bridge holding 10,000 idle streams has 57 MB of live heap
 // and 88 MB of stacks, and its idle streams make garbage (heartbeats, pull
 // renewals) at about 0.5 MB/s: its RSS climbed from 15 to 22 KiB per stream
-// over a few minutes, all of it garbage waiting for a collection. After
-// every collection, Start sets the runtime's soft memory limit to the
-// memory in use then (live heap and everything that is not heap) plus a
-// headroom: what the process allocated in the last HeadroomTime, at least
-// MinHeadroom. A busy heap's headroom is far above what GOGC allows, so it
-// collects at GOGC's pace as before; a large heap that is mostly idle
-// state collects once it has grown by the headroom, at most every
-// HeadroomTime or so, and the runtime returns the pages above the limit to
-// the OS. A limit the operator set (GOMEMLIMIT) stays the ceiling.
+// over a few minutes, all of it garbage waiting for a collection.
+//
+// After every collection, Start sets the runtime's soft memory limit to
+// the memory the process holds then plus a headroom. What it holds is the
+// live heap, the free slots inside the heap's spans (fragmentation: the
+// runtime counts them as held, and a limit that did not would sit under
+// what the heap holds and make it collect without pause), and everything
+// outside the heap. The headroom is what the process allocates in
+// MinInterval, or in the time one collection's CPU takes at MaxGCCPU of a
+// core if that is longer, and at least MinHeadroom: collecting at the
+// limit's pace comes at most every 2 s and costs at most 5 % of a core.
+// A busy process with a small heap gets a headroom above what GOGC allows
+// and collects at GOGC's pace as before. A large heap collects once it
+// has grown by the headroom: when it is mostly idle state, at a fraction
+// of the memory GOGC would let it take; when it is also busy, at up to
+// 5 % of a core spent to keep it smaller. The runtime returns the pages
+// above the limit to the OS. A limit the operator set (GOMEMLIMIT) stays
+// the ceiling.
 package memlimit
 
 import (
@@ -29,30 +38,87 @@ import (
 
 const (
 	// MinHeadroom is the least the heap may grow between collections.
-	MinHeadroom = 32 << 20
-	// HeadroomTime: the headroom is what the process allocates in this
-	// long, when that is more than MinHeadroom, so that the limit never
-	// makes a busy process collect more often than this.
-	HeadroomTime = 2 * time.Second
+	MinHeadroom = 24 << 20
+	// MinInterval and MaxGCCPU bound the limit's pace: the headroom is
+	// widened until collecting at it comes no more often than every
+	// MinInterval and costs no more than MaxGCCPU of one core.
+	MinInterval = 2 * time.Second
+	MaxGCCPU    = 0.05
 )
+
+// Usage is what the process held at its last collection and what
+// collecting it costs.
+type Usage struct {
+	Live uint64 // live heap found by the collection
+	// Other is the rest of the memory held: free slots inside the heap's
+	// spans and everything outside the heap. Free pages are not counted:
+	// the runtime returns them to the OS when they are over the limit.
+	Other uint64
+	// Rate is the bytes allocated a second since the previous collection.
+	Rate float64
+	// CycleCPU is the CPU seconds the last collection cost (the runtime's
+	// estimate, idle mark workers and pauses included).
+	CycleCPU float64
+}
+
+// Limit is the memory limit for a process in the state u: what it holds
+// plus the headroom, under ceiling. The headroom is what the process
+// allocates between two collections at the pace MinInterval and MaxGCCPU
+// allow, at least MinHeadroom.
+func Limit(u Usage, ceiling uint64) uint64 {
+	interval := max(MinInterval.Seconds(), u.CycleCPU/MaxGCCPU)
+	headroom := max(uint64(MinHeadroom), uint64(u.Rate*interval))
+	return min(u.Live+u.Other+headroom, ceiling)
+}
 
 var samples = []metrics.Sample{
 	{Name: "/gc/heap/live:bytes"},
 	{Name: "/memory/classes/total:bytes"},
 	{Name: "/memory/classes/heap/objects:bytes"},
-	{Name: "/memory/classes/heap/unused:bytes"},
 	{Name: "/memory/classes/heap/free:bytes"},
 	{Name: "/memory/classes/heap/released:bytes"},
 	{Name: "/gc/heap/allocs:bytes"},
+	{Name: "/gc/cycles/total:gc-cycles"},
+	{Name: "/cpu/classes/gc/total:cpu-seconds"},
 }
 
-// Limit is the memory limit for a process whose last collection found
-// live bytes of live heap, whose memory outside the heap is nonHeap, and
-// which allocates rate bytes a second: what it holds plus the headroom,
-// under ceiling.
-func Limit(live, nonHeap uint64, rate float64, ceiling uint64) uint64 {
-	headroom := max(uint64(MinHeadroom), uint64(rate*HeadroomTime.Seconds()))
-	return min(live+nonHeap+headroom, ceiling)
+// counters are the cumulative figures Usage takes differences of.
+type counters struct {
+	allocs, cycles uint64
+	gcCPU          float64
+	at             time.Time
+}
+
+// read fills u from the runtime's metrics, with the rate and cycle cost
+// since prev, and returns the counters for the next read.
+func read(s []metrics.Sample, prev counters) (u Usage, now counters) {
+	metrics.Read(s)
+	v := func(i int) uint64 {
+		if s[i].Value.Kind() != metrics.KindUint64 {
+			return 0
+		}
+		return s[i].Value.Uint64()
+	}
+	u.Live = v(0)
+	// Objects (live, and dead ones not yet swept), free pages and released
+	// pages are the heap's memory that is not held beyond the live heap.
+	if notHeld := v(2) + v(3) + v(4); v(1) > notHeld {
+		u.Other = v(1) - notHeld
+	}
+	now = counters{allocs: v(5), cycles: v(6), at: time.Now()}
+	if s[7].Value.Kind() == metrics.KindFloat64 {
+		now.gcCPU = s[7].Value.Float64()
+	}
+	if prev.at.IsZero() {
+		return u, now
+	}
+	if d := now.at.Sub(prev.at).Seconds(); d > 0 && now.allocs >= prev.allocs {
+		u.Rate = float64(now.allocs-prev.allocs) / d
+	}
+	if now.cycles > prev.cycles && now.gcCPU >= prev.gcCPU {
+		u.CycleCPU = (now.gcCPU - prev.gcCPU) / float64(now.cycles-prev.cycles)
+	}
+	return u, now
 }
 
 type controller struct {
@@ -60,9 +126,7 @@ type controller struct {
 	ceiling uint64
 	stopped atomic.Bool
 	samples []metrics.Sample
-	// At the previous collection: bytes allocated so far, and when.
-	allocs uint64
-	at     time.Time
+	last    counters // at the previous collection
 }
 
 // Start keeps the memory limit following the live heap until stop is
@@ -105,25 +169,10 @@ func (c *controller) update() {
 	if c.stopped.Load() {
 		return
 	}
-	metrics.Read(c.samples)
-	v := func(i int) uint64 {
-		if c.samples[i].Value.Kind() != metrics.KindUint64 {
-			return 0
-		}
-		return c.samples[i].Value.Uint64()
-	}
-	live, total := v(0), v(1)
-	heap := v(2) + v(3) + v(4) + v(5)
-	allocs, now := v(6), time.Now()
-	var rate float64
-	if !c.at.IsZero() && allocs >= c.allocs {
-		if d := now.Sub(c.at).Seconds(); d > 0 {
-			rate = float64(allocs-c.allocs) / d
-		}
-	}
-	c.allocs, c.at = allocs, now
-	if live == 0 || total <= heap {
+	var u Usage
+	u, c.last = read(c.samples, c.last)
+	if u.Live == 0 || u.Other == 0 {
 		return
 	}
-	debug.SetMemoryLimit(int64(min(Limit(live, total-heap, rate, c.ceiling), math.MaxInt64)))
+	debug.SetMemoryLimit(int64(min(Limit(u, c.ceiling), math.MaxInt64)))
 }

@@ -60,7 +60,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	log.Info("starting jetway bridge", slog.Any("config", cfg))
 	// The heap's growth between collections follows the live heap (see
 	// package memlimit): idle streams' garbage does not pile up in RSS.
-	defer memlimit.Start()()
+	if cfg.Server.FollowLiveHeap {
+		defer memlimit.Start()()
+	}
 	srv, err := server.Start(ctx, cfg, log)
 	if err != nil {
 		return err
