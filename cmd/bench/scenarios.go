@@ -28,10 +28,10 @@ type budget struct {
 var (
 	quickBudget = budget{
 		rounds: 2, runTime: 400 * time.Millisecond, maxOps: 1_000_000,
-		consumeN: 100_000, consumeTime: time.Second, fillTime: 10 * time.Second,
+		consumeN: 60_000, consumeTime: time.Second, fillTime: 10 * time.Second,
 		fetchIters: 40, fetchTime: 1500 * time.Millisecond,
-		e2eTime:     time.Second,
-		idleStreams: 1000, idleWindow: 5 * time.Second, idleRounds: 1,
+		e2eTime:     600 * time.Millisecond,
+		idleStreams: 1000, idleWindow: 4 * time.Second, idleRounds: 1,
 	}
 	fullBudget = budget{
 		rounds: 5, runTime: 1500 * time.Millisecond, maxOps: 5_000_000,
