@@ -10,6 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetway-dev/jetway/refusal"
 )
 
 // ErrPoolFull is a call whose identity needs a NATS connection of its own
@@ -130,8 +132,10 @@ func (p *Pool) dial(id *Identity) (jetstream.JetStream, error) {
 	log := p.cfg.Logger.With(slog.String("identity", id.Name))
 	opts := append(append([]nats.Option{
 		nats.Name("jetway-bridge:" + id.Name),
-		// nats-server's own refusals (permission violations) arrive here.
-		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		// nats-server's own refusals (permission violations) arrive here;
+		// a refused publish ends the call waiting on it.
+		nats.ErrorHandler(func(nc *nats.Conn, _ *nats.Subscription, err error) {
+			refusal.Record(nc, err)
 			log.Warn("NATS refused an operation of the identity", slog.Any("error", err))
 		}),
 	}, p.cfg.Options...), creds...)

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	jetwayv1 "github.com/jetway-dev/jetway/gen/jetway/v1"
+	"github.com/jetway-dev/jetway/refusal"
 )
 
 // pubAcks publishes the messages of one PublishStream, each with a reply
@@ -36,7 +37,10 @@ import (
 //     late ack is dropped on arrival;
 //   - a publish made before the bridge lost its NATS connection fails with
 //     nats.ErrDisconnected (UNAVAILABLE) rather than waiting out the
-//     timeout.
+//     timeout;
+//   - a publish nats-server refused (the connection's NATS user may not
+//     publish to its subject) fails with the refusal (PERMISSION_DENIED)
+//     when it arrives, rather than waiting out the timeout.
 //
 // publish belongs to the stream's reader goroutine, wait to its writer;
 // deliver runs on the subscription's goroutine (nats.go's, one per stream,
@@ -45,6 +49,7 @@ type pubAcks struct {
 	nc      *nats.Conn
 	prefix  string // the inbox and a dot; a reply is prefix + the publish's number
 	sub     *nats.Subscription
+	refused *refusal.Watch
 	timeout time.Duration
 	ready   chan struct{} // an answer was filed (capacity 1)
 
@@ -98,12 +103,14 @@ func newPubAcks(nc *nats.Conn, timeout time.Duration) (*pubAcks, error) {
 		return nil, fmt.Errorf("subscribe to the publish ack inbox: %w", err)
 	}
 	a.sub = sub
+	a.refused = refusal.All(nc, a.refuse)
 	return a, nil
 }
 
 // close unsubscribes and cancels pending resends; answers still to come
 // are dropped.
 func (a *pubAcks) close() {
+	a.refused.Stop()
 	_ = a.sub.Unsubscribe()
 	a.mu.Lock()
 	a.closed = true
@@ -188,6 +195,26 @@ func (a *pubAcks) deliver(m *nats.Msg) {
 	e.answer = m
 	a.mu.Unlock()
 	a.wake()
+}
+
+// refuse fails the publishes to subject still awaiting an answer: nats-server
+// refused one, and refuses them all (the same user, the same subject).
+func (a *pubAcks) refuse(subject string, err error) {
+	a.mu.Lock()
+	failed := false
+	for i := range a.ring {
+		if e := &a.ring[i]; e.live && e.answer == nil && e.err == nil && e.msg.Subject == subject {
+			if e.retry != nil {
+				e.retry.Stop()
+				e.retry = nil
+			}
+			e.err, failed = err, true
+		}
+	}
+	a.mu.Unlock()
+	if failed {
+		a.wake()
+	}
 }
 
 // resend publishes k again after "no responders".

@@ -20,6 +20,7 @@ import (
 
 	"github.com/jetway-dev/jetway/bridge/acktoken"
 	jetwayv1 "github.com/jetway-dev/jetway/gen/jetway/v1"
+	"github.com/jetway-dev/jetway/refusal"
 )
 
 // IdempotencyKeyMetadata is the metadata key the gateway fills from the
@@ -61,8 +62,18 @@ func (s *messageService) Publish(ctx context.Context, req *jetwayv1.PublishReque
 	if err != nil {
 		return nil, err
 	}
-	ack, err := js.PublishMsg(ctx, msg)
+	// nats-server refuses a publish its NATS user may not make without a
+	// reply: the refusal comes to the connection's error handler, and ends
+	// this wait rather than its deadline.
+	pctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	w := refusal.Subject(js.Conn(), msg.Subject, cancel)
+	ack, err := js.PublishMsg(pctx, msg)
+	w.Stop()
 	if err != nil {
+		if cause := context.Cause(pctx); ctx.Err() == nil && errors.Is(cause, nats.ErrPermissionViolation) {
+			err = cause
+		}
 		return nil, translate(err, fmt.Sprintf("publish to %q", req.GetSubject()))
 	}
 	return pubAckTo(ack), nil

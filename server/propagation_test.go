@@ -123,16 +123,39 @@ accounts {
 	}
 	// Defence in depth: the bridge allows tenant B everything, its NATS
 	// user may not publish to orders.secret. nats-server refuses the
-	// publish asynchronously and nats.go does not fail the request with
-	// it, so the call ends at its deadline; what matters is that nothing
-	// is stored.
-	short, cancel := context.WithTimeout(bb, 1500*time.Millisecond)
+	// publish with an asynchronous -ERR and no reply; the refusal ends the
+	// call with PERMISSION_DENIED (package refusal), not at its deadline.
+	short, cancel := context.WithTimeout(bb, 10*time.Second)
 	defer cancel()
-	if err := publish(short, "orders.secret", "x"); err == nil {
-		t.Errorf("tenant B published to orders.secret, which its NATS user may not")
+	if err := publish(short, "orders.secret", "x"); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("tenant B's publish to orders.secret: %v, want PERMISSION_DENIED from nats-server's refusal", err)
 	}
-	if n := count(bb); n != 2 {
-		t.Errorf("tenant B's ORDERS holds %d messages after the refused publish, want 2", n)
+	// PublishStream: the refused publish fails on its own, and the stream
+	// goes on.
+	ps, err := b.Messages.PublishStream(short)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, subj := range []string{"orders.secret", "orders.new"} {
+		if err := ps.Send(&jetwayv1.PublishStreamRequest{Id: uint64(i), Publish: &jetwayv1.PublishRequest{Subject: subj, Payload: &jetwayv1.PublishRequest_Text{Text: "B3"}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = ps.CloseSend()
+	for range 2 {
+		r, err := ps.Recv()
+		if err != nil {
+			t.Fatalf("PublishStream: %v", err)
+		}
+		switch {
+		case r.GetId() == 0 && r.GetError().GetCode() != int32(codes.PermissionDenied):
+			t.Errorf("PublishStream to orders.secret: %v, want PERMISSION_DENIED", r)
+		case r.GetId() == 1 && r.GetAck() == nil:
+			t.Errorf("PublishStream to orders.new after the refusal: %v, want an ack", r)
+		}
+	}
+	if n := count(bb); n != 3 {
+		t.Errorf("tenant B's ORDERS holds %d messages after the refused publishes, want 3 (B1, B2, B3)", n)
 	}
 	if err := publish(a, "orders.secret", "x"); err != nil {
 		t.Errorf("tenant A publish to orders.secret: %v", err)

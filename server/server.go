@@ -30,6 +30,7 @@ import (
 	"github.com/jetway-dev/jetway/config"
 	"github.com/jetway-dev/jetway/embedded"
 	"github.com/jetway-dev/jetway/gateway"
+	"github.com/jetway-dev/jetway/refusal"
 )
 
 // defaultMaxPayload is NATS's default maximum payload, used to size limits
@@ -378,7 +379,9 @@ func connect(cfg config.Config, log *slog.Logger, urls string, extra []nats.Opti
 		nats.RetryOnFailedConnect(true),
 		nats.DrainTimeout(cfg.Server.ShutdownTimeout),
 		nats.ConnectHandler(func(*nats.Conn) { connected <- struct{}{} }),
-		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+		nats.ErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
+			// A refused publish ends the call waiting on it.
+			refusal.Record(nc, err)
 			attrs := []any{slog.Any("error", err)}
 			if sub != nil {
 				attrs = append(attrs, slog.String("subject", sub.Subject))
