@@ -278,7 +278,7 @@ func (a *pubAcks) wait(ctx context.Context, n uint64) (*jetwayv1.PublishResponse
 		case <-a.timer.C:
 		case <-lost:
 			a.mu.Lock()
-			if e := a.entry(n); e != nil && e.answer == nil {
+			if e := a.entry(n); e != nil && e.answer == nil && e.err == nil {
 				a.forget(e)
 				a.mu.Unlock()
 				return nil, nats.ErrDisconnected

@@ -71,7 +71,9 @@ func (s *messageService) Publish(ctx context.Context, req *jetwayv1.PublishReque
 	ack, err := js.PublishMsg(pctx, msg)
 	w.Stop()
 	if err != nil {
-		if cause := context.Cause(pctx); ctx.Err() == nil && errors.Is(cause, nats.ErrPermissionViolation) {
+		if cause := context.Cause(pctx); ctx.Err() != nil {
+			err = ctx.Err() // the caller's deadline or cancellation
+		} else if errors.Is(cause, nats.ErrPermissionViolation) {
 			err = cause
 		}
 		return nil, translate(err, fmt.Sprintf("publish to %q", req.GetSubject()))

@@ -9,20 +9,23 @@
 // over a few minutes, all of it garbage waiting for a collection.
 //
 // After every collection, Start sets the runtime's soft memory limit to
-// the memory the process holds then plus a headroom. What it holds is the
-// live heap, the free slots inside the heap's spans (fragmentation: the
-// runtime counts them as held, and a limit that did not would sit under
-// what the heap holds and make it collect without pause), and everything
-// outside the heap. The headroom is what the process allocates in
+// the memory the process holds then plus a headroom, plus the margin the
+// runtime keeps under any limit (see Limit). What it holds is everything
+// but the heap's free pages: the live heap, the free slots inside the
+// heap's spans (fragmentation: the runtime counts them as held, and a
+// limit that did not would sit under what the heap holds and make it
+// collect without pause), the dead objects not yet swept (which become
+// such slots, or free pages) and everything outside the heap. The
+// headroom is what the process allocates in
 // MinInterval, or in the time one collection's CPU takes at MaxGCCPU of a
 // core if that is longer, and at least MinHeadroom: collecting at the
-// limit's pace comes at most every 2 s and costs at most 5 % of a core.
+// limit's pace comes at most every 2 s and is sized for 5 % of a core.
 // A busy process with a small heap gets a headroom above what GOGC allows
 // and collects at GOGC's pace as before. A large heap collects once it
 // has grown by the headroom: when it is mostly idle state, at a fraction
 // of the memory GOGC would let it take; when it is also busy, at up to
-// 5 % of a core spent to keep it smaller. The runtime returns the pages
-// above the limit to the OS. A limit the operator set (GOMEMLIMIT) stays
+// about 5 % of a core spent to keep it smaller. The runtime returns pages
+// to the OS to stay under the limit. A limit the operator set (GOMEMLIMIT) stays
 // the ceiling.
 package memlimit
 
@@ -65,16 +68,29 @@ type Usage struct {
 // plus the headroom, under ceiling. The headroom is what the process
 // allocates between two collections at the pace MinInterval and MaxGCCPU
 // allow, at least MinHeadroom.
+//
+// The runtime does not let the heap reach the limit: its heap goal is the
+// limit less the memory outside heap objects, less 3 % of what is left
+// (at least 1 MiB; runtime/mgcpacer.go, memoryLimitHeapGoal). The limit
+// adds that margin back, so that the goal is the live heap plus the
+// headroom whatever the heap's size: without it a live heap of 32 times
+// the headroom had no room left and collected without pause.
 func Limit(u Usage, ceiling uint64) uint64 {
+	goal := u.Live + Headroom(u)
+	margin := max(goal*3/97+1, 1<<20)
+	return min(u.Other+goal+margin, ceiling)
+}
+
+// Headroom is how far the heap may grow past its live bytes before the
+// next collection, in the state u.
+func Headroom(u Usage) uint64 {
 	interval := max(MinInterval.Seconds(), u.CycleCPU/MaxGCCPU)
-	headroom := max(uint64(MinHeadroom), uint64(u.Rate*interval))
-	return min(u.Live+u.Other+headroom, ceiling)
+	return max(uint64(MinHeadroom), uint64(u.Rate*interval))
 }
 
 var samples = []metrics.Sample{
 	{Name: "/gc/heap/live:bytes"},
 	{Name: "/memory/classes/total:bytes"},
-	{Name: "/memory/classes/heap/objects:bytes"},
 	{Name: "/memory/classes/heap/free:bytes"},
 	{Name: "/memory/classes/heap/released:bytes"},
 	{Name: "/gc/heap/allocs:bytes"},
@@ -100,14 +116,18 @@ func read(s []metrics.Sample, prev counters) (u Usage, now counters) {
 		return s[i].Value.Uint64()
 	}
 	u.Live = v(0)
-	// Objects (live, and dead ones not yet swept), free pages and released
-	// pages are the heap's memory that is not held beyond the live heap.
-	if notHeld := v(2) + v(3) + v(4); v(1) > notHeld {
+	// Held beyond the live heap: everything but free and released pages.
+	// That counts the dead objects not yet swept (read is called before
+	// the sweep ends): those in spans that stay in use become free slots,
+	// which the runtime counts as held, and only those in spans freed
+	// whole are counted in excess (a headroom larger by at most the
+	// garbage of one cycle).
+	if notHeld := u.Live + v(2) + v(3); v(1) > notHeld {
 		u.Other = v(1) - notHeld
 	}
-	now = counters{allocs: v(5), cycles: v(6), at: time.Now()}
-	if s[7].Value.Kind() == metrics.KindFloat64 {
-		now.gcCPU = s[7].Value.Float64()
+	now = counters{allocs: v(4), cycles: v(5), at: time.Now()}
+	if s[6].Value.Kind() == metrics.KindFloat64 {
+		now.gcCPU = s[6].Value.Float64()
 	}
 	if prev.at.IsZero() {
 		return u, now
@@ -127,11 +147,17 @@ type controller struct {
 	stopped atomic.Bool
 	samples []metrics.Sample
 	last    counters // at the previous collection
+	used    Usage    // the state the limit was last set from
 }
 
 // Start keeps the memory limit following the live heap until stop is
 // called, which restores the limit found at Start. Only one may run.
 func Start() (stop func()) {
+	_, stop = start()
+	return stop
+}
+
+func start() (*controller, func()) {
 	ceiling := debug.SetMemoryLimit(-1)
 	c := &controller{ceiling: uint64(ceiling), samples: append([]metrics.Sample(nil), samples...)}
 	if ceiling <= 0 {
@@ -139,7 +165,7 @@ func Start() (stop func()) {
 	}
 	c.arm()
 	var once sync.Once
-	return func() {
+	return c, func() {
 		once.Do(func() {
 			c.mu.Lock()
 			defer c.mu.Unlock()
@@ -174,5 +200,6 @@ func (c *controller) update() {
 	if u.Live == 0 || u.Other == 0 {
 		return
 	}
+	c.used = u
 	debug.SetMemoryLimit(int64(min(Limit(u, c.ceiling), math.MaxInt64)))
 }

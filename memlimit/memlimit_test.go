@@ -9,28 +9,80 @@ import (
 	"time"
 )
 
-// TestLimit: the limit is what the process holds plus the allocation in
-// MinInterval or in the time one collection's CPU takes at MaxGCCPU,
-// whichever is longer, at least MinHeadroom, under the ceiling.
+// TestLimit: the headroom is the allocation in MinInterval or in the time
+// one collection's CPU takes at MaxGCCPU, whichever is longer, at least
+// MinHeadroom; and the runtime's heap goal under the limit is the live
+// heap plus that headroom, whatever the heap's size, under the ceiling.
 func TestLimit(t *testing.T) {
 	const mib = 1 << 20
 	for _, c := range []struct {
-		name string
-		u    Usage
-		ceil uint64
-		want uint64
+		name     string
+		u        Usage
+		headroom uint64
 	}{
-		{"idle: the minimum headroom", Usage{Live: 57 * mib, Other: 100 * mib, Rate: 0.5 * mib, CycleCPU: 0.1}, math.MaxInt64, 157*mib + MinHeadroom},
+		{"idle: the minimum headroom", Usage{Live: 57 * mib, Other: 100 * mib, Rate: 0.5 * mib, CycleCPU: 0.1}, MinHeadroom},
 		// 50 MB/s for 0.25 s / 0.05 = 5 s: one collection every 5 s.
-		{"busy large heap: 5 % of a core", Usage{Live: 384 * mib, Other: 20 * mib, Rate: 50 * mib, CycleCPU: 0.25}, math.MaxInt64, 404*mib + 250*mib},
-		{"busy small heap: 2 s of allocation", Usage{Live: 10 * mib, Other: 20 * mib, Rate: 200 * mib, CycleCPU: 0.005}, math.MaxInt64, 30*mib + 400*mib},
-		{"under the operator's ceiling", Usage{Live: 57 * mib, Other: 100 * mib}, 160 * mib, 160 * mib},
+		{"busy large heap: 5 % of a core", Usage{Live: 384 * mib, Other: 20 * mib, Rate: 50 * mib, CycleCPU: 0.25}, 250 * mib},
+		{"busy small heap: 2 s of allocation", Usage{Live: 10 * mib, Other: 20 * mib, Rate: 200 * mib, CycleCPU: 0.005}, 400 * mib},
+		// 32 times the headroom: the runtime's 3 % margin alone is more.
+		{"large idle heap", Usage{Live: 800 * mib, Other: 100 * mib}, MinHeadroom},
+		{"small idle heap", Usage{Live: 1 * mib, Other: 1 * mib}, MinHeadroom},
 	} {
-		if got := Limit(c.u, c.ceil); got != c.want {
-			t.Errorf("%s: Limit = %d MiB, want %d MiB", c.name, got/mib, c.want/mib)
+		if got := Headroom(c.u); got != c.headroom {
+			t.Errorf("%s: headroom %d MiB, want %d MiB", c.name, got/mib, c.headroom/mib)
+		}
+		goal := runtimeGoal(Limit(c.u, math.MaxInt64), c.u.Other)
+		if want := c.u.Live + c.headroom; goal < want || goal > want+mib {
+			t.Errorf("%s: the runtime's heap goal is %.1f MiB, want live + headroom, %d MiB", c.name, float64(goal)/mib, want/mib)
 		}
 	}
+	if got := Limit(Usage{Live: 57 * mib, Other: 100 * mib}, 160*mib); got != 160*mib {
+		t.Errorf("under the operator's ceiling of 160 MiB: Limit = %d MiB", got/mib)
+	}
 }
+
+// runtimeGoal is the heap goal the runtime derives from a memory limit
+// when other bytes are held outside heap objects (runtime/mgcpacer.go,
+// memoryLimitHeapGoal).
+func runtimeGoal(limit, other uint64) uint64 {
+	goal := limit - other
+	margin := max(goal/100*3, 1<<20)
+	return goal - margin
+}
+
+// TestGoalLeavesHeadroom: with the limit set after a collection of a
+// 128 MiB live heap, the runtime's own heap goal (GOGC off, so the limit
+// alone sets it) leaves the headroom the limit was computed for. Without
+// the margin Limit adds, it left 3 % of the heap less.
+func TestGoalLeavesHeadroom(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	ballast = make([]byte, 128<<20)
+	defer func() { ballast = nil }()
+	c, stop := start()
+	defer stop()
+	var used Usage
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		runtime.GC() // the finalizer that updates the limit runs after it
+		runtime.Gosched()
+		c.mu.Lock()
+		used = c.used
+		c.mu.Unlock()
+		if used.Live >= 128<<20 {
+			break
+		}
+	}
+	if used.Live < 128<<20 {
+		t.Fatalf("no limit set from the 128 MiB heap: %+v", used)
+	}
+	goal, live := sample("/gc/heap/goal:bytes"), sample("/gc/heap/live:bytes")
+	if h := Headroom(used); goal < live+h-h/16 {
+		t.Errorf("heap goal %d MiB over a live heap of %d MiB: %d MiB of room, want the headroom, %d MiB",
+			goal>>20, live>>20, (goal-live)>>20, h>>20)
+	}
+}
+
+// ballast is TestGoalLeavesHeadroom's live heap.
+var ballast []byte
 
 // TestStartFollowsCollections: after a collection the runtime's limit is
 // set from the live heap (finite, above what is in use), and stop restores
@@ -94,4 +146,10 @@ func TestFragmentedHeap(t *testing.T) {
 	if got := Limit(u, math.MaxInt64); got < held+MinHeadroom/2 {
 		t.Errorf("limit %d MiB, under what the process holds (%d MiB, %d of it free slots) plus room to grow", got>>20, held>>20, unused>>20)
 	}
+}
+
+func sample(name string) uint64 {
+	s := []metrics.Sample{{Name: name}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
 }

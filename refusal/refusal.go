@@ -12,7 +12,10 @@
 //
 // Watches are keyed by connection in one registry for the process: the
 // error handler is set when a connection is made, and nats.Conn has no
-// place for the watches of its own.
+// place for the watches of its own. A refusal is matched by subject, not
+// by publish: every publish to that subject on that connection is
+// refused alike, unless nats-server's permissions changed in between (a
+// configuration reload), when a late refusal may fail a newer call.
 package refusal
 
 import (
@@ -70,8 +73,9 @@ func All(nc *nats.Conn, f func(subject string, err error)) *Watch {
 	return w
 }
 
-// Stop ends the watch; f is not called after Stop returns, unless it was
-// already running.
+// Stop ends the watch. Record calls the watches it found after releasing
+// the registry, so f may still be called once by a Record under way when
+// Stop returns: f must tolerate a late call.
 func (w *Watch) Stop() {
 	reg.mu.Lock()
 	defer reg.mu.Unlock()
