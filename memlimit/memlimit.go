@@ -96,13 +96,22 @@ var samples = []metrics.Sample{
 	{Name: "/gc/heap/allocs:bytes"},
 	{Name: "/gc/cycles/total:gc-cycles"},
 	{Name: "/cpu/classes/gc/total:cpu-seconds"},
+	{Name: "/memory/classes/heap/objects:bytes"},
 }
 
-// counters are the cumulative figures Usage takes differences of.
+// counters are the cumulative figures Usage takes differences of, and
+// what the sweep's progress is judged by.
 type counters struct {
 	allocs, cycles uint64
 	gcCPU          float64
 	at             time.Time
+	// unswept is an estimate of the dead bytes not yet swept: heap
+	// objects less the live heap and what was allocated since the
+	// previous read of the same cycle.
+	unswept uint64
+	// sweptOther is Other once the sweep is done: everything held but the
+	// heap objects (free slots and memory outside the heap).
+	sweptOther uint64
 }
 
 // read fills u from the runtime's metrics, with the rate and cycle cost
@@ -129,6 +138,17 @@ func read(s []metrics.Sample, prev counters) (u Usage, now counters) {
 	if s[6].Value.Kind() == metrics.KindFloat64 {
 		now.gcCPU = s[6].Value.Float64()
 	}
+	objects := v(7)
+	if notHeld := objects + v(2) + v(3); v(1) > notHeld {
+		now.sweptOther = v(1) - notHeld
+	}
+	since := uint64(0)
+	if prev.cycles == now.cycles && now.allocs >= prev.allocs {
+		since = now.allocs - prev.allocs // a re-read within the cycle
+	}
+	if objects > u.Live+since {
+		now.unswept = objects - u.Live - since
+	}
 	if prev.at.IsZero() {
 		return u, now
 	}
@@ -148,7 +168,19 @@ type controller struct {
 	samples []metrics.Sample
 	last    counters // at the previous collection
 	used    Usage    // the state the limit was last set from
+	// refine re-reads the heap until its sweep is done (see update).
+	refine *time.Timer
+	tries  int
 }
+
+const (
+	// sweepPoll is how often the limit is re-read while the sweep of the
+	// last collection's garbage runs, at most sweepTries times.
+	sweepPoll  = 20 * time.Millisecond
+	sweepTries = 50
+	// sweptEnough is the unswept estimate below which the sweep is done.
+	sweptEnough = 1 << 20
+)
 
 // Start keeps the memory limit following the live heap until stop is
 // called, which restores the limit found at Start. Only one may run.
@@ -170,6 +202,9 @@ func start() (*controller, func()) {
 			c.mu.Lock()
 			defer c.mu.Unlock()
 			c.stopped.Store(true)
+			if c.refine != nil {
+				c.refine.Stop()
+			}
 			debug.SetMemoryLimit(ceiling)
 		})
 	}
@@ -201,5 +236,43 @@ func (c *controller) update() {
 		return
 	}
 	c.used = u
+	debug.SetMemoryLimit(int64(min(Limit(u, c.ceiling), math.MaxInt64)))
+	// The finalizer runs when its own span is swept, usually before the
+	// sweep ends, so u counts the unswept garbage as held, which errs
+	// toward a larger headroom. Once the sweep is done the limit is set
+	// again from what the heap then holds (its free slots included).
+	c.tries = 0
+	c.scheduleRefine()
+}
+
+// scheduleRefine re-reads the heap after sweepPoll. c.mu is held.
+func (c *controller) scheduleRefine() {
+	if c.refine == nil {
+		c.refine = time.AfterFunc(sweepPoll, c.refined)
+	} else {
+		c.refine.Reset(sweepPoll)
+	}
+}
+
+// refined sets the limit again once the last collection's sweep is done:
+// from the same live heap and headroom, and what is held beyond the live
+// heap now that every dead object is a free slot or a free page.
+func (c *controller) refined() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopped.Load() || c.used.Live == 0 {
+		return
+	}
+	_, now := read(c.samples, c.last)
+	if now.cycles != c.last.cycles {
+		return // a newer collection's finalizer takes over
+	}
+	c.tries++
+	if now.unswept > sweptEnough && c.tries < sweepTries {
+		c.scheduleRefine()
+		return
+	}
+	u := c.used
+	u.Other = now.sweptOther + now.unswept
 	debug.SetMemoryLimit(int64(min(Limit(u, c.ceiling), math.MaxInt64)))
 }

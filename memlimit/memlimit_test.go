@@ -153,3 +153,28 @@ func sample(name string) uint64 {
 	metrics.Read(s)
 	return s[0].Value.Uint64()
 }
+
+// TestUnsweptEstimate: once a collection's sweep is done, the estimate of
+// unswept garbage is near zero, and allocating since does not raise it
+// (the allocation is counted against the headroom, not as garbage).
+func TestUnsweptEstimate(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(-1)) // no collection in between
+	runtime.GC()                                     // returns once every span is swept
+	s := append([]metrics.Sample(nil), samples...)
+	_, first := read(s, counters{})
+	for range 512 {
+		garbage = append(garbage, make([]byte, 16<<10)) // 8 MiB, kept
+	}
+	defer func() { garbage = nil }()
+	_, now := read(s, first)
+	if now.cycles != first.cycles {
+		t.Fatalf("a collection ran in between (%d, %d)", first.cycles, now.cycles)
+	}
+	if first.unswept > sweptEnough || now.unswept > sweptEnough {
+		t.Errorf("unswept estimate %d KiB after the sweep, %d KiB after allocating 8 MiB; want under %d KiB",
+			first.unswept>>10, now.unswept>>10, sweptEnough>>10)
+	}
+}
+
+// garbage is TestUnsweptEstimate's allocation.
+var garbage [][]byte
