@@ -14,9 +14,12 @@
 // but the heap's free pages: the live heap, the free slots inside the
 // heap's spans (fragmentation: the runtime counts them as held, and a
 // limit that did not would sit under what the heap holds and make it
-// collect without pause), the dead objects not yet swept (which become
-// such slots, or free pages) and everything outside the heap. The
-// headroom is what the process allocates in
+// collect without pause) and everything outside the heap. The limit is
+// set as the collection's finalizer runs, which is usually before the
+// sweep ends: the dead objects not yet swept are counted as held then,
+// which errs toward a larger headroom, and the limit is set again once
+// the sweep is done (polled every 20 ms), from the free slots as they
+// then are. The headroom is what the process allocates in
 // MinInterval, or in the time one collection's CPU takes at MaxGCCPU of a
 // core if that is longer, and at least MinHeadroom: collecting at the
 // limit's pace comes at most every 2 s and is sized for 5 % of a core.
