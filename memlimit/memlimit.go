@@ -84,6 +84,23 @@ func Limit(u Usage, ceiling uint64) uint64 {
 	return min(u.Other+goal+margin, ceiling)
 }
 
+// FreeRoom raises limit so that free pages not yet returned to the OS do
+// not eat the heap's room. The runtime counts them against the limit
+// (mapped) and takes what is over it from the heap goal, in full; the
+// headroom above what is held, room, absorbs free pages up to its own
+// size. Beyond that the limit keeps the goal's room while sitting under
+// mapped by half the excess, so the scavenger still returns it.
+func FreeRoom(limit, room, mapped, free uint64) uint64 {
+	if free <= room {
+		return limit
+	}
+	excess := (free - room) / 2
+	if mapped > excess {
+		return max(limit, mapped-excess)
+	}
+	return limit
+}
+
 // Headroom is how far the heap may grow past its live bytes before the
 // next collection, in the state u.
 func Headroom(u Usage) uint64 {
@@ -115,6 +132,9 @@ type counters struct {
 	// sweptOther is Other once the sweep is done: everything held but the
 	// heap objects (free slots and memory outside the heap).
 	sweptOther uint64
+	// mapped is the memory the runtime counts against the limit (all but
+	// released pages), free the heap's free pages not yet returned.
+	mapped, free uint64
 }
 
 // read fills u from the runtime's metrics, with the rate and cycle cost
@@ -142,6 +162,10 @@ func read(s []metrics.Sample, prev counters) (u Usage, now counters) {
 		now.gcCPU = s[6].Value.Float64()
 	}
 	objects := v(7)
+	now.free = v(2)
+	if v(1) > v(3) {
+		now.mapped = v(1) - v(3)
+	}
 	if notHeld := objects + v(2) + v(3); v(1) > notHeld {
 		now.sweptOther = v(1) - notHeld
 	}
@@ -172,8 +196,9 @@ type controller struct {
 	last    counters // at the previous collection
 	used    Usage    // the state the limit was last set from
 	// refine re-reads the heap until its sweep is done (see update).
-	refine *time.Timer
-	tries  int
+	refine  *time.Timer
+	tries   int
+	unswept uint64 // the last re-read's estimate
 }
 
 const (
@@ -236,10 +261,11 @@ func (c *controller) update() {
 	var u Usage
 	u, c.last = read(c.samples, c.last)
 	if u.Live == 0 || u.Other == 0 {
+		c.used = Usage{} // a pending re-read has nothing to refine
 		return
 	}
 	c.used = u
-	debug.SetMemoryLimit(int64(min(Limit(u, c.ceiling), math.MaxInt64)))
+	c.set(u, c.last)
 	// The finalizer runs when its own span is swept, usually before the
 	// sweep ends, so u counts the unswept garbage as held, which errs
 	// toward a larger headroom. Once the sweep is done the limit is set
@@ -271,11 +297,23 @@ func (c *controller) refined() {
 		return // a newer collection's finalizer takes over
 	}
 	c.tries++
-	if now.unswept > sweptEnough && c.tries < sweepTries {
+	// Done when the estimate is small or has stopped falling (it includes
+	// what was allocated between the collection and the finalizer).
+	progress := c.tries == 1 || now.unswept < c.unswept
+	c.unswept = now.unswept
+	if now.unswept > sweptEnough && progress && c.tries < sweepTries {
 		c.scheduleRefine()
 		return
 	}
 	u := c.used
 	u.Other = now.sweptOther + now.unswept
-	debug.SetMemoryLimit(int64(min(Limit(u, c.ceiling), math.MaxInt64)))
+	c.set(u, now)
+}
+
+// set sets the runtime's limit for the state u, with what n read of the
+// free pages. c.mu is held.
+func (c *controller) set(u Usage, n counters) {
+	limit := Limit(u, math.MaxUint64)
+	limit = FreeRoom(limit, limit-u.Other-u.Live, n.mapped, n.free)
+	debug.SetMemoryLimit(int64(min(limit, c.ceiling, math.MaxInt64)))
 }

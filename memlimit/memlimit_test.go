@@ -50,6 +50,44 @@ func runtimeGoal(limit, other uint64) uint64 {
 	return goal - margin
 }
 
+// TestFreeRoom: free pages not yet returned to the OS count against the
+// limit in the runtime, which takes what is over it from the heap goal.
+// However many there are, the goal keeps the headroom, and the limit stays
+// under what is mapped, so the scavenger returns them.
+func TestFreeRoom(t *testing.T) {
+	const mib = 1 << 20
+	u := Usage{Live: 100 * mib, Other: 50 * mib}
+	h := Headroom(u)
+	limit := Limit(u, math.MaxInt64)
+	room := limit - u.Other - u.Live
+	for _, free := range []uint64{0, room / 2, room, 4 * room, 20 * room} {
+		mapped := u.Live + u.Other + free
+		got := FreeRoom(limit, room, mapped, free)
+		if goal := runtimeGoalMapped(got, u.Other, mapped); goal+mib < u.Live+h {
+			t.Errorf("%d MiB free: limit %d MiB, heap goal %d MiB, want the live heap plus the headroom, %d MiB",
+				free/mib, got/mib, goal/mib, (u.Live+h)/mib)
+		}
+		if free > room && got >= mapped {
+			t.Errorf("%d MiB free: limit %d MiB, not under the %d MiB mapped: nothing would be returned", free/mib, got/mib, mapped/mib)
+		}
+	}
+}
+
+// runtimeGoalMapped is the runtime's heap goal under a limit when mapped
+// bytes are counted against it, nonHeap of them outside heap objects and
+// free pages (runtime/mgcpacer.go, memoryLimitHeapGoal).
+func runtimeGoalMapped(limit, nonHeap, mapped uint64) uint64 {
+	var over uint64
+	if mapped > limit {
+		over = mapped - limit
+	}
+	if nonHeap+over >= limit {
+		return 0
+	}
+	goal := limit - nonHeap - over
+	return goal - max(goal/100*3, 1<<20)
+}
+
 // TestGoalLeavesHeadroom: with the limit set after a collection of a
 // 128 MiB live heap, the runtime's own heap goal (GOGC off, so the limit
 // alone sets it) leaves the headroom the limit was computed for. Without
@@ -58,6 +96,7 @@ func TestGoalLeavesHeadroom(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	ballast = make([]byte, 128<<20)
 	defer func() { ballast = nil }()
+	debug.FreeOSMemory() // earlier tests' garbage
 	c, stop := start()
 	defer stop()
 	var used Usage
