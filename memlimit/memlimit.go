@@ -19,7 +19,11 @@
 // sweep ends: the dead objects not yet swept are counted as held then,
 // which errs toward a larger headroom, and the limit is set again once
 // the sweep is done (polled every 20 ms), from the free slots as they
-// then are. The headroom is what the process allocates in
+// then are. Free pages not yet returned to the OS count against the limit
+// in the runtime: when there are more than the headroom, the limit keeps
+// the heap's room and sits under what is mapped by half the excess, which
+// the scavenger returns (FreeRoom). The headroom is what the process
+// allocates in
 // MinInterval, or in the time one collection's CPU takes at MaxGCCPU of a
 // core if that is longer, and at least MinHeadroom: collecting at the
 // limit's pace comes at most every 2 s and is sized for 5 % of a core.
