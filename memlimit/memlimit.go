@@ -61,8 +61,9 @@ const (
 type Usage struct {
 	Live uint64 // live heap found by the collection
 	// Other is the rest of the memory held: free slots inside the heap's
-	// spans and everything outside the heap. Free pages are not counted:
-	// the runtime returns them to the OS when they are over the limit.
+	// spans and everything outside the heap. Free pages are not counted
+	// here: the scavenger returns them, and FreeRoom keeps them from
+	// eating the heap's room meanwhile.
 	Other uint64
 	// Rate is the bytes allocated a second since the previous collection.
 	Rate float64
@@ -152,26 +153,26 @@ func read(s []metrics.Sample, prev counters) (u Usage, now counters) {
 		return s[i].Value.Uint64()
 	}
 	u.Live = v(0)
-	// Held beyond the live heap: everything but free and released pages.
-	// That counts the dead objects not yet swept (read is called before
-	// the sweep ends): those in spans that stay in use become free slots,
-	// which the runtime counts as held, and only those in spans freed
-	// whole are counted in excess (a headroom larger by at most the
-	// garbage of one cycle).
-	if notHeld := u.Live + v(2) + v(3); v(1) > notHeld {
-		u.Other = v(1) - notHeld
-	}
-	now = counters{allocs: v(4), cycles: v(5), at: time.Now()}
+	now = counters{allocs: v(4), cycles: v(5), at: time.Now(), free: v(2)}
 	if s[6].Value.Kind() == metrics.KindFloat64 {
 		now.gcCPU = s[6].Value.Float64()
 	}
 	objects := v(7)
-	now.free = v(2)
 	if v(1) > v(3) {
 		now.mapped = v(1) - v(3)
 	}
-	if notHeld := objects + v(2) + v(3); v(1) > notHeld {
-		now.sweptOther = v(1) - notHeld
+	// held is everything but free and released pages. Beyond the live
+	// heap, that counts the dead objects not yet swept (read is called
+	// before the sweep ends): those in spans that stay in use become free
+	// slots, which the runtime counts as held, and only those in spans
+	// freed whole are counted in excess (a headroom larger by at most the
+	// garbage of one cycle).
+	held := now.mapped - min(now.free, now.mapped)
+	if held > u.Live {
+		u.Other = held - u.Live
+	}
+	if held > objects {
+		now.sweptOther = held - objects
 	}
 	since := uint64(0)
 	if prev.cycles == now.cycles && now.allocs >= prev.allocs {
