@@ -77,16 +77,31 @@ type ConsumeGrant struct {
 	// ("ORDERS.billing"; "ORDERS.*": any durable of ORDERS) and over
 	// "STREAM" alone for ephemeral subscriptions ("ORDERS"); ">" is all.
 	Streams []string `json:"streams"`
-	// Subjects bound the filter subjects of ephemeral subscriptions.
+	// Subjects bound the filter subjects of the consumers it creates
+	// (ephemeral subscriptions, and durables with CreateDurables). Not
+	// given: every subject of the stream; given with an empty allow list:
+	// none.
 	Subjects *perm.Set `json:"subjects,omitempty"`
+	// CreateDurables lets a Subscribe with a config create a durable
+	// consumer it may consume that does not exist yet. Without it only
+	// existing durables (made by an admin) can be consumed: durable
+	// consumers outlive their clients and hold server state.
+	CreateDurables bool `json:"create_durables,omitempty"`
 }
 
 // AdminGrant says what an identity may administer.
 type AdminGrant struct {
-	// Streams are the streams it may see and (with Write) change; empty
-	// means all.
+	// Streams are the streams it may see and (with Write) change. Not
+	// given (or ">"): every stream, which also grants account-wide reads
+	// (account information); given but empty: none.
 	Streams []string `json:"streams,omitempty"`
 	Write   bool     `json:"write,omitempty"`
+	// Subjects bound the subjects its streams may capture and the filter
+	// subjects of the consumers it creates. Not given: every subject for
+	// an admin of every stream, none for an admin of some streams (which
+	// then cannot set subjects). Reserved spaces (_INBOX., $JS., $SYS.…)
+	// are refused to everyone, whatever this says.
+	Subjects *perm.Set `json:"subjects,omitempty"`
 }
 
 // NATSCredentialsConfig is the file form of NATSCredentials (secrets by
@@ -214,17 +229,18 @@ func New(f File) (*Config, error) {
 }
 
 // compile turns a grant into an identity's matchers; a missing section
-// grants nothing (fail closed).
+// grants nothing (fail closed), and so does a section whose allow list is
+// empty: `publish: {}`, `publish: {deny: [x]}` and `subjects: {allow: []}`
+// grant nothing (nats-server's own reading of an empty allow list as
+// "everything" does not apply to Jetway's grants; use ">").
 func (c *Config) compile(name string, g Grant) (*Identity, error) {
 	id := &Identity{Name: name, limits: g.Limits}
 	if id.limits == (Limits{}) {
 		id.limits = c.defaults
 	}
 	var err error
-	if g.Publish != nil {
-		if id.publish, err = perm.Compile(*g.Publish); err != nil {
-			return nil, fmt.Errorf("publish: %w", err)
-		}
+	if id.publish, err = compileGrant(g.Publish); err != nil {
+		return nil, fmt.Errorf("publish: %w", err)
 	}
 	if g.Consume != nil {
 		if len(g.Consume.Streams) == 0 {
@@ -233,21 +249,55 @@ func (c *Config) compile(name string, g Grant) (*Identity, error) {
 		if id.streams, err = perm.Compile(perm.Set{Allow: g.Consume.Streams}); err != nil {
 			return nil, fmt.Errorf("consume.streams: %w", err)
 		}
-		subjects := perm.Set{}
-		if g.Consume.Subjects != nil {
-			subjects = *g.Consume.Subjects
+		subjects := g.Consume.Subjects
+		if subjects == nil {
+			subjects = &perm.Set{Allow: []string{">"}} // the whole stream
 		}
-		if id.subjects, err = perm.Compile(subjects); err != nil {
+		if id.subjects, err = compileGrant(subjects); err != nil {
 			return nil, fmt.Errorf("consume.subjects: %w", err)
 		}
+		id.createDurables = g.Consume.CreateDurables
 	}
 	if g.Admin != nil {
-		if id.admin, err = perm.Compile(perm.Set{Allow: g.Admin.Streams}); err != nil {
+		// streams not given: every stream; given but empty: none.
+		streams := &perm.Set{Allow: g.Admin.Streams}
+		if g.Admin.Streams == nil {
+			streams.Allow = []string{">"}
+		}
+		if id.admin, err = compileGrant(streams); err != nil {
 			return nil, fmt.Errorf("admin.streams: %w", err)
 		}
 		id.write = g.Admin.Write
+		// Names are single tokens: "*" covers them all, as ">" does.
+		id.adminAll = id.admin.AllowsAll("*")
+		switch {
+		case g.Admin.Subjects != nil:
+			if id.adminSubjects, err = compileGrant(g.Admin.Subjects); err != nil {
+				return nil, fmt.Errorf("admin.subjects: %w", err)
+			}
+		case id.adminAll:
+			id.adminSubjects, _ = perm.Compile(perm.Set{Allow: []string{">"}})
+		}
 	}
 	return id, nil
+}
+
+// compileGrant compiles a subject grant of the configuration file: nil,
+// or an empty allow list, grants nothing (a nil Matcher).
+func compileGrant(s *perm.Set) (*perm.Matcher, error) {
+	if s == nil || len(s.Allow) == 0 {
+		// Deny patterns are still checked for validity.
+		_, err := perm.Compile(perm.Set{Allow: []string{">"}, Deny: setDeny(s)})
+		return nil, err
+	}
+	return perm.Compile(*s)
+}
+
+func setDeny(s *perm.Set) []string {
+	if s == nil {
+		return nil
+	}
+	return s.Deny
 }
 
 func (c *Config) addAccount(a TrustedAccount) error {

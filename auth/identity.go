@@ -34,9 +34,16 @@ type Identity struct {
 	streams  *perm.Matcher // STREAM.CONSUMER names it may consume from
 	admin    *perm.Matcher // streams it may administer (read)
 	write    bool          // admin writes on those streams
-	limits   Limits
-	nats     *NATSCredentials // its own NATS credentials, if any
-	all      bool             // no restrictions (auth mode none)
+	// adminAll is an admin of every stream: it may read account-wide
+	// information.
+	adminAll bool
+	// adminSubjects bound its streams' subjects and its consumers'
+	// filters; nil allows none.
+	adminSubjects  *perm.Matcher
+	createDurables bool // Subscribe may create durables it may consume
+	limits         Limits
+	nats           *NATSCredentials // its own NATS credentials, if any
+	all            bool             // no restrictions (auth mode none)
 }
 
 // Limits are an identity's quotas; zero means the server default.
@@ -171,6 +178,56 @@ func (Authorizer) CanAdmin(ctx context.Context, stream string, write bool) error
 		return fmt.Errorf("%w: %s may not %s stream %q", ErrForbidden, id.Name, verb, stream)
 	}
 	return nil
+}
+
+// CanAdminSubjects checks subjects an admin write gives a stream (its
+// subjects, or the stream's name when it has none) or a consumer (its
+// filters): each must lie within the identity's admin subjects, so that a
+// tenant managing its own stream cannot capture another tenant's traffic.
+// field names the request field in the error.
+func (Authorizer) CanAdminSubjects(ctx context.Context, field string, subjects []string) error {
+	id, err := identity(ctx)
+	if err != nil {
+		return err
+	}
+	if id.all {
+		return nil
+	}
+	for _, s := range subjects {
+		if !id.adminSubjects.AllowsAll(s) {
+			if id.adminSubjects == nil {
+				return fmt.Errorf("%w: %s: %s has no admin.subjects grant and may not set subject %q", ErrForbidden, field, id.Name, s)
+			}
+			return fmt.Errorf("%w: %s: %q is outside the subjects %s may administer", ErrForbidden, field, s, id.Name)
+		}
+	}
+	return nil
+}
+
+// CanCreateDurable checks that a Subscribe may create the durable consumer
+// it names (it already passed CanConsume).
+func (Authorizer) CanCreateDurable(ctx context.Context, stream, consumer string) error {
+	id, err := identity(ctx)
+	if err != nil {
+		return err
+	}
+	if id.all || id.createDurables || (id.admin.Allows(stream) && id.write) {
+		return nil
+	}
+	return fmt.Errorf("%w: %s may not create durable consumer %q on stream %q (consume.create_durables, or an admin write grant)", ErrForbidden, id.Name, consumer, stream)
+}
+
+// CanReadAccount checks account-wide reads (totals over every stream and
+// tenant): only an admin of every stream may.
+func (Authorizer) CanReadAccount(ctx context.Context) error {
+	id, err := identity(ctx)
+	if err != nil {
+		return err
+	}
+	if id.all || id.adminAll {
+		return nil
+	}
+	return fmt.Errorf("%w: %s may not read account information (it needs admin over every stream)", ErrForbidden, id.Name)
 }
 
 // CanSee reports whether a listing may show the stream to the caller.

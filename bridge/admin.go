@@ -52,6 +52,9 @@ func (s *adminService) CreateStream(ctx context.Context, req *jetwayv1.CreateStr
 	if err := s.authz.CanAdmin(ctx, cfg.Name, true); err != nil {
 		return nil, err
 	}
+	if err := s.authz.CanAdminSubjects(ctx, "config.subjects", capturedSubjects(cfg)); err != nil {
+		return nil, err
+	}
 	if cfg.Sealed {
 		return nil, fieldErr("config.sealed", ErrInvalidConfig, "a stream can only be sealed by an update")
 	}
@@ -74,11 +77,26 @@ func (s *adminService) UpdateStream(ctx context.Context, req *jetwayv1.UpdateStr
 	if err := s.authz.CanAdmin(ctx, cfg.Name, true); err != nil {
 		return nil, err
 	}
+	if err := s.authz.CanAdminSubjects(ctx, "config.subjects", capturedSubjects(cfg)); err != nil {
+		return nil, err
+	}
 	st, err := js.UpdateStream(ctx, cfg)
 	if err != nil {
 		return nil, translate(err, fmt.Sprintf("update stream %q", cfg.Name))
 	}
 	return &jetwayv1.UpdateStreamResponse{Stream: streamInfoTo(st.CachedInfo())}, nil
+}
+
+// capturedSubjects are the subjects a stream configuration makes the
+// stream store: its subjects, or its name when it lists none (JetStream's
+// default). Settings that bring in other subjects (mirrors, sources,
+// republish and transform destinations) must add theirs here as they
+// arrive, so that the admin's subject grant bounds them too.
+func capturedSubjects(cfg jetstream.StreamConfig) []string {
+	if len(cfg.Subjects) == 0 {
+		return []string{cfg.Name}
+	}
+	return cfg.Subjects
 }
 
 // stream checks the caller's admin right on a stream (write or read) and
@@ -251,6 +269,11 @@ func (s *adminService) putConsumer(ctx context.Context, verb, stream string, c *
 	if err != nil {
 		return nil, err
 	}
+	// Without filters the consumer reads the stream, which the caller
+	// administers; its filters stay within the caller's subjects.
+	if err := s.authz.CanAdminSubjects(ctx, "config.filter_subjects", filtersOf(cfg)); err != nil {
+		return nil, err
+	}
 	cons, err := put(ctx, stream, cfg)
 	if err != nil {
 		return nil, translate(err, fmt.Sprintf("%s consumer %q on stream %q", verb, cfg.Durable, stream))
@@ -385,7 +408,7 @@ func (s *adminService) GetAccountInfo(ctx context.Context, _ *jetwayv1.GetAccoun
 	if err != nil {
 		return nil, err
 	}
-	if err := s.authz.CanAdmin(ctx, "", false); err != nil {
+	if err := s.authz.CanReadAccount(ctx); err != nil {
 		return nil, err
 	}
 	info, err := js.AccountInfo(ctx)

@@ -20,6 +20,13 @@ type Authorizer interface {
 	CanReadSubjects(ctx context.Context, filters []string) error
 	// CanAdmin checks an admin operation on a stream ("" for account-wide).
 	CanAdmin(ctx context.Context, stream string, write bool) error
+	// CanAdminSubjects checks the subjects an admin write gives a stream
+	// or a consumer (field names them in errors).
+	CanAdminSubjects(ctx context.Context, field string, subjects []string) error
+	// CanCreateDurable checks a Subscribe that would create a durable.
+	CanCreateDurable(ctx context.Context, stream, consumer string) error
+	// CanReadAccount checks account-wide reads.
+	CanReadAccount(ctx context.Context) error
 	// CanSee filters listings.
 	CanSee(ctx context.Context, stream string) bool
 	// MaxFetchBatch is the caller's own Fetch batch cap; 0 for none.
@@ -29,13 +36,16 @@ type Authorizer interface {
 // allowAll is the authorizer without client authentication.
 type allowAll struct{}
 
-func (allowAll) Identity(context.Context) string                  { return "" }
-func (allowAll) CanPublish(context.Context, string) error         { return nil }
-func (allowAll) CanConsume(context.Context, string, string) error { return nil }
-func (allowAll) CanReadSubjects(context.Context, []string) error  { return nil }
-func (allowAll) CanAdmin(context.Context, string, bool) error     { return nil }
-func (allowAll) CanSee(context.Context, string) bool              { return true }
-func (allowAll) MaxFetchBatch(context.Context) int                { return 0 }
+func (allowAll) Identity(context.Context) string                          { return "" }
+func (allowAll) CanPublish(context.Context, string) error                 { return nil }
+func (allowAll) CanConsume(context.Context, string, string) error         { return nil }
+func (allowAll) CanReadSubjects(context.Context, []string) error          { return nil }
+func (allowAll) CanAdmin(context.Context, string, bool) error             { return nil }
+func (allowAll) CanSee(context.Context, string) bool                      { return true }
+func (allowAll) CanAdminSubjects(context.Context, string, []string) error { return nil }
+func (allowAll) CanCreateDurable(context.Context, string, string) error   { return nil }
+func (allowAll) CanReadAccount(context.Context) error                     { return nil }
+func (allowAll) MaxFetchBatch(context.Context) int                        { return 0 }
 
 // ConnProvider gives the JetStream connection a call runs on. With
 // identity propagation (auth.Pool) it is the caller's own pooled

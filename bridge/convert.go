@@ -69,7 +69,7 @@ func streamConfigFrom(field string, c *jetwayv1.StreamConfig) (jetstream.StreamC
 		return jetstream.StreamConfig{}, err
 	}
 	for _, s := range c.GetSubjects() {
-		if err := validateFilterSubject(field+".subjects", s); err != nil {
+		if err := validateStreamSubject(field+".subjects", s); err != nil {
 			return jetstream.StreamConfig{}, err
 		}
 	}
@@ -272,6 +272,13 @@ func consumerConfigFrom(field string, c *jetwayv1.ConsumerConfig) (jetstream.Con
 		"max_batch": c.GetMaxBatch(), "max_bytes": c.GetMaxBytes(), "replicas": c.GetReplicas(),
 	} {
 		if n < 0 {
+			return jetstream.ConsumerConfig{}, fieldErr(field+"."+name, ErrInvalidConfig, "must not be negative")
+		}
+	}
+	for name, d := range map[string]*durationpb.Duration{
+		"ack_wait": c.GetAckWait(), "max_expires": c.GetMaxExpires(), "inactive_threshold": c.GetInactiveThreshold(),
+	} {
+		if d.AsDuration() < 0 {
 			return jetstream.ConsumerConfig{}, fieldErr(field+"."+name, ErrInvalidConfig, "must not be negative")
 		}
 	}

@@ -156,7 +156,11 @@ func (s *messageService) resolve(ctx context.Context, js jetstream.JetStream, pr
 			if err != nil {
 				return nil, err
 			}
-			// A consumer this call creates reads only what the caller may.
+			// A durable outlives the call: creating one takes a grant of
+			// its own. It reads only what the caller may.
+			if err := s.authz.CanCreateDurable(ctx, req.GetStream(), name); err != nil {
+				return nil, err
+			}
 			if err := s.authz.CanReadSubjects(ctx, filtersOf(cfg)); err != nil {
 				return nil, err
 			}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/jetway-dev/jetway/auth/perm"
 )
 
 // Limits of names and subjects, as nats-server enforces them.
@@ -20,6 +22,33 @@ const (
 // otherwise run admin operations through Publish. Key-value ($KV) and
 // object-store ($O) subjects are ordinary stream subjects and stay allowed.
 var reservedPrefixes = []string{"$JS.", "$JSC.", "$SYS.", "$NRG.", "$SRV.", "$MQTT.", "$GNR.", "$GR.", "$LDS.", "_INBOX.", "_R_."}
+
+// reservedSpaces are the reserved subject spaces as wildcard patterns
+// ("_INBOX.>"): no stream may capture a subject in one of them. Overlap
+// is of subject spaces, not of text, so ">" and "*.>" are refused too.
+var reservedSpaces = func() []string {
+	spaces := make([]string, len(reservedPrefixes))
+	for i, p := range reservedPrefixes {
+		spaces[i] = p + ">"
+	}
+	return spaces
+}()
+
+// validateStreamSubject checks a subject a stream captures: a valid
+// filter that overlaps no reserved space. A stream on "_INBOX.>" would
+// store the replies of every client's requests (other tenants' deliveries,
+// JetStream API answers), and one on "$JS.EVENT.>" their advisories.
+func validateStreamSubject(field, subject string) error {
+	if err := validateFilterSubject(field, subject); err != nil {
+		return err
+	}
+	for _, r := range reservedSpaces {
+		if perm.Intersects(subject, r) {
+			return fieldErr(field, ErrInvalidSubject, "%q overlaps the reserved %s subject space", subject, strings.TrimSuffix(r, ".>"))
+		}
+	}
+	return nil
+}
 
 // reservedHeaders are header names nats.go reads as the status line of a
 // protocol reply: a stored message carrying them (with an empty payload)

@@ -171,8 +171,9 @@ func authTStart(t *testing.T) *authTEnv {
 			{Name: "orders", NKeys: []string{authTPub(t, e.orders)}, APIKeyHashes: []string{auth.HashAPIKey(e.ordersKey)}, Grant: auth.Grant{
 				Publish: &perm.Set{Allow: []string{"orders.>"}, Deny: []string{"orders.secret.>"}},
 				Consume: &auth.ConsumeGrant{
-					Streams:  []string{"ORDERS.billing", "ORDERS.reports", "ORDERS"},
-					Subjects: &perm.Set{Allow: []string{"orders.eu.>"}},
+					Streams:        []string{"ORDERS.billing", "ORDERS.reports", "ORDERS"},
+					Subjects:       &perm.Set{Allow: []string{"orders.eu.>"}},
+					CreateDurables: true,
 				},
 				Admin: &auth.AdminGrant{Streams: []string{"ORDERS"}},
 			}},
@@ -182,7 +183,7 @@ func authTStart(t *testing.T) *authTEnv {
 			}},
 			// May consume (and so create) the durable ORDERS/reports only.
 			{Name: "reporter", APIKeyHashes: []string{auth.HashAPIKey(e.reporterKey)}, Grant: auth.Grant{
-				Consume: &auth.ConsumeGrant{Streams: []string{"ORDERS.reports"}, Subjects: &perm.Set{Allow: []string{"orders.eu.>"}}},
+				Consume: &auth.ConsumeGrant{Streams: []string{"ORDERS.reports"}, Subjects: &perm.Set{Allow: []string{"orders.eu.>"}}, CreateDurables: true},
 			}},
 			{Name: "rate-grpc", APIKeyHashes: []string{auth.HashAPIKey(e.rateGRPCKey)}, Grant: auth.Grant{
 				Admin: &auth.AdminGrant{}, Limits: auth.Limits{RequestsPerSecond: 2, Burst: 2},

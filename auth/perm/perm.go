@@ -346,3 +346,16 @@ func intersects(a, b []string) bool {
 		}
 	}
 }
+
+// Intersects reports whether some subject matches both patterns a and b
+// (wildcards allowed): "_INBOX.>" intersects ">", "*.>" and "_INBOX.*.x",
+// not "_INBOX" or "inbox.>". An invalid pattern intersects nothing. It is
+// the overlap of subject spaces, not of their text: use it where a pattern
+// must stay clear of a reserved space.
+func Intersects(a, b string) bool {
+	if invalid(a) != "" || invalid(b) != "" {
+		return false
+	}
+	var bufA, bufB [16]string
+	return intersects(split(bufA[:0], a), split(bufB[:0], b))
+}

@@ -270,6 +270,34 @@ func TestSubsetAndIntersectsExhaustive(t *testing.T) {
 	}
 }
 
+// TestIntersectsExported checks the exported form on the reserved spaces
+// the bridge keeps streams out of, and on invalid patterns.
+func TestIntersectsExported(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want bool
+	}{
+		{">", "_INBOX.>", true},
+		{"*.>", "_INBOX.>", true},
+		{"_INBOX.*", "_INBOX.>", true},
+		{"_INBOX.a.b", "_INBOX.>", true},
+		{"*.x", "$JS.>", true},
+		{"_INBOX", "_INBOX.>", false},
+		{"inbox.>", "_INBOX.>", false},
+		{"orders.>", "$JS.>", false},
+		{"$KV.bucket.>", "$JS.>", false},
+		{"a..b", ">", false},
+		{"", ">", false},
+	} {
+		if got := Intersects(tc.a, tc.b); got != tc.want {
+			t.Errorf("Intersects(%q, %q) = %v; want %v", tc.a, tc.b, got, tc.want)
+		}
+		if got := Intersects(tc.b, tc.a); got != tc.want {
+			t.Errorf("Intersects(%q, %q) = %v; want %v", tc.b, tc.a, got, tc.want)
+		}
+	}
+}
+
 func TestNilAndZeroMatcher(t *testing.T) {
 	var m *Matcher
 	for _, s := range []string{"a", "a.b", ">", "*"} {
