@@ -448,6 +448,15 @@ func (p *puller) idle(ctx context.Context) error {
 // clients get them at once rather than after the ack wait). It returns how
 // many were NAKed.
 func (p *puller) stop(nak bool) int {
+	p.halt()
+	return p.dropBuffered(nak)
+}
+
+// halt ends the pulling: no request stays open, so nothing more is
+// delivered to this puller (what is on its way still lands in p.ch). It
+// reports whether a request was open.
+func (p *puller) halt() bool {
+	pulled := len(p.reqs) > 0
 	p.due = time.Time{}
 	connected := p.nc.IsConnected()
 	for _, r := range p.reqs {
@@ -466,6 +475,12 @@ func (p *puller) stop(nak bool) int {
 		_ = p.nc.FlushTimeout(time.Second)
 	}
 	p.reqs = p.reqs[:0]
+	return pulled
+}
+
+// dropBuffered empties what arrived and was not handed over, NAKing it with nak,
+// in arrival order, and returns how many were NAKed.
+func (p *puller) dropBuffered(nak bool) int {
 	n := 0
 	for {
 		select {

@@ -1,11 +1,13 @@
 package bridge
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strconv"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/jetway-dev/jetway/bridge/acktoken"
 	jetwayv1 "github.com/jetway-dev/jetway/gen/jetway/v1"
 )
 
@@ -231,6 +234,16 @@ func (s *messageService) ephemeralConfig(ctx context.Context, prefix string, c *
 	return cfg, nil
 }
 
+// consumerSeq is the consumer sequence of a JetStream ack reply: the
+// order in which the consumer delivered it (0 if it cannot be read).
+func consumerSeq(reply string) uint64 {
+	r, err := acktoken.ParseReply(reply)
+	if err != nil {
+		return 0
+	}
+	return r.ConsumerSeq
+}
+
 // delivery is a message handed to the client and not known to be acked.
 type delivery struct {
 	reply    string
@@ -261,11 +274,33 @@ func nakUnexpired(nc *nats.Conn, ds []delivery) int {
 	return n
 }
 
-// closeSubscription ends a stream's consumer use: NAKs what it holds and
-// removes an ephemeral consumer.
-func (s *messageService) closeSubscription(sub *subscription, held []delivery) {
+// closeSubscription ends a stream's consumer use: stops its puller (nil
+// if none started), NAKs what the client holds and then what the puller
+// holds, so that JetStream redelivers them in delivery order, and removes
+// an ephemeral consumer. held is in delivery order.
+func (s *messageService) closeSubscription(sub *subscription, p *puller, held []delivery) {
 	nc := sub.js.Conn()
+	if p != nil {
+		// No pull stays open: the NAKed messages must not come straight
+		// back to this puller (a delivery attempt spent for nothing).
+		pulled := p.halt()
+		if pulled && (len(held) > 0 || len(p.ch) > 0) && nc.IsConnected() {
+			// nats-server forgets a pull request whose interest went only
+			// when it next tries to deliver: it would then take the first
+			// NAKed message, find no one waiting and put it back last.
+			// A consumer info request makes it drop them first.
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			_, _ = sub.js.Consumer(ctx, sub.info.GetStream(), sub.info.GetConsumer())
+			cancel()
+		}
+	}
 	nakUnexpired(nc, held)
+	if p != nil {
+		p.dropBuffered(!sub.meta.ackNone)
+		if p.dropped > 0 {
+			s.log.Warn("pull inbox dropped messages", slog.Int("dropped", p.dropped), slog.String("stream", sub.info.GetStream()), slog.String("consumer", sub.info.GetConsumer()))
+		}
+	}
 	// An ephemeral consumer left behind while NATS is away is removed by
 	// the server after its inactive threshold.
 	if sub.info.GetEphemeral() && nc.IsConnected() {
@@ -296,16 +331,17 @@ func (s *messageService) Subscribe(req *jetwayv1.SubscribeRequest, stream jetway
 		return err
 	}
 	defer release()
-	var held heldRing
-	defer func() { s.closeSubscription(sub, held.all()) }()
+	var (
+		held heldRing
+		p    *puller
+	)
+	defer func() { s.closeSubscription(sub, p, held.all()) }()
 	if err := stream.Send(&jetwayv1.SubscribeResponse{Event: &jetwayv1.SubscribeResponse_Subscribed{Subscribed: sub.info}}); err != nil {
 		return err
 	}
-	p, err := startPuller(sub, s.grid)
-	if err != nil {
+	if p, err = startPuller(sub, s.grid); err != nil {
 		return err
 	}
-	defer s.stopPuller(p, sub)
 	// The heartbeat moves on at every send: an idle stream hears from the
 	// bridge once per interval (see streamClock).
 	keep := held.add
@@ -352,16 +388,6 @@ func (s *messageService) Subscribe(req *jetwayv1.SubscribeRequest, stream jetway
 			return err
 		}
 		clock.rearm(p.due)
-	}
-}
-
-// stopPuller stops p, NAKing what it holds; a message nats.go dropped
-// (a full inbox: the window accounting failed) is logged, since it stalls
-// the consumer until its ack wait.
-func (s *messageService) stopPuller(p *puller, sub *subscription) {
-	p.stop(!sub.meta.ackNone)
-	if p.dropped > 0 {
-		s.log.Warn("pull inbox dropped messages", slog.Int("dropped", p.dropped), slog.String("stream", sub.info.GetStream()), slog.String("consumer", sub.info.GetConsumer()))
 	}
 }
 
@@ -493,21 +519,23 @@ func (s *messageService) Consume(stream jetwayv1.MessageService_ConsumeServer) e
 	}
 	defer release()
 	inFlight := make(map[string]delivery)
+	var p *puller
 	defer func() {
 		held := make([]delivery, 0, len(inFlight))
 		for _, d := range inFlight {
 			held = append(held, d)
 		}
-		s.closeSubscription(sub, held)
+		// The map forgot the order: delivery order is the consumer
+		// sequence of each reply.
+		slices.SortFunc(held, func(a, b delivery) int { return cmp.Compare(consumerSeq(a.reply), consumerSeq(b.reply)) })
+		s.closeSubscription(sub, p, held)
 	}()
 	if err := stream.Send(&jetwayv1.ConsumeResponse{Event: &jetwayv1.ConsumeResponse_Subscribed{Subscribed: sub.info}}); err != nil {
 		return err
 	}
-	p, err := startPuller(sub, s.grid)
-	if err != nil {
+	if p, err = startPuller(sub, s.grid); err != nil {
 		return err
 	}
-	defer s.stopPuller(p, sub)
 
 	// The reader ends when Recv fails: at the client's half-close (EOF) or
 	// when the RPC ends, which is when this handler returns.

@@ -1,0 +1,117 @@
+package bridge_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	jetwayv1 "github.com/jetway-dev/jetway/gen/jetway/v1"
+)
+
+// TestClosedStreamRedeliversInDeliveryOrder: the messages a Subscribe or
+// Consume stream held unacked when it closed are NAKed so that the next
+// client gets them in the order they were first delivered (stream order
+// here), not reversed or shuffled.
+func TestClosedStreamRedeliversInDeliveryOrder(t *testing.T) {
+	t.Parallel()
+	const n = 40
+	for _, rpc := range []string{"Subscribe", "Consume"} {
+		t.Run(rpc, func(t *testing.T) {
+			t.Parallel()
+			b, ctx := subStart(t)
+			subStream(t, ctx, b.JS, "S", "s.>")
+			subDurable(t, ctx, b.JS, "S", "d", time.Minute)
+			subPublish(t, ctx, b.JS, "s.x", n)
+			req := &jetwayv1.SubscribeRequest{Stream: "S", Consumer: "d", MaxInFlight: n}
+			sctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			var closeStream func()
+			switch rpc {
+			case "Subscribe":
+				st, err := b.Messages.Subscribe(sctx, req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := st.Recv(); err != nil { // subscribed
+					t.Fatal(err)
+				}
+				closeStream = cancel
+			case "Consume":
+				st, err := b.Messages.Consume(sctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := st.Send(&jetwayv1.ConsumeRequest{Request: &jetwayv1.ConsumeRequest_Start{Start: req}}); err != nil {
+					t.Fatal(err)
+				}
+				closeStream = func() {
+					// A half-close ends Consume; its status comes once the
+					// handler has NAKed what it held.
+					if err := st.CloseSend(); err != nil {
+						t.Fatal(err)
+					}
+					for {
+						if _, err := st.Recv(); err != nil {
+							if !errors.Is(err, io.EOF) {
+								t.Logf("Consume ended: %v", err)
+							}
+							return
+						}
+					}
+				}
+			}
+			// Every message delivered to the bridge and none acked.
+			waitConsumer(t, ctx, b.JS, "S", "d", func(ci *jetstream.ConsumerInfo) bool {
+				return ci.Delivered.Consumer >= n && ci.NumAckPending == n
+			})
+			closeStream()
+			var got []uint64
+			deadline := time.Now().Add(20 * time.Second)
+			for len(got) < n && time.Now().Before(deadline) {
+				resp, err := b.Messages.Fetch(ctx, &jetwayv1.FetchRequest{Stream: "S", Consumer: "d", Batch: n, Wait: nil, NoWait: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, m := range resp.GetMessages() {
+					got = append(got, m.GetStreamSequence())
+				}
+				if len(resp.GetMessages()) == 0 {
+					time.Sleep(50 * time.Millisecond) // the NAKs are on their way
+				}
+			}
+			if len(got) != n {
+				t.Fatalf("fetched %d of %d redeliveries: %v", len(got), n, got)
+			}
+			for i, seq := range got {
+				if seq != uint64(i+1) {
+					t.Fatalf("redelivered in order %v, want 1..%d", got, n)
+				}
+			}
+		})
+	}
+}
+
+// waitConsumer polls a consumer's info until ok, for at most 10 s.
+func waitConsumer(t testing.TB, ctx context.Context, js jetstream.JetStream, stream, name string, ok func(*jetstream.ConsumerInfo) bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := js.Consumer(ctx, stream, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ci := c.CachedInfo()
+		if ok(ci) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("consumer %s/%s: delivered %d, ack pending %d after 10s", stream, name, ci.Delivered.Consumer, ci.NumAckPending)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
