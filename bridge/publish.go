@@ -322,11 +322,36 @@ func (s *messageService) buildMsg(prefix string, req *jetwayv1.PublishRequest) (
 	return msg, nil
 }
 
+// checkKinds refuses a google.protobuf.Value without a kind, at any depth:
+// protobufjs and Python's protobuf make one easily (an empty Value
+// message), and AsInterface would store it as null, which the client never
+// wrote (JSON null is the null_value kind). at is its path, for the error
+// ("json", "json.a[2]").
+func checkKinds(v *structpb.Value, at string) error {
+	switch k := v.GetKind().(type) {
+	case nil:
+		return fmt.Errorf("the value at %s has no kind (an empty google.protobuf.Value; JSON null is null_value)", at)
+	case *structpb.Value_StructValue:
+		for name, f := range k.StructValue.GetFields() {
+			if err := checkKinds(f, at+"."+name); err != nil {
+				return err
+			}
+		}
+	case *structpb.Value_ListValue:
+		for i, e := range k.ListValue.GetValues() {
+			if err := checkKinds(e, fmt.Sprintf("%s[%d]", at, i)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // compactJSON encodes a JSON value compactly and without HTML escaping, so
 // that what is stored is exactly the JSON the client meant.
 func compactJSON(v *structpb.Value) ([]byte, error) {
-	if v == nil {
-		return []byte("null"), nil
+	if err := checkKinds(v, "json"); err != nil {
+		return nil, err
 	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)

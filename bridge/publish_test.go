@@ -1160,3 +1160,56 @@ func TestPublishSurroundingWhitespace(t *testing.T) {
 		t.Errorf("header X-Pad %q stored as %q", "  pad\t", m.Header.Values("X-Pad"))
 	}
 }
+
+// TestPublishRefusesValueWithoutKind: a google.protobuf.Value that has no
+// kind (an empty message, easy to send from protobufjs or Python) is
+// refused as INVALID_ARGUMENT on json, at any depth and on PublishStream
+// too, and nothing is stored; JSON null (null_value) still is accepted.
+func TestPublishRefusesValueWithoutKind(t *testing.T) {
+	b, ctx := pubStart(t)
+	pubStream(ctx, t, b, jetstream.StreamConfig{Name: "KINDLESS", Subjects: []string{"kindless.>"}})
+	empty := func() *structpb.Value { return &structpb.Value{} }
+	for name, v := range map[string]*structpb.Value{
+		"top level": empty(),
+		"in an object": structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
+			"a": structpb.NewStringValue("x"), "b": empty(),
+		}}),
+		"in a list":        structpb.NewListValue(&structpb.ListValue{Values: []*structpb.Value{structpb.NewNumberValue(1), empty()}}),
+		"deep":             structpb.NewListValue(&structpb.ListValue{Values: []*structpb.Value{structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{"c": empty()}})}}),
+		"nil in the oneof": nil,
+	} {
+		req := &jetwayv1.PublishRequest{Subject: "kindless.x", Payload: &jetwayv1.PublishRequest_Json{Json: v}}
+		_, err := b.Messages.Publish(ctx, req)
+		pubWantErr(t, "Publish json "+name, err, codes.InvalidArgument, "INVALID_ARGUMENT")
+		if st, _ := status.FromError(err); !strings.Contains(st.Message(), "json") || !strings.Contains(st.Message(), "no kind") {
+			t.Errorf("Publish json %s: message %q, want it to name json and the missing kind", name, st.Message())
+		}
+		ps, err := b.Messages.PublishStream(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ps.Send(&jetwayv1.PublishStreamRequest{Id: 1, Publish: req}); err != nil {
+			t.Fatal(err)
+		}
+		if err := ps.CloseSend(); err != nil {
+			t.Fatal(err)
+		}
+		r, err := ps.Recv()
+		if err != nil {
+			t.Fatalf("PublishStream json %s: %v", name, err)
+		}
+		if e := r.GetError(); e == nil || codes.Code(e.GetCode()) != codes.InvalidArgument || e.GetReason() != "INVALID_ARGUMENT" {
+			t.Errorf("PublishStream json %s: %v, want an INVALID_ARGUMENT error", name, r)
+		}
+	}
+	st, err := b.JS.Stream(ctx, "KINDLESS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := st.CachedInfo().State.Msgs; n != 0 {
+		t.Errorf("stream holds %d messages, want 0", n)
+	}
+	if _, err := b.Messages.Publish(ctx, &jetwayv1.PublishRequest{Subject: "kindless.ok", Payload: &jetwayv1.PublishRequest_Json{Json: structpb.NewNullValue()}}); err != nil {
+		t.Errorf("Publish json null_value: %v", err)
+	}
+}
