@@ -1920,3 +1920,57 @@ func TestAdminGetAccountInfo(t *testing.T) {
 		}
 	})
 }
+
+// TestUpdateStreamKeepsWhatTheAPIDoesNotModel: a stream set up natively
+// with sources, republish, atomic batches, counters and consumer limits
+// keeps them all through GetStream → edit → UpdateStream, over gRPC and
+// REST, while the edit itself applies.
+func TestUpdateStreamKeepsWhatTheAPIDoesNotModel(t *testing.T) {
+	adminEachTransport(t, func(t *testing.T, tr adminTransport, b *jetwaytest.Bridge, ctx context.Context) {
+		c := tr.client(t, b)
+		if _, err := b.JS.CreateStream(ctx, jetstream.StreamConfig{Name: "ORIGIN", Subjects: []string{"origin.>"}}); err != nil {
+			t.Fatal(err)
+		}
+		native := jetstream.StreamConfig{
+			Name:               "RICH",
+			Subjects:           []string{"rich.>"},
+			Sources:            []*jetstream.StreamSource{{Name: "ORIGIN", FilterSubject: "origin.eu.>"}},
+			RePublish:          &jetstream.RePublish{Source: "rich.>", Destination: "copies.>"},
+			AllowAtomicPublish: true,
+			ConsumerLimits:     jetstream.StreamConsumerLimits{InactiveThreshold: time.Hour, MaxAckPending: 500},
+		}
+		if _, err := b.JS.CreateStream(ctx, native); err != nil {
+			t.Fatal(err)
+		}
+		got, err := c.GetStream(ctx, &jetwayv1.GetStreamRequest{Name: "RICH"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		edited := got.GetStream().GetConfig()
+		edited.Description = "edited through the bridge"
+		edited.MaxMsgs = 1000
+		if _, err := c.UpdateStream(ctx, &jetwayv1.UpdateStreamRequest{Config: edited}); err != nil {
+			t.Fatalf("UpdateStream: %v", err)
+		}
+		st, err := b.JS.Stream(ctx, "RICH")
+		if err != nil {
+			t.Fatal(err)
+		}
+		after := st.CachedInfo().Config
+		if after.Description != "edited through the bridge" || after.MaxMsgs != 1000 {
+			t.Errorf("the edit did not apply: description %q, max_msgs %d", after.Description, after.MaxMsgs)
+		}
+		if len(after.Sources) != 1 || after.Sources[0].Name != "ORIGIN" || after.Sources[0].FilterSubject != "origin.eu.>" {
+			t.Errorf("sources after the update: %+v, want ORIGIN filtered on origin.eu.>", after.Sources)
+		}
+		if after.RePublish == nil || after.RePublish.Destination != "copies.>" {
+			t.Errorf("republish after the update: %+v, want to copies.>", after.RePublish)
+		}
+		if !after.AllowAtomicPublish {
+			t.Error("allow_atomic dropped by the update")
+		}
+		if after.ConsumerLimits.InactiveThreshold != time.Hour || after.ConsumerLimits.MaxAckPending != 500 {
+			t.Errorf("consumer limits after the update: %+v", after.ConsumerLimits)
+		}
+	})
+}

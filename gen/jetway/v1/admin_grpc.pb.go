@@ -51,6 +51,9 @@ type AdminServiceClient interface {
 	CreateStream(ctx context.Context, in *CreateStreamRequest, opts ...grpc.CallOption) (*CreateStreamResponse, error)
 	// UpdateStream replaces a stream's configuration. Fields not given take
 	// their defaults; immutable fields (storage, retention) cannot change.
+	// Settings this API does not model (mirrors, sources, republish,
+	// subject transforms, placement, consumer limits, atomic batches,
+	// counters, schedules) keep their current values.
 	UpdateStream(ctx context.Context, in *UpdateStreamRequest, opts ...grpc.CallOption) (*UpdateStreamResponse, error)
 	// GetStream returns a stream's configuration and state.
 	GetStream(ctx context.Context, in *GetStreamRequest, opts ...grpc.CallOption) (*GetStreamResponse, error)
@@ -255,6 +258,9 @@ type AdminServiceServer interface {
 	CreateStream(context.Context, *CreateStreamRequest) (*CreateStreamResponse, error)
 	// UpdateStream replaces a stream's configuration. Fields not given take
 	// their defaults; immutable fields (storage, retention) cannot change.
+	// Settings this API does not model (mirrors, sources, republish,
+	// subject transforms, placement, consumer limits, atomic batches,
+	// counters, schedules) keep their current values.
 	UpdateStream(context.Context, *UpdateStreamRequest) (*UpdateStreamResponse, error)
 	// GetStream returns a stream's configuration and state.
 	GetStream(context.Context, *GetStreamRequest) (*GetStreamResponse, error)
