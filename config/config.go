@@ -11,8 +11,10 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
+	"os"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/jetway-dev/jetway/auth"
 )
@@ -24,6 +26,10 @@ type Config struct {
 	Consume Consume
 	Auth    Auth
 	Log     Log
+	// Warnings are what the start-up log should warn about and Parse does
+	// not refuse: secrets given on the command line, visible to every local
+	// user in ps and /proc/<pid>/cmdline. They never hold a secret.
+	Warnings []string
 }
 
 // NATS says how the bridge reaches JetStream.
@@ -71,6 +77,9 @@ type Consume struct {
 	// AckKeys are base64 keys (at least 32 bytes each), comma-separated;
 	// the first signs, all verify. Empty: a random key per process.
 	AckKeys string
+	// AckKeysFile is a file holding AckKeys (commas or white space between
+	// keys); not with AckKeys.
+	AckKeysFile string
 	// MaxFetchBatch, MaxFetchBytes and MaxFetchWait cap one Fetch.
 	MaxFetchBatch int
 	MaxFetchBytes int
@@ -82,21 +91,33 @@ type Consume struct {
 	MaxBytesInFlight int
 }
 
-// AckKeyBytes decodes AckKeys.
+// AckKeyBytes decodes AckKeys, or the keys in AckKeysFile (read at each
+// call).
 func (c Consume) AckKeyBytes() ([][]byte, error) {
-	if strings.TrimSpace(c.AckKeys) == "" {
-		return nil, nil
-	}
-	var keys [][]byte
-	for i, k := range strings.Split(c.AckKeys, ",") {
-		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(k))
+	name, text := "--ack-keys", c.AckKeys
+	if c.AckKeysFile != "" {
+		if strings.TrimSpace(c.AckKeys) != "" {
+			return nil, errors.New("--ack-keys-file and --ack-keys (JETWAY_ACK_KEYS): set only one")
+		}
+		b, err := os.ReadFile(c.AckKeysFile)
 		if err != nil {
-			if raw, err = base64.RawURLEncoding.DecodeString(strings.TrimSpace(k)); err != nil {
-				return nil, fmt.Errorf("--ack-keys: key %d is not base64", i+1)
+			return nil, fmt.Errorf("--ack-keys-file: %w", err)
+		}
+		if name, text = "--ack-keys-file", string(b); strings.TrimSpace(text) == "" {
+			return nil, fmt.Errorf("--ack-keys-file: %s is empty", c.AckKeysFile)
+		}
+	}
+	fields := strings.FieldsFunc(text, func(r rune) bool { return r == ',' || unicode.IsSpace(r) })
+	var keys [][]byte
+	for i, k := range fields {
+		raw, err := base64.StdEncoding.DecodeString(k)
+		if err != nil {
+			if raw, err = base64.RawURLEncoding.DecodeString(k); err != nil {
+				return nil, fmt.Errorf("%s: key %d is not base64", name, i+1)
 			}
 		}
 		if len(raw) < 32 {
-			return nil, fmt.Errorf("--ack-keys: key %d is %d bytes, want at least 32 (openssl rand -base64 32)", i+1, len(raw))
+			return nil, fmt.Errorf("%s: key %d is %d bytes, want at least 32 (openssl rand -base64 32)", name, i+1, len(raw))
 		}
 		keys = append(keys, raw)
 	}
@@ -144,10 +165,12 @@ func Parse(args []string, getenv func(string) string, output io.Writer) (Config,
 	cr := &n.Credentials
 	fs.StringVar(&cr.CredsFile, "nats-creds", "", "NATS creds file (user JWT and seed, as nsc writes it)")
 	fs.StringVar(&cr.NKeySeedFile, "nats-nkey-file", "", "file holding a NATS user NKey seed")
-	fs.StringVar(&cr.NKeySeed, "nats-nkey", "", "NATS user NKey seed (prefer JETWAY_NATS_NKEY or --nats-nkey-file)")
-	fs.StringVar(&cr.Token, "nats-token", "", "NATS token (prefer JETWAY_NATS_TOKEN)")
+	fs.StringVar(&cr.NKeySeed, "nats-nkey", "", "NATS user NKey seed (prefer --nats-nkey-file or JETWAY_NATS_NKEY: the command line is visible in ps)")
+	fs.StringVar(&cr.TokenFile, "nats-token-file", "", "file holding the NATS token (read again at each connect)")
+	fs.StringVar(&cr.Token, "nats-token", "", "NATS token (prefer --nats-token-file or JETWAY_NATS_TOKEN: the command line is visible in ps)")
 	fs.StringVar(&cr.User, "nats-user", "", "NATS user")
-	fs.StringVar(&cr.Password, "nats-password", "", "NATS password (prefer JETWAY_NATS_PASSWORD)")
+	fs.StringVar(&cr.PasswordFile, "nats-password-file", "", "file holding the NATS password of --nats-user (read again at each connect)")
+	fs.StringVar(&cr.Password, "nats-password", "", "NATS password (prefer --nats-password-file or JETWAY_NATS_PASSWORD: the command line is visible in ps)")
 	fs.StringVar(&cr.TLSCA, "nats-tls-ca", "", "PEM file of CAs for the NATS servers' certificates")
 	fs.StringVar(&cr.TLSCert, "nats-tls-cert", "", "client certificate for TLS to NATS")
 	fs.StringVar(&cr.TLSKey, "nats-tls-key", "", "client key for TLS to NATS")
@@ -165,7 +188,8 @@ func Parse(args []string, getenv func(string) string, output io.Writer) (Config,
 	fs.BoolVar(&s.FollowLiveHeap, "follow-live-heap", true, "bound the heap's growth between collections by the live heap (trades up to about 5% of a core for less RSS); false leaves it to GOGC and GOMEMLIMIT")
 
 	co := &c.Consume
-	fs.StringVar(&co.AckKeys, "ack-keys", "", "ack-token keys, base64, comma-separated (first signs); every replica needs the same (prefer JETWAY_ACK_KEYS)")
+	fs.StringVar(&co.AckKeys, "ack-keys", "", "ack-token keys, base64, comma-separated (first signs); every replica needs the same (prefer --ack-keys-file or JETWAY_ACK_KEYS: the command line is visible in ps)")
+	fs.StringVar(&co.AckKeysFile, "ack-keys-file", "", "file holding the ack-token keys, base64, separated by commas or new lines (first signs); read at start")
 	fs.IntVar(&co.MaxFetchBatch, "max-fetch-batch", 1000, "largest Fetch batch")
 	fs.IntVar(&co.MaxFetchBytes, "max-fetch-bytes", 3<<20, "largest Fetch max_bytes (and its default)")
 	fs.DurationVar(&co.MaxFetchWait, "max-fetch-wait", 30*time.Second, "longest Fetch wait")
@@ -184,6 +208,15 @@ func Parse(args []string, getenv func(string) string, output io.Writer) (Config,
 	fs.StringVar(&l.Format, "log-format", "text", "log format: text or json")
 	fs.TextVar(&l.Level, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
 
+	// A secret given on the command line (not the environment) is worth a
+	// warning: every local user sees it in ps.
+	var fromArgs bool
+	inline := map[string]bool{}
+	for _, name := range []string{"ack-keys", "nats-password", "nats-token", "nats-nkey", "nats-url"} {
+		f := fs.Lookup(name)
+		f.Value = watched{Value: f.Value, set: func() { inline[name] = fromArgs }}
+	}
+
 	// The environment first, then the command line over it.
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
@@ -197,13 +230,47 @@ func Parse(args []string, getenv func(string) string, output io.Writer) (Config,
 	if envErr != nil {
 		return c, envErr
 	}
+	fromArgs = true
 	if err := fs.Parse(args); err != nil {
 		return c, fmt.Errorf("config: %w", err)
 	}
+	c.Warnings = inlineSecrets(inline, c.NATS.URLs)
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("config: unexpected argument %q", fs.Arg(0))
 	}
 	return c, c.validate()
+}
+
+// watched is a flag.Value that reports each Set.
+type watched struct {
+	flag.Value
+	set func()
+}
+
+func (w watched) Set(v string) error {
+	w.set()
+	return w.Value.Set(v)
+}
+
+// inlineSecrets warns about the secret flags given on the command line
+// (inline[name] true), without their values.
+func inlineSecrets(inline map[string]bool, urls string) []string {
+	instead := map[string]string{
+		"ack-keys":      "--ack-keys-file or " + EnvName("ack-keys"),
+		"nats-password": "--nats-password-file or " + EnvName("nats-password"),
+		"nats-token":    "--nats-token-file or " + EnvName("nats-token"),
+		"nats-nkey":     "--nats-nkey-file or " + EnvName("nats-nkey"),
+	}
+	var ws []string
+	for _, name := range []string{"ack-keys", "nats-password", "nats-token", "nats-nkey"} {
+		if inline[name] {
+			ws = append(ws, fmt.Sprintf("--%s on the command line is visible to every local user in ps and /proc/<pid>/cmdline: use %s", name, instead[name]))
+		}
+	}
+	if inline["nats-url"] && hasUserInfo(urls) {
+		ws = append(ws, "--nats-url with user information on the command line is visible to every local user in ps and /proc/<pid>/cmdline: use --nats-user with --nats-password-file, --nats-token-file, or "+EnvName("nats-url"))
+	}
+	return ws
 }
 
 func (c Config) validate() error {
@@ -285,6 +352,7 @@ func (c Config) LogValue() slog.Value {
 			slog.Bool("follow_live_heap", c.Server.FollowLiveHeap)),
 		slog.Group("consume",
 			slog.Int("ack_keys", len(strings.FieldsFunc(c.Consume.AckKeys, func(r rune) bool { return r == ',' }))),
+			slog.String("ack_keys_file", c.Consume.AckKeysFile),
 			slog.Int("max_fetch_batch", c.Consume.MaxFetchBatch),
 			slog.Int("max_fetch_bytes", c.Consume.MaxFetchBytes),
 			slog.Duration("max_fetch_wait", c.Consume.MaxFetchWait),
@@ -298,6 +366,17 @@ func (c Config) LogValue() slog.Value {
 			slog.Bool("mtls", c.Auth.TLSClientCA != "")),
 		slog.Group("log", slog.String("format", c.Log.Format), slog.String("level", c.Log.Level.String())),
 	)
+}
+
+// hasUserInfo reports whether one of comma-separated NATS URLs carries a
+// user and password or a token.
+func hasUserInfo(urls string) bool {
+	for _, u := range strings.Split(urls, ",") {
+		if p, err := url.Parse(strings.TrimSpace(u)); err == nil && p.User != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // RedactURLs hides the user information (user:password or token) of

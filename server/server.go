@@ -124,7 +124,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	if len(keys) == 0 {
-		log.Warn("no --ack-keys (JETWAY_ACK_KEYS) configured: ack tokens use a random key of this process, so other replicas cannot verify them and they die with it")
+		log.Warn("no --ack-keys-file or JETWAY_ACK_KEYS configured: ack tokens use a random key of this process, so other replicas cannot verify them and they die with it")
 		k, err := acktoken.RandomKey()
 		if err != nil {
 			return nil, fmt.Errorf("server: %w", err)
