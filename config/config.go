@@ -40,7 +40,15 @@ type NATS struct {
 	// DataDir is the embedded server's JetStream store.
 	DataDir string
 	// EmbeddedListen opens a NATS port on the embedded server ("" none).
+	// The port is never anonymous: clients, and the bridge in process,
+	// present EmbeddedUser and its password.
 	EmbeddedListen string
+	// EmbeddedUser is the user of the embedded server's port.
+	EmbeddedUser string
+	// EmbeddedPasswordFile holds EmbeddedUser's password (read at start).
+	// Empty: the password is generated at the first start with a port and
+	// kept in DataDir's embedded-nats-password file (mode 0600).
+	EmbeddedPasswordFile string
 	// Credentials are presented to NATS.
 	Credentials auth.NATSCredentials
 	// ConnectTimeout bounds the wait for the first connection at start.
@@ -159,7 +167,9 @@ func Parse(args []string, getenv func(string) string, output io.Writer) (Config,
 	n := &c.NATS
 	fs.StringVar(&n.URLs, "nats-url", "", "NATS server URLs, comma-separated; empty starts an embedded JetStream server")
 	fs.StringVar(&n.DataDir, "data-dir", "jetway-data", "JetStream storage directory of the embedded server")
-	fs.StringVar(&n.EmbeddedListen, "embedded-nats-listen", "", "open a NATS client port on the embedded server (host:port); empty opens none")
+	fs.StringVar(&n.EmbeddedListen, "embedded-nats-listen", "", "open a NATS client port on the embedded server (host:port); empty opens none. The port requires --embedded-nats-user and its password")
+	fs.StringVar(&n.EmbeddedUser, "embedded-nats-user", "jetway", "user of the embedded server's NATS port")
+	fs.StringVar(&n.EmbeddedPasswordFile, "embedded-nats-password-file", "", "file holding the password of --embedded-nats-user; empty generates one, kept in <data-dir>/embedded-nats-password (mode 0600)")
 	fs.DurationVar(&n.ConnectTimeout, "nats-connect-timeout", 10*time.Second, "wait at most this long for the first NATS connection")
 	fs.DurationVar(&n.RequestTimeout, "nats-request-timeout", 5*time.Second, "timeout of JetStream calls when the client set no deadline")
 	cr := &n.Credentials
@@ -311,6 +321,12 @@ func (c Config) validate() error {
 	if _, err := c.NATS.Credentials.Options(); err != nil {
 		errs = append(errs, err)
 	}
+	if c.NATS.URLs == "" && c.NATS.Credentials != (auth.NATSCredentials{}) {
+		errs = append(errs, errors.New("--nats-creds, --nats-nkey*, --nats-token*, --nats-user, --nats-password* and --nats-tls-* are for --nats-url: the embedded server's port uses --embedded-nats-user and --embedded-nats-password-file"))
+	}
+	if c.NATS.URLs == "" && c.NATS.EmbeddedListen != "" && c.NATS.EmbeddedUser == "" {
+		errs = append(errs, errors.New("--embedded-nats-listen needs --embedded-nats-user: the port is never anonymous"))
+	}
 	if _, err := c.Consume.AckKeyBytes(); err != nil {
 		errs = append(errs, err)
 	}
@@ -337,6 +353,8 @@ func (c Config) LogValue() slog.Value {
 			slog.String("url", RedactURLs(c.NATS.URLs)),
 			slog.String("data_dir", c.NATS.DataDir),
 			slog.String("embedded_listen", c.NATS.EmbeddedListen),
+			slog.String("embedded_user", c.NATS.EmbeddedUser),
+			slog.String("embedded_password_file", c.NATS.EmbeddedPasswordFile),
 			slog.Any("credentials", c.NATS.Credentials),
 			slog.Duration("connect_timeout", c.NATS.ConnectTimeout),
 			slog.Duration("request_timeout", c.NATS.RequestTimeout)),

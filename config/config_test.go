@@ -26,7 +26,7 @@ func TestParseDefaults(t *testing.T) {
 	if c.Server.GRPCListen != "127.0.0.1:9090" || c.Server.HTTPListen != "127.0.0.1:8080" {
 		t.Errorf("listen defaults %q %q, want loopback 9090/8080", c.Server.GRPCListen, c.Server.HTTPListen)
 	}
-	if c.NATS.URLs != "" || c.NATS.DataDir != "jetway-data" || c.NATS.EmbeddedListen != "" {
+	if c.NATS.URLs != "" || c.NATS.DataDir != "jetway-data" || c.NATS.EmbeddedListen != "" || c.NATS.EmbeddedUser != "jetway" || c.NATS.EmbeddedPasswordFile != "" {
 		t.Errorf("NATS defaults %+v", c.NATS)
 	}
 	if c.Log.Format != "text" || c.Log.Level != slog.LevelInfo {
@@ -177,6 +177,8 @@ func TestParseErrors(t *testing.T) {
 		{"ack keys file short key", []string{"--ack-keys-file", secretFile(t, "short", "c2hvcnQ=")}, nil, "--ack-keys-file: key 1 is 5 bytes"},
 		{"password file and inline", []string{"--nats-url", "nats://x:1", "--nats-user", "u", "--nats-password", "p", "--nats-password-file", pw}, nil, "either a password file or a password"},
 		{"token file and inline", []string{"--nats-url", "nats://x:1", "--nats-token", "t", "--nats-token-file", pw}, nil, "either a token file or a token"},
+		{"NATS credentials with the embedded server", []string{"--nats-user", "u", "--nats-password-file", pw}, nil, "are for --nats-url"},
+		{"embedded port without a user", []string{"--embedded-nats-listen", "0.0.0.0:4222", "--embedded-nats-user", ""}, nil, "never anonymous"},
 		{"token file missing", []string{"--nats-url", "nats://x:1", "--nats-token-file", filepath.Join(t.TempDir(), "none")}, nil, "token file"},
 	}
 	for _, tt := range tests {

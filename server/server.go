@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -45,6 +46,7 @@ const protoOverhead = 64 << 10
 type Server struct {
 	grpcAddr, httpAddr net.Addr
 	natsURL            string
+	natsCreds          auth.NATSCredentials
 	nc                 *nats.Conn
 	log                *slog.Logger
 	done               chan struct{}
@@ -59,6 +61,10 @@ func (s *Server) HTTPAddr() net.Addr { return s.httpAddr }
 
 // NATSURL is the embedded server's client URL when it opened a port.
 func (s *Server) NATSURL() string { return s.natsURL }
+
+// NATSCredentials are the credentials NATSURL requires (the zero value
+// when the embedded server opened no port).
+func (s *Server) NATSCredentials() auth.NATSCredentials { return s.natsCreds }
 
 // Reload reconnects to NATS, reading credential files again: the way to
 // apply rotated credentials at once (SIGHUP) rather than at the next
@@ -95,14 +101,22 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	s := &Server{done: make(chan struct{})}
 	var ns *embedded.Server
 	if urls == "" {
-		ns, err = embedded.Start(embedded.Config{DataDir: cfg.NATS.DataDir, Listen: cfg.NATS.EmbeddedListen, Logger: log})
+		ecfg := embedded.Config{DataDir: cfg.NATS.DataDir, Listen: cfg.NATS.EmbeddedListen, Logger: log}
+		if cfg.NATS.EmbeddedListen != "" {
+			if ecfg.Password, err = embeddedPassword(cfg.NATS, log); err != nil {
+				return nil, fmt.Errorf("server: %w", err)
+			}
+			ecfg.User = cfg.NATS.EmbeddedUser
+		}
+		ns, err = embedded.Start(ecfg)
 		if err != nil {
 			return nil, fmt.Errorf("server: %w", err)
 		}
 		cleanup = append(cleanup, ns.Shutdown)
-		natsOpts = append(natsOpts, ns.ConnectOption())
+		natsOpts = append(natsOpts, ns.ConnectOptions()...)
 		if cfg.NATS.EmbeddedListen != "" {
 			s.natsURL = ns.ClientURL()
+			s.natsCreds = auth.NATSCredentials{User: ecfg.User, Password: ecfg.Password}
 		}
 		log.Info("embedded NATS server started", slog.String("data_dir", cfg.NATS.DataDir), slog.String("client_url", s.natsURL))
 	}
@@ -329,6 +343,31 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		log.Info("stopped")
 	}()
 	return s, nil
+}
+
+// embeddedPassword is the password of the embedded server's port: read
+// from --embedded-nats-password-file, or generated once and kept in the
+// data directory. The log names the file, never the password.
+func embeddedPassword(c config.NATS, log *slog.Logger) (string, error) {
+	if c.EmbeddedPasswordFile != "" {
+		pw, err := auth.ReadSecretFile(c.EmbeddedPasswordFile)
+		if err != nil {
+			return "", fmt.Errorf("--embedded-nats-password-file: %w", err)
+		}
+		log.Info("embedded NATS port requires a password", slog.String("user", c.EmbeddedUser), slog.String("password_file", c.EmbeddedPasswordFile))
+		return pw, nil
+	}
+	path := filepath.Join(c.DataDir, embedded.PasswordFileName)
+	pw, created, err := embedded.LoadOrGeneratePassword(path)
+	if err != nil {
+		return "", err
+	}
+	msg := "embedded NATS port requires a password, kept in its file"
+	if created {
+		msg = "embedded NATS port requires a password: generated, written to its file (mode 0600)"
+	}
+	log.Info(msg, slog.String("user", c.EmbeddedUser), slog.String("password_file", path))
+	return pw, nil
 }
 
 func serveGRPC(gs *grpc.Server, lis net.Listener) error {
