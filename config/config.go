@@ -73,8 +73,10 @@ type Server struct {
 	// MaxBodyBytes caps REST request bodies; 0 derives it from the NATS
 	// maximum payload.
 	MaxBodyBytes int64
-	// Pprof serves /debug/pprof/ on the HTTP listener.
-	Pprof bool
+	// PprofListen is a loopback host:port serving net/http/pprof under
+	// /debug/pprof/ ("" none). Never the API listener: profiling is
+	// unauthenticated and shows the command line.
+	PprofListen string
 	// FollowLiveHeap bounds the heap's growth between collections by the
 	// live heap (package memlimit); off leaves it to GOGC and GOMEMLIMIT.
 	FollowLiveHeap bool
@@ -194,7 +196,7 @@ func Parse(args []string, getenv func(string) string, output io.Writer) (Config,
 	fs.DurationVar(&s.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "bound on the graceful drain at shutdown")
 	fs.IntVar(&s.PublishWindow, "publish-window", 1024, "publishes one PublishStream may have awaiting acks")
 	fs.Int64Var(&s.MaxBodyBytes, "http-max-body", 0, "maximum REST request body in bytes; 0 derives it from the NATS max payload")
-	fs.BoolVar(&s.Pprof, "pprof", false, "serve /debug/pprof/ on the HTTP listener (unauthenticated: trusted networks only)")
+	fs.StringVar(&s.PprofListen, "pprof-listen", "", "serve /debug/pprof/ on this loopback host:port of its own (unauthenticated; a non-loopback address is refused); empty serves none")
 	fs.BoolVar(&s.FollowLiveHeap, "follow-live-heap", true, "bound the heap's growth between collections by the live heap (trades up to about 5% of a core for less RSS); false leaves it to GOGC and GOMEMLIMIT")
 
 	co := &c.Consume
@@ -366,7 +368,7 @@ func (c Config) LogValue() slog.Value {
 			slog.Duration("shutdown_timeout", c.Server.ShutdownTimeout),
 			slog.Int("publish_window", c.Server.PublishWindow),
 			slog.Int64("http_max_body", c.Server.MaxBodyBytes),
-			slog.Bool("pprof", c.Server.Pprof),
+			slog.String("pprof_listen", c.Server.PprofListen),
 			slog.Bool("follow_live_heap", c.Server.FollowLiveHeap)),
 		slog.Group("consume",
 			slog.Int("ack_keys", len(strings.FieldsFunc(c.Consume.AckKeys, func(r rune) bool { return r == ',' }))),

@@ -32,7 +32,7 @@ func TestParseDefaults(t *testing.T) {
 	if c.Log.Format != "text" || c.Log.Level != slog.LevelInfo {
 		t.Errorf("log defaults %+v", c.Log)
 	}
-	if !c.Server.FollowLiveHeap || c.Server.Pprof {
+	if !c.Server.FollowLiveHeap || c.Server.PprofListen != "" {
 		t.Errorf("server defaults %+v: want follow-live-heap on, pprof off", c.Server)
 	}
 }

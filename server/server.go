@@ -45,6 +45,7 @@ const protoOverhead = 64 << 10
 // ends; Wait returns once everything has stopped.
 type Server struct {
 	grpcAddr, httpAddr net.Addr
+	pprofAddr          net.Addr
 	natsURL            string
 	natsCreds          auth.NATSCredentials
 	nc                 *nats.Conn
@@ -58,6 +59,10 @@ func (s *Server) GRPCAddr() net.Addr { return s.grpcAddr }
 
 // HTTPAddr is the address the HTTP server listens on.
 func (s *Server) HTTPAddr() net.Addr { return s.httpAddr }
+
+// PprofAddr is the address of the profiling listener, nil when
+// --pprof-listen is empty.
+func (s *Server) PprofAddr() net.Addr { return s.pprofAddr }
 
 // NATSURL is the embedded server's client URL when it opened a port.
 func (s *Server) NATSURL() string { return s.natsURL }
@@ -95,6 +100,9 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		}
 	}()
 
+	if p := cfg.Server.PprofListen; p != "" && !isLoopback(p) {
+		return nil, fmt.Errorf("server: --pprof-listen %q is not a loopback address: profiling is unauthenticated and shows the command line, memory and goroutines; listen on 127.0.0.1 (or [::1]) and reach it through an SSH tunnel or kubectl port-forward", p)
+	}
 	var natsOpts []nats.Option
 	closePool := func() {}
 	urls := cfg.NATS.URLs
@@ -220,6 +228,20 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	}
 	cleanup = append(cleanup, func() { _ = httpLis.Close() })
 	s.grpcAddr, s.httpAddr = grpcLis.Addr(), httpLis.Addr()
+	var pprofSrv *http.Server
+	var pprofLis net.Listener
+	if cfg.Server.PprofListen != "" {
+		if pprofLis, err = net.Listen("tcp", cfg.Server.PprofListen); err != nil {
+			return nil, fmt.Errorf("server: pprof listen: %w", err)
+		}
+		cleanup = append(cleanup, func() { _ = pprofLis.Close() })
+		s.pprofAddr = pprofLis.Addr()
+		pprofSrv = &http.Server{
+			Handler:           gateway.Profiling(),
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}
+	}
 
 	edge := errorEdge{log: log}
 	gate := natsGate{connected: nc.IsConnected}
@@ -292,7 +314,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	cleanup = append(cleanup, func() { _ = conn.Close() })
 	serveCtx, stopServe := context.WithCancel(context.WithoutCancel(ctx))
 	handler, err := gateway.New(serveCtx, conn, gateway.Options{
-		MaxBodyBytes: maxBody, Ready: ready, Logger: log, Pprof: cfg.Server.Pprof,
+		MaxBodyBytes: maxBody, Ready: ready, Logger: log,
 		Direct: &gateway.Direct{Messages: b.Messages(), Admin: b.Admin(), Interceptor: unary},
 	})
 	if err != nil {
@@ -320,9 +342,22 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		}
 		return nil
 	})
+	if pprofSrv != nil {
+		g.Go(func() error {
+			if err := pprofSrv.Serve(pprofLis); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("server: pprof: %w", err)
+			}
+			return nil
+		})
+		log.Warn("profiling on: /debug/pprof/ unauthenticated on its own loopback listener", slog.String("pprof", s.pprofAddr.String()))
+	}
 	g.Go(func() error {
 		<-gctx.Done()
 		log.Info("shutting down", slog.Duration("timeout", cfg.Server.ShutdownTimeout))
+		if pprofSrv != nil {
+			// A profile in progress is cut short: it serves no client.
+			_ = pprofSrv.Close()
+		}
 		hs.Shutdown()
 		// Subscribe and Consume streams end (NAKing what they hold) so
 		// that their clients reconnect to another replica at once.
