@@ -161,7 +161,8 @@ func EnvName(flagName string) string {
 	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
-// Parse reads args (without the program name) and the environment.
+// Parse reads args (without the program name) and the environment. A
+// variable of a flag also given in args is not read.
 func Parse(args []string, getenv func(string) string, output io.Writer) (Config, error) {
 	var c Config
 	fs := flag.NewFlagSet("bridge", flag.ContinueOnError)
@@ -220,20 +221,20 @@ func Parse(args []string, getenv func(string) string, output io.Writer) (Config,
 	fs.StringVar(&l.Format, "log-format", "text", "log format: text or json")
 	fs.TextVar(&l.Level, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
 
-	// A secret given on the command line (not the environment) is worth a
-	// warning: every local user sees it in ps.
-	var fromArgs bool
-	inline := map[string]bool{}
-	for _, name := range []string{"ack-keys", "nats-password", "nats-token", "nats-nkey", "nats-url"} {
-		f := fs.Lookup(name)
-		f.Value = watched{Value: f.Value, set: func() { inline[name] = fromArgs }}
+	// The command line, then the environment for every flag it did not
+	// set: a flag on the command line wins.
+	if err := fs.Parse(args); err != nil {
+		return c, fmt.Errorf("config: %w", err)
 	}
-
-	// The environment first, then the command line over it.
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("config: unexpected argument %q", fs.Arg(0))
+	}
+	onCommandLine := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { onCommandLine[f.Name] = true })
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
 		env := EnvName(f.Name)
-		if v := getenv(env); v != "" && envErr == nil {
+		if v := getenv(env); v != "" && envErr == nil && !onCommandLine[f.Name] {
 			if err := fs.Set(f.Name, v); err != nil {
 				envErr = fmt.Errorf("config: %s: %w", env, err)
 			}
@@ -242,31 +243,15 @@ func Parse(args []string, getenv func(string) string, output io.Writer) (Config,
 	if envErr != nil {
 		return c, envErr
 	}
-	fromArgs = true
-	if err := fs.Parse(args); err != nil {
-		return c, fmt.Errorf("config: %w", err)
-	}
-	c.Warnings = inlineSecrets(inline, c.NATS.URLs)
-	if fs.NArg() > 0 {
-		return c, fmt.Errorf("config: unexpected argument %q", fs.Arg(0))
-	}
+	// A secret given on the command line (not the environment) is worth a
+	// warning: every local user sees it in ps.
+	c.Warnings = inlineSecrets(onCommandLine, c.NATS.URLs)
 	return c, c.validate()
 }
 
-// watched is a flag.Value that reports each Set.
-type watched struct {
-	flag.Value
-	set func()
-}
-
-func (w watched) Set(v string) error {
-	w.set()
-	return w.Value.Set(v)
-}
-
 // inlineSecrets warns about the secret flags given on the command line
-// (inline[name] true), without their values.
-func inlineSecrets(inline map[string]bool, urls string) []string {
+// (onCommandLine[name] true), without their values.
+func inlineSecrets(onCommandLine map[string]bool, urls string) []string {
 	instead := map[string]string{
 		"ack-keys":      "--ack-keys-file or " + EnvName("ack-keys"),
 		"nats-password": "--nats-password-file or " + EnvName("nats-password"),
@@ -275,11 +260,11 @@ func inlineSecrets(inline map[string]bool, urls string) []string {
 	}
 	var ws []string
 	for _, name := range []string{"ack-keys", "nats-password", "nats-token", "nats-nkey"} {
-		if inline[name] {
+		if onCommandLine[name] {
 			ws = append(ws, fmt.Sprintf("--%s on the command line is visible to every local user in ps and /proc/<pid>/cmdline: use %s", name, instead[name]))
 		}
 	}
-	if inline["nats-url"] && hasUserInfo(urls) {
+	if onCommandLine["nats-url"] && hasUserInfo(urls) {
 		ws = append(ws, "--nats-url with user information on the command line is visible to every local user in ps and /proc/<pid>/cmdline: use --nats-user with --nats-password-file, --nats-token-file, or "+EnvName("nats-url"))
 	}
 	return ws

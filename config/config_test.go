@@ -3,6 +3,8 @@ package config_test
 import (
 	"bytes"
 	"encoding/base64"
+	"errors"
+	"flag"
 	"io"
 	"log/slog"
 	"os"
@@ -209,5 +211,24 @@ func TestLogValueRedactsSecrets(t *testing.T) {
 	}
 	if !strings.Contains(out, `"user":"alice"`) || !strings.Contains(out, "10.0.0.1:4222") {
 		t.Errorf("log lost non-secret fields: %s", out)
+	}
+}
+
+// TestParseHelpListsFileForms: --help lists the file forms of secrets and
+// the new listeners' flags, and prints every default without a panic.
+func TestParseHelpListsFileForms(t *testing.T) {
+	var out bytes.Buffer
+	if _, err := config.Parse([]string{"--help"}, env(nil), &out); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("err = %v, want flag.ErrHelp", err)
+	}
+	help := out.String()
+	for _, want := range []string{"-ack-keys-file string", "-nats-password-file string", "-nats-token-file string",
+		"-embedded-nats-user string", "-embedded-nats-password-file string", "-pprof-listen string", "-ack-keys string"} {
+		if !strings.Contains(help, want) {
+			t.Errorf("help lacks %q", want)
+		}
+	}
+	if strings.Contains(help, "panic") || strings.Contains(help, "-pprof\n") {
+		t.Errorf("help:\n%s", help)
 	}
 }
