@@ -7,6 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"strings"
+	"sync"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
@@ -18,7 +21,10 @@ var ErrInvalidCredentials = errors.New("auth: invalid NATS credentials")
 
 // NATSCredentials are the credentials the bridge connects to NATS with, as
 // NATS operators issue them. At most one of CredsFile, NKeySeedFile/NKeySeed,
-// Token and User/Password may be set; TLS combines with any of them.
+// Token/TokenFile and User with Password/PasswordFile may be set; TLS
+// combines with any of them. Every file is read when Options is called
+// and again at each connection attempt, so a rotated file takes effect at
+// the next (re)connect.
 type NATSCredentials struct {
 	// CredsFile is a creds file (user JWT and NKey seed) as nsc writes it.
 	CredsFile string
@@ -28,9 +34,15 @@ type NATSCredentials struct {
 	NKeySeed string
 	// Token is a NATS authentication token.
 	Token string
+	// TokenFile is a file holding the token (surrounding white space is
+	// ignored); not with Token.
+	TokenFile string
 	// User and Password are NATS user credentials.
 	User     string
 	Password string
+	// PasswordFile is a file holding User's password (surrounding white
+	// space is ignored); not with Password.
+	PasswordFile string
 	// TLSCA is a PEM file of CAs that sign the NATS servers' certificates.
 	TLSCA string
 	// TLSCert and TLSKey are the client certificate and key for mutual TLS.
@@ -40,10 +52,15 @@ type NATSCredentials struct {
 	TLSServerName string
 }
 
-// Options returns the nats.Connect options for these credentials.
+// Options returns the nats.Connect options for these credentials. An
+// error wraps ErrInvalidCredentials; a token or password file that cannot
+// be read, or is empty, is one.
 func (c NATSCredentials) Options() ([]nats.Option, error) {
 	kinds := 0
-	for _, set := range []bool{c.CredsFile != "", c.NKeySeedFile != "" || c.NKeySeed != "", c.Token != "", c.User != "" || c.Password != ""} {
+	for _, set := range []bool{
+		c.CredsFile != "", c.NKeySeedFile != "" || c.NKeySeed != "", c.Token != "" || c.TokenFile != "",
+		c.User != "" || c.Password != "" || c.PasswordFile != "",
+	} {
 		if set {
 			kinds++
 		}
@@ -73,8 +90,28 @@ func (c NATSCredentials) Options() ([]nats.Option, error) {
 			return nil, fmt.Errorf("%w: nkey seed: %w", ErrInvalidCredentials, err)
 		}
 		opts = append(opts, nats.Nkey(pub, kp.Sign))
+	case c.Token != "" && c.TokenFile != "":
+		return nil, fmt.Errorf("%w: set either a token file or a token", ErrInvalidCredentials)
+	case c.TokenFile != "":
+		f, err := newSecretFile(c.TokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: token file: %w", ErrInvalidCredentials, err)
+		}
+		opts = append(opts, nats.TokenHandler(f.current))
 	case c.Token != "":
 		opts = append(opts, nats.Token(c.Token))
+	case c.Password != "" && c.PasswordFile != "":
+		return nil, fmt.Errorf("%w: set either a password file or a password", ErrInvalidCredentials)
+	case c.PasswordFile != "":
+		if c.User == "" {
+			return nil, fmt.Errorf("%w: user and password go together", ErrInvalidCredentials)
+		}
+		f, err := newSecretFile(c.PasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: password file: %w", ErrInvalidCredentials, err)
+		}
+		user := c.User
+		opts = append(opts, nats.UserInfoHandler(func() (string, string) { return user, f.current() }))
 	case c.User != "" || c.Password != "":
 		if c.User == "" || c.Password == "" {
 			return nil, fmt.Errorf("%w: user and password go together", ErrInvalidCredentials)
@@ -111,7 +148,7 @@ func (c NATSCredentials) LogValue() slog.Value {
 		kind = "creds"
 	case c.NKeySeedFile != "" || c.NKeySeed != "":
 		kind = "nkey"
-	case c.Token != "":
+	case c.Token != "" || c.TokenFile != "":
 		kind = "token"
 	case c.User != "":
 		kind = "user"
@@ -123,6 +160,12 @@ func (c NATSCredentials) LogValue() slog.Value {
 	if c.NKeySeedFile != "" {
 		attrs = append(attrs, slog.String("nkey_seed_file", c.NKeySeedFile))
 	}
+	if c.TokenFile != "" {
+		attrs = append(attrs, slog.String("token_file", c.TokenFile))
+	}
+	if c.PasswordFile != "" {
+		attrs = append(attrs, slog.String("password_file", c.PasswordFile))
+	}
 	if c.User != "" {
 		attrs = append(attrs, slog.String("user", c.User))
 	}
@@ -130,4 +173,47 @@ func (c NATSCredentials) LogValue() slog.Value {
 		attrs = append(attrs, slog.Bool("tls", true))
 	}
 	return slog.GroupValue(attrs...)
+}
+
+// ReadSecretFile reads a file holding one secret (a password, a token):
+// its content without surrounding white space, which must not be empty.
+func ReadSecretFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	v := strings.TrimSpace(string(b))
+	if v == "" {
+		return "", fmt.Errorf("%s is empty", path)
+	}
+	return v, nil
+}
+
+// secretFile is a secret read again at each connection attempt. A read
+// that fails (the file mid-rotation, removed) keeps the last value read:
+// nats.go's token and user-info callbacks cannot fail, and the server's
+// refusal of a stale value is logged as any failed attempt is.
+type secretFile struct {
+	path string
+	mu   sync.Mutex
+	last string
+}
+
+// newSecretFile reads path once, so that a missing or empty file is an
+// error at start rather than at the first connection.
+func newSecretFile(path string) (*secretFile, error) {
+	v, err := ReadSecretFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return &secretFile{path: path, last: v}, nil
+}
+
+func (f *secretFile) current() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if v, err := ReadSecretFile(f.path); err == nil {
+		f.last = v
+	}
+	return f.last
 }

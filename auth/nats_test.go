@@ -147,3 +147,69 @@ func TestLogValueHasNoSecrets(t *testing.T) {
 		}
 	}
 }
+
+// TestPasswordAndTokenFiles: the password and token come from files, read
+// again at each connection attempt (the same options refused once the
+// file changes); a file with its inline form, or an unreadable or empty
+// file, is ErrInvalidCredentials.
+func TestPasswordAndTokenFiles(t *testing.T) {
+	up := jetwaytest.NATSServer(t, &natsserver.Options{Users: []*natsserver.User{{Username: "bridge", Password: "pw-from-file"}}})
+	tok := jetwaytest.NATSServer(t, &natsserver.Options{Authorization: "token-from-file"})
+	for _, tt := range []struct {
+		name  string
+		url   string
+		creds func(path string) auth.NATSCredentials
+		right string
+	}{
+		{"password", up.ClientURL(), func(p string) auth.NATSCredentials { return auth.NATSCredentials{User: "bridge", PasswordFile: p} }, "pw-from-file"},
+		{"token", tok.ClientURL(), func(p string) auth.NATSCredentials { return auth.NATSCredentials{TokenFile: p} }, "token-from-file"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			path := writeFile(t, "secret", tt.right+"\n")
+			opts, err := tt.creds(path).Options()
+			if err != nil {
+				t.Fatal(err)
+			}
+			dial := func() error {
+				nc, err := nats.Connect(tt.url, append(opts, nats.Timeout(5*time.Second))...)
+				if err == nil {
+					nc.Close()
+				}
+				return err
+			}
+			if err := dial(); err != nil {
+				t.Fatalf("right secret in the file: %v", err)
+			}
+			if err := os.WriteFile(path, []byte("wrong"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := dial(); !errors.Is(err, nats.ErrAuthorization) {
+				t.Errorf("after the file changed to a wrong secret: %v, want authorization violation (file read again)", err)
+			}
+			if err := os.WriteFile(path, []byte(tt.right), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := dial(); err != nil {
+				t.Errorf("after the file was fixed: %v", err)
+			}
+			for name, c := range map[string]auth.NATSCredentials{
+				"missing": tt.creds(filepath.Join(t.TempDir(), "none")),
+				"empty":   tt.creds(writeFile(t, "empty", " \n")),
+			} {
+				if _, err := c.Options(); !errors.Is(err, auth.ErrInvalidCredentials) {
+					t.Errorf("%s file: %v, want ErrInvalidCredentials", name, err)
+				}
+			}
+		})
+	}
+	for name, c := range map[string]auth.NATSCredentials{
+		"password file and password": {User: "bridge", Password: "pw", PasswordFile: writeFile(t, "pw", "pw")},
+		"token file and token":       {Token: "t", TokenFile: writeFile(t, "tok", "t")},
+		"password file without user": {PasswordFile: writeFile(t, "pw2", "pw")},
+		"token file and user":        {TokenFile: writeFile(t, "tok2", "t"), User: "u", Password: "p"},
+	} {
+		if _, err := c.Options(); !errors.Is(err, auth.ErrInvalidCredentials) {
+			t.Errorf("%s: %v, want ErrInvalidCredentials", name, err)
+		}
+	}
+}

@@ -1521,7 +1521,9 @@ func TestAckAcrossBridges(t *testing.T) {
 	key, otherKey, newKey := fetchKey(t), fetchKey(t), fetchKey(t)
 	a := jetwaytest.Start(t, func(c *config.Config) { c.Consume.AckKeys = key })
 	shared := func(keys string) jetwaytest.Option {
-		return func(c *config.Config) { c.Consume.AckKeys, c.NATS.URLs = keys, a.Server.NATSURL() }
+		return func(c *config.Config) {
+			c.Consume.AckKeys, c.NATS.URLs, c.NATS.Credentials = keys, a.Server.NATSURL(), a.Server.NATSCredentials()
+		}
 	}
 	bb := jetwaytest.Start(t, shared(key))
 	other := jetwaytest.Start(t, shared(otherKey))

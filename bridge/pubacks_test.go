@@ -105,7 +105,11 @@ func TestPublishStreamAckTimeout(t *testing.T) {
 	b := jetwaytest.Start(t, func(c *config.Config) { c.NATS.RequestTimeout = 300 * time.Millisecond })
 	ctx := jetwaytest.Context(t, 30*time.Second)
 	pubStream(ctx, t, b, jetstream.StreamConfig{Name: "LOUD", Subjects: []string{"loud.>"}})
-	nc, err := nats.Connect(b.Server.NATSURL())
+	creds, err := b.Server.NATSCredentials().Options()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(b.Server.NATSURL(), creds...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,8 +11,10 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
+	"os"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/jetway-dev/jetway/auth"
 )
@@ -24,6 +26,10 @@ type Config struct {
 	Consume Consume
 	Auth    Auth
 	Log     Log
+	// Warnings are what the start-up log should warn about and Parse does
+	// not refuse: secrets given on the command line, visible to every local
+	// user in ps and /proc/<pid>/cmdline. They never hold a secret.
+	Warnings []string
 }
 
 // NATS says how the bridge reaches JetStream.
@@ -34,7 +40,15 @@ type NATS struct {
 	// DataDir is the embedded server's JetStream store.
 	DataDir string
 	// EmbeddedListen opens a NATS port on the embedded server ("" none).
+	// The port is never anonymous: clients, and the bridge in process,
+	// present EmbeddedUser and its password.
 	EmbeddedListen string
+	// EmbeddedUser is the user of the embedded server's port.
+	EmbeddedUser string
+	// EmbeddedPasswordFile holds EmbeddedUser's password (read at start).
+	// Empty: the password is generated at the first start with a port and
+	// kept in DataDir's embedded-nats-password file (mode 0600).
+	EmbeddedPasswordFile string
 	// Credentials are presented to NATS.
 	Credentials auth.NATSCredentials
 	// ConnectTimeout bounds the wait for the first connection at start.
@@ -59,8 +73,10 @@ type Server struct {
 	// MaxBodyBytes caps REST request bodies; 0 derives it from the NATS
 	// maximum payload.
 	MaxBodyBytes int64
-	// Pprof serves /debug/pprof/ on the HTTP listener.
-	Pprof bool
+	// PprofListen is a loopback host:port serving net/http/pprof under
+	// /debug/pprof/ ("" none). Never the API listener: profiling is
+	// unauthenticated and shows the command line.
+	PprofListen string
 	// FollowLiveHeap bounds the heap's growth between collections by the
 	// live heap (package memlimit); off leaves it to GOGC and GOMEMLIMIT.
 	FollowLiveHeap bool
@@ -71,6 +87,9 @@ type Consume struct {
 	// AckKeys are base64 keys (at least 32 bytes each), comma-separated;
 	// the first signs, all verify. Empty: a random key per process.
 	AckKeys string
+	// AckKeysFile is a file holding AckKeys (commas or white space between
+	// keys); not with AckKeys.
+	AckKeysFile string
 	// MaxFetchBatch, MaxFetchBytes and MaxFetchWait cap one Fetch.
 	MaxFetchBatch int
 	MaxFetchBytes int
@@ -82,21 +101,33 @@ type Consume struct {
 	MaxBytesInFlight int
 }
 
-// AckKeyBytes decodes AckKeys.
+// AckKeyBytes decodes AckKeys, or the keys in AckKeysFile (read at each
+// call).
 func (c Consume) AckKeyBytes() ([][]byte, error) {
-	if strings.TrimSpace(c.AckKeys) == "" {
-		return nil, nil
-	}
-	var keys [][]byte
-	for i, k := range strings.Split(c.AckKeys, ",") {
-		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(k))
+	name, text := "--ack-keys", c.AckKeys
+	if c.AckKeysFile != "" {
+		if strings.TrimSpace(c.AckKeys) != "" {
+			return nil, errors.New("--ack-keys-file and --ack-keys (JETWAY_ACK_KEYS): set only one")
+		}
+		b, err := os.ReadFile(c.AckKeysFile)
 		if err != nil {
-			if raw, err = base64.RawURLEncoding.DecodeString(strings.TrimSpace(k)); err != nil {
-				return nil, fmt.Errorf("--ack-keys: key %d is not base64", i+1)
+			return nil, fmt.Errorf("--ack-keys-file: %w", err)
+		}
+		if name, text = "--ack-keys-file", string(b); strings.TrimSpace(text) == "" {
+			return nil, fmt.Errorf("--ack-keys-file: %s is empty", c.AckKeysFile)
+		}
+	}
+	fields := strings.FieldsFunc(text, func(r rune) bool { return r == ',' || unicode.IsSpace(r) })
+	var keys [][]byte
+	for i, k := range fields {
+		raw, err := base64.StdEncoding.DecodeString(k)
+		if err != nil {
+			if raw, err = base64.RawURLEncoding.DecodeString(k); err != nil {
+				return nil, fmt.Errorf("%s: key %d is not base64", name, i+1)
 			}
 		}
 		if len(raw) < 32 {
-			return nil, fmt.Errorf("--ack-keys: key %d is %d bytes, want at least 32 (openssl rand -base64 32)", i+1, len(raw))
+			return nil, fmt.Errorf("%s: key %d is %d bytes, want at least 32 (openssl rand -base64 32)", name, i+1, len(raw))
 		}
 		keys = append(keys, raw)
 	}
@@ -130,7 +161,8 @@ func EnvName(flagName string) string {
 	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
-// Parse reads args (without the program name) and the environment.
+// Parse reads args (without the program name) and the environment. A
+// variable of a flag also given in args is not read.
 func Parse(args []string, getenv func(string) string, output io.Writer) (Config, error) {
 	var c Config
 	fs := flag.NewFlagSet("bridge", flag.ContinueOnError)
@@ -138,16 +170,20 @@ func Parse(args []string, getenv func(string) string, output io.Writer) (Config,
 	n := &c.NATS
 	fs.StringVar(&n.URLs, "nats-url", "", "NATS server URLs, comma-separated; empty starts an embedded JetStream server")
 	fs.StringVar(&n.DataDir, "data-dir", "jetway-data", "JetStream storage directory of the embedded server")
-	fs.StringVar(&n.EmbeddedListen, "embedded-nats-listen", "", "open a NATS client port on the embedded server (host:port); empty opens none")
+	fs.StringVar(&n.EmbeddedListen, "embedded-nats-listen", "", "open a NATS client port on the embedded server (host:port); empty opens none. The port requires --embedded-nats-user and its password")
+	fs.StringVar(&n.EmbeddedUser, "embedded-nats-user", "jetway", "user of the embedded server's NATS port")
+	fs.StringVar(&n.EmbeddedPasswordFile, "embedded-nats-password-file", "", "file holding the password of --embedded-nats-user; empty generates one, kept in <data-dir>/embedded-nats-password (mode 0600)")
 	fs.DurationVar(&n.ConnectTimeout, "nats-connect-timeout", 10*time.Second, "wait at most this long for the first NATS connection")
 	fs.DurationVar(&n.RequestTimeout, "nats-request-timeout", 5*time.Second, "timeout of JetStream calls when the client set no deadline")
 	cr := &n.Credentials
 	fs.StringVar(&cr.CredsFile, "nats-creds", "", "NATS creds file (user JWT and seed, as nsc writes it)")
 	fs.StringVar(&cr.NKeySeedFile, "nats-nkey-file", "", "file holding a NATS user NKey seed")
-	fs.StringVar(&cr.NKeySeed, "nats-nkey", "", "NATS user NKey seed (prefer JETWAY_NATS_NKEY or --nats-nkey-file)")
-	fs.StringVar(&cr.Token, "nats-token", "", "NATS token (prefer JETWAY_NATS_TOKEN)")
+	fs.StringVar(&cr.NKeySeed, "nats-nkey", "", "NATS user NKey seed (prefer --nats-nkey-file or JETWAY_NATS_NKEY: the command line is visible in ps)")
+	fs.StringVar(&cr.TokenFile, "nats-token-file", "", "file holding the NATS token (read again at each connect)")
+	fs.StringVar(&cr.Token, "nats-token", "", "NATS token (prefer --nats-token-file or JETWAY_NATS_TOKEN: the command line is visible in ps)")
 	fs.StringVar(&cr.User, "nats-user", "", "NATS user")
-	fs.StringVar(&cr.Password, "nats-password", "", "NATS password (prefer JETWAY_NATS_PASSWORD)")
+	fs.StringVar(&cr.PasswordFile, "nats-password-file", "", "file holding the NATS password of --nats-user (read again at each connect)")
+	fs.StringVar(&cr.Password, "nats-password", "", "NATS password (prefer --nats-password-file or JETWAY_NATS_PASSWORD: the command line is visible in ps)")
 	fs.StringVar(&cr.TLSCA, "nats-tls-ca", "", "PEM file of CAs for the NATS servers' certificates")
 	fs.StringVar(&cr.TLSCert, "nats-tls-cert", "", "client certificate for TLS to NATS")
 	fs.StringVar(&cr.TLSKey, "nats-tls-key", "", "client key for TLS to NATS")
@@ -161,11 +197,12 @@ func Parse(args []string, getenv func(string) string, output io.Writer) (Config,
 	fs.DurationVar(&s.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "bound on the graceful drain at shutdown")
 	fs.IntVar(&s.PublishWindow, "publish-window", 1024, "publishes one PublishStream may have awaiting acks")
 	fs.Int64Var(&s.MaxBodyBytes, "http-max-body", 0, "maximum REST request body in bytes; 0 derives it from the NATS max payload")
-	fs.BoolVar(&s.Pprof, "pprof", false, "serve /debug/pprof/ on the HTTP listener (unauthenticated: trusted networks only)")
+	fs.StringVar(&s.PprofListen, "pprof-listen", "", "serve /debug/pprof/ on this loopback host:port of its own (unauthenticated; a non-loopback address is refused); empty serves none")
 	fs.BoolVar(&s.FollowLiveHeap, "follow-live-heap", true, "bound the heap's growth between collections by the live heap (trades up to about 5% of a core for less RSS); false leaves it to GOGC and GOMEMLIMIT")
 
 	co := &c.Consume
-	fs.StringVar(&co.AckKeys, "ack-keys", "", "ack-token keys, base64, comma-separated (first signs); every replica needs the same (prefer JETWAY_ACK_KEYS)")
+	fs.StringVar(&co.AckKeys, "ack-keys", "", "ack-token keys, base64, comma-separated (first signs); every replica needs the same (prefer --ack-keys-file or JETWAY_ACK_KEYS: the command line is visible in ps)")
+	fs.StringVar(&co.AckKeysFile, "ack-keys-file", "", "file holding the ack-token keys, base64, separated by commas or new lines (first signs); read at start")
 	fs.IntVar(&co.MaxFetchBatch, "max-fetch-batch", 1000, "largest Fetch batch")
 	fs.IntVar(&co.MaxFetchBytes, "max-fetch-bytes", 3<<20, "largest Fetch max_bytes (and its default)")
 	fs.DurationVar(&co.MaxFetchWait, "max-fetch-wait", 30*time.Second, "longest Fetch wait")
@@ -184,11 +221,20 @@ func Parse(args []string, getenv func(string) string, output io.Writer) (Config,
 	fs.StringVar(&l.Format, "log-format", "text", "log format: text or json")
 	fs.TextVar(&l.Level, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
 
-	// The environment first, then the command line over it.
+	// The command line, then the environment for every flag it did not
+	// set: a flag on the command line wins.
+	if err := fs.Parse(args); err != nil {
+		return c, fmt.Errorf("config: %w", err)
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("config: unexpected argument %q", fs.Arg(0))
+	}
+	onCommandLine := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { onCommandLine[f.Name] = true })
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
 		env := EnvName(f.Name)
-		if v := getenv(env); v != "" && envErr == nil {
+		if v := getenv(env); v != "" && envErr == nil && !onCommandLine[f.Name] {
 			if err := fs.Set(f.Name, v); err != nil {
 				envErr = fmt.Errorf("config: %s: %w", env, err)
 			}
@@ -197,13 +243,31 @@ func Parse(args []string, getenv func(string) string, output io.Writer) (Config,
 	if envErr != nil {
 		return c, envErr
 	}
-	if err := fs.Parse(args); err != nil {
-		return c, fmt.Errorf("config: %w", err)
-	}
-	if fs.NArg() > 0 {
-		return c, fmt.Errorf("config: unexpected argument %q", fs.Arg(0))
-	}
+	// A secret given on the command line (not the environment) is worth a
+	// warning: every local user sees it in ps.
+	c.Warnings = inlineSecrets(onCommandLine, c.NATS.URLs)
 	return c, c.validate()
+}
+
+// inlineSecrets warns about the secret flags given on the command line
+// (onCommandLine[name] true), without their values.
+func inlineSecrets(onCommandLine map[string]bool, urls string) []string {
+	instead := map[string]string{
+		"ack-keys":      "--ack-keys-file or " + EnvName("ack-keys"),
+		"nats-password": "--nats-password-file or " + EnvName("nats-password"),
+		"nats-token":    "--nats-token-file or " + EnvName("nats-token"),
+		"nats-nkey":     "--nats-nkey-file or " + EnvName("nats-nkey"),
+	}
+	var ws []string
+	for _, name := range []string{"ack-keys", "nats-password", "nats-token", "nats-nkey"} {
+		if onCommandLine[name] {
+			ws = append(ws, fmt.Sprintf("--%s on the command line is visible to every local user in ps and /proc/<pid>/cmdline: use %s", name, instead[name]))
+		}
+	}
+	if onCommandLine["nats-url"] && hasUserInfo(urls) {
+		ws = append(ws, "--nats-url with user information on the command line is visible to every local user in ps and /proc/<pid>/cmdline: use --nats-user with --nats-password-file, --nats-token-file, or "+EnvName("nats-url"))
+	}
+	return ws
 }
 
 func (c Config) validate() error {
@@ -244,6 +308,12 @@ func (c Config) validate() error {
 	if _, err := c.NATS.Credentials.Options(); err != nil {
 		errs = append(errs, err)
 	}
+	if c.NATS.URLs == "" && c.NATS.Credentials != (auth.NATSCredentials{}) {
+		errs = append(errs, errors.New("--nats-creds, --nats-nkey*, --nats-token*, --nats-user, --nats-password* and --nats-tls-* are for --nats-url: the embedded server's port uses --embedded-nats-user and --embedded-nats-password-file"))
+	}
+	if c.NATS.URLs == "" && c.NATS.EmbeddedListen != "" && c.NATS.EmbeddedUser == "" {
+		errs = append(errs, errors.New("--embedded-nats-listen needs --embedded-nats-user: the port is never anonymous"))
+	}
 	if _, err := c.Consume.AckKeyBytes(); err != nil {
 		errs = append(errs, err)
 	}
@@ -270,6 +340,8 @@ func (c Config) LogValue() slog.Value {
 			slog.String("url", RedactURLs(c.NATS.URLs)),
 			slog.String("data_dir", c.NATS.DataDir),
 			slog.String("embedded_listen", c.NATS.EmbeddedListen),
+			slog.String("embedded_user", c.NATS.EmbeddedUser),
+			slog.String("embedded_password_file", c.NATS.EmbeddedPasswordFile),
 			slog.Any("credentials", c.NATS.Credentials),
 			slog.Duration("connect_timeout", c.NATS.ConnectTimeout),
 			slog.Duration("request_timeout", c.NATS.RequestTimeout)),
@@ -281,10 +353,11 @@ func (c Config) LogValue() slog.Value {
 			slog.Duration("shutdown_timeout", c.Server.ShutdownTimeout),
 			slog.Int("publish_window", c.Server.PublishWindow),
 			slog.Int64("http_max_body", c.Server.MaxBodyBytes),
-			slog.Bool("pprof", c.Server.Pprof),
+			slog.String("pprof_listen", c.Server.PprofListen),
 			slog.Bool("follow_live_heap", c.Server.FollowLiveHeap)),
 		slog.Group("consume",
 			slog.Int("ack_keys", len(strings.FieldsFunc(c.Consume.AckKeys, func(r rune) bool { return r == ',' }))),
+			slog.String("ack_keys_file", c.Consume.AckKeysFile),
 			slog.Int("max_fetch_batch", c.Consume.MaxFetchBatch),
 			slog.Int("max_fetch_bytes", c.Consume.MaxFetchBytes),
 			slog.Duration("max_fetch_wait", c.Consume.MaxFetchWait),
@@ -298,6 +371,17 @@ func (c Config) LogValue() slog.Value {
 			slog.Bool("mtls", c.Auth.TLSClientCA != "")),
 		slog.Group("log", slog.String("format", c.Log.Format), slog.String("level", c.Log.Level.String())),
 	)
+}
+
+// hasUserInfo reports whether one of comma-separated NATS URLs carries a
+// user and password or a token.
+func hasUserInfo(urls string) bool {
+	for _, u := range strings.Split(urls, ",") {
+		if p, err := url.Parse(strings.TrimSpace(u)); err == nil && p.User != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // RedactURLs hides the user information (user:password or token) of

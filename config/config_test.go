@@ -2,8 +2,13 @@ package config_test
 
 import (
 	"bytes"
+	"encoding/base64"
+	"errors"
+	"flag"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -23,13 +28,13 @@ func TestParseDefaults(t *testing.T) {
 	if c.Server.GRPCListen != "127.0.0.1:9090" || c.Server.HTTPListen != "127.0.0.1:8080" {
 		t.Errorf("listen defaults %q %q, want loopback 9090/8080", c.Server.GRPCListen, c.Server.HTTPListen)
 	}
-	if c.NATS.URLs != "" || c.NATS.DataDir != "jetway-data" || c.NATS.EmbeddedListen != "" {
+	if c.NATS.URLs != "" || c.NATS.DataDir != "jetway-data" || c.NATS.EmbeddedListen != "" || c.NATS.EmbeddedUser != "jetway" || c.NATS.EmbeddedPasswordFile != "" {
 		t.Errorf("NATS defaults %+v", c.NATS)
 	}
 	if c.Log.Format != "text" || c.Log.Level != slog.LevelInfo {
 		t.Errorf("log defaults %+v", c.Log)
 	}
-	if !c.Server.FollowLiveHeap || c.Server.Pprof {
+	if !c.Server.FollowLiveHeap || c.Server.PprofListen != "" {
 		t.Errorf("server defaults %+v: want follow-live-heap on, pprof off", c.Server)
 	}
 }
@@ -57,7 +62,101 @@ func TestParseEnvAndFlagPrecedence(t *testing.T) {
 	}
 }
 
+// secretFile writes data to a file of the test's and returns its path.
+func secretFile(t *testing.T, name, data string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func key(b byte) string { return base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{b}, 32)) }
+
+// TestParseSecretFiles: ack keys, the NATS password and the NATS token
+// come from files named by flags or the environment.
+func TestParseSecretFiles(t *testing.T) {
+	keys := secretFile(t, "ack-keys", key(1)+"\n"+key(2)+",\n")
+	c, err := config.Parse([]string{"--ack-keys-file", keys}, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.Consume.AckKeyBytes()
+	if err != nil || len(got) != 2 || got[0][0] != 1 || got[1][0] != 2 {
+		t.Errorf("keys from --ack-keys-file: %v, %v; want keys 1 and 2 in order", got, err)
+	}
+	if len(c.Warnings) != 0 {
+		t.Errorf("warnings for secrets in files: %q", c.Warnings)
+	}
+
+	pw, tok := secretFile(t, "pw", "hunter2\n"), secretFile(t, "tok", "tok3n")
+	for _, tt := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		want func(config.Config) bool
+	}{
+		{"password file flag", []string{"--nats-url", "nats://x:4222", "--nats-user", "u", "--nats-password-file", pw}, nil,
+			func(c config.Config) bool { return c.NATS.Credentials.PasswordFile == pw }},
+		{"token file env", []string{"--nats-url", "nats://x:4222"}, map[string]string{"JETWAY_NATS_TOKEN_FILE": tok},
+			func(c config.Config) bool { return c.NATS.Credentials.TokenFile == tok }},
+		{"ack keys file env", nil, map[string]string{"JETWAY_ACK_KEYS_FILE": keys},
+			func(c config.Config) bool { return c.Consume.AckKeysFile == keys }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := config.Parse(tt.args, env(tt.env), io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tt.want(c) {
+				t.Errorf("not loaded: %+v %+v", c.NATS.Credentials, c.Consume)
+			}
+			if _, err := c.NATS.Credentials.Options(); err != nil {
+				t.Errorf("credentials: %v", err)
+			}
+		})
+	}
+}
+
+// TestParseWarnsAboutInlineSecrets: a secret flag on the command line
+// gives a warning naming the flag and its file form, never the value; the
+// same secret from the environment gives none.
+func TestParseWarnsAboutInlineSecrets(t *testing.T) {
+	secrets := []string{key(7), "hunter2", "tok3n", "s3cret"}
+	c, err := config.Parse([]string{
+		"--ack-keys", key(7),
+		"--nats-url", "nats://alice:s3cret@10.0.0.1:4222",
+		"--nats-user", "bob", "--nats-password", "hunter2",
+	}, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := strings.Join(c.Warnings, "\n")
+	for _, want := range []string{"--ack-keys on the command line", "--ack-keys-file", "--nats-password on the command line", "--nats-password-file", "--nats-url with user information"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("warnings lack %q:\n%s", want, all)
+		}
+	}
+	for _, s := range secrets {
+		if strings.Contains(all, s) {
+			t.Errorf("warnings contain the secret %q:\n%s", s, all)
+		}
+	}
+
+	c, err = config.Parse([]string{"--nats-url", "nats://10.0.0.1:4222"}, env(map[string]string{
+		"JETWAY_ACK_KEYS": key(7), "JETWAY_NATS_TOKEN": "tok3n",
+	}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Warnings) != 0 {
+		t.Errorf("warnings for secrets from the environment: %q", c.Warnings)
+	}
+}
+
 func TestParseErrors(t *testing.T) {
+	pw, keys := secretFile(t, "pw", "pw"), secretFile(t, "keys", key(1))
 	tests := []struct {
 		name    string
 		args    []string
@@ -73,6 +172,16 @@ func TestParseErrors(t *testing.T) {
 		{"user without password", []string{"--nats-user", "u"}, nil, "together"},
 		{"cert without key", []string{"--nats-tls-cert", "c.pem"}, nil, "together"},
 		{"bad seed", nil, map[string]string{"JETWAY_NATS_NKEY": "SUnotaseed"}, "not a valid seed"},
+		{"ack keys file and inline", []string{"--ack-keys-file", keys, "--ack-keys", key(2)}, nil, "set only one"},
+		{"ack keys file and env", []string{"--ack-keys-file", keys}, map[string]string{"JETWAY_ACK_KEYS": key(2)}, "set only one"},
+		{"ack keys file missing", []string{"--ack-keys-file", filepath.Join(t.TempDir(), "none")}, nil, "--ack-keys-file"},
+		{"ack keys file empty", []string{"--ack-keys-file", secretFile(t, "empty", "\n")}, nil, "empty"},
+		{"ack keys file short key", []string{"--ack-keys-file", secretFile(t, "short", "c2hvcnQ=")}, nil, "--ack-keys-file: key 1 is 5 bytes"},
+		{"password file and inline", []string{"--nats-url", "nats://x:1", "--nats-user", "u", "--nats-password", "p", "--nats-password-file", pw}, nil, "either a password file or a password"},
+		{"token file and inline", []string{"--nats-url", "nats://x:1", "--nats-token", "t", "--nats-token-file", pw}, nil, "either a token file or a token"},
+		{"NATS credentials with the embedded server", []string{"--nats-user", "u", "--nats-password-file", pw}, nil, "are for --nats-url"},
+		{"embedded port without a user", []string{"--embedded-nats-listen", "0.0.0.0:4222", "--embedded-nats-user", ""}, nil, "never anonymous"},
+		{"token file missing", []string{"--nats-url", "nats://x:1", "--nats-token-file", filepath.Join(t.TempDir(), "none")}, nil, "token file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -102,5 +211,24 @@ func TestLogValueRedactsSecrets(t *testing.T) {
 	}
 	if !strings.Contains(out, `"user":"alice"`) || !strings.Contains(out, "10.0.0.1:4222") {
 		t.Errorf("log lost non-secret fields: %s", out)
+	}
+}
+
+// TestParseHelpListsFileForms: --help lists the file forms of secrets and
+// the new listeners' flags, and prints every default without a panic.
+func TestParseHelpListsFileForms(t *testing.T) {
+	var out bytes.Buffer
+	if _, err := config.Parse([]string{"--help"}, env(nil), &out); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("err = %v, want flag.ErrHelp", err)
+	}
+	help := out.String()
+	for _, want := range []string{"-ack-keys-file string", "-nats-password-file string", "-nats-token-file string",
+		"-embedded-nats-user string", "-embedded-nats-password-file string", "-pprof-listen string", "-ack-keys string"} {
+		if !strings.Contains(help, want) {
+			t.Errorf("help lacks %q", want)
+		}
+	}
+	if strings.Contains(help, "panic") || strings.Contains(help, "-pprof\n") {
+		t.Errorf("help:\n%s", help)
 	}
 }

@@ -1,5 +1,11 @@
 // Package embedded runs an in-process nats-server with JetStream, so that
 // the bridge is a working system with no NATS installed.
+//
+// With no client port the server is reached only in process, by the
+// bridge. A client port is never anonymous: it needs a user and password,
+// which every connection, the bridge's in-process one included, presents
+// (ConnectOptions). LoadOrGeneratePassword keeps a generated password in
+// a file only its owner may read.
 package embedded
 
 import (
@@ -8,10 +14,12 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // Config configures the embedded server.
@@ -21,6 +29,11 @@ type Config struct {
 	// Listen is a host:port for NATS clients (port -1 picks a free one).
 	// Empty opens no port: only the bridge, in-process, can connect.
 	Listen string
+	// User and Password are what every client must present when set, the
+	// in-process connection included: no connection is anonymous then.
+	// Required with Listen. The server keeps only a bcrypt hash of the
+	// password, which therefore cannot itself be a bcrypt hash.
+	User, Password string
 	// Logger receives the server's logs; nil discards them.
 	Logger *slog.Logger
 	// ReadyTimeout bounds the wait for the server to accept connections;
@@ -28,9 +41,13 @@ type Config struct {
 	ReadyTimeout time.Duration
 }
 
+// ErrNoCredentials is a client port asked for without a user and password.
+var ErrNoCredentials = errors.New("embedded: a NATS client port needs a user and password: it is never anonymous")
+
 // Server is a running embedded nats-server.
 type Server struct {
-	ns *server.Server
+	ns             *server.Server
+	user, password string
 }
 
 // Start starts the server and waits until it is ready.
@@ -44,6 +61,28 @@ func Start(cfg Config) (*Server, error) {
 		StoreDir:   cfg.DataDir,
 		NoSigs:     true,
 		DontListen: cfg.Listen == "",
+	}
+	if cfg.Listen != "" && (cfg.User == "" || cfg.Password == "") {
+		return nil, ErrNoCredentials
+	}
+	if (cfg.User == "") != (cfg.Password == "") {
+		return nil, errors.New("embedded: user and password go together")
+	}
+	if cfg.User != "" {
+		if strings.HasPrefix(cfg.Password, "$2") {
+			return nil, errors.New("embedded: the password looks like a bcrypt hash: give the password itself, which the bridge connects with")
+		}
+		// A bcrypt hash, so that nats-server holds no plaintext (and does
+		// not warn about it); the minimum cost, since every connection
+		// pays it and a generated password is 256 random bits.
+		hash, err := bcrypt.GenerateFromPassword([]byte(cfg.Password), bcrypt.MinCost)
+		if err != nil {
+			return nil, fmt.Errorf("embedded: password: %w", err)
+		}
+		// Authorization is required of every connection: no user
+		// without credentials (NoAuthUser stays empty).
+		opts.Users = []*server.User{{Username: cfg.User, Password: string(hash)}}
+		opts.NoAuthUser = ""
 	}
 	if cfg.Listen != "" {
 		host, port, err := net.SplitHostPort(cfg.Listen)
@@ -72,11 +111,18 @@ func Start(cfg Config) (*Server, error) {
 		ns.Shutdown()
 		return nil, fmt.Errorf("embedded: server not ready after %s", timeout)
 	}
-	return &Server{ns: ns}, nil
+	return &Server{ns: ns, user: cfg.User, password: cfg.Password}, nil
 }
 
-// ConnectOption makes nats.Connect use the in-process connection.
-func (s *Server) ConnectOption() nats.Option { return nats.InProcessServer(s.ns) }
+// ConnectOptions make nats.Connect use the in-process connection, with
+// the server's credentials when it has some.
+func (s *Server) ConnectOptions() []nats.Option {
+	opts := []nats.Option{nats.InProcessServer(s.ns)}
+	if s.user != "" {
+		opts = append(opts, nats.UserInfo(s.user, s.password))
+	}
+	return opts
+}
 
 // ClientURL is the URL NATS clients connect to, when a port is open.
 func (s *Server) ClientURL() string { return s.ns.ClientURL() }

@@ -15,7 +15,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/pprof"
 	"net/textproto"
 	"strings"
 	"time"
@@ -43,9 +42,6 @@ type Options struct {
 	Ready func(context.Context) error
 	// Logger receives request errors; nil discards.
 	Logger *slog.Logger
-	// Pprof serves net/http/pprof under /debug/pprof/ (unauthenticated:
-	// only for trusted networks).
-	Pprof bool
 	// Direct, when set, serves unary calls in process (see Direct);
 	// otherwise every call takes conn.
 	Direct *Direct
@@ -119,13 +115,6 @@ func New(ctx context.Context, conn *grpc.ClientConn, o Options) (http.Handler, e
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(openapi.JSON)
 	})
-	if o.Pprof {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	}
 	mux.Handle("/", checkRequest(limitBody(api, o.MaxBodyBytes)))
 	return mux, nil
 }

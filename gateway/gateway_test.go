@@ -6,7 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/jetway-dev/jetway/config"
 	"github.com/jetway-dev/jetway/gateway"
 	"github.com/jetway-dev/jetway/internal/jetwaytest"
 )
@@ -89,16 +88,5 @@ func TestRoutingErrors(t *testing.T) {
 	}
 	if r := b.Do(t, http.MethodPatch, "/v1/streams", "{}"); r.Status != http.StatusMethodNotAllowed && r.Status != http.StatusNotImplemented {
 		t.Errorf("wrong method: %d, want 405 or 501", r.Status)
-	}
-}
-
-func TestPprofOffByDefaultAndOnByFlag(t *testing.T) {
-	off := jetwaytest.Start(t)
-	if r := off.Do(t, http.MethodGet, "/debug/pprof/", ""); r.Status == http.StatusOK {
-		t.Errorf("pprof served without --pprof")
-	}
-	on := jetwaytest.Start(t, func(c *config.Config) { c.Server.Pprof = true })
-	if r := on.Do(t, http.MethodGet, "/debug/pprof/", ""); r.Status != http.StatusOK {
-		t.Errorf("pprof with --pprof: %d", r.Status)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -44,7 +45,9 @@ const protoOverhead = 64 << 10
 // ends; Wait returns once everything has stopped.
 type Server struct {
 	grpcAddr, httpAddr net.Addr
+	pprofAddr          net.Addr
 	natsURL            string
+	natsCreds          auth.NATSCredentials
 	nc                 *nats.Conn
 	log                *slog.Logger
 	done               chan struct{}
@@ -57,8 +60,16 @@ func (s *Server) GRPCAddr() net.Addr { return s.grpcAddr }
 // HTTPAddr is the address the HTTP server listens on.
 func (s *Server) HTTPAddr() net.Addr { return s.httpAddr }
 
+// PprofAddr is the address of the profiling listener, nil when
+// --pprof-listen is empty.
+func (s *Server) PprofAddr() net.Addr { return s.pprofAddr }
+
 // NATSURL is the embedded server's client URL when it opened a port.
 func (s *Server) NATSURL() string { return s.natsURL }
+
+// NATSCredentials are the credentials NATSURL requires (the zero value
+// when the embedded server opened no port).
+func (s *Server) NATSCredentials() auth.NATSCredentials { return s.natsCreds }
 
 // Reload reconnects to NATS, reading credential files again: the way to
 // apply rotated credentials at once (SIGHUP) rather than at the next
@@ -89,20 +100,31 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		}
 	}()
 
+	if p := cfg.Server.PprofListen; p != "" && !isLoopback(p) {
+		return nil, fmt.Errorf("server: --pprof-listen %q is not a loopback address: profiling is unauthenticated and shows the command line, memory and goroutines; listen on 127.0.0.1 (or [::1]) and reach it through an SSH tunnel or kubectl port-forward", p)
+	}
 	var natsOpts []nats.Option
 	closePool := func() {}
 	urls := cfg.NATS.URLs
 	s := &Server{done: make(chan struct{})}
 	var ns *embedded.Server
 	if urls == "" {
-		ns, err = embedded.Start(embedded.Config{DataDir: cfg.NATS.DataDir, Listen: cfg.NATS.EmbeddedListen, Logger: log})
+		ecfg := embedded.Config{DataDir: cfg.NATS.DataDir, Listen: cfg.NATS.EmbeddedListen, Logger: log}
+		if cfg.NATS.EmbeddedListen != "" {
+			if ecfg.Password, err = embeddedPassword(cfg.NATS, log); err != nil {
+				return nil, fmt.Errorf("server: %w", err)
+			}
+			ecfg.User = cfg.NATS.EmbeddedUser
+		}
+		ns, err = embedded.Start(ecfg)
 		if err != nil {
 			return nil, fmt.Errorf("server: %w", err)
 		}
 		cleanup = append(cleanup, ns.Shutdown)
-		natsOpts = append(natsOpts, ns.ConnectOption())
+		natsOpts = append(natsOpts, ns.ConnectOptions()...)
 		if cfg.NATS.EmbeddedListen != "" {
 			s.natsURL = ns.ClientURL()
+			s.natsCreds = auth.NATSCredentials{User: ecfg.User, Password: ecfg.Password}
 		}
 		log.Info("embedded NATS server started", slog.String("data_dir", cfg.NATS.DataDir), slog.String("client_url", s.natsURL))
 	}
@@ -124,7 +146,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	if len(keys) == 0 {
-		log.Warn("no --ack-keys (JETWAY_ACK_KEYS) configured: ack tokens use a random key of this process, so other replicas cannot verify them and they die with it")
+		log.Warn("no --ack-keys-file or JETWAY_ACK_KEYS configured: ack tokens use a random key of this process, so other replicas cannot verify them and they die with it")
 		k, err := acktoken.RandomKey()
 		if err != nil {
 			return nil, fmt.Errorf("server: %w", err)
@@ -206,6 +228,20 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	}
 	cleanup = append(cleanup, func() { _ = httpLis.Close() })
 	s.grpcAddr, s.httpAddr = grpcLis.Addr(), httpLis.Addr()
+	var pprofSrv *http.Server
+	var pprofLis net.Listener
+	if cfg.Server.PprofListen != "" {
+		if pprofLis, err = net.Listen("tcp", cfg.Server.PprofListen); err != nil {
+			return nil, fmt.Errorf("server: pprof listen: %w", err)
+		}
+		cleanup = append(cleanup, func() { _ = pprofLis.Close() })
+		s.pprofAddr = pprofLis.Addr()
+		pprofSrv = &http.Server{
+			Handler:           gateway.Profiling(),
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}
+	}
 
 	edge := errorEdge{log: log}
 	gate := natsGate{connected: nc.IsConnected}
@@ -278,7 +314,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	cleanup = append(cleanup, func() { _ = conn.Close() })
 	serveCtx, stopServe := context.WithCancel(context.WithoutCancel(ctx))
 	handler, err := gateway.New(serveCtx, conn, gateway.Options{
-		MaxBodyBytes: maxBody, Ready: ready, Logger: log, Pprof: cfg.Server.Pprof,
+		MaxBodyBytes: maxBody, Ready: ready, Logger: log,
 		Direct: &gateway.Direct{Messages: b.Messages(), Admin: b.Admin(), Interceptor: unary},
 	})
 	if err != nil {
@@ -306,9 +342,22 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		}
 		return nil
 	})
+	if pprofSrv != nil {
+		g.Go(func() error {
+			if err := pprofSrv.Serve(pprofLis); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("server: pprof: %w", err)
+			}
+			return nil
+		})
+		log.Warn("profiling on: /debug/pprof/ unauthenticated on its own loopback listener", slog.String("pprof", s.pprofAddr.String()))
+	}
 	g.Go(func() error {
 		<-gctx.Done()
 		log.Info("shutting down", slog.Duration("timeout", cfg.Server.ShutdownTimeout))
+		if pprofSrv != nil {
+			// A profile in progress is cut short: it serves no client.
+			_ = pprofSrv.Close()
+		}
 		hs.Shutdown()
 		// Subscribe and Consume streams end (NAKing what they hold) so
 		// that their clients reconnect to another replica at once.
@@ -329,6 +378,31 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		log.Info("stopped")
 	}()
 	return s, nil
+}
+
+// embeddedPassword is the password of the embedded server's port: read
+// from --embedded-nats-password-file, or generated once and kept in the
+// data directory. The log names the file, never the password.
+func embeddedPassword(c config.NATS, log *slog.Logger) (string, error) {
+	if c.EmbeddedPasswordFile != "" {
+		pw, err := auth.ReadSecretFile(c.EmbeddedPasswordFile)
+		if err != nil {
+			return "", fmt.Errorf("--embedded-nats-password-file: %w", err)
+		}
+		log.Info("embedded NATS port requires a password", slog.String("user", c.EmbeddedUser), slog.String("password_file", c.EmbeddedPasswordFile))
+		return pw, nil
+	}
+	path := filepath.Join(c.DataDir, embedded.PasswordFileName)
+	pw, created, err := embedded.LoadOrGeneratePassword(path)
+	if err != nil {
+		return "", err
+	}
+	msg := "embedded NATS port requires a password, kept in its file"
+	if created {
+		msg = "embedded NATS port requires a password: generated, written to its file (mode 0600)"
+	}
+	log.Info(msg, slog.String("user", c.EmbeddedUser), slog.String("password_file", path))
+	return pw, nil
 }
 
 func serveGRPC(gs *grpc.Server, lis net.Listener) error {

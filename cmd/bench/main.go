@@ -63,7 +63,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.quick, "quick", false, "small counts and 2 rounds (under a minute)")
 	fs.BoolVar(&o.auth, "auth", false, "run the bridge with --auth-config; clients send an API key")
 	fs.StringVar(&o.jsonPath, "json", "", "also write the table as JSON to this file")
-	fs.BoolVar(&o.pprof, "pprof", false, "run the bridge with --pprof (profiles at http://<bridge http>/debug/pprof/)")
+	fs.BoolVar(&o.pprof, "pprof", false, "run the bridge with --pprof-listen on a free loopback port (its address is printed at start)")
 	list := fs.String("scenarios", "", "comma-separated scenario numbers (default all: 1-8)")
 	fs.IntVar(&o.rounds, "rounds", 0, "override the number of rounds (default 2 quick, 5 full)")
 	if err := fs.Parse(args); err != nil {
@@ -138,7 +138,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	if err != nil {
 		return err
 	}
-	spec.pprof = opts.pprof
+	if opts.pprof {
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		spec.pprofAddr = fmt.Sprintf("127.0.0.1:%d", port)
+	}
 	e := &env{budget: b, auth: opts.auth, natsProc: natsProc, bridge: spec}
 	if e.bridgeProc, err = startBridge(ctx, spec); err != nil {
 		return err
@@ -154,6 +160,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 
 	fmt.Fprintf(stderr, "bench: nats-server pid %d at %s, bridge pid %d at grpc %s http %s (auth %v)\n",
 		natsProc.pid(), natsURL, e.bridgeProc.pid(), spec.grpcAddr, spec.httpAddr, opts.auth)
+	if spec.pprofAddr != "" {
+		fmt.Fprintf(stderr, "bench: bridge profiles at http://%s/debug/pprof/\n", spec.pprofAddr)
+	}
 	rows, runErr := runAll(ctx, e, opts.scenarios, stderr)
 
 	rep := report{

@@ -58,6 +58,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	log := newLogger(cfg.Log, stderr)
 	log.Info("starting jetway bridge", slog.Any("config", cfg))
+	for _, w := range cfg.Warnings {
+		log.Warn(w)
+	}
 	// The heap's growth between collections follows the live heap (see
 	// package memlimit): idle streams' garbage does not pile up in RSS.
 	if cfg.Server.FollowLiveHeap {

@@ -100,11 +100,16 @@ func start(t testing.TB, natsClient bool, opts []Option) *Bridge {
 	var nc *nats.Conn
 	var js jetstream.JetStream
 	if natsClient {
-		natsURL := srv.NATSURL()
+		natsURL, creds := srv.NATSURL(), srv.NATSCredentials()
 		if natsURL == "" {
-			natsURL = cfg.NATS.URLs
+			natsURL, creds = cfg.NATS.URLs, cfg.NATS.Credentials
 		}
-		if nc, err = nats.Connect(natsURL); err != nil {
+		copts, err := creds.Options()
+		if err != nil {
+			_ = stop()
+			t.Fatalf("NATS credentials: %v", err)
+		}
+		if nc, err = nats.Connect(natsURL, copts...); err != nil {
 			_ = stop()
 			t.Fatalf("nats.Connect: %v", err)
 		}

@@ -1,0 +1,187 @@
+package embedded_test
+
+import (
+	"bufio"
+	"errors"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/jetway-dev/jetway/embedded"
+)
+
+// start runs an embedded server for the test.
+func start(t *testing.T, cfg embedded.Config) *embedded.Server {
+	t.Helper()
+	cfg.DataDir = t.TempDir()
+	s, err := embedded.Start(cfg)
+	if err != nil {
+		t.Fatalf("embedded.Start: %v", err)
+	}
+	t.Cleanup(s.Shutdown)
+	return s
+}
+
+// dial connects with opts within 5 seconds and closes at the end of the
+// test.
+func dial(t *testing.T, url string, opts ...nats.Option) (*nats.Conn, error) {
+	t.Helper()
+	nc, err := nats.Connect(url, append(opts, nats.Timeout(5*time.Second))...)
+	if err == nil {
+		t.Cleanup(nc.Close)
+	}
+	return nc, err
+}
+
+// TestClientPortRequiresCredentials: on the client port an anonymous
+// client and a wrong password are refused (Authorization Violation), the
+// right ones reach JetStream's API; the in-process connection needs them
+// too.
+func TestClientPortRequiresCredentials(t *testing.T) {
+	t.Parallel()
+	s := start(t, embedded.Config{Listen: "127.0.0.1:-1", User: "jetway", Password: "right-password"})
+	if _, err := dial(t, s.ClientURL()); !errors.Is(err, nats.ErrAuthorization) {
+		t.Errorf("anonymous: %v, want authorization violation", err)
+	}
+	if _, err := dial(t, s.ClientURL(), nats.UserInfo("jetway", "wrong")); !errors.Is(err, nats.ErrAuthorization) {
+		t.Errorf("wrong password: %v, want authorization violation", err)
+	}
+	if _, err := dial(t, s.ClientURL(), nats.UserInfo("other", "right-password")); !errors.Is(err, nats.ErrAuthorization) {
+		t.Errorf("wrong user: %v, want authorization violation", err)
+	}
+	nc, err := dial(t, s.ClientURL(), nats.UserInfo("jetway", "right-password"))
+	if err != nil {
+		t.Fatalf("right credentials: %v", err)
+	}
+	if _, err := nc.Request("$JS.API.STREAM.NAMES", nil, 5*time.Second); err != nil {
+		t.Errorf("JetStream API with the right credentials: %v", err)
+	}
+
+	// The first option is the in-process connection alone: without the
+	// credentials it is refused as a TCP client is. (nats.go over the
+	// in-process pipe sees the refusal as a closed pipe, and only after
+	// nats-server's 10 s write deadline: hence t.Parallel.)
+	if _, err := dial(t, "", s.ConnectOptions()[0]); err == nil {
+		t.Error("in process without credentials: connected")
+	}
+	nc, err = dial(t, "", s.ConnectOptions()...)
+	if err != nil {
+		t.Fatalf("in process with ConnectOptions: %v", err)
+	}
+	if _, err := nc.Request("$JS.API.STREAM.NAMES", nil, 5*time.Second); err != nil {
+		t.Errorf("JetStream API in process: %v", err)
+	}
+}
+
+// TestClientPortRawAnonymousConnect speaks the protocol as an attacker
+// would: CONNECT {} and PING get -ERR 'Authorization Violation', never
+// PONG.
+func TestClientPortRawAnonymousConnect(t *testing.T) {
+	s := start(t, embedded.Config{Listen: "127.0.0.1:-1", User: "jetway", Password: "pw"})
+	u, err := url.Parse(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.DialTimeout("tcp", u.Host, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.SetDeadline(time.Now().Add(5 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(conn)
+	info, err := r.ReadString('\n')
+	if err != nil || !strings.HasPrefix(info, "INFO ") || !strings.Contains(info, `"auth_required":true`) {
+		t.Fatalf("first line %q, %v; want INFO with auth_required", info, err)
+	}
+	if _, err := conn.Write([]byte("CONNECT {}\r\nPING\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	line, err := r.ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(line) != "-ERR 'Authorization Violation'" {
+		t.Errorf("reply to an anonymous CONNECT: %q, want -ERR 'Authorization Violation'", line)
+	}
+}
+
+// TestClientPortWithoutCredentialsRefused: a port, loopback or not, never
+// opens without credentials.
+func TestClientPortWithoutCredentialsRefused(t *testing.T) {
+	for _, listen := range []string{"127.0.0.1:-1", "0.0.0.0:-1"} {
+		for _, c := range []embedded.Config{{}, {User: "jetway"}, {Password: "pw"}} {
+			c.Listen, c.DataDir = listen, t.TempDir()
+			s, err := embedded.Start(c)
+			if err == nil {
+				s.Shutdown()
+			}
+			if !errors.Is(err, embedded.ErrNoCredentials) {
+				t.Errorf("%s with user %q and a password %t: %v, want ErrNoCredentials", listen, c.User, c.Password != "", err)
+			}
+		}
+	}
+}
+
+// TestNoPortInProcessOnly: with no port (the default) the bridge's
+// in-process connection needs no credentials, as before.
+func TestNoPortInProcessOnly(t *testing.T) {
+	s := start(t, embedded.Config{})
+	nc, err := dial(t, "", s.ConnectOptions()...)
+	if err != nil {
+		t.Fatalf("in process: %v", err)
+	}
+	if _, err := nc.Request("$JS.API.STREAM.NAMES", nil, 5*time.Second); err != nil {
+		t.Errorf("JetStream API in process: %v", err)
+	}
+}
+
+// TestLoadOrGeneratePassword: the first call writes a random password to
+// a new file of mode 0600, later calls read it back; a file others may
+// read, or an empty one, is refused.
+func TestLoadOrGeneratePassword(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "data", embedded.PasswordFileName)
+	pw, created, err := embedded.LoadOrGeneratePassword(path)
+	if err != nil || !created || len(pw) < 40 {
+		t.Fatalf("first call: %d-character password, created %t, %v; want a new one of 43", len(pw), created, err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode %04o, want 0600", fi.Mode().Perm())
+	}
+	again, created, err := embedded.LoadOrGeneratePassword(path)
+	if err != nil || created || again != pw {
+		t.Errorf("second call: same password %t, created %t, %v; want the kept one", again == pw, created, err)
+	}
+	other := filepath.Join(t.TempDir(), "other")
+	pw2, _, err := embedded.LoadOrGeneratePassword(other)
+	if err != nil || pw2 == pw {
+		t.Errorf("another file: same password %t, %v; want a new random one", pw2 == pw, err)
+	}
+
+	if err := os.Chmod(path, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := embedded.LoadOrGeneratePassword(path); err == nil || !strings.Contains(err.Error(), "0640") {
+		t.Errorf("group-readable file: %v, want it refused", err)
+	}
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := embedded.LoadOrGeneratePassword(path); err == nil || !strings.Contains(err.Error(), "empty") {
+		t.Errorf("empty file: %v, want it refused", err)
+	}
+}
