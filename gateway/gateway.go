@@ -59,6 +59,10 @@ func New(ctx context.Context, conn *grpc.ClientConn, o Options) (http.Handler, e
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	routes, err := loadRoutes(openapi.JSON)
+	if err != nil {
+		return nil, err
+	}
 	jsonpb := &runtime.JSONPb{
 		MarshalOptions: protojson.MarshalOptions{UseProtoNames: true, EmitDefaultValues: true},
 		// Unknown fields are an error: a misspelt field must not be
@@ -71,8 +75,14 @@ func New(ctx context.Context, conn *grpc.ClientConn, o Options) (http.Handler, e
 			runtime.WithOutgoingHeaderMatcher(outgoingHeader),
 			runtime.WithMetadata(verifiedCertificate),
 			runtime.WithErrorHandler(errorHandler),
+			runtime.WithRoutingErrorHandler(routingErrorHandler(routes)),
 			runtime.WithMarshalerOption(runtime.MIMEWildcard, jsonpb),
 			runtime.WithMarshalerOption(MIMEEventStream, &eventStream{JSONPb: jsonpb}),
+			// No POST with a form body standing in for a GET (or, with
+			// X-HTTP-Method-Override, for another method): a method is
+			// what it says, for Allow (and for the checks of requests).
+			runtime.WithDisablePathLengthFallback(),
+			runtime.WithDisableHTTPMethodOverride(),
 		)
 	}
 	gw := newMux()
@@ -196,6 +206,23 @@ func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshale
 		w = challengeWriter{w}
 	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
+}
+
+// routingErrorHandler answers a method a path does not take with 405 and
+// Allow (grpc-gateway answers 501 Unimplemented, as if the server lacked
+// the method); other routing errors as grpc-gateway does.
+func routingErrorHandler(rt *routeTable) runtime.RoutingErrorHandlerFunc {
+	return func(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
+		if httpStatus == http.StatusMethodNotAllowed {
+			if allow := rt.allow(r.URL.Path); len(allow) > 0 {
+				w.Header().Set("Allow", strings.Join(allow, ", "))
+				writeError(w, http.StatusMethodNotAllowed, codes.Unimplemented, "METHOD_NOT_ALLOWED",
+					fmt.Sprintf("method %s not allowed on this path; it takes %s", r.Method, strings.Join(allow, ", ")))
+				return
+			}
+		}
+		runtime.DefaultRoutingErrorHandler(ctx, mux, m, w, r, httpStatus)
+	}
 }
 
 type challengeWriter struct{ http.ResponseWriter }
