@@ -234,7 +234,7 @@ func Parse(args []string, getenv func(string) string, output io.Writer) (Config,
 	fs.BoolVar(&s.Pprof, "pprof", false, "serve /debug/pprof/ on the HTTP listener (unauthenticated: trusted networks only)")
 	fs.BoolVar(&s.FollowLiveHeap, "follow-live-heap", true, "bound the heap's growth between collections by the live heap (trades up to about 5% of a core for less RSS); false leaves it to GOGC and GOMEMLIMIT")
 
-	fs.Var(&c.Browser.AllowedOrigins, "allowed-origins", "web origins (scheme://host[:port], comma-separated) whose pages may make cross-origin REST requests; default none: same-origin and non-browser clients only")
+	fs.Var(&c.Browser.AllowedOrigins, "allowed-origins", "web `origins` (scheme://host[:port], comma-separated) whose pages may make cross-origin REST requests; default none: same-origin and non-browser clients only")
 
 	co := &c.Consume
 	fs.StringVar(&co.AckKeys, "ack-keys", "", "ack-token keys, base64, comma-separated (first signs); every replica needs the same (prefer JETWAY_ACK_KEYS)")

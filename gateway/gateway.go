@@ -49,6 +49,10 @@ type Options struct {
 	// Direct, when set, serves unary calls in process (see Direct);
 	// otherwise every call takes conn.
 	Direct *Direct
+	// AllowedOrigins are the web origins (scheme://host[:port]) whose
+	// pages may make cross-origin requests that change state; other
+	// cross-origin browser requests get 403 (see browser.go).
+	AllowedOrigins []string
 }
 
 // New returns the HTTP handler of the REST API over conn.
@@ -60,6 +64,10 @@ func New(ctx context.Context, conn *grpc.ClientConn, o Options) (http.Handler, e
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	routes, err := loadRoutes(openapi.JSON)
+	if err != nil {
+		return nil, err
+	}
+	cop, err := newCrossOrigin(o.AllowedOrigins)
 	if err != nil {
 		return nil, err
 	}
@@ -76,11 +84,14 @@ func New(ctx context.Context, conn *grpc.ClientConn, o Options) (http.Handler, e
 			runtime.WithMetadata(verifiedCertificate),
 			runtime.WithErrorHandler(errorHandler),
 			runtime.WithRoutingErrorHandler(routingErrorHandler(routes)),
+			// The wildcard marshals responses for any Accept; request
+			// bodies are application/json only (guard).
 			runtime.WithMarshalerOption(runtime.MIMEWildcard, jsonpb),
 			runtime.WithMarshalerOption(MIMEEventStream, &eventStream{JSONPb: jsonpb}),
+			runtime.WithMiddlewares(guard(routes, cop, o.Logger)),
 			// No POST with a form body standing in for a GET (or, with
 			// X-HTTP-Method-Override, for another method): a method is
-			// what it says, for Allow (and for the checks of requests).
+			// what it says, for the cross-origin check and for Allow.
 			runtime.WithDisablePathLengthFallback(),
 			runtime.WithDisableHTTPMethodOverride(),
 		)
@@ -137,7 +148,9 @@ func New(ctx context.Context, conn *grpc.ClientConn, o Options) (http.Handler, e
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	mux.Handle("/", checkRequest(limitBody(api, o.MaxBodyBytes)))
-	return mux, nil
+	// Every path, the API's and pprof's alike, refuses cross-origin
+	// browser requests of unsafe methods before reading their body.
+	return cop.Handler(mux), nil
 }
 
 // streamsApart sends the streaming routes (Subscribe's :subscribe) to the
