@@ -82,7 +82,7 @@ func New(ctx context.Context, conn *grpc.ClientConn, o Options) (http.Handler, e
 			runtime.WithIncomingHeaderMatcher(IncomingHeader),
 			runtime.WithOutgoingHeaderMatcher(outgoingHeader),
 			runtime.WithMetadata(verifiedCertificate),
-			runtime.WithErrorHandler(errorHandler),
+			runtime.WithErrorHandler(errorHandler(routes, jsonpb)),
 			runtime.WithRoutingErrorHandler(routingErrorHandler(routes)),
 			// The wildcard marshals responses for any Accept; request
 			// bodies are application/json only (guard).
@@ -213,12 +213,26 @@ func verifiedCertificate(_ context.Context, r *http.Request) metadata.MD {
 const Challenge = `Bearer realm="jetway", ApiKey realm="jetway"`
 
 // errorHandler is grpc-gateway's, with a proper challenge on a 401
-// (grpc-gateway would put the status message there).
-func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
-	if status.Code(err) == codes.Unauthenticated {
-		w = challengeWriter{w}
+// (grpc-gateway would put the status message there), a clean message and
+// field violation for path and query parameters grpc-gateway could not
+// parse (see badParameter), and JSON for errors asked for as Server-Sent
+// Events (an error is not an event stream).
+func errorHandler(rt *routeTable, plain runtime.Marshaler) runtime.ErrorHandlerFunc {
+	return func(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+		if _, ok := m.(*eventStream); ok {
+			m = plain
+		}
+		var hse *runtime.HTTPStatusError
+		if !errors.As(err, &hse) {
+			if st := badParameter(ctx, rt, r, status.Convert(err)); st != nil {
+				err = st.Err()
+			}
+		}
+		if status.Code(err) == codes.Unauthenticated {
+			w = challengeWriter{w}
+		}
+		runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
 	}
-	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
 }
 
 // routingErrorHandler answers a method a path does not take with 405 and
