@@ -104,7 +104,7 @@ func New(ctx context.Context, conn *grpc.ClientConn, o Options) (http.Handler, e
 	if err := jetwayv1.RegisterAdminServiceHandler(ctx, gw, conn); err != nil {
 		return nil, fmt.Errorf("gateway: register AdminService: %w", err)
 	}
-	if err := jetwayv1.RegisterMessageServiceHandler(ctx, gw, conn); err != nil {
+	if err := jetwayv1.RegisterMessageServiceHandlerClient(ctx, gw, jetwayv1.NewMessageServiceClient(earlyStatusConn{conn})); err != nil {
 		return nil, fmt.Errorf("gateway: register MessageService: %w", err)
 	}
 	var api http.Handler = gw

@@ -73,11 +73,18 @@ func TestParameterErrors(t *testing.T) {
 	}
 
 	// What parses is not touched: the bridge's own refusal keeps its
-	// reason, an unknown parameter is ignored.
+	// message and reason, an unknown parameter is ignored.
 	r := b.Do(t, http.MethodGet, "/v1/streams/bad.name", "")
 	if m := browserTWant(t, "GET /v1/streams/bad.name", r, http.StatusBadRequest, "INVALID_NAME"); m != nil {
 		if msg, _ := m["message"].(string); !strings.Contains(msg, "bad.name") {
 			t.Errorf("GET /v1/streams/bad.name: %s, want the bridge's message naming the stream", r.Body)
+		}
+	}
+	// Subscribe's refusal before its first event is a plain error too.
+	r = b.Do(t, http.MethodGet, "/v1/streams/ORDERS:subscribe?heartbeat=0.5s", "")
+	if m := browserTWant(t, "heartbeat=0.5s", r, http.StatusBadRequest, "INVALID_ARGUMENT"); m != nil {
+		if msg, _ := m["message"].(string); !strings.Contains(msg, "heartbeat") {
+			t.Errorf("heartbeat=0.5s: %s, want the bridge's message naming heartbeat", r.Body)
 		}
 	}
 	browserTWant(t, "unknown parameter", b.Do(t, http.MethodGet, "/v1/streams?nothing=1", ""), http.StatusOK, "")

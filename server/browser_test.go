@@ -1,18 +1,21 @@
 package server_test
 
-// Cross-site requests through a whole bridge with client authentication
-// on: the browser rules hold whatever the credential.
+// Cross-site requests and streaming refusals through a whole bridge with
+// client authentication on: the browser rules hold whatever the
+// credential, and a refused stream answers like a refused unary call.
 
 import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +24,7 @@ import (
 
 	"github.com/jetway-dev/jetway/auth"
 	"github.com/jetway-dev/jetway/config"
+	"github.com/jetway-dev/jetway/gateway"
 	"github.com/jetway-dev/jetway/internal/jetwaytest"
 )
 
@@ -176,5 +180,49 @@ func TestAuthCrossOriginRefusedWithMTLS(t *testing.T) {
 	}
 	if n := browserTMsgs(t, ctx, b.JS, "ORDERS"); n != 0 {
 		t.Errorf("ORDERS holds %d messages after the purge, want 0", n)
+	}
+}
+
+// TestAuthStreamUnauthenticated: Subscribe over REST without a valid
+// credential, as NDJSON and as Server-Sent Events, is refused exactly as a
+// unary call is: 401, WWW-Authenticate, and the same JSON error body
+// (not an {"error": …} stream chunk or an SSE error event).
+func TestAuthStreamUnauthenticated(t *testing.T) {
+	t.Parallel()
+	e := authTStart(t)
+	unary := e.b.Do(t, http.MethodGet, "/v1/account", "")
+	authTRESTUnauthenticated(t, "unary", unary)
+	var want map[string]any
+	if err := json.Unmarshal(unary.Body, &want); err != nil {
+		t.Fatalf("unary 401 body %s: %v", unary.Body, err)
+	}
+	for _, path := range []string{"/v1/streams/ORDERS:subscribe", "/v1/streams/ORDERS/consumers/billing:subscribe?format=PAYLOAD_FORMAT_TEXT"} {
+		for _, accept := range []string{"", "application/x-ndjson", gateway.MIMEEventStream} {
+			for _, authz := range []string{"", "ApiKey wrong-key-0123456789abcdef", "Bearer not.a.token"} {
+				what := "GET " + path + " Accept " + accept + " Authorization " + authz
+				r := browserTSend(t, nil, http.MethodGet, e.b.BaseURL+path, "", "", "Accept", accept, "Authorization", authz)
+				if r.Status != http.StatusUnauthorized {
+					t.Errorf("%s: %d %s, want 401", what, r.Status, r.Body)
+					continue
+				}
+				if ch := r.Header.Get("WWW-Authenticate"); ch != gateway.Challenge {
+					t.Errorf("%s: WWW-Authenticate %q, want %q", what, ch, gateway.Challenge)
+				}
+				if ct := r.Header.Get("Content-Type"); ct != "application/json" {
+					t.Errorf("%s: Content-Type %q, want application/json", what, ct)
+				}
+				var got map[string]any
+				if err := json.Unmarshal(r.Body, &got); err != nil || !reflect.DeepEqual(got, want) {
+					t.Errorf("%s: body %s, want the unary 401's %s", what, r.Body, unary.Body)
+				}
+			}
+		}
+	}
+	c, err := e.b.JS.Consumer(e.ctx, "ORDERS", "billing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := c.CachedInfo().Delivered.Consumer; d != 0 {
+		t.Errorf("billing delivered %d messages to unauthenticated subscribes", d)
 	}
 }
