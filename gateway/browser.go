@@ -28,7 +28,8 @@ import (
 //     against Host; requests with neither come from non-browser clients,
 //     or from the same origin, and pass.
 
-// mimeJSON is the media type of every body the API takes.
+// mimeJSON is the media type of request bodies (a route may take others:
+// routePolicy.bodyTypes).
 const mimeJSON = "application/json"
 
 // newCrossOrigin returns the cross-origin check trusting origins.
