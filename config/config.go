@@ -10,8 +10,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -24,6 +26,7 @@ type Config struct {
 	NATS    NATS
 	Server  Server
 	Consume Consume
+	Browser Browser
 	Auth    Auth
 	Log     Log
 	// Warnings are what the start-up log should warn about and Parse does
@@ -80,6 +83,73 @@ type Server struct {
 	// FollowLiveHeap bounds the heap's growth between collections by the
 	// live heap (package memlimit); off leaves it to GOGC and GOMEMLIMIT.
 	FollowLiveHeap bool
+}
+
+// Browser configures what the HTTP listener admits from web pages.
+type Browser struct {
+	// AllowedOrigins are the origins (scheme://host[:port], as browsers
+	// send them in Origin) whose pages may make cross-origin requests to
+	// the REST API; any other cross-origin browser request that changes
+	// state is refused. Empty: same-origin and non-browser clients only.
+	// (CORS will answer these origins too.)
+	AllowedOrigins Origins
+}
+
+// Origins is a comma-separated list of web origins, each checked when set:
+// scheme http or https, a host, an optional port and nothing else, in the
+// lower-case form browsers send (an origin spelt otherwise would never
+// match). Setting it again replaces the list.
+type Origins []string
+
+// String joins the origins with commas.
+func (o *Origins) String() string { return strings.Join(*o, ",") }
+
+// Set parses a comma-separated list; "" is none.
+func (o *Origins) Set(v string) error {
+	var list Origins
+	if strings.TrimSpace(v) != "" {
+		for _, s := range strings.Split(v, ",") {
+			s = strings.TrimSpace(s)
+			if err := checkOrigin(s); err != nil {
+				return err
+			}
+			list = append(list, s)
+		}
+	}
+	*o = list
+	return nil
+}
+
+func checkOrigin(s string) error {
+	if s == "" {
+		return errors.New("empty origin in the list")
+	}
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return fmt.Errorf("origin %q is not a URL", s)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("origin %q: want scheme http or https", s)
+	case s != u.Scheme+"://"+u.Host || u.Hostname() == "":
+		// Also what url.Parse normalises (an upper-case scheme) or drops.
+		return fmt.Errorf("origin %q: want scheme://host[:port] in lower case and nothing else (no path, not even /)", s)
+	case u.Host != strings.ToLower(u.Host):
+		return fmt.Errorf("origin %q: browsers send the host in lower case", s)
+	case net.ParseIP(u.Hostname()) == nil && strings.Trim(u.Hostname(), "abcdefghijklmnopqrstuvwxyz0123456789.-_") != "":
+		// No wildcards: every allowed origin is named. (Browsers send
+		// international names as punycode, xn--….)
+		return fmt.Errorf("origin %q: the host must be a DNS name (letters, digits, '.', '-', '_') or an IP address", s)
+	}
+	if p := u.Port(); p != "" || strings.HasSuffix(u.Host, ":") {
+		n, err := strconv.Atoi(p)
+		switch {
+		case err != nil || n < 1 || n > 65535 || strings.HasPrefix(p, "0"):
+			return fmt.Errorf("origin %q: invalid port", s)
+		case u.Scheme == "http" && n == 80, u.Scheme == "https" && n == 443:
+			return fmt.Errorf("origin %q: browsers omit the scheme's default port", s)
+		}
+	}
+	return nil
 }
 
 // Consume configures consuming: ack-token keys and request caps.
@@ -199,6 +269,8 @@ func Parse(args []string, getenv func(string) string, output io.Writer) (Config,
 	fs.Int64Var(&s.MaxBodyBytes, "http-max-body", 0, "maximum REST request body in bytes; 0 derives it from the NATS max payload")
 	fs.StringVar(&s.PprofListen, "pprof-listen", "", "serve /debug/pprof/ on this loopback host:port of its own (unauthenticated; a non-loopback address is refused); empty serves none")
 	fs.BoolVar(&s.FollowLiveHeap, "follow-live-heap", true, "bound the heap's growth between collections by the live heap (trades up to about 5% of a core for less RSS); false leaves it to GOGC and GOMEMLIMIT")
+
+	fs.Var(&c.Browser.AllowedOrigins, "allowed-origins", "web `origins` (scheme://host[:port], comma-separated) whose pages may make cross-origin REST requests; default none: same-origin and non-browser clients only")
 
 	co := &c.Consume
 	fs.StringVar(&co.AckKeys, "ack-keys", "", "ack-token keys, base64, comma-separated (first signs); every replica needs the same (prefer --ack-keys-file or JETWAY_ACK_KEYS: the command line is visible in ps)")
@@ -355,6 +427,8 @@ func (c Config) LogValue() slog.Value {
 			slog.Int64("http_max_body", c.Server.MaxBodyBytes),
 			slog.String("pprof_listen", c.Server.PprofListen),
 			slog.Bool("follow_live_heap", c.Server.FollowLiveHeap)),
+		slog.Group("browser",
+			slog.String("allowed_origins", c.Browser.AllowedOrigins.String())),
 		slog.Group("consume",
 			slog.Int("ack_keys", len(strings.FieldsFunc(c.Consume.AckKeys, func(r rune) bool { return r == ',' }))),
 			slog.String("ack_keys_file", c.Consume.AckKeysFile),

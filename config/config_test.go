@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -230,5 +231,53 @@ func TestParseHelpListsFileForms(t *testing.T) {
 	}
 	if strings.Contains(help, "panic") || strings.Contains(help, "-pprof\n") {
 		t.Errorf("help:\n%s", help)
+	}
+}
+
+// TestAllowedOrigins: --allowed-origins (and JETWAY_ALLOWED_ORIGINS) takes
+// comma-separated origins exactly as browsers send them, refuses at start
+// anything that could never match an Origin header, defaults to none, and
+// is logged.
+func TestAllowedOrigins(t *testing.T) {
+	c, err := config.Parse(nil, env(nil), io.Discard)
+	if err != nil || len(c.Browser.AllowedOrigins) != 0 {
+		t.Fatalf("default: %v, %v; want none", c.Browser.AllowedOrigins, err)
+	}
+	c, err = config.Parse([]string{"--allowed-origins", "https://app.example, http://127.0.0.1:3000,http://[::1]:8081"}, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"https://app.example", "http://127.0.0.1:3000", "http://[::1]:8081"}; !slices.Equal(c.Browser.AllowedOrigins, want) {
+		t.Errorf("flag: %q, want %q", c.Browser.AllowedOrigins, want)
+	}
+	c, err = config.Parse([]string{"--allowed-origins", "https://flag.example"}, env(map[string]string{"JETWAY_ALLOWED_ORIGINS": "https://env.example,https://env2.example"}), io.Discard)
+	if err != nil || !slices.Equal(c.Browser.AllowedOrigins, []string{"https://flag.example"}) {
+		t.Errorf("flag over env: %q, %v; want the flag's list only", c.Browser.AllowedOrigins, err)
+	}
+	c, err = config.Parse(nil, env(map[string]string{"JETWAY_ALLOWED_ORIGINS": "https://env.example"}), io.Discard)
+	if err != nil || !slices.Equal(c.Browser.AllowedOrigins, []string{"https://env.example"}) {
+		t.Errorf("env: %q, %v", c.Browser.AllowedOrigins, err)
+	}
+	var buf bytes.Buffer
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("config", slog.Any("config", c))
+	if !strings.Contains(buf.String(), `"allowed_origins":"https://env.example"`) {
+		t.Errorf("log lacks the allowed origins: %s", buf.String())
+	}
+
+	for _, bad := range []string{
+		"app.example", "*", "null", "https://*.example", "ftp://app.example", "HTTPS://app.example",
+		"https://App.Example", "https://app.example/", "https://app.example/path", "https://app.example?x",
+		"https://app.example#f", "https://user@app.example", "https://app.example:", "https://app.example:0",
+		"https://app.example:65536", "https://app.example:08080", "https://app.example:443", "http://app.example:80",
+		"https://a.example,,https://b.example", "https://a.example,", "https://",
+	} {
+		_, err := config.Parse([]string{"--allowed-origins", bad}, env(nil), io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "allowed-origins") {
+			t.Errorf("--allowed-origins %q: %v, want an error naming the flag", bad, err)
+		}
+		_, err = config.Parse(nil, env(map[string]string{"JETWAY_ALLOWED_ORIGINS": bad}), io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "JETWAY_ALLOWED_ORIGINS") {
+			t.Errorf("JETWAY_ALLOWED_ORIGINS=%q: %v, want an error naming the variable", bad, err)
+		}
 	}
 }

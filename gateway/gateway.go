@@ -45,6 +45,10 @@ type Options struct {
 	// Direct, when set, serves unary calls in process (see Direct);
 	// otherwise every call takes conn.
 	Direct *Direct
+	// AllowedOrigins are the web origins (scheme://host[:port]) whose
+	// pages may make cross-origin requests that change state; other
+	// cross-origin browser requests get 403 (see browser.go).
+	AllowedOrigins []string
 }
 
 // New returns the HTTP handler of the REST API over conn.
@@ -54,6 +58,14 @@ func New(ctx context.Context, conn *grpc.ClientConn, o Options) (http.Handler, e
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	routes, err := loadRoutes(openapi.JSON)
+	if err != nil {
+		return nil, err
+	}
+	cop, err := newCrossOrigin(o.AllowedOrigins)
+	if err != nil {
+		return nil, err
 	}
 	jsonpb := &runtime.JSONPb{
 		MarshalOptions: protojson.MarshalOptions{UseProtoNames: true, EmitDefaultValues: true},
@@ -66,9 +78,18 @@ func New(ctx context.Context, conn *grpc.ClientConn, o Options) (http.Handler, e
 			runtime.WithIncomingHeaderMatcher(IncomingHeader),
 			runtime.WithOutgoingHeaderMatcher(outgoingHeader),
 			runtime.WithMetadata(verifiedCertificate),
-			runtime.WithErrorHandler(errorHandler),
+			runtime.WithErrorHandler(errorHandler(routes, jsonpb)),
+			runtime.WithRoutingErrorHandler(routingErrorHandler(routes)),
+			// The wildcard marshals responses for any Accept; request
+			// bodies are application/json only (guard).
 			runtime.WithMarshalerOption(runtime.MIMEWildcard, jsonpb),
 			runtime.WithMarshalerOption(MIMEEventStream, &eventStream{JSONPb: jsonpb}),
+			runtime.WithMiddlewares(guard(routes, cop, o.Logger)),
+			// No POST with a form body standing in for a GET (or, with
+			// X-HTTP-Method-Override, for another method): a method is
+			// what it says, for the cross-origin check and for Allow.
+			runtime.WithDisablePathLengthFallback(),
+			runtime.WithDisableHTTPMethodOverride(),
 		)
 	}
 	gw := newMux()
@@ -79,7 +100,7 @@ func New(ctx context.Context, conn *grpc.ClientConn, o Options) (http.Handler, e
 	if err := jetwayv1.RegisterAdminServiceHandler(ctx, gw, conn); err != nil {
 		return nil, fmt.Errorf("gateway: register AdminService: %w", err)
 	}
-	if err := jetwayv1.RegisterMessageServiceHandler(ctx, gw, conn); err != nil {
+	if err := jetwayv1.RegisterMessageServiceHandlerClient(ctx, gw, jetwayv1.NewMessageServiceClient(earlyStatusConn{conn})); err != nil {
 		return nil, fmt.Errorf("gateway: register MessageService: %w", err)
 	}
 	var api http.Handler = gw
@@ -116,7 +137,9 @@ func New(ctx context.Context, conn *grpc.ClientConn, o Options) (http.Handler, e
 		_, _ = w.Write(openapi.JSON)
 	})
 	mux.Handle("/", checkRequest(limitBody(api, o.MaxBodyBytes)))
-	return mux, nil
+	// Every path, the API's and pprof's alike, refuses cross-origin
+	// browser requests of unsafe methods before reading their body.
+	return cop.Handler(mux), nil
 }
 
 // streamsApart sends the streaming routes (Subscribe's :subscribe) to the
@@ -179,12 +202,43 @@ func verifiedCertificate(_ context.Context, r *http.Request) metadata.MD {
 const Challenge = `Bearer realm="jetway", ApiKey realm="jetway"`
 
 // errorHandler is grpc-gateway's, with a proper challenge on a 401
-// (grpc-gateway would put the status message there).
-func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
-	if status.Code(err) == codes.Unauthenticated {
-		w = challengeWriter{w}
+// (grpc-gateway would put the status message there), a clean message and
+// field violation for path and query parameters grpc-gateway could not
+// parse (see badParameter), and JSON for errors asked for as Server-Sent
+// Events (an error is not an event stream).
+func errorHandler(rt *routeTable, plain runtime.Marshaler) runtime.ErrorHandlerFunc {
+	return func(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+		if _, ok := m.(*eventStream); ok {
+			m = plain
+		}
+		var hse *runtime.HTTPStatusError
+		if !errors.As(err, &hse) {
+			if st := badParameter(ctx, rt, r, status.Convert(err)); st != nil {
+				err = st.Err()
+			}
+		}
+		if status.Code(err) == codes.Unauthenticated {
+			w = challengeWriter{w}
+		}
+		runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
 	}
-	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
+}
+
+// routingErrorHandler answers a method a path does not take with 405 and
+// Allow (grpc-gateway answers 501 Unimplemented, as if the server lacked
+// the method); other routing errors as grpc-gateway does.
+func routingErrorHandler(rt *routeTable) runtime.RoutingErrorHandlerFunc {
+	return func(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
+		if httpStatus == http.StatusMethodNotAllowed {
+			if allow := rt.allow(r.URL.Path); len(allow) > 0 {
+				w.Header().Set("Allow", strings.Join(allow, ", "))
+				writeError(w, http.StatusMethodNotAllowed, codes.Unimplemented, "METHOD_NOT_ALLOWED",
+					fmt.Sprintf("method %s not allowed on this path; it takes %s", r.Method, strings.Join(allow, ", ")))
+				return
+			}
+		}
+		runtime.DefaultRoutingErrorHandler(ctx, mux, m, w, r, httpStatus)
+	}
 }
 
 type challengeWriter struct{ http.ResponseWriter }

@@ -5,6 +5,9 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetway-dev/jetway/gateway"
 	"github.com/jetway-dev/jetway/internal/jetwaytest"
@@ -81,12 +84,57 @@ func TestBodyLimit(t *testing.T) {
 	}
 }
 
+// TestRoutingErrors: a method a path does not take is 405 METHOD_NOT_ALLOWED
+// with Allow listing the methods it takes (grpc-gateway said 501); a POST
+// with a form body is not taken for the path's GET; an unknown path is 404.
 func TestRoutingErrors(t *testing.T) {
 	b := jetwaytest.Start(t)
-	if r := b.Do(t, http.MethodGet, "/v1/nothing-here", ""); r.Status != http.StatusNotFound {
-		t.Errorf("unknown path: %d, want 404", r.Status)
+	ctx := jetwaytest.Context(t, 30*time.Second)
+	if _, err := b.JS.CreateStream(ctx, jetstream.StreamConfig{Name: "S", Subjects: []string{"s.>"}}); err != nil {
+		t.Fatal(err)
 	}
-	if r := b.Do(t, http.MethodPatch, "/v1/streams", "{}"); r.Status != http.StatusMethodNotAllowed && r.Status != http.StatusNotImplemented {
-		t.Errorf("wrong method: %d, want 405 or 501", r.Status)
+	for _, tt := range []struct {
+		method, path, contentType, body, allow string
+	}{
+		{http.MethodPatch, "/v1/streams", "application/json", "{}", "GET, POST"},
+		{http.MethodDelete, "/v1/streams", "", "", "GET, POST"},
+		{http.MethodGet, "/v1/acks", "", "", "POST"},
+		{http.MethodPut, "/v1/subjects/a.b:publish", "application/json", "{}", "POST"},
+		{http.MethodPost, "/v1/streams/S/messages/1", "", "", "DELETE, GET"},
+		{http.MethodPatch, "/v1/streams/S/consumers/C", "application/json", "{}", "DELETE, GET, PUT"},
+		{http.MethodOptions, "/v1/account", "", "", "GET"},
+		// grpc-gateway's "path length fallback" would serve this as the
+		// GET (Subscribe), and X-HTTP-Method-Override as a DELETE.
+		{http.MethodPost, "/v1/streams/S/consumers/C:subscribe", "application/x-www-form-urlencoded", "", "DELETE, GET, PUT"},
+		{http.MethodPost, "/v1/streams/S", "application/x-www-form-urlencoded", "", "DELETE, GET, PUT"},
+	} {
+		req, err := http.NewRequest(tt.method, b.BaseURL+tt.path, strings.NewReader(tt.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tt.contentType != "" {
+			req.Header.Set("Content-Type", tt.contentType)
+		}
+		req.Header.Set("X-HTTP-Method-Override", http.MethodDelete)
+		r := b.Send(t, req)
+		if r.Status != http.StatusMethodNotAllowed || r.Header.Get("Allow") != tt.allow {
+			t.Errorf("%s %s: %d Allow %q %s, want 405 Allow %q", tt.method, tt.path, r.Status, r.Header.Get("Allow"), r.Body, tt.allow)
+			continue
+		}
+		m := r.JSON(t)
+		if !strings.Contains(string(r.Body), `"reason":"METHOD_NOT_ALLOWED"`) || !strings.Contains(m["message"].(string), tt.allow) {
+			t.Errorf("%s %s: body %s, want reason METHOD_NOT_ALLOWED and a message naming %s", tt.method, tt.path, r.Body, tt.allow)
+		}
+	}
+	for _, path := range []string{"/v1/nothing-here", "/v1/streams/S/consumers/C/x", "/v2/streams", "/v1/subjects/a.b"} {
+		if r := b.Do(t, http.MethodGet, path, ""); r.Status != http.StatusNotFound {
+			t.Errorf("GET %s: %d %s, want 404", path, r.Status, r.Body)
+		}
+		if r := b.Do(t, http.MethodPatch, path, "{}"); r.Status != http.StatusNotFound {
+			t.Errorf("PATCH %s: %d %s, want 404", path, r.Status, r.Body)
+		}
+	}
+	if _, err := b.JS.Stream(ctx, "S"); err != nil {
+		t.Errorf("stream S after the refused requests: %v", err)
 	}
 }

@@ -315,7 +315,8 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	serveCtx, stopServe := context.WithCancel(context.WithoutCancel(ctx))
 	handler, err := gateway.New(serveCtx, conn, gateway.Options{
 		MaxBodyBytes: maxBody, Ready: ready, Logger: log,
-		Direct: &gateway.Direct{Messages: b.Messages(), Admin: b.Admin(), Interceptor: unary},
+		AllowedOrigins: cfg.Browser.AllowedOrigins,
+		Direct:         &gateway.Direct{Messages: b.Messages(), Admin: b.Admin(), Interceptor: unary},
 	})
 	if err != nil {
 		stopServe()

@@ -164,17 +164,16 @@ func (r Response) JSON(t testing.TB) map[string]any {
 	return m
 }
 
-// Do sends a REST request with a JSON body ("" for none) and reads the
-// whole response, within 10 seconds.
+// Do sends a REST request with a JSON body ("" for none; sent as
+// application/json, as the gateway requires) and reads the whole response,
+// within 10 seconds.
 func (b *Bridge) Do(t testing.TB, method, path, body string, header ...string) Response {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	var rd io.Reader
 	if body != "" {
 		rd = bytes.NewBufferString(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, b.BaseURL+path, rd)
+	req, err := http.NewRequest(method, b.BaseURL+path, rd)
 	if err != nil {
 		t.Fatalf("new request: %v", err)
 	}
@@ -184,9 +183,18 @@ func (b *Bridge) Do(t testing.TB, method, path, body string, header ...string) R
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Add(header[i], header[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
+	return b.Send(t, req)
+}
+
+// Send sends a request as it is (headers, body and all) and reads the
+// whole response, within 10 seconds.
+func (b *Bridge) Send(t testing.TB, req *http.Request) Response {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(req.Context(), 10*time.Second)
+	defer cancel()
+	resp, err := http.DefaultClient.Do(req.WithContext(ctx))
 	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
+		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)

@@ -1,0 +1,112 @@
+package gateway
+
+import (
+	"fmt"
+	"log/slog"
+	"mime"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc/codes"
+)
+
+// Cross-site request forgery: any web page can send a browser to the
+// bridge, with the user's network position (loopback, a private network)
+// and TLS client certificate, and browsers send "simple" requests (GET,
+// and POST with a text/plain, form or multipart body) without asking first.
+// Two rules close that, whatever the credential:
+//
+//   - A request body is accepted only as application/json (by route: see
+//     routePolicy.bodyTypes). A page cannot send that cross-origin without
+//     a CORS preflight, which the bridge does not grant.
+//   - A browser request from another origin that changes state (POST, PUT,
+//     PATCH, DELETE, and the GETs of routePolicy.crossSiteGET) is refused
+//     with 403 unless its Origin is allowed (Options.AllowedOrigins). Go's
+//     http.CrossOriginProtection decides: Sec-Fetch-Site, else Origin
+//     against Host; requests with neither come from non-browser clients,
+//     or from the same origin, and pass.
+
+// mimeJSON is the media type of request bodies (a route may take others:
+// routePolicy.bodyTypes).
+const mimeJSON = "application/json"
+
+// newCrossOrigin returns the cross-origin check trusting origins.
+func newCrossOrigin(origins []string) (*http.CrossOriginProtection, error) {
+	cop := http.NewCrossOriginProtection()
+	for _, o := range origins {
+		if err := cop.AddTrustedOrigin(o); err != nil {
+			return nil, fmt.Errorf("gateway: AllowedOrigins: %w", err)
+		}
+	}
+	cop.SetDenyHandler(http.HandlerFunc(refuseCrossOrigin))
+	return cop, nil
+}
+
+func refuseCrossOrigin(w http.ResponseWriter, _ *http.Request) {
+	writeError(w, http.StatusForbidden, codes.PermissionDenied, "CROSS_ORIGIN_REFUSED",
+		"cross-origin request refused: the page's origin is not an allowed origin of this bridge")
+}
+
+// hasBody reports whether a request carries a body: a length, or chunks
+// (ContentLength -1).
+func hasBody(r *http.Request) bool {
+	return r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody
+}
+
+// acceptsBody reports whether a body of media type contentType is one of
+// types (application/json when types is empty). Parameters are allowed,
+// but a charset must be UTF-8: JSON is UTF-8 (RFC 8259).
+func acceptsBody(contentType string, types []string) bool {
+	if len(types) == 0 {
+		types = []string{mimeJSON}
+	}
+	mt, params, err := mime.ParseMediaType(contentType)
+	if err != nil || !slices.Contains(types, mt) {
+		return false
+	}
+	cs, ok := params["charset"]
+	return !ok || strings.EqualFold(cs, "utf-8")
+}
+
+// guard is grpc-gateway middleware: it runs once grpc-gateway has chosen
+// the route, so it applies the route's policy to exactly what is served.
+// A route missing from the table (it cannot be: TestRouteTableMatchesGateway)
+// gets the strictest policy.
+func guard(rt *routeTable, cop *http.CrossOriginProtection, log *slog.Logger) runtime.Middleware {
+	return func(next runtime.HandlerFunc) runtime.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request, params map[string]string) {
+			pat, _ := runtime.HTTPPattern(r.Context())
+			policy := routePolicy{crossSiteGET: true}
+			if rte, ok := rt.lookup(r.Method, pat); ok {
+				policy = rte.policy
+			} else {
+				log.ErrorContext(r.Context(), "gateway route missing from the route table", slog.String("method", r.Method), slog.String("pattern", pat.String()))
+			}
+			if policy.crossSiteGET && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+				// CrossOriginProtection lets GET pass (safe methods must
+				// not change state): ask it about the same request as a
+				// POST.
+				asPost := new(http.Request)
+				*asPost = *r
+				asPost.Method = http.MethodPost
+				if err := cop.Check(asPost); err != nil {
+					refuseCrossOrigin(w, r)
+					return
+				}
+			}
+			if hasBody(r) && !acceptsBody(r.Header.Get("Content-Type"), policy.bodyTypes) {
+				types := policy.bodyTypes
+				if len(types) == 0 {
+					types = []string{mimeJSON}
+				}
+				w.Header().Set("Accept-Post", strings.Join(types, ", "))
+				writeError(w, http.StatusUnsupportedMediaType, codes.InvalidArgument, "UNSUPPORTED_MEDIA_TYPE",
+					"a request body must be sent with Content-Type: "+strings.Join(types, " or "))
+				return
+			}
+			next(w, r, params)
+		}
+	}
+}
