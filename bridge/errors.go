@@ -67,6 +67,10 @@ var (
 	ErrPermissionDenied = errors.New("permission denied")
 	// ErrUnavailable is NATS or JetStream not reachable or not ready.
 	ErrUnavailable = errors.New("jetstream unavailable")
+	// ErrPullRefused is a pull request JetStream refused for what the
+	// consumer requires (a priority group, a pin id…) that the bridge's
+	// pull did not carry: the consumer cannot be read this way.
+	ErrPullRefused = errors.New("pull request refused")
 	// ErrTimeout is a NATS operation that did not answer in time.
 	ErrTimeout = errors.New("jetstream did not answer in time")
 	// ErrAckTokenInvalid is an ack token this service did not issue:

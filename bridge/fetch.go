@@ -204,12 +204,22 @@ func (r *pulled) outcome() error {
 		return nil // whatever ended the request, what came is returned
 	}
 	switch r.code {
+	case "", "404", "408":
+		return nil // no message within the wait
 	case "503":
 		return fmt.Errorf("%w: %s: no responders", ErrConsumerNotFound, r.what)
 	case "409":
 		return pullRefusal(r.desc, r.what)
 	}
-	return nil
+	// 400 (a priority group missing or wrong), 423 (a pin id mismatch) and
+	// whatever else a server may answer: never an empty success.
+	return refusedPull(r.code, r.desc, r.what)
+}
+
+// refusedPull is the error of a pull answered with a status the bridge
+// has no meaning of its own for.
+func refusedPull(code, desc, what string) error {
+	return fmt.Errorf("%w: %s: JetStream answered %s %q", ErrPullRefused, what, code, desc)
 }
 
 // pullRefusal turns JetStream's 409 answers that refuse a pull request
@@ -230,6 +240,9 @@ func pullRefusal(desc, what string) error {
 		return fieldErr("wait", ErrInvalidArgument, "the consumer's limit: %s", desc)
 	case strings.HasPrefix(desc, "Exceeded MaxRequestMaxBytes"):
 		return fieldErr("max_bytes", ErrInvalidArgument, "the consumer's limit: %s", desc)
+	case strings.Contains(desc, "Leadership Change"):
+		// Transient: a new leader takes requests again.
+		return fmt.Errorf("%w: %s: the consumer is changing leaders", ErrUnavailable, what)
 	}
 	return nil
 }

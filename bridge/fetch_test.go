@@ -1726,3 +1726,42 @@ func TestAckSyncAfterConsumerDeleted(t *testing.T) {
 	t.Logf("sync ACK for a deleted consumer: %v", r.GetError())
 	fetchAckOK(ctx, t, fetchGRPC{b}, false, fetchOp(m.GetAckToken(), jetwayv1.AckKind_ACK_KIND_ACK))
 }
+
+// TestRefusedPullIsAnError: a consumer that refuses the bridge's pulls (a
+// priority-group consumer created natively wants a group in every pull:
+// nats-server answers 400) gives Fetch an error with a reason, over gRPC
+// and REST, and ends a Subscribe with one, instead of an empty success or
+// silence.
+func TestRefusedPullIsAnError(t *testing.T) {
+	fetchEach(t, nil, func(t *testing.T, c fetchClient, b *jetwaytest.Bridge, ctx context.Context) {
+		if _, err := b.JS.CreateStream(ctx, jetstream.StreamConfig{Name: "PG", Subjects: []string{"pg.>"}, Storage: jetstream.MemoryStorage}); err != nil {
+			t.Fatal(err)
+		}
+		fetchConsumer(ctx, t, b, "PG", jetstream.ConsumerConfig{
+			Durable: "grouped", AckPolicy: jetstream.AckExplicitPolicy,
+			PriorityPolicy: jetstream.PriorityPolicyOverflow, PriorityGroups: []string{"jobs"},
+		})
+		fetchPub(ctx, t, b, "pg.1", []byte("x"), nil)
+		for _, req := range []*jetwayv1.FetchRequest{fetchNoWait("PG", 1), fetchReq("PG", 1, time.Second)} {
+			req.Consumer = "grouped"
+			_, err := c.Fetch(ctx, req)
+			fetchWantErr(t, "Fetch from a priority-group consumer", err, codes.FailedPrecondition, "PULL_REFUSED", "")
+		}
+		st, err := b.Messages.Subscribe(ctx, &jetwayv1.SubscribeRequest{Stream: "PG", Consumer: "grouped"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for {
+			ev, err := st.Recv()
+			if err != nil {
+				if code, reason := subReason(err); code != codes.FailedPrecondition || reason != "PULL_REFUSED" {
+					t.Errorf("Subscribe ended with %v, want FAILED_PRECONDITION PULL_REFUSED", err)
+				}
+				break
+			}
+			if ev.GetMessage() != nil {
+				t.Fatalf("Subscribe delivered %v from a consumer that refuses its pulls", ev)
+			}
+		}
+	})
+}

@@ -415,8 +415,13 @@ func (p *puller) status(ctx context.Context, m *nats.Msg, now time.Time) error {
 		}
 		p.retryAt = now.Add(pullRetry)
 		p.arm(now)
+	case "404", "408":
+		closeReq() // the request expired (or found nothing)
 	default:
-		closeReq() // 408: the request expired (or 404)
+		// 400 (a priority group missing or wrong), 423 (a pin id
+		// mismatch) and any other refusal: the stream cannot go on, and
+		// must not sit silent.
+		return refusedPull(code, desc, p.what())
 	}
 	return nil
 }

@@ -58,6 +58,9 @@ var errorCodes = map[error]codeReason{
 
 	ErrSubjectsOverlap: {codes.FailedPrecondition, "SUBJECTS_OVERLAP"},
 	ErrNotAllowed:      {codes.FailedPrecondition, "NOT_ALLOWED"},
+	// A consumer that refuses the bridge's pulls (priority groups, pinned
+	// clients) is a property of the consumer, not of the call.
+	ErrPullRefused: {codes.FailedPrecondition, "PULL_REFUSED"},
 
 	ErrStreamFull:    {codes.ResourceExhausted, "STREAM_FULL"},
 	ErrLimitExceeded: {codes.ResourceExhausted, "LIMIT_EXCEEDED"},
