@@ -6,9 +6,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	stdlog "log"
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -30,6 +32,7 @@ import (
 	"github.com/jetway-dev/jetway/config"
 	"github.com/jetway-dev/jetway/embedded"
 	"github.com/jetway-dev/jetway/gateway"
+	"github.com/jetway-dev/jetway/internal/logsafe"
 	"github.com/jetway-dev/jetway/refusal"
 )
 
@@ -289,7 +292,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorLog:          httpErrorLog(log),
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -329,6 +332,24 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		log.Info("stopped")
 	}()
 	return s, nil
+}
+
+// httpErrorLog is the HTTP server's log of what it refuses on its own
+// (failed TLS handshakes, malformed requests): clients can cause as many
+// of these lines as they like and put their bytes in them, so each line
+// is clipped and the lines are rate-limited like refused credentials.
+func httpErrorLog(log *slog.Logger) *stdlog.Logger {
+	lim := logsafe.NewLimiter(log, auth.RefusalLinesPerSecond, auth.RefusalLineBurst)
+	return stdlog.New(logWriter(func(p []byte) {
+		lim.Log(context.Background(), slog.LevelWarn, "http server", slog.String("error", logsafe.Clip(strings.TrimSpace(string(p)), 256)))
+	}), "", 0)
+}
+
+type logWriter func(p []byte)
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w(p)
+	return len(p), nil
 }
 
 func serveGRPC(gs *grpc.Server, lis net.Listener) error {
