@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"net/textproto"
+	"os"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -32,6 +33,7 @@ import (
 	"github.com/jetway-dev/jetway/bridge"
 	jetwayv1 "github.com/jetway-dev/jetway/gen/jetway/v1"
 	"github.com/jetway-dev/jetway/gen/openapi"
+	"github.com/jetway-dev/jetway/internal/logsafe"
 )
 
 // Options configures the handler.
@@ -49,12 +51,21 @@ type Options struct {
 	// Direct, when set, serves unary calls in process (see Direct);
 	// otherwise every call takes conn.
 	Direct *Direct
+	// ReadBodyTimeout bounds the reading of a request body, from the end
+	// of its headers; a body that takes longer gets 408 and its connection
+	// is closed. It bounds only the body: a streaming response (Subscribe)
+	// lives on after it. Required.
+	ReadBodyTimeout time.Duration
 }
+
+// Slow bodies are logged at info, at most slowBodyLinesPerSecond lines a
+// second; each line that passes counts the ones dropped before it.
+const slowBodyLinesPerSecond = 10
 
 // New returns the HTTP handler of the REST API over conn.
 func New(ctx context.Context, conn *grpc.ClientConn, o Options) (http.Handler, error) {
-	if o.MaxBodyBytes <= 0 || o.Ready == nil {
-		return nil, errors.New("gateway: MaxBodyBytes and Ready are required")
+	if o.MaxBodyBytes <= 0 || o.Ready == nil || o.ReadBodyTimeout <= 0 {
+		return nil, errors.New("gateway: MaxBodyBytes, ReadBodyTimeout and Ready are required")
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -126,8 +137,9 @@ func New(ctx context.Context, conn *grpc.ClientConn, o Options) (http.Handler, e
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
-	mux.Handle("/", checkRequest(limitBody(api, o.MaxBodyBytes)))
-	return mux, nil
+	slow := logsafe.NewLimiter(o.Logger, slowBodyLinesPerSecond, slowBodyLinesPerSecond)
+	mux.Handle("/", checkRequest(limitBody(api, o.MaxBodyBytes, slow)))
+	return bodyDeadline(mux, o.ReadBodyTimeout), nil
 }
 
 // streamsApart sends the streaming routes (Subscribe's :subscribe) to the
@@ -275,11 +287,31 @@ func IncomingHeader(key string) (string, bool) {
 	return "", false
 }
 
+// bodyDeadline sets the read deadline of a request that has a body to
+// timeout from now (the end of its headers), so that no body, read by a
+// handler or drained by net/http after it, holds its connection longer;
+// limitBody clears it once the body is read, so that it never bounds a
+// streaming response. A request without a body gets no deadline. (Go
+// 1.26's HTTP/1 server also clears the connection's deadline when a body
+// ends, before its background read; the bound here does not rely on it,
+// and starts after the headers, which ReadHeaderTimeout bounds.)
+func bodyDeadline(next http.Handler, timeout time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
+			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(timeout))
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 // limitBody reads at most limit bytes of a request body before the gateway
 // sees it, answering 413 when the body is larger. (grpc-gateway would turn a
 // truncated body into a JSON syntax error, 400.) The gateway reads the whole
 // body to decode it anyway, so buffering here costs no extra memory bound.
-func limitBody(next http.Handler, limit int64) http.Handler {
+// A body that misses bodyDeadline's deadline gets 408 and its connection
+// closed, logged (without anything the client sent) through slow; a body
+// read in time clears the deadline, so that a streaming response lives on.
+func limitBody(next http.Handler, limit int64, slow *logsafe.Limiter) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Body == nil || r.Body == http.NoBody {
 			next.ServeHTTP(w, r)
@@ -289,16 +321,26 @@ func limitBody(next http.Handler, limit int64) http.Handler {
 			tooLarge(w, limit)
 			return
 		}
+		start := time.Now()
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 		var mbe *http.MaxBytesError
 		switch {
 		case errors.As(err, &mbe):
 			tooLarge(w, limit)
 			return
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			slow.Log(r.Context(), slog.LevelInfo, "request body not read in time: connection closed",
+				slog.String("peer", r.RemoteAddr), slog.Int("read_bytes", len(body)), slog.Duration("after", time.Since(start).Round(time.Millisecond)))
+			w.Header().Set("Connection", "close")
+			writeError(w, http.StatusRequestTimeout, codes.DeadlineExceeded, "BODY_TIMEOUT", "the request body did not arrive in time")
+			return
 		case err != nil:
 			writeError(w, http.StatusBadRequest, codes.InvalidArgument, "INVALID_ARGUMENT", "could not read the request body")
 			return
 		}
+		// The whole body is read: no deadline on what follows (a
+		// streaming response's connection).
+		_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		next.ServeHTTP(w, r)
 	})

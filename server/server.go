@@ -15,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/net/netutil"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -209,6 +210,12 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	}
 	cleanup = append(cleanup, func() { _ = httpLis.Close() })
 	s.grpcAddr, s.httpAddr = grpcLis.Addr(), httpLis.Addr()
+	if n := cfg.Server.MaxConnections; n > 0 {
+		// Past the cap, connections wait in the kernel's backlog until
+		// one closes: what an unauthenticated client can hold is bounded
+		// by the cap and the handshake and read timeouts.
+		grpcLis, httpLis = netutil.LimitListener(grpcLis, n), netutil.LimitListener(httpLis, n)
+	}
 
 	edge := errorEdge{log: log}
 	gate := natsGate{connected: nc.IsConnected}
@@ -222,6 +229,9 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	}
 	gs := grpc.NewServer(append(grpcOpts,
 		grpc.MaxRecvMsgSize(maxRecv),
+		// A connection that has not finished TLS and the HTTP/2 preface
+		// in this time is closed (grpc-go's default is 120 s).
+		grpc.ConnectionTimeout(cfg.Server.GRPCConnectionTimeout),
 		grpc.MaxConcurrentStreams(uint32(min(cfg.Server.MaxConcurrentStreams, 1<<31))),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
@@ -282,7 +292,8 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	serveCtx, stopServe := context.WithCancel(context.WithoutCancel(ctx))
 	handler, err := gateway.New(serveCtx, conn, gateway.Options{
 		MaxBodyBytes: maxBody, Ready: ready, Logger: log, Pprof: cfg.Server.Pprof,
-		Direct: &gateway.Direct{Messages: b.Messages(), Admin: b.Admin(), Interceptor: unary},
+		Direct:          &gateway.Direct{Messages: b.Messages(), Admin: b.Admin(), Interceptor: unary},
+		ReadBodyTimeout: cfg.Server.HTTPReadBodyTimeout,
 	})
 	if err != nil {
 		stopServe()
@@ -290,9 +301,12 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	}
 	httpSrv := &http.Server{
 		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          httpErrorLog(log),
+		ReadHeaderTimeout: cfg.Server.HTTPReadHeaderTimeout,
+		// No ReadTimeout: the gateway bounds each body from the end of
+		// its headers instead (ReadBodyTimeout), on HTTP/1 and HTTP/2
+		// alike, and never a response.
+		IdleTimeout: 2 * time.Minute,
+		ErrorLog:    httpErrorLog(log),
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
