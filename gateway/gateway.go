@@ -56,6 +56,15 @@ type Options struct {
 	// is closed. It bounds only the body: a streaming response (Subscribe)
 	// lives on after it. Required.
 	ReadBodyTimeout time.Duration
+	// Authenticate, when set, checks the credentials of an API request
+	// before its body is read: authz is its first Authorization value,
+	// certSubject the subject of its verified client certificate ("" for
+	// none), call its method and path and peer its remote address (both
+	// for the log). An error refuses the request with the 401 the gRPC
+	// interceptor would give, and the body is never read. It only refuses
+	// early: what passes is authenticated again by the interceptor.
+	// Health, readiness and the OpenAPI document are not checked.
+	Authenticate func(ctx context.Context, authz, certSubject, call, peer string) error
 }
 
 // Slow bodies are logged at info, at most slowBodyLinesPerSecond lines a
@@ -138,7 +147,7 @@ func New(ctx context.Context, conn *grpc.ClientConn, o Options) (http.Handler, e
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	slow := logsafe.NewLimiter(o.Logger, slowBodyLinesPerSecond, slowBodyLinesPerSecond)
-	mux.Handle("/", checkRequest(limitBody(api, o.MaxBodyBytes, slow)))
+	mux.Handle("/", checkRequest(authFirst(gw, o.Authenticate, limitBody(api, o.MaxBodyBytes, slow))))
 	return bodyDeadline(mux, o.ReadBodyTimeout), nil
 }
 
@@ -192,10 +201,46 @@ func outgoingHeader(key string) (string, bool) {
 // only on the gateway's in-memory connection. A client cannot set it: the
 // incoming header matcher forwards no header of that name.
 func verifiedCertificate(_ context.Context, r *http.Request) metadata.MD {
-	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
+	subject := certSubject(r)
+	if subject == "" {
 		return nil
 	}
-	return metadata.Pairs(auth.CertSubjectMetadata, r.TLS.VerifiedChains[0][0].Subject.String())
+	return metadata.Pairs(auth.CertSubjectMetadata, subject)
+}
+
+// certSubject is the subject of the client certificate the HTTPS listener
+// verified, "" for none.
+func certSubject(r *http.Request) string {
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
+		return ""
+	}
+	return r.TLS.VerifiedChains[0][0].Subject.String()
+}
+
+// authFirst refuses an API request whose credentials check refuses before
+// anything reads its body, with the 401 grpc-gateway writes for the
+// interceptor's refusal (the same status through the same error handler
+// and marshaler). A refused request's body stays unread: its connection
+// is closed rather than drained. check nil passes everything.
+func authFirst(mux *runtime.ServeMux, check func(ctx context.Context, authz, certSubject, call, peer string) error, next http.Handler) http.Handler {
+	if check == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		err := check(r.Context(), r.Header.Get("Authorization"), certSubject(r), r.Method+" "+r.URL.Path, r.RemoteAddr)
+		if err == nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if r.ContentLength != 0 {
+			// net/http would otherwise read up to 256 KiB of the body
+			// to keep the connection.
+			w.Header().Set("Connection", "close")
+		}
+		st, _ := bridge.Status(err)
+		_, out := runtime.MarshalerForRequest(mux, r)
+		errorHandler(r.Context(), mux, out, w, r, st.Err())
+	})
 }
 
 // Challenge is the WWW-Authenticate value of a 401.

@@ -1,14 +1,17 @@
 package server_test
 
-// Refused credentials, from the outside: never logged, and logged at a
-// bounded rate.
+// Refused credentials, from the outside: refused before a REST body is
+// read, never logged, and logged at a bounded rate.
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -17,7 +20,9 @@ import (
 	"time"
 
 	"github.com/jetway-dev/jetway/auth"
+	"github.com/jetway-dev/jetway/config"
 	jetwayv1 "github.com/jetway-dev/jetway/gen/jetway/v1"
+	"github.com/jetway-dev/jetway/internal/jetwaytest"
 )
 
 // rfLog is a log the test reads while the bridge writes it.
@@ -44,6 +49,71 @@ func (l *rfLog) refusals() int { return strings.Count(l.String(), `msg="authenti
 func rfLogger(level slog.Level) (*rfLog, *slog.Logger) {
 	l := &rfLog{}
 	return l, slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: level}))
+}
+
+// rfRaw sends a request's head over raw TCP (no body follows) and reads
+// the response, within 3 seconds.
+func rfRaw(t *testing.T, addr net.Addr, head string) (jetwaytest.Response, *http.Response) {
+	t.Helper()
+	c := toDial(t, addr)
+	if _, err := io.WriteString(c, head); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("no response within 3s: %v", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("response body: %v", err)
+	}
+	return jetwaytest.Response{Status: resp.StatusCode, Header: resp.Header, Body: body}, resp
+}
+
+// TestAuthRefusedBeforeBody: a REST request whose credentials are
+// missing or wrong gets its 401 (challenge, generic message,
+// UNAUTHENTICATED) at once, without a byte of its declared body sent, and
+// its connection closes; a right credential waits for the body (and, with
+// none coming, gets 408 at the body timeout).
+func TestAuthRefusedBeforeBody(t *testing.T) {
+	t.Parallel()
+	e := authTStartWith(t, nil, func(c *config.Config) { c.Server.HTTPReadBodyTimeout = time.Second })
+	head := func(authz, length string) string {
+		h := "POST /v1/subjects/orders.eu.1:publish HTTP/1.1\r\nHost: jetway\r\nContent-Type: application/json\r\n"
+		if authz != "" {
+			h += "Authorization: " + authz + "\r\n"
+		}
+		if length == "chunked" {
+			return h + "Transfer-Encoding: chunked\r\n\r\n"
+		}
+		return h + "Content-Length: " + length + "\r\n\r\n"
+	}
+	tests := []struct{ name, authz, length string }{
+		{"no credentials, a body of 1 TiB", "", strconv.Itoa(1 << 40)},
+		{"no credentials, a body within the cap", "", "100000"},
+		{"wrong API key", "ApiKey " + e.ordersKey + "x", "100000"},
+		{"bare key, chunked", e.ordersKey, "chunked"},
+		{"unknown scheme", "Basic b3JkZXJzOnB3", "100000"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			start := time.Now()
+			r, resp := rfRaw(t, e.b.Server.HTTPAddr(), head(tt.authz, tt.length))
+			authTRESTUnauthenticated(t, "refused before the body", r)
+			if d := time.Since(start); d >= time.Second {
+				t.Errorf("401 after %s: not before the 1s body timeout", d)
+			}
+			if !resp.Close {
+				t.Error("connection kept open with the body unread")
+			}
+		})
+	}
+	t.Run("right API key waits for the body", func(t *testing.T) {
+		r, _ := rfRaw(t, e.b.Server.HTTPAddr(), head("ApiKey "+e.ordersKey, "100000"))
+		authTWantREST(t, "a right key without its body", r, http.StatusRequestTimeout, "BODY_TIMEOUT")
+	})
 }
 
 // TestAuthCredentialsNeverLogged: every credential form, right or wrong,
@@ -136,7 +206,7 @@ func TestAuthCredentialsNeverLogged(t *testing.T) {
 	if grew > 48<<10 {
 		t.Errorf("the log grew by %d bytes", grew)
 	}
-	for _, want := range []string{"without a scheme", "unsupported authorization scheme Basic", "unknown API key"} {
+	for _, want := range []string{"without a scheme", "unsupported authorization scheme Basic", "scheme ApiKey followed by", "unknown API key"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("no refusal logged with %q", want)
 		}

@@ -294,6 +294,9 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		MaxBodyBytes: maxBody, Ready: ready, Logger: log, Pprof: cfg.Server.Pprof,
 		Direct:          &gateway.Direct{Messages: b.Messages(), Admin: b.Admin(), Interceptor: unary},
 		ReadBodyTimeout: cfg.Server.HTTPReadBodyTimeout,
+		// Refuses bad credentials before a body is read; the interceptor
+		// still authenticates what passes.
+		Authenticate: authn.Check,
 	})
 	if err != nil {
 		stopServe()
