@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/jetway-dev/jetway/auth/perm"
+	"github.com/jetway-dev/jetway/internal/logsafe"
 )
 
 // clockSkew tolerates clocks of clients slightly ahead of the bridge.
@@ -27,7 +28,11 @@ const UserJWTClaim = "user_jwt"
 // Authenticate returns the identity a call's credentials prove. authz is
 // the Authorization value ("Bearer <token>" or "ApiKey <key>"); certSubject
 // is the subject of a verified client certificate ("" without mTLS). The
-// error says why, for the log; clients get only "unauthenticated".
+// error says why, for the log; clients get only "unauthenticated". It
+// never holds credential material (no part of a key, a token or an
+// unrecognised value), and the client's strings it names (a scheme from a
+// fixed list, claims, a certificate subject) are clipped to
+// maxLoggedInput bytes.
 func (c *Config) Authenticate(authz, certSubject string, now time.Time) (*Identity, error) {
 	scheme, cred, _ := strings.Cut(strings.TrimSpace(authz), " ")
 	cred = strings.TrimSpace(cred)
@@ -36,7 +41,7 @@ func (c *Config) Authenticate(authz, certSubject string, now time.Time) (*Identi
 		if id := c.byCert[certSubject]; id != nil {
 			return id, nil
 		}
-		return nil, fmt.Errorf("%w: certificate subject %q is not configured", ErrUnauthenticated, certSubject)
+		return nil, fmt.Errorf("%w: certificate subject %q is not configured", ErrUnauthenticated, clip(certSubject))
 	case authz == "":
 		return nil, fmt.Errorf("%w: no credentials", ErrUnauthenticated)
 	case strings.EqualFold(scheme, "ApiKey"):
@@ -61,7 +66,54 @@ func (c *Config) Authenticate(authz, certSubject string, now time.Time) (*Identi
 		c.tokens.put(cred, id, exp)
 		return id, nil
 	}
-	return nil, fmt.Errorf("%w: unsupported authorization scheme %q", ErrUnauthenticated, scheme)
+	return nil, fmt.Errorf("%w: %s", ErrUnauthenticated, describeScheme(authz))
+}
+
+// maxLoggedInput bounds each client string an error of Authenticate
+// names (a claim, a certificate subject, a library's message about a
+// token).
+const maxLoggedInput = 64
+
+func clip(s string) string { return logsafe.Clip(s, maxLoggedInput) }
+
+// clipErr is err's message, clipped: the messages of the jwt library and
+// of a recovered panic may quote parts of what the client sent.
+func clipErr(err error) string { return clip(err.Error()) }
+
+// schemes are the authorization schemes an unsupported value is named by
+// in the log (IANA's HTTP authentication scheme registry and common
+// others): a value whose first word is not one of these may be a bare
+// credential, so none of it is logged.
+var schemes = func() map[string]string {
+	m := map[string]string{}
+	for _, s := range []string{
+		"ApiKey", "Basic", "Bearer", "Concealed", "Digest", "DPoP", "GNAP", "HOBA", "Mutual", "Negotiate",
+		"NTLM", "OAuth", "PrivateToken", "SCRAM-SHA-1", "SCRAM-SHA-256", "vapid", "Token", "Key",
+		"AWS4-HMAC-SHA256", "Hawk", "MAC",
+	} {
+		m[strings.ToLower(s)] = s
+	}
+	return m
+}()
+
+// describeScheme says, for the log, why authz has no scheme Authenticate
+// accepts, without any of the credential: a known scheme by its
+// registered spelling (not the client's bytes), anything else by its
+// length only.
+func describeScheme(authz string) string {
+	authz = strings.TrimSpace(authz)
+	end := strings.IndexFunc(authz, func(r rune) bool { return r <= ' ' || r == 0x7f })
+	if end < 0 {
+		return fmt.Sprintf("authorization value without a scheme (%d bytes, not logged)", len(authz))
+	}
+	name, known := schemes[strings.ToLower(authz[:end])]
+	switch {
+	case !known:
+		return fmt.Sprintf("unknown authorization scheme (%d bytes, not logged)", end)
+	case authz[end] != ' ':
+		return fmt.Sprintf("authorization scheme %s followed by %q, not a space", name, authz[end])
+	}
+	return "unsupported authorization scheme " + name
 }
 
 func (id *Identity) with(method string) *Identity {
@@ -81,14 +133,14 @@ func (c *Config) verifyToken(tok string, now time.Time) (*Identity, time.Time, e
 	}
 	gc, err := decodeGeneric(tok)
 	if err != nil {
-		return nil, never, fmt.Errorf("%w: token: %w", ErrUnauthenticated, err)
+		return nil, never, fmt.Errorf("%w: token: %s", ErrUnauthenticated, clipErr(err))
 	}
 	iss := gc.Issuer
 	switch {
 	case !nkeys.IsValidPublicUserKey(iss):
-		return nil, never, fmt.Errorf("%w: token issuer %q is not a user NKey", ErrUnauthenticated, iss)
+		return nil, never, fmt.Errorf("%w: token issuer %q is not a user NKey", ErrUnauthenticated, clip(iss))
 	case gc.Audience != c.audience:
-		return nil, never, fmt.Errorf("%w: token audience %q, want %q", ErrUnauthenticated, gc.Audience, c.audience)
+		return nil, never, fmt.Errorf("%w: token audience %q, want %q", ErrUnauthenticated, clip(gc.Audience), c.audience)
 	case gc.Expires == 0 || gc.IssuedAt == 0:
 		return nil, never, fmt.Errorf("%w: token without iat and exp", ErrUnauthenticated)
 	case time.Unix(gc.IssuedAt, 0).After(now.Add(clockSkew)):
@@ -140,7 +192,7 @@ func (c *Config) verifyUserJWT(ujwt, holder string, now time.Time) (*Identity, t
 	var never time.Time
 	uc, err := jwt.DecodeUserClaims(ujwt)
 	if err != nil {
-		return nil, never, fmt.Errorf("%w: user JWT: %w", ErrUnauthenticated, err)
+		return nil, never, fmt.Errorf("%w: user JWT: %s", ErrUnauthenticated, clipErr(err))
 	}
 	if uc.Subject != holder {
 		return nil, never, fmt.Errorf("%w: the token is not signed by the JWT's user", ErrUnauthenticated)
@@ -161,7 +213,7 @@ func (c *Config) verifyUserJWT(ujwt, holder string, now time.Time) (*Identity, t
 	var vr jwt.ValidationResults
 	uc.Validate(&vr)
 	if vr.IsBlocking(true) {
-		return nil, never, fmt.Errorf("%w: user JWT invalid: %v", ErrUnauthenticated, vr.Errors())
+		return nil, never, fmt.Errorf("%w: user JWT invalid: %s", ErrUnauthenticated, clip(fmt.Sprint(vr.Errors())))
 	}
 	id, err := c.jwtIdentity(ujwt, uc)
 	if err != nil {
@@ -187,11 +239,11 @@ func (c *Config) jwtIdentity(ujwt string, uc *jwt.UserClaims) (*Identity, error)
 	var err error
 	pub := perm.Set{Allow: uc.Pub.Allow, Deny: uc.Pub.Deny}
 	if id.publish, err = perm.Compile(pub); err != nil {
-		return nil, fmt.Errorf("%w: user JWT publish permissions: %w", ErrUnauthenticated, err)
+		return nil, fmt.Errorf("%w: user JWT publish permissions: %s", ErrUnauthenticated, clipErr(err))
 	}
 	if id.streams != nil {
 		if id.subjects, err = perm.Compile(perm.Set{Allow: uc.Sub.Allow, Deny: uc.Sub.Deny}); err != nil {
-			return nil, fmt.Errorf("%w: user JWT subscribe permissions: %w", ErrUnauthenticated, err)
+			return nil, fmt.Errorf("%w: user JWT subscribe permissions: %s", ErrUnauthenticated, clipErr(err))
 		}
 	}
 	c.jwtCache.put(ujwt, id)

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/jetway-dev/jetway/auth/perm"
+	"github.com/jetway-dev/jetway/internal/logsafe"
 )
 
 // Tests of Config.Authenticate without servers: every credential kind,
@@ -667,6 +668,54 @@ func TestAuthorizer(t *testing.T) {
 // subjects never panic, every error wraps ErrUnauthenticated, and nothing
 // authenticates but the configured API key, the subject, or a token whose
 // signed payload is one of the valid tokens' (a fuzzer cannot sign).
+// TestAuthenticateErrorsHoldNoCredential: the reason Authenticate gives
+// (which the interceptor logs) holds no part of a credential, names a
+// scheme only by its registered spelling, and clips what else a client
+// sent.
+func TestAuthenticateErrorsHoldNoCredential(t *testing.T) {
+	f := atFix(t)
+	now := f.now
+	huge := strings.Repeat("k", 64<<10)
+	long := strings.Repeat("a", 8<<10)
+	tests := []struct {
+		name, authz, cert string
+		secret, want      string // want: a word the reason still has
+	}{
+		{"bare key", "mysecretkey123", "", "mysecretkey123", "without a scheme"},
+		{"bare key of 64 KiB", huge, "", huge[:16], "without a scheme"},
+		{"api key after a tab", "ApiKey\tmysecretkey123", "", "mysecretkey123", "ApiKey"},
+		{"token after a tab", "Bearer\t" + strings.TrimPrefix(f.atBearer(t, f.svc, ""), "Bearer "), "", strings.TrimPrefix(f.atBearer(t, f.svc, ""), "Bearer ")[:24], "Bearer"},
+		{"unknown first word", "mysecretkey123 and more", "", "mysecretkey123", "unknown authorization scheme"},
+		{"unknown first word, with a tab", "mysecretkey123\tmore", "", "mysecretkey123", "unknown authorization scheme"},
+		{"basic", "Basic " + base64.StdEncoding.EncodeToString([]byte("svc:hunter2")), "", base64.StdEncoding.EncodeToString([]byte("svc:hunter2")), "Basic"},
+		{"basic, lower case", "basic c3ZjOmh1bnRlcjI=", "", "c3ZjOmh1bnRlcjI=", "Basic"},
+		{"api key of 64 KiB", "ApiKey " + huge, "", huge[:16], "unknown API key"},
+		{"token of 64 KiB", "Bearer " + huge, "", huge[:16], "longer than"},
+		{"opaque bearer secret", "Bearer mysecretkey123", "", "mysecretkey123", "token"},
+		{"long audience", "Bearer " + atToken(t, f.svc, atClaims(t, f.svc, now, now.Add(time.Minute), map[string]any{"aud": long})), "", long[:maxLoggedInput+1], "audience"},
+		{"long certificate subject", "", "CN=" + long, long[:maxLoggedInput+1], "certificate subject"},
+		{"user JWT that is not a JWT", f.atBearer(t, f.alice, "garbage-"+long), "", long[:maxLoggedInput+1], "user JWT"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := f.cfg.Authenticate(tt.authz, tt.cert, now)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			msg := err.Error()
+			if strings.Contains(msg, tt.secret) {
+				t.Errorf("reason %q holds %q", logsafe.Clip(msg, 200), logsafe.Clip(tt.secret, 40))
+			}
+			if !strings.Contains(msg, tt.want) {
+				t.Errorf("reason %q does not say %q", msg, tt.want)
+			}
+			if len(msg) > 256 {
+				t.Errorf("reason of %d bytes: %q", len(msg), logsafe.Clip(msg, 200))
+			}
+		})
+	}
+}
+
 func FuzzAuthenticate(f *testing.F) {
 	fx := atFuzzFixture(f)
 	for _, s := range fx.seeds {
@@ -681,6 +730,10 @@ func FuzzAuthenticate(f *testing.F) {
 		if err != nil {
 			if !errors.Is(err, ErrUnauthenticated) && err.Error() != "panicked" {
 				t.Errorf("error %v does not wrap ErrUnauthenticated", err)
+			}
+			// The reason is logged: bounded whatever the input.
+			if len(err.Error()) > 256 {
+				t.Errorf("reason of %d bytes", len(err.Error()))
 			}
 			return
 		}

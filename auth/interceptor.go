@@ -16,6 +16,8 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
+
+	"github.com/jetway-dev/jetway/internal/logsafe"
 )
 
 // CertSubjectMetadata carries the subject of a client certificate the
@@ -35,13 +37,25 @@ const (
 	DefaultRequestsPerSecond = 1000
 )
 
+// Refused credentials are logged at info, at most RefusalLinesPerSecond
+// lines a second (in bursts of RefusalLineBurst); each line that passes
+// counts, as "suppressed", the refusals dropped since the one before.
+const (
+	RefusalLinesPerSecond = 10
+	RefusalLineBurst      = 10
+)
+
+// maxLoggedReason bounds the reason of a refusal in its log line
+// (Authenticate's reasons are shorter; this holds whatever changes).
+const maxLoggedReason = 256
+
 // Interceptor authenticates every call once, for gRPC and (through the
 // gateway) REST alike, puts the identity in the context and applies the
 // identity's quotas. With a nil Config every call is Anonymous.
 type Interceptor struct {
-	config *Config
-	log    *slog.Logger
-	now    func() time.Time
+	config   *Config
+	now      func() time.Time
+	refusals *logsafe.Limiter
 
 	mu     sync.Mutex
 	quotas map[string]*quota
@@ -54,7 +68,36 @@ type quota struct {
 
 // NewInterceptor returns the interceptor; cfg nil turns authentication off.
 func NewInterceptor(cfg *Config, log *slog.Logger) *Interceptor {
-	return &Interceptor{config: cfg, log: log, now: time.Now, quotas: map[string]*quota{}}
+	return &Interceptor{
+		config: cfg, now: time.Now, quotas: map[string]*quota{},
+		refusals: logsafe.NewLimiter(log, RefusalLinesPerSecond, RefusalLineBurst),
+	}
+}
+
+// Check refuses, as the interceptors would, credentials that prove no
+// identity: authz is the Authorization value and certSubject the subject
+// of a verified client certificate; call names the request for the log
+// (clipped). It lets a transport refuse a request before reading it (the
+// gateway checks before reading a body); the interceptors still
+// authenticate every call that passes. With authentication off it
+// accepts everything. The error is the interceptors' (it wraps
+// ErrUnauthenticated and says nothing of the check that failed).
+func (a *Interceptor) Check(ctx context.Context, authz, certSubject, call, peer string) error {
+	if a.config == nil {
+		return nil
+	}
+	if _, err := a.config.Authenticate(authz, certSubject, a.now()); err != nil {
+		a.refused(ctx, call, peer, err)
+		return errUnauthenticated
+	}
+	return nil
+}
+
+// refused logs a refusal, rate-limited; call and the reason are clipped.
+func (a *Interceptor) refused(ctx context.Context, call, peer string, reason error) {
+	a.refusals.Log(ctx, slog.LevelInfo, "authentication failed",
+		slog.String("call", logsafe.Clip(call, 128)), slog.String("peer", peer),
+		slog.String("reason", logsafe.Clip(reason.Error(), maxLoggedReason)))
 }
 
 // public methods need no credentials: health checks and reflection.
@@ -72,8 +115,11 @@ func (a *Interceptor) authenticate(ctx context.Context, method string) (*Identit
 	}
 	// (ValueFromIncomingContext copies one value, not the whole metadata.)
 	authz := first(metadata.ValueFromIncomingContext(ctx, "authorization"))
-	cert := ""
+	cert, from := "", ""
 	if p, ok := peer.FromContext(ctx); ok {
+		if p.Addr != nil {
+			from = p.Addr.String()
+		}
 		if p.Addr != nil && p.Addr.Network() == InMemoryNetwork {
 			cert = first(metadata.ValueFromIncomingContext(ctx, CertSubjectMetadata))
 		} else if tls, ok := p.AuthInfo.(credentials.TLSInfo); ok {
@@ -82,7 +128,7 @@ func (a *Interceptor) authenticate(ctx context.Context, method string) (*Identit
 	}
 	id, err := a.config.Authenticate(authz, cert, a.now())
 	if err != nil {
-		a.log.InfoContext(ctx, "authentication failed", slog.String("method", method), slog.Any("reason", err))
+		a.refused(ctx, method, from, err)
 		return nil, errUnauthenticated
 	}
 	return id, nil

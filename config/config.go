@@ -71,6 +71,18 @@ type Server struct {
 	MaxCallTimeout time.Duration
 	// ShutdownTimeout bounds the graceful drain at shutdown.
 	ShutdownTimeout time.Duration
+	// HTTPReadHeaderTimeout bounds the reading of a request's headers
+	// (and of an HTTPS connection's TLS handshake).
+	HTTPReadHeaderTimeout time.Duration
+	// HTTPReadBodyTimeout bounds the reading of a request's body, from the
+	// end of its headers; streaming responses are not bounded by it.
+	HTTPReadBodyTimeout time.Duration
+	// GRPCConnectionTimeout bounds a gRPC connection's handshake: TLS, the
+	// HTTP/2 preface and settings.
+	GRPCConnectionTimeout time.Duration
+	// MaxConnections caps the open connections of each listener (gRPC,
+	// HTTP); the next waits in the kernel's backlog. 0 is no cap.
+	MaxConnections int
 	// PublishWindow is PublishStream's per-stream pipeline window.
 	PublishWindow int
 	// MaxBodyBytes caps REST request bodies; 0 derives it from the NATS
@@ -265,6 +277,10 @@ func Parse(args []string, getenv func(string) string, output io.Writer) (Config,
 	fs.UintVar(&s.MaxConcurrentStreams, "max-concurrent-streams", 1024, "maximum concurrent RPCs per HTTP/2 connection")
 	fs.DurationVar(&s.MaxCallTimeout, "max-call-timeout", time.Minute, "clamp on the deadline of unary calls")
 	fs.DurationVar(&s.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "bound on the graceful drain at shutdown")
+	fs.DurationVar(&s.HTTPReadHeaderTimeout, "http-read-header-timeout", 10*time.Second, "bound on reading a request's headers (and the TLS handshake)")
+	fs.DurationVar(&s.HTTPReadBodyTimeout, "http-read-body-timeout", 30*time.Second, "bound on reading a REST request's body, from the end of its headers (408 and the connection closed); streaming responses are not bounded")
+	fs.DurationVar(&s.GRPCConnectionTimeout, "grpc-connection-timeout", 10*time.Second, "bound on a gRPC connection's handshake (TLS, HTTP/2 preface and settings)")
+	fs.IntVar(&s.MaxConnections, "max-connections", 4096, "most open connections per listener (gRPC, HTTP); more wait until one closes; 0 is no cap")
 	fs.IntVar(&s.PublishWindow, "publish-window", 1024, "publishes one PublishStream may have awaiting acks")
 	fs.Int64Var(&s.MaxBodyBytes, "http-max-body", 0, "maximum REST request body in bytes; 0 derives it from the NATS max payload")
 	fs.StringVar(&s.PprofListen, "pprof-listen", "", "serve /debug/pprof/ on this loopback host:port of its own (unauthenticated; a non-loopback address is refused); empty serves none")
@@ -356,6 +372,21 @@ func (c Config) validate() error {
 	if c.Server.MaxCallTimeout <= 0 || c.Server.ShutdownTimeout <= 0 || c.NATS.RequestTimeout <= 0 || c.NATS.ConnectTimeout <= 0 {
 		errs = append(errs, errors.New("timeouts must be positive"))
 	}
+	for _, t := range []struct {
+		flag string
+		d    time.Duration
+	}{
+		{"--http-read-header-timeout", c.Server.HTTPReadHeaderTimeout},
+		{"--http-read-body-timeout", c.Server.HTTPReadBodyTimeout},
+		{"--grpc-connection-timeout", c.Server.GRPCConnectionTimeout},
+	} {
+		if t.d <= 0 {
+			errs = append(errs, fmt.Errorf("%s %s: must be positive", t.flag, t.d))
+		}
+	}
+	if c.Server.MaxConnections < 0 {
+		errs = append(errs, fmt.Errorf("--max-connections %d: want 0 (no cap) or more", c.Server.MaxConnections))
+	}
 	switch c.Auth.Mode {
 	case "auto", "none":
 	case "required":
@@ -423,6 +454,10 @@ func (c Config) LogValue() slog.Value {
 			slog.Uint64("max_concurrent_streams", uint64(c.Server.MaxConcurrentStreams)),
 			slog.Duration("max_call_timeout", c.Server.MaxCallTimeout),
 			slog.Duration("shutdown_timeout", c.Server.ShutdownTimeout),
+			slog.Duration("http_read_header_timeout", c.Server.HTTPReadHeaderTimeout),
+			slog.Duration("http_read_body_timeout", c.Server.HTTPReadBodyTimeout),
+			slog.Duration("grpc_connection_timeout", c.Server.GRPCConnectionTimeout),
+			slog.Int("max_connections", c.Server.MaxConnections),
 			slog.Int("publish_window", c.Server.PublishWindow),
 			slog.Int64("http_max_body", c.Server.MaxBodyBytes),
 			slog.String("pprof_listen", c.Server.PprofListen),

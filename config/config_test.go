@@ -38,6 +38,40 @@ func TestParseDefaults(t *testing.T) {
 	if !c.Server.FollowLiveHeap || c.Server.PprofListen != "" {
 		t.Errorf("server defaults %+v: want follow-live-heap on, pprof off", c.Server)
 	}
+	if s := c.Server; s.HTTPReadHeaderTimeout != 10*time.Second || s.HTTPReadBodyTimeout != 30*time.Second ||
+		s.GRPCConnectionTimeout != 10*time.Second || s.MaxConnections != 4096 {
+		t.Errorf("server defaults %+v: want header 10s, body 30s, gRPC handshake 10s, 4096 connections", s)
+	}
+}
+
+// TestParseConnectionBounds: the read and handshake timeouts and the
+// connection cap come from flags and the environment, must be positive
+// (the cap may be 0: none), and are logged.
+func TestParseConnectionBounds(t *testing.T) {
+	c, err := config.Parse([]string{"--http-read-body-timeout", "2s", "--max-connections", "0"},
+		env(map[string]string{"JETWAY_HTTP_READ_HEADER_TIMEOUT": "3s", "JETWAY_GRPC_CONNECTION_TIMEOUT": "4s"}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := c.Server; s.HTTPReadBodyTimeout != 2*time.Second || s.HTTPReadHeaderTimeout != 3*time.Second ||
+		s.GRPCConnectionTimeout != 4*time.Second || s.MaxConnections != 0 {
+		t.Errorf("parsed %+v", s)
+	}
+	var buf bytes.Buffer
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("config", slog.Any("config", c))
+	for _, want := range []string{`"http_read_header_timeout":3000000000`, `"http_read_body_timeout":2000000000`, `"grpc_connection_timeout":4000000000`, `"max_connections":0`} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("log lacks %s: %s", want, buf.String())
+		}
+	}
+	for _, args := range [][]string{
+		{"--http-read-header-timeout", "0s"}, {"--http-read-body-timeout", "-1s"},
+		{"--grpc-connection-timeout", "0s"}, {"--max-connections", "-1"},
+	} {
+		if _, err := config.Parse(args, env(nil), io.Discard); err == nil || !strings.Contains(err.Error(), args[0]) {
+			t.Errorf("%v: err = %v, want it to name %s", args, err, args[0])
+		}
+	}
 }
 
 func TestParseEnvAndFlagPrecedence(t *testing.T) {

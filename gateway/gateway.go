@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/textproto"
+	"os"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -31,6 +32,7 @@ import (
 	"github.com/jetway-dev/jetway/bridge"
 	jetwayv1 "github.com/jetway-dev/jetway/gen/jetway/v1"
 	"github.com/jetway-dev/jetway/gen/openapi"
+	"github.com/jetway-dev/jetway/internal/logsafe"
 )
 
 // Options configures the handler.
@@ -49,12 +51,30 @@ type Options struct {
 	// pages may make cross-origin requests that change state; other
 	// cross-origin browser requests get 403 (see browser.go).
 	AllowedOrigins []string
+	// ReadBodyTimeout bounds the reading of a request body, from the end
+	// of its headers; a body that takes longer gets 408 and its connection
+	// is closed. It bounds only the body: a streaming response (Subscribe)
+	// lives on after it. Required.
+	ReadBodyTimeout time.Duration
+	// Authenticate, when set, checks the credentials of an API request
+	// before its body is read: authz is its first Authorization value,
+	// certSubject the subject of its verified client certificate ("" for
+	// none), call its method and path and peer its remote address (both
+	// for the log). An error refuses the request with the 401 the gRPC
+	// interceptor would give, and the body is never read. It only refuses
+	// early: what passes is authenticated again by the interceptor.
+	// Health, readiness and the OpenAPI document are not checked.
+	Authenticate func(ctx context.Context, authz, certSubject, call, peer string) error
 }
+
+// Slow bodies are logged at info, at most slowBodyLinesPerSecond lines a
+// second; each line that passes counts the ones dropped before it.
+const slowBodyLinesPerSecond = 10
 
 // New returns the HTTP handler of the REST API over conn.
 func New(ctx context.Context, conn *grpc.ClientConn, o Options) (http.Handler, error) {
-	if o.MaxBodyBytes <= 0 || o.Ready == nil {
-		return nil, errors.New("gateway: MaxBodyBytes and Ready are required")
+	if o.MaxBodyBytes <= 0 || o.Ready == nil || o.ReadBodyTimeout <= 0 {
+		return nil, errors.New("gateway: MaxBodyBytes, ReadBodyTimeout and Ready are required")
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -136,10 +156,11 @@ func New(ctx context.Context, conn *grpc.ClientConn, o Options) (http.Handler, e
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(openapi.JSON)
 	})
-	mux.Handle("/", checkRequest(limitBody(api, o.MaxBodyBytes)))
-	// Every path, the API's and pprof's alike, refuses cross-origin
-	// browser requests of unsafe methods before reading their body.
-	return cop.Handler(mux), nil
+	slow := logsafe.NewLimiter(o.Logger, slowBodyLinesPerSecond, slowBodyLinesPerSecond)
+	mux.Handle("/", checkRequest(authFirst(gw, o.Authenticate, limitBody(api, o.MaxBodyBytes, slow))))
+	// Every path refuses cross-origin browser requests of unsafe methods
+	// before reading their body; every body is read within its deadline.
+	return bodyDeadline(cop.Handler(mux), o.ReadBodyTimeout), nil
 }
 
 // streamsApart sends the streaming routes (Subscribe's :subscribe) to the
@@ -192,10 +213,46 @@ func outgoingHeader(key string) (string, bool) {
 // only on the gateway's in-memory connection. A client cannot set it: the
 // incoming header matcher forwards no header of that name.
 func verifiedCertificate(_ context.Context, r *http.Request) metadata.MD {
-	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
+	subject := certSubject(r)
+	if subject == "" {
 		return nil
 	}
-	return metadata.Pairs(auth.CertSubjectMetadata, r.TLS.VerifiedChains[0][0].Subject.String())
+	return metadata.Pairs(auth.CertSubjectMetadata, subject)
+}
+
+// certSubject is the subject of the client certificate the HTTPS listener
+// verified, "" for none.
+func certSubject(r *http.Request) string {
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
+		return ""
+	}
+	return r.TLS.VerifiedChains[0][0].Subject.String()
+}
+
+// authFirst refuses an API request whose credentials check refuses before
+// anything reads its body, with the 401 grpc-gateway writes for the
+// interceptor's refusal (the same status through the same error handler
+// and marshaler). A refused request's body stays unread: its connection
+// is closed rather than drained. check nil passes everything.
+func authFirst(mux *runtime.ServeMux, check func(ctx context.Context, authz, certSubject, call, peer string) error, next http.Handler) http.Handler {
+	if check == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		err := check(r.Context(), r.Header.Get("Authorization"), certSubject(r), r.Method+" "+r.URL.Path, r.RemoteAddr)
+		if err == nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if r.ContentLength != 0 {
+			// net/http would otherwise read up to 256 KiB of the body
+			// to keep the connection.
+			w.Header().Set("Connection", "close")
+		}
+		st, _ := bridge.Status(err)
+		_, out := runtime.MarshalerForRequest(mux, r)
+		runtime.HTTPError(r.Context(), mux, out, w, r, st.Err()) // the mux's own error handler
+	})
 }
 
 // Challenge is the WWW-Authenticate value of a 401.
@@ -318,11 +375,31 @@ func IncomingHeader(key string) (string, bool) {
 	return "", false
 }
 
+// bodyDeadline sets the read deadline of a request that has a body to
+// timeout from now (the end of its headers), so that no body, read by a
+// handler or drained by net/http after it, holds its connection longer;
+// limitBody clears it once the body is read, so that it never bounds a
+// streaming response. A request without a body gets no deadline. (Go
+// 1.26's HTTP/1 server also clears the connection's deadline when a body
+// ends, before its background read; the bound here does not rely on it,
+// and starts after the headers, which ReadHeaderTimeout bounds.)
+func bodyDeadline(next http.Handler, timeout time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
+			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(timeout))
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 // limitBody reads at most limit bytes of a request body before the gateway
 // sees it, answering 413 when the body is larger. (grpc-gateway would turn a
 // truncated body into a JSON syntax error, 400.) The gateway reads the whole
 // body to decode it anyway, so buffering here costs no extra memory bound.
-func limitBody(next http.Handler, limit int64) http.Handler {
+// A body that misses bodyDeadline's deadline gets 408 and its connection
+// closed, logged (without anything the client sent) through slow; a body
+// read in time clears the deadline, so that a streaming response lives on.
+func limitBody(next http.Handler, limit int64, slow *logsafe.Limiter) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Body == nil || r.Body == http.NoBody {
 			next.ServeHTTP(w, r)
@@ -332,16 +409,26 @@ func limitBody(next http.Handler, limit int64) http.Handler {
 			tooLarge(w, limit)
 			return
 		}
+		start := time.Now()
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 		var mbe *http.MaxBytesError
 		switch {
 		case errors.As(err, &mbe):
 			tooLarge(w, limit)
 			return
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			slow.Log(r.Context(), slog.LevelInfo, "request body not read in time: connection closed",
+				slog.String("peer", r.RemoteAddr), slog.Int("read_bytes", len(body)), slog.Duration("after", time.Since(start).Round(time.Millisecond)))
+			w.Header().Set("Connection", "close")
+			writeError(w, http.StatusRequestTimeout, codes.DeadlineExceeded, "BODY_TIMEOUT", "the request body did not arrive in time")
+			return
 		case err != nil:
 			writeError(w, http.StatusBadRequest, codes.InvalidArgument, "INVALID_ARGUMENT", "could not read the request body")
 			return
 		}
+		// The whole body is read: no deadline on what follows (a
+		// streaming response's connection).
+		_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		next.ServeHTTP(w, r)
 	})

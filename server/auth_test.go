@@ -122,6 +122,14 @@ func authTWriteConfig(t testing.TB, f auth.File) string {
 
 func authTStart(t *testing.T) *authTEnv {
 	t.Helper()
+	return authTStartWith(t, nil)
+}
+
+// authTStartWith is authTStart with the bridge logging to log (nil: the
+// test's log, warnings and errors only) and opts applied to its
+// configuration.
+func authTStartWith(t *testing.T, log *slog.Logger, opts ...jetwaytest.Option) *authTEnv {
+	t.Helper()
 	e := &authTEnv{
 		admin: authTKey(t, nkeys.CreateUser), orders: authTKey(t, nkeys.CreateUser),
 		other: authTKey(t, nkeys.CreateUser), stranger: authTKey(t, nkeys.CreateUser),
@@ -196,7 +204,7 @@ func authTStart(t *testing.T) *authTEnv {
 			}},
 		},
 	})
-	e.b = jetwaytest.Start(t, func(c *config.Config) { c.Auth.ConfigFile = path })
+	e.b = jetwaytest.StartWithLogger(t, log, append([]jetwaytest.Option{func(c *config.Config) { c.Auth.ConfigFile = path }}, opts...)...)
 	e.ctx = jetwaytest.Context(t, 60*time.Second)
 	for name, subj := range map[string]string{"ORDERS": "orders.>", "SECRET": "secret.>", "AUDIT": "audit.>"} {
 		if _, err := e.b.JS.CreateStream(e.ctx, jetstream.StreamConfig{Name: name, Subjects: []string{subj}}); err != nil {

@@ -13,20 +13,26 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/jetway-dev/jetway/bridge"
+	"github.com/jetway-dev/jetway/internal/logsafe"
 )
 
 // errorEdge converts what a handler returned into the status sent, logging
 // internal errors with their detail (which the client never sees), and
 // turns a panic into Internal so that no request can crash the process.
 // (go-grpc-middleware has a recovery interceptor; these few lines keep a
-// dependency out.)
+// dependency out.) An error's text may quote what the client sent (a
+// subject, a name, a NATS error about them): it is clipped to
+// maxLoggedError bytes in the log.
 type errorEdge struct {
 	log *slog.Logger
 }
 
+// maxLoggedError bounds an error's text in a log line.
+const maxLoggedError = 512
+
 func (e errorEdge) finish(ctx context.Context, method string, start time.Time, err error, recovered any) error {
 	if recovered != nil {
-		e.log.ErrorContext(ctx, "panic in handler", slog.String("method", method), slog.Any("panic", recovered), slog.String("stack", string(debug.Stack())))
+		e.log.ErrorContext(ctx, "panic in handler", slog.String("method", method), slog.String("panic", logsafe.Clip(fmt.Sprint(recovered), maxLoggedError)), slog.String("stack", string(debug.Stack())))
 		return status.Error(codes.Internal, "internal error")
 	}
 	if err == nil {
@@ -35,9 +41,9 @@ func (e errorEdge) finish(ctx context.Context, method string, start time.Time, e
 	}
 	st, internal := bridge.Status(err)
 	if internal {
-		e.log.ErrorContext(ctx, "rpc failed", slog.String("method", method), slog.Any("error", err), slog.Duration("duration", time.Since(start)))
+		e.log.ErrorContext(ctx, "rpc failed", slog.String("method", method), slog.String("error", logsafe.Clip(err.Error(), maxLoggedError)), slog.Duration("duration", time.Since(start)))
 	} else {
-		e.log.DebugContext(ctx, "rpc failed", slog.String("method", method), slog.String("code", st.Code().String()), slog.Any("error", err), slog.Duration("duration", time.Since(start)))
+		e.log.DebugContext(ctx, "rpc failed", slog.String("method", method), slog.String("code", st.Code().String()), slog.String("error", logsafe.Clip(err.Error(), maxLoggedError)), slog.Duration("duration", time.Since(start)))
 	}
 	return st.Err()
 }

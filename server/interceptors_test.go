@@ -1,8 +1,10 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -26,6 +28,36 @@ func TestErrorEdgeRecoversPanics(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "secret") {
 		t.Errorf("panic detail leaked: %v", err)
+	}
+}
+
+// TestErrorEdgeClipsClientInput: an error (domain or internal) or a panic
+// quoting 64 KiB a client sent is logged in a line of bounded size.
+func TestErrorEdgeClipsClientInput(t *testing.T) {
+	big := strings.Repeat("s", 64<<10)
+	info := &grpc.UnaryServerInfo{FullMethod: "/jetway.v1.MessageService/Publish"}
+	for _, tt := range []struct {
+		name    string
+		handler grpc.UnaryHandler
+	}{
+		{"domain error", func(context.Context, any) (any, error) {
+			return nil, fmt.Errorf("%w: %q", bridge.ErrInvalidSubject, big)
+		}},
+		{"internal error", func(context.Context, any) (any, error) { return nil, errors.New("nats: " + big) }},
+		{"panic", func(context.Context, any) (any, error) { panic(big) }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			edge := errorEdge{log: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+			_, _ = edge.unary(context.Background(), nil, info, tt.handler)
+			line, _, _ := strings.Cut(buf.String(), " stack=")
+			if len(line) > maxLoggedError+256 || strings.Contains(line, big[:maxLoggedError+1]) {
+				t.Errorf("a line of %d bytes: %.300s", len(line), line)
+			}
+			if !strings.Contains(line, "bytes]") {
+				t.Errorf("no clip marker: %.300s", line)
+			}
+		})
 	}
 }
 

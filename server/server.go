@@ -6,14 +6,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	stdlog "log"
 	"log/slog"
 	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/net/netutil"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -31,6 +34,7 @@ import (
 	"github.com/jetway-dev/jetway/config"
 	"github.com/jetway-dev/jetway/embedded"
 	"github.com/jetway-dev/jetway/gateway"
+	"github.com/jetway-dev/jetway/internal/logsafe"
 	"github.com/jetway-dev/jetway/refusal"
 )
 
@@ -242,6 +246,12 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		}
 	}
+	if n := cfg.Server.MaxConnections; n > 0 {
+		// Past the cap, connections wait in the kernel's backlog until
+		// one closes: what an unauthenticated client can hold is bounded
+		// by the cap and the handshake and read timeouts.
+		grpcLis, httpLis = netutil.LimitListener(grpcLis, n), netutil.LimitListener(httpLis, n)
+	}
 
 	edge := errorEdge{log: log}
 	gate := natsGate{connected: nc.IsConnected}
@@ -255,6 +265,9 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	}
 	gs := grpc.NewServer(append(grpcOpts,
 		grpc.MaxRecvMsgSize(maxRecv),
+		// A connection that has not finished TLS and the HTTP/2 preface
+		// in this time is closed (grpc-go's default is 120 s).
+		grpc.ConnectionTimeout(cfg.Server.GRPCConnectionTimeout),
 		grpc.MaxConcurrentStreams(uint32(min(cfg.Server.MaxConcurrentStreams, 1<<31))),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
@@ -315,8 +328,12 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	serveCtx, stopServe := context.WithCancel(context.WithoutCancel(ctx))
 	handler, err := gateway.New(serveCtx, conn, gateway.Options{
 		MaxBodyBytes: maxBody, Ready: ready, Logger: log,
-		AllowedOrigins: cfg.Browser.AllowedOrigins,
-		Direct:         &gateway.Direct{Messages: b.Messages(), Admin: b.Admin(), Interceptor: unary},
+		AllowedOrigins:  cfg.Browser.AllowedOrigins,
+		Direct:          &gateway.Direct{Messages: b.Messages(), Admin: b.Admin(), Interceptor: unary},
+		ReadBodyTimeout: cfg.Server.HTTPReadBodyTimeout,
+		// Refuses bad credentials before a body is read; the interceptor
+		// still authenticates what passes.
+		Authenticate: authn.Check,
 	})
 	if err != nil {
 		stopServe()
@@ -324,9 +341,12 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	}
 	httpSrv := &http.Server{
 		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ReadHeaderTimeout: cfg.Server.HTTPReadHeaderTimeout,
+		// No ReadTimeout: the gateway bounds each body from the end of
+		// its headers instead (ReadBodyTimeout), on HTTP/1 and HTTP/2
+		// alike, and never a response.
+		IdleTimeout: 2 * time.Minute,
+		ErrorLog:    httpErrorLog(log),
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -404,6 +424,24 @@ func embeddedPassword(c config.NATS, log *slog.Logger) (string, error) {
 	}
 	log.Info(msg, slog.String("user", c.EmbeddedUser), slog.String("password_file", path))
 	return pw, nil
+}
+
+// httpErrorLog is the HTTP server's log of what it refuses on its own
+// (failed TLS handshakes, malformed requests): clients can cause as many
+// of these lines as they like and put their bytes in them, so each line
+// is clipped and the lines are rate-limited like refused credentials.
+func httpErrorLog(log *slog.Logger) *stdlog.Logger {
+	lim := logsafe.NewLimiter(log, auth.RefusalLinesPerSecond, auth.RefusalLineBurst)
+	return stdlog.New(logWriter(func(p []byte) {
+		lim.Log(context.Background(), slog.LevelWarn, "http server", slog.String("error", logsafe.Clip(strings.TrimSpace(string(p)), 256)))
+	}), "", 0)
+}
+
+type logWriter func(p []byte)
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w(p)
+	return len(p), nil
 }
 
 func serveGRPC(gs *grpc.Server, lis net.Listener) error {

@@ -48,7 +48,14 @@ type Option func(*config.Config)
 // Start runs a bridge for the duration of the test.
 func Start(t testing.TB, opts ...Option) *Bridge {
 	t.Helper()
-	return start(t, true, opts)
+	return start(t, true, nil, opts)
+}
+
+// StartWithLogger is Start with the bridge logging to log (Start logs
+// warnings and errors to the test's log).
+func StartWithLogger(t testing.TB, log *slog.Logger, opts ...Option) *Bridge {
+	t.Helper()
+	return start(t, true, log, opts)
 }
 
 // StartWithoutNATSClient is Start for tests whose NATS the test's own
@@ -56,10 +63,10 @@ func Start(t testing.TB, opts ...Option) *Bridge {
 // B.JS is nil.
 func StartWithoutNATSClient(t testing.TB, opts ...Option) *Bridge {
 	t.Helper()
-	return start(t, false, opts)
+	return start(t, false, nil, opts)
 }
 
-func start(t testing.TB, natsClient bool, opts []Option) *Bridge {
+func start(t testing.TB, natsClient bool, log *slog.Logger, opts []Option) *Bridge {
 	t.Helper()
 	cfg, err := config.Parse([]string{
 		"--data-dir", t.TempDir(),
@@ -74,7 +81,9 @@ func start(t testing.TB, natsClient bool, opts []Option) *Bridge {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := server.Start(ctx, cfg, log)
 	if err != nil {
