@@ -176,7 +176,9 @@ func (a *Interceptor) admit(ctx context.Context, id *Identity) error {
 		r.CancelAt(a.now())
 		secs := max(1, int(math.Ceil(d.Seconds())))
 		_ = grpc.SetHeader(ctx, metadata.Pairs("retry-after", strconv.Itoa(secs)))
-		return &QuotaError{RetryAfter: d, msg: fmt.Sprintf("%s is over its request rate; retry in %s", id.Name, d.Round(time.Millisecond))}
+		// The message says what Retry-After says (a delay under a
+		// millisecond read "retry in 0s").
+		return &QuotaError{RetryAfter: d, msg: fmt.Sprintf("%s is over its request rate; retry in %ds", id.Name, secs)}
 	}
 	return nil
 }

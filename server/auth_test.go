@@ -1039,6 +1039,10 @@ func TestAuthRequestRateQuota(t *testing.T) {
 		if d := retry.GetRetryDelay().AsDuration(); retry == nil || d <= 0 || d > time.Second {
 			t.Errorf("RetryInfo %v, want a delay in (0, 1s]", retry)
 		}
+		// The message says what Retry-After says, never "retry in 0s".
+		if !strings.Contains(st.Message(), "retry in 1s") {
+			t.Errorf("message %q, want it to say retry in 1s as Retry-After does", st.Message())
+		}
 	}
 	if v := header.Get("retry-after"); len(v) != 1 || v[0] != "1" {
 		t.Errorf("gRPC retry-after header %v, want [1]", v)

@@ -76,7 +76,11 @@ type MessageServiceClient interface {
 	// Consume is a bidirectional consume: the first request opens the
 	// consumer (as Subscribe does), later requests carry acks for messages of
 	// this stream. The server never has more than max_in_flight messages
-	// delivered and unacked on the stream. gRPC only.
+	// delivered and unacked on the stream. gRPC only. The client's
+	// half-close ends it: the server NAKs what is unacked and answers OK, so
+	// keep the request side open for as long as messages should flow (a
+	// `grpcurl -d @` that reaches the end of its input sees only
+	// `subscribed`).
 	Consume(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ConsumeRequest, ConsumeResponse], error)
 }
 
@@ -212,7 +216,11 @@ type MessageServiceServer interface {
 	// Consume is a bidirectional consume: the first request opens the
 	// consumer (as Subscribe does), later requests carry acks for messages of
 	// this stream. The server never has more than max_in_flight messages
-	// delivered and unacked on the stream. gRPC only.
+	// delivered and unacked on the stream. gRPC only. The client's
+	// half-close ends it: the server NAKs what is unacked and answers OK, so
+	// keep the request side open for as long as messages should flow (a
+	// `grpcurl -d @` that reaches the end of its input sees only
+	// `subscribed`).
 	Consume(grpc.BidiStreamingServer[ConsumeRequest, ConsumeResponse]) error
 	mustEmbedUnimplementedMessageServiceServer()
 }
