@@ -437,17 +437,27 @@ func (c Config) LogValue() slog.Value {
 	if c.NATS.URLs != "" {
 		mode = "external"
 	}
+	// Only what applies: an external NATS has no data dir or embedded
+	// port, an embedded one no URL or credentials.
+	nats := []any{slog.String("mode", mode)}
+	if c.NATS.URLs != "" {
+		nats = append(nats, slog.String("url", RedactURLs(c.NATS.URLs)), slog.Any("credentials", c.NATS.Credentials))
+	} else {
+		nats = append(nats, slog.String("data_dir", c.NATS.DataDir))
+		if c.NATS.EmbeddedListen != "" {
+			nats = append(nats, slog.String("embedded_listen", c.NATS.EmbeddedListen),
+				slog.String("embedded_user", c.NATS.EmbeddedUser), slog.String("embedded_password_file", c.NATS.EmbeddedPasswordFile))
+		}
+	}
+	nats = append(nats, slog.Duration("connect_timeout", c.NATS.ConnectTimeout), slog.Duration("request_timeout", c.NATS.RequestTimeout))
+	// 0 is derived from the NATS max payload once connected; the serving
+	// line logs the value in effect.
+	maxBody := slog.Int64("http_max_body", c.Server.MaxBodyBytes)
+	if c.Server.MaxBodyBytes == 0 {
+		maxBody = slog.String("http_max_body", "auto (2 × NATS max payload + 64 KiB)")
+	}
 	return slog.GroupValue(
-		slog.Group("nats",
-			slog.String("mode", mode),
-			slog.String("url", RedactURLs(c.NATS.URLs)),
-			slog.String("data_dir", c.NATS.DataDir),
-			slog.String("embedded_listen", c.NATS.EmbeddedListen),
-			slog.String("embedded_user", c.NATS.EmbeddedUser),
-			slog.String("embedded_password_file", c.NATS.EmbeddedPasswordFile),
-			slog.Any("credentials", c.NATS.Credentials),
-			slog.Duration("connect_timeout", c.NATS.ConnectTimeout),
-			slog.Duration("request_timeout", c.NATS.RequestTimeout)),
+		slog.Group("nats", nats...),
 		slog.Group("server",
 			slog.String("grpc_listen", c.Server.GRPCListen),
 			slog.String("http_listen", c.Server.HTTPListen),
@@ -459,7 +469,7 @@ func (c Config) LogValue() slog.Value {
 			slog.Duration("grpc_connection_timeout", c.Server.GRPCConnectionTimeout),
 			slog.Int("max_connections", c.Server.MaxConnections),
 			slog.Int("publish_window", c.Server.PublishWindow),
-			slog.Int64("http_max_body", c.Server.MaxBodyBytes),
+			maxBody,
 			slog.String("pprof_listen", c.Server.PprofListen),
 			slog.Bool("follow_live_heap", c.Server.FollowLiveHeap)),
 		slog.Group("browser",

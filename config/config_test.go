@@ -247,6 +247,12 @@ func TestLogValueRedactsSecrets(t *testing.T) {
 	if !strings.Contains(out, `"user":"alice"`) || !strings.Contains(out, "10.0.0.1:4222") {
 		t.Errorf("log lost non-secret fields: %s", out)
 	}
+	// External NATS: no embedded server's settings.
+	for _, k := range []string{"data_dir", "embedded_listen"} {
+		if strings.Contains(out, `"`+k+`"`) {
+			t.Errorf("external mode logs %s: %s", k, out)
+		}
+	}
 }
 
 // TestParseHelpListsFileForms: --help lists the file forms of secrets and

@@ -45,14 +45,21 @@ func TestOpenAPIDocument(t *testing.T) {
 		t.Fatalf("GET /openapi.json = %d", r.Status)
 	}
 	var doc struct {
-		Swagger string                    `json:"swagger"`
-		Paths   map[string]map[string]any `json:"paths"`
+		Swagger string `json:"swagger"`
+		Info    struct {
+			Title, Version string
+		} `json:"info"`
+		Paths map[string]map[string]any `json:"paths"`
 	}
 	if err := json.Unmarshal(r.Body, &doc); err != nil {
 		t.Fatalf("decode: %v", err)
 	}
 	if doc.Swagger != "2.0" {
 		t.Errorf("swagger = %q", doc.Swagger)
+	}
+	// The API's name, not the name of one of its proto files.
+	if doc.Info.Title != "Jetway API" || doc.Info.Version != "v1" {
+		t.Errorf("info = %+v, want Jetway API v1", doc.Info)
 	}
 	for path, method := range map[string]string{
 		"/v1/subjects/{subject}:publish":                  "post",

@@ -385,7 +385,8 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		b.Drain()
 		return shutdown(cfg.Server.ShutdownTimeout, httpSrv, gs)
 	})
-	log.Info("serving", slog.String("grpc", s.grpcAddr.String()), slog.String("http", s.httpAddr.String()))
+	log.Info("serving", slog.String("grpc", s.grpcAddr.String()), slog.String("http", s.httpAddr.String()),
+		slog.Int64("http_max_body", maxBody), slog.Int("grpc_max_message", maxRecv))
 	go func() {
 		defer close(s.done)
 		s.err = g.Wait()

@@ -175,3 +175,43 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// TestRunLogsEffectiveValues: the JSON start-up log gives durations as the
+// flags take them ("15s", not nanoseconds), http_max_body as derived
+// rather than 0 (the serving line has the value in effect), and no
+// external NATS settings for the embedded server.
+func TestRunLogsEffectiveValues(t *testing.T) {
+	r := startRun(t, []string{"--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"},
+		map[string]string{"JETWAY_DATA_DIR": t.TempDir()})
+	var start, serving map[string]any
+	for _, line := range strings.Split(r.logs.String(), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) != nil {
+			continue
+		}
+		switch m["msg"] {
+		case "starting jetway bridge":
+			start = m
+		case "serving":
+			serving = m
+		}
+	}
+	if start == nil || serving == nil {
+		t.Fatalf("no start or serving line:\n%s", r.logs.String())
+	}
+	cfg, _ := start["config"].(map[string]any)
+	srv, _ := cfg["server"].(map[string]any)
+	nats, _ := cfg["nats"].(map[string]any)
+	if got := srv["shutdown_timeout"]; got != "15s" {
+		t.Errorf("shutdown_timeout logged as %v (%T), want \"15s\"", got, got)
+	}
+	if got, ok := srv["http_max_body"].(string); !ok || !strings.HasPrefix(got, "auto") {
+		t.Errorf("http_max_body logged as %v, want the derived form", srv["http_max_body"])
+	}
+	if _, ok := nats["url"]; ok {
+		t.Errorf("embedded mode logs a NATS url: %v", nats)
+	}
+	if n, ok := serving["http_max_body"].(float64); !ok || n <= 0 {
+		t.Errorf("serving line's http_max_body %v, want the value in effect", serving["http_max_body"])
+	}
+}
