@@ -23,10 +23,12 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/protoadapt"
 
 	"github.com/jetway-dev/jetway/auth"
 	"github.com/jetway-dev/jetway/bridge"
@@ -273,12 +275,55 @@ func errorHandler(rt *routeTable, plain runtime.Marshaler) runtime.ErrorHandlerF
 			if st := badParameter(ctx, rt, r, status.Convert(err)); st != nil {
 				err = st.Err()
 			}
+			err = withErrorInfo(status.Convert(err)).Err()
+		} else {
+			err = &runtime.HTTPStatusError{HTTPStatus: hse.HTTPStatus, Err: withErrorInfo(status.Convert(hse.Err)).Err()}
 		}
 		if status.Code(err) == codes.Unauthenticated {
 			w = challengeWriter{w}
 		}
 		runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
 	}
+}
+
+// withErrorInfo gives an error grpc-gateway made itself (a body that is
+// not JSON or names an unknown field, an unknown route) what every error
+// of the API carries: an ErrorInfo with a reason, the code's name. A body
+// protojson could not decode says so, without the "proto:" of its library.
+func withErrorInfo(st *status.Status) *status.Status {
+	for _, d := range st.Details() {
+		if _, ok := d.(*errdetails.ErrorInfo); ok {
+			return st
+		}
+	}
+	msg := st.Message()
+	var details []protoadapt.MessageV1
+	if st.Code() == codes.InvalidArgument && (strings.HasPrefix(msg, "proto:") || msg == io.ErrUnexpectedEOF.Error()) {
+		msg = "request body: " + strings.TrimSpace(strings.TrimPrefix(msg, "proto:"))
+		details = append(details, &errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{
+			{Field: "body", Description: msg, Reason: "INVALID_ARGUMENT"},
+		}})
+	}
+	out := status.New(st.Code(), msg)
+	info := &errdetails.ErrorInfo{Reason: codeReason(st.Code()), Domain: bridge.ErrorDomain}
+	if with, err := out.WithDetails(append([]protoadapt.MessageV1{info}, details...)...); err == nil {
+		return with
+	}
+	return st
+}
+
+// codeReason is a code's name as a reason: InvalidArgument is
+// INVALID_ARGUMENT.
+func codeReason(c codes.Code) string {
+	name := c.String()
+	var b strings.Builder
+	for i, r := range name {
+		if i > 0 && r >= 'A' && r <= 'Z' {
+			b.WriteByte('_')
+		}
+		b.WriteRune(r)
+	}
+	return strings.ToUpper(b.String())
 }
 
 // routingErrorHandler answers a method a path does not take with 405 and
