@@ -360,6 +360,22 @@ func inlineSecrets(onCommandLine map[string]bool, urls string) []string {
 
 func (c Config) validate() error {
 	var errs []error
+	// A listen address that cannot be one says so here, before the
+	// loopback rule of client authentication could misread it.
+	for _, a := range []struct {
+		flag, addr string
+		optional   bool
+	}{
+		{"--grpc-listen", c.Server.GRPCListen, false}, {"--http-listen", c.Server.HTTPListen, false},
+		{"--pprof-listen", c.Server.PprofListen, true}, {"--embedded-nats-listen", c.NATS.EmbeddedListen, true},
+	} {
+		if a.addr == "" && a.optional {
+			continue
+		}
+		if err := checkListen(a.addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: bad address: %w", a.flag, a.addr, err))
+		}
+	}
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		errs = append(errs, fmt.Errorf("--log-format %q: want text or json", c.Log.Format))
 	}
@@ -426,6 +442,23 @@ func (c Config) validate() error {
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("config: %w", err)
+	}
+	return nil
+}
+
+// checkListen checks a host:port to listen on: a port number (0 picks
+// one; -1 too, for nats-server), and a host that is empty (every
+// interface), an IP address or a name.
+func checkListen(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errors.New("want host:port, e.g. 127.0.0.1:8080")
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < -1 || p > 65535 {
+		return fmt.Errorf("port %q is not a number from 0 to 65535", port)
+	}
+	if strings.ContainsAny(host, " /\\") {
+		return fmt.Errorf("host %q is not a host name or IP address", host)
 	}
 	return nil
 }

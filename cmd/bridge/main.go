@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/jetway-dev/jetway/config"
@@ -24,13 +25,23 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := dispatch(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "bridge:", err)
-		}
+		fmt.Fprintln(os.Stderr, "bridge:", err)
 		stop()
 		os.Exit(2)
 	}
 }
+
+// usage lists the subcommands; the flags follow it in --help.
+const usage = `Usage:
+  bridge serve [flags]       run the bridge (the default: bridge [flags]); embedded
+                             JetStream without --nats-url
+  bridge token [flags]       mint an NKey-signed token (bridge token --help)
+  bridge hash-key            read an API key on stdin, print its configuration hash
+  bridge version             print the version
+  bridge --help              this help
+
+Flags of serve (each also as JETWAY_<FLAG>, e.g. JETWAY_NATS_URL):
+`
 
 // dispatch runs a subcommand: token (mint an NKey-signed token),
 // hash-key (print an API key's configuration hash) or, by default, the
@@ -39,14 +50,57 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 	if len(args) > 0 {
 		switch args[0] {
 		case "token":
-			return runToken(args[1:], stdout, stderr)
+			return helpIsNoError(runToken(args[1:], stdout, stderr))
 		case "hash-key":
-			return runHashKey(stdin, stdout)
+			return helpIsNoError(runHashKey(args[1:], stdin, stdout, stderr))
+		case "version", "--version", "-version":
+			_, err := fmt.Fprintln(stdout, version())
+			return err
+		case "help", "-h", "-help", "--help":
+			fmt.Fprint(stdout, usage)
+			_, err := config.Parse([]string{"--help"}, func(string) string { return "" }, stdout)
+			return helpIsNoError(err)
 		case "serve":
 			args = args[1:]
 		}
 	}
-	return run(ctx, args, getenv, stderr)
+	return helpIsNoError(run(ctx, args, getenv, stderr))
+}
+
+// helpIsNoError makes an asked-for --help (already printed) a success.
+func helpIsNoError(err error) error {
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	return err
+}
+
+// version is the module version and VCS revision the binary was built
+// from (go build stamps them; "(devel)" and no revision under go run
+// without VCS information).
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "jetway bridge (unknown version)"
+	}
+	v := "jetway bridge " + bi.Main.Version
+	var rev, at, dirty string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.time":
+			at = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = " modified"
+			}
+		}
+	}
+	if rev != "" {
+		v += fmt.Sprintf(" (%s %s%s)", rev, at, dirty)
+	}
+	return v + " " + bi.GoVersion
 }
 
 // run parses the configuration, starts the bridge and waits until ctx ends

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -214,4 +215,61 @@ func TestRunLogsEffectiveValues(t *testing.T) {
 	if n, ok := serving["http_max_body"].(float64); !ok || n <= 0 {
 		t.Errorf("serving line's http_max_body %v, want the value in effect", serving["http_max_body"])
 	}
+}
+
+// TestCommandLine: --help (and help, -h) lists the subcommands and the
+// flags and succeeds; version and --version print the module version;
+// hash-key --help prints its usage without reading stdin; a listen address
+// that is no address says so rather than tripping the loopback rule.
+func TestCommandLine(t *testing.T) {
+	ctx := context.Background()
+	noEnv := func(string) string { return "" }
+	for _, args := range [][]string{{"--help"}, {"help"}, {"-h"}, {"serve", "--help"}} {
+		var out, errOut bytes.Buffer
+		if err := dispatch(ctx, args, noEnv, strings.NewReader(""), &out, &errOut); err != nil {
+			t.Errorf("%v: %v, want success", args, err)
+		}
+		all := out.String() + errOut.String()
+		for _, want := range []string{"-nats-url", "-http-listen"} {
+			if !strings.Contains(all, want) {
+				t.Errorf("%v: help lacks %q:\n%s", args, want, all)
+			}
+		}
+		if args[0] != "serve" {
+			for _, want := range []string{"token", "hash-key", "version", "serve"} {
+				if !strings.Contains(out.String(), "bridge "+want) {
+					t.Errorf("%v: help lacks the %s subcommand:\n%s", args, want, out.String())
+				}
+			}
+		}
+	}
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		var out bytes.Buffer
+		if err := dispatch(ctx, args, noEnv, strings.NewReader(""), &out, io.Discard); err != nil || !strings.HasPrefix(out.String(), "jetway bridge ") || !strings.Contains(out.String(), "go1.") {
+			t.Errorf("%v: %q, %v; want the version", args, out.String(), err)
+		}
+	}
+	// A stdin that fails the test if read: --help must not wait on it.
+	var hashOut bytes.Buffer
+	if err := dispatch(ctx, []string{"hash-key", "--help"}, noEnv, failReader{t}, io.Discard, &hashOut); err != nil || !strings.Contains(hashOut.String(), "stdin") {
+		t.Errorf("hash-key --help: %v, %q", err, hashOut.String())
+	}
+	var out bytes.Buffer
+	if err := dispatch(ctx, []string{"hash-key"}, noEnv, strings.NewReader("0123456789abcdef0123\n"), &out, io.Discard); err != nil || !strings.HasPrefix(out.String(), "sha256:") {
+		t.Errorf("hash-key: %q, %v", out.String(), err)
+	}
+	for _, flagArgs := range [][]string{{"--http-listen", "nonsense"}, {"--grpc-listen", "127.0.0.1:99999"}, {"--http-listen", "0.0.0.0"}, {"--pprof-listen", "x"}} {
+		err := dispatch(ctx, append(flagArgs, "--data-dir", t.TempDir()), noEnv, strings.NewReader(""), io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "bad address") || strings.Contains(err.Error(), "loopback") {
+			t.Errorf("%v: %v, want a bad address error", flagArgs, err)
+		}
+	}
+}
+
+// failReader fails the test when read.
+type failReader struct{ t *testing.T }
+
+func (r failReader) Read([]byte) (int, error) {
+	r.t.Error("stdin was read")
+	return 0, io.EOF
 }

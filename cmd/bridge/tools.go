@@ -48,8 +48,20 @@ func runToken(args []string, stdout, stderr io.Writer) error {
 }
 
 // runHashKey reads an API key on stdin and prints the hash to put in the
-// configuration (the key itself is never stored).
-func runHashKey(stdin io.Reader, stdout io.Writer) error {
+// configuration (the key itself is never stored). It takes no flags but
+// --help, which prints its usage without reading stdin.
+func runHashKey(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("hash-key", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "Usage: echo \"$KEY\" | bridge hash-key\n\nReads an API key (at least 16 characters) on stdin and prints the sha256: hash\nto list under api_key_hashes; the key itself is never stored.")
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("hash-key: unexpected argument %q (the key is read on stdin)", fs.Arg(0))
+	}
 	line, err := bufio.NewReader(stdin).ReadString('\n')
 	if err != nil && !errors.Is(err, io.EOF) {
 		return fmt.Errorf("hash-key: %w", err)
