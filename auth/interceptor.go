@@ -109,9 +109,34 @@ func public(method string) bool {
 // attacker (the log has it).
 var errUnauthenticated = fmt.Errorf("%w: missing or invalid credentials", ErrUnauthenticated)
 
+// tapKey holds the identity Tap proved for a call; only this package sets
+// it, and only from a verified credential.
+type tapKey struct{}
+
+// Tap authenticates a gRPC call from its headers, before grpc-go reads its
+// request message (grpc.InTapHandle): a call without a credential the
+// bridge accepts is refused without its (up to 12 × max payload) message
+// ever being read into memory. The identity goes in the returned context,
+// so the interceptor does not authenticate the call again. It returns the
+// same error as the interceptor (wrapping ErrUnauthenticated) for the
+// caller to turn into a status.
+func (a *Interceptor) Tap(ctx context.Context, method string) (context.Context, error) {
+	if a.config == nil || public(method) {
+		return ctx, nil
+	}
+	id, err := a.authenticate(ctx, method)
+	if err != nil {
+		return nil, err
+	}
+	return context.WithValue(ctx, tapKey{}, id), nil
+}
+
 func (a *Interceptor) authenticate(ctx context.Context, method string) (*Identity, error) {
 	if a.config == nil {
 		return Anonymous, nil
+	}
+	if id, ok := ctx.Value(tapKey{}).(*Identity); ok {
+		return id, nil // proven by Tap for this very call
 	}
 	// (ValueFromIncomingContext copies one value, not the whole metadata.)
 	authz := first(metadata.ValueFromIncomingContext(ctx, "authorization"))

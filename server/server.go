@@ -26,6 +26,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/tap"
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/jetway-dev/jetway/auth"
@@ -272,6 +273,17 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		experimental.BufferPool(bufferPool),
+		// Credentials are checked from the headers, before a request
+		// message is read: an unauthenticated client cannot make the
+		// bridge hold its (up to maxRecv) messages.
+		grpc.InTapHandle(func(ctx context.Context, info *tap.Info) (context.Context, error) {
+			ctx, err := authn.Tap(ctx, info.FullMethodName)
+			if err != nil {
+				st, _ := bridge.Status(err)
+				return nil, st.Err()
+			}
+			return ctx, nil
+		}),
 		grpc.ChainUnaryInterceptor(unary),
 		grpc.ChainStreamInterceptor(edge.stream, authn.Stream, gate.stream),
 	)...)
