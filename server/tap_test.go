@@ -9,7 +9,6 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
-
 )
 
 // TestGRPCRefusedBeforeMessage: a gRPC call without credentials is refused
@@ -77,4 +76,3 @@ func TestGRPCRefusedBeforeMessage(t *testing.T) {
 		}
 	}
 }
-
