@@ -9,6 +9,7 @@
 package embedded
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,6 +21,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/jetway-dev/jetway/internal/logsafe"
 )
 
 // Config configures the embedded server.
@@ -100,7 +103,7 @@ func Start(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("embedded: new server: %w", err)
 	}
 	if cfg.Logger != nil {
-		ns.SetLoggerV2(&logAdapter{log: cfg.Logger.With(slog.String("component", "nats-server"))}, false, false, false)
+		ns.SetLoggerV2(newLogAdapter(cfg.Logger.With(slog.String("component", "nats-server"))), false, false, false)
 	}
 	ns.Start()
 	timeout := cfg.ReadyTimeout
@@ -133,12 +136,33 @@ func (s *Server) Shutdown() {
 	s.ns.WaitForShutdown()
 }
 
-// logAdapter sends nats-server logs to slog.
-type logAdapter struct{ log *slog.Logger }
+// logAdapter sends nats-server logs to slog. Clients reach some of these
+// lines (a refused login names its user, whatever its size): each line is
+// clipped, and warnings and errors are rate-limited like the bridge's own
+// refusals, the next line passed counting those dropped.
+type logAdapter struct {
+	log     *slog.Logger
+	limited *logsafe.Limiter
+}
 
-func (l *logAdapter) Noticef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
-func (l *logAdapter) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
-func (l *logAdapter) Fatalf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
-func (l *logAdapter) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
-func (l *logAdapter) Debugf(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
-func (l *logAdapter) Tracef(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
+func newLogAdapter(log *slog.Logger) *logAdapter {
+	return &logAdapter{log: log, limited: logsafe.NewLimiter(log, 10, 10)}
+}
+
+// maxServerLine bounds one nats-server line in the log.
+const maxServerLine = 512
+
+func (l *logAdapter) line(format string, v []any) string {
+	return logsafe.Clip(fmt.Sprintf(format, v...), maxServerLine)
+}
+
+func (l *logAdapter) Noticef(format string, v ...any) { l.log.Debug(l.line(format, v)) }
+func (l *logAdapter) Warnf(format string, v ...any) {
+	l.limited.Log(context.Background(), slog.LevelWarn, l.line(format, v))
+}
+func (l *logAdapter) Fatalf(format string, v ...any) { l.log.Error(l.line(format, v)) }
+func (l *logAdapter) Errorf(format string, v ...any) {
+	l.limited.Log(context.Background(), slog.LevelError, l.line(format, v))
+}
+func (l *logAdapter) Debugf(format string, v ...any) { l.log.Debug(l.line(format, v)) }
+func (l *logAdapter) Tracef(format string, v ...any) { l.log.Debug(l.line(format, v)) }

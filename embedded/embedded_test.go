@@ -2,12 +2,17 @@ package embedded_test
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
+	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -183,5 +188,64 @@ func TestLoadOrGeneratePassword(t *testing.T) {
 	}
 	if _, _, err := embedded.LoadOrGeneratePassword(path); err == nil || !strings.Contains(err.Error(), "empty") {
 		t.Errorf("empty file: %v, want it refused", err)
+	}
+}
+
+// lockedBuffer is a log sink safe for the server's goroutines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestRefusedLoginsLogBounded: a client sending 100 logins with a 3000
+// byte user name gets the server's refusal lines clipped and rate-limited:
+// what it sends does not reach the log whole, nor one line per attempt.
+func TestRefusedLoginsLogBounded(t *testing.T) {
+	var logs lockedBuffer
+	s := start(t, embedded.Config{Listen: "127.0.0.1:-1", User: "jetway", Password: "right-password",
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))})
+	u, err := url.Parse(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	user := strings.Repeat("u", 3000)
+	for range 100 {
+		c, err := net.DialTimeout("tcp", u.Host, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := bufio.NewReader(c).ReadString('\n'); err != nil { // INFO
+			t.Fatal(err)
+		}
+		fmt.Fprintf(c, "CONNECT {\"user\":%q,\"pass\":\"x\",\"verbose\":false}\r\nPING\r\n", user)
+		_, _ = io.ReadAll(c) // -ERR 'Authorization Violation', then closed
+		_ = c.Close()
+	}
+	out := logs.String()
+	lines := strings.Count(out, "\n")
+	if lines > 40 {
+		t.Errorf("%d log lines for 100 refused logins, want them rate-limited", lines)
+	}
+	if strings.Contains(out, strings.Repeat("u", 600)) {
+		t.Errorf("the client's 3000-byte user name reached the log unclipped")
+	}
+	for _, l := range strings.Split(out, "\n") {
+		if len(l) > 1200 {
+			t.Errorf("log line of %d bytes: %.200s…", len(l), l)
+			break
+		}
 	}
 }

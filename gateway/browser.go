@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"mime"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -109,4 +110,38 @@ func guard(rt *routeTable, cop *http.CrossOriginProtection, log *slog.Logger) ru
 			next(w, r, params)
 		}
 	}
+}
+
+// LoopbackHostOnly refuses (421 MISDIRECTED_HOST) a request whose Host is
+// not a loopback name or address: localhost (and *.localhost, which
+// browsers resolve to loopback themselves), 127.0.0.0/8 or ::1. It closes
+// DNS rebinding, where a page's own name is made to resolve to 127.0.0.1:
+// its requests are then same-origin to the browser (Origin equals Host,
+// Sec-Fetch-Site same-origin) and pass the cross-origin check, but their
+// Host is the attacker's name. It guards what trusts loopback alone: the
+// API with authentication off, and the profiling listener.
+func LoopbackHostOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !loopbackHost(r.Host) {
+			w.Header().Set("Connection", "close")
+			writeError(w, http.StatusMisdirectedRequest, codes.PermissionDenied, "MISDIRECTED_HOST",
+				"this bridge serves loopback host names only (localhost, 127.0.0.1, [::1]) while client authentication is off")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// loopbackHost reports whether a Host header names the loopback interface.
+func loopbackHost(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(host, "[]"))
+	return ip != nil && ip.IsLoopback()
 }

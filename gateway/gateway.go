@@ -22,8 +22,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
-	"google.golang.org/grpc"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -53,6 +53,11 @@ type Options struct {
 	// pages may make cross-origin requests that change state; other
 	// cross-origin browser requests get 403 (see browser.go).
 	AllowedOrigins []string
+	// LoopbackHostsOnly refuses requests whose Host is not a loopback name
+	// (see LoopbackHostOnly): for a bridge without client authentication
+	// on loopback listeners, which DNS rebinding would otherwise open to
+	// any web page.
+	LoopbackHostsOnly bool
 	// ReadBodyTimeout bounds the reading of a request body, from the end
 	// of its headers; a body that takes longer gets 408 and its connection
 	// is closed. It bounds only the body: a streaming response (Subscribe)
@@ -162,7 +167,11 @@ func New(ctx context.Context, conn *grpc.ClientConn, o Options) (http.Handler, e
 	mux.Handle("/", checkRequest(authFirst(gw, o.Authenticate, limitBody(api, o.MaxBodyBytes, slow))))
 	// Every path refuses cross-origin browser requests of unsafe methods
 	// before reading their body; every body is read within its deadline.
-	return bodyDeadline(cop.Handler(mux), o.ReadBodyTimeout), nil
+	var h http.Handler = cop.Handler(mux)
+	if o.LoopbackHostsOnly {
+		h = LoopbackHostOnly(h)
+	}
+	return bodyDeadline(h, o.ReadBodyTimeout), nil
 }
 
 // streamsApart sends the streaming routes (Subscribe's :subscribe) to the

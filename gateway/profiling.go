@@ -17,5 +17,7 @@ func Profiling() http.Handler {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	return mux
+	// Loopback trusts the machine's users, not a page whose name was
+	// rebound to 127.0.0.1 (it could read cmdline).
+	return LoopbackHostOnly(mux)
 }

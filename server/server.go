@@ -340,9 +340,12 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	serveCtx, stopServe := context.WithCancel(context.WithoutCancel(ctx))
 	handler, err := gateway.New(serveCtx, conn, gateway.Options{
 		MaxBodyBytes: maxBody, Ready: ready, Logger: log,
-		AllowedOrigins:  cfg.Browser.AllowedOrigins,
-		Direct:          &gateway.Direct{Messages: b.Messages(), Admin: b.Admin(), Interceptor: unary},
-		ReadBodyTimeout: cfg.Server.HTTPReadBodyTimeout,
+		AllowedOrigins: cfg.Browser.AllowedOrigins,
+		// Without client authentication the bridge trusts loopback: only
+		// loopback host names, or DNS rebinding lets any page in.
+		LoopbackHostsOnly: authCfg == nil && isLoopback(cfg.Server.GRPCListen) && isLoopback(cfg.Server.HTTPListen),
+		Direct:            &gateway.Direct{Messages: b.Messages(), Admin: b.Admin(), Interceptor: unary},
+		ReadBodyTimeout:   cfg.Server.HTTPReadBodyTimeout,
 		// Refuses bad credentials before a body is read; the interceptor
 		// still authenticates what passes.
 		Authenticate: authn.Check,

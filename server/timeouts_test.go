@@ -96,16 +96,16 @@ func TestHTTPSlowRequestsAreClosed(t *testing.T) {
 	})
 	body := `{"text":"` + strings.Repeat("x", 200) + `"}`
 	with := func(method, path string) string {
-		return fmt.Sprintf("%s %s HTTP/1.1\r\nHost: jetway\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", method, path, len(body))
+		return fmt.Sprintf("%s %s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", method, path, len(body))
 	}
 	tests := []struct {
 		name, prefix, rest string
 		wantStatus         string // "" for none: closed without a response
 		wantReason         string
 	}{
-		{"headers", "POST /v1/subjects/orders.x:publish HTTP/1.1\r\n", "Host: jetway\r\nX-Slow: " + strings.Repeat("y", 100), "", ""},
+		{"headers", "POST /v1/subjects/orders.x:publish HTTP/1.1\r\n", "Host: localhost\r\nX-Slow: " + strings.Repeat("y", 100), "", ""},
 		{"API body", with("POST", "/v1/subjects/orders.x:publish"), body, "HTTP/1.1 408 ", "BODY_TIMEOUT"},
-		{"chunked API body", "POST /v1/streams HTTP/1.1\r\nHost: jetway\r\nTransfer-Encoding: chunked\r\n\r\n", "100\r\n" + body, "HTTP/1.1 408 ", "BODY_TIMEOUT"},
+		{"chunked API body", "POST /v1/streams HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n", "100\r\n" + body, "HTTP/1.1 408 ", "BODY_TIMEOUT"},
 		// Answered at once; net/http then drains the body to keep the
 		// connection, within the same bound.
 		{"body of a route that does not read it", with("GET", "/healthz"), body, "HTTP/1.1 200 ", ""},
@@ -272,7 +272,7 @@ func TestConnectionCap(t *testing.T) {
 
 	t.Run("HTTP", func(t *testing.T) {
 		t.Parallel()
-		get := "GET /healthz HTTP/1.1\r\nHost: jetway\r\n\r\n"
+		get := "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
 		served := func(c net.Conn, within time.Duration) error {
 			if _, err := io.WriteString(c, get); err != nil {
 				return err
