@@ -189,6 +189,19 @@ func TestLoadOrGeneratePassword(t *testing.T) {
 	if _, _, err := embedded.LoadOrGeneratePassword(path); err == nil || !strings.Contains(err.Error(), "empty") {
 		t.Errorf("empty file: %v, want it refused", err)
 	}
+	// A 0600 file of another user (planted in a directory others may
+	// write) is not taken. Changing a file's owner needs root.
+	if os.Geteuid() == 0 {
+		if err := os.WriteFile(path, []byte("planted"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(path, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := embedded.LoadOrGeneratePassword(path); err == nil || !strings.Contains(err.Error(), "belongs to uid 65534") {
+			t.Errorf("another user's file: %v, want it refused", err)
+		}
+	}
 }
 
 // lockedBuffer is a log sink safe for the server's goroutines.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // PasswordFileName is the file, in the data directory, that holds the
@@ -59,6 +60,11 @@ func readOwnerOnly(path string) (string, error) {
 	}
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
 		return "", fmt.Errorf("embedded: password file %s has mode %04o: others may read it (chmod 600, or remove it for a new password)", path, perm)
+	}
+	// Someone else's file in a directory others may write is a password
+	// planted for us: only one of our own is kept.
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+		return "", fmt.Errorf("embedded: password file %s belongs to uid %d, not to this process (%d): remove it for a new password", path, st.Uid, os.Geteuid())
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
