@@ -64,3 +64,22 @@ func TestGatewayErrorsCarryErrorInfo(t *testing.T) {
 		})
 	}
 }
+
+// TestUnknownQueryParameterRefused: a query parameter that names no field
+// of the request is refused (400, a BadRequest naming it), as an unknown
+// body field is, on unary and streaming routes; known ones still work.
+func TestUnknownQueryParameterRefused(t *testing.T) {
+	b := jetwaytest.Start(t)
+	if r := b.Do(t, http.MethodPost, "/v1/streams", `{"name":"Q","subjects":["q.>"]}`); r.Status != http.StatusOK {
+		t.Fatalf("create stream: %d %s", r.Status, r.Body)
+	}
+	for _, path := range []string{"/v1/streams?page_sise=5", "/v1/streams/Q:subscribe?max_in_fligth=5", "/v1/streams/Q:subscribe?config.filter_subject=q.x", "/v1/streams/Q/messages:last?subjct=q.x"} {
+		r := b.Do(t, http.MethodGet, path, "")
+		if r.Status != http.StatusBadRequest || !strings.Contains(string(r.Body), "field_violations") {
+			t.Errorf("GET %s: %d %s, want 400 with a field violation", path, r.Status, r.Body)
+		}
+	}
+	if r := b.Do(t, http.MethodGet, "/v1/streams?page_size=5&subject=q.x", ""); r.Status != http.StatusOK {
+		t.Errorf("known parameters: %d %s", r.Status, r.Body)
+	}
+}

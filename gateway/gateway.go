@@ -107,6 +107,9 @@ func New(ctx context.Context, conn *grpc.ClientConn, o Options) (http.Handler, e
 			runtime.WithMetadata(verifiedCertificate),
 			runtime.WithErrorHandler(errorHandler(routes, jsonpb)),
 			runtime.WithRoutingErrorHandler(routingErrorHandler(routes)),
+			// (grpc-gateway keeps its query parser in a package variable:
+			// every mux of the process gets this one.)
+			runtime.SetQueryParameterParser(&strictQuery{}),
 			// The wildcard marshals responses for any Accept; request
 			// bodies are application/json only (guard).
 			runtime.WithMarshalerOption(runtime.MIMEWildcard, jsonpb),

@@ -2,15 +2,18 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/grpc-ecosystem/grpc-gateway/v2/utilities"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/jetway-dev/jetway/bridge"
@@ -169,4 +172,45 @@ func describeKind(fd protoreflect.FieldDescriptor) string {
 		}
 	}
 	return "not a valid value"
+}
+
+// strictQuery is grpc-gateway's query parser that refuses a parameter
+// naming no field of the request, as an unknown field of a body is
+// refused: a misspelt parameter (max_in_fligth) must not be dropped in
+// silence. Parameters the route takes from its path are left to the
+// default parser, which ignores them.
+type strictQuery struct{ runtime.DefaultQueryParser }
+
+func (p *strictQuery) Parse(msg proto.Message, values url.Values, filter *utilities.DoubleArray) error {
+	for key := range values {
+		path := strings.Split(key, ".")
+		if i := strings.IndexByte(key, '['); i >= 0 { // map[key]=value
+			path = strings.Split(key[:i], ".")
+		}
+		if !filter.HasCommonPrefix(path) && !namesField(msg.ProtoReflect().Descriptor(), path) {
+			return fmt.Errorf("unknown query parameter %q", key)
+		}
+	}
+	return p.DefaultQueryParser.Parse(msg, values, filter)
+}
+
+// namesField reports whether path (proto or JSON names) leads to a field
+// of md.
+func namesField(md protoreflect.MessageDescriptor, path []string) bool {
+	for i, name := range path {
+		fd := md.Fields().ByTextName(name)
+		if fd == nil {
+			fd = md.Fields().ByJSONName(name)
+		}
+		switch {
+		case fd == nil:
+			return false
+		case i == len(path)-1 || fd.IsMap():
+			return true
+		case fd.Kind() != protoreflect.MessageKind:
+			return false
+		}
+		md = fd.Message()
+	}
+	return false
 }

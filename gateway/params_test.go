@@ -87,7 +87,9 @@ func TestParameterErrors(t *testing.T) {
 			t.Errorf("heartbeat=0.5s: %s, want the bridge's message naming heartbeat", r.Body)
 		}
 	}
-	browserTWant(t, "unknown parameter", b.Do(t, http.MethodGet, "/v1/streams?nothing=1", ""), http.StatusOK, "")
+	// An unknown parameter is refused, as an unknown body field is (see
+	// TestUnknownQueryParameterRefused).
+	browserTWant(t, "unknown parameter", b.Do(t, http.MethodGet, "/v1/streams?nothing=1", ""), http.StatusBadRequest, "INVALID_ARGUMENT")
 	browserTWant(t, "path parameter repeated in the query", b.Do(t, http.MethodGet, "/v1/streams/ORDERS/messages:last?subject=orders.new&stream=x", ""), http.StatusOK, "")
 	if r := b.Do(t, http.MethodGet, "/v1/streams/NOPE/messages/1", ""); r.Status != http.StatusNotFound {
 		t.Errorf("GET a message of a missing stream: %d %s, want 404", r.Status, r.Body)
