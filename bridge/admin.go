@@ -77,12 +77,22 @@ func (s *adminService) UpdateStream(ctx context.Context, req *jetwayv1.UpdateStr
 	if err := s.authz.CanAdmin(ctx, cfg.Name, true); err != nil {
 		return nil, err
 	}
-	if err := s.authz.CanAdminSubjects(ctx, "config.subjects", capturedSubjects(cfg)); err != nil {
-		return nil, err
-	}
 	cur, err := js.Stream(ctx, cfg.Name)
 	if err != nil {
 		return nil, translate(err, fmt.Sprintf("update stream %q", cfg.Name))
+	}
+	// What the stream captures already was given by whoever set it up;
+	// the caller's grant bounds what the update adds (so a stream admin
+	// can change the limits of a stream an operator gave it).
+	was := capturedSubjects(cur.CachedInfo().Config)
+	var added []string
+	for _, subj := range capturedSubjects(cfg) {
+		if !slices.Contains(was, subj) {
+			added = append(added, subj)
+		}
+	}
+	if err := s.authz.CanAdminSubjects(ctx, "config.subjects", added); err != nil {
+		return nil, err
 	}
 	keepUnmodeled(&cfg, cur.CachedInfo().Config)
 	st, err := js.UpdateStream(ctx, cfg)

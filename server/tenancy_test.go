@@ -172,6 +172,13 @@ func TestScopedAdminSubjectsStayWithinGrant(t *testing.T) {
 	if _, err := e.b.Admin.PurgeStream(authTWith(ctx, e.bKey), &jetwayv1.PurgeStreamRequest{Name: "B"}); err != nil {
 		t.Errorf("tenant-b purges its B: %v", err)
 	}
+	// It may change B's limits, keeping the subjects it was given, but
+	// not add one.
+	if _, err := e.b.Admin.UpdateStream(authTWith(ctx, e.bKey), &jetwayv1.UpdateStreamRequest{Config: &jetwayv1.StreamConfig{Name: "B", Subjects: []string{"b.>"}, MaxMsgs: 100}}); err != nil {
+		t.Errorf("tenant-b updates B's limits, subjects unchanged: %v", err)
+	}
+	_, err = e.b.Admin.UpdateStream(authTWith(ctx, e.bKey), &jetwayv1.UpdateStreamRequest{Config: &jetwayv1.StreamConfig{Name: "B", Subjects: []string{"b.>", "c.>"}}})
+	authTWantCode(t, "tenant-b adds c.> to B", err, codes.PermissionDenied, "NOT_PERMITTED")
 
 	// Consumers an admin creates filter within its subjects.
 	for _, f := range []string{"b.x", ">", "*.x"} {
