@@ -28,13 +28,17 @@ func main() {
 			fmt.Fprintln(os.Stderr, "bridge:", err)
 		}
 		stop()
+		if errors.Is(err, errUnhealthy) {
+			os.Exit(1) // what container health checks read as unhealthy
+		}
 		os.Exit(2)
 	}
 }
 
 // dispatch runs a subcommand: token (mint an NKey-signed token),
-// hash-key (print an API key's configuration hash) or, by default, the
-// bridge.
+// hash-key (print an API key's configuration hash), probe (a container
+// health check of the bridge's own /readyz or /healthz) or, by default,
+// the bridge.
 func dispatch(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) > 0 {
 		switch args[0] {
@@ -42,6 +46,8 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 			return runToken(args[1:], stdout, stderr)
 		case "hash-key":
 			return runHashKey(stdin, stdout)
+		case "probe":
+			return runProbe(ctx, args[1:], getenv, stdout)
 		case "serve":
 			args = args[1:]
 		}
