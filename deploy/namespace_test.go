@@ -37,13 +37,6 @@ const (
 	envBin      = "JETWAY_TEST_DEPLOY_BIN"
 )
 
-// scenarios run in a network namespace of their own each, by name.
-var scenarios = map[string]func(t *testing.T, bin string){
-	"image":      imageScenario,
-	"compose":    composeScenario,
-	"kubernetes": kubernetesScenario,
-}
-
 // TestInNamespaces builds the image's binary as the Dockerfile does (and
 // nats-server the same way, from go.mod's version) and runs each scenario
 // in a child test process in a fresh network namespace (unshare -n), as a
@@ -112,8 +105,15 @@ func TestNamespaceChild(t *testing.T) {
 	if name == "" {
 		t.Skip("run by TestInNamespaces in a network namespace")
 	}
-	scenario, ok := scenarios[name]
-	if !ok {
+	var scenario func(t *testing.T, bin string)
+	switch name {
+	case "image":
+		scenario = imageScenario
+	case "compose":
+		scenario = composeScenario
+	case "kubernetes":
+		scenario = kubernetesScenario
+	default:
 		t.Fatalf("no scenario %q", name)
 	}
 	if out, err := exec.Command("ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
