@@ -2,7 +2,7 @@
 # with `go tool`, so a fresh machine needs only Go and the module proxy.
 BUF := go tool -modfile=tools/go.mod buf
 
-.PHONY: run generate lint breaking test check-generated ci bench bench-quick
+.PHONY: run generate lint breaking test test-deploy check-generated ci bench bench-quick
 
 ## run: start the bridge with an embedded JetStream server
 run:
@@ -27,13 +27,19 @@ breaking:
 test:
 	go test -race -shuffle=on -count=1 -timeout 10m ./...
 
+## test-deploy: build the image's binary as deploy/Dockerfile does and run the image, the
+## compose topology and the Kubernetes pod in network namespaces (root; under a minute
+## with a warm build cache, a few more cold; skipped when not root)
+test-deploy:
+	JETWAY_TEST_DEPLOY=1 go test -count=1 -timeout 10m -run '^TestInNamespaces$$' -v ./deploy
+
 ## check-generated: fail when gen/ differs from what proto/ generates
 check-generated: generate
 	@git diff --exit-code --stat -- gen/ proto/ || (echo "gen/ or proto/ formatting is stale: run make generate" && exit 1)
 	@untracked=$$(git ls-files --others --exclude-standard -- gen/); if [ -n "$$untracked" ]; then echo "untracked generated files: $$untracked"; exit 1; fi
 
 ## ci: everything CI runs
-ci: lint breaking check-generated test
+ci: lint breaking check-generated test test-deploy
 
 ## bench: the side-by-side benchmark, bridge vs native nats.go (full run, under 10 minutes)
 bench:

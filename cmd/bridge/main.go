@@ -27,6 +27,9 @@ func main() {
 	if err := dispatch(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "bridge:", err)
 		stop()
+		if errors.Is(err, errUnhealthy) {
+			os.Exit(1) // what container health checks read as unhealthy
+		}
 		os.Exit(2)
 	}
 }
@@ -38,14 +41,16 @@ const usage = `Usage:
   bridge token [flags]       mint an NKey-signed token (bridge token --help)
   bridge hash-key            read an API key on stdin, print its configuration hash
   bridge version             print the version
+  bridge probe [/readyz]     ask a running bridge's health endpoint (container health checks)
   bridge --help              this help
 
 Flags of serve (each also as JETWAY_<FLAG>, e.g. JETWAY_NATS_URL):
 `
 
 // dispatch runs a subcommand: token (mint an NKey-signed token),
-// hash-key (print an API key's configuration hash) or, by default, the
-// bridge.
+// hash-key (print an API key's configuration hash), probe (a container
+// health check of the bridge's own /readyz or /healthz) or, by default,
+// the bridge.
 func dispatch(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) > 0 {
 		switch args[0] {
@@ -60,6 +65,8 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 			fmt.Fprint(stdout, usage)
 			_, err := config.Parse([]string{"--help"}, func(string) string { return "" }, stdout)
 			return helpIsNoError(err)
+		case "probe":
+			return runProbe(ctx, args[1:], getenv, stdout)
 		case "serve":
 			args = args[1:]
 		}
