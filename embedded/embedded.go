@@ -14,8 +14,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -40,8 +42,14 @@ type Config struct {
 	// Logger receives the server's logs; nil discards them.
 	Logger *slog.Logger
 	// ReadyTimeout bounds the wait for the server to accept connections;
-	// 0 means 10 seconds.
+	// 0 means 10 seconds. A start-up error nats-server reports (a store
+	// it cannot use, a port it cannot bind) ends the wait at once.
 	ReadyTimeout time.Duration
+	// Lock is DataDir's lock, taken with Lock by a caller that has to
+	// hold the directory before Start (to write into it first); nil makes
+	// Start take it. Start owns it either way: Shutdown releases it, and
+	// so does a failed Start.
+	Lock *DirLock
 }
 
 // ErrNoCredentials is a client port asked for without a user and password.
@@ -50,11 +58,23 @@ var ErrNoCredentials = errors.New("embedded: a NATS client port needs a user and
 // Server is a running embedded nats-server.
 type Server struct {
 	ns             *server.Server
+	lock           *DirLock
 	user, password string
 }
 
-// Start starts the server and waits until it is ready.
-func Start(cfg Config) (*Server, error) {
+// Start locks the data dir (see Lock), starts the server and waits until
+// it is ready. A data dir another server holds is a *LockedError
+// (ErrDataDirLocked), refused before anything is read from the store; one
+// that cannot be used fails at once with the cause. An error means
+// nothing was left running and the lock was released.
+func Start(cfg Config) (_ *Server, err error) {
+	if cfg.Lock != nil {
+		defer func() {
+			if err != nil {
+				cfg.Lock.Release()
+			}
+		}()
+	}
 	if cfg.DataDir == "" {
 		return nil, errors.New("embedded: data dir is required")
 	}
@@ -98,23 +118,74 @@ func Start(cfg Config) (*Server, error) {
 		}
 		opts.Host, opts.Port = host, p
 	}
+	lock := cfg.Lock
+	if lock == nil {
+		if lock, err = Lock(cfg.DataDir, nil); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if err != nil {
+				lock.Release()
+			}
+		}()
+	} else if filepath.Clean(lock.Dir()) != filepath.Clean(cfg.DataDir) {
+		return nil, fmt.Errorf("embedded: the lock given is on %s, not the data dir %s", lock.Dir(), cfg.DataDir)
+	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("embedded: new server: %w", err)
 	}
-	if cfg.Logger != nil {
-		ns.SetLoggerV2(newLogAdapter(cfg.Logger.With(slog.String("component", "nats-server"))), false, false, false)
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
+	logs := newLogAdapter(log.With(slog.String("component", "nats-server")))
+	ns.SetLoggerV2(logs, false, false, false)
 	ns.Start()
-	timeout := cfg.ReadyTimeout
+	if err := waitReady(ns, logs, cfg.ReadyTimeout); err != nil {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+		return nil, err
+	}
+	if cfg.Listen != "" {
+		if err := lock.setListen("nats", ns.ClientURL()); err != nil {
+			ns.Shutdown()
+			ns.WaitForShutdown()
+			return nil, err
+		}
+	}
+	return &Server{ns: ns, lock: lock, user: cfg.User, password: cfg.Password}, nil
+}
+
+// waitReady waits until ns accepts connections with JetStream on, or
+// reports a fatal error (which nats-server, given a logger, logs and
+// carries on from), for at most timeout (0 is 10 s).
+func waitReady(ns *server.Server, logs *logAdapter, timeout time.Duration) error {
 	if timeout == 0 {
 		timeout = 10 * time.Second
 	}
-	if !ns.ReadyForConnections(timeout) {
-		ns.Shutdown()
-		return nil, fmt.Errorf("embedded: server not ready after %s", timeout)
+	deadline := time.Now().Add(timeout)
+	for {
+		// Start enables JetStream before it returns, so a store it
+		// cannot use is known here already; a port it cannot bind comes
+		// from the accept loop soon after.
+		if msg := logs.fatal(); msg != "" {
+			return fmt.Errorf("embedded: nats-server: %s", msg)
+		}
+		if ns.ReadyForConnections(25 * time.Millisecond) {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("embedded: server not ready after %s", timeout)
+		}
 	}
-	return &Server{ns: ns, user: cfg.User, password: cfg.Password}, nil
+	if msg := logs.fatal(); msg != "" {
+		return fmt.Errorf("embedded: nats-server: %s", msg)
+	}
+	if !ns.JetStreamEnabled() {
+		return errors.New("embedded: nats-server started without JetStream")
+	}
+	return nil
 }
 
 // ConnectOptions make nats.Connect use the in-process connection, with
@@ -130,19 +201,25 @@ func (s *Server) ConnectOptions() []nats.Option {
 // ClientURL is the URL NATS clients connect to, when a port is open.
 func (s *Server) ClientURL() string { return s.ns.ClientURL() }
 
-// Shutdown stops the server and waits until it has stopped.
+// Shutdown stops the server, waits until it has stopped and then
+// releases the data dir. Safe to call more than once.
 func (s *Server) Shutdown() {
 	s.ns.Shutdown()
 	s.ns.WaitForShutdown()
+	s.lock.Release()
 }
 
-// logAdapter sends nats-server logs to slog. Clients reach some of these
-// lines (a refused login names its user, whatever its size): each line is
-// clipped, and warnings and errors are rate-limited like the bridge's own
-// refusals, the next line passed counting those dropped.
+// logAdapter sends nats-server logs to slog, and keeps the first fatal
+// error for Start. Clients reach some of these lines (a refused login
+// names its user, whatever its size): each line is clipped, and warnings
+// and errors are rate-limited like the bridge's own refusals, the next
+// line passed counting those dropped.
 type logAdapter struct {
 	log     *slog.Logger
 	limited *logsafe.Limiter
+
+	mu       sync.Mutex
+	firstErr string
 }
 
 func newLogAdapter(log *slog.Logger) *logAdapter {
@@ -156,11 +233,27 @@ func (l *logAdapter) line(format string, v []any) string {
 	return logsafe.Clip(fmt.Sprintf(format, v...), maxServerLine)
 }
 
+// fatal is the first fatal error logged, "" when none.
+func (l *logAdapter) fatal() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.firstErr
+}
+
+func (l *logAdapter) Fatalf(format string, v ...any) {
+	msg := l.line(format, v)
+	l.mu.Lock()
+	if l.firstErr == "" {
+		l.firstErr = msg
+	}
+	l.mu.Unlock()
+	l.log.Error(msg)
+}
+
 func (l *logAdapter) Noticef(format string, v ...any) { l.log.Debug(l.line(format, v)) }
 func (l *logAdapter) Warnf(format string, v ...any) {
 	l.limited.Log(context.Background(), slog.LevelWarn, l.line(format, v))
 }
-func (l *logAdapter) Fatalf(format string, v ...any) { l.log.Error(l.line(format, v)) }
 func (l *logAdapter) Errorf(format string, v ...any) {
 	l.limited.Log(context.Background(), slog.LevelError, l.line(format, v))
 }

@@ -108,13 +108,79 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	if p := cfg.Server.PprofListen; p != "" && !isLoopback(p) {
 		return nil, fmt.Errorf("server: --pprof-listen %q is not a loopback address: profiling is unauthenticated and shows the command line, memory and goroutines; listen on 127.0.0.1 (or [::1]) and reach it through an SSH tunnel or kubectl port-forward", p)
 	}
-	var natsOpts []nats.Option
-	closePool := func() {}
 	urls := cfg.NATS.URLs
 	s := &Server{done: make(chan struct{})}
+	// What the configuration alone decides comes first: a bad one fails
+	// before a port is bound or the store opened.
+	keys, err := cfg.Consume.AckKeyBytes()
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	if len(keys) == 0 {
+		log.Warn("no --ack-keys-file or JETWAY_ACK_KEYS configured: ack tokens use a random key of this process, so other replicas cannot verify them and they die with it")
+		k, err := acktoken.RandomKey()
+		if err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+		keys = [][]byte{k}
+	}
+	signer, err := acktoken.New(keys...)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	authCfg, err := loadAuth(cfg, log)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	tlsCfg, err := serverTLS(cfg.Auth)
+	if err != nil {
+		return nil, err
+	}
+	if authCfg != nil && authCfg.Propagates() && urls == "" {
+		return nil, errors.New("server: identities with NATS credentials need --nats-url: the embedded server has no accounts to isolate them")
+	}
+
+	// The ports come before the store: a bridge whose port is taken (a
+	// second one started by accident) fails here, without opening it.
+	grpcLis, err := net.Listen("tcp", cfg.Server.GRPCListen)
+	if err != nil {
+		return nil, fmt.Errorf("server: gRPC listen: %w", err)
+	}
+	cleanup = append(cleanup, func() { _ = grpcLis.Close() })
+	httpLis, err := net.Listen("tcp", cfg.Server.HTTPListen)
+	if err != nil {
+		return nil, fmt.Errorf("server: HTTP listen: %w", err)
+	}
+	cleanup = append(cleanup, func() { _ = httpLis.Close() })
+	s.grpcAddr, s.httpAddr = grpcLis.Addr(), httpLis.Addr()
+	var pprofSrv *http.Server
+	var pprofLis net.Listener
+	if cfg.Server.PprofListen != "" {
+		if pprofLis, err = net.Listen("tcp", cfg.Server.PprofListen); err != nil {
+			return nil, fmt.Errorf("server: pprof listen: %w", err)
+		}
+		cleanup = append(cleanup, func() { _ = pprofLis.Close() })
+		s.pprofAddr = pprofLis.Addr()
+		pprofSrv = &http.Server{
+			Handler:           gateway.Profiling(),
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}
+	}
+
+	var natsOpts []nats.Option
+	closePool := func() {}
 	var ns *embedded.Server
 	if urls == "" {
-		ecfg := embedded.Config{DataDir: cfg.NATS.DataDir, Listen: cfg.NATS.EmbeddedListen, Logger: log}
+		// The data dir is locked before anything is written there (the
+		// generated password): another bridge serving from it is refused,
+		// named, and its store left alone.
+		lock, err := embedded.Lock(cfg.NATS.DataDir, map[string]string{"grpc": s.grpcAddr.String(), "http": s.httpAddr.String()})
+		if err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+		cleanup = append(cleanup, lock.Release)
+		ecfg := embedded.Config{DataDir: cfg.NATS.DataDir, Listen: cfg.NATS.EmbeddedListen, Logger: log, Lock: lock}
 		if cfg.NATS.EmbeddedListen != "" {
 			if ecfg.Password, err = embeddedPassword(cfg.NATS, log); err != nil {
 				return nil, fmt.Errorf("server: %w", err)
@@ -146,38 +212,11 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	if err != nil {
 		return nil, fmt.Errorf("server: jetstream.New: %w", err)
 	}
-	keys, err := cfg.Consume.AckKeyBytes()
-	if err != nil {
-		return nil, fmt.Errorf("server: %w", err)
-	}
-	if len(keys) == 0 {
-		log.Warn("no --ack-keys-file or JETWAY_ACK_KEYS configured: ack tokens use a random key of this process, so other replicas cannot verify them and they die with it")
-		k, err := acktoken.RandomKey()
-		if err != nil {
-			return nil, fmt.Errorf("server: %w", err)
-		}
-		keys = [][]byte{k}
-	}
-	signer, err := acktoken.New(keys...)
-	if err != nil {
-		return nil, fmt.Errorf("server: %w", err)
-	}
-	authCfg, err := loadAuth(cfg, log)
-	if err != nil {
-		return nil, fmt.Errorf("server: %w", err)
-	}
-	tlsCfg, err := serverTLS(cfg.Auth)
-	if err != nil {
-		return nil, err
-	}
 	authOpts := []bridge.Option{}
 	if authCfg != nil {
 		authOpts = append(authOpts, bridge.WithAuthorizer(auth.Authorizer{}))
 	}
 	if authCfg != nil && authCfg.Propagates() {
-		if urls == "" {
-			return nil, errors.New("server: identities with NATS credentials need --nats-url: the embedded server has no accounts to isolate them")
-		}
 		tlsOpts, err := cfg.NATS.Credentials.TLSOptions()
 		if err != nil {
 			return nil, fmt.Errorf("server: %w", err)
@@ -222,31 +261,6 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		maxBody = 2*maxPayload + protoOverhead
 	}
 
-	grpcLis, err := net.Listen("tcp", cfg.Server.GRPCListen)
-	if err != nil {
-		return nil, fmt.Errorf("server: gRPC listen: %w", err)
-	}
-	cleanup = append(cleanup, func() { _ = grpcLis.Close() })
-	httpLis, err := net.Listen("tcp", cfg.Server.HTTPListen)
-	if err != nil {
-		return nil, fmt.Errorf("server: HTTP listen: %w", err)
-	}
-	cleanup = append(cleanup, func() { _ = httpLis.Close() })
-	s.grpcAddr, s.httpAddr = grpcLis.Addr(), httpLis.Addr()
-	var pprofSrv *http.Server
-	var pprofLis net.Listener
-	if cfg.Server.PprofListen != "" {
-		if pprofLis, err = net.Listen("tcp", cfg.Server.PprofListen); err != nil {
-			return nil, fmt.Errorf("server: pprof listen: %w", err)
-		}
-		cleanup = append(cleanup, func() { _ = pprofLis.Close() })
-		s.pprofAddr = pprofLis.Addr()
-		pprofSrv = &http.Server{
-			Handler:           gateway.Profiling(),
-			ReadHeaderTimeout: 10 * time.Second,
-			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		}
-	}
 	if n := cfg.Server.MaxConnections; n > 0 {
 		// Past the cap, connections wait in the kernel's backlog until
 		// one closes: what an unauthenticated client can hold is bounded

@@ -273,3 +273,52 @@ func (r failReader) Read([]byte) (int, error) {
 	r.t.Error("stdin was read")
 	return 0, io.EOF
 }
+
+// TestRunRefusesLockedDataDir: run on a data dir another bridge serves
+// from returns at once with an error naming that bridge; the first goes on.
+func TestRunRefusesLockedDataDir(t *testing.T) {
+	dir := t.TempDir()
+	listen := []string{"--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"}
+	first := startRun(t, listen, map[string]string{"JETWAY_DATA_DIR": dir})
+	httpAddr := first.logged(t, "serving", "http")
+
+	var logs syncBuffer
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	began := time.Now()
+	err := run(ctx, append(listen, "--data-dir", dir), func(string) string { return "" }, &logs)
+	if err == nil || !strings.Contains(err.Error(), "in use") || !strings.Contains(err.Error(), "http "+httpAddr) {
+		t.Fatalf("second run: %v, want the data dir refused, naming http %s", err, httpAddr)
+	}
+	if d := time.Since(began); d > 2*time.Second {
+		t.Errorf("second run took %s to refuse", d)
+	}
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + httpAddr + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("first bridge's readyz = %d after the refusal, want 200", resp.StatusCode)
+	}
+}
+
+// TestRunUnwritableDataDir: a data dir that cannot be created fails run
+// at once with the cause.
+func TestRunUnwritableDataDir(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	began := time.Now()
+	err := run(ctx, []string{"--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--data-dir", filepath.Join(file, "data")}, func(string) string { return "" }, &logs)
+	if err == nil || !strings.Contains(err.Error(), "not a directory") {
+		t.Fatalf("run: %v, want the cause (not a directory)", err)
+	}
+	if d := time.Since(began); d > 2*time.Second {
+		t.Errorf("run took %s to fail", d)
+	}
+}
