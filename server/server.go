@@ -489,6 +489,7 @@ func connect(cfg config.Config, log *slog.Logger, urls string, extra []nats.Opti
 	opts := append([]nats.Option{
 		nats.Name("jetway-bridge"),
 		nats.MaxReconnects(-1),
+		nats.ReconnectWait(cfg.NATS.ReconnectWait),
 		nats.RetryOnFailedConnect(true),
 		nats.DrainTimeout(cfg.Server.ShutdownTimeout),
 		nats.ConnectHandler(func(*nats.Conn) { connected <- struct{}{} }),
