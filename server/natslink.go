@@ -288,7 +288,11 @@ func (l *natsLink) dial() error {
 		nats.IgnoreAuthErrorAbort(),
 		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
 			l.event(lc, false)
-			if !l.stopping.Load() && !lc.retired.Load() && !nc.IsClosed() {
+			switch {
+			case l.stopping.Load() || lc.retired.Load() || nc.IsClosed():
+			case err == nil: // a forced reconnect (Reload)
+				l.log.Info("NATS disconnected to reconnect")
+			default:
 				l.log.Warn("NATS disconnected", slog.Any("error", err))
 			}
 		}),
