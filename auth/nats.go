@@ -19,12 +19,20 @@ import (
 // used: two kinds at once, a half-given pair, or an unreadable key.
 var ErrInvalidCredentials = errors.New("auth: invalid NATS credentials")
 
+// ErrNKeyChanged is an nkey seed file that now holds the seed of another
+// user than when the connection's options were made: nats.go presents the
+// public key it was given then, so only a new connection (new Options)
+// can present the new key. It comes wrapped from the connection attempt
+// (nats.go's error handler, or Connect).
+var ErrNKeyChanged = errors.New("auth: the nkey seed file holds another key than this connection presents")
+
 // NATSCredentials are the credentials the bridge connects to NATS with, as
 // NATS operators issue them. At most one of CredsFile, NKeySeedFile/NKeySeed,
 // Token/TokenFile and User with Password/PasswordFile may be set; TLS
 // combines with any of them. Every file is read when Options is called
 // and again at each connection attempt, so a rotated file takes effect at
-// the next (re)connect.
+// the next (re)connect, except that an nkey seed file holding another
+// user's seed needs new Options (see ErrNKeyChanged).
 type NATSCredentials struct {
 	// CredsFile is a creds file (user JWT and NKey seed) as nsc writes it.
 	CredsFile string
@@ -75,11 +83,12 @@ func (c NATSCredentials) Options() ([]nats.Option, error) {
 	case c.NKeySeedFile != "" && c.NKeySeed != "":
 		return nil, fmt.Errorf("%w: set either an nkey seed file or an nkey seed", ErrInvalidCredentials)
 	case c.NKeySeedFile != "":
-		opt, err := nats.NkeyOptionFromSeed(c.NKeySeedFile)
+		pub, err := nkeyPublicKey(c.NKeySeedFile)
 		if err != nil {
 			return nil, fmt.Errorf("%w: nkey seed file: %w", ErrInvalidCredentials, err)
 		}
-		opts = append(opts, opt)
+		path := c.NKeySeedFile
+		opts = append(opts, nats.Nkey(pub, func(nonce []byte) ([]byte, error) { return signWithSeedFile(path, pub, nonce) }))
 	case c.NKeySeed != "":
 		kp, err := nkeys.FromSeed([]byte(c.NKeySeed))
 		if err != nil {
@@ -173,6 +182,52 @@ func (c NATSCredentials) LogValue() slog.Value {
 		attrs = append(attrs, slog.Bool("tls", true))
 	}
 	return slog.GroupValue(attrs...)
+}
+
+// nkeyPublicKey is the public key of the user seed in path.
+func nkeyPublicKey(path string) (string, error) {
+	kp, err := readSeedFile(path)
+	if err != nil {
+		return "", err
+	}
+	defer kp.Wipe()
+	pub, err := kp.PublicKey()
+	if err != nil {
+		return "", err
+	}
+	if !nkeys.IsValidPublicUserKey(pub) {
+		return "", errors.New("not a user seed")
+	}
+	return pub, nil
+}
+
+// signWithSeedFile signs a server's nonce with the seed path holds now,
+// which must still be pub's: the seed is read at each attempt and not
+// kept in memory.
+func signWithSeedFile(path, pub string, nonce []byte) ([]byte, error) {
+	kp, err := readSeedFile(path)
+	if err != nil {
+		return nil, err
+	}
+	defer kp.Wipe()
+	if now, err := kp.PublicKey(); err != nil || now != pub {
+		return nil, fmt.Errorf("%w (%s)", ErrNKeyChanged, path)
+	}
+	return kp.Sign(nonce)
+}
+
+func readSeedFile(path string) (nkeys.KeyPair, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(b)
+	kp, err := nkeys.ParseDecoratedNKey(b)
+	if err != nil {
+		// The error names the file, never what it holds.
+		return nil, fmt.Errorf("%s holds no nkey seed", path)
+	}
+	return kp, nil
 }
 
 // ReadSecretFile reads a file holding one secret (a password, a token):

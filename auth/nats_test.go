@@ -87,6 +87,38 @@ func TestNKeySeedFileAndEnv(t *testing.T) {
 	}
 }
 
+// TestNKeySeedFileChanged: a seed file rewritten with another user's seed
+// is read at the next attempt, whose public key was fixed when the
+// options were made: the attempt fails with ErrNKeyChanged, before
+// anything is sent, and new options connect with the new key.
+func TestNKeySeedFileChanged(t *testing.T) {
+	old, _ := nkeys.CreateUser()
+	oldSeed, _ := old.Seed()
+	cur, _ := nkeys.CreateUser()
+	pub, _ := cur.PublicKey()
+	seed, _ := cur.Seed()
+	ns := jetwaytest.NATSServer(t, &natsserver.Options{Nkeys: []*natsserver.NkeyUser{{Nkey: pub}}})
+	file := writeFile(t, "user.nk", string(oldSeed))
+	c := auth.NATSCredentials{NKeySeedFile: file}
+	opts, err := c.Options()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, seed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = nats.Connect(ns.ClientURL(), append(opts, nats.Timeout(5*time.Second))...)
+	if !errors.Is(err, auth.ErrNKeyChanged) {
+		t.Fatalf("options made before the seed changed: %v, want ErrNKeyChanged", err)
+	}
+	if strings.Contains(err.Error(), string(seed)) || strings.Contains(err.Error(), string(oldSeed)) {
+		t.Errorf("the error holds a seed: %v", err)
+	}
+	if err := connect(t, ns.ClientURL(), c); err != nil {
+		t.Errorf("new options after the change: %v", err)
+	}
+}
+
 // TestCredsFile runs a server in operator mode, as nsc sets one up, and
 // connects with a creds file holding a user JWT signed by the account.
 func TestCredsFile(t *testing.T) {

@@ -45,7 +45,7 @@ type PoolConfig struct {
 // bounded in number. Pool implements the bridge's connection provider.
 type Pool struct {
 	cfg    PoolConfig
-	shared jetstream.JetStream
+	shared func(context.Context) (jetstream.JetStream, error)
 
 	mu    sync.Mutex
 	conns map[string]*pooled
@@ -60,9 +60,11 @@ type pooled struct {
 	lastUsed time.Time
 }
 
-// NewPool returns a pool over the shared JetStream and starts its
-// janitor; Close stops it and closes every pooled connection.
-func NewPool(shared jetstream.JetStream, cfg PoolConfig) *Pool {
+// NewPool returns a pool whose identities without NATS credentials of
+// their own use shared (the bridge's connection, asked at each call, as
+// it may change), and starts its janitor; Close stops it and closes every
+// pooled connection.
+func NewPool(shared func(context.Context) (jetstream.JetStream, error), cfg PoolConfig) *Pool {
 	if cfg.Max <= 0 {
 		cfg.Max = 64
 	}
@@ -93,7 +95,8 @@ func (p *Pool) JetStream(ctx context.Context) (jetstream.JetStream, error) {
 func (p *Pool) Acquire(ctx context.Context) (jetstream.JetStream, func(), error) {
 	id := FromContext(ctx)
 	if id == nil || id.nats == nil {
-		return p.shared, func() {}, nil
+		js, err := p.shared(ctx)
+		return js, func() {}, err
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -47,22 +47,14 @@ func (allowAll) CanCreateDurable(context.Context, string, string) error   { retu
 func (allowAll) CanReadAccount(context.Context) error                     { return nil }
 func (allowAll) MaxFetchBatch(context.Context) int                        { return 0 }
 
-// ConnProvider gives the JetStream connection a call runs on. With
-// identity propagation (auth.Pool) it is the caller's own pooled
-// connection, so that nats-server's permissions and account isolation
-// apply too.
+// ConnProvider gives the JetStream connection a call runs on: the
+// bridge's own or, with identity propagation (auth.Pool), the caller's
+// own pooled connection, so that nats-server's permissions and account
+// isolation apply too. An error for a connection that cannot be had
+// wraps ErrUnavailable or another sentinel Status knows.
 type ConnProvider interface {
 	// JetStream is for unary calls.
 	JetStream(ctx context.Context) (jetstream.JetStream, error)
 	// Acquire is for streams: the connection stays open until release.
 	Acquire(ctx context.Context) (js jetstream.JetStream, release func(), err error)
-}
-
-// sharedConn is the bridge's one connection, for every caller.
-type sharedConn struct{ js jetstream.JetStream }
-
-func (c sharedConn) JetStream(context.Context) (jetstream.JetStream, error) { return c.js, nil }
-
-func (c sharedConn) Acquire(context.Context) (jetstream.JetStream, func(), error) {
-	return c.js, func() {}, nil
 }

@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"sync"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
 
 	"github.com/jetway-dev/jetway/bridge/acktoken"
@@ -104,7 +103,7 @@ type options struct {
 	signer        *acktoken.Signer
 	caps          Caps
 	authz         Authorizer
-	conns         ConnProvider
+	maxPayload    func() int64
 }
 
 // Option configures New.
@@ -160,15 +159,16 @@ func WithAuthorizer(a Authorizer) Option {
 	}
 }
 
-// WithConnections makes each call run on the JetStream connection p gives
-// for it (auth.Pool: the caller's own credentials). Without it every call
-// uses the bridge's connection.
-func WithConnections(p ConnProvider) Option {
+// WithMaxPayload sets where the NATS maximum payload comes from: f is
+// asked at each publish (the bridge's connection may change, and learns
+// it when it connects), and a message larger than it is refused with
+// ErrPayloadTooLarge. 0 leaves the check to NATS. Without it, 0.
+func WithMaxPayload(f func() int64) Option {
 	return func(o *options) error {
-		if p == nil {
-			return fmt.Errorf("%w: nil connection provider", ErrInvalidOption)
+		if f == nil {
+			return fmt.Errorf("%w: nil max payload", ErrInvalidOption)
 		}
-		o.conns = p
+		o.maxPayload = f
 		return nil
 	}
 }
@@ -187,15 +187,19 @@ func WithCaps(c Caps) Option {
 // DefaultPublishWindow is the PublishStream window when none is set.
 const DefaultPublishWindow = 1024
 
-// New builds the services over js. The JetStream context's default
-// timeout (jetstream.WithDefaultTimeout) also bounds the wait for the ack
-// of a pipelined publish, so that one whose ack never comes fails rather
-// than waiting forever.
-func New(js jetstream.JetStream, opts ...Option) (*Bridge, error) {
-	if js == nil {
-		return nil, fmt.Errorf("%w: nil JetStream", ErrInvalidOption)
+// New builds the services over conns, which gives each call its JetStream
+// connection (the bridge's own, or with identity propagation the caller's).
+// A JetStream context's default timeout (jetstream.WithDefaultTimeout)
+// also bounds the wait for the ack of a pipelined publish, so that one
+// whose ack never comes fails rather than waiting forever.
+func New(conns ConnProvider, opts ...Option) (*Bridge, error) {
+	if conns == nil {
+		return nil, fmt.Errorf("%w: nil connection provider", ErrInvalidOption)
 	}
-	o := options{log: slog.New(slog.DiscardHandler), publishWindow: DefaultPublishWindow, caps: DefaultCaps, authz: allowAll{}}
+	o := options{
+		log: slog.New(slog.DiscardHandler), publishWindow: DefaultPublishWindow, caps: DefaultCaps, authz: allowAll{},
+		maxPayload: func() int64 { return 0 },
+	}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return nil, err
@@ -210,16 +214,12 @@ func New(js jetstream.JetStream, opts ...Option) (*Bridge, error) {
 			return nil, fmt.Errorf("bridge: %w", err)
 		}
 	}
-	nc := js.Conn()
-	if o.conns == nil {
-		o.conns = sharedConn{js: js}
-	}
 	return &Bridge{
 		messages: &messageService{
-			conns: o.conns, nc: nc, maxPayload: nc.MaxPayload, window: o.publishWindow, log: o.log,
+			conns: conns, maxPayload: o.maxPayload, window: o.publishWindow, log: o.log,
 			signer: o.signer, caps: o.caps, conn: newConnWatch(), authz: o.authz, grid: newGridClock(),
 		},
-		admin: &adminService{conns: o.conns, log: o.log, authz: o.authz},
+		admin: &adminService{conns: conns, log: o.log, authz: o.authz},
 	}, nil
 }
 

@@ -31,7 +31,6 @@ type messageService struct {
 	jetwayv1.UnimplementedMessageServiceServer
 
 	conns      ConnProvider
-	nc         *nats.Conn // the bridge's own: max payload, connection state
 	conn       *connWatch
 	maxPayload func() int64
 	window     int

@@ -56,6 +56,10 @@ type NATS struct {
 	Credentials auth.NATSCredentials
 	// ConnectTimeout bounds the wait for the first connection at start.
 	ConnectTimeout time.Duration
+	// ReconnectWait is the pause between two rounds of connection
+	// attempts (every server tried once), while the bridge is not
+	// connected: at start, after a loss, with a refused credential.
+	ReconnectWait time.Duration
 	// RequestTimeout is the default timeout of JetStream calls whose
 	// client set no deadline.
 	RequestTimeout time.Duration
@@ -256,6 +260,7 @@ func Parse(args []string, getenv func(string) string, output io.Writer) (Config,
 	fs.StringVar(&n.EmbeddedUser, "embedded-nats-user", "jetway", "user of the embedded server's NATS port")
 	fs.StringVar(&n.EmbeddedPasswordFile, "embedded-nats-password-file", "", "file holding the password of --embedded-nats-user; empty generates one, kept in <data-dir>/embedded-nats-password (mode 0600)")
 	fs.DurationVar(&n.ConnectTimeout, "nats-connect-timeout", 10*time.Second, "wait at most this long for the first NATS connection")
+	fs.DurationVar(&n.ReconnectWait, "nats-reconnect-wait", 2*time.Second, "pause between rounds of NATS connection attempts while not connected (each attempt that fails is logged)")
 	fs.DurationVar(&n.RequestTimeout, "nats-request-timeout", 5*time.Second, "timeout of JetStream calls when the client set no deadline")
 	cr := &n.Credentials
 	fs.StringVar(&cr.CredsFile, "nats-creds", "", "NATS creds file (user JWT and seed, as nsc writes it)")
@@ -395,6 +400,7 @@ func (c Config) validate() error {
 		{"--http-read-header-timeout", c.Server.HTTPReadHeaderTimeout},
 		{"--http-read-body-timeout", c.Server.HTTPReadBodyTimeout},
 		{"--grpc-connection-timeout", c.Server.GRPCConnectionTimeout},
+		{"--nats-reconnect-wait", c.NATS.ReconnectWait},
 	} {
 		if t.d <= 0 {
 			errs = append(errs, fmt.Errorf("%s %s: must be positive", t.flag, t.d))
@@ -482,7 +488,8 @@ func (c Config) LogValue() slog.Value {
 				slog.String("embedded_user", c.NATS.EmbeddedUser), slog.String("embedded_password_file", c.NATS.EmbeddedPasswordFile))
 		}
 	}
-	nats = append(nats, slog.Duration("connect_timeout", c.NATS.ConnectTimeout), slog.Duration("request_timeout", c.NATS.RequestTimeout))
+	nats = append(nats, slog.Duration("connect_timeout", c.NATS.ConnectTimeout), slog.Duration("reconnect_wait", c.NATS.ReconnectWait),
+		slog.Duration("request_timeout", c.NATS.RequestTimeout))
 	// 0 is derived from the NATS max payload once connected; the serving
 	// line logs the value in effect.
 	maxBody := slog.Int64("http_max_body", c.Server.MaxBodyBytes)

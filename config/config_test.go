@@ -29,7 +29,8 @@ func TestParseDefaults(t *testing.T) {
 	if c.Server.GRPCListen != "127.0.0.1:9090" || c.Server.HTTPListen != "127.0.0.1:8080" {
 		t.Errorf("listen defaults %q %q, want loopback 9090/8080", c.Server.GRPCListen, c.Server.HTTPListen)
 	}
-	if c.NATS.URLs != "" || c.NATS.DataDir != "jetway-data" || c.NATS.EmbeddedListen != "" || c.NATS.EmbeddedUser != "jetway" || c.NATS.EmbeddedPasswordFile != "" {
+	if c.NATS.URLs != "" || c.NATS.DataDir != "jetway-data" || c.NATS.EmbeddedListen != "" || c.NATS.EmbeddedUser != "jetway" || c.NATS.EmbeddedPasswordFile != "" ||
+		c.NATS.ReconnectWait != 2*time.Second {
 		t.Errorf("NATS defaults %+v", c.NATS)
 	}
 	if c.Log.Format != "text" || c.Log.Level != slog.LevelInfo {
@@ -67,6 +68,7 @@ func TestParseConnectionBounds(t *testing.T) {
 	for _, args := range [][]string{
 		{"--http-read-header-timeout", "0s"}, {"--http-read-body-timeout", "-1s"},
 		{"--grpc-connection-timeout", "0s"}, {"--max-connections", "-1"},
+		{"--nats-reconnect-wait", "0s"},
 	} {
 		if _, err := config.Parse(args, env(nil), io.Discard); err == nil || !strings.Contains(err.Error(), args[0]) {
 			t.Errorf("%v: err = %v, want it to name %s", args, err, args[0])

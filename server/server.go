@@ -36,7 +36,6 @@ import (
 	"github.com/jetway-dev/jetway/embedded"
 	"github.com/jetway-dev/jetway/gateway"
 	"github.com/jetway-dev/jetway/internal/logsafe"
-	"github.com/jetway-dev/jetway/refusal"
 )
 
 // defaultMaxPayload is NATS's default maximum payload, used to size limits
@@ -53,8 +52,7 @@ type Server struct {
 	pprofAddr          net.Addr
 	natsURL            string
 	natsCreds          auth.NATSCredentials
-	nc                 *nats.Conn
-	log                *slog.Logger
+	link               *natsLink
 	done               chan struct{}
 	err                error
 }
@@ -76,15 +74,13 @@ func (s *Server) NATSURL() string { return s.natsURL }
 // when the embedded server opened no port).
 func (s *Server) NATSCredentials() auth.NATSCredentials { return s.natsCreds }
 
-// Reload reconnects to NATS, reading credential files again: the way to
-// apply rotated credentials at once (SIGHUP) rather than at the next
-// reconnect.
-func (s *Server) Reload() {
-	s.log.Info("reloading NATS credentials: reconnecting")
-	if err := s.nc.ForceReconnect(); err != nil {
-		s.log.Error("reload", slog.Any("error", err))
-	}
-}
+// Reload makes a NATS connection attempt now, with the credential files
+// read again: the way to apply rotated credentials at once (SIGHUP)
+// rather than at the next attempt. Whatever the state of the connection
+// (connected, retrying a refused credential, never connected yet, closed
+// by nats.go), it reconnects or dials afresh; it returns at once, and
+// the attempt's outcome is logged.
+func (s *Server) Reload() { s.link.Reload() }
 
 // Wait blocks until the server has stopped and returns why it stopped: nil
 // after a graceful shutdown.
@@ -200,18 +196,13 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		log.Info("embedded NATS server started", slog.String("data_dir", cfg.NATS.DataDir), slog.String("client_url", s.natsURL))
 	}
 
-	nc, err := connect(cfg, log, urls, natsOpts)
+	link, err := connect(cfg, log, urls, natsOpts)
 	if err != nil {
 		return nil, err
 	}
-	cleanup = append(cleanup, nc.Close)
-	s.nc, s.log = nc, log
-	js, err := jetstream.New(nc,
-		jetstream.WithDefaultTimeout(cfg.NATS.RequestTimeout),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("server: jetstream.New: %w", err)
-	}
+	cleanup = append(cleanup, link.close)
+	s.link = link
+	var conns bridge.ConnProvider = link
 	authOpts := []bridge.Option{}
 	if authCfg != nil {
 		authOpts = append(authOpts, bridge.WithAuthorizer(auth.Authorizer{}))
@@ -221,7 +212,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		if err != nil {
 			return nil, fmt.Errorf("server: %w", err)
 		}
-		pool := auth.NewPool(js, auth.PoolConfig{
+		pool := auth.NewPool(link.JetStream, auth.PoolConfig{
 			URLs:    urls,
 			Options: append(tlsOpts, nats.MaxReconnects(-1)),
 			JetStream: []jetstream.JetStreamOpt{
@@ -231,10 +222,10 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		})
 		cleanup = append(cleanup, pool.Close)
 		closePool = pool.Close
-		authOpts = append(authOpts, bridge.WithConnections(pool))
+		conns = pool
 		log.Info("identity propagation on: identities with NATS credentials run on their own connections")
 	}
-	b, err := bridge.New(js, append(authOpts, bridge.WithLogger(log), bridge.WithPublishWindow(cfg.Server.PublishWindow), bridge.WithAckSigner(signer),
+	b, err := bridge.New(conns, append(authOpts, bridge.WithLogger(log), bridge.WithMaxPayload(link.maxPayload), bridge.WithPublishWindow(cfg.Server.PublishWindow), bridge.WithAckSigner(signer),
 		bridge.WithCaps(bridge.Caps{
 			MaxBatch: cfg.Consume.MaxFetchBatch, MaxBytes: cfg.Consume.MaxFetchBytes,
 			MaxWait: cfg.Consume.MaxFetchWait, MaxAckBatch: cfg.Consume.MaxAckBatch,
@@ -244,7 +235,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		return nil, fmt.Errorf("server: bridge.New: %w", err)
 	}
 
-	maxPayload := nc.MaxPayload()
+	maxPayload := link.maxPayload()
 	if maxPayload <= 0 {
 		maxPayload = defaultMaxPayload
 	}
@@ -269,7 +260,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	}
 
 	edge := errorEdge{log: log}
-	gate := natsGate{connected: nc.IsConnected}
+	gate := natsGate{connected: link.connected}
 	authn := auth.NewInterceptor(authCfg, log)
 	// One unary chain, for gRPC calls and for the gateway's in-process
 	// REST calls alike.
@@ -307,35 +298,31 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	reflection.Register(gs)
 
 	ready := func(ctx context.Context) error {
-		if st := nc.Status(); st != nats.CONNECTED {
-			return fmt.Errorf("nats connection is %s", st)
+		if err := link.status(); err != nil {
+			return err
+		}
+		js, err := link.JetStream(ctx)
+		if err != nil {
+			return err
 		}
 		if _, err := js.AccountInfo(ctx); err != nil {
 			return fmt.Errorf("jetstream account info: %w", err)
 		}
 		return nil
 	}
-	setHealth := func() {
+	// The bridge and the health service follow the connection: streams
+	// end when it is lost (so that clients go to a replica that reaches
+	// NATS), health is NOT_SERVING until it is back.
+	link.watch(func(connected bool) {
 		st := healthpb.HealthCheckResponse_SERVING
-		if nc.Status() != nats.CONNECTED {
+		if connected {
+			b.ConnectionRestored()
+		} else {
+			b.ConnectionLost()
 			st = healthpb.HealthCheckResponse_NOT_SERVING
 		}
 		hs.SetServingStatus("", st)
-	}
-	nc.SetDisconnectErrHandler(func(c *nats.Conn, err error) {
-		b.ConnectionLost()
-		if c.IsDraining() || c.IsClosed() {
-			return // our own shutdown
-		}
-		log.Warn("NATS disconnected", slog.Any("error", err))
-		setHealth()
 	})
-	nc.SetReconnectHandler(func(c *nats.Conn) {
-		b.ConnectionRestored()
-		log.Info("NATS reconnected", slog.String("url", config.RedactURLs(c.ConnectedUrl())))
-		setHealth()
-	})
-	setHealth()
 
 	// The gateway calls unary RPCs in process through the same unary
 	// interceptors, and reaches the gRPC server for streaming RPCs through
@@ -422,7 +409,11 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		stopServe()
 		_ = conn.Close()
 		closePool()
-		drainNATS(nc, cfg.Server.ShutdownTimeout, log)
+		// No new connection from here on; the one there is drains.
+		link.stop()
+		if nc := link.conn(); nc != nil {
+			drainNATS(nc, cfg.Server.ShutdownTimeout, log)
+		}
 		if ns != nil {
 			ns.Shutdown()
 		}
@@ -508,61 +499,45 @@ func shutdown(timeout time.Duration, httpSrv *http.Server, gs *grpc.Server) erro
 	return nil
 }
 
-// connect dials NATS. With RetryOnFailedConnect the bridge starts even when
-// NATS is not reachable yet, and reports not ready until it is.
-func connect(cfg config.Config, log *slog.Logger, urls string, extra []nats.Option) (*nats.Conn, error) {
-	creds, err := cfg.NATS.Credentials.Options()
-	if err != nil {
+// connect starts the bridge's NATS link and waits at most
+// --nats-connect-timeout for its first connection; after that the bridge
+// serves as not ready while the link keeps trying. Credentials that
+// cannot be used at all are an error here; files read again later that
+// fail are logged as failed attempts.
+func connect(cfg config.Config, log *slog.Logger, urls string, extra []nats.Option) (*natsLink, error) {
+	options := func() ([]nats.Option, error) {
+		creds, err := cfg.NATS.Credentials.Options()
+		if err != nil {
+			return nil, err
+		}
+		return append(append([]nats.Option{
+			nats.Name("jetway-bridge"),
+			nats.DrainTimeout(cfg.Server.ShutdownTimeout),
+		}, creds...), extra...), nil
+	}
+	if _, err := options(); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	connected := make(chan struct{}, 1)
-	opts := append([]nats.Option{
-		nats.Name("jetway-bridge"),
-		nats.MaxReconnects(-1),
-		nats.RetryOnFailedConnect(true),
-		nats.DrainTimeout(cfg.Server.ShutdownTimeout),
-		nats.ConnectHandler(func(*nats.Conn) { connected <- struct{}{} }),
-		nats.ErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
-			// A refused publish ends the call waiting on it.
-			refusal.Record(nc, err)
-			attrs := []any{slog.Any("error", err)}
-			if sub != nil {
-				attrs = append(attrs, slog.String("subject", sub.Subject))
-			}
-			log.Error("NATS asynchronous error", attrs...)
-		}),
-		nats.ClosedHandler(func(*nats.Conn) { log.Info("NATS connection closed") }),
-		// A failed (re)connect names its cause: a wrong or expired
-		// credential keeps the bridge not ready, and never falls back to
-		// an anonymous connection. Credential files are read again at each
-		// attempt, so fixing the file (or SIGHUP) recovers without restart.
-		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
-			log.Error("NATS connection attempt failed", slog.Any("error", err))
-		}),
-	}, creds...)
-	opts = append(opts, extra...)
+	where := redactedWhere
 	if urls == "" {
 		urls = nats.DefaultURL // unused: the in-process option takes over
+		where = func(*nats.Conn) string { return "in-process" }
 	}
-	nc, err := nats.Connect(urls, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("server: connect to NATS: %w", err)
-	}
-	where := "in-process"
-	if cfg.NATS.URLs != "" {
-		where = config.RedactURLs(nc.ConnectedUrl())
-	}
-	if nc.IsConnected() {
-		log.Info("NATS connected", slog.String("url", where), slog.Int64("max_payload", nc.MaxPayload()))
-		return nc, nil
-	}
+	link := newNATSLink(urls, options, []jetstream.JetStreamOpt{jetstream.WithDefaultTimeout(cfg.NATS.RequestTimeout)},
+		cfg.NATS.ReconnectWait, where, log)
+	link.start()
 	select {
-	case <-connected:
-		log.Info("NATS connected", slog.String("url", config.RedactURLs(nc.ConnectedUrl())), slog.Int64("max_payload", nc.MaxPayload()))
+	case <-link.up:
 	case <-time.After(cfg.NATS.ConnectTimeout):
-		log.Error("NATS not connected yet; serving as not ready and retrying", slog.String("urls", config.RedactURLs(urls)), slog.Any("last_error", nc.LastError()))
+		attrs := []any{slog.String("urls", config.RedactURLs(urls))}
+		if err := link.lastError(); err != nil {
+			attrs = append(attrs, slog.Any("last_error", err))
+		} else {
+			attrs = append(attrs, slog.String("last_error", "none yet: the first attempt is under way"))
+		}
+		log.Error("NATS not connected yet; serving as not ready and retrying", attrs...)
 	}
-	return nc, nil
+	return link, nil
 }
 
 func drainNATS(nc *nats.Conn, timeout time.Duration, log *slog.Logger) {

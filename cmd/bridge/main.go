@@ -127,14 +127,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if cfg.Server.FollowLiveHeap {
 		defer memlimit.Start()()
 	}
+	// SIGHUP makes a NATS connection attempt now with the credential
+	// files read again (rotation without restart), whatever the state of
+	// the connection. Caught from before the start: one sent while the
+	// bridge starts is applied once it has, and does not kill it.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	srv, err := server.Start(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	// SIGHUP re-reads NATS credential files (rotation without restart).
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	done := make(chan error, 1)
 	go func() { done <- srv.Wait() }()
 	for {

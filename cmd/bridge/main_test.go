@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -166,6 +167,75 @@ func TestRunSecretsFromFilesNotLogged(t *testing.T) {
 	}
 	if !strings.Contains(r.logs.String(), "--ack-keys on the command line is visible to every local user") {
 		t.Errorf("no warning about --ack-keys on the command line:\n%s", r.logs.String())
+	}
+}
+
+// TestRunSIGHUPAppliesAFixedPasswordFile starts the bridge with a password
+// file NATS refuses and a minute between attempts, so that only SIGHUP
+// makes the next one: after several refused attempts (each logged with
+// its cause, past nats.go's own give-up at the second), the file is fixed
+// and SIGHUP makes the bridge ready, without a restart.
+func TestRunSIGHUPAppliesAFixedPasswordFile(t *testing.T) {
+	const password = "the-right-password-0123"
+	ns := jetwaytest.NATSServer(t, &natsserver.Options{
+		JetStream: true, StoreDir: t.TempDir(),
+		Users: []*natsserver.User{{Username: "bridge", Password: password}},
+	})
+	pwFile := filepath.Join(t.TempDir(), "nats-password")
+	write := func(v string) {
+		if err := os.WriteFile(pwFile+".tmp", []byte(v+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(pwFile+".tmp", pwFile); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("a-wrong-password-4567")
+	r := startRun(t, []string{"--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
+		"--nats-url", ns.ClientURL(), "--nats-user", "bridge", "--nats-password-file", pwFile,
+		"--nats-connect-timeout", "200ms", "--nats-reconnect-wait", "1m"}, map[string]string{})
+	readyz := func() int {
+		resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + r.logged(t, "serving", "http") + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode
+	}
+	refused := func() int {
+		return strings.Count(r.logs.String(), `"msg":"NATS connection attempt failed","error":"nats: Authorization Violation"`)
+	}
+	hup := func() {
+		if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+	}
+	poll := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s:\n%s", what, r.logs.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	for n := 1; n <= 3; n++ {
+		poll("a refused attempt", func() bool { return refused() >= n })
+		hup()
+	}
+	poll("the fourth refused attempt", func() bool { return refused() >= 4 })
+	if code := readyz(); code != http.StatusServiceUnavailable {
+		t.Errorf("readyz with a refused password = %d, want 503", code)
+	}
+	write(password)
+	hup()
+	poll("readyz 200 after the fix and SIGHUP", func() bool { return readyz() == http.StatusOK })
+	if err := r.stop(); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if strings.Contains(r.logs.String(), password) || strings.Contains(r.logs.String(), "a-wrong-password-4567") {
+		t.Errorf("the log holds a password:\n%s", r.logs.String())
 	}
 }
 

@@ -66,6 +66,13 @@ func StartWithoutNATSClient(t testing.TB, opts ...Option) *Bridge {
 	return start(t, false, nil, opts)
 }
 
+// StartWithoutNATSClientWithLogger is StartWithoutNATSClient with the
+// bridge logging to log.
+func StartWithoutNATSClientWithLogger(t testing.TB, log *slog.Logger, opts ...Option) *Bridge {
+	t.Helper()
+	return start(t, false, log, opts)
+}
+
 func start(t testing.TB, natsClient bool, log *slog.Logger, opts []Option) *Bridge {
 	t.Helper()
 	cfg, err := config.Parse([]string{
