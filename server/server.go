@@ -380,8 +380,9 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 			_ = pprofSrv.Close()
 		}
 		hs.Shutdown()
-		// Subscribe and Consume streams end (NAKing what they hold) so
-		// that their clients reconnect to another replica at once.
+		// Subscribe and Consume streams and Fetch long polls end (NAKing
+		// what they hold) so that their clients reconnect to another
+		// replica at once.
 		b.Drain()
 		return shutdown(cfg.Server.ShutdownTimeout, httpSrv, gs)
 	})
