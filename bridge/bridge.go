@@ -238,8 +238,9 @@ func New(js jetstream.JetStream, opts ...Option) (*Bridge, error) {
 // messages returns them, one with none answers UNAVAILABLE, and whatever
 // JetStream delivers to its inbox meanwhile is NAKed. A Fetch that starts
 // after Drain answers UNAVAILABLE at once. Call it when shutdown begins;
-// other unary calls and PublishStreams finish normally. Safe to call more
-// than once.
+// other unary calls and PublishStreams finish normally (the server ends
+// those still running just before its shutdown timeout). Safe to call
+// more than once.
 func (b *Bridge) Drain() {
 	b.messages.conn.drain()
 }

@@ -256,9 +256,14 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	edge := errorEdge{log: log}
 	gate := natsGate{connected: nc.IsConnected}
 	authn := auth.NewInterceptor(authCfg, log)
+	// Ended (with errCutShort) just before the shutdown timeout passes:
+	// the calls still running then answer UNAVAILABLE.
+	calls, endCalls := context.WithCancelCause(context.Background())
+	cleanup = append(cleanup, func() { endCalls(nil) })
+	last := lastCall{ctx: calls}
 	// One unary chain, for gRPC calls and for the gateway's in-process
 	// REST calls alike.
-	unary := gateway.ChainUnary(edge.unary, authn.Unary, clampDeadline(cfg.Server.MaxCallTimeout), gate.unary)
+	unary := gateway.ChainUnary(edge.unary, last.unary, authn.Unary, clampDeadline(cfg.Server.MaxCallTimeout), gate.unary)
 	grpcOpts := []grpc.ServerOption{}
 	if tlsCfg != nil {
 		grpcOpts = append(grpcOpts, grpc.Creds(listenerCreds{credentials.NewTLS(tlsCfg)}))
@@ -273,7 +278,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		experimental.BufferPool(bufferPool),
 		grpc.ChainUnaryInterceptor(unary),
-		grpc.ChainStreamInterceptor(edge.stream, authn.Stream, gate.stream),
+		grpc.ChainStreamInterceptor(edge.stream, last.stream, authn.Stream, gate.stream),
 	)...)
 	b.Register(gs)
 	hs := health.NewServer()
@@ -384,12 +389,13 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		// what they hold) so that their clients reconnect to another
 		// replica at once.
 		b.Drain()
-		return shutdown(cfg.Server.ShutdownTimeout, httpSrv, gs)
+		return shutdown(cfg.Server.ShutdownTimeout, func() { endCalls(errCutShort) }, httpSrv, gs)
 	})
 	log.Info("serving", slog.String("grpc", s.grpcAddr.String()), slog.String("http", s.httpAddr.String()))
 	go func() {
 		defer close(s.done)
 		s.err = g.Wait()
+		endCalls(errCutShort)
 		stopServe()
 		_ = conn.Close()
 		closePool()
@@ -452,11 +458,15 @@ func serveGRPC(gs *grpc.Server, lis net.Listener) error {
 	return nil
 }
 
-// shutdown stops accepting, lets in-flight calls finish within timeout and
-// then ends the rest.
-func shutdown(timeout time.Duration, httpSrv *http.Server, gs *grpc.Server) error {
+// shutdown stops accepting and lets in-flight calls finish within
+// timeout. Those still running lastCallMargin before it passes are ended
+// by endCalls (they answer UNAVAILABLE); the connections left at the
+// timeout are closed.
+func shutdown(timeout time.Duration, endCalls func(), httpSrv *http.Server, gs *grpc.Server) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	last := time.AfterFunc(timeout-lastCallMargin(timeout), endCalls)
+	defer last.Stop()
 	// REST calls go through the gRPC server, so HTTP stops first.
 	httpErr := httpSrv.Shutdown(ctx)
 	if httpErr != nil {
@@ -477,6 +487,13 @@ func shutdown(timeout time.Duration, httpSrv *http.Server, gs *grpc.Server) erro
 		return fmt.Errorf("server: HTTP shutdown: %w", httpErr)
 	}
 	return nil
+}
+
+// lastCallMargin is how long before the shutdown timeout the calls still
+// running are ended: time for their answers to be written before the
+// connections close.
+func lastCallMargin(timeout time.Duration) time.Duration {
+	return min(timeout/4, time.Second)
 }
 
 // connect dials NATS. With RetryOnFailedConnect the bridge starts even when

@@ -377,3 +377,89 @@ func TestShutdownLosesNoFetchedMessage(t *testing.T) {
 		t.Errorf("ack pending %d, want %d (fetched by the client, then by the test)", info.NumAckPending, len(held)+back)
 	}
 }
+
+// TestShutdownAnswersCallsThatOutlastIt holds a gRPC and a REST Publish
+// waiting for an ack that never comes (a core NATS subscriber, not a
+// stream, listens on their subject) and an idle PublishStream, and stops
+// the bridge with a 2 s shutdown timeout: each gets UNAVAILABLE with its
+// ErrorInfo before the timeout, not a connection closed under it.
+func TestShutdownAnswersCallsThatOutlastIt(t *testing.T) {
+	const timeout = 2 * time.Second
+	b := jetwaytest.Start(t, func(c *config.Config) { c.Server.ShutdownTimeout = timeout })
+	ctx := jetwaytest.Context(t, 30*time.Second)
+	if _, err := b.JS.CreateStream(ctx, jetstream.StreamConfig{Name: "LAST", Subjects: []string{"last.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	silent, err := b.JS.Conn().SubscribeSync("hang.*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := b.Messages.PublishStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&jetwayv1.PublishStreamRequest{Id: 1, Publish: &jetwayv1.PublishRequest{
+		Subject: "last.x", Payload: &jetwayv1.PublishRequest_Text{Text: "x"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := stream.Recv(); err != nil || resp.GetAck() == nil {
+		t.Fatalf("first ack: %v %v", resp, err)
+	}
+
+	type answer struct {
+		err  error
+		rest jetwaytest.Response
+		at   time.Time
+	}
+	grpcDone, restDone, streamDone := make(chan answer, 1), make(chan answer, 1), make(chan answer, 1)
+	go func() {
+		_, err := b.Messages.Publish(ctx, &jetwayv1.PublishRequest{Subject: "hang.grpc", Payload: &jetwayv1.PublishRequest_Text{Text: "x"}})
+		grpcDone <- answer{err: err, at: time.Now()}
+	}()
+	go func() {
+		r, err := shutdownTPost(ctx, b.BaseURL+"/v1/subjects/hang.rest:publish", `{"text":"x"}`)
+		restDone <- answer{err: err, rest: r, at: time.Now()}
+	}()
+	for range 2 { // both publishes wait for their ack
+		if _, err := silent.NextMsg(5 * time.Second); err != nil {
+			t.Fatalf("publish not on its way: %v", err)
+		}
+	}
+	go func() {
+		_, err := stream.Recv()
+		streamDone <- answer{err: err, at: time.Now()}
+	}()
+
+	start := time.Now()
+	stopped := make(chan error, 1)
+	go func() { stopped <- b.Stop() }()
+	for _, tt := range []struct {
+		name string
+		done chan answer
+	}{{"gRPC Publish", grpcDone}, {"REST Publish", restDone}, {"PublishStream", streamDone}} {
+		select {
+		case a := <-tt.done:
+			if d := a.at.Sub(start); d >= timeout {
+				t.Errorf("%s answered %v into the shutdown, not before its %v timeout", tt.name, d, timeout)
+			}
+			if tt.done != restDone {
+				authTWantCode(t, tt.name+" during shutdown", a.err, codes.Unavailable, "UNAVAILABLE")
+				continue
+			}
+			if a.err != nil {
+				t.Fatalf("%s during shutdown: %v", tt.name, a.err)
+			}
+			authTWantREST(t, tt.name+" during shutdown", a.rest, http.StatusServiceUnavailable, "UNAVAILABLE")
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s got no answer 5s into the shutdown", tt.name)
+		}
+	}
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatalf("stop: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("bridge did not stop within 10s")
+	}
+}
