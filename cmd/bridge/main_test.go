@@ -73,7 +73,7 @@ func startRun(t *testing.T, args []string, env map[string]string) running {
 	})
 	go func() {
 		defer close(done)
-		runErr = run(ctx, args, func(k string) string { return env[k] }, logs)
+		runErr = run(ctx, nil, args, func(k string) string { return env[k] }, logs)
 	}()
 	deadline := time.After(15 * time.Second)
 	for !strings.Contains(logs.String(), `"msg":"serving"`) {
@@ -92,7 +92,14 @@ func startRun(t *testing.T, args []string, env map[string]string) running {
 // message msg.
 func (r running) logged(t *testing.T, msg, key string) string {
 	t.Helper()
-	for _, line := range strings.Split(r.logs.String(), "\n") {
+	return firstLogged(t, r.logs, msg, key)
+}
+
+// firstLogged returns the string attribute key of the first JSON log line
+// in logs with message msg.
+func firstLogged(t *testing.T, logs *syncBuffer, msg, key string) string {
+	t.Helper()
+	for _, line := range strings.Split(logs.String(), "\n") {
 		var m map[string]any
 		if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == msg {
 			if v, ok := m[key].(string); ok {
@@ -100,7 +107,7 @@ func (r running) logged(t *testing.T, msg, key string) string {
 			}
 		}
 	}
-	t.Fatalf("no %q log with %q:\n%s", msg, key, r.logs.String())
+	t.Fatalf("no %q log with %q:\n%s", msg, key, logs.String())
 	return ""
 }
 
@@ -170,7 +177,7 @@ func TestRunSecretsFromFilesNotLogged(t *testing.T) {
 
 func TestRunRejectsBadConfig(t *testing.T) {
 	var logs syncBuffer
-	err := run(context.Background(), []string{"--log-format", "yaml"}, func(string) string { return "" }, &logs)
+	err := run(context.Background(), nil, []string{"--log-format", "yaml"}, func(string) string { return "" }, &logs)
 	if err == nil || !strings.Contains(err.Error(), "log-format") {
 		t.Fatalf("err = %v", err)
 	}
