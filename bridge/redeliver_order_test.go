@@ -114,4 +114,3 @@ func waitConsumer(t testing.TB, ctx context.Context, js jetstream.JetStream, str
 		time.Sleep(20 * time.Millisecond)
 	}
 }
-
