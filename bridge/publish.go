@@ -112,7 +112,7 @@ var batchPrefixes = sync.OnceValue(func() []string {
 func batchPrefix(i int) string { return batchPrefixes()[i] }
 
 // PublishStream pipelines publishes: one goroutine reads requests and
-// publishes them asynchronously, the handler's sends each ack in request
+// publishes them asynchronously, the handler sends each ack in request
 // order. The channel between them holds the window, so at most window + 2
 // publishes await acks (one more being read, one being answered), and a
 // client that publishes faster than JetStream acks is slowed by HTTP/2 flow
@@ -120,10 +120,10 @@ func batchPrefix(i int) string { return batchPrefixes()[i] }
 //
 // The handler returns when the reader is done (the client half-closed, or
 // Recv failed) and every ack is sent, or when the stream's context ends
-// (the client went away, or the server ends the call at shutdown): then
-// the reader may still be blocked in Recv, and ends when the RPC does,
-// which is when this handler returns, as Consume's does. It publishes
-// nothing more once the context has ended.
+// (the client went away, or the server ends the call at shutdown). In the
+// second case the reader may still be blocked in Recv: it ends when the
+// RPC does, which is when this handler returns (as Consume's reader does),
+// and publishes nothing more once the context has ended.
 func (s *messageService) PublishStream(stream jetwayv1.MessageService_PublishStreamServer) error {
 	js, release, err := s.conns.Acquire(stream.Context())
 	if err != nil {
