@@ -37,11 +37,16 @@ type connWatch struct {
 	lost     bool
 	end      chan struct{} // closed while the connection is lost, and once draining began
 	draining bool
+	drained  chan struct{} // closed once draining began
 }
 
 func newConnWatch() *connWatch {
-	return &connWatch{down: make(chan struct{}), end: make(chan struct{})}
+	return &connWatch{down: make(chan struct{}), end: make(chan struct{}), drained: make(chan struct{})}
 }
+
+// drainedCh is closed once draining began (now, or later). It never
+// changes, so it needs no lock.
+func (w *connWatch) drainedCh() <-chan struct{} { return w.drained }
 
 // lostCh is closed when the connection is lost (now, or later).
 func (w *connWatch) lostCh() <-chan struct{} {
@@ -81,9 +86,13 @@ func (w *connWatch) setLost(lost bool) {
 func (w *connWatch) drain() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if !w.draining && !w.lost {
+	if w.draining {
+		return
+	}
+	if !w.lost {
 		close(w.end)
 	}
+	close(w.drained)
 	w.draining = true
 }
 
@@ -225,8 +234,13 @@ func New(conns ConnProvider, opts ...Option) (*Bridge, error) {
 
 // Drain ends every Subscribe and Consume stream with UNAVAILABLE ("the
 // bridge is shutting down"), NAKing the messages they hold so that other
-// clients get them at once. Call it when shutdown begins; unary calls and
-// PublishStreams finish normally. Safe to call more than once.
+// clients get them at once, and ends every Fetch long poll: one that holds
+// messages returns them, one with none answers UNAVAILABLE, and whatever
+// JetStream delivers to its inbox meanwhile is NAKed. A Fetch that starts
+// after Drain answers UNAVAILABLE at once. Call it when shutdown begins;
+// other unary calls and PublishStreams finish normally (the server ends
+// those still running just before its shutdown timeout). Safe to call
+// more than once.
 func (b *Bridge) Drain() {
 	b.messages.conn.drain()
 }

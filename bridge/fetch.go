@@ -108,9 +108,18 @@ type pulled struct {
 // JetStream waits up to Expires for the first message and then returns
 // what is available at once: a long poll. nats.go's Fetch cannot express
 // that combination, so the bridge speaks the pull protocol itself here.
-func pull(ctx context.Context, nc *nats.Conn, stream, consumer string, req pullRequest, withInfo bool) (pulled, error) {
+//
+// When drained closes (the bridge's shutdown) the wait ends at once: what
+// came is returned, or, when nothing came or no ack token can be signed,
+// NAKed and the pull fails with ErrUnavailable.
+func pull(ctx context.Context, nc *nats.Conn, drained <-chan struct{}, stream, consumer string, req pullRequest, withInfo bool) (pulled, error) {
 	what := fmt.Sprintf("fetch from consumer %q on stream %q", consumer, stream)
 	res := pulled{what: what}
+	select {
+	case <-drained:
+		return res, errShuttingDown(what)
+	default:
+	}
 	body, err := json.Marshal(req)
 	if err != nil {
 		return res, fmt.Errorf("encode pull request: %w", err)
@@ -139,23 +148,56 @@ func pull(ctx context.Context, nc *nats.Conn, stream, consumer string, req pullR
 	guard := time.NewTimer(req.Expires + 2*time.Second)
 	defer guard.Stop()
 	infoDue, pullDone := withInfo, false
+	// take files one message of the inbox.
+	take := func(m *nats.Msg) error {
+		switch {
+		case m.Reply == "" && m.Subject == infoSubject:
+			infoDue = false
+			return res.setInfo(m.Data, what)
+		case m.Reply != "":
+			res.msgs = append(res.msgs, m)
+			pullDone = pullDone || len(res.msgs) >= req.Batch
+		case m.Header.Get("Status") == "100": // heartbeat
+		default:
+			res.code, res.desc = m.Header.Get("Status"), m.Header.Get("Description")
+			pullDone = true
+		}
+		return nil
+	}
 	for infoDue || !pullDone {
 		select {
 		case m := <-ch:
-			switch {
-			case m.Reply == "" && m.Subject == infoSubject:
-				infoDue = false
-				if err := res.setInfo(m.Data, what); err != nil {
-					return res, err
-				}
-			case m.Reply != "":
-				res.msgs = append(res.msgs, m)
-				pullDone = len(res.msgs) >= req.Batch
-			case m.Header.Get("Status") == "100": // heartbeat
-			default:
-				res.code, res.desc = m.Header.Get("Status"), m.Header.Get("Description")
-				pullDone = true
+			if err := take(m); err != nil {
+				nakAll(nc, res.msgs)
+				return res, err
 			}
+		case <-drained:
+			// The request may still be waiting at JetStream: the inbox's
+			// interest goes first, and what JetStream sent before it saw
+			// that is collected.
+			stopInbox(nc, sub)
+			var err error
+		collect:
+			for {
+				select {
+				case m := <-ch:
+					if e := take(m); e != nil && err == nil {
+						err = e
+					}
+				default:
+					break collect
+				}
+			}
+			if err == nil && len(res.msgs) > 0 && !infoDue {
+				return res, nil // delivered to the bridge: handed over
+			}
+			nakAll(nc, res.msgs)
+			_ = nc.FlushTimeout(time.Second)
+			res.msgs = nil
+			if err == nil {
+				err = errShuttingDown(what)
+			}
+			return res, err
 		case <-ctx.Done():
 			if len(res.msgs) > 0 && !infoDue {
 				// Delivered to the bridge: hand them over rather than let
@@ -172,6 +214,24 @@ func pull(ctx context.Context, nc *nats.Conn, stream, consumer string, req pullR
 		}
 	}
 	return res, nil
+}
+
+// errShuttingDown is the error of a Fetch the bridge's shutdown ended
+// with nothing to return.
+func errShuttingDown(what string) error {
+	return fmt.Errorf("%w: %s: the bridge is shutting down; retry on another replica", ErrUnavailable, what)
+}
+
+// stopInbox ends a pull inbox's interest and returns once whatever
+// JetStream sent to it before seeing that has arrived: the subscription is
+// drained, not just unsubscribed, and the flush's answer comes after every
+// message the server wrote before it.
+func stopInbox(nc *nats.Conn, sub *nats.Subscription) {
+	if !nc.IsConnected() || sub.Drain() != nil {
+		_ = sub.Unsubscribe()
+		return
+	}
+	_ = nc.FlushTimeout(time.Second)
 }
 
 // nakAll gives messages back for redelivery at once.
@@ -305,7 +365,7 @@ func (s *messageService) Fetch(ctx context.Context, req *jetwayv1.FetchRequest) 
 			pr.Expires = wait
 		}
 	}
-	got, err := pull(ctx, js.Conn(), req.GetStream(), req.GetConsumer(), pr, true)
+	got, err := pull(ctx, js.Conn(), s.conn.drainedCh(), req.GetStream(), req.GetConsumer(), pr, true)
 	if err != nil {
 		return nil, err
 	}
@@ -325,7 +385,7 @@ func (s *messageService) Fetch(ctx context.Context, req *jetwayv1.FetchRequest) 
 			retry.Expires = e
 		}
 		if retry != pr {
-			if got, err = pull(ctx, js.Conn(), req.GetStream(), req.GetConsumer(), retry, false); err != nil {
+			if got, err = pull(ctx, js.Conn(), s.conn.drainedCh(), req.GetStream(), req.GetConsumer(), retry, false); err != nil {
 				return nil, err
 			}
 		}

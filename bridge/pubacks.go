@@ -42,9 +42,11 @@ import (
 //     publish to its subject) fails with the refusal (PERMISSION_DENIED)
 //     when it arrives, rather than waiting out the timeout.
 //
-// publish belongs to the stream's reader goroutine, wait to its writer;
-// deliver runs on the subscription's goroutine (nats.go's, one per stream,
-// ended by close).
+// publish belongs to the stream's reader goroutine, wait and close to its
+// writer (the handler); deliver runs on the subscription's goroutine
+// (nats.go's, one per stream, ended by close). close may run while the
+// reader is still in publish (the handler does not wait for a reader
+// blocked in Recv once its context has ended): that publish gets no answer.
 type pubAcks struct {
 	nc      *nats.Conn
 	prefix  string // the inbox and a dot; a reply is prefix + the publish's number

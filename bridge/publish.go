@@ -14,7 +14,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -112,13 +111,18 @@ var batchPrefixes = sync.OnceValue(func() []string {
 func batchPrefix(i int) string { return batchPrefixes()[i] }
 
 // PublishStream pipelines publishes: one goroutine reads requests and
-// publishes them asynchronously, another sends each ack in request order.
-// The channel between them holds the window, so at most window + 2
+// publishes them asynchronously, the handler sends each ack in request
+// order. The channel between them holds the window, so at most window + 2
 // publishes await acks (one more being read, one being answered), and a
 // client that publishes faster than JetStream acks is slowed by HTTP/2 flow
-// control rather than buffered. Both goroutines end with the RPC: the reader when
-// Recv fails (the stream context ends when this handler returns), the
-// writer when the reader closes the channel or the context ends.
+// control rather than buffered.
+//
+// The handler returns when the reader is done (the client half-closed, or
+// Recv failed) and every ack is sent, or when the stream's context ends
+// (the client went away, or the server ends the call at shutdown). In the
+// second case the reader may still be blocked in Recv: it ends when the
+// RPC does, which is when this handler returns (as Consume's reader does),
+// and publishes nothing more once the context has ended.
 func (s *messageService) PublishStream(stream jetwayv1.MessageService_PublishStreamServer) error {
 	js, release, err := s.conns.Acquire(stream.Context())
 	if err != nil {
@@ -130,101 +134,131 @@ func (s *messageService) PublishStream(stream jetwayv1.MessageService_PublishStr
 		return translate(err, "publish stream")
 	}
 	defer acks.close()
-	g, ctx := errgroup.WithContext(stream.Context())
+	ctx, cancel := context.WithCancelCause(stream.Context())
+	defer cancel(nil)
 	pending := make(chan pendingPublish, s.window)
+	go func() {
+		defer close(pending)
+		if err := s.readPublishes(ctx, stream, acks, pending); err != nil {
+			cancel(err)
+		}
+	}()
+	return s.answerPublishes(ctx, stream, acks, pending)
+}
+
+// readPublishes reads a PublishStream's requests and publishes them,
+// queueing each on pending for its answer, until the client half-closes
+// (nil) or Recv or the context fails.
+func (s *messageService) readPublishes(ctx context.Context, stream jetwayv1.MessageService_PublishStreamServer, acks *pubAcks, pending chan<- pendingPublish) error {
 	enqueue := func(p pendingPublish) error {
 		select {
 		case pending <- p:
 			return nil
 		case <-ctx.Done():
-			return ctx.Err()
+			return context.Cause(ctx)
 		}
 	}
-	g.Go(func() error {
-		defer close(pending)
-		for {
-			req, err := stream.Recv()
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			id := req.GetId()
-			switch batch := req.GetBatch(); {
-			case len(batch) == 0 && req.GetPublish() == nil:
-				err = enqueue(pendingPublish{id: id, err: fieldErr("publish", ErrInvalidArgument, "required")})
-			case len(batch) == 0:
-				p := s.publishAsync(ctx, acks, "publish.", req.GetPublish())
-				p.id = id
-				err = enqueue(p)
-			case req.GetPublish() != nil:
-				err = enqueue(pendingPublish{id: id, err: fieldErr("batch", ErrInvalidArgument, "set publish or batch, not both")})
-			case len(batch) > maxPublishBatch:
-				err = enqueue(pendingPublish{id: id, err: fieldErr("batch", ErrInvalidArgument, "at most %d messages", maxPublishBatch)})
-			default:
-				for i, pr := range batch {
-					p := s.publishAsync(ctx, acks, batchPrefix(i), pr)
-					p.id, p.index, p.batch = id, i, len(batch)
-					if err = enqueue(p); err != nil {
-						break
-					}
+	for {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if ctx.Err() != nil {
+			// The handler is gone: a publish now would have no answer.
+			return context.Cause(ctx)
+		}
+		id := req.GetId()
+		switch batch := req.GetBatch(); {
+		case len(batch) == 0 && req.GetPublish() == nil:
+			err = enqueue(pendingPublish{id: id, err: fieldErr("publish", ErrInvalidArgument, "required")})
+		case len(batch) == 0:
+			p := s.publishAsync(ctx, acks, "publish.", req.GetPublish())
+			p.id = id
+			err = enqueue(p)
+		case req.GetPublish() != nil:
+			err = enqueue(pendingPublish{id: id, err: fieldErr("batch", ErrInvalidArgument, "set publish or batch, not both")})
+		case len(batch) > maxPublishBatch:
+			err = enqueue(pendingPublish{id: id, err: fieldErr("batch", ErrInvalidArgument, "at most %d messages", maxPublishBatch)})
+		default:
+			for i, pr := range batch {
+				p := s.publishAsync(ctx, acks, batchPrefix(i), pr)
+				p.id, p.index, p.batch = id, i, len(batch)
+				if err = enqueue(p); err != nil {
+					break
 				}
-			}
-			if err != nil {
-				return err
 			}
 		}
-	})
-	g.Go(func() error {
-		var batchResp *jetwayv1.PublishStreamResponse
-		for p := range pending {
-			var ack *jetwayv1.PublishResponse
-			err := p.err
-			if err == nil {
-				if ack, err = acks.wait(ctx, p.n); ctx.Err() != nil {
-					return ctx.Err()
-				}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// answerPublishes sends each queued publish's outcome in request order,
+// until the reader closes pending (then the reader's error, nil at the
+// client's half-close) or the context ends (its cause).
+func (s *messageService) answerPublishes(ctx context.Context, stream jetwayv1.MessageService_PublishStreamServer, acks *pubAcks, pending <-chan pendingPublish) error {
+	var batchResp *jetwayv1.PublishStreamResponse
+	for {
+		var p pendingPublish
+		var ok bool
+		select {
+		case p, ok = <-pending:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+		if !ok {
+			if ctx.Err() != nil {
+				return context.Cause(ctx) // the reader's error
 			}
-			var e *jetwayv1.Error
-			if err != nil {
-				var internal bool
-				e, internal = ErrorProto(translate(err, fmt.Sprintf("publish to %q", p.subject)))
-				if internal {
-					s.log.ErrorContext(ctx, "publish stream: unexpected error", slog.Uint64("id", p.id), slog.Any("error", err))
-				}
+			return nil
+		}
+		var ack *jetwayv1.PublishResponse
+		err := p.err
+		if err == nil {
+			if ack, err = acks.wait(ctx, p.n); ctx.Err() != nil {
+				return context.Cause(ctx)
 			}
-			if p.batch > 0 {
-				// One response answers the whole batch, once its last
-				// message has its outcome.
-				if p.index == 0 {
-					batchResp = &jetwayv1.PublishStreamResponse{Id: p.id, Results: make([]*jetwayv1.PublishResult, 0, p.batch)}
-				}
-				r := &jetwayv1.PublishResult{Result: &jetwayv1.PublishResult_Ack{Ack: ack}}
-				if e != nil {
-					r.Result = &jetwayv1.PublishResult_Error{Error: e}
-				}
-				batchResp.Results = append(batchResp.Results, r)
-				if p.index < p.batch-1 {
-					continue
-				}
-				if err := stream.Send(batchResp); err != nil {
-					return err
-				}
-				batchResp = nil
+		}
+		var e *jetwayv1.Error
+		if err != nil {
+			var internal bool
+			e, internal = ErrorProto(translate(err, fmt.Sprintf("publish to %q", p.subject)))
+			if internal {
+				s.log.ErrorContext(ctx, "publish stream: unexpected error", slog.Uint64("id", p.id), slog.Any("error", err))
+			}
+		}
+		if p.batch > 0 {
+			// One response answers the whole batch, once its last
+			// message has its outcome.
+			if p.index == 0 {
+				batchResp = &jetwayv1.PublishStreamResponse{Id: p.id, Results: make([]*jetwayv1.PublishResult, 0, p.batch)}
+			}
+			r := &jetwayv1.PublishResult{Result: &jetwayv1.PublishResult_Ack{Ack: ack}}
+			if e != nil {
+				r.Result = &jetwayv1.PublishResult_Error{Error: e}
+			}
+			batchResp.Results = append(batchResp.Results, r)
+			if p.index < p.batch-1 {
 				continue
 			}
-			resp := &jetwayv1.PublishStreamResponse{Id: p.id, Result: &jetwayv1.PublishStreamResponse_Ack{Ack: ack}}
-			if e != nil {
-				resp.Result = &jetwayv1.PublishStreamResponse_Error{Error: e}
-			}
-			if err := stream.Send(resp); err != nil {
+			if err := stream.Send(batchResp); err != nil {
 				return err
 			}
+			batchResp = nil
+			continue
 		}
-		return nil
-	})
-	return g.Wait()
+		resp := &jetwayv1.PublishStreamResponse{Id: p.id, Result: &jetwayv1.PublishStreamResponse_Ack{Ack: ack}}
+		if e != nil {
+			resp.Result = &jetwayv1.PublishStreamResponse_Error{Error: e}
+		}
+		if err := stream.Send(resp); err != nil {
+			return err
+		}
+	}
 }
 
 // publishAsync validates and publishes one message of a PublishStream;

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
@@ -111,3 +112,52 @@ func (g natsGate) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerI
 	}
 	return handler(srv, ss)
 }
+
+// errCutShort is the cause with which shutdown ends the calls still
+// running just before its timeout.
+var errCutShort = errors.New("server: the call outlasted the shutdown")
+
+// lastCall ends the calls still running when the shutdown timeout is
+// about to pass: each handler's context is cancelled with errCutShort
+// (ctx's cause), and what it then returns becomes UNAVAILABLE with its
+// ErrorInfo, so that the client gets an answer rather than a connection
+// the hard stop closes under it.
+type lastCall struct {
+	ctx context.Context
+}
+
+// bind is ctx, also cancelled when l's context ends.
+func (l lastCall) bind(ctx context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	stop := context.AfterFunc(l.ctx, func() { cancel(context.Cause(l.ctx)) })
+	return ctx, func() { stop(); cancel(nil) }
+}
+
+// result is the error of a call that ended with err in ctx.
+func (l lastCall) result(ctx context.Context, err error) error {
+	if err != nil && errors.Is(context.Cause(ctx), errCutShort) {
+		return fmt.Errorf("%w: the bridge is shutting down and ended the call before it finished; its outcome is unknown: retry (a publish with a msg_id is not stored twice)", bridge.ErrUnavailable)
+	}
+	return err
+}
+
+func (l lastCall) unary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	ctx, done := l.bind(ctx)
+	defer done()
+	resp, err := handler(ctx, req)
+	return resp, l.result(ctx, err)
+}
+
+func (l lastCall) stream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	ctx, done := l.bind(ss.Context())
+	defer done()
+	return l.result(ctx, handler(srv, ctxStream{ServerStream: ss, ctx: ctx}))
+}
+
+// ctxStream is a server stream with another context.
+type ctxStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s ctxStream) Context() context.Context { return s.ctx }

@@ -262,9 +262,14 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	edge := errorEdge{log: log}
 	gate := natsGate{connected: link.connected}
 	authn := auth.NewInterceptor(authCfg, log)
+	// Ended (with errCutShort) just before the shutdown timeout passes:
+	// the calls still running then answer UNAVAILABLE.
+	calls, endCalls := context.WithCancelCause(context.Background())
+	cleanup = append(cleanup, func() { endCalls(nil) })
+	last := lastCall{ctx: calls}
 	// One unary chain, for gRPC calls and for the gateway's in-process
 	// REST calls alike.
-	unary := gateway.ChainUnary(edge.unary, authn.Unary, clampDeadline(cfg.Server.MaxCallTimeout), gate.unary)
+	unary := gateway.ChainUnary(edge.unary, last.unary, authn.Unary, clampDeadline(cfg.Server.MaxCallTimeout), gate.unary)
 	grpcOpts := []grpc.ServerOption{}
 	if tlsCfg != nil {
 		grpcOpts = append(grpcOpts, grpc.Creds(listenerCreds{credentials.NewTLS(tlsCfg)}))
@@ -290,7 +295,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 			return ctx, nil
 		}),
 		grpc.ChainUnaryInterceptor(unary),
-		grpc.ChainStreamInterceptor(edge.stream, authn.Stream, gate.stream),
+		grpc.ChainStreamInterceptor(edge.stream, last.stream, authn.Stream, gate.stream),
 	)...)
 	b.Register(gs)
 	hs := health.NewServer()
@@ -396,16 +401,18 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 			_ = pprofSrv.Close()
 		}
 		hs.Shutdown()
-		// Subscribe and Consume streams end (NAKing what they hold) so
-		// that their clients reconnect to another replica at once.
+		// Subscribe and Consume streams and Fetch long polls end (NAKing
+		// what they hold) so that their clients reconnect to another
+		// replica at once.
 		b.Drain()
-		return shutdown(cfg.Server.ShutdownTimeout, httpSrv, gs)
+		return shutdown(cfg.Server.ShutdownTimeout, func() { endCalls(errCutShort) }, httpSrv, gs)
 	})
 	log.Info("serving", slog.String("grpc", s.grpcAddr.String()), slog.String("http", s.httpAddr.String()),
 		slog.Int64("http_max_body", maxBody), slog.Int("grpc_max_message", maxRecv))
 	go func() {
 		defer close(s.done)
 		s.err = g.Wait()
+		endCalls(errCutShort)
 		stopServe()
 		_ = conn.Close()
 		closePool()
@@ -472,11 +479,15 @@ func serveGRPC(gs *grpc.Server, lis net.Listener) error {
 	return nil
 }
 
-// shutdown stops accepting, lets in-flight calls finish within timeout and
-// then ends the rest.
-func shutdown(timeout time.Duration, httpSrv *http.Server, gs *grpc.Server) error {
+// shutdown stops accepting and lets in-flight calls finish within
+// timeout. Those still running lastCallMargin before it passes are ended
+// by endCalls (they answer UNAVAILABLE); the connections left at the
+// timeout are closed.
+func shutdown(timeout time.Duration, endCalls func(), httpSrv *http.Server, gs *grpc.Server) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	last := time.AfterFunc(timeout-lastCallMargin(timeout), endCalls)
+	defer last.Stop()
 	// REST calls go through the gRPC server, so HTTP stops first.
 	httpErr := httpSrv.Shutdown(ctx)
 	if httpErr != nil {
@@ -497,6 +508,13 @@ func shutdown(timeout time.Duration, httpSrv *http.Server, gs *grpc.Server) erro
 		return fmt.Errorf("server: HTTP shutdown: %w", httpErr)
 	}
 	return nil
+}
+
+// lastCallMargin is how long before the shutdown timeout the calls still
+// running are ended: time for their answers to be written before the
+// connections close.
+func lastCallMargin(timeout time.Duration) time.Duration {
+	return min(timeout/4, time.Second)
 }
 
 // connect starts the bridge's NATS link and waits at most

@@ -22,11 +22,18 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := dispatch(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr); err != nil {
+	// The first SIGINT or SIGTERM shuts the bridge down gracefully; a
+	// second one, during the shutdown, ends the process at once.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	err := dispatch(context.Background(), sigs, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
+	var forced *forcedExit
+	switch {
+	case err == nil:
+	case errors.As(err, &forced):
+		os.Exit(forced.code()) // logged by run
+	default:
 		fmt.Fprintln(os.Stderr, "bridge:", err)
-		stop()
 		if errors.Is(err, errUnhealthy) {
 			os.Exit(1) // what container health checks read as unhealthy
 		}
@@ -47,11 +54,25 @@ const usage = `Usage:
 Flags of serve (each also as JETWAY_<FLAG>, e.g. JETWAY_NATS_URL):
 `
 
+// forcedExit is run's error when a second signal cut the shutdown short.
+type forcedExit struct{ sig os.Signal }
+
+func (e *forcedExit) Error() string { return "shutdown cut short by a second " + e.sig.String() }
+
+// code is the exit code: 128 + the signal's number (130 for SIGINT, 143
+// for SIGTERM), as a shell reports a process killed by that signal.
+func (e *forcedExit) code() int {
+	if s, ok := e.sig.(syscall.Signal); ok {
+		return 128 + int(s)
+	}
+	return 1
+}
+
 // dispatch runs a subcommand: token (mint an NKey-signed token),
 // hash-key (print an API key's configuration hash), probe (a container
 // health check of the bridge's own /readyz or /healthz) or, by default,
-// the bridge.
-func dispatch(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+// the bridge, which stops at the first signal on sigs.
+func dispatch(ctx context.Context, sigs <-chan os.Signal, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) > 0 {
 		switch args[0] {
 		case "token":
@@ -71,7 +92,7 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 			args = args[1:]
 		}
 	}
-	return helpIsNoError(run(ctx, args, getenv, stderr))
+	return helpIsNoError(run(ctx, sigs, args, getenv, stderr))
 }
 
 // helpIsNoError makes an asked-for --help (already printed) a success.
@@ -111,8 +132,9 @@ func version() string {
 }
 
 // run parses the configuration, starts the bridge and waits until ctx ends
-// and the bridge has shut down.
-func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+// or a signal comes on sigs, and the bridge has shut down. A signal during
+// the shutdown returns a *forcedExit at once, without waiting for it.
+func run(ctx context.Context, sigs <-chan os.Signal, args []string, getenv func(string) string, stderr io.Writer) error {
 	cfg, err := config.Parse(args, getenv, stderr)
 	if err != nil {
 		return err
@@ -134,6 +156,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
 	srv, err := server.Start(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -144,6 +168,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		select {
 		case <-hup:
 			srv.Reload()
+		case sig := <-sigs:
+			if ctx.Err() == nil {
+				log.Info("signal received: shutting down; a second signal exits at once", slog.String("signal", sig.String()))
+				stop()
+				continue
+			}
+			log.Error("second signal during shutdown: exiting at once, in-flight calls cut off", slog.String("signal", sig.String()))
+			return &forcedExit{sig: sig}
 		case err := <-done:
 			return err
 		}

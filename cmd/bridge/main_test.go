@@ -75,7 +75,7 @@ func startRun(t *testing.T, args []string, env map[string]string) running {
 	})
 	go func() {
 		defer close(done)
-		runErr = run(ctx, args, func(k string) string { return env[k] }, logs)
+		runErr = run(ctx, nil, args, func(k string) string { return env[k] }, logs)
 	}()
 	deadline := time.After(15 * time.Second)
 	for !strings.Contains(logs.String(), `"msg":"serving"`) {
@@ -94,7 +94,14 @@ func startRun(t *testing.T, args []string, env map[string]string) running {
 // message msg.
 func (r running) logged(t *testing.T, msg, key string) string {
 	t.Helper()
-	for _, line := range strings.Split(r.logs.String(), "\n") {
+	return firstLogged(t, r.logs, msg, key)
+}
+
+// firstLogged returns the string attribute key of the first JSON log line
+// in logs with message msg.
+func firstLogged(t *testing.T, logs *syncBuffer, msg, key string) string {
+	t.Helper()
+	for _, line := range strings.Split(logs.String(), "\n") {
 		var m map[string]any
 		if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == msg {
 			if v, ok := m[key].(string); ok {
@@ -102,7 +109,7 @@ func (r running) logged(t *testing.T, msg, key string) string {
 			}
 		}
 	}
-	t.Fatalf("no %q log with %q:\n%s", msg, key, r.logs.String())
+	t.Fatalf("no %q log with %q:\n%s", msg, key, logs.String())
 	return ""
 }
 
@@ -241,7 +248,7 @@ func TestRunSIGHUPAppliesAFixedPasswordFile(t *testing.T) {
 
 func TestRunRejectsBadConfig(t *testing.T) {
 	var logs syncBuffer
-	err := run(context.Background(), []string{"--log-format", "yaml"}, func(string) string { return "" }, &logs)
+	err := run(context.Background(), nil, []string{"--log-format", "yaml"}, func(string) string { return "" }, &logs)
 	if err == nil || !strings.Contains(err.Error(), "log-format") {
 		t.Fatalf("err = %v", err)
 	}
@@ -296,7 +303,7 @@ func TestCommandLine(t *testing.T) {
 	noEnv := func(string) string { return "" }
 	for _, args := range [][]string{{"--help"}, {"help"}, {"-h"}, {"serve", "--help"}} {
 		var out, errOut bytes.Buffer
-		if err := dispatch(ctx, args, noEnv, strings.NewReader(""), &out, &errOut); err != nil {
+		if err := dispatch(ctx, nil, args, noEnv, strings.NewReader(""), &out, &errOut); err != nil {
 			t.Errorf("%v: %v, want success", args, err)
 		}
 		all := out.String() + errOut.String()
@@ -315,21 +322,21 @@ func TestCommandLine(t *testing.T) {
 	}
 	for _, args := range [][]string{{"version"}, {"--version"}} {
 		var out bytes.Buffer
-		if err := dispatch(ctx, args, noEnv, strings.NewReader(""), &out, io.Discard); err != nil || !strings.HasPrefix(out.String(), "jetway bridge ") || !strings.Contains(out.String(), "go1.") {
+		if err := dispatch(ctx, nil, args, noEnv, strings.NewReader(""), &out, io.Discard); err != nil || !strings.HasPrefix(out.String(), "jetway bridge ") || !strings.Contains(out.String(), "go1.") {
 			t.Errorf("%v: %q, %v; want the version", args, out.String(), err)
 		}
 	}
 	// A stdin that fails the test if read: --help must not wait on it.
 	var hashOut bytes.Buffer
-	if err := dispatch(ctx, []string{"hash-key", "--help"}, noEnv, failReader{t}, io.Discard, &hashOut); err != nil || !strings.Contains(hashOut.String(), "stdin") {
+	if err := dispatch(ctx, nil, []string{"hash-key", "--help"}, noEnv, failReader{t}, io.Discard, &hashOut); err != nil || !strings.Contains(hashOut.String(), "stdin") {
 		t.Errorf("hash-key --help: %v, %q", err, hashOut.String())
 	}
 	var out bytes.Buffer
-	if err := dispatch(ctx, []string{"hash-key"}, noEnv, strings.NewReader("0123456789abcdef0123\n"), &out, io.Discard); err != nil || !strings.HasPrefix(out.String(), "sha256:") {
+	if err := dispatch(ctx, nil, []string{"hash-key"}, noEnv, strings.NewReader("0123456789abcdef0123\n"), &out, io.Discard); err != nil || !strings.HasPrefix(out.String(), "sha256:") {
 		t.Errorf("hash-key: %q, %v", out.String(), err)
 	}
 	for _, flagArgs := range [][]string{{"--http-listen", "nonsense"}, {"--grpc-listen", "127.0.0.1:99999"}, {"--http-listen", "0.0.0.0"}, {"--pprof-listen", "x"}} {
-		err := dispatch(ctx, append(flagArgs, "--data-dir", t.TempDir()), noEnv, strings.NewReader(""), io.Discard, io.Discard)
+		err := dispatch(ctx, nil, append(flagArgs, "--data-dir", t.TempDir()), noEnv, strings.NewReader(""), io.Discard, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), "bad address") || strings.Contains(err.Error(), "loopback") {
 			t.Errorf("%v: %v, want a bad address error", flagArgs, err)
 		}
@@ -356,7 +363,7 @@ func TestRunRefusesLockedDataDir(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	began := time.Now()
-	err := run(ctx, append(listen, "--data-dir", dir), func(string) string { return "" }, &logs)
+	err := run(ctx, nil, append(listen, "--data-dir", dir), func(string) string { return "" }, &logs)
 	if err == nil || !strings.Contains(err.Error(), "in use") || !strings.Contains(err.Error(), "http "+httpAddr) {
 		t.Fatalf("second run: %v, want the data dir refused, naming http %s", err, httpAddr)
 	}
@@ -384,7 +391,7 @@ func TestRunUnwritableDataDir(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	began := time.Now()
-	err := run(ctx, []string{"--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--data-dir", filepath.Join(file, "data")}, func(string) string { return "" }, &logs)
+	err := run(ctx, nil, []string{"--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--data-dir", filepath.Join(file, "data")}, func(string) string { return "" }, &logs)
 	if err == nil || !strings.Contains(err.Error(), "not a directory") {
 		t.Fatalf("run: %v, want the cause (not a directory)", err)
 	}
