@@ -80,7 +80,8 @@ func guard(rt *routeTable, cop *http.CrossOriginProtection, log *slog.Logger) ru
 		return func(w http.ResponseWriter, r *http.Request, params map[string]string) {
 			pat, _ := runtime.HTTPPattern(r.Context())
 			policy := routePolicy{crossSiteGET: true}
-			if rte, ok := rt.lookup(r.Method, pat); ok {
+			rte, found := rt.lookup(r.Method, pat)
+			if found {
 				policy = rte.policy
 			} else {
 				log.ErrorContext(r.Context(), "gateway route missing from the route table", slog.String("method", r.Method), slog.String("pattern", pat.String()))
@@ -106,6 +107,12 @@ func guard(rt *routeTable, cop *http.CrossOriginProtection, log *slog.Logger) ru
 				writeError(w, http.StatusUnsupportedMediaType, codes.InvalidArgument, "UNSUPPORTED_MEDIA_TYPE",
 					"a request body must be sent with Content-Type: "+strings.Join(types, " or "))
 				return
+			}
+			if found && !rte.hasBody {
+				if st := unknownQueryParameter(rte, r.URL.Query()); st != nil {
+					writeStatus(w, http.StatusBadRequest, st)
+					return
+				}
 			}
 			next(w, r, params)
 		}

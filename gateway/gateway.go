@@ -107,9 +107,6 @@ func New(ctx context.Context, conn *grpc.ClientConn, o Options) (http.Handler, e
 			runtime.WithMetadata(verifiedCertificate),
 			runtime.WithErrorHandler(errorHandler(routes, jsonpb)),
 			runtime.WithRoutingErrorHandler(routingErrorHandler(routes)),
-			// (grpc-gateway keeps its query parser in a package variable:
-			// every mux of the process gets this one.)
-			runtime.SetQueryParameterParser(&strictQuery{}),
 			// The wildcard marshals responses for any Accept; request
 			// bodies are application/json only (guard).
 			runtime.WithMarshalerOption(runtime.MIMEWildcard, jsonpb),
@@ -189,6 +186,15 @@ func (s streamsApart) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.unary.ServeHTTP(w, r)
+}
+
+// writeStatus answers with a status in grpc-gateway's error shape.
+func writeStatus(w http.ResponseWriter, httpStatus int, st *status.Status) {
+	body, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(st.Proto())
+	if err != nil {
+		body = []byte(`{"code":13,"message":"internal error"}`)
+	}
+	writeJSON(w, httpStatus, string(body))
 }
 
 func writeJSON(w http.ResponseWriter, code int, body string) {

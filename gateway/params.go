@@ -2,18 +2,15 @@ package gateway
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
-	"github.com/grpc-ecosystem/grpc-gateway/v2/utilities"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/jetway-dev/jetway/bridge"
@@ -174,24 +171,23 @@ func describeKind(fd protoreflect.FieldDescriptor) string {
 	return "not a valid value"
 }
 
-// strictQuery is grpc-gateway's query parser that refuses a parameter
-// naming no field of the request, as an unknown field of a body is
-// refused: a misspelt parameter (max_in_fligth) must not be dropped in
-// silence. Parameters the route takes from its path are left to the
-// default parser, which ignores them.
-type strictQuery struct{ runtime.DefaultQueryParser }
-
-func (p *strictQuery) Parse(msg proto.Message, values url.Values, filter *utilities.DoubleArray) error {
-	for key := range values {
+// unknownQueryParameter refuses a query parameter that names no field of
+// the route's request, as an unknown field of a body is refused: a
+// misspelt parameter (max_in_fligth) must not be dropped in silence.
+// Parameters the route takes from its path are left to grpc-gateway, which
+// ignores them in the query. (grpc-gateway's own parser could be swapped
+// for a strict one only through a process-wide variable.)
+func unknownQueryParameter(rte *route, query url.Values) *status.Status {
+	for _, key := range sortedKeys(query) {
 		path := strings.Split(key, ".")
 		if i := strings.IndexByte(key, '['); i >= 0 { // map[key]=value
 			path = strings.Split(key[:i], ".")
 		}
-		if !filter.HasCommonPrefix(path) && !namesField(msg.ProtoReflect().Descriptor(), path) {
-			return fmt.Errorf("unknown query parameter %q", key)
+		if !rte.queryFilter.HasCommonPrefix(path) && !namesField(rte.request.Descriptor(), path) {
+			return invalidParameter(key, "not a parameter of this request")
 		}
 	}
-	return p.DefaultQueryParser.Parse(msg, values, filter)
+	return nil
 }
 
 // namesField reports whether path (proto or JSON names) leads to a field
