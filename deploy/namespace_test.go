@@ -16,7 +16,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,6 +25,7 @@ import (
 
 	"github.com/jetway-dev/jetway/auth"
 	"github.com/jetway-dev/jetway/auth/perm"
+	"github.com/jetway-dev/jetway/internal/jetwaytest"
 )
 
 // The environment of the tests that run the deployment: JETWAY_TEST_DEPLOY
@@ -133,7 +133,7 @@ type container struct {
 	gid     uint32
 	groups  []uint32
 	workdir string
-	logs    *syncBuffer
+	logs    *jetwaytest.LogBuffer
 }
 
 // newImageContainer lays out the Dockerfile's image under a new directory
@@ -181,7 +181,7 @@ func newContainer(t *testing.T, name string, hosts map[string]string) *container
 	if err := os.Chmod(root, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	c := &container{name: name, root: root, logs: &syncBuffer{}, workdir: "/"}
+	c := &container{name: name, root: root, logs: &jetwaytest.LogBuffer{}, workdir: "/"}
 	c.mkdir(t, "/tmp", 0o1777, 0, 0)
 	var h strings.Builder
 	h.WriteString("127.0.0.1\tlocalhost\n")
@@ -378,24 +378,6 @@ func copyTree(t *testing.T, src, dst string, owner [2]int) {
 	if err != nil {
 		t.Fatalf("copy %s to %s: %v", src, dst, err)
 	}
-}
-
-// syncBuffer is a process's output, readable while it writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func mapsKeys[V any](m map[string]V) func(func(string) bool) {

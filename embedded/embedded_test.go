@@ -2,7 +2,6 @@ package embedded_test
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -12,13 +11,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/jetway-dev/jetway/embedded"
+	"github.com/jetway-dev/jetway/internal/jetwaytest"
 )
 
 // start runs an embedded server for the test.
@@ -204,29 +203,11 @@ func TestLoadOrGeneratePassword(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a log sink safe for the server's goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestRefusedLoginsLogBounded: a client sending 100 logins with a 3000
 // byte user name gets the server's refusal lines clipped and rate-limited:
 // what it sends does not reach the log whole, nor one line per attempt.
 func TestRefusedLoginsLogBounded(t *testing.T) {
-	var logs lockedBuffer
+	var logs jetwaytest.LogBuffer
 	s := start(t, embedded.Config{Listen: "127.0.0.1:-1", User: "jetway", Password: "right-password",
 		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))})
 	u, err := url.Parse(s.ClientURL())

@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -9,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,28 +23,10 @@ import (
 	"github.com/jetway-dev/jetway/server"
 )
 
-// lockedBuffer is a log sink written from the server's goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // startLogged runs server.Start with loopback listeners, args and a
 // debug-level JSON log the test reads. A started server is stopped (and
 // waited for, within 30 s) at the end of the test.
-func startLogged(t *testing.T, args ...string) (*server.Server, *lockedBuffer, error) {
+func startLogged(t *testing.T, args ...string) (*server.Server, *jetwaytest.LogBuffer, error) {
 	t.Helper()
 	cfg, err := config.Parse(append([]string{
 		"--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--shutdown-timeout", "5s",
@@ -54,7 +34,7 @@ func startLogged(t *testing.T, args ...string) (*server.Server, *lockedBuffer, e
 	if err != nil {
 		return nil, nil, err
 	}
-	logs := &lockedBuffer{}
+	logs := &jetwaytest.LogBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := server.Start(ctx, cfg, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {

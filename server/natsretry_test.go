@@ -77,7 +77,7 @@ func writeRenamed(t *testing.T, path, data string) {
 }
 
 // logLines are the JSON log lines with message msg.
-func logLines(logs *lockedBuffer, msg string) []map[string]any {
+func logLines(logs *jetwaytest.LogBuffer, msg string) []map[string]any {
 	var out []map[string]any
 	for _, line := range strings.Split(logs.String(), "\n") {
 		var m map[string]any
@@ -100,7 +100,7 @@ func publishes(t *testing.T, b *jetwaytest.Bridge) {
 	}
 }
 
-func noSecret(t *testing.T, logs *lockedBuffer, secrets ...string) {
+func noSecret(t *testing.T, logs *jetwaytest.LogBuffer, secrets ...string) {
 	t.Helper()
 	for _, secret := range secrets {
 		if secret = strings.TrimSpace(secret); strings.Contains(logs.String(), secret) {
@@ -134,7 +134,7 @@ func TestWrongNATSCredentialAtStartIsRetriedUntilFixed(t *testing.T) {
 				ns := jetwaytest.NATSServer(t, hc.server(t, 1))
 				file := filepath.Join(t.TempDir(), "credential")
 				writeRenamed(t, file, hc.values[0])
-				logs := &lockedBuffer{}
+				logs := &jetwaytest.LogBuffer{}
 				wait := 100 * time.Millisecond
 				if reload {
 					wait = time.Minute
@@ -221,7 +221,7 @@ func TestNATSCredentialRefusedAfterConnectIsRetriedUntilFixed(t *testing.T) {
 				ns := jetwaytest.NATSServer(t, first)
 				file := filepath.Join(t.TempDir(), "credential")
 				writeRenamed(t, file, hc.values[0])
-				logs := &lockedBuffer{}
+				logs := &jetwaytest.LogBuffer{}
 				b := jetwaytest.StartWithoutNATSClientWithLogger(t, slog.New(slog.NewJSONHandler(logs, nil)), func(c *config.Config) {
 					c.NATS.URLs = ns.ClientURL()
 					hc.use(c, file)

@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,27 +20,9 @@ import (
 	"github.com/jetway-dev/jetway/internal/jetwaytest"
 )
 
-// syncBuffer is a log sink the test can read while run writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // running is a run in progress: its logs and how to end it.
 type running struct {
-	logs *syncBuffer
+	logs *jetwaytest.LogBuffer
 	// stop cancels run and returns its result, within 20s.
 	stop func() error
 }
@@ -53,7 +34,7 @@ type running struct {
 func startRun(t *testing.T, args []string, env map[string]string) running {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	logs := &syncBuffer{}
+	logs := &jetwaytest.LogBuffer{}
 	env["JETWAY_LOG_FORMAT"] = "json"
 	// run's result is kept once it is known: done is closed after runErr
 	// is set.
@@ -99,7 +80,7 @@ func (r running) logged(t *testing.T, msg, key string) string {
 
 // firstLogged returns the string attribute key of the first JSON log line
 // in logs with message msg.
-func firstLogged(t *testing.T, logs *syncBuffer, msg, key string) string {
+func firstLogged(t *testing.T, logs *jetwaytest.LogBuffer, msg, key string) string {
 	t.Helper()
 	for _, line := range strings.Split(logs.String(), "\n") {
 		var m map[string]any
@@ -247,7 +228,7 @@ func TestRunSIGHUPAppliesAFixedPasswordFile(t *testing.T) {
 }
 
 func TestRunRejectsBadConfig(t *testing.T) {
-	var logs syncBuffer
+	var logs jetwaytest.LogBuffer
 	err := run(context.Background(), nil, []string{"--log-format", "yaml"}, func(string) string { return "" }, &logs)
 	if err == nil || !strings.Contains(err.Error(), "log-format") {
 		t.Fatalf("err = %v", err)
@@ -359,7 +340,7 @@ func TestRunRefusesLockedDataDir(t *testing.T) {
 	first := startRun(t, listen, map[string]string{"JETWAY_DATA_DIR": dir})
 	httpAddr := first.logged(t, "serving", "http")
 
-	var logs syncBuffer
+	var logs jetwaytest.LogBuffer
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	began := time.Now()
@@ -387,7 +368,7 @@ func TestRunUnwritableDataDir(t *testing.T) {
 	if err := os.WriteFile(file, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs jetwaytest.LogBuffer
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	began := time.Now()

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	jetwayv1 "github.com/jetway-dev/jetway/gen/jetway/v1"
+	"github.com/jetway-dev/jetway/internal/jetwaytest"
 )
 
 // TestMain runs the bridge itself, main and all, when a test re-executes
@@ -36,7 +37,7 @@ func TestMain(m *testing.M) {
 // child is the bridge running as a process of its own.
 type child struct {
 	cmd    *exec.Cmd
-	logs   *syncBuffer
+	logs   *jetwaytest.LogBuffer
 	exited chan struct{} // closed once the process has exited; then err is set
 	err    error
 	// Clients of its gRPC server, and its REST root (http://host:port).
@@ -52,7 +53,7 @@ func startChild(t *testing.T) *child {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "--", "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--shutdown-timeout", "30s")
 	cmd.Env = append(os.Environ(), "JETWAY_TEST_MAIN=1", "JETWAY_LOG_FORMAT=json", "JETWAY_DATA_DIR="+t.TempDir())
-	c := &child{cmd: cmd, logs: &syncBuffer{}, exited: make(chan struct{})}
+	c := &child{cmd: cmd, logs: &jetwaytest.LogBuffer{}, exited: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = c.logs, c.logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
