@@ -13,7 +13,7 @@ import (
 	jetwayv1 "github.com/jetway-dev/jetway/gen/jetway/v1"
 )
 
-func benchService(b *testing.B) *messageService {
+func benchService(b testing.TB) *messageService {
 	b.Helper()
 	signer, err := acktoken.New(make([]byte, acktoken.MinKeyLen))
 	if err != nil {

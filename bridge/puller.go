@@ -75,6 +75,16 @@ type puller struct {
 	reqs      []pullReq            // open requests, oldest first
 	spare     []*nats.Subscription // of requests JetStream is done with
 	nextID    uint64
+	// seen counts what the handler took from ch (messages and status
+	// replies): a request past its deadline is given up only once
+	// everything that was in ch at that deadline has been seen, so that
+	// messages waiting unread for a slow client are never forgotten (see
+	// tick). expiring counts the requests so marked.
+	seen     uint64
+	expiring int
+	// emptyAt is a time at which ch was found empty: whatever the handler
+	// takes from it since arrived later.
+	emptyAt   time.Time
 	needBytes int       // after "Message Size Exceeds MaxBytes": ask for more than this
 	retryAt   time.Time // after "no responders": no pull before
 	due       time.Time // when tick is wanted next; zero: not at all
@@ -84,7 +94,11 @@ type puller struct {
 type pullReq struct {
 	sub         *nats.Subscription // of its reply subject
 	msgs, bytes int                // still to come
+	sent        time.Time
 	deadline    time.Time
+	// until: past its deadline, it is given up once seen reaches this
+	// (0: not past its deadline).
+	until uint64
 	// done: its last message came with bytes to spare; JetStream follows
 	// it with a status (409 Batch Completed), after which the
 	// subscription can serve again.
@@ -155,6 +169,12 @@ func (p *puller) pending() (msgs, bytes int) {
 // window refills slot by slot, so that a worker acking one task gets the
 // next at once.
 func (p *puller) fill(heldMsgs, heldBytes int, now time.Time) error {
+	if len(p.ch) == 0 {
+		p.emptyAt = now // now was read before this look
+	}
+	if p.expiring > 0 {
+		p.reap()
+	}
 	if p.small {
 		switch {
 		case p.active && len(p.reqs) == 0 && len(p.ch) == 0:
@@ -212,7 +232,7 @@ func (p *puller) fill(heldMsgs, heldBytes int, now time.Time) error {
 		p.spare = append(p.spare, sub)
 		return translate(err, p.what())
 	}
-	p.reqs = append(p.reqs, pullReq{sub: sub, msgs: msgs, bytes: bytes, deadline: now.Add(expires + pullGrace)})
+	p.reqs = append(p.reqs, pullReq{sub: sub, msgs: msgs, bytes: bytes, sent: now, deadline: now.Add(expires + pullGrace)})
 	if len(p.reqs) == 1 {
 		p.arm(now)
 	}
@@ -254,8 +274,11 @@ func (p *puller) grow() {
 // deadline, or the end of a retry pause.
 func (p *puller) arm(now time.Time) {
 	var at time.Time
-	if len(p.reqs) > 0 {
-		at = p.reqs[0].deadline
+	for _, r := range p.reqs {
+		if r.until == 0 {
+			at = r.deadline // the oldest not yet past it
+			break
+		}
 	}
 	if p.retryAt.After(now) && (at.IsZero() || p.retryAt.Before(at)) {
 		at = p.retryAt
@@ -265,17 +288,37 @@ func (p *puller) arm(now time.Time) {
 
 // tick handles the due time, when now has reached it: requests past their
 // deadline are given up (their end was lost, or the Batch Completed status
-// of a done one never came).
+// of a done one never came) once the handler has taken everything that is
+// in ch now. Their messages may be there, unread: a slow client reads
+// them long after JetStream sent them, and a request given up before its
+// messages are counted would have its window pulled a second time, more
+// than ch has room for (nats.go drops what does not fit, and JetStream
+// redelivers it only after the ack wait).
 func (p *puller) tick(now time.Time) {
 	if p.due.IsZero() || now.Before(p.due) {
 		return
 	}
-	i := 0
-	for i < len(p.reqs) && !p.reqs[i].deadline.After(now) {
+	mark := p.seen + uint64(len(p.ch)) + 1 // +1: 0 means unmarked
+	for i := range p.reqs {
+		if r := &p.reqs[i]; r.until == 0 && !r.deadline.After(now) {
+			r.until = mark
+			p.expiring++
+		}
+	}
+	p.reap()
+	p.arm(now)
+}
+
+// reap gives up the requests past their deadline whose messages, if they
+// came, have all been taken from ch.
+func (p *puller) reap() {
+	for i := 0; i < len(p.reqs); {
+		if r := p.reqs[i]; r.until != 0 && p.seen+1 >= r.until {
+			p.drop(i, i+1, false)
+			continue
+		}
 		i++
 	}
-	p.drop(0, i, false)
-	p.arm(now)
 }
 
 // drop closes the requests from..to-1 (what already arrived stays in ch).
@@ -286,6 +329,9 @@ func (p *puller) tick(now time.Time) {
 // message could still come, and they go.
 func (p *puller) drop(from, to int, reuse bool) {
 	for _, r := range p.reqs[from:to] {
+		if r.until != 0 {
+			p.expiring--
+		}
 		if reuse && len(p.spare) < maxPullRequests {
 			p.spare = append(p.spare, r.sub)
 			continue
@@ -337,14 +383,21 @@ func isStatus(m *nats.Msg) bool {
 	return m.Reply == "" && len(m.Data) == 0 && m.Header.Get("Status") != ""
 }
 
-// received counts a delivered message against its request.
-func (p *puller) received(m *nats.Msg) {
+// received counts a delivered message, just taken from ch, against its
+// request. It returns the earliest time the message can have reached the
+// bridge (zero: unknown): JetStream's ack wait for it runs from then.
+func (p *puller) received(m *nats.Msg) (since time.Time) {
+	p.seen++
 	p.needBytes, p.active = 0, true
 	i := p.find(m.Sub)
 	if i < 0 {
-		return // a request already given up
+		return time.Time{} // a request already given up
 	}
 	r := &p.reqs[i]
+	since = r.sent
+	if p.emptyAt.After(since) {
+		since = p.emptyAt
+	}
 	r.msgs--
 	r.bytes -= m.Size()
 	switch {
@@ -357,11 +410,13 @@ func (p *puller) received(m *nats.Msg) {
 		r.msgs, r.bytes, r.done = 0, 0, true
 		p.trimDone()
 	}
+	return since
 }
 
 // status handles a request's status reply; it returns an error when the
 // stream cannot go on.
 func (p *puller) status(ctx context.Context, m *nats.Msg, now time.Time) error {
+	p.seen++
 	code, desc := m.Header.Get("Status"), m.Header.Get("Description")
 	if code == "100" {
 		return nil // an idle heartbeat (not asked for)
@@ -480,6 +535,7 @@ func (p *puller) halt() bool {
 		_ = p.nc.FlushTimeout(time.Second)
 	}
 	p.reqs = p.reqs[:0]
+	p.expiring = 0
 	return pulled
 }
 

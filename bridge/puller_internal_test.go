@@ -242,3 +242,75 @@ func openDropped(p *puller) int {
 	}
 	return n
 }
+
+// TestDeliverRestartsAckWaitOfWaitedMessages: a message handed to the
+// client at once keeps the ack wait JetStream started, but one that waited
+// in the inbox for longer than its token's margin (a slow client) gets an
+// in-progress ack as it is handed over, so that JetStream's ack wait
+// restarts with the token's deadline and the token never outlives it.
+func TestDeliverRestartsAckWaitOfWaitedMessages(t *testing.T) {
+	t.Parallel()
+	nc, js, ctx := pullerJS(t)
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "WT", Subjects: []string{"wt.>"}, Storage: jetstream.MemoryStorage}); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := js.CreateConsumer(ctx, "WT", jetstream.ConsumerConfig{Durable: "w", AckPolicy: jetstream.AckExplicitPolicy, AckWait: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acks, err := nc.SubscribeSync("$JS.ACK.WT.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if _, err := js.Publish(ctx, "wt.x", []byte(strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sub := &subscription{
+		js: js, meta: metaOf(cons.CachedInfo().Config), window: 4, windowBytes: 1 << 20,
+		info: &jetwayv1.Subscribed{Stream: "WT", Consumer: "w"},
+	}
+	s := benchService(t)
+	start := time.Now()
+	p, err := startPuller(sub, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.stop(false)
+	take := func() *nats.Msg {
+		t.Helper()
+		for {
+			select {
+			case m := <-p.ch:
+				if !isStatus(m) {
+					since := p.received(m)
+					if _, _, err := s.deliver(sub, m, since, time.Now()); err != nil {
+						t.Fatal(err)
+					}
+					return m
+				}
+			case <-ctx.Done():
+				t.Fatal(ctx.Err())
+			}
+		}
+	}
+	first := take()
+	if waited := time.Since(start); waited > 400*time.Millisecond {
+		t.Skipf("the first message took %v to come: too slow a machine to tell a prompt hand-over", waited)
+	}
+	if m, err := acks.NextMsg(300 * time.Millisecond); err == nil {
+		t.Fatalf("a message handed over at once got %q on %s", m.Data, m.Subject)
+	}
+	// The second has been in the inbox since it came; let it age past
+	// the margin (10s/20 = 0.5s).
+	time.Sleep(700 * time.Millisecond)
+	second := take()
+	m, err := acks.NextMsg(2 * time.Second)
+	if err != nil {
+		t.Fatalf("a message that waited in the inbox got no in-progress ack: %v", err)
+	}
+	if m.Subject != second.Reply || string(m.Data) != "+WPI" {
+		t.Fatalf("got %q on %s, want +WPI on %s (first: %s)", m.Data, m.Subject, second.Reply, first.Reply)
+	}
+}

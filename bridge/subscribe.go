@@ -310,13 +310,29 @@ func (s *messageService) closeSubscription(sub *subscription, p *puller, held []
 	}
 }
 
-func (s *messageService) deliver(sub *subscription, m *nats.Msg, now time.Time) (*jetwayv1.Message, delivery, error) {
+// deliver converts m for the client at now. since is the earliest time m
+// can have reached the bridge (zero: unknown). A message that may have
+// waited in the bridge for longer than its token's margin (a slow client
+// let it sit in the inbox) gets an in-progress ack first: JetStream's ack
+// wait then restarts now, with the token's, so the token never outlives
+// the delivery and the client gets the whole ack wait, whatever the
+// message spent in the bridge.
+func (s *messageService) deliver(sub *subscription, m *nats.Msg, since, now time.Time) (*jetwayv1.Message, delivery, error) {
 	out, err := s.toMessage(m.Subject, m.Reply, m.Header, m.Data, sub.meta, sub.format, sub.identity, now)
 	if err != nil {
 		return nil, delivery{}, err
 	}
+	if !sub.meta.ackNone {
+		if wait := sub.meta.ackWaitFor(out.GetNumDelivered()); since.IsZero() || now.Sub(since) > deadlineMargin(wait) {
+			if err := sub.js.Conn().Publish(m.Reply, progressBody); err != nil {
+				return nil, delivery{}, translate(err, "restart the ack wait of a message that waited in the bridge")
+			}
+		}
+	}
 	return out, delivery{reply: m.Reply, deadline: out.GetAckDeadline().AsTime(), size: m.Size()}, nil
 }
+
+var progressBody = []byte("+WPI")
 
 func heartbeatEvent(now time.Time) *jetwayv1.Heartbeat {
 	return &jetwayv1.Heartbeat{Time: timestamppb.New(now)}
@@ -416,8 +432,8 @@ func (s *messageService) arrived(ctx context.Context, sub *subscription, p *pull
 func (s *messageService) take(ctx context.Context, sub *subscription, p *puller, m *nats.Msg, now time.Time, keep func(delivery, time.Time)) ([]*jetwayv1.Message, error) {
 	out := make([]*jetwayv1.Message, 0, min(sub.batch, 1+len(p.ch)))
 	for {
-		p.received(m)
-		msg, d, err := s.deliver(sub, m, now)
+		since := p.received(m)
+		msg, d, err := s.deliver(sub, m, since, now)
 		if err != nil {
 			return out, err
 		}
