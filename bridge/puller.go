@@ -72,9 +72,9 @@ type puller struct {
 	// most one request is out (see smallBatch). active: a message came.
 	small, active bool
 
-	reqs      []pullReq            // open requests, oldest first
-	spare     []*nats.Subscription // of requests JetStream is done with
-	nextID    uint64
+	reqs   []pullReq            // open requests, oldest first
+	spare  []*nats.Subscription // of requests JetStream is done with
+	nextID uint64
 	// seen counts what the handler took from ch (messages and status
 	// replies): a request past its deadline is given up only once
 	// everything that was in ch at that deadline has been seen, so that
