@@ -141,6 +141,9 @@ func (p *Pool) dial(id *Identity) (jetstream.JetStream, error) {
 			refusal.Record(nc, err)
 			log.Warn("NATS refused an operation of the identity", slog.Any("error", err))
 		}),
+		// What was in flight when the connection dropped has no answer
+		// coming: those calls fail now, not at their deadline.
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) { refusal.Lost(nc, err) }),
 	}, p.cfg.Options...), creds...)
 	nc, err := nats.Connect(p.cfg.URLs, opts...)
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/jetway-dev/jetway/bridge/acktoken"
 	jetwayv1 "github.com/jetway-dev/jetway/gen/jetway/v1"
+	"github.com/jetway-dev/jetway/refusal"
 )
 
 // Caps bounds what one consuming request may ask for. Requests over a cap
@@ -391,6 +392,10 @@ func (s *messageService) Fetch(ctx context.Context, req *jetwayv1.FetchRequest) 
 		}
 	}
 	if err := got.outcome(); err != nil {
+		if got.code == "503" {
+			// No responders: the consumer is gone, or between leaders.
+			err = consumerAnswer(ctx, js, req.GetStream(), req.GetConsumer(), got.what)
+		}
 		return nil, err
 	}
 	msgs := got.msgs
@@ -563,11 +568,29 @@ func (s *messageService) ackOne(ctx context.Context, nc *nats.Conn, op *jetwayv1
 		return fail(err)
 	}
 	if sync {
-		if _, err := nc.RequestWithContext(ctx, claims.Reply, body); err != nil {
-			if errors.Is(err, nats.ErrNoResponders) {
-				// Nobody serves the ack subject: the consumer is gone.
-				err = fmt.Errorf("%w: consumer %q on stream %q no longer takes acks", ErrConsumerNotFound, claims.Consumer, claims.Stream)
-			} else {
+		// The loss of the connection ends the wait: no answer can come.
+		rctx, cancel := context.WithCancelCause(ctx)
+		w := refusal.Subject(nc, claims.Reply, cancel)
+		_, err := nc.RequestWithContext(rctx, claims.Reply, body)
+		w.Stop()
+		cause := context.Cause(rctx)
+		cancel(nil)
+		if err != nil {
+			switch {
+			case ctx.Err() != nil:
+				err = translate(ctx.Err(), "ack")
+			case errors.Is(err, nats.ErrNoResponders):
+				// Nobody serves the ack subject: the consumer is gone,
+				// or between leaders, or still loading after a restart.
+				js, jerr := jetstream.New(nc)
+				if jerr != nil {
+					err = translate(jerr, "ack")
+					break
+				}
+				err = consumerAnswer(ctx, js, claims.Stream, claims.Consumer, fmt.Sprintf("ack of consumer %q on stream %q", claims.Consumer, claims.Stream))
+			case cause != nil && !errors.Is(cause, context.Canceled):
+				err = translate(cause, "ack") // refused, or the connection lost
+			default:
 				err = translate(err, "ack")
 			}
 			res.Error, _ = ErrorProto(err)

@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetway-dev/jetway/refusal"
 )
 
 // JetStream API error codes (nats-server's errors.json) the bridge gives a
@@ -52,6 +55,10 @@ var apiErrorCodes = map[jetstream.ErrorCode]error{
 	10163: ErrUnavailable,         // JSStreamExpectedLastSeqPerSubjectNotReady
 	10194: ErrUnavailable,         // JSStreamOfflineReasonErrF
 }
+
+// errNoAnswer is a NATS request that got no answer within the bridge's
+// own bound: retryable.
+var errNoAnswer = fmt.Errorf("%w: JetStream did not answer in time", ErrUnavailable)
 
 // translate turns an error from nats.go into one wrapping a domain sentinel
 // and, for logs and errors.Is, the original. what names the operation and
@@ -121,8 +128,12 @@ func classify(err error) error {
 		return nil
 	case errors.Is(err, context.Canceled):
 		return nil // mapped to Canceled at the edge
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout), errors.Is(err, jetstream.ErrAsyncPublishTimeout):
+	case errors.Is(err, context.DeadlineExceeded):
 		return ErrTimeout
+	case errors.Is(err, nats.ErrTimeout), errors.Is(err, jetstream.ErrAsyncPublishTimeout), errors.Is(err, refusal.ErrConnectionLost):
+		// The bridge's own bound on an answer, not the caller's deadline:
+		// JetStream is restarting, electing or unreachable.
+		return errNoAnswer
 	case errors.Is(err, jetstream.ErrStreamNotFound):
 		return ErrStreamNotFound
 	case errors.Is(err, jetstream.ErrConsumerNotFound), errors.Is(err, jetstream.ErrConsumerDoesNotExist):
@@ -152,4 +163,74 @@ func classify(err error) error {
 		return ErrUnavailable
 	}
 	return nil
+}
+
+// While a stream or consumer is between leaders, and while nats-server
+// restarts, JetStream answers a request for one that exists as it
+// answers one for one that does not: nobody responds. noStreamAnswer and
+// consumerAnswer tell the two apart by asking JetStream's API, whose own
+// silence means it cannot tell: unavailable, retry. A client drops a
+// message on NOT_FOUND; it retries on UNAVAILABLE.
+
+// probeTimeout bounds the question.
+const probeTimeout = time.Second
+
+// noStreamAnswer is the error of a publish to subject that no stream
+// answered (err, jetstream.ErrNoStreamResponse): NO_STREAM_FOR_SUBJECT
+// only when JetStream says that no stream captures the subject, or when
+// the connection's NATS user may not ask.
+func noStreamAnswer(ctx context.Context, js jetstream.JetStream, subject string, err error, what string) error {
+	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	qctx, refused := context.WithCancelCause(pctx)
+	defer refused(nil)
+	w := refusal.Subject(js.Conn(), js.Options().APIPrefix+"STREAM.NAMES", refused)
+	name, perr := js.StreamNameBySubject(qctx, subject)
+	w.Stop()
+	switch {
+	case errors.Is(perr, jetstream.ErrStreamNotFound), errors.Is(context.Cause(qctx), nats.ErrPermissionViolation):
+		return translate(err, what)
+	case perr == nil:
+		return fmt.Errorf("%s: %w: stream %q did not answer (between leaders, or restarting); nothing was stored, retry", what, ErrUnavailable, name)
+	case ctx.Err() != nil:
+		return translate(ctx.Err(), what)
+	}
+	return fmt.Errorf("%s: %w: no stream answered, and JetStream could not tell whether one captures the subject (%v); retry", what, ErrUnavailable, perr)
+}
+
+// consumerAnswer is the error of a request to a consumer that nobody
+// answered: CONSUMER_NOT_FOUND only when JetStream says the consumer (or
+// its stream) does not exist.
+func consumerAnswer(ctx context.Context, js jetstream.JetStream, stream, consumer, what string) error {
+	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	_, err := js.Consumer(pctx, stream, consumer)
+	switch {
+	case errors.Is(err, jetstream.ErrConsumerNotFound), errors.Is(err, jetstream.ErrStreamNotFound):
+		return fmt.Errorf("%s: %w", what, ErrConsumerNotFound)
+	case err == nil:
+		return fmt.Errorf("%s: %w: consumer %q on stream %q did not answer (between leaders, or restarting); retry", what, ErrUnavailable, consumer, stream)
+	case ctx.Err() != nil:
+		return translate(ctx.Err(), what)
+	}
+	return fmt.Errorf("%s: %w: the consumer did not answer, and JetStream could not tell whether it exists (%v); retry", what, ErrUnavailable, err)
+}
+
+// noStreamVerdicts remembers, for one PublishStream, noStreamAnswer's
+// verdicts of the last second, so that a batch to a subject no stream
+// answers asks JetStream once, not once per message. Not safe for
+// concurrent use.
+type noStreamVerdicts struct {
+	subject string
+	at      time.Time
+	err     error
+}
+
+func (v *noStreamVerdicts) answer(ctx context.Context, js jetstream.JetStream, subject string, err error, what string) error {
+	if now := time.Now(); v.err != nil && v.subject == subject && now.Sub(v.at) < probeTimeout {
+		return v.err
+	}
+	v.subject, v.err = subject, noStreamAnswer(ctx, js, subject, err, what)
+	v.at = time.Now()
+	return v.err
 }

@@ -60,12 +60,21 @@ func (s *messageService) Publish(ctx context.Context, req *jetwayv1.PublishReque
 	if err != nil {
 		return nil, err
 	}
+	what := fmt.Sprintf("publish to %q", req.GetSubject())
 	// nats-server refuses a publish its NATS user may not make without a
 	// reply: the refusal comes to the connection's error handler, and ends
-	// this wait rather than its deadline.
+	// this wait rather than its deadline. So does the loss of the
+	// connection, after which no answer can come.
 	pctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	w := refusal.Subject(js.Conn(), msg.Subject, cancel)
+	if !js.Conn().IsConnected() {
+		// nats.go would buffer the publish until it reconnects: the
+		// outcome would be unknown. (The watch is made first: a loss
+		// after this check ends it.)
+		w.Stop()
+		return nil, fmt.Errorf("%s: %w: the bridge is reconnecting to NATS; nothing was published, retry", what, ErrUnavailable)
+	}
 	ack, err := js.PublishMsg(pctx, msg)
 	w.Stop()
 	if err != nil {
@@ -73,8 +82,13 @@ func (s *messageService) Publish(ctx context.Context, req *jetwayv1.PublishReque
 			err = ctx.Err() // the caller's deadline or cancellation
 		} else if errors.Is(cause, nats.ErrPermissionViolation) {
 			err = cause
+		} else if errors.Is(cause, refusal.ErrConnectionLost) {
+			return nil, fmt.Errorf("%s: %w: %w; the message may have been stored: retry with the same msg_id", what, ErrUnavailable, cause)
 		}
-		return nil, translate(err, fmt.Sprintf("publish to %q", req.GetSubject()))
+		if errors.Is(err, jetstream.ErrNoStreamResponse) {
+			return nil, noStreamAnswer(ctx, js, req.GetSubject(), err, what)
+		}
+		return nil, translate(err, what)
 	}
 	return pubAckTo(ack), nil
 }
@@ -143,7 +157,7 @@ func (s *messageService) PublishStream(stream jetwayv1.MessageService_PublishStr
 			cancel(err)
 		}
 	}()
-	return s.answerPublishes(ctx, stream, acks, pending)
+	return s.answerPublishes(ctx, stream, js, acks, pending)
 }
 
 // readPublishes reads a PublishStream's requests and publishes them,
@@ -200,8 +214,9 @@ func (s *messageService) readPublishes(ctx context.Context, stream jetwayv1.Mess
 // answerPublishes sends each queued publish's outcome in request order,
 // until the reader closes pending (then the reader's error, nil at the
 // client's half-close) or the context ends (its cause).
-func (s *messageService) answerPublishes(ctx context.Context, stream jetwayv1.MessageService_PublishStreamServer, acks *pubAcks, pending <-chan pendingPublish) error {
+func (s *messageService) answerPublishes(ctx context.Context, stream jetwayv1.MessageService_PublishStreamServer, js jetstream.JetStream, acks *pubAcks, pending <-chan pendingPublish) error {
 	var batchResp *jetwayv1.PublishStreamResponse
+	var verdicts noStreamVerdicts
 	for {
 		var p pendingPublish
 		var ok bool
@@ -225,8 +240,14 @@ func (s *messageService) answerPublishes(ctx context.Context, stream jetwayv1.Me
 		}
 		var e *jetwayv1.Error
 		if err != nil {
+			what := fmt.Sprintf("publish to %q", p.subject)
+			if errors.Is(err, jetstream.ErrNoStreamResponse) {
+				err = verdicts.answer(ctx, js, p.subject, err, what)
+			} else {
+				err = translate(err, what)
+			}
 			var internal bool
-			e, internal = ErrorProto(translate(err, fmt.Sprintf("publish to %q", p.subject)))
+			e, internal = ErrorProto(err)
 			if internal {
 				s.log.ErrorContext(ctx, "publish stream: unexpected error", slog.Uint64("id", p.id), slog.Any("error", err))
 			}

@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"errors"
+	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -113,6 +114,12 @@ func Status(err error) (st *status.Status, internal bool) {
 		return withInfo(st, cr.reason, fe), false
 	}
 	st = withInfo(st, cr.reason, nil)
+	if cr.code == codes.Unavailable {
+		// NATS restarting, a stream between leaders: soon over.
+		if withRetry, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(UnavailableRetry)}); err == nil {
+			st = withRetry
+		}
+	}
 	var qe *auth.QuotaError
 	if errors.As(err, &qe) {
 		if withRetry, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(qe.RetryAfter)}); err == nil {
@@ -121,6 +128,11 @@ func Status(err error) (st *status.Status, internal bool) {
 	}
 	return st, false
 }
+
+// UnavailableRetry is the retry delay an UNAVAILABLE error suggests (its
+// RetryInfo, and Retry-After over REST): about the time a JetStream
+// leader election or a NATS reconnect takes.
+const UnavailableRetry = time.Second
 
 // lookup finds the sentinel err wraps. Each error wraps at most one
 // sentinel, so the map's iteration order does not matter.

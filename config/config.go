@@ -56,10 +56,14 @@ type NATS struct {
 	Credentials auth.NATSCredentials
 	// ConnectTimeout bounds the wait for the first connection at start.
 	ConnectTimeout time.Duration
-	// ReconnectWait is the pause between two rounds of connection
-	// attempts (every server tried once), while the bridge is not
-	// connected: at start, after a loss, with a refused credential.
+	// ReconnectWait is the longest pause between two rounds of
+	// connection attempts (every server tried once), while the bridge is
+	// not connected: at start, after a loss, with a refused credential.
+	// The first pause is 50 ms, and each doubles up to it.
 	ReconnectWait time.Duration
+	// ReconnectJitter is the most added at random to each pause, so that
+	// replicas that lost NATS together do not all come back at once.
+	ReconnectJitter time.Duration
 	// RequestTimeout is the default timeout of JetStream calls whose
 	// client set no deadline.
 	RequestTimeout time.Duration
@@ -260,7 +264,8 @@ func Parse(args []string, getenv func(string) string, output io.Writer) (Config,
 	fs.StringVar(&n.EmbeddedUser, "embedded-nats-user", "jetway", "user of the embedded server's NATS port")
 	fs.StringVar(&n.EmbeddedPasswordFile, "embedded-nats-password-file", "", "file holding the password of --embedded-nats-user; empty generates one, kept in <data-dir>/embedded-nats-password (mode 0600)")
 	fs.DurationVar(&n.ConnectTimeout, "nats-connect-timeout", 10*time.Second, "wait at most this long for the first NATS connection")
-	fs.DurationVar(&n.ReconnectWait, "nats-reconnect-wait", 2*time.Second, "pause between rounds of NATS connection attempts while not connected (each attempt that fails is logged)")
+	fs.DurationVar(&n.ReconnectWait, "nats-reconnect-wait", 2*time.Second, "longest pause between rounds of NATS connection attempts while not connected: the first is 50ms, each doubling up to this (each attempt that fails is logged)")
+	fs.DurationVar(&n.ReconnectJitter, "nats-reconnect-jitter", 100*time.Millisecond, "most added at random to each pause between NATS connection attempts (0 for none)")
 	fs.DurationVar(&n.RequestTimeout, "nats-request-timeout", 5*time.Second, "timeout of JetStream calls when the client set no deadline")
 	cr := &n.Credentials
 	fs.StringVar(&cr.CredsFile, "nats-creds", "", "NATS creds file (user JWT and seed, as nsc writes it)")
@@ -406,6 +411,9 @@ func (c Config) validate() error {
 			errs = append(errs, fmt.Errorf("%s %s: must be positive", t.flag, t.d))
 		}
 	}
+	if c.NATS.ReconnectJitter < 0 {
+		errs = append(errs, fmt.Errorf("--nats-reconnect-jitter %s: must not be negative", c.NATS.ReconnectJitter))
+	}
 	if c.Server.MaxConnections < 0 {
 		errs = append(errs, fmt.Errorf("--max-connections %d: want 0 (no cap) or more", c.Server.MaxConnections))
 	}
@@ -488,7 +496,7 @@ func (c Config) LogValue() slog.Value {
 				slog.String("embedded_user", c.NATS.EmbeddedUser), slog.String("embedded_password_file", c.NATS.EmbeddedPasswordFile))
 		}
 	}
-	nats = append(nats, slog.Duration("connect_timeout", c.NATS.ConnectTimeout), slog.Duration("reconnect_wait", c.NATS.ReconnectWait),
+	nats = append(nats, slog.Duration("connect_timeout", c.NATS.ConnectTimeout), slog.Duration("reconnect_wait", c.NATS.ReconnectWait), slog.Duration("reconnect_jitter", c.NATS.ReconnectJitter),
 		slog.Duration("request_timeout", c.NATS.RequestTimeout))
 	// 0 is derived from the NATS max payload once connected; the serving
 	// line logs the value in effect.

@@ -1,5 +1,6 @@
-// Package refusal delivers nats-server's refusals of a publish to the
-// calls waiting on that publish.
+// Package refusal delivers nats-server's refusals of a publish, and the
+// loss of the connection that carried it, to the calls waiting on that
+// publish.
 //
 // A publish the connection's NATS user may not make is not forwarded, and
 // no reply comes: nats-server answers with an asynchronous -ERR
@@ -16,10 +17,17 @@
 // by publish: every publish to that subject on that connection is
 // refused alike, unless nats-server's permissions changed in between (a
 // configuration reload), when a late refusal may fail a newer call.
+//
+// A request in flight when its connection drops has no answer coming
+// either: the server that would have answered is gone or has forgotten
+// it. The connection's disconnect handler calls Lost, which ends every
+// subject watch of the connection with ErrConnectionLost, so that such a
+// call fails at once rather than at its deadline.
 package refusal
 
 import (
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -120,6 +128,36 @@ func Record(nc *nats.Conn, err error) {
 	reg.mu.Unlock()
 	for _, f := range fs {
 		f(subject, err)
+	}
+}
+
+// ErrConnectionLost is what Lost passes to the watches: the request may
+// or may not have reached NATS and been carried out.
+var ErrConnectionLost = errors.New("the NATS connection was lost while the request awaited its answer")
+
+// Lost ends every subject watch of nc with ErrConnectionLost (wrapping
+// cause, when there is one). Watches made by All are not called: they
+// follow a connection's life, not one request.
+func Lost(nc *nats.Conn, cause error) {
+	err := ErrConnectionLost
+	if cause != nil {
+		err = fmt.Errorf("%w: %w", ErrConnectionLost, cause)
+	}
+	reg.mu.Lock()
+	var fs []func(string, error)
+	var subjects []string
+	for k, m := range reg.subject {
+		if k.nc != nc {
+			continue
+		}
+		for w := range m {
+			fs, subjects = append(fs, w.f), append(subjects, k.subject)
+		}
+		delete(reg.subject, k)
+	}
+	reg.mu.Unlock()
+	for i, f := range fs {
+		f(subjects[i], err)
 	}
 }
 

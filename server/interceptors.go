@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/jetway-dev/jetway/bridge"
@@ -40,7 +42,21 @@ func (e errorEdge) finish(ctx context.Context, method string, start time.Time, e
 		e.log.DebugContext(ctx, "rpc", slog.String("method", method), slog.Duration("duration", time.Since(start)))
 		return nil
 	}
+	_, wasStatus := status.FromError(err)
 	st, internal := bridge.Status(err)
+	if st.Code() == codes.DeadlineExceeded && !wasStatus && ctx.Err() == nil {
+		// The caller's deadline has not passed: the bound was the
+		// bridge's own (the call clamp, a JetStream request timeout).
+		// JetStream did not answer, as while it restarts or elects a
+		// leader: retryable, not the caller's timeout.
+		err = fmt.Errorf("%s (JetStream did not answer in time): %w", err.Error(), bridge.ErrUnavailable)
+		st, internal = bridge.Status(err)
+	}
+	if st.Code() == codes.Unavailable && !wasStatus {
+		// Over REST, Retry-After (a stream's headers may be gone: then
+		// only its RetryInfo says it).
+		_ = grpc.SetHeader(ctx, metadata.Pairs("retry-after", strconv.Itoa(int(bridge.UnavailableRetry/time.Second))))
+	}
 	if internal {
 		e.log.ErrorContext(ctx, "rpc failed", slog.String("method", method), slog.String("error", logsafe.Clip(err.Error(), maxLoggedError)), slog.Duration("duration", time.Since(start)))
 	} else {

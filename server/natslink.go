@@ -38,7 +38,7 @@ type natsLink struct {
 	// options are the options of a new connection, credentials read now.
 	options func() ([]nats.Option, error)
 	jsOpts  []jetstream.JetStreamOpt
-	wait    time.Duration
+	wait    backoff
 	log     *slog.Logger
 
 	cur     atomic.Pointer[linkConn]
@@ -72,7 +72,7 @@ type linkConn struct {
 
 var _ bridge.ConnProvider = (*natsLink)(nil)
 
-func newNATSLink(urls string, options func() ([]nats.Option, error), jsOpts []jetstream.JetStreamOpt, wait time.Duration, where func(*nats.Conn) string, log *slog.Logger) *natsLink {
+func newNATSLink(urls string, options func() ([]nats.Option, error), jsOpts []jetstream.JetStreamOpt, wait backoff, where func(*nats.Conn) string, log *slog.Logger) *natsLink {
 	return &natsLink{
 		urls: urls, options: options, jsOpts: jsOpts, wait: wait, where: where, log: log,
 		wake: make(chan struct{}, 1), up: make(chan struct{}), quit: make(chan struct{}), done: make(chan struct{}),
@@ -201,7 +201,11 @@ func (l *natsLink) run() {
 	now := true // the first attempt is made at once, and a reload's
 	for {
 		if l.cur.Load() == nil {
-			if !now && !l.pause() {
+			// Without a connection (at start, or after nats.go closed
+			// one) the pause is the longest, so that a connection
+			// closed at every start is not redialed in a loop; the
+			// backoff from 50 ms is for a connection that was lost.
+			if !now && !l.pause(l.wait.max+l.wait.jitterNow()) {
 				return
 			}
 			now = false
@@ -219,9 +223,42 @@ func (l *natsLink) run() {
 	}
 }
 
-// pause waits between two attempts; false when the link stops.
-func (l *natsLink) pause() bool {
-	d := l.wait + rand.N(nats.DefaultReconnectJitter)
+// firstReconnectWait is the first pause after a loss: a nats-server
+// restarted on its host is back in well under 100 ms, and a cluster's
+// other servers are tried before any pause.
+const firstReconnectWait = 50 * time.Millisecond
+
+// backoff is the pause between rounds of connection attempts: first, then
+// doubling up to max, each plus up to jitter at random.
+type backoff struct {
+	first, max, jitter time.Duration
+}
+
+func reconnectBackoff(cfg config.Config) backoff {
+	return backoff{first: firstReconnectWait, max: cfg.NATS.ReconnectWait, jitter: cfg.NATS.ReconnectJitter}
+}
+
+// delay is the pause before round n (1 for the first after a loss); its
+// signature is nats.CustomReconnectDelay's.
+func (b backoff) delay(n int) time.Duration {
+	d := b.max
+	if n >= 1 && n < 32 {
+		if f := b.first << (n - 1); f > 0 && f < d {
+			d = f
+		}
+	}
+	return d + b.jitterNow()
+}
+
+func (b backoff) jitterNow() time.Duration {
+	if b.jitter <= 0 {
+		return 0
+	}
+	return rand.N(b.jitter)
+}
+
+// pause waits d between two attempts; false when the link stops.
+func (l *natsLink) pause(d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -282,11 +319,16 @@ func (l *natsLink) dial() error {
 	lc := &linkConn{}
 	opts := append([]nats.Option{
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(l.wait),
+		// After a loss: 50 ms, then doubling up to --nats-reconnect-wait
+		// (nats.go's own is a flat 2 s, even for a server back at once).
+		nats.CustomReconnectDelay(l.wait.delay),
 		// A refused credential is retried like any failure: the file may
 		// be fixed, the server's configuration too.
 		nats.IgnoreAuthErrorAbort(),
 		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			// What was in flight on the connection has no answer
+			// coming: those calls fail now, not at their deadline.
+			refusal.Lost(nc, err)
 			l.event(lc, false)
 			switch {
 			case l.stopping.Load() || lc.retired.Load() || nc.IsClosed():

@@ -214,7 +214,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		}
 		pool := auth.NewPool(link.JetStream, auth.PoolConfig{
 			URLs:    urls,
-			Options: append(tlsOpts, nats.MaxReconnects(-1)),
+			Options: append(tlsOpts, nats.MaxReconnects(-1), nats.CustomReconnectDelay(reconnectBackoff(cfg).delay)),
 			JetStream: []jetstream.JetStreamOpt{
 				jetstream.WithDefaultTimeout(cfg.NATS.RequestTimeout),
 			},
@@ -542,7 +542,7 @@ func connect(cfg config.Config, log *slog.Logger, urls string, extra []nats.Opti
 		where = func(*nats.Conn) string { return "in-process" }
 	}
 	link := newNATSLink(urls, options, []jetstream.JetStreamOpt{jetstream.WithDefaultTimeout(cfg.NATS.RequestTimeout)},
-		cfg.NATS.ReconnectWait, where, log)
+		reconnectBackoff(cfg), where, log)
 	link.start()
 	select {
 	case <-link.up:
