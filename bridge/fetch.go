@@ -101,6 +101,9 @@ type pulled struct {
 	code   string // "" when the batch filled, or the guard ended it
 	desc   string
 	noInfo bool // the consumer info answer did not come
+	// unanswered: the pull's end did not come by its guard (JetStream
+	// restarting or between leaders, or the answer lost).
+	unanswered bool
 }
 
 // pull sends one pull request, with the consumer info request alongside
@@ -210,7 +213,7 @@ func pull(ctx context.Context, nc *nats.Conn, drained <-chan struct{}, stream, c
 			nakAll(nc, res.msgs)
 			return res, translate(ctx.Err(), what)
 		case <-guard.C:
-			res.noInfo = infoDue
+			res.noInfo, res.unanswered = infoDue, !pullDone
 			return res, nil
 		}
 	}
@@ -263,6 +266,10 @@ func (r *pulled) setInfo(data []byte, what string) error {
 func (r *pulled) outcome() error {
 	if len(r.msgs) > 0 {
 		return nil // whatever ended the request, what came is returned
+	}
+	if r.unanswered {
+		// Never an empty success: the wait did not end, it was cut.
+		return fmt.Errorf("%s: %w", r.what, ErrNoAnswer)
 	}
 	switch r.code {
 	case "", "404", "408":
@@ -578,7 +585,7 @@ func (s *messageService) ackOne(ctx context.Context, nc *nats.Conn, op *jetwayv1
 		if err != nil {
 			switch {
 			case ctx.Err() != nil:
-				err = translate(ctx.Err(), "ack")
+				err = callEnded(ctx, "ack")
 			case errors.Is(err, nats.ErrNoResponders):
 				// Nobody serves the ack subject: the consumer is gone,
 				// or between leaders, or still loading after a restart.

@@ -56,9 +56,20 @@ var apiErrorCodes = map[jetstream.ErrorCode]error{
 	10194: ErrUnavailable,         // JSStreamOfflineReasonErrF
 }
 
-// errNoAnswer is a NATS request that got no answer within the bridge's
-// own bound: retryable.
-var errNoAnswer = fmt.Errorf("%w: JetStream did not answer in time", ErrUnavailable)
+// ErrNoAnswer is a NATS request that got no answer within the bridge's
+// own bound, not the caller's deadline: JetStream restarting, electing a
+// leader or cut off. It wraps ErrUnavailable: retry. The server's bound
+// on a call is a context whose cause is ErrNoAnswer.
+var ErrNoAnswer = fmt.Errorf("%w: JetStream did not answer in time", ErrUnavailable)
+
+// callEnded is the error of a call whose context ended: its cause when
+// that is the server's bound (ErrNoAnswer), else the context's error.
+func callEnded(ctx context.Context, what string) error {
+	if cause := context.Cause(ctx); errors.Is(cause, ErrNoAnswer) {
+		return fmt.Errorf("%s: %w", what, cause)
+	}
+	return translate(ctx.Err(), what)
+}
 
 // translate turns an error from nats.go into one wrapping a domain sentinel
 // and, for logs and errors.Is, the original. what names the operation and
@@ -133,7 +144,7 @@ func classify(err error) error {
 	case errors.Is(err, nats.ErrTimeout), errors.Is(err, jetstream.ErrAsyncPublishTimeout), errors.Is(err, refusal.ErrConnectionLost):
 		// The bridge's own bound on an answer, not the caller's deadline:
 		// JetStream is restarting, electing or unreachable.
-		return errNoAnswer
+		return ErrNoAnswer
 	case errors.Is(err, jetstream.ErrStreamNotFound):
 		return ErrStreamNotFound
 	case errors.Is(err, jetstream.ErrConsumerNotFound), errors.Is(err, jetstream.ErrConsumerDoesNotExist):

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/jetway-dev/jetway/bridge"
+	jetwayv1 "github.com/jetway-dev/jetway/gen/jetway/v1"
 	"github.com/jetway-dev/jetway/internal/logsafe"
 )
 
@@ -88,12 +89,22 @@ func (e errorEdge) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServer
 
 // clampDeadline bounds the deadline of unary calls: a client-sent
 // Grpc-Timeout larger than max (or none at all) becomes max, so no unary
-// call holds server resources longer than that.
-func clampDeadline(max time.Duration) grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > max {
+// call holds server resources longer than that. Calls other than Fetch
+// (whose long poll has a wait of its own) are bounded by answer too, the
+// NATS request timeout: JetStream answers a publish, an ack or an admin
+// request in milliseconds, and one that has not answered in that time is
+// restarting, electing a leader or cut off. errorEdge then answers
+// UNAVAILABLE (retry), since the caller's own deadline has not passed.
+func clampDeadline(max, answer time.Duration) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		bound := max
+		if answer > 0 && answer < bound && info.FullMethod != jetwayv1.MessageService_Fetch_FullMethodName {
+			bound = answer
+		}
+		if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > bound {
 			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, max)
+			// The cause tells the bridge the bound was the server's.
+			ctx, cancel = context.WithTimeoutCause(ctx, bound, bridge.ErrNoAnswer)
 			defer cancel()
 		}
 		return handler(ctx, req)

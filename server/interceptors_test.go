@@ -73,7 +73,7 @@ func TestErrorEdgeMapsDomainErrors(t *testing.T) {
 }
 
 func TestClampDeadline(t *testing.T) {
-	clamp := clampDeadline(time.Second)
+	clamp := clampDeadline(time.Second, 0)
 	tests := []struct {
 		name   string
 		client time.Duration // 0: no deadline

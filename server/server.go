@@ -269,7 +269,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	last := lastCall{ctx: calls}
 	// One unary chain, for gRPC calls and for the gateway's in-process
 	// REST calls alike.
-	unary := gateway.ChainUnary(edge.unary, last.unary, authn.Unary, clampDeadline(cfg.Server.MaxCallTimeout), gate.unary)
+	unary := gateway.ChainUnary(edge.unary, last.unary, authn.Unary, clampDeadline(cfg.Server.MaxCallTimeout, cfg.NATS.RequestTimeout), gate.unary)
 	grpcOpts := []grpc.ServerOption{}
 	if tlsCfg != nil {
 		grpcOpts = append(grpcOpts, grpc.Creds(listenerCreds{credentials.NewTLS(tlsCfg)}))

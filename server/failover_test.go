@@ -1,0 +1,327 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/jetway-dev/jetway/config"
+	jetwayv1 "github.com/jetway-dev/jetway/gen/jetway/v1"
+	"github.com/jetway-dev/jetway/internal/jetwaytest"
+)
+
+// TestCallsInFlightWhenNATSDiesFailAtOnce publishes, with no deadline,
+// to a subject a plain NATS subscriber takes and never answers, so that
+// each publish is in flight at the bridge, then stops nats-server. No
+// answer can come any more: the unary publish (gRPC and REST) and the
+// PublishStream publish fail within a second with UNAVAILABLE and a
+// retry hint, not at the one-minute call clamp. When nats-server is back
+// on the same port the bridge is ready again within a second (nats.go's
+// flat pause alone is 2 s).
+func TestCallsInFlightWhenNATSDiesFailAtOnce(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	_ = l.Close()
+	dir := t.TempDir()
+	ns := startNATS(t, port, dir)
+	b := jetwaytest.Start(t, func(c *config.Config) { c.NATS.URLs = ns.ClientURL() })
+	ctx := jetwaytest.Context(t, 60*time.Second)
+
+	holder, err := nats.Connect(ns.ClientURL(), nats.NoReconnect())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	var held atomic.Int32
+	if _, err := holder.Subscribe("hold.>", func(*nats.Msg) { held.Add(1) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := holder.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	type outcome struct {
+		what       string
+		code       codes.Code
+		retryAfter string
+		err        error
+		at         time.Time
+	}
+	done := make(chan outcome, 3)
+	noDeadline := context.WithoutCancel(ctx) // as curl and most REST callers
+	go func() {
+		_, err := b.Messages.Publish(noDeadline, &jetwayv1.PublishRequest{Subject: "hold.unary", Payload: &jetwayv1.PublishRequest_Text{Text: "x"}})
+		done <- outcome{what: "gRPC Publish", code: status.Code(err), retryAfter: retryDelay(err), err: err, at: time.Now()}
+	}()
+	go func() {
+		req, _ := http.NewRequestWithContext(noDeadline, http.MethodPost, b.BaseURL+"/v1/subjects/hold.rest:publish", strings.NewReader(`{"text":"x"}`))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		o := outcome{what: "REST publish", err: err, at: time.Now()}
+		if err == nil {
+			_ = resp.Body.Close()
+			o.code = codes.Code(resp.StatusCode) // an HTTP status here
+			o.retryAfter = resp.Header.Get("Retry-After")
+		}
+		done <- o
+	}()
+	go func() {
+		o := outcome{what: "PublishStream"}
+		defer func() { o.at = time.Now(); done <- o }()
+		ps, err := b.Messages.PublishStream(noDeadline)
+		if err != nil {
+			o.err = err
+			return
+		}
+		if err := ps.Send(&jetwayv1.PublishStreamRequest{Id: 1, Publish: &jetwayv1.PublishRequest{Subject: "hold.stream", Payload: &jetwayv1.PublishRequest_Text{Text: "x"}}}); err != nil {
+			o.err = err
+			return
+		}
+		resp, err := ps.Recv()
+		if err != nil {
+			o.err = err
+			return
+		}
+		o.code = codes.Code(resp.GetError().GetCode())
+		_ = ps.CloseSend()
+	}()
+	waitFor(t, "the three publishes held by the subscriber", func() bool { return held.Load() == 3 })
+
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	down := time.Now()
+	for range 3 {
+		select {
+		case o := <-done:
+			took := o.at.Sub(down)
+			t.Logf("%s: answered %s after nats-server stopped: code %v, retry %q, %v", o.what, took.Round(time.Millisecond), o.code, o.retryAfter, o.err)
+			switch o.what {
+			case "REST publish":
+				if o.err != nil || int(o.code) != http.StatusServiceUnavailable || o.retryAfter == "" {
+					t.Errorf("REST publish in flight: status %d Retry-After %q (%v), want 503 with Retry-After", o.code, o.retryAfter, o.err)
+				}
+			case "gRPC Publish":
+				if o.code != codes.Unavailable || o.retryAfter == "" {
+					t.Errorf("gRPC Publish in flight: %v (retry %q), want UNAVAILABLE with RetryInfo", o.err, o.retryAfter)
+				}
+			default:
+				if o.err != nil || o.code != codes.Unavailable {
+					t.Errorf("PublishStream publish in flight: code %v (%v), want an in-band UNAVAILABLE", o.code, o.err)
+				}
+			}
+			if took > 2*time.Second {
+				t.Errorf("%s answered %s after the connection dropped, want at once", o.what, took)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a publish in flight still waits 10 s after nats-server stopped")
+		}
+	}
+
+	restarted := startNATS(t, port, dir)
+	back := time.Now()
+	waitFor(t, "readyz 200", func() bool { return b.Do(t, http.MethodGet, "/readyz", "").Status == http.StatusOK })
+	if took := time.Since(back); took > time.Second {
+		t.Errorf("ready again %s after nats-server was back, want within a second", took)
+	} else {
+		t.Logf("ready again %s after nats-server was back", took.Round(time.Millisecond))
+	}
+	_ = restarted
+}
+
+// retryDelay is the RetryInfo delay of a gRPC error, "" without one.
+func retryDelay(err error) string {
+	st, _ := status.FromError(err)
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			return ri.GetRetryDelay().AsDuration().String()
+		}
+	}
+	return ""
+}
+
+// TestLeaderlessStreamAnswersUnavailable: on an R3 cluster that has lost
+// two of its three nodes, the stream and its consumer have no leader and
+// JetStream answers nobody, as during an election. The bridge, connected
+// to the node that is left, answers a publish, a fetch and a sync ack
+// with UNAVAILABLE (retry), never NOT_FOUND, which a client takes as
+// final and drops its message on. A subject no stream captures is still
+// NOT_FOUND while the cluster is whole.
+func TestLeaderlessStreamAnswersUnavailable(t *testing.T) {
+	nodes := startCluster(t, 3)
+	b := jetwaytest.Start(t, func(c *config.Config) { c.NATS.URLs = nodes[0].ClientURL() })
+	ctx := jetwaytest.Context(t, 90*time.Second)
+
+	create := &jetwayv1.CreateStreamRequest{Config: &jetwayv1.StreamConfig{Name: "NL", Subjects: []string{"nl.>"}, Replicas: 3}}
+	retry(t, 30*time.Second, "create the R3 stream", func() error {
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		_, err := b.Admin.CreateStream(actx, create)
+		return err
+	})
+	if _, err := b.Admin.CreateConsumer(ctx, &jetwayv1.CreateConsumerRequest{Stream: "NL", Config: &jetwayv1.ConsumerConfig{Name: "C", Replicas: 3, AckWait: durationpb.New(3 * time.Second)}}); err != nil {
+		t.Fatal(err)
+	}
+	publish := func(ctx context.Context, subject string) error {
+		_, err := b.Messages.Publish(ctx, &jetwayv1.PublishRequest{Subject: subject, Payload: &jetwayv1.PublishRequest_Text{Text: "x"}, MsgId: subject + time.Now().String()})
+		return err
+	}
+	for range 2 {
+		if err := publish(ctx, "nl.x"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := publish(ctx, "nowhere.x"); status.Code(err) != codes.NotFound || reasonOf(err) != "NO_STREAM_FOR_SUBJECT" {
+		t.Fatalf("publish where no stream listens: %v, want NOT_FOUND NO_STREAM_FOR_SUBJECT", err)
+	}
+	// A new R3 consumer may answer empty at first, its first deliveries
+	// gone to an inbox no longer there (redelivered after the ack wait).
+	var token string
+	retry(t, 20*time.Second, "fetch before the loss", func() error {
+		fetched, err := b.Messages.Fetch(ctx, &jetwayv1.FetchRequest{Stream: "NL", Consumer: "C", Batch: 1, Wait: durationpb.New(time.Second)})
+		if err != nil {
+			return err
+		}
+		if len(fetched.GetMessages()) != 1 {
+			if nc2, err := nats.Connect(nodes[0].ClientURL()); err == nil {
+				js2, _ := jetstream.New(nc2)
+				c2, err := js2.Consumer(ctx, "NL", "C")
+				if err == nil {
+					batch, err := c2.Fetch(1, jetstream.FetchMaxWait(time.Second))
+					n := 0
+					if err == nil {
+						for range batch.Messages() {
+							n++
+						}
+					}
+					t.Logf("DEBUG native fetch: %d %v %v", n, err, batch.Error())
+				}
+				nc2.Close()
+			}
+			ci, cerr := b.Admin.GetConsumer(ctx, &jetwayv1.GetConsumerRequest{Stream: "NL", Name: "C"})
+			return fmt.Errorf("%d messages; consumer %v %v", len(fetched.GetMessages()), ci.GetConsumer(), cerr)
+		}
+		token = fetched.GetMessages()[0].GetAckToken()
+		return nil
+	})
+
+	// The stream's and the consumer's leaders must be on the nodes that
+	// go: the node left then has neither.
+	nc, err := nats.Connect(nodes[0].ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stayer := nodes[0].Name()
+	retry(t, 30*time.Second, "stream and consumer leaders off "+stayer, func() error {
+		si, err := js.Stream(ctx, "NL")
+		if err != nil {
+			return err
+		}
+		if l := si.CachedInfo().Cluster.Leader; l == stayer || l == "" {
+			_, _ = nc.RequestWithContext(ctx, "$JS.API.STREAM.LEADER.STEPDOWN.NL", nil)
+			return fmt.Errorf("stream leader %q", l)
+		}
+		ci, err := js.Consumer(ctx, "NL", "C")
+		if err != nil {
+			return err
+		}
+		if l := ci.CachedInfo().Cluster.Leader; l == stayer || l == "" {
+			_, _ = nc.RequestWithContext(ctx, "$JS.API.CONSUMER.LEADER.STEPDOWN.NL.C", nil)
+			return fmt.Errorf("consumer leader %q", l)
+		}
+		return nil
+	})
+	for _, ns := range nodes[1:] {
+		ns.Shutdown()
+	}
+	for _, ns := range nodes[1:] {
+		ns.WaitForShutdown()
+	}
+
+	check := func(what string, err error, reason string) {
+		t.Helper()
+		if err == nil {
+			t.Errorf("%s without a leader: OK, want UNAVAILABLE", what)
+			return
+		}
+		if code := status.Code(err); code != codes.Unavailable {
+			t.Errorf("%s without a leader: %v, want UNAVAILABLE", what, err)
+		}
+		if reason != "UNAVAILABLE" {
+			t.Errorf("%s without a leader: reason %q, want UNAVAILABLE", what, reason)
+		}
+	}
+	for range 3 {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		start := time.Now()
+		err := publish(cctx, "nl.x")
+		cancel()
+		check("publish", err, reasonOf(err))
+		if took := time.Since(start); took > 5*time.Second {
+			t.Errorf("publish without a leader took %s", took)
+		}
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	_, err = b.Messages.Fetch(cctx, &jetwayv1.FetchRequest{Stream: "NL", Consumer: "C", Batch: 1, NoWait: true})
+	cancel()
+	check("fetch", err, reasonOf(err))
+
+	cctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+	acked, err := b.Messages.Ack(cctx, &jetwayv1.AckRequest{Sync: true, Operations: []*jetwayv1.AckOperation{{Token: token}}})
+	cancel()
+	if err != nil {
+		t.Fatalf("sync ack call: %v", err)
+	}
+	res := acked.GetResults()[0]
+	if res.GetError() == nil || codes.Code(res.GetError().GetCode()) != codes.Unavailable {
+		t.Errorf("sync ack without a leader: %v, want an UNAVAILABLE result (the consumer exists)", res)
+	}
+}
+
+// retry calls f until it succeeds, for at most d.
+func retry(t *testing.T, d time.Duration, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// reasonOf is the ErrorInfo reason of a gRPC error.
+func reasonOf(err error) string {
+	st, _ := status.FromError(err)
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok {
+			return info.GetReason()
+		}
+	}
+	return ""
+}
+
+
