@@ -152,6 +152,12 @@ func pull(ctx context.Context, nc *nats.Conn, drained <-chan struct{}, stream, c
 	guard := time.NewTimer(req.Expires + 2*time.Second)
 	defer guard.Stop()
 	infoDue, pullDone := withInfo, false
+	// sent is how many messages the request's end said JetStream sent; a
+	// clustered consumer that replicates its deliveries (nats-server
+	// 2.12+) can send the end before them, so the pull waits for those
+	// too (until its guard), or they would go to an inbox no longer there
+	// and come back only after the ack wait.
+	ended, sent := false, 0
 	// take files one message of the inbox.
 	take := func(m *nats.Msg) error {
 		switch {
@@ -160,11 +166,12 @@ func pull(ctx context.Context, nc *nats.Conn, drained <-chan struct{}, stream, c
 			return res.setInfo(m.Data, what)
 		case m.Reply != "":
 			res.msgs = append(res.msgs, m)
-			pullDone = pullDone || len(res.msgs) >= req.Batch
+			pullDone = pullDone || len(res.msgs) >= req.Batch || (ended && len(res.msgs) >= sent)
 		case m.Header.Get("Status") == "100": // heartbeat
 		default:
 			res.code, res.desc = m.Header.Get("Status"), m.Header.Get("Description")
-			pullDone = true
+			ended, sent = true, owedMessages(m.Header, req.Batch)
+			pullDone = len(res.msgs) >= sent
 		}
 		return nil
 	}

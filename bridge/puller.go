@@ -103,6 +103,9 @@ type pullReq struct {
 	// it with a status (409 Batch Completed), after which the
 	// subscription can serve again.
 	done bool
+	// ended: its end status came before msgs messages it counted, which
+	// are still on their way (see endReq).
+	ended bool
 }
 
 // startPuller subscribes the stream's inbox and sends its first request.
@@ -376,6 +379,17 @@ func (p *puller) find(sub *nats.Subscription) int {
 	return -1
 }
 
+// owedMessages is how many of the want messages a request's end status
+// says were sent (its batch less Nats-Pending-Messages), 0 when it does
+// not say.
+func owedMessages(h nats.Header, want int) int {
+	left, err := strconv.Atoi(h.Get("Nats-Pending-Messages"))
+	if err != nil || left < 0 || left >= want {
+		return 0
+	}
+	return want - left
+}
+
 // isStatus tells a status reply (no reply subject, no data, a Status
 // header) from a message. Publish refuses a Status header, so no stored
 // message looks like one.
@@ -401,6 +415,10 @@ func (p *puller) received(m *nats.Msg) (since time.Time) {
 	r.msgs--
 	r.bytes -= m.Size()
 	switch {
+	case r.ended:
+		if r.msgs <= 0 {
+			p.drop(i, i+1, true) // the last of those its end counted
+		}
 	case r.bytes <= 0:
 		// JetStream ends a request when its bytes run out (it counts a
 		// message's size as nats.go does), without a status.
@@ -426,6 +444,23 @@ func (p *puller) status(ctx context.Context, m *nats.Msg, now time.Time) error {
 		if i >= 0 {
 			p.drop(i, i+1, true)
 		}
+	}
+	// endReq ends the request after the messages its end status counted.
+	// A clustered consumer that replicates its deliveries (nats-server
+	// 2.12+) can send a request's end (408, 409 Batch Completed) before
+	// the deliveries it counts: its Nats-Pending-Messages says how many
+	// of the batch were not sent, so the rest are on their way, and the
+	// subscription must stay to take them.
+	endReq := func() {
+		if i < 0 {
+			return
+		}
+		r := &p.reqs[i]
+		if owed := owedMessages(m.Header, r.msgs); owed > 0 && !r.done {
+			r.msgs, r.ended = owed, true
+			return
+		}
+		closeReq()
 	}
 	switch code {
 	case "409":
@@ -459,7 +494,7 @@ func (p *puller) status(ctx context.Context, m *nats.Msg, now time.Time) error {
 			// The consumer's request limits changed under the stream.
 			return fmt.Errorf("%w: %s: the consumer's limit: %s; resubscribe", ErrLimitExceeded, p.what(), desc)
 		default:
-			closeReq() // batch completed and the like
+			endReq() // batch completed and the like
 		}
 	case "503":
 		// No responders: the consumer is gone, or JetStream is between
@@ -471,7 +506,7 @@ func (p *puller) status(ctx context.Context, m *nats.Msg, now time.Time) error {
 		p.retryAt = now.Add(pullRetry)
 		p.arm(now)
 	case "404", "408":
-		closeReq() // the request expired (or found nothing)
+		endReq() // the request expired (or found nothing)
 	default:
 		// 400 (a priority group missing or wrong), 423 (a pin id
 		// mismatch) and any other refusal: the stream cannot go on, and
