@@ -294,8 +294,6 @@ func reasonOf(err error) string {
 	return ""
 }
 
-
-
 // leadersOff steps the stream's and its consumer's leaders down until
 // neither is on the server named off.
 func leadersOff(ctx context.Context, t *testing.T, js jetstream.JetStream, off, stream, consumer string) {
