@@ -63,3 +63,8 @@ func (s *earlyStatusStream) RecvMsg(m any) error {
 	}
 	return s.ClientStream.RecvMsg(m)
 }
+
+// StreamBufferBound is the most a REST stream's bytes may wait between
+// the bridge's Send and the client's socket (see README, "REST streaming
+// and flow control").
+const StreamBufferBound = 192 << 10
