@@ -142,13 +142,14 @@ func pending(t *testing.T, ctx context.Context, b *jetwaytest.Bridge, consumer s
 }
 
 // windowBound is the most a stream may hold ahead of its client: its
-// window, the gateway's byte bound in messages of this size (a message
-// is its payload and less than 512 bytes of JSON or protobuf around it),
-// what the client's own 4 KiB socket buffer and 4 KiB bufio reader hold,
-// and a few messages in hand between the buffers.
+// window, the gateway's byte bound in messages of this size (counted at
+// their payload, less than each message is with its JSON or protobuf
+// around it), what the client's own socket buffer (4 KiB, doubled by
+// Linux) and 4 KiB bufio readers hold, and a few messages in hand
+// between the buffers.
 func windowBound(window int) int {
-	const perMessage = windowPayloadSize + 256
-	return window + gateway.StreamBufferBound/perMessage + 2*(4096*2/perMessage+1) + 4
+	const perMessage = windowPayloadSize
+	return window + gateway.StreamBufferBound/perMessage + (2*4096+2*4096)/perMessage + 4
 }
 
 // TestRESTSubscribeRespectsWindow: a client reading 5 messages a second
@@ -186,7 +187,7 @@ func TestRESTSubscribeRespectsWindow(t *testing.T) {
 				}
 				worst = max(worst, ahead)
 			}
-			t.Logf("window %d: at most %d messages ahead of the client (bound %d)", c.window, worst, bound)
+			t.Logf("%s: at most %d messages ahead of the client (bound %d)", c.name, worst, bound)
 		})
 	}
 }
@@ -228,7 +229,7 @@ func TestRESTSubscribeStalledClient(t *testing.T) {
 			if ahead, bound := last-r.read, windowBound(window); ahead > bound {
 				t.Errorf("stalled client: %d delivered and unacked ahead of it, bound %d", ahead, bound)
 			} else {
-				t.Logf("stalled client: %d delivered and unacked ahead of it (bound %d)", ahead, bound)
+				t.Logf("%s stalled client: %d delivered and unacked ahead of it (bound %d)", c.name, ahead, bound)
 			}
 		})
 	}
