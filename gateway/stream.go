@@ -86,7 +86,8 @@ const (
 	// 64 KiB of a stream wait there. It also bounds the stream's rate,
 	// to about 2 × StreamSendBuffer a round trip to the client.
 	StreamSendBuffer = 32 << 10
-	// StreamBufferBound is the most a REST stream's bytes may wait
+	// StreamBufferBound (192 KiB; README, "REST streaming and flow
+	// control") is the most a REST stream's bytes may wait
 	// between the bridge's Send and the socket of an HTTP/1.x client:
 	// the stream window, the write quota and the send buffer (Linux's
 	// doubled figure). grpc-gateway flushes every event, so net/http's
