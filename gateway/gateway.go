@@ -164,7 +164,7 @@ func New(ctx context.Context, conn *grpc.ClientConn, o Options) (http.Handler, e
 		_, _ = w.Write(openapi.JSON)
 	})
 	slow := logsafe.NewLimiter(o.Logger, slowBodyLinesPerSecond, slowBodyLinesPerSecond)
-	mux.Handle("/", checkRequest(authFirst(gw, o.Authenticate, limitBody(api, o.MaxBodyBytes, slow))))
+	mux.Handle("/", checkRequest(authFirst(gw, o.Authenticate, limitBody(streamSocket(api, o.Logger), o.MaxBodyBytes, slow))))
 	// Every path refuses cross-origin browser requests of unsafe methods
 	// before reading their body; every body is read within its deadline.
 	var h http.Handler = cop.Handler(mux)
@@ -181,7 +181,7 @@ type streamsApart struct {
 }
 
 func (s streamsApart) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, ":subscribe") {
+	if isStream(r) {
 		s.streams.ServeHTTP(w, r)
 		return
 	}

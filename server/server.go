@@ -16,7 +16,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"golang.org/x/net/netutil"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -256,7 +255,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		// Past the cap, connections wait in the kernel's backlog until
 		// one closes: what an unauthenticated client can hold is bounded
 		// by the cap and the handshake and read timeouts.
-		grpcLis, httpLis = netutil.LimitListener(grpcLis, n), netutil.LimitListener(httpLis, n)
+		grpcLis, httpLis = limitListener(grpcLis, n), limitListener(httpLis, n)
 	}
 
 	edge := errorEdge{log: log}
@@ -338,6 +337,14 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return mem.DialContext(ctx) }),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecv), grpc.MaxCallSendMsgSize(maxRecv)),
+		// A REST stream's window is the bridge's: what waits on this
+		// connection for a slow HTTP client is at most a fixed 64 KiB a
+		// stream (plus the server's 64 KiB write quota), not a window
+		// grown by BDP estimation to megabytes (gateway.StreamBufferBound).
+		// The connection's window is refilled as data arrives, not as it
+		// is read: a stalled stream does not hold up the others.
+		grpc.WithStaticStreamWindowSize(gateway.StreamWindow),
+		grpc.WithStaticConnWindowSize(16<<20),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("server: gateway client: %w", err)
@@ -368,6 +375,8 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		// alike, and never a response.
 		IdleTimeout: 2 * time.Minute,
 		ErrorLog:    httpErrorLog(log),
+		// A streaming response caps its socket's send buffer.
+		ConnContext: gateway.ConnContext,
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
