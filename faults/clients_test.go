@@ -169,4 +169,3 @@ func finish(t *testing.T, chk *Checker, scenario string, stored []StoredMsg, opt
 	}
 	return r
 }
-
