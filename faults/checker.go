@@ -113,6 +113,16 @@ func (c *Checker) Acked(id string, seq uint64) {
 	c.successLocked(time.Now())
 }
 
+// StoredNatively records a publish of id acked with sequence seq that did
+// not go through the bridge (a consumer scenario's feed): it is checked
+// like any acked publish but does not count as the bridge's recovery.
+func (c *Checker) StoredNatively(id string, seq uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r := c.rec(id)
+	r.state, r.seq, r.code = Acked, seq, ""
+}
+
 // Failed records a publish refused with code (not stored). It reports
 // whether a fault was on (or had just healed): such errors are counted as
 // Report.PermanentErrorsDuringFault.

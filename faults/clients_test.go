@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -168,4 +169,173 @@ func finish(t *testing.T, chk *Checker, scenario string, stored []StoredMsg, opt
 		t.Errorf("%s: %s", scenario, v)
 	}
 	return r
+}
+
+// nativePublisher publishes unique ids natively (nats.go) with msg ids, one
+// every gap, until ctx is done, recording them in the checker; it feeds a
+// consumer scenario that faults the bridge, not the publishing path.
+func nativePublisher(ctx context.Context, t testing.TB, js jetstream.JetStream, chk *Checker, subject, prefix string, gap time.Duration) {
+	for n := 0; ctx.Err() == nil; n++ {
+		id := fmt.Sprintf("%s-%d", prefix, n)
+		for ctx.Err() == nil {
+			chk.Attempt(id)
+			cctx, cancel := context.WithTimeout(context.Background(), callDeadline)
+			ack, err := js.Publish(cctx, subject, []byte(id), jetstream.WithMsgID(id))
+			cancel()
+			if err == nil {
+				chk.StoredNatively(id, ack.Sequence)
+				break
+			}
+			chk.Unknown(id, "native: "+err.Error())
+			pause(ctx, 50*time.Millisecond)
+		}
+		pause(ctx, gap)
+	}
+}
+
+// consumer reads a durable consumer through the bridge's Subscribe and acks
+// every message with the Ack RPC (sync), reopening the stream whenever it
+// breaks; it records deliveries and acks in the checker.
+type consumer struct {
+	msgs     jetwayv1.MessageServiceClient
+	chk      *Checker
+	stream   string
+	name     string
+	opens    atomic.Int64
+	ackFails atomic.Int64 // acks given up (the message is redelivered)
+	logf     func(string, ...any)
+}
+
+type delivery struct{ id, token string }
+
+// run consumes until ctx is done, with ackers goroutines acking.
+func (c *consumer) run(ctx context.Context, ackers int) {
+	acks := make(chan delivery, 4096)
+	var wg sync.WaitGroup
+	for range ackers {
+		wg.Go(func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case d := <-acks:
+					c.ack(ctx, d)
+				}
+			}
+		})
+	}
+	last, repeats := "", 0
+	for ctx.Err() == nil {
+		err := c.subscribeOnce(ctx, acks)
+		if ctx.Err() == nil {
+			// One line per kind of ending, not one per retry.
+			if msg := fmt.Sprint(err); msg != last {
+				if repeats > 0 {
+					c.logf("(the previous ending %d more times)", repeats)
+				}
+				c.logf("subscribe stream ended: %s", msg)
+				last, repeats = msg, 0
+			} else {
+				repeats++
+			}
+			pause(ctx, 50*time.Millisecond)
+		}
+	}
+	wg.Wait()
+}
+
+// idleLimit: a Subscribe stream with no event (heartbeats every second)
+// for this long is given up and reopened.
+const idleLimit = 5 * time.Second
+
+func (c *consumer) subscribeOnce(ctx context.Context, acks chan<- delivery) error {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	c.opens.Add(1)
+	st, err := c.msgs.Subscribe(sctx, &jetwayv1.SubscribeRequest{
+		Stream: c.stream, Consumer: c.name, MaxInFlight: 256, Heartbeat: durationpb.New(time.Second),
+	})
+	if err != nil {
+		return err
+	}
+	events := make(chan struct{}, 1)
+	go func() { // watchdog: bounded wait on a silent stream
+		t := time.NewTimer(idleLimit)
+		defer t.Stop()
+		for {
+			select {
+			case <-sctx.Done():
+				return
+			case <-events:
+				t.Reset(idleLimit)
+			case <-t.C:
+				c.logf("subscribe stream silent for %s: reopened", idleLimit)
+				cancel()
+				return
+			}
+		}
+	}()
+	for {
+		ev, err := st.Recv()
+		if err != nil {
+			return err
+		}
+		select {
+		case events <- struct{}{}:
+		default:
+		}
+		var ms []*jetwayv1.Message
+		if m := ev.GetMessage(); m != nil {
+			ms = append(ms, m)
+		}
+		ms = append(ms, ev.GetBatch().GetMessages()...)
+		for _, m := range ms {
+			id := string(m.GetData())
+			c.chk.Delivered(id)
+			select {
+			case acks <- delivery{id: id, token: m.GetAckToken()}:
+			case <-sctx.Done():
+				return sctx.Err()
+			}
+		}
+	}
+}
+
+// ack acks one delivery, retrying transient errors (the same token: a
+// restarted bridge shares the ack keys) until the token's message would be
+// redelivered anyway.
+func (c *consumer) ack(ctx context.Context, d delivery) {
+	giveUp := time.Now().Add(10 * time.Second)
+	for ctx.Err() == nil {
+		cctx, cancel := context.WithTimeout(ctx, callDeadline)
+		start := time.Now()
+		resp, err := c.msgs.Ack(cctx, &jetwayv1.AckRequest{Sync: true, Operations: []*jetwayv1.AckOperation{{
+			Token: d.token, Kind: jetwayv1.AckKind_ACK_KIND_ACK,
+		}}})
+		took := time.Since(start)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		c.chk.Call("Ack "+d.id, took, callDeadline, lateGrace)
+		if err == nil {
+			if res := resp.GetResults(); len(res) == 1 && res[0].GetError() == nil {
+				c.chk.AckedBack(d.id)
+				return
+			} else if len(res) == 1 {
+				// ACK_TOKEN_EXPIRED and the like: JetStream redelivers it.
+				c.ackFails.Add(1)
+				c.logf("ack %s: %s %s", d.id, res[0].GetError().GetReason(), res[0].GetError().GetMessage())
+				return
+			}
+			c.logf("ack %s: %d results", d.id, len(resp.GetResults()))
+			return
+		}
+		if !transient(err) || time.Now().After(giveUp) {
+			c.ackFails.Add(1)
+			c.logf("ack %s given up: %s", d.id, codeOf(err))
+			return
+		}
+		pause(ctx, 50*time.Millisecond)
+	}
 }
