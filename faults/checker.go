@@ -70,6 +70,7 @@ type Checker struct {
 	calls       int
 	lateCalls   []string // RPCs that returned later than deadline + grace
 	worstOver   time.Duration
+	longest     time.Duration
 	faults      []fault
 	permDuring  int // permanent errors answered while a fault was on
 	faultActive int
@@ -159,6 +160,7 @@ func (c *Checker) Call(what string, took, deadline, grace time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.calls++
+	c.longest = max(c.longest, took)
 	if over := took - deadline; over > c.worstOver {
 		c.worstOver = over
 	}
@@ -327,6 +329,8 @@ type Report struct {
 	Calls               int   `json:"calls"`
 	LateCalls           int   `json:"late_calls"`
 	WorstOverDeadlineMs int64 `json:"worst_over_deadline_ms"`
+	// LongestCallMs is the longest RPC.
+	LongestCallMs int64 `json:"longest_call_ms"`
 	// WorstRecoveryMs: the longest time from a fault's healing to the first
 	// successful operation after it (-1: one never recovered).
 	WorstRecoveryMs int64 `json:"worst_recovery_ms"`
@@ -366,6 +370,7 @@ func (c *Checker) Check(scenario string, stored []StoredMsg, opts CheckOptions) 
 	defer c.mu.Unlock()
 	r := Report{Scenario: scenario, Messages: len(c.order), Stored: len(stored), FaultsInjected: len(c.faults),
 		Calls: c.calls, LateCalls: len(c.lateCalls), WorstOverDeadlineMs: c.worstOver.Milliseconds(),
+		LongestCallMs:              c.longest.Milliseconds(),
 		PermanentErrorsDuringFault: c.permDuring, ErrorCodes: c.errCodes}
 	if len(r.ErrorCodes) == 0 {
 		r.ErrorCodes = nil

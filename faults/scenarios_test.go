@@ -2,6 +2,7 @@ package faults
 
 import (
 	"context"
+	"syscall"
 	"testing"
 	"time"
 
@@ -162,4 +163,37 @@ func nativeConsumer(t testing.TB, js jetstream.JetStream, stream, name string) (
 		t.Fatal(err)
 	}
 	return s, c
+}
+
+// TestPublishNATSStop: unary Publish from 4 clients while nats-server is
+// SIGSTOPped for 3 s, then SIGCONTed, twice: no call may return later than
+// its deadline + 1 s, nothing acked may be lost.
+func TestPublishNATSStop(t *testing.T) {
+	d := duration(t, 8*time.Second)
+	ns := startNATS(t, "nats")
+	b := startBridge(t, ns.url)
+	b.sample(t, samplePeriod(d))
+	createStream(t, b, "S3", 1, "s3.>")
+
+	chk := NewChecker()
+	p := &publisher{msgs: b.msgs, chk: chk, subject: "s3.x"}
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	done := make(chan struct{})
+	go func() { defer close(done); p.run(ctx, "s3", 4, 0) }()
+
+	for end := time.Now().Add(d); time.Now().Before(end); {
+		pause(ctx, 2*time.Second)
+		healed := chk.FaultStart("SIGSTOP nats-server 3s")
+		if err := ns.Signal(syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		pause(ctx, 3*time.Second)
+		if err := ns.Signal(syscall.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
+		healed()
+	}
+	stored := stopAndRead(t, chk, stop, done, ns.url, "S3")
+	finish(t, chk, "publish-nats-stop", stored, CheckOptions{MsgIDs: true})
 }
