@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -251,7 +252,9 @@ type StoredMsg struct {
 }
 
 // ReadStream reads every message of stream with an ordered consumer, up to
-// the last sequence the stream reports at the start, within ctx.
+// the last sequence the stream reports at the start, within ctx. A fetch
+// that fails (a cluster still settling: no responders, a consumer lost)
+// is retried with a new ordered consumer from the next sequence.
 func ReadStream(ctx context.Context, js jetstream.JetStream, stream string) ([]StoredMsg, error) {
 	s, err := js.Stream(ctx, stream)
 	if err != nil {
@@ -261,41 +264,54 @@ func ReadStream(ctx context.Context, js jetstream.JetStream, stream string) ([]S
 	if err != nil {
 		return nil, fmt.Errorf("stream %s info: %w", stream, err)
 	}
-	last, want := info.State.LastSeq, info.State.Msgs
-	if want == 0 {
+	last := info.State.LastSeq
+	if info.State.Msgs == 0 {
 		return nil, nil
 	}
-	oc, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		return nil, fmt.Errorf("ordered consumer: %w", err)
-	}
 	var out []StoredMsg
-	for uint64(len(out)) < want {
+	next := uint64(1)
+	var lastErr error
+	for next <= last {
 		if err := ctx.Err(); err != nil {
-			return out, fmt.Errorf("read %d of %d messages (last seq %d): %w", len(out), want, last, err)
+			return out, fmt.Errorf("read %d messages up to seq %d of %d: %w (last error: %v)", len(out), next-1, last, err, lastErr)
 		}
-		batch, err := oc.Fetch(500, jetstream.FetchMaxWait(2*time.Second))
+		oc, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+			DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: next,
+		})
 		if err != nil {
-			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrNoMessages) {
-				continue
-			}
-			return out, fmt.Errorf("fetch: %w", err)
+			lastErr = err
+			sleepCtx(ctx, 100*time.Millisecond)
+			continue
 		}
-		for m := range batch.Messages() {
-			md, err := m.Metadata()
+		for next <= last && ctx.Err() == nil {
+			batch, err := oc.Fetch(500, jetstream.FetchMaxWait(2*time.Second))
 			if err != nil {
-				return out, err
+				lastErr = err
+				break
 			}
-			out = append(out, StoredMsg{Seq: md.Sequence.Stream, ID: string(m.Data())})
-			if md.Sequence.Stream >= last {
-				return out, nil
+			for m := range batch.Messages() {
+				md, err := m.Metadata()
+				if err != nil {
+					return out, err
+				}
+				out = append(out, StoredMsg{Seq: md.Sequence.Stream, ID: string(m.Data())})
+				next = md.Sequence.Stream + 1
+			}
+			if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
+				lastErr = err
+				break
 			}
 		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
-			return out, fmt.Errorf("fetch: %w", err)
-		}
+		sleepCtx(ctx, 100*time.Millisecond)
 	}
 	return out, nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
 }
 
 // Report is the outcome of a scenario: the figures of its FAULTS: line.

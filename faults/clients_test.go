@@ -72,7 +72,7 @@ func createStream(t testing.TB, b *bridgeProc, name string, replicas int32, subj
 		ctx, cancel := context.WithTimeout(context.Background(), callDeadline)
 		_, err := b.admin.CreateStream(ctx, &jetwayv1.CreateStreamRequest{Config: &jetwayv1.StreamConfig{
 			Name: name, Subjects: subjects, Storage: jetwayv1.StorageType_STORAGE_TYPE_FILE, Replicas: replicas,
-			DuplicateWindow: durationpb.New(10 * time.Minute),
+			DuplicateWindow: durationpb.New(10 * time.Minute), AllowDirect: true,
 		}})
 		cancel()
 		if err == nil {

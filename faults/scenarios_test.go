@@ -1,11 +1,17 @@
 package faults
 
 import (
+	"cmp"
 	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -196,4 +202,180 @@ func TestPublishNATSStop(t *testing.T) {
 	}
 	stored := stopAndRead(t, chk, stop, done, ns.url, "S3")
 	finish(t, chk, "publish-nats-stop", stored, CheckOptions{MsgIDs: true})
+}
+
+// streamLeader is the stream's leader and whether every replica is
+// current, from the stream info (natively).
+func streamLeader(js jetstream.JetStream, stream string) (leader string, allCurrent bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return "", false
+	}
+	info, err := s.Info(ctx)
+	if err != nil || info.Cluster == nil {
+		return "", false
+	}
+	allCurrent = info.Cluster.Leader != "" && len(info.Cluster.Replicas) == 2
+	for _, r := range info.Cluster.Replicas {
+		allCurrent = allCurrent && r.Current && !r.Offline
+	}
+	return info.Cluster.Leader, allCurrent
+}
+
+// readNode reads stream seq 1..last with direct gets over a connection to
+// node alone: the node's own replica answers them (a direct get goes to a
+// replica on the server the client is connected to when there is one).
+func readNode(t *testing.T, node *natsNode, stream string, last uint64) ([]StoredMsg, error) {
+	nc, err := nats.Connect(node.url, nats.NoReconnect(), nats.Timeout(2*time.Second))
+	if err != nil {
+		return nil, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]StoredMsg, last)
+	var mu sync.Mutex
+	var firstErr error
+	var wg sync.WaitGroup
+	seqs := make(chan uint64)
+	for range 8 {
+		wg.Go(func() {
+			for seq := range seqs {
+				m, err := s.GetMsg(ctx, seq)
+				if errors.Is(err, jetstream.ErrMsgNotFound) {
+					continue
+				}
+				if err != nil {
+					mu.Lock()
+					firstErr = cmp.Or(firstErr, fmt.Errorf("%s seq %d: %w", node.name, seq, err))
+					mu.Unlock()
+					continue
+				}
+				out[seq-1] = StoredMsg{Seq: seq, ID: string(m.Data)}
+			}
+		})
+	}
+	for seq := uint64(1); seq <= last; seq++ {
+		seqs <- seq
+	}
+	close(seqs)
+	wg.Wait()
+	var stored []StoredMsg
+	for _, m := range out {
+		if m.Seq != 0 {
+			stored = append(stored, m)
+		}
+	}
+	return stored, firstErr
+}
+
+// TestPublishR3LeaderKill: unary Publish from 4 clients to an R3 stream on
+// a 3-node cluster while the stream leader is SIGKILLed (and restarted on
+// its store) twice. Afterwards every node's replica must hold every acked
+// message, and the nodes must agree.
+func TestPublishR3LeaderKill(t *testing.T) {
+	d := duration(t, 5*time.Second)
+	nodes := startCluster(t)
+	var urls []string
+	byName := map[string]*natsNode{}
+	for _, n := range nodes {
+		urls = append(urls, n.url)
+		byName[n.name] = n
+	}
+	all := strings.Join(urls, ",")
+	b := startBridge(t, all)
+	b.sample(t, samplePeriod(d))
+	createStream(t, b, "S4", 3, "s4.>")
+	_, js := nativeJS(t, all)
+	if err := waitFor(context.Background(), 30*time.Second, nil, "S4 leader and current replicas", func() bool {
+		_, ok := streamLeader(js, "S4")
+		return ok
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	chk := NewChecker()
+	p := &publisher{msgs: b.msgs, chk: chk, subject: "s4.x"}
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	done := make(chan struct{})
+	go func() { defer close(done); p.run(ctx, "s4", 4, 2*time.Millisecond) }()
+
+	kills := max(2, int(d/(5*time.Second)))
+	for range kills {
+		pause(ctx, d/time.Duration(kills+1))
+		var leader string
+		if err := waitFor(context.Background(), 30*time.Second, nil, "S4 leader", func() bool {
+			var ok bool
+			leader, ok = streamLeader(js, "S4")
+			return ok
+		}); err != nil {
+			t.Fatal(err)
+		}
+		node := byName[leader]
+		if node == nil {
+			t.Fatalf("leader %q is none of the nodes", leader)
+		}
+		healed := chk.FaultStart("SIGKILL stream leader " + leader)
+		killed := time.Now()
+		node.Kill()
+		pause(ctx, 300*time.Millisecond)
+		node.restart(t)
+		restarted := time.Now()
+		var newLeader string
+		if err := waitFor(context.Background(), 30*time.Second, node.proc, "S4 replicas current again", func() bool {
+			var ok bool
+			newLeader, ok = streamLeader(js, "S4")
+			return ok
+		}); err != nil {
+			t.Fatal(err)
+		}
+		healed()
+		t.Logf("killed stream leader %s; restarted and healthy after %s, every replica current %s later; leader now %s",
+			leader, restarted.Sub(killed).Round(time.Millisecond), time.Since(restarted).Round(time.Millisecond), newLeader)
+	}
+	pause(ctx, d/time.Duration(kills+1))
+	stored := stopAndRead(t, chk, stop, done, all, "S4")
+	r := finish(t, chk, "publish-r3-leader-kill", stored, CheckOptions{MsgIDs: true})
+
+	// Every node's replica, once all agree.
+	var last uint64
+	for _, m := range stored {
+		last = max(last, m.Seq)
+	}
+	var states []string
+	if err := waitFor(context.Background(), 30*time.Second, nil, "every node's replica at the stream's last sequence", func() bool {
+		states = states[:0]
+		ok := true
+		for _, n := range nodes {
+			st, err := n.streamState("S4")
+			states = append(states, fmt.Sprintf("%s: %+v %v", n.name, st, err))
+			ok = ok && err == nil && st.Found && st.LastSeq == last && st.Msgs == uint64(len(stored))
+		}
+		return ok
+	}); err != nil {
+		t.Errorf("%v: %s (stream: %d messages, last seq %d)", err, strings.Join(states, "; "), len(stored), last)
+	}
+	for _, n := range nodes {
+		ns, err := readNode(t, n, "S4", last)
+		if err != nil {
+			t.Errorf("read %s's replica: %v", n.name, err)
+			continue
+		}
+		nr := chk.Check("publish-r3-leader-kill/"+n.name, ns, CheckOptions{MsgIDs: true})
+		t.Logf("%s's replica: %d messages, lost %d, unexpected %d, duplicates %d", n.name, nr.Stored, nr.Lost, nr.Unexpected, nr.Duplicates)
+		if nr.Lost+nr.Unexpected+nr.Duplicates > 0 || nr.Stored != r.Stored {
+			t.Errorf("%s's replica differs from the stream: %d messages (stream %d): %v", n.name, nr.Stored, r.Stored, nr.Violations)
+		}
+	}
 }
