@@ -64,18 +64,35 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
-// duration is how long each scenario injects faults: FAULTS_DURATION, or
-// short for CI.
+// scenarios is the number of scenarios that share FAULTS_DURATION.
+const scenarios = 5
+
+// duration is how long a scenario injects faults: short for CI, or its
+// share of FAULTS_DURATION (the whole suite's fault time, e.g. 30m for a
+// soak: 6 minutes per scenario).
 func duration(t testing.TB, short time.Duration) time.Duration {
 	v := os.Getenv("FAULTS_DURATION")
 	if v == "" {
 		return short
 	}
 	d, err := time.ParseDuration(v)
-	if err != nil {
-		t.Fatalf("FAULTS_DURATION=%q: %v", v, err)
+	if err != nil || d <= 0 {
+		t.Fatalf("FAULTS_DURATION=%q: a positive duration such as 30m", v)
 	}
-	return d
+	return max(short, d/scenarios)
+}
+
+// samplePeriod is how often the bridge's RSS and goroutines are sampled:
+// FAULTS_SAMPLE, or about 20 samples over the scenario (at least 1 s).
+func samplePeriod(t testing.TB, d time.Duration) time.Duration {
+	if v := os.Getenv("FAULTS_SAMPLE"); v != "" {
+		p, err := time.ParseDuration(v)
+		if err != nil || p <= 0 {
+			t.Fatalf("FAULTS_SAMPLE=%q: a positive duration such as 10s", v)
+		}
+		return p
+	}
+	return max(time.Second, d/20)
 }
 
 // proc is a child process that a test starts, kills, stops and restarts on

@@ -53,7 +53,7 @@ func TestPublishNetworkFaults(t *testing.T) {
 	ns := startNATS(t, "nats")
 	px := startProxy(t, strings.TrimPrefix(ns.url, "nats://"))
 	b := startBridge(t, "nats://"+px.addr)
-	b.sample(t, samplePeriod(d))
+	b.sample(t, samplePeriod(t, d))
 	createStream(t, b, "S5", 1, "s5.>")
 
 	chk := NewChecker()

@@ -18,9 +18,6 @@ import (
 	jetwayv1 "github.com/jetway-dev/jetway/gen/jetway/v1"
 )
 
-// samplePeriod spreads about 20 resource samples over a scenario.
-func samplePeriod(d time.Duration) time.Duration { return max(time.Second, d/20) }
-
 // pause waits d or until ctx is done: the pacing of fault injection, never
 // a wait for a condition.
 func pause(ctx context.Context, d time.Duration) {
@@ -59,7 +56,7 @@ func TestPublishNATSKill(t *testing.T) {
 	d := duration(t, 9*time.Second)
 	ns := startNATS(t, "nats")
 	b := startBridge(t, ns.url)
-	b.sample(t, samplePeriod(d))
+	b.sample(t, samplePeriod(t, d))
 	createStream(t, b, "S1", 1, "s1.>")
 
 	chk := NewChecker()
@@ -90,7 +87,7 @@ func TestSubscribeAckBridgeKill(t *testing.T) {
 	d := duration(t, 8*time.Second)
 	ns := startNATS(t, "nats")
 	b := startBridge(t, ns.url)
-	b.sample(t, samplePeriod(d))
+	b.sample(t, samplePeriod(t, d))
 	createStream(t, b, "S2", 1, "s2.>")
 	cctx, ccancel := context.WithTimeout(context.Background(), callDeadline)
 	_, err := b.admin.CreateConsumer(cctx, &jetwayv1.CreateConsumerRequest{Stream: "S2", Config: &jetwayv1.ConsumerConfig{
@@ -178,7 +175,7 @@ func TestPublishNATSStop(t *testing.T) {
 	d := duration(t, 8*time.Second)
 	ns := startNATS(t, "nats")
 	b := startBridge(t, ns.url)
-	b.sample(t, samplePeriod(d))
+	b.sample(t, samplePeriod(t, d))
 	createStream(t, b, "S3", 1, "s3.>")
 
 	chk := NewChecker()
@@ -294,7 +291,7 @@ func TestPublishR3LeaderKill(t *testing.T) {
 	}
 	all := strings.Join(urls, ",")
 	b := startBridge(t, all)
-	b.sample(t, samplePeriod(d))
+	b.sample(t, samplePeriod(t, d))
 	createStream(t, b, "S4", 3, "s4.>")
 	_, js := nativeJS(t, all)
 	if err := waitFor(context.Background(), 30*time.Second, nil, "S4 leader and current replicas", func() bool {
