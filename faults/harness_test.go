@@ -597,6 +597,12 @@ func (s *sampler) Stop(t testing.TB) {
 		sm := s.samples[i]
 		fmt.Fprintf(&b, " %s:%dMiB/%dg", sm.at, sm.rssKB/1024, sm.goroutines)
 	}
-	last := s.samples[len(s.samples)-1]
-	t.Logf("bridge resource trend (time:RSS/goroutines):%s; last %s:%dMiB/%dg", b.String(), last.at, last.rssKB/1024, last.goroutines)
+	first, last := s.samples[0], s.samples[len(s.samples)-1]
+	var maxRSS int64
+	var maxG int
+	for _, sm := range s.samples {
+		maxRSS, maxG = max(maxRSS, sm.rssKB), max(maxG, sm.goroutines)
+	}
+	t.Logf("bridge resource trend (time:RSS/goroutines):%s; last %s:%dMiB/%dg; max %dMiB/%dg; first→last RSS %+d KiB, goroutines %+d",
+		b.String(), last.at, last.rssKB/1024, last.goroutines, maxRSS/1024, maxG, last.rssKB-first.rssKB, last.goroutines-first.goroutines)
 }
