@@ -202,7 +202,9 @@ type consumer struct {
 	stream   string
 	name     string
 	opens    atomic.Int64
-	ackFails atomic.Int64 // acks given up (the message is redelivered)
+	ackFails atomic.Int64  // acks given up (the message is redelivered)
+	ackRetry atomic.Int64  // ack attempts retried after a transient error
+	work     time.Duration // processing time of a message before its ack
 	logf     func(string, ...any)
 }
 
@@ -219,6 +221,7 @@ func (c *consumer) run(ctx context.Context, ackers int) {
 				case <-ctx.Done():
 					return
 				case d := <-acks:
+					pause(ctx, c.work)
 					c.ack(ctx, d)
 				}
 			}
@@ -336,6 +339,7 @@ func (c *consumer) ack(ctx context.Context, d delivery) {
 			c.logf("ack %s given up: %s", d.id, codeOf(err))
 			return
 		}
+		c.ackRetry.Add(1)
 		pause(ctx, 50*time.Millisecond)
 	}
 }

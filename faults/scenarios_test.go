@@ -106,9 +106,12 @@ func TestSubscribeAckBridgeKill(t *testing.T) {
 	go func() { defer close(pubDone); nativePublisher(pubCtx, t, js, chk, "s2.x", "s2", 2*time.Millisecond) }()
 	conCtx, stopCon := context.WithCancel(context.Background())
 	defer stopCon()
-	c := &consumer{msgs: b.msgs, chk: chk, stream: "S2", name: "c2", logf: t.Logf}
+	// 10 ms of work per message on 8 ackers: messages are delivered and
+	// not yet acked when the bridge dies; their acks are retried on the
+	// restarted bridge (same ack keys) or, past the ack wait, given up.
+	c := &consumer{msgs: b.msgs, chk: chk, stream: "S2", name: "c2", logf: t.Logf, work: 10 * time.Millisecond}
 	conDone := make(chan struct{})
-	go func() { defer close(conDone); c.run(conCtx, 4) }()
+	go func() { defer close(conDone); c.run(conCtx, 8) }()
 
 	kills := max(2, int(d/(4*time.Second)))
 	for i := range kills {
@@ -144,7 +147,8 @@ func TestSubscribeAckBridgeKill(t *testing.T) {
 	}
 	stored := stopAndRead(t, chk, func() {}, closed(), ns.url, "S2")
 	r := finish(t, chk, "subscribe-ack-bridge-kill", stored, CheckOptions{MsgIDs: true, Consumer: true})
-	t.Logf("subscribe streams opened %d, acks given up %d, duplicate deliveries %d", c.opens.Load(), c.ackFails.Load(), r.DuplicateDeliveries)
+	t.Logf("subscribe streams opened %d, ack attempts retried %d, acks given up %d, duplicate deliveries %d",
+		c.opens.Load(), c.ackRetry.Load(), c.ackFails.Load(), r.DuplicateDeliveries)
 }
 
 func closed() <-chan struct{} {
