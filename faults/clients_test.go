@@ -3,6 +3,7 @@ package faults
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -205,6 +206,8 @@ type consumer struct {
 	ackFails atomic.Int64  // acks given up (the message is redelivered)
 	ackRetry atomic.Int64  // ack attempts retried after a transient error
 	work     time.Duration // processing time of a message before its ack
+	errMu    sync.Mutex
+	ackErrs  map[string]int // acks given up, by reason
 	logf     func(string, ...any)
 }
 
@@ -327,19 +330,38 @@ func (c *consumer) ack(ctx context.Context, d delivery) {
 				return
 			} else if len(res) == 1 {
 				// ACK_TOKEN_EXPIRED and the like: JetStream redelivers it.
-				c.ackFails.Add(1)
-				c.logf("ack %s: %s %s", d.id, res[0].GetError().GetReason(), res[0].GetError().GetMessage())
+				c.gaveUp(d.id, res[0].GetError().GetReason(), res[0].GetError().GetMessage())
 				return
 			}
-			c.logf("ack %s: %d results", d.id, len(resp.GetResults()))
+			c.gaveUp(d.id, "RESULTS", fmt.Sprintf("%d results for one operation", len(resp.GetResults())))
 			return
 		}
 		if !transient(err) || time.Now().After(giveUp) {
-			c.ackFails.Add(1)
-			c.logf("ack %s given up: %s", d.id, codeOf(err))
+			c.gaveUp(d.id, codeOf(err), err.Error())
 			return
 		}
 		c.ackRetry.Add(1)
 		pause(ctx, 50*time.Millisecond)
 	}
+}
+
+// gaveUp counts an ack given up; the first few of each reason are logged.
+func (c *consumer) gaveUp(id, reason, msg string) {
+	c.ackFails.Add(1)
+	c.errMu.Lock()
+	defer c.errMu.Unlock()
+	if c.ackErrs == nil {
+		c.ackErrs = map[string]int{}
+	}
+	c.ackErrs[reason]++
+	if c.ackErrs[reason] <= 2 {
+		c.logf("ack %s given up: %s: %s", id, reason, msg)
+	}
+}
+
+// ackErrors is the count of acks given up by reason.
+func (c *consumer) ackErrors() map[string]int {
+	c.errMu.Lock()
+	defer c.errMu.Unlock()
+	return maps.Clone(c.ackErrs)
 }

@@ -84,14 +84,37 @@ func TestPublishNATSKill(t *testing.T) {
 // meanwhile. Every message must be delivered and acked back; duplicate
 // deliveries are counted.
 func TestSubscribeAckBridgeKill(t *testing.T) {
+	consumeScenario(t, "subscribe-ack-bridge-kill", func(_ *natsNode, b *bridgeProc) {
+		b.Kill()
+		pause(context.Background(), 300*time.Millisecond)
+		b.restart(t)
+	})
+}
+
+// TestSubscribeAckNATSKill: the same consumer while nats-server is
+// SIGKILLed and restarted on its store twice: the bridge's pulls and acks
+// go through its reconnect.
+func TestSubscribeAckNATSKill(t *testing.T) {
+	consumeScenario(t, "subscribe-ack-nats-kill", func(ns *natsNode, _ *bridgeProc) {
+		ns.Kill()
+		pause(context.Background(), 300*time.Millisecond)
+		ns.restart(t)
+	})
+}
+
+// consumeScenario runs a consumer scenario: a native publisher feeds a
+// stream, a durable consumer reads it through Subscribe and acks each
+// message with the Ack RPC, and fault (a kill and restart) is injected at
+// least twice.
+func consumeScenario(t *testing.T, scenario string, fault func(*natsNode, *bridgeProc)) {
 	d := duration(t, 8*time.Second)
 	ns := startNATS(t, "nats")
 	b := startBridge(t, ns.url)
 	b.sample(t, samplePeriod(t, d))
-	createStream(t, b, "S2", 1, "s2.>")
+	createStream(t, b, "S", 1, "s.>")
 	cctx, ccancel := context.WithTimeout(context.Background(), callDeadline)
-	_, err := b.admin.CreateConsumer(cctx, &jetwayv1.CreateConsumerRequest{Stream: "S2", Config: &jetwayv1.ConsumerConfig{
-		Name: "c2", AckPolicy: jetwayv1.AckPolicy_ACK_POLICY_EXPLICIT, AckWait: durationpb.New(2 * time.Second),
+	_, err := b.admin.CreateConsumer(cctx, &jetwayv1.CreateConsumerRequest{Stream: "S", Config: &jetwayv1.ConsumerConfig{
+		Name: "c", AckPolicy: jetwayv1.AckPolicy_ACK_POLICY_EXPLICIT, AckWait: durationpb.New(2 * time.Second),
 	}})
 	ccancel()
 	if err != nil {
@@ -103,31 +126,29 @@ func TestSubscribeAckBridgeKill(t *testing.T) {
 	pubCtx, stopPub := context.WithCancel(context.Background())
 	defer stopPub()
 	pubDone := make(chan struct{})
-	go func() { defer close(pubDone); nativePublisher(pubCtx, t, js, chk, "s2.x", "s2", 2*time.Millisecond) }()
+	go func() { defer close(pubDone); nativePublisher(pubCtx, t, js, chk, "s.x", "m", 2*time.Millisecond) }()
 	conCtx, stopCon := context.WithCancel(context.Background())
 	defer stopCon()
 	// 10 ms of work per message on 8 ackers: messages are delivered and
-	// not yet acked when the bridge dies; their acks are retried on the
-	// restarted bridge (same ack keys) or, past the ack wait, given up.
-	c := &consumer{msgs: b.msgs, chk: chk, stream: "S2", name: "c2", logf: t.Logf, work: 10 * time.Millisecond}
+	// not yet acked when the fault hits; their acks are retried (a
+	// restarted bridge has the same ack keys) or, past the ack wait,
+	// given up and the message redelivered.
+	c := &consumer{msgs: b.msgs, chk: chk, stream: "S", name: "c", logf: t.Logf, work: 10 * time.Millisecond}
 	conDone := make(chan struct{})
 	go func() { defer close(conDone); c.run(conCtx, 8) }()
 
 	kills := max(2, int(d/(4*time.Second)))
-	for i := range kills {
+	for range kills {
 		pause(pubCtx, d/time.Duration(kills+1))
-		healed := chk.FaultStart("SIGKILL bridge")
-		b.Kill()
-		pause(pubCtx, 300*time.Millisecond)
-		b.restart(t)
+		healed := chk.FaultStart(scenario)
+		fault(ns, b)
 		healed()
-		_ = i
 	}
 	pause(pubCtx, d/time.Duration(kills+1))
 	stopPub()
 	<-pubDone
 
-	_, cons := nativeConsumer(t, js, "S2", "c2")
+	_, cons := nativeConsumer(t, js, "S", "c")
 	if err := waitFor(context.Background(), 60*time.Second, b.proc, "every message acked back", func() bool {
 		info, err := cons.Info(context.Background())
 		return err == nil && info.NumPending == 0 && info.NumAckPending == 0 && chk.Recovered()
@@ -145,10 +166,10 @@ func TestSubscribeAckBridgeKill(t *testing.T) {
 	case <-time.After(2 * callDeadline):
 		t.Fatal("consumer did not stop")
 	}
-	stored := stopAndRead(t, chk, func() {}, closed(), ns.url, "S2")
-	r := finish(t, chk, "subscribe-ack-bridge-kill", stored, CheckOptions{MsgIDs: true, Consumer: true})
-	t.Logf("subscribe streams opened %d, ack attempts retried %d, acks given up %d, duplicate deliveries %d",
-		c.opens.Load(), c.ackRetry.Load(), c.ackFails.Load(), r.DuplicateDeliveries)
+	stored := stopAndRead(t, chk, func() {}, closed(), ns.url, "S")
+	r := finish(t, chk, scenario, stored, CheckOptions{MsgIDs: true, Consumer: true})
+	t.Logf("subscribe streams opened %d, ack attempts retried %d, acks given up %d %v, duplicate deliveries %d",
+		c.opens.Load(), c.ackRetry.Load(), c.ackFails.Load(), c.ackErrors(), r.DuplicateDeliveries)
 }
 
 func closed() <-chan struct{} {
