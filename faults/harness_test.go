@@ -597,12 +597,14 @@ func (s *sampler) Stop(t testing.TB) {
 		sm := s.samples[i]
 		fmt.Fprintf(&b, " %s:%dMiB/%dg", sm.at, sm.rssKB/1024, sm.goroutines)
 	}
-	first, last := s.samples[0], s.samples[len(s.samples)-1]
+	// The drift is measured from a tenth of the way in (at least the
+	// second sample): the first is taken before the bridge warmed up.
+	first, last := s.samples[min(max(1, len(s.samples)/10), len(s.samples)-1)], s.samples[len(s.samples)-1]
 	var maxRSS int64
 	var maxG int
 	for _, sm := range s.samples {
 		maxRSS, maxG = max(maxRSS, sm.rssKB), max(maxG, sm.goroutines)
 	}
-	t.Logf("bridge resource trend (time:RSS/goroutines):%s; last %s:%dMiB/%dg; max %dMiB/%dg; first→last RSS %+d KiB, goroutines %+d",
-		b.String(), last.at, last.rssKB/1024, last.goroutines, maxRSS/1024, maxG, last.rssKB-first.rssKB, last.goroutines-first.goroutines)
+	t.Logf("bridge resource trend (time:RSS/goroutines):%s; last %s:%dMiB/%dg; max %dMiB/%dg; drift from %s: RSS %+d KiB, goroutines %+d",
+		b.String(), last.at, last.rssKB/1024, last.goroutines, maxRSS/1024, maxG, first.at, last.rssKB-first.rssKB, last.goroutines-first.goroutines)
 }

@@ -137,14 +137,15 @@ func consumeScenario(t *testing.T, scenario string, fault func(*natsNode, *bridg
 	conDone := make(chan struct{})
 	go func() { defer close(conDone); c.run(conCtx, 8) }()
 
-	kills := max(2, int(d/(4*time.Second)))
-	for range kills {
-		pause(pubCtx, d/time.Duration(kills+1))
+	// At least two faults, then more while d lasts, one every gap.
+	gap := min(d/3, 4*time.Second)
+	for i, end := 0, time.Now().Add(d); i < 2 || time.Now().Add(gap).Before(end); i++ {
+		pause(pubCtx, gap)
 		healed := chk.FaultStart(scenario)
 		fault(ns, b)
 		healed()
 	}
-	pause(pubCtx, d/time.Duration(kills+1))
+	pause(pubCtx, gap)
 	stopPub()
 	<-pubDone
 
@@ -333,9 +334,11 @@ func TestPublishR3LeaderKill(t *testing.T) {
 	done := make(chan struct{})
 	go func() { defer close(done); p.run(ctx, "s4", 4, 2*time.Millisecond) }()
 
-	kills := max(2, int(d/(5*time.Second)))
-	for range kills {
-		pause(ctx, d/time.Duration(kills+1))
+	// At least two leader kills, then more while d lasts, the next one a
+	// gap after every replica is current again.
+	gap := min(d/3, 3*time.Second)
+	for i, end := 0, time.Now().Add(d); i < 2 || time.Now().Add(gap).Before(end); i++ {
+		pause(ctx, gap)
 		var leader string
 		if err := waitFor(context.Background(), 30*time.Second, nil, "S4 leader", func() bool {
 			var ok bool
@@ -366,7 +369,7 @@ func TestPublishR3LeaderKill(t *testing.T) {
 		t.Logf("killed stream leader %s; restarted and healthy after %s, every replica current %s later; leader now %s",
 			leader, restarted.Sub(killed).Round(time.Millisecond), time.Since(restarted).Round(time.Millisecond), newLeader)
 	}
-	pause(ctx, d/time.Duration(kills+1))
+	pause(ctx, gap)
 	stored := stopAndRead(t, chk, stop, done, all, "S4")
 	r := finish(t, chk, "publish-r3-leader-kill", stored, CheckOptions{MsgIDs: true})
 
