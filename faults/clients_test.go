@@ -93,7 +93,6 @@ type publisher struct {
 	msgs    jetwayv1.MessageServiceClient
 	chk     *Checker
 	subject string
-	sent    atomic.Int64
 }
 
 // publish sends id until it is acked, refused, or retryBudget passes.
@@ -145,7 +144,6 @@ func (p *publisher) run(ctx context.Context, prefix string, workers int, gap tim
 		wg.Go(func() {
 			for n := 0; ctx.Err() == nil; n++ {
 				p.publish(ctx, fmt.Sprintf("%s-%d-%d", prefix, w, n))
-				p.sent.Add(1)
 				if gap > 0 {
 					select {
 					case <-ctx.Done():
@@ -175,7 +173,7 @@ func finish(t *testing.T, chk *Checker, scenario string, stored []StoredMsg, opt
 // nativePublisher publishes unique ids natively (nats.go) with msg ids, one
 // every gap, until ctx is done, recording them in the checker; it feeds a
 // consumer scenario that faults the bridge, not the publishing path.
-func nativePublisher(ctx context.Context, t testing.TB, js jetstream.JetStream, chk *Checker, subject, prefix string, gap time.Duration) {
+func nativePublisher(ctx context.Context, js jetstream.JetStream, chk *Checker, subject, prefix string, gap time.Duration) {
 	for n := 0; ctx.Err() == nil; n++ {
 		id := fmt.Sprintf("%s-%d", prefix, n)
 		for ctx.Err() == nil {

@@ -126,7 +126,7 @@ func consumeScenario(t *testing.T, scenario string, fault func(*natsNode, *bridg
 	pubCtx, stopPub := context.WithCancel(context.Background())
 	defer stopPub()
 	pubDone := make(chan struct{})
-	go func() { defer close(pubDone); nativePublisher(pubCtx, t, js, chk, "s.x", "m", 2*time.Millisecond) }()
+	go func() { defer close(pubDone); nativePublisher(pubCtx, js, chk, "s.x", "m", 2*time.Millisecond) }()
 	conCtx, stopCon := context.WithCancel(context.Background())
 	defer stopCon()
 	// 10 ms of work per message on 8 ackers: messages are delivered and
