@@ -195,8 +195,9 @@ func nativeConsumer(t testing.TB, js jetstream.JetStream, stream, name string) (
 }
 
 // TestPublishNATSStop: unary Publish from 4 clients while nats-server is
-// SIGSTOPped for 3 s, then SIGCONTed, twice: no call may return later than
-// its deadline + 1 s, nothing acked may be lost.
+// SIGSTOPped for 3 s, then SIGCONTed, then for 7 s (longer than the
+// calls' 5 s deadline): no call may return later than its deadline + 1 s,
+// nothing acked may be lost.
 func TestPublishNATSStop(t *testing.T) {
 	d := duration(t, 8*time.Second)
 	ns := startNATS(t, "nats")
@@ -211,13 +212,20 @@ func TestPublishNATSStop(t *testing.T) {
 	done := make(chan struct{})
 	go func() { defer close(done); p.run(ctx, "s3", 4, 0) }()
 
-	for end := time.Now().Add(d); time.Now().Before(end); {
+	// Stops of 3 s (under the calls' deadline) and 7 s (past it: the
+	// calls must end at their deadline, not when the server comes back)
+	// alternate.
+	for i, end := 0, time.Now().Add(d); i < 2 || time.Now().Before(end); i++ {
+		stopFor := 3 * time.Second
+		if i%2 == 1 {
+			stopFor = 7 * time.Second
+		}
 		pause(ctx, 2*time.Second)
-		healed := chk.FaultStart("SIGSTOP nats-server 3s")
+		healed := chk.FaultStart("SIGSTOP nats-server " + stopFor.String())
 		if err := ns.Signal(syscall.SIGSTOP); err != nil {
 			t.Fatal(err)
 		}
-		pause(ctx, 3*time.Second)
+		pause(ctx, stopFor)
 		if err := ns.Signal(syscall.SIGCONT); err != nil {
 			t.Fatal(err)
 		}
