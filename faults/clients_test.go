@@ -39,18 +39,23 @@ func codeOf(err error) string {
 			reason = info.GetReason()
 		}
 	}
-	var b strings.Builder // DeadlineExceeded → DEADLINE_EXCEEDED
-	for i, r := range st.Code().String() {
+	c := codeName(st.Code())
+	if reason == "" {
+		return c
+	}
+	return c + "/" + reason
+}
+
+// codeName is a gRPC code as in google.rpc.Code: DEADLINE_EXCEEDED.
+func codeName(code codes.Code) string {
+	var b strings.Builder
+	for i, r := range code.String() {
 		if i > 0 && r >= 'A' && r <= 'Z' {
 			b.WriteByte('_')
 		}
 		b.WriteRune(r)
 	}
-	c := strings.ToUpper(b.String())
-	if reason == "" {
-		return c
-	}
-	return c + "/" + reason
+	return strings.ToUpper(b.String())
 }
 
 // transient: the publish may or may not be stored; retry with the same id.

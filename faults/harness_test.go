@@ -65,11 +65,11 @@ func run(m *testing.M) int {
 }
 
 // scenarios is the number of scenarios that share FAULTS_DURATION.
-const scenarios = 6
+const scenarios = 7
 
 // duration is how long a scenario injects faults: short for CI, or its
 // share of FAULTS_DURATION (the whole suite's fault time, e.g. 30m for a
-// soak: 5 minutes per scenario).
+// soak: about 4 minutes per scenario).
 func duration(t testing.TB, short time.Duration) time.Duration {
 	v := os.Getenv("FAULTS_DURATION")
 	if v == "" {
