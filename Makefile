@@ -49,7 +49,7 @@ bench:
 bench-quick:
 	go run ./cmd/bench -quick
 
-## faults: the fault-injection suite, short form (real nats-server and bridge processes; about 1.5 minutes)
+## faults: the fault-injection suite, short form (real nats-server and bridge processes; under 2 minutes)
 faults:
 	go test -race -count=1 -timeout 10m -v ./faults/
 
