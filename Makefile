@@ -2,7 +2,7 @@
 # with `go tool`, so a fresh machine needs only Go and the module proxy.
 BUF := go tool -modfile=tools/go.mod buf
 
-.PHONY: run generate lint breaking test test-deploy check-generated ci bench bench-quick
+.PHONY: run generate lint breaking test test-deploy check-generated ci bench bench-quick faults soak
 
 ## run: start the bridge with an embedded JetStream server
 run:
@@ -48,3 +48,12 @@ bench:
 ## bench-quick: the same in under a minute
 bench-quick:
 	go run ./cmd/bench -quick
+
+## faults: the fault-injection suite, short form (real nats-server and bridge processes; under 2 minutes)
+faults:
+	go test -race -count=1 -timeout 10m -v ./faults/
+
+## soak: the fault-injection suite for 30 minutes in all (split between its scenarios), with the
+## bridge's RSS and goroutine trend (docs/reliability.md)
+soak:
+	FAULTS_DURATION=30m go test ./faults -count=1 -timeout 70m -v -run .
