@@ -585,6 +585,14 @@ func (s *messageService) ackOne(ctx context.Context, nc *nats.Conn, op *jetwayv1
 		// The loss of the connection ends the wait: no answer can come.
 		rctx, cancel := context.WithCancelCause(ctx)
 		w := refusal.Subject(nc, claims.Reply, cancel)
+		if !nc.IsConnected() {
+			// nats.go would buffer the ack until it reconnects, and the
+			// wait would run to the deadline. (The watch is made first:
+			// a loss after this check ends it.)
+			w.Stop()
+			cancel(nil)
+			return fail(fmt.Errorf("ack: %w: the bridge is reconnecting to NATS; nothing was sent, retry", ErrUnavailable))
+		}
 		_, err := nc.RequestWithContext(rctx, claims.Reply, body)
 		w.Stop()
 		cause := context.Cause(rctx)

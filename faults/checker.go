@@ -459,6 +459,11 @@ func (c *Checker) Check(scenario string, stored []StoredMsg, opts CheckOptions) 
 		add("stored but never delivered and acked back", never)
 	}
 	add("calls past deadline + 1s", c.lateCalls)
+	if c.permDuring > 0 {
+		// A client drops a message on a permanent error: during a fault
+		// the bridge must answer UNAVAILABLE (retry) instead.
+		r.Violations = append(r.Violations, fmt.Sprintf("permanent errors during a fault %d: %v", c.permDuring, c.errCodes))
+	}
 	return r
 }
 

@@ -27,9 +27,11 @@ func TestCheckerFindsViolations(t *testing.T) {
 	c.Call("Publish x", 7*time.Second, 5*time.Second, time.Second)
 	healed := c.FaultStart("test")
 	healed()
+	c.Attempt("g")
+	c.Failed("g", "NOT_FOUND/NO_STREAM_FOR_SUBJECT") // permanent, just after a fault
 	stored := []StoredMsg{{1, "a"}, {3, "c"}, {4, "d"}, {5, "e"}, {6, "e"}, {7, "zz"}, {8, "f"}}
 	r := c.Check("self-test", stored, CheckOptions{MsgIDs: true, Consumer: true})
-	want := Report{Messages: 6, Acked: 4, Failed: 1, Unknown: 1, Stored: 7, StoredFromUnknown: 1, FaultsInjected: 1,
+	want := Report{Messages: 7, Acked: 4, Failed: 2, Unknown: 1, Stored: 7, StoredFromUnknown: 1, FaultsInjected: 1,
 		Lost: 1, Unexpected: 2, Duplicates: 1, Delivered: 2, DuplicateDeliveries: 1, AckedBack: 1, NeverDelivered: 4, LateCalls: 1,
 		WorstRecoveryMs: -1}
 	got := r
@@ -38,8 +40,11 @@ func TestCheckerFindsViolations(t *testing.T) {
 	if !equalReports(got, want) {
 		t.Errorf("report\n got %+v\nwant %+v", got, want)
 	}
-	if len(r.Violations) != 5 {
-		t.Errorf("violations: %q, want lost, unexpected, duplicates, never delivered, late calls", r.Violations)
+	if len(r.Violations) != 6 {
+		t.Errorf("violations: %q, want lost, unexpected, duplicates, never delivered, late calls, permanent errors during a fault", r.Violations)
+	}
+	if r.PermanentErrorsDuringFault != 1 {
+		t.Errorf("permanent errors during a fault: %d, want 1", r.PermanentErrorsDuringFault)
 	}
 	if !strings.Contains(strings.Join(r.Violations, "\n"), "b (acked seq 2)") {
 		t.Errorf("the lost message is not named: %q", r.Violations)

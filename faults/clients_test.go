@@ -123,11 +123,9 @@ func (p *publisher) publish(ctx context.Context, id string) {
 		if retry {
 			p.chk.Unknown(id, code)
 		} else {
-			// NOT_FOUND while a fault is on (an R3 leader election, a
-			// known issue) is counted and retried; anything else, or
-			// outside a fault, is final.
-			during := p.chk.Failed(id, code)
-			retry = during && status.Code(err) == codes.NotFound
+			// A permanent error is final, as for any client (and one
+			// during a fault fails the scenario).
+			p.chk.Failed(id, code)
 		}
 		if !retry || time.Now().After(giveUp) || ctx.Err() != nil {
 			return
