@@ -31,8 +31,10 @@ const (
 	defaultBytesInFlight = 8 << 20
 	defaultHeartbeat     = 15 * time.Second
 	// ephemeralInactive removes an ephemeral consumer whose bridge vanished
-	// without deleting it (a crash); a live stream keeps it active.
-	ephemeralInactive = 30 * time.Second
+	// without deleting it (a crash): that long after the ack wait of the
+	// last message it held (JetStream counts from there). A live stream keeps
+	// it active: a request always waits, or it holds messages.
+	ephemeralInactive = 10 * time.Second
 	// maxTracked bounds the deliveries a Subscribe remembers for NAK on
 	// close; older ones just wait out their ack wait.
 	maxTracked = 1 << 16
