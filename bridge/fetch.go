@@ -543,7 +543,7 @@ func (s *messageService) Ack(ctx context.Context, req *jetwayv1.AckRequest) (*je
 	now := time.Now()
 	sent := false
 	for i, op := range ops {
-		res, _, published := s.ackOne(ctx, nc, op, req.GetSync(), now)
+		res, _, published := s.ackOne(ctx, nc, op, req.GetSync(), js.Options().DefaultTimeout, now)
 		resp.Results[i] = res
 		sent = sent || published
 	}
@@ -560,7 +560,10 @@ func (s *messageService) Ack(ctx context.Context, req *jetwayv1.AckRequest) (*je
 // reply subject the token bound, and whether anything was sent to NATS.
 // Acks go out on nc, the caller's connection: the one its deliveries came
 // on, in its account.
-func (s *messageService) ackOne(ctx context.Context, nc *nats.Conn, op *jetwayv1.AckOperation, sync bool, now time.Time) (*jetwayv1.AckResult, string, bool) {
+//
+// A sync ack waits at most bound (the NATS request timeout; 0: the call's
+// deadline) for JetStream's answer: past it, UNAVAILABLE.
+func (s *messageService) ackOne(ctx context.Context, nc *nats.Conn, op *jetwayv1.AckOperation, sync bool, bound time.Duration, now time.Time) (*jetwayv1.AckResult, string, bool) {
 	res := &jetwayv1.AckResult{Token: op.GetToken()}
 	fail := func(err error) (*jetwayv1.AckResult, string, bool) {
 		res.Error, _ = ErrorProto(err)
@@ -583,7 +586,12 @@ func (s *messageService) ackOne(ctx context.Context, nc *nats.Conn, op *jetwayv1
 	}
 	if sync {
 		// The loss of the connection ends the wait: no answer can come.
-		rctx, cancel := context.WithCancelCause(ctx)
+		bctx, bcancel := ctx, context.CancelFunc(func() {})
+		if bound > 0 {
+			bctx, bcancel = context.WithTimeoutCause(ctx, bound, ErrNoAnswer)
+		}
+		defer bcancel()
+		rctx, cancel := context.WithCancelCause(bctx)
 		w := refusal.Subject(nc, claims.Reply, cancel)
 		if !nc.IsConnected() {
 			// nats.go would buffer the ack until it reconnects, and the

@@ -183,6 +183,9 @@ func classify(err error) error {
 // silence means it cannot tell: unavailable, retry. A client drops a
 // message on NOT_FOUND; it retries on UNAVAILABLE.
 
+// errCannotTell is JetStream's API not answering the question.
+var errCannotTell = errors.New("JetStream could not tell")
+
 // probeTimeout bounds the question.
 const probeTimeout = time.Second
 
@@ -195,7 +198,7 @@ func noStreamAnswer(ctx context.Context, js jetstream.JetStream, subject string,
 	defer cancel()
 	qctx, refused := context.WithCancelCause(pctx)
 	defer refused(nil)
-	w := refusal.Subject(js.Conn(), js.Options().APIPrefix+"STREAM.NAMES", refused)
+	w := refusal.Subject(js.Conn(), apiPrefix(js)+"STREAM.NAMES", refused)
 	name, perr := js.StreamNameBySubject(qctx, subject)
 	w.Stop()
 	switch {
@@ -206,7 +209,7 @@ func noStreamAnswer(ctx context.Context, js jetstream.JetStream, subject string,
 	case ctx.Err() != nil:
 		return translate(ctx.Err(), what)
 	}
-	return fmt.Errorf("%s: %w: no stream answered, and JetStream could not tell whether one captures the subject (%v); retry", what, ErrUnavailable, perr)
+	return fmt.Errorf("%s: %w: no stream answered, and %w whether one captures the subject (%v); retry", what, ErrUnavailable, errCannotTell, perr)
 }
 
 // consumerAnswer is the error of a request to a consumer that nobody
@@ -215,9 +218,15 @@ func noStreamAnswer(ctx context.Context, js jetstream.JetStream, subject string,
 func consumerAnswer(ctx context.Context, js jetstream.JetStream, stream, consumer, what string) error {
 	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
-	_, err := js.Consumer(pctx, stream, consumer)
+	qctx, refused := context.WithCancelCause(pctx)
+	defer refused(nil)
+	w := refusal.Subject(js.Conn(), apiPrefix(js)+"CONSUMER.INFO."+stream+"."+consumer, refused)
+	_, err := js.Consumer(qctx, stream, consumer)
+	w.Stop()
 	switch {
-	case errors.Is(err, jetstream.ErrConsumerNotFound), errors.Is(err, jetstream.ErrStreamNotFound):
+	case errors.Is(err, jetstream.ErrConsumerNotFound), errors.Is(err, jetstream.ErrStreamNotFound),
+		// The NATS user may not ask: nobody answering is all there is to go on.
+		errors.Is(context.Cause(qctx), nats.ErrPermissionViolation):
 		return fmt.Errorf("%s: %w", what, ErrConsumerNotFound)
 	case err == nil:
 		return fmt.Errorf("%s: %w: consumer %q on stream %q did not answer (between leaders, or restarting); retry", what, ErrUnavailable, consumer, stream)
@@ -225,6 +234,15 @@ func consumerAnswer(ctx context.Context, js jetstream.JetStream, stream, consume
 		return translate(ctx.Err(), what)
 	}
 	return fmt.Errorf("%s: %w: the consumer did not answer, and JetStream could not tell whether it exists (%v); retry", what, ErrUnavailable, err)
+}
+
+// apiPrefix is the JetStream API prefix js's requests go to ("$JS.API."
+// unless a domain or prefix was set).
+func apiPrefix(js jetstream.JetStream) string {
+	if p := js.Options().APIPrefix; p != "" {
+		return p
+	}
+	return jetstream.DefaultAPIPrefix
 }
 
 // noStreamVerdicts remembers, for one PublishStream, noStreamAnswer's
@@ -235,13 +253,20 @@ type noStreamVerdicts struct {
 	subject string
 	at      time.Time
 	err     error
+	// silent: JetStream's API did not answer the last question, so it
+	// will not answer one about another subject either for a while.
+	silent bool
 }
 
 func (v *noStreamVerdicts) answer(ctx context.Context, js jetstream.JetStream, subject string, err error, what string) error {
-	if now := time.Now(); v.err != nil && v.subject == subject && now.Sub(v.at) < probeTimeout {
+	if now := time.Now(); v.err != nil && (v.subject == subject || v.silent) && now.Sub(v.at) < probeTimeout {
+		if v.subject != subject {
+			return fmt.Errorf("%s: %w: no stream answered, and JetStream's API is not answering; retry", what, ErrUnavailable)
+		}
 		return v.err
 	}
 	v.subject, v.err = subject, noStreamAnswer(ctx, js, subject, err, what)
 	v.at = time.Now()
+	v.silent = errors.Is(v.err, errCannotTell)
 	return v.err
 }

@@ -458,6 +458,11 @@ func (p *puller) status(ctx context.Context, m *nats.Msg, now time.Time) error {
 		r := &p.reqs[i]
 		if owed := owedMessages(m.Header, r.msgs); owed > 0 && !r.done {
 			r.msgs, r.ended = owed, true
+			// What the server did not spend of the request's bytes will
+			// not come either.
+			if left, err := strconv.Atoi(m.Header.Get("Nats-Pending-Bytes")); err == nil && left > 0 && left < r.bytes {
+				r.bytes -= left
+			}
 			return
 		}
 		closeReq()

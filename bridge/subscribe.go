@@ -630,7 +630,7 @@ func (s *messageService) Consume(stream jetwayv1.MessageService_ConsumeServer) e
 		case ops := <-acks:
 			now := time.Now()
 			for _, op := range ops {
-				res, reply, _ := s.ackOne(ctx, nc, op, false, now)
+				res, reply, _ := s.ackOne(ctx, nc, op, false, 0, now)
 				if res.GetError() == nil {
 					if d, ok := inFlight[reply]; ok && op.GetKind() == jetwayv1.AckKind_ACK_KIND_IN_PROGRESS {
 						// Still held, with the extended deadline.

@@ -64,8 +64,9 @@ type NATS struct {
 	// ReconnectJitter is the most added at random to each pause, so that
 	// replicas that lost NATS together do not all come back at once.
 	ReconnectJitter time.Duration
-	// RequestTimeout bounds the wait for JetStream's answer to a call
-	// other than Fetch, whatever the client's deadline.
+	// RequestTimeout bounds the wait for JetStream's answer to a publish
+	// or one sync ack, whatever the client's deadline, and is the timeout
+	// of JetStream calls whose client set no deadline.
 	RequestTimeout time.Duration
 }
 
@@ -266,7 +267,7 @@ func Parse(args []string, getenv func(string) string, output io.Writer) (Config,
 	fs.DurationVar(&n.ConnectTimeout, "nats-connect-timeout", 10*time.Second, "wait at most this long for the first NATS connection")
 	fs.DurationVar(&n.ReconnectWait, "nats-reconnect-wait", 2*time.Second, "longest pause between rounds of NATS connection attempts while not connected: after a loss the first is 50ms, each doubling up to this; at start, this (each attempt that fails is logged)")
 	fs.DurationVar(&n.ReconnectJitter, "nats-reconnect-jitter", 100*time.Millisecond, "most added at random to each pause between NATS connection attempts (0 for none)")
-	fs.DurationVar(&n.RequestTimeout, "nats-request-timeout", 5*time.Second, "longest wait for JetStream's answer to a publish, ack or admin call, whatever the client's deadline: past it the call answers UNAVAILABLE")
+	fs.DurationVar(&n.RequestTimeout, "nats-request-timeout", 5*time.Second, "longest wait for JetStream's answer to a publish or one sync ack, whatever the client's deadline (past it: UNAVAILABLE), and the timeout of JetStream calls whose client set no deadline")
 	cr := &n.Credentials
 	fs.StringVar(&cr.CredsFile, "nats-creds", "", "NATS creds file (user JWT and seed, as nsc writes it)")
 	fs.StringVar(&cr.NKeySeedFile, "nats-nkey-file", "", "file holding a NATS user NKey seed")

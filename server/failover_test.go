@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -406,4 +407,30 @@ func TestConsumerLeaderOnAnotherNode(t *testing.T) {
 		}
 	}
 	t.Logf("subscribe: %d messages in %s", n, time.Since(start).Round(time.Millisecond))
+}
+
+// TestNoStreamAnswerForAUserThatMayNotAsk: when the bridge's NATS user
+// may not ask JetStream which stream captures a subject, a publish where
+// no stream listens is NOT_FOUND (as before the bridge asked), at once:
+// the refusal of the question ends it, not the probe's timeout.
+func TestNoStreamAnswerForAUserThatMayNotAsk(t *testing.T) {
+	ns := jetwaytest.NATSServer(t, &natsserver.Options{JetStream: true, StoreDir: t.TempDir(), Users: []*natsserver.User{{
+		Username: "bridge", Password: "s3cret",
+		Permissions: &natsserver.Permissions{Publish: &natsserver.SubjectPermission{Allow: []string{">"}, Deny: []string{"$JS.API.STREAM.NAMES"}}},
+	}}})
+	b := jetwaytest.StartWithoutNATSClient(t, func(c *config.Config) {
+		c.NATS.URLs = ns.ClientURL()
+		c.NATS.Credentials.User, c.NATS.Credentials.Password = "bridge", "s3cret"
+	})
+	ctx := jetwaytest.Context(t, 30*time.Second)
+	start := time.Now()
+	_, err := b.Messages.Publish(ctx, &jetwayv1.PublishRequest{Subject: "nowhere.x", Payload: &jetwayv1.PublishRequest_Text{Text: "x"}})
+	took := time.Since(start)
+	if status.Code(err) != codes.NotFound || reasonOf(err) != "NO_STREAM_FOR_SUBJECT" {
+		t.Errorf("publish where no stream listens: %v, want NOT_FOUND NO_STREAM_FOR_SUBJECT", err)
+	}
+	// nats.go's own retries of a publish nobody answers take about 0.5 s.
+	if took > 900*time.Millisecond {
+		t.Errorf("answered in %s, want the refusal to end the question at once (the probe's timeout is 1 s)", took)
+	}
 }
