@@ -2,6 +2,7 @@ package faults
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -72,6 +73,9 @@ func (p *streamPublisher) once(ctx context.Context, newID func() string) error {
 	}
 	var mu sync.Mutex
 	var queue []outstanding // in request order
+	// handedOver: requeue gave what was outstanding to the next stream;
+	// a response that still comes on this one is not a disorder.
+	handedOver := false
 	slots := make(chan struct{}, p.window)
 	recvDone := make(chan error, 1)
 	// requeue hands what is still outstanding to the next stream.
@@ -85,7 +89,7 @@ func (p *streamPublisher) once(ctx context.Context, newID func() string) error {
 			p.retry = append(p.retry, o.id)
 			p.mu.Unlock()
 		}
-		queue = nil
+		queue, handedOver = nil, true
 	}
 	go func() {
 		for {
@@ -95,6 +99,11 @@ func (p *streamPublisher) once(ctx context.Context, newID func() string) error {
 				return
 			}
 			mu.Lock()
+			if handedOver {
+				mu.Unlock()
+				recvDone <- errors.New("stream handed over")
+				return
+			}
 			if len(queue) == 0 || queue[0].reqID != resp.GetId() {
 				p.mu.Lock()
 				p.disorder = append(p.disorder, fmt.Sprintf("response id %d, oldest outstanding %v", resp.GetId(), queue[:min(1, len(queue))]))
