@@ -19,7 +19,7 @@ func benchService(b testing.TB) *messageService {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return &messageService{signer: signer, authz: allowAll{}, maxPayload: func() int64 { return 1 << 20 }}
+	return &messageService{signer: signer, authz: allowAll{}, maxPayload: func() int64 { return 1 << 20 }, obs: noObserver{}}
 }
 
 // BenchmarkToMessage is the per-message cost of delivering: parsing the

@@ -113,6 +113,7 @@ type options struct {
 	caps          Caps
 	authz         Authorizer
 	maxPayload    func() int64
+	observer      Observer
 }
 
 // Option configures New.
@@ -182,6 +183,17 @@ func WithMaxPayload(f func() int64) Option {
 	}
 }
 
+// WithObserver makes the services report what they do to o (metrics).
+func WithObserver(o Observer) Option {
+	return func(opts *options) error {
+		if o == nil {
+			return fmt.Errorf("%w: nil Observer", ErrInvalidOption)
+		}
+		opts.observer = o
+		return nil
+	}
+}
+
 // WithCaps sets the server caps of consuming requests.
 func WithCaps(c Caps) Option {
 	return func(o *options) error {
@@ -207,7 +219,7 @@ func New(conns ConnProvider, opts ...Option) (*Bridge, error) {
 	}
 	o := options{
 		log: slog.New(slog.DiscardHandler), publishWindow: DefaultPublishWindow, caps: DefaultCaps, authz: allowAll{},
-		maxPayload: func() int64 { return 0 },
+		maxPayload: func() int64 { return 0 }, observer: noObserver{},
 	}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
@@ -227,6 +239,7 @@ func New(conns ConnProvider, opts ...Option) (*Bridge, error) {
 		messages: &messageService{
 			conns: conns, maxPayload: o.maxPayload, window: o.publishWindow, log: o.log,
 			signer: o.signer, caps: o.caps, conn: newConnWatch(), authz: o.authz, grid: newGridClock(),
+			obs: o.observer,
 		},
 		admin: &adminService{conns: conns, log: o.log, authz: o.authz},
 	}, nil

@@ -380,7 +380,9 @@ func (s *messageService) Fetch(ctx context.Context, req *jetwayv1.FetchRequest) 
 			pr.Expires = wait
 		}
 	}
+	s.obs.FetchWaiting(1)
 	got, err := pull(ctx, js.Conn(), s.conn.drainedCh(), req.GetStream(), req.GetConsumer(), pr, true)
+	s.obs.FetchWaiting(-1)
 	if err != nil {
 		return nil, err
 	}
@@ -451,6 +453,7 @@ func (s *messageService) toMessage(subject, reply string, header nats.Header, da
 		Timestamp:        timestamppb.New(r.Timestamp),
 	}
 	setPayload(out, data, format)
+	s.obs.Delivered(r.Stream, r.Delivered > 1)
 	if !meta.ackNone {
 		wait := meta.ackWaitFor(r.Delivered)
 		deadline := now.Add(wait - deadlineMargin(wait))
@@ -567,6 +570,7 @@ func (s *messageService) ackOne(ctx context.Context, nc *nats.Conn, op *jetwayv1
 	res := &jetwayv1.AckResult{Token: op.GetToken()}
 	fail := func(err error) (*jetwayv1.AckResult, string, bool) {
 		res.Error, _ = ErrorProto(err)
+		s.obs.AckRefused(res.Error.GetReason())
 		return res, "", false
 	}
 	claims, err := s.signer.Verify(op.GetToken(), now)
@@ -629,6 +633,7 @@ func (s *messageService) ackOne(ctx context.Context, nc *nats.Conn, op *jetwayv1
 	} else if err := nc.Publish(claims.Reply, body); err != nil {
 		return fail(translate(err, "ack"))
 	}
+	s.obs.Acked(ackKindName(op.GetKind()))
 	if op.GetKind() == jetwayv1.AckKind_ACK_KIND_IN_PROGRESS {
 		claims.Expires = now.Add(claims.AckWait - deadlineMargin(claims.AckWait))
 		tok, err := s.signer.Sign(claims)
@@ -638,4 +643,17 @@ func (s *messageService) ackOne(ctx context.Context, nc *nats.Conn, op *jetwayv1
 		res.NewToken, res.AckDeadline = tok, timestamppb.New(claims.Expires)
 	}
 	return res, claims.Reply, true
+}
+
+// ackKindName is an ack kind's metric label.
+func ackKindName(k jetwayv1.AckKind) string {
+	switch k {
+	case jetwayv1.AckKind_ACK_KIND_NAK:
+		return "nak"
+	case jetwayv1.AckKind_ACK_KIND_TERM:
+		return "term"
+	case jetwayv1.AckKind_ACK_KIND_IN_PROGRESS:
+		return "in_progress"
+	}
+	return "ack"
 }

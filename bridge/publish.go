@@ -38,10 +38,21 @@ type messageService struct {
 	caps       Caps
 	authz      Authorizer
 	grid       *gridClock // wakes Subscribe and Consume streams
+	obs        Observer
 }
 
 // Publish stores one message and returns JetStream's ack.
 func (s *messageService) Publish(ctx context.Context, req *jetwayv1.PublishRequest) (*jetwayv1.PublishResponse, error) {
+	resp, err := s.publish(ctx, req)
+	if err != nil {
+		s.obs.PublishFailed(reasonOf(err))
+		return nil, err
+	}
+	s.obs.Published(resp.GetStream())
+	return resp, nil
+}
+
+func (s *messageService) publish(ctx context.Context, req *jetwayv1.PublishRequest) (*jetwayv1.PublishResponse, error) {
 	if req.GetMsgId() == "" {
 		// (ValueFromIncomingContext copies one value, not the whole
 		// metadata.)
@@ -248,6 +259,7 @@ func (s *messageService) answerPublishes(ctx context.Context, stream jetwayv1.Me
 			}
 			var internal bool
 			e, internal = ErrorProto(err)
+			s.obs.PublishFailed(e.GetReason())
 			if internal {
 				s.log.ErrorContext(ctx, "publish stream: unexpected error", slog.Uint64("id", p.id), slog.Any("error", err))
 			}
@@ -257,6 +269,9 @@ func (s *messageService) answerPublishes(ctx context.Context, stream jetwayv1.Me
 			// message has its outcome.
 			if p.index == 0 {
 				batchResp = &jetwayv1.PublishStreamResponse{Id: p.id, Results: make([]*jetwayv1.PublishResult, 0, p.batch)}
+			}
+			if e == nil {
+				s.obs.Published(ack.GetStream())
 			}
 			r := &jetwayv1.PublishResult{Result: &jetwayv1.PublishResult_Ack{Ack: ack}}
 			if e != nil {
@@ -273,6 +288,9 @@ func (s *messageService) answerPublishes(ctx context.Context, stream jetwayv1.Me
 			continue
 		}
 		resp := &jetwayv1.PublishStreamResponse{Id: p.id, Result: &jetwayv1.PublishStreamResponse_Ack{Ack: ack}}
+		if e == nil {
+			s.obs.Published(ack.GetStream())
+		}
 		if e != nil {
 			resp.Result = &jetwayv1.PublishStreamResponse_Error{Error: e}
 		}

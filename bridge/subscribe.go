@@ -343,6 +343,8 @@ func heartbeatEvent(now time.Time) *jetwayv1.Heartbeat {
 // Subscribe streams a consumer's messages until the client leaves, the
 // consumer goes away or the bridge shuts down.
 func (s *messageService) Subscribe(req *jetwayv1.SubscribeRequest, stream jetwayv1.MessageService_SubscribeServer) error {
+	s.obs.StreamOpened("subscribe")
+	defer s.obs.StreamClosed("subscribe")
 	ctx := stream.Context()
 	sub, release, err := s.open(ctx, "", req)
 	if err != nil {
@@ -522,6 +524,8 @@ func (h *heldRing) all() []delivery {
 // the bridge hands over a message only while fewer than max_in_flight are
 // delivered and unacked.
 func (s *messageService) Consume(stream jetwayv1.MessageService_ConsumeServer) error {
+	s.obs.StreamOpened("consume")
+	defer s.obs.StreamClosed("consume")
 	ctx := stream.Context()
 	first, err := stream.Recv()
 	if err != nil {

@@ -97,6 +97,9 @@ type Server struct {
 	// MaxBodyBytes caps REST request bodies; 0 derives it from the NATS
 	// maximum payload.
 	MaxBodyBytes int64
+	// MetricsListen is a host:port serving Prometheus /metrics on its
+	// own, unauthenticated ("" none).
+	MetricsListen string
 	// PprofListen is a loopback host:port serving net/http/pprof under
 	// /debug/pprof/ ("" none). Never the API listener: profiling is
 	// unauthenticated and shows the command line.
@@ -294,6 +297,7 @@ func Parse(args []string, getenv func(string) string, output io.Writer) (Config,
 	fs.IntVar(&s.MaxConnections, "max-connections", 4096, "most open connections per listener (gRPC, HTTP); more wait until one closes; 0 is no cap")
 	fs.IntVar(&s.PublishWindow, "publish-window", 1024, "publishes one PublishStream may have awaiting acks")
 	fs.Int64Var(&s.MaxBodyBytes, "http-max-body", 0, "maximum REST request body in bytes; 0 derives it from the NATS max payload")
+	fs.StringVar(&s.MetricsListen, "metrics-listen", "", "serve Prometheus /metrics on this host:port of its own (unauthenticated: a private port for the scraper); with client authentication off, /metrics is also on the HTTP port")
 	fs.StringVar(&s.PprofListen, "pprof-listen", "", "serve /debug/pprof/ on this loopback host:port of its own (unauthenticated; a non-loopback address is refused); empty serves none")
 	fs.BoolVar(&s.FollowLiveHeap, "follow-live-heap", true, "bound the heap's growth between collections by the live heap (trades up to about 5% of a core for less RSS); false leaves it to GOGC and GOMEMLIMIT")
 
@@ -379,6 +383,7 @@ func (c Config) validate() error {
 	}{
 		{"--grpc-listen", c.Server.GRPCListen, false}, {"--http-listen", c.Server.HTTPListen, false},
 		{"--pprof-listen", c.Server.PprofListen, true}, {"--embedded-nats-listen", c.NATS.EmbeddedListen, true},
+		{"--metrics-listen", c.Server.MetricsListen, true},
 	} {
 		if a.addr == "" && a.optional {
 			continue
@@ -519,7 +524,7 @@ func (c Config) LogValue() slog.Value {
 			slog.Int("max_connections", c.Server.MaxConnections),
 			slog.Int("publish_window", c.Server.PublishWindow),
 			maxBody,
-			slog.String("pprof_listen", c.Server.PprofListen),
+			slog.String("pprof_listen", c.Server.PprofListen), slog.String("metrics_listen", c.Server.MetricsListen),
 			slog.Bool("follow_live_heap", c.Server.FollowLiveHeap)),
 		slog.Group("browser",
 			slog.String("allowed_origins", c.Browser.AllowedOrigins.String())),

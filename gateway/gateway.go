@@ -72,6 +72,9 @@ type Options struct {
 	// early: what passes is authenticated again by the interceptor.
 	// Health, readiness and the OpenAPI document are not checked.
 	Authenticate func(ctx context.Context, authz, certSubject, call, peer string) error
+	// Metrics, when set, serves GET /metrics (the caller sets it only
+	// where that needs no authentication).
+	Metrics http.Handler
 }
 
 // Slow bodies are logged at info, at most slowBodyLinesPerSecond lines a
@@ -159,6 +162,9 @@ func New(ctx context.Context, conn *grpc.ClientConn, o Options) (http.Handler, e
 		}
 		writeJSON(w, http.StatusOK, `{"status":"ready"}`)
 	})
+	if o.Metrics != nil {
+		mux.Handle("GET /metrics", o.Metrics)
+	}
 	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(openapi.JSON)

@@ -110,6 +110,15 @@ func (l *natsLink) connected() bool {
 	return nc != nil && nc.IsConnected()
 }
 
+// rtt is the current connection's round trip to its server.
+func (l *natsLink) rtt() (time.Duration, error) {
+	nc := l.conn()
+	if nc == nil {
+		return 0, errors.New("no NATS connection")
+	}
+	return nc.RTT()
+}
+
 // maxPayload is the current connection's, 0 when none is known.
 func (l *natsLink) maxPayload() int64 {
 	if nc := l.conn(); nc != nil {

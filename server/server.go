@@ -33,6 +33,7 @@ import (
 	"github.com/jetway-dev/jetway/bridge/acktoken"
 	"github.com/jetway-dev/jetway/config"
 	"github.com/jetway-dev/jetway/embedded"
+	"github.com/jetway-dev/jetway/metrics"
 	"github.com/jetway-dev/jetway/gateway"
 	"github.com/jetway-dev/jetway/internal/logsafe"
 )
@@ -49,6 +50,7 @@ const protoOverhead = 64 << 10
 type Server struct {
 	grpcAddr, httpAddr net.Addr
 	pprofAddr          net.Addr
+	metricsAddr        net.Addr
 	natsURL            string
 	natsCreds          auth.NATSCredentials
 	link               *natsLink
@@ -65,6 +67,10 @@ func (s *Server) HTTPAddr() net.Addr { return s.httpAddr }
 // PprofAddr is the address of the profiling listener, nil when
 // --pprof-listen is empty.
 func (s *Server) PprofAddr() net.Addr { return s.pprofAddr }
+
+// MetricsAddr is the address of the metrics listener, nil when
+// --metrics-listen is empty.
+func (s *Server) MetricsAddr() net.Addr { return s.metricsAddr }
 
 // NATSURL is the embedded server's client URL when it opened a port.
 func (s *Server) NATSURL() string { return s.natsURL }
@@ -163,6 +169,15 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		}
 	}
 
+	var metricsLis net.Listener
+	if cfg.Server.MetricsListen != "" {
+		if metricsLis, err = net.Listen("tcp", cfg.Server.MetricsListen); err != nil {
+			return nil, fmt.Errorf("server: metrics listen: %w", err)
+		}
+		cleanup = append(cleanup, func() { _ = metricsLis.Close() })
+		s.metricsAddr = metricsLis.Addr()
+	}
+
 	var natsOpts []nats.Option
 	closePool := func() {}
 	var ns *embedded.Server
@@ -201,6 +216,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	}
 	cleanup = append(cleanup, link.close)
 	s.link = link
+	m := metrics.New(metrics.NATS{Connected: link.connected, RTT: link.rtt, JetStream: link.JetStream}, log)
 	var conns bridge.ConnProvider = link
 	authOpts := []bridge.Option{}
 	if authCfg != nil {
@@ -224,7 +240,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		conns = pool
 		log.Info("identity propagation on: identities with NATS credentials run on their own connections")
 	}
-	b, err := bridge.New(conns, append(authOpts, bridge.WithLogger(log), bridge.WithMaxPayload(link.maxPayload), bridge.WithPublishWindow(cfg.Server.PublishWindow), bridge.WithAckSigner(signer),
+	b, err := bridge.New(conns, append(authOpts, bridge.WithLogger(log), bridge.WithMaxPayload(link.maxPayload), bridge.WithPublishWindow(cfg.Server.PublishWindow), bridge.WithAckSigner(signer), bridge.WithObserver(m),
 		bridge.WithCaps(bridge.Caps{
 			MaxBatch: cfg.Consume.MaxFetchBatch, MaxBytes: cfg.Consume.MaxFetchBytes,
 			MaxWait: cfg.Consume.MaxFetchWait, MaxAckBatch: cfg.Consume.MaxAckBatch,
@@ -268,7 +284,9 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	last := lastCall{ctx: calls}
 	// One unary chain, for gRPC calls and for the gateway's in-process
 	// REST calls alike.
-	unary := gateway.ChainUnary(edge.unary, last.unary, authn.Unary, clampDeadline(cfg.Server.MaxCallTimeout, cfg.NATS.RequestTimeout), gate.unary)
+	// The metrics interceptors come first, so that they see the status
+	// errorEdge made of what the handler returned.
+	unary := gateway.ChainUnary(m.UnaryServerInterceptor(), edge.unary, last.unary, authn.Unary, clampDeadline(cfg.Server.MaxCallTimeout, cfg.NATS.RequestTimeout), gate.unary)
 	grpcOpts := []grpc.ServerOption{}
 	if tlsCfg != nil {
 		grpcOpts = append(grpcOpts, grpc.Creds(listenerCreds{credentials.NewTLS(tlsCfg)}))
@@ -294,9 +312,10 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 			return ctx, nil
 		}),
 		grpc.ChainUnaryInterceptor(unary),
-		grpc.ChainStreamInterceptor(edge.stream, last.stream, authn.Stream, gate.stream),
+		grpc.ChainStreamInterceptor(m.StreamServerInterceptor(), edge.stream, last.stream, authn.Stream, gate.stream),
 	)...)
 	b.Register(gs)
+	m.InitializeMetrics(gs)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
 	reflection.Register(gs)
@@ -317,8 +336,13 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	// The bridge and the health service follow the connection: streams
 	// end when it is lost (so that clients go to a replica that reaches
 	// NATS), health is NOT_SERVING until it is back.
+	everUp, wasDown := false, false
 	link.watch(func(connected bool) {
 		st := healthpb.HealthCheckResponse_SERVING
+		if connected && wasDown && everUp {
+			m.Reconnected()
+		}
+		everUp, wasDown = everUp || connected, !connected
 		if connected {
 			b.ConnectionRestored()
 		} else {
@@ -351,7 +375,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	}
 	cleanup = append(cleanup, func() { _ = conn.Close() })
 	serveCtx, stopServe := context.WithCancel(context.WithoutCancel(ctx))
-	handler, err := gateway.New(serveCtx, conn, gateway.Options{
+	gwOpts := gateway.Options{
 		MaxBodyBytes: maxBody, Ready: ready, Logger: log,
 		AllowedOrigins: cfg.Browser.AllowedOrigins,
 		// Without client authentication the bridge trusts loopback: only
@@ -362,7 +386,13 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		// Refuses bad credentials before a body is read; the interceptor
 		// still authenticates what passes.
 		Authenticate: authn.Check,
-	})
+	}
+	if authCfg == nil {
+		// Without client authentication (loopback only) /metrics is on
+		// the HTTP port too; with it, only on --metrics-listen.
+		gwOpts.Metrics = m.Handler()
+	}
+	handler, err := gateway.New(serveCtx, conn, gwOpts)
 	if err != nil {
 		stopServe()
 		return nil, fmt.Errorf("server: %w", err)
@@ -393,6 +423,23 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		}
 		return nil
 	})
+	if metricsLis != nil {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", m.Handler())
+		metricsSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: httpErrorLog(log)}
+		g.Go(func() error {
+			if err := metricsSrv.Serve(metricsLis); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("server: metrics: %w", err)
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-gctx.Done()
+			_ = metricsSrv.Close()
+			return nil
+		})
+		log.Info("metrics on their own listener: /metrics", slog.String("metrics", s.metricsAddr.String()))
+	}
 	if pprofSrv != nil {
 		g.Go(func() error {
 			if err := pprofSrv.Serve(pprofLis); !errors.Is(err, http.ErrServerClosed) {
