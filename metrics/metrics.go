@@ -88,7 +88,7 @@ func New(nats NATS, log *slog.Logger) *Metrics {
 	}
 	version, revision := buildVersion()
 	build := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "build_info",
-		Help: "Always 1; the bridge's module version, VCS revision and Go version as labels.",
+		Help:        "Always 1; the bridge's module version, VCS revision and Go version as labels.",
 		ConstLabels: prometheus.Labels{"version": version, "revision": revision, "goversion": runtime.Version()}})
 	build.Set(1)
 	connected := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Subsystem: "nats", Name: "connected",

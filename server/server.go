@@ -33,9 +33,9 @@ import (
 	"github.com/jetway-dev/jetway/bridge/acktoken"
 	"github.com/jetway-dev/jetway/config"
 	"github.com/jetway-dev/jetway/embedded"
-	"github.com/jetway-dev/jetway/metrics"
 	"github.com/jetway-dev/jetway/gateway"
 	"github.com/jetway-dev/jetway/internal/logsafe"
+	"github.com/jetway-dev/jetway/metrics"
 )
 
 // defaultMaxPayload is NATS's default maximum payload, used to size limits
