@@ -59,7 +59,16 @@ type Interceptor struct {
 
 	mu     sync.Mutex
 	quotas map[string]*quota
+
+	// onQuota hears each quota refusal: the identity's name and the limit
+	// ("rate" or "streams"). Set by OnQuota before serving.
+	onQuota func(identity, limit string)
 }
+
+// OnQuota makes f hear every quota refusal (for metrics): the identity
+// (named in the configuration, so a bounded set) and the limit, "rate" or
+// "streams". Call it before the interceptor serves.
+func (a *Interceptor) OnQuota(f func(identity, limit string)) { a.onQuota = f }
 
 type quota struct {
 	limiter *rate.Limiter
@@ -201,6 +210,9 @@ func (a *Interceptor) admit(ctx context.Context, id *Identity) error {
 		r.CancelAt(a.now())
 		secs := max(1, int(math.Ceil(d.Seconds())))
 		_ = grpc.SetHeader(ctx, metadata.Pairs("retry-after", strconv.Itoa(secs)))
+		if a.onQuota != nil {
+			a.onQuota(id.Name, "rate")
+		}
 		// The message says what Retry-After says (a delay under a
 		// millisecond read "retry in 0s").
 		return &QuotaError{RetryAfter: d, msg: fmt.Sprintf("%s is over its request rate; retry in %ds", id.Name, secs)}
@@ -268,6 +280,9 @@ func (a *Interceptor) acquireStream(ctx context.Context, id *Identity) (func(), 
 	defer a.mu.Unlock()
 	if q.streams >= limit {
 		_ = grpc.SetHeader(ctx, metadata.Pairs("retry-after", "1"))
+		if a.onQuota != nil {
+			a.onQuota(id.Name, "streams")
+		}
 		return nil, &QuotaError{RetryAfter: time.Second, msg: fmt.Sprintf("%s has %d streams open, its limit", id.Name, limit)}
 	}
 	q.streams++

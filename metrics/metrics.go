@@ -43,6 +43,7 @@ type Metrics struct {
 	streams       *prometheus.GaugeVec
 	fetchWaiting  prometheus.Gauge
 	reconnects    prometheus.Counter
+	quota         *prometheus.CounterVec
 }
 
 // NATS is what the metrics read of the bridge's NATS connection at scrape
@@ -80,6 +81,8 @@ func New(nats NATS, log *slog.Logger) *Metrics {
 			Help: "Open Subscribe and Consume streams, by rpc."}, []string{"rpc"}),
 		fetchWaiting: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "fetch_waiting",
 			Help: "Fetch calls waiting on JetStream (long polls)."}),
+		quota: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "quota_refusals_total",
+			Help: "Calls refused by an identity's quota, by identity (as configured) and limit (rate, streams)."}, []string{"identity", "limit"}),
 		reconnects: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Subsystem: "nats", Name: "reconnects_total",
 			Help: "Times the bridge's NATS connection came back after a loss."}),
 	}
@@ -110,7 +113,7 @@ func New(nats NATS, log *slog.Logger) *Metrics {
 		return d.Seconds()
 	})
 	reg.MustRegister(m.grpc, m.published, m.publishFailed, m.delivered, m.redelivered, m.acked, m.ackRefused,
-		m.streams, m.fetchWaiting, m.reconnects, build, connected, rtt,
+		m.streams, m.fetchWaiting, m.reconnects, m.quota, build, connected, rtt,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if nats.JetStream != nil {
 		reg.MustRegister(&lagCollector{js: nats.JetStream, log: log})
@@ -135,6 +138,11 @@ func (m *Metrics) StreamServerInterceptor() grpc.StreamServerInterceptor {
 
 // InitializeMetrics creates the series of every method of s at zero.
 func (m *Metrics) InitializeMetrics(s *grpc.Server) { m.grpc.InitializeMetrics(s) }
+
+// QuotaRefused counts a call refused by an identity's quota.
+func (m *Metrics) QuotaRefused(identity, limit string) {
+	m.quota.WithLabelValues(identity, limit).Inc()
+}
 
 // Reconnected counts a reconnect of the bridge's NATS connection.
 func (m *Metrics) Reconnected() { m.reconnects.Inc() }

@@ -165,7 +165,26 @@ func TestMetricsNotOnTheAPIPortWithAuthentication(t *testing.T) {
 	if r := e.b.Do(t, http.MethodGet, "/metrics", ""); r.Status == http.StatusOK {
 		t.Errorf("GET /metrics on the API port with authentication on: %d, want a refusal", r.Status)
 	}
-	if f := scrape(t, "http://"+e.b.Server.MetricsAddr().String()+"/metrics"); f["jetway_build_info"] == nil {
+	// rate-grpc may make 2 calls a second (burst 2): the third is refused.
+	key := authTWith(e.ctx, "ApiKey "+e.rateGRPCKey)
+	refused := false
+	for range 10 {
+		if _, err := e.b.Admin.GetAccountInfo(key, &jetwayv1.GetAccountInfoRequest{}); err != nil {
+			refused = true
+			break
+		}
+	}
+	if !refused {
+		t.Fatal("no call of rate-grpc refused by its quota")
+	}
+	f := scrape(t, "http://"+e.b.Server.MetricsAddr().String()+"/metrics")
+	if f["jetway_build_info"] == nil {
 		t.Error("no jetway_build_info on --metrics-listen")
+	}
+	if got := value(f, "jetway_quota_refusals_total", map[string]string{"identity": "rate-grpc", "limit": "rate"}); got != 1 {
+		t.Errorf("jetway_quota_refusals_total{identity=rate-grpc,limit=rate} = %v, want 1", got)
+	}
+	if got := value(f, "grpc_server_handled_total", map[string]string{"grpc_method": "GetAccountInfo", "grpc_code": "ResourceExhausted"}); got != 1 {
+		t.Errorf("grpc_server_handled_total{GetAccountInfo,ResourceExhausted} = %v, want 1", got)
 	}
 }

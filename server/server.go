@@ -277,6 +277,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	edge := errorEdge{log: log}
 	gate := natsGate{connected: link.connected}
 	authn := auth.NewInterceptor(authCfg, log)
+	authn.OnQuota(m.QuotaRefused)
 	// Ended (with errCutShort) just before the shutdown timeout passes:
 	// the calls still running then answer UNAVAILABLE.
 	calls, endCalls := context.WithCancelCause(context.Background())
