@@ -23,6 +23,9 @@ type Observer interface {
 	// (rpc is "subscribe" or "consume").
 	StreamOpened(rpc string)
 	StreamClosed(rpc string)
+	// InFlight changes the messages (and their bytes) Consume streams
+	// have delivered and their clients not yet acked, by delta.
+	InFlight(msgs, bytes int)
 	// FetchWaiting changes the number of Fetch calls waiting on JetStream
 	// by delta.
 	FetchWaiting(delta int)
@@ -38,6 +41,7 @@ func (noObserver) AckRefused(string)      {}
 func (noObserver) StreamOpened(string)    {}
 func (noObserver) StreamClosed(string)    {}
 func (noObserver) FetchWaiting(int)       {}
+func (noObserver) InFlight(int, int)      {}
 
 // reasonOf is the ErrorInfo reason err would carry.
 func reasonOf(err error) string {

@@ -544,9 +544,12 @@ func (s *messageService) Consume(stream jetwayv1.MessageService_ConsumeServer) e
 	var p *puller
 	defer func() {
 		held := make([]delivery, 0, len(inFlight))
+		heldBytes := 0
 		for _, d := range inFlight {
 			held = append(held, d)
+			heldBytes += d.size
 		}
+		s.obs.InFlight(-len(held), -heldBytes)
 		// The map forgot the order: delivery order is the consumer
 		// sequence of each reply.
 		slices.SortFunc(held, func(a, b delivery) int { return cmp.Compare(consumerSeq(a.reply), consumerSeq(b.reply)) })
@@ -600,11 +603,17 @@ func (s *messageService) Consume(stream jetwayv1.MessageService_ConsumeServer) e
 		if d, ok := inFlight[reply]; ok {
 			inFlightBytes -= d.size
 			delete(inFlight, reply)
+			s.obs.InFlight(-1, -d.size)
 		}
 	}
 	keep := func(d delivery, _ time.Time) {
+		if old, ok := inFlight[d.reply]; ok {
+			s.obs.InFlight(-1, -old.size)
+			inFlightBytes -= old.size
+		}
 		inFlight[d.reply] = d
 		inFlightBytes += d.size
+		s.obs.InFlight(1, d.size)
 	}
 	nc := sub.js.Conn()
 	clock := newStreamClock(s.grid, sub.heartbeat, p.due)

@@ -44,6 +44,8 @@ type Metrics struct {
 	fetchWaiting  prometheus.Gauge
 	reconnects    prometheus.Counter
 	quota         *prometheus.CounterVec
+	inFlight      prometheus.Gauge
+	inFlightBytes prometheus.Gauge
 }
 
 // NATS is what the metrics read of the bridge's NATS connection at scrape
@@ -81,6 +83,10 @@ func New(nats NATS, log *slog.Logger) *Metrics {
 			Help: "Open Subscribe and Consume streams, by rpc."}, []string{"rpc"}),
 		fetchWaiting: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "fetch_waiting",
 			Help: "Fetch calls waiting on JetStream (long polls)."}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "consume_in_flight_messages",
+			Help: "Messages Consume streams delivered that their clients have not acked yet."}),
+		inFlightBytes: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "consume_in_flight_bytes",
+			Help: "Bytes of the messages Consume streams delivered that their clients have not acked yet."}),
 		quota: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "quota_refusals_total",
 			Help: "Calls refused by an identity's quota, by identity (as configured) and limit (rate, streams)."}, []string{"identity", "limit"}),
 		reconnects: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Subsystem: "nats", Name: "reconnects_total",
@@ -113,7 +119,7 @@ func New(nats NATS, log *slog.Logger) *Metrics {
 		return d.Seconds()
 	})
 	reg.MustRegister(m.grpc, m.published, m.publishFailed, m.delivered, m.redelivered, m.acked, m.ackRefused,
-		m.streams, m.fetchWaiting, m.reconnects, m.quota, build, connected, rtt,
+		m.streams, m.fetchWaiting, m.reconnects, m.quota, m.inFlight, m.inFlightBytes, build, connected, rtt,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if nats.JetStream != nil {
 		reg.MustRegister(&lagCollector{js: nats.JetStream, log: log})
@@ -174,6 +180,12 @@ func (m *Metrics) StreamOpened(rpc string) { m.streams.WithLabelValues(rpc).Inc(
 
 // StreamClosed uncounts it.
 func (m *Metrics) StreamClosed(rpc string) { m.streams.WithLabelValues(rpc).Dec() }
+
+// InFlight moves the Consume in-flight gauges.
+func (m *Metrics) InFlight(msgs, bytes int) {
+	m.inFlight.Add(float64(msgs))
+	m.inFlightBytes.Add(float64(bytes))
+}
 
 // FetchWaiting moves the waiting Fetch gauge.
 func (m *Metrics) FetchWaiting(delta int) { m.fetchWaiting.Add(float64(delta)) }

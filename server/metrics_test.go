@@ -114,6 +114,26 @@ func TestMetrics(t *testing.T) {
 	if _, err := sub.Recv(); err != nil { // the first heartbeat or its consumer info: the stream is open
 		t.Fatal(err)
 	}
+	// A Consume stream holding one message unacked.
+	if _, err := b.JS.CreateOrUpdateConsumer(ctx, "M", jetstream.ConsumerConfig{Durable: "D", AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := b.Messages.Consume(sctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cons.Send(&jetwayv1.ConsumeRequest{Request: &jetwayv1.ConsumeRequest_Start{Start: &jetwayv1.SubscribeRequest{Stream: "M", Consumer: "D", MaxInFlight: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		ev, err := cons.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.GetMessage() != nil {
+			break
+		}
+	}
 
 	for _, url := range []string{b.BaseURL + "/metrics", "http://" + b.Server.MetricsAddr().String() + "/metrics"} {
 		f := scrape(t, url)
@@ -127,10 +147,12 @@ func TestMetrics(t *testing.T) {
 			{"grpc_server_handled_total", map[string]string{"grpc_method": "Publish", "grpc_code": "OK"}, 4}, // 3 gRPC + 1 REST
 			{"grpc_server_handled_total", map[string]string{"grpc_method": "Publish", "grpc_code": "NotFound"}, 1},
 			{"grpc_server_handling_seconds", map[string]string{"grpc_method": "Publish"}, 5},
-			{"jetway_delivered_total", map[string]string{"stream": "M"}, 2},
+			{"jetway_delivered_total", map[string]string{"stream": "M"}, 3}, // 2 fetched, 1 consumed
 			{"jetway_acks_total", map[string]string{"kind": "ack"}, 1},
 			{"jetway_ack_refusals_total", map[string]string{"reason": "ACK_TOKEN_INVALID"}, 1},
 			{"jetway_open_streams", map[string]string{"rpc": "subscribe"}, 1},
+			{"jetway_open_streams", map[string]string{"rpc": "consume"}, 1},
+			{"jetway_consume_in_flight_messages", nil, 1},
 			{"jetway_fetch_waiting", nil, 0},
 			{"jetway_nats_connected", nil, 1},
 			{"jetway_build_info", nil, 1},
@@ -154,6 +176,22 @@ func TestMetrics(t *testing.T) {
 				t.Errorf("%s: a metric labelled by subject: %s", url, name)
 			}
 		}
+	}
+
+	// The streams end: their gauges go back to zero.
+	stop()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		f := scrape(t, b.BaseURL+"/metrics")
+		open := value(f, "jetway_open_streams", map[string]string{"rpc": "subscribe"}) + value(f, "jetway_open_streams", map[string]string{"rpc": "consume"})
+		held := value(f, "jetway_consume_in_flight_messages", nil) + value(f, "jetway_consume_in_flight_bytes", nil)
+		if open == 0 && held == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("10 s after the streams ended: %v open, %v in flight (messages + bytes)", open, held)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
