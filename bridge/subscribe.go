@@ -602,7 +602,6 @@ func (s *messageService) Consume(stream jetwayv1.MessageService_ConsumeServer) e
 		inFlight[d.reply] = d
 		inFlightBytes += d.size
 	}
-	nc := sub.js.Conn()
 	clock := newStreamClock(s.grid, sub.heartbeat, p.due)
 	send := func(out []*jetwayv1.Message) error {
 		ev := &jetwayv1.ConsumeResponse{Event: &jetwayv1.ConsumeResponse_Message{Message: out[0]}}
@@ -630,7 +629,7 @@ func (s *messageService) Consume(stream jetwayv1.MessageService_ConsumeServer) e
 		case ops := <-acks:
 			now := time.Now()
 			for _, op := range ops {
-				res, reply, _ := s.ackOne(ctx, nc, op, false, 0, now)
+				res, reply, _ := s.ackOne(ctx, sub.js, op, false, 0, now)
 				if res.GetError() == nil {
 					if d, ok := inFlight[reply]; ok && op.GetKind() == jetwayv1.AckKind_ACK_KIND_IN_PROGRESS {
 						// Still held, with the extended deadline.
