@@ -312,3 +312,42 @@ func TestStoreSettings(t *testing.T) {
 		t.Error("sync always with an interval: started")
 	}
 }
+
+// TestFileStoreFull: past --embedded-max-file-store a publish to a stream
+// with no limit of its own is refused (10023 insufficient resources), not
+// stored and then dropped: what the stream holds stays.
+func TestFileStoreFull(t *testing.T) {
+	t.Parallel()
+	s := start(t, embedded.Config{MaxFileStore: 64 << 10})
+	nc, err := dial(t, "", s.ConnectOptions()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "S", Subjects: []string{"s"}}); err != nil {
+		t.Fatal(err)
+	}
+	payload := make([]byte, 4096)
+	stored := uint64(0)
+	for ; stored < 32; stored++ { // 128 KiB: twice the cap
+		if _, err = js.Publish(ctx, "s", payload); err != nil {
+			break
+		}
+	}
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) || apiErr.ErrorCode != 10023 {
+		t.Fatalf("publish %d past a 64 KiB file store: %v, want 10023 insufficient resources", stored+1, err)
+	}
+	st, err := js.Stream(ctx, "S")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.CachedInfo().State; got.Msgs != stored || got.FirstSeq != 1 {
+		t.Errorf("stream state %+v: want the %d acknowledged messages from sequence 1", got, stored)
+	}
+}
