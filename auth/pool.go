@@ -28,6 +28,9 @@ type PoolConfig struct {
 	Options []nats.Option
 	// JetStream are the options of each connection's JetStream context.
 	JetStream []jetstream.JetStreamOpt
+	// Domain is the JetStream domain of the servers ("" none): API
+	// requests go to $JS.<domain>.API.
+	Domain string
 	// Max bounds the pooled connections (default 64).
 	Max int
 	// Idle closes a connection unused for this long (default 5m).
@@ -153,7 +156,7 @@ func (p *Pool) dial(id *Identity) (jetstream.JetStream, error) {
 		}
 		return nil, fmt.Errorf("%w: cannot connect to NATS as %s", ErrNATSUnavailable, id.Name)
 	}
-	js, err := jetstream.New(nc, p.cfg.JetStream...)
+	js, err := NewJetStream(nc, p.cfg.Domain, p.cfg.JetStream...)
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("identity %s: jetstream: %w", id.Name, err)
@@ -224,4 +227,13 @@ func (p *Pool) Close() {
 		c.js.Conn().Close()
 		delete(p.conns, name)
 	}
+}
+
+// NewJetStream is jetstream.New, or jetstream.NewWithDomain for a
+// domain other than "".
+func NewJetStream(nc *nats.Conn, domain string, opts ...jetstream.JetStreamOpt) (jetstream.JetStream, error) {
+	if domain != "" {
+		return jetstream.NewWithDomain(nc, domain, opts...)
+	}
+	return jetstream.New(nc, opts...)
 }

@@ -236,11 +236,18 @@ func consumerAnswer(ctx context.Context, js jetstream.JetStream, stream, consume
 	return fmt.Errorf("%s: %w: the consumer did not answer, and JetStream could not tell whether it exists (%v); retry", what, ErrUnavailable, err)
 }
 
-// apiPrefix is the JetStream API prefix js's requests go to ("$JS.API."
-// unless a domain or prefix was set).
+// apiPrefix is the JetStream API prefix js's requests go to: "$JS.API."
+// unless a domain ("$JS.<domain>.API.") or a prefix was set.
+// (jetstream.NewWithDomain leaves Options().APIPrefix empty.)
 func apiPrefix(js jetstream.JetStream) string {
-	if p := js.Options().APIPrefix; p != "" {
-		return p
+	o := js.Options()
+	switch {
+	case o.Domain != "":
+		return "$JS." + o.Domain + ".API."
+	case o.APIPrefix != "" && !strings.HasSuffix(o.APIPrefix, "."):
+		return o.APIPrefix + "."
+	case o.APIPrefix != "":
+		return o.APIPrefix
 	}
 	return jetstream.DefaultAPIPrefix
 }

@@ -59,7 +59,7 @@ type puller struct {
 	ch      chan *nats.Msg // replaced once, by grow; read it from p, not a copy
 	stream  string
 	name    string
-	subject string // $JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>
+	subject string // <API prefix>CONSUMER.MSG.NEXT.<stream>.<consumer>
 	inbox   string // request n replies on inbox + n
 	dropped int    // messages nats.go dropped (closed subscriptions)
 
@@ -124,7 +124,7 @@ func startPuller(sub *subscription, grid *gridClock) (*puller, error) {
 	p := &puller{
 		js: sub.js, nc: nc, stream: stream, name: name, small: small,
 		ch:      make(chan *nats.Msg, room),
-		subject: "$JS.API.CONSUMER.MSG.NEXT." + stream + "." + name,
+		subject: apiPrefix(sub.js) + "CONSUMER.MSG.NEXT." + stream + "." + name,
 		inbox:   nc.NewInbox() + ".",
 		window:  sub.window, windowBytes: sub.windowBytes,
 		reqMsgs: sub.meta.maxRequestBatch, reqBytes: sub.meta.maxRequestBytes,

@@ -615,7 +615,6 @@ func (s *messageService) Consume(stream jetwayv1.MessageService_ConsumeServer) e
 		inFlightBytes += d.size
 		s.obs.InFlight(1, d.size)
 	}
-	nc := sub.js.Conn()
 	clock := newStreamClock(s.grid, sub.heartbeat, p.due)
 	send := func(out []*jetwayv1.Message) error {
 		ev := &jetwayv1.ConsumeResponse{Event: &jetwayv1.ConsumeResponse_Message{Message: out[0]}}
@@ -643,7 +642,7 @@ func (s *messageService) Consume(stream jetwayv1.MessageService_ConsumeServer) e
 		case ops := <-acks:
 			now := time.Now()
 			for _, op := range ops {
-				res, reply, _ := s.ackOne(ctx, nc, op, false, 0, now)
+				res, reply, _ := s.ackOne(ctx, sub.js, op, false, 0, now)
 				if res.GetError() == nil {
 					if d, ok := inFlight[reply]; ok && op.GetKind() == jetwayv1.AckKind_ACK_KIND_IN_PROGRESS {
 						// Still held, with the extended deadline.

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -52,6 +53,18 @@ type NATS struct {
 	// Empty: the password is generated at the first start with a port and
 	// kept in DataDir's embedded-nats-password file (mode 0600).
 	EmbeddedPasswordFile string
+	// EmbeddedSync is the embedded server's fsync policy: the zero value is
+	// nats-server's default (an fsync every 2 minutes).
+	EmbeddedSync SyncPolicy
+	// EmbeddedMaxMemoryStore and EmbeddedMaxFileStore cap the embedded
+	// server's JetStream memory and file stores, in bytes; 0 is
+	// nats-server's default (a share of the memory and disk it sees).
+	EmbeddedMaxMemoryStore, EmbeddedMaxFileStore Bytes
+	// EmbeddedJSDomain is the embedded server's JetStream domain ("" none).
+	EmbeddedJSDomain string
+	// JSDomain is the JetStream domain of the --nats-url servers: the
+	// bridge's JetStream API requests go to $JS.<domain>.API. ("" none).
+	JSDomain string
 	// Credentials are presented to NATS.
 	Credentials auth.NATSCredentials
 	// ConnectTimeout bounds the wait for the first connection at start.
@@ -176,6 +189,92 @@ func checkOrigin(s string) error {
 	return nil
 }
 
+// SyncPolicy is when the embedded server fsyncs its JetStream store: the
+// zero value is nats-server's default (every 2 minutes), Always an fsync
+// before each message is acknowledged, Interval every Interval.
+type SyncPolicy struct {
+	Always   bool
+	Interval time.Duration
+}
+
+// String is "always", or the interval ("0s" is the default).
+func (p *SyncPolicy) String() string {
+	if p.Always {
+		return "always"
+	}
+	return p.Interval.String()
+}
+
+// Set parses "always" or a duration (0 is the default).
+func (p *SyncPolicy) Set(v string) error {
+	v = strings.TrimSpace(v)
+	if strings.EqualFold(v, "always") {
+		*p = SyncPolicy{Always: true}
+		return nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return fmt.Errorf("%q: want a duration (e.g. 1s, 2m) or always", v)
+	}
+	if d < 0 {
+		return fmt.Errorf("%q: must not be negative", v)
+	}
+	*p = SyncPolicy{Interval: d}
+	return nil
+}
+
+// LogString is the policy for the start-up log: the default named.
+func (p SyncPolicy) LogString() string {
+	if p == (SyncPolicy{}) {
+		return "default (2m)"
+	}
+	return p.String()
+}
+
+// Bytes is a size in bytes, given as a plain integer or with a suffix:
+// KiB, MiB, GiB, TiB (powers of 1024) or KB, MB, GB, TB (of 1000).
+type Bytes int64
+
+// String is the size in bytes.
+func (b *Bytes) String() string { return strconv.FormatInt(int64(*b), 10) }
+
+// LogString is the size for the start-up log: 0 named the default.
+func (b Bytes) LogString() string {
+	if b == 0 {
+		return "default"
+	}
+	return b.String()
+}
+
+// Set parses a size.
+func (b *Bytes) Set(v string) error {
+	v = strings.TrimSpace(v)
+	num, mult := v, int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{
+		{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
+		{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"B", 1},
+	} {
+		if strings.HasSuffix(v, u.suffix) {
+			num, mult = strings.TrimSpace(strings.TrimSuffix(v, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%q: want a number of bytes, e.g. 1073741824 or 1GiB", v)
+	case n < 0:
+		return fmt.Errorf("%q: must not be negative", v)
+	case n > math.MaxInt64/mult:
+		return fmt.Errorf("%q: too large", v)
+	}
+	*b = Bytes(n * mult)
+	return nil
+}
+
 // Consume configures consuming: ack-token keys and request caps.
 type Consume struct {
 	// AckKeys are base64 keys (at least 32 bytes each), comma-separated;
@@ -267,6 +366,11 @@ func Parse(args []string, getenv func(string) string, output io.Writer) (Config,
 	fs.StringVar(&n.EmbeddedListen, "embedded-nats-listen", "", "open a NATS client port on the embedded server (host:port); empty opens none. The port requires --embedded-nats-user and its password")
 	fs.StringVar(&n.EmbeddedUser, "embedded-nats-user", "jetway", "user of the embedded server's NATS port")
 	fs.StringVar(&n.EmbeddedPasswordFile, "embedded-nats-password-file", "", "file holding the password of --embedded-nats-user; empty generates one, kept in <data-dir>/embedded-nats-password (mode 0600)")
+	fs.Var(&n.EmbeddedSync, "embedded-sync-interval", "how often the embedded server fsyncs its JetStream store: a duration, or always (an fsync before each acknowledgement); 0 is nats-server's default, 2m")
+	fs.Var(&n.EmbeddedMaxMemoryStore, "embedded-max-memory-store", "cap on the embedded server's JetStream memory store, in bytes (suffixes KiB, MiB, GiB, TiB, KB, MB, GB, TB); 0 is nats-server's default, 75% of the memory (or GOMEMLIMIT)")
+	fs.Var(&n.EmbeddedMaxFileStore, "embedded-max-file-store", "cap on the embedded server's JetStream file store, in bytes (suffixes KiB, MiB, GiB, TiB, KB, MB, GB, TB); 0 is nats-server's default, derived from the disk's free space")
+	fs.StringVar(&n.EmbeddedJSDomain, "embedded-js-domain", "", "JetStream domain of the embedded server; empty sets none")
+	fs.StringVar(&n.JSDomain, "nats-js-domain", "", "JetStream domain of the --nats-url servers: JetStream API requests go to $JS.<domain>.API.; empty for none")
 	fs.DurationVar(&n.ConnectTimeout, "nats-connect-timeout", 10*time.Second, "wait at most this long for the first NATS connection")
 	fs.DurationVar(&n.ReconnectWait, "nats-reconnect-wait", 2*time.Second, "longest pause between rounds of NATS connection attempts while not connected: after a loss the first is 50ms, each doubling up to this; at start, this (each attempt that fails is logged)")
 	fs.DurationVar(&n.ReconnectJitter, "nats-reconnect-jitter", 100*time.Millisecond, "most added at random to each pause between NATS connection attempts (0 for none)")
@@ -450,6 +554,35 @@ func (c Config) validate() error {
 	if c.NATS.URLs == "" && c.NATS.Credentials != (auth.NATSCredentials{}) {
 		errs = append(errs, errors.New("--nats-creds, --nats-nkey*, --nats-token*, --nats-user, --nats-password* and --nats-tls-* are for --nats-url: the embedded server's port uses --embedded-nats-user and --embedded-nats-password-file"))
 	}
+	if c.NATS.URLs != "" {
+		var given []string
+		for _, f := range []struct {
+			flag string
+			set  bool
+		}{
+			{"--embedded-nats-listen", c.NATS.EmbeddedListen != ""},
+			{"--embedded-nats-password-file", c.NATS.EmbeddedPasswordFile != ""},
+			{"--embedded-sync-interval", c.NATS.EmbeddedSync != SyncPolicy{}},
+			{"--embedded-max-memory-store", c.NATS.EmbeddedMaxMemoryStore != 0},
+			{"--embedded-max-file-store", c.NATS.EmbeddedMaxFileStore != 0},
+			{"--embedded-js-domain", c.NATS.EmbeddedJSDomain != ""},
+		} {
+			if f.set {
+				given = append(given, f.flag)
+			}
+		}
+		if len(given) > 0 {
+			errs = append(errs, fmt.Errorf("%s: for the embedded server, not with --nats-url (an external server's fsync, limits and domain are in its own configuration)", strings.Join(given, ", ")))
+		}
+	}
+	if c.NATS.URLs == "" && c.NATS.JSDomain != "" {
+		errs = append(errs, errors.New("--nats-js-domain is for --nats-url: the embedded server's domain is --embedded-js-domain"))
+	}
+	for _, d := range []struct{ flag, domain string }{{"--nats-js-domain", c.NATS.JSDomain}, {"--embedded-js-domain", c.NATS.EmbeddedJSDomain}} {
+		if err := checkDomain(d.domain); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: %w", d.flag, d.domain, err))
+		}
+	}
 	if c.NATS.URLs == "" && c.NATS.EmbeddedListen != "" && c.NATS.EmbeddedUser == "" {
 		errs = append(errs, errors.New("--embedded-nats-listen needs --embedded-nats-user: the port is never anonymous"))
 	}
@@ -462,6 +595,18 @@ func (c Config) validate() error {
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("config: %w", err)
+	}
+	return nil
+}
+
+// checkDomain checks a JetStream domain ("" is none): one subject token,
+// as nats-server requires.
+func checkDomain(d string) error {
+	if d == "" {
+		return nil
+	}
+	if strings.ContainsAny(d, ".*> \t\r\n") {
+		return errors.New("a JetStream domain is one subject token: no '.', '*', '>' or white space")
 	}
 	return nil
 }
@@ -495,8 +640,15 @@ func (c Config) LogValue() slog.Value {
 	nats := []any{slog.String("mode", mode)}
 	if c.NATS.URLs != "" {
 		nats = append(nats, slog.String("url", RedactURLs(c.NATS.URLs)), slog.Any("credentials", c.NATS.Credentials))
+		if c.NATS.JSDomain != "" {
+			nats = append(nats, slog.String("js_domain", c.NATS.JSDomain))
+		}
 	} else {
-		nats = append(nats, slog.String("data_dir", c.NATS.DataDir))
+		nats = append(nats, slog.String("data_dir", c.NATS.DataDir), slog.String("sync_interval", c.NATS.EmbeddedSync.LogString()),
+			slog.String("max_memory_store", c.NATS.EmbeddedMaxMemoryStore.LogString()), slog.String("max_file_store", c.NATS.EmbeddedMaxFileStore.LogString()))
+		if c.NATS.EmbeddedJSDomain != "" {
+			nats = append(nats, slog.String("js_domain", c.NATS.EmbeddedJSDomain))
+		}
 		if c.NATS.EmbeddedListen != "" {
 			nats = append(nats, slog.String("embedded_listen", c.NATS.EmbeddedListen),
 				slog.String("embedded_user", c.NATS.EmbeddedUser), slog.String("embedded_password_file", c.NATS.EmbeddedPasswordFile))

@@ -323,3 +323,77 @@ func TestAllowedOrigins(t *testing.T) {
 		}
 	}
 }
+
+// TestParseEmbeddedStoreSettings: the embedded server's fsync policy
+// (a duration or always), store limits (bytes, with or without a suffix)
+// and domain come from flags and the environment, default to
+// nats-server's own, and are logged; --nats-js-domain is for --nats-url.
+func TestParseEmbeddedStoreSettings(t *testing.T) {
+	c, err := config.Parse(nil, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := c.NATS; n.EmbeddedSync != (config.SyncPolicy{}) || n.EmbeddedMaxMemoryStore != 0 || n.EmbeddedMaxFileStore != 0 || n.EmbeddedJSDomain != "" || n.JSDomain != "" {
+		t.Errorf("defaults %+v: want nats-server's (zero values)", n)
+	}
+	c, err = config.Parse([]string{"--embedded-sync-interval", "always", "--embedded-max-memory-store", "1GiB", "--embedded-js-domain", "edge"},
+		env(map[string]string{"JETWAY_EMBEDDED_MAX_FILE_STORE": "1048576", "JETWAY_EMBEDDED_SYNC_INTERVAL": "1s"}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := c.NATS; n.EmbeddedSync != (config.SyncPolicy{Always: true}) || n.EmbeddedMaxMemoryStore != 1<<30 || n.EmbeddedMaxFileStore != 1<<20 || n.EmbeddedJSDomain != "edge" {
+		t.Errorf("got %+v: want sync always (the flag over the environment), 1GiB memory, 1MiB file, domain edge", n)
+	}
+	var buf bytes.Buffer
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("config", slog.Any("config", c))
+	for _, want := range []string{`"sync_interval":"always"`, `"max_memory_store":"1073741824"`, `"max_file_store":"1048576"`, `"js_domain":"edge"`} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("log lacks %s: %s", want, buf.String())
+		}
+	}
+	c, err = config.Parse([]string{"--embedded-sync-interval", "250ms", "--embedded-max-file-store", "2GB"}, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := c.NATS; n.EmbeddedSync != (config.SyncPolicy{Interval: 250 * time.Millisecond}) || n.EmbeddedMaxFileStore != 2e9 {
+		t.Errorf("got %+v: want sync every 250ms, 2GB file store", n)
+	}
+	c, err = config.Parse([]string{"--nats-url", "nats://x:1"}, env(map[string]string{"JETWAY_NATS_JS_DOMAIN": "hub"}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.NATS.JSDomain != "hub" {
+		t.Errorf("JSDomain %q, want hub", c.NATS.JSDomain)
+	}
+	buf.Reset()
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("config", slog.Any("config", c))
+	if out := buf.String(); !strings.Contains(out, `"js_domain":"hub"`) || strings.Contains(out, "sync_interval") || strings.Contains(out, "max_file_store") {
+		t.Errorf("external mode log: want the domain and no embedded store settings: %s", out)
+	}
+
+	for _, tt := range []struct {
+		name    string
+		args    []string
+		wantErr string
+	}{
+		{"sync interval not a duration", []string{"--embedded-sync-interval", "often"}, "want a duration"},
+		{"sync interval negative", []string{"--embedded-sync-interval", "-1s"}, "negative"},
+		{"store limit not a size", []string{"--embedded-max-file-store", "lots"}, "number of bytes"},
+		{"store limit negative", []string{"--embedded-max-memory-store", "-1"}, "negative"},
+		{"store limit overflows", []string{"--embedded-max-file-store", "9000000000TiB"}, "too large"},
+		{"sync with --nats-url", []string{"--nats-url", "nats://x:1", "--embedded-sync-interval", "always"}, "--embedded-sync-interval: for the embedded server"},
+		{"limits with --nats-url", []string{"--nats-url", "nats://x:1", "--embedded-max-memory-store", "1", "--embedded-max-file-store", "1"}, "--embedded-max-memory-store, --embedded-max-file-store: for the embedded server"},
+		{"embedded domain with --nats-url", []string{"--nats-url", "nats://x:1", "--embedded-js-domain", "a"}, "--embedded-js-domain: for the embedded server"},
+		{"embedded port with --nats-url", []string{"--nats-url", "nats://x:1", "--embedded-nats-listen", "127.0.0.1:4222"}, "--embedded-nats-listen: for the embedded server"},
+		{"NATS domain with the embedded server", []string{"--nats-js-domain", "hub"}, "--nats-js-domain is for --nats-url"},
+		{"domain with a dot", []string{"--nats-url", "nats://x:1", "--nats-js-domain", "a.b"}, "one subject token"},
+		{"embedded domain with a wildcard", []string{"--embedded-js-domain", "*"}, "one subject token"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := config.Parse(tt.args, env(nil), io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("err = %v, want it to mention %q", err, tt.wantErr)
+			}
+		})
+	}
+}

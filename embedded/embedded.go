@@ -39,6 +39,17 @@ type Config struct {
 	// Required with Listen. The server keeps only a bcrypt hash of the
 	// password, which therefore cannot itself be a bcrypt hash.
 	User, Password string
+	// SyncInterval is how often the JetStream store is fsynced; 0 is
+	// nats-server's default (2 minutes). SyncAlways fsyncs before each
+	// message is acknowledged instead, and excludes SyncInterval.
+	SyncInterval time.Duration
+	SyncAlways   bool
+	// MaxMemoryStore and MaxFileStore cap the JetStream memory and file
+	// stores, in bytes; 0 is nats-server's default (derived from the
+	// memory and the free disk space).
+	MaxMemoryStore, MaxFileStore int64
+	// Domain is the server's JetStream domain ("" none).
+	Domain string
 	// Logger receives the server's logs; nil discards them.
 	Logger *slog.Logger
 	// ReadyTimeout bounds the wait for the server to accept connections;
@@ -78,12 +89,24 @@ func Start(cfg Config) (_ *Server, err error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("embedded: data dir is required")
 	}
+	switch {
+	case cfg.SyncAlways && cfg.SyncInterval != 0:
+		return nil, errors.New("embedded: sync always and a sync interval exclude each other")
+	case cfg.SyncInterval < 0, cfg.MaxMemoryStore < 0, cfg.MaxFileStore < 0:
+		return nil, errors.New("embedded: the sync interval and the store limits must not be negative")
+	}
 	opts := &server.Options{
 		ServerName: "jetway-embedded",
 		JetStream:  true,
 		StoreDir:   cfg.DataDir,
 		NoSigs:     true,
 		DontListen: cfg.Listen == "",
+		// 0 leaves each to nats-server's default.
+		SyncInterval:       cfg.SyncInterval,
+		SyncAlways:         cfg.SyncAlways,
+		JetStreamMaxMemory: cfg.MaxMemoryStore,
+		JetStreamMaxStore:  cfg.MaxFileStore,
+		JetStreamDomain:    cfg.Domain,
 	}
 	if cfg.Listen != "" && (cfg.User == "" || cfg.Password == "") {
 		return nil, ErrNoCredentials
@@ -196,6 +219,16 @@ func (s *Server) ConnectOptions() []nats.Option {
 		opts = append(opts, nats.UserInfo(s.user, s.password))
 	}
 	return opts
+}
+
+// JetStreamConfig is the JetStream configuration in effect: the fsync
+// policy, the store limits (nats-server's defaults resolved) and the
+// domain.
+func (s *Server) JetStreamConfig() server.JetStreamConfig {
+	if c := s.ns.JetStreamConfig(); c != nil {
+		return *c
+	}
+	return server.JetStreamConfig{}
 }
 
 // ClientURL is the URL NATS clients connect to, when a port is open.

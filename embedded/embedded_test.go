@@ -2,6 +2,7 @@ package embedded_test
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetway-dev/jetway/embedded"
 	"github.com/jetway-dev/jetway/internal/jetwaytest"
@@ -241,5 +243,111 @@ func TestRefusedLoginsLogBounded(t *testing.T) {
 			t.Errorf("log line of %d bytes: %.200s…", len(l), l)
 			break
 		}
+	}
+}
+
+// TestStoreSettings: sync always and the store limits reach nats-server:
+// its JetStream configuration shows them, and a stream reserving more
+// than a store's limit is refused while one within it is created.
+func TestStoreSettings(t *testing.T) {
+	t.Parallel()
+	const memLimit, fileLimit = 4 << 20, 8 << 20
+	s := start(t, embedded.Config{SyncAlways: true, MaxMemoryStore: memLimit, MaxFileStore: fileLimit, Domain: "edge"})
+	c := s.JetStreamConfig()
+	if !c.SyncAlways || c.MaxMemory != memLimit || c.MaxStore != fileLimit || c.Domain != "edge" {
+		t.Errorf("JetStream config %+v: want sync always, memory %d, file %d, domain edge", c, memLimit, fileLimit)
+	}
+	nc, err := dial(t, "", s.ConnectOptions()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, tt := range []struct {
+		name     string
+		storage  jetstream.StorageType
+		maxBytes int64
+		refused  jetstream.ErrorCode // 0: created
+	}{
+		// 10047 insufficient storage resources, 10028 insufficient memory.
+		{"FILE_OVER", jetstream.FileStorage, fileLimit + 1, 10047},
+		{"MEM_OVER", jetstream.MemoryStorage, memLimit + 1, 10028},
+		{"FILE_WITHIN", jetstream.FileStorage, fileLimit / 2, 0},
+		{"MEM_WITHIN", jetstream.MemoryStorage, memLimit / 2, 0},
+	} {
+		_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: tt.name, Subjects: []string{tt.name}, Storage: tt.storage, MaxBytes: tt.maxBytes})
+		var apiErr *jetstream.APIError
+		switch {
+		case tt.refused != 0 && !(errors.As(err, &apiErr) && apiErr.ErrorCode == tt.refused):
+			t.Errorf("%s, max bytes %d: %v, want error code %d", tt.name, tt.maxBytes, err, tt.refused)
+		case tt.refused == 0 && err != nil:
+			t.Errorf("%s, max bytes %d: %v", tt.name, tt.maxBytes, err)
+		}
+	}
+	// With sync always, a stored message is acknowledged as usual.
+	if _, err := js.Publish(ctx, "FILE_WITHIN", []byte("x")); err != nil {
+		t.Errorf("publish with sync always: %v", err)
+	}
+	ai, err := js.AccountInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ai.Domain != "edge" || ai.Streams != 2 {
+		t.Errorf("account info %+v: want domain edge, 2 streams", ai)
+	}
+
+	s = start(t, embedded.Config{SyncInterval: 250 * time.Millisecond})
+	if c := s.JetStreamConfig(); c.SyncAlways || c.SyncInterval != 250*time.Millisecond || c.MaxStore <= 0 || c.MaxMemory <= 0 {
+		t.Errorf("JetStream config %+v: want a sync every 250ms, nats-server's default limits", c)
+	}
+	s = start(t, embedded.Config{})
+	if c := s.JetStreamConfig(); c.SyncAlways || c.SyncInterval != 2*time.Minute {
+		t.Errorf("JetStream config %+v: want nats-server's default sync, every 2m", c)
+	}
+	if _, err := embedded.Start(embedded.Config{DataDir: t.TempDir(), SyncAlways: true, SyncInterval: time.Second}); err == nil {
+		t.Error("sync always with an interval: started")
+	}
+}
+
+// TestFileStoreFull: past --embedded-max-file-store a publish to a stream
+// with no limit of its own is refused (10023 insufficient resources), not
+// stored and then dropped: what the stream holds stays.
+func TestFileStoreFull(t *testing.T) {
+	t.Parallel()
+	s := start(t, embedded.Config{MaxFileStore: 64 << 10})
+	nc, err := dial(t, "", s.ConnectOptions()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "S", Subjects: []string{"s"}}); err != nil {
+		t.Fatal(err)
+	}
+	payload := make([]byte, 4096)
+	stored := uint64(0)
+	for ; stored < 32; stored++ { // 128 KiB: twice the cap
+		if _, err = js.Publish(ctx, "s", payload); err != nil {
+			break
+		}
+	}
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) || apiErr.ErrorCode != 10023 {
+		t.Fatalf("publish %d past a 64 KiB file store: %v, want 10023 insufficient resources", stored+1, err)
+	}
+	st, err := js.Stream(ctx, "S")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.CachedInfo().State; got.Msgs != stored || got.FirstSeq != 1 {
+		t.Errorf("stream state %+v: want the %d acknowledged messages from sequence 1", got, stored)
 	}
 }

@@ -13,6 +13,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/jetway-dev/jetway/auth"
@@ -230,5 +234,55 @@ func TestEmbeddedNoPort(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, embedded.PasswordFileName)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("password file without a port: %v", err)
+	}
+}
+
+// TestEmbeddedStoreFlags: --embedded-sync-interval always, the store
+// limits and --embedded-js-domain reach the embedded server: the start-up
+// line says what is in effect, a stream reserving more than the file
+// store's limit is refused through the bridge (RESOURCE_EXHAUSTED), one
+// within it takes a publish, and a client on the port sees the domain.
+func TestEmbeddedStoreFlags(t *testing.T) {
+	t.Parallel()
+	srv, logs, err := startLogged(t, "--data-dir", t.TempDir(), "--embedded-nats-listen", "127.0.0.1:-1",
+		"--embedded-sync-interval", "always", "--embedded-max-file-store", "1MiB", "--embedded-max-memory-store", "2MiB", "--embedded-js-domain", "edge")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := logs.String()
+	for _, want := range []string{`"fsync":"always (before each acknowledgement)"`, `"max_file_store":1048576`, `"max_memory_store":2097152`, `"js_domain":"edge"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the start-up log lacks %s:\n%s", want, out)
+		}
+	}
+	conn, err := grpc.NewClient(srv.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	admin, msgs := jetwayv1.NewAdminServiceClient(conn), jetwayv1.NewMessageServiceClient(conn)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = admin.CreateStream(ctx, &jetwayv1.CreateStreamRequest{Config: &jetwayv1.StreamConfig{Name: "BIG", Subjects: []string{"big"}, MaxBytes: 2 << 20}})
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("a stream of 2 MiB on a 1 MiB file store: %v, want RESOURCE_EXHAUSTED", err)
+	}
+	if _, err := admin.CreateStream(ctx, &jetwayv1.CreateStreamRequest{Config: &jetwayv1.StreamConfig{Name: "SMALL", Subjects: []string{"small"}, MaxBytes: 512 << 10}}); err != nil {
+		t.Fatalf("a stream of 512 KiB: %v", err)
+	}
+	if _, err := msgs.Publish(ctx, &jetwayv1.PublishRequest{Subject: "small", Payload: &jetwayv1.PublishRequest_Text{Text: "x"}}); err != nil {
+		t.Errorf("publish with sync always: %v", err)
+	}
+	nc, err := natsDial(t, srv.NATSURL(), srv.NATSCredentials())
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.NewWithDomain(nc, "edge")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ai, err := js.AccountInfo(ctx)
+	if err != nil || ai.Domain != "edge" || ai.Streams != 1 {
+		t.Errorf("account info through $JS.edge.API: %+v, %v; want domain edge, 1 stream", ai, err)
 	}
 }

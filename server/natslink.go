@@ -38,8 +38,10 @@ type natsLink struct {
 	// options are the options of a new connection, credentials read now.
 	options func() ([]nats.Option, error)
 	jsOpts  []jetstream.JetStreamOpt
-	wait    backoff
-	log     *slog.Logger
+	// domain is the servers' JetStream domain ("" none).
+	domain string
+	wait   backoff
+	log    *slog.Logger
 
 	cur     atomic.Pointer[linkConn]
 	lastErr atomic.Pointer[error]
@@ -397,7 +399,7 @@ func (l *natsLink) dial() error {
 	if err != nil {
 		return err
 	}
-	js, err := jetstream.New(nc, l.jsOpts...)
+	js, err := auth.NewJetStream(nc, l.domain, l.jsOpts...)
 	if err != nil {
 		nc.Close()
 		return fmt.Errorf("jetstream.New: %w", err)

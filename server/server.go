@@ -190,7 +190,12 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 			return nil, fmt.Errorf("server: %w", err)
 		}
 		cleanup = append(cleanup, lock.Release)
-		ecfg := embedded.Config{DataDir: cfg.NATS.DataDir, Listen: cfg.NATS.EmbeddedListen, Logger: log, Lock: lock}
+		ecfg := embedded.Config{
+			DataDir: cfg.NATS.DataDir, Listen: cfg.NATS.EmbeddedListen, Logger: log, Lock: lock,
+			SyncInterval: cfg.NATS.EmbeddedSync.Interval, SyncAlways: cfg.NATS.EmbeddedSync.Always,
+			MaxMemoryStore: int64(cfg.NATS.EmbeddedMaxMemoryStore), MaxFileStore: int64(cfg.NATS.EmbeddedMaxFileStore),
+			Domain: cfg.NATS.EmbeddedJSDomain,
+		}
 		if cfg.NATS.EmbeddedListen != "" {
 			if ecfg.Password, err = embeddedPassword(cfg.NATS, log); err != nil {
 				return nil, fmt.Errorf("server: %w", err)
@@ -207,7 +212,15 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 			s.natsURL = ns.ClientURL()
 			s.natsCreds = auth.NATSCredentials{User: ecfg.User, Password: ecfg.Password}
 		}
-		log.Info("embedded NATS server started", slog.String("data_dir", cfg.NATS.DataDir), slog.String("client_url", s.natsURL))
+		// What nats-server made of the settings, its defaults resolved.
+		jsc := ns.JetStreamConfig()
+		sync := "every " + jsc.SyncInterval.String()
+		if jsc.SyncAlways {
+			sync = "always (before each acknowledgement)"
+		}
+		log.Info("embedded NATS server started", slog.String("data_dir", cfg.NATS.DataDir), slog.String("client_url", s.natsURL),
+			slog.String("fsync", sync), slog.Int64("max_memory_store", jsc.MaxMemory), slog.Int64("max_file_store", jsc.MaxStore),
+			slog.String("js_domain", jsc.Domain))
 	}
 
 	link, err := connect(cfg, log, urls, natsOpts)
@@ -233,6 +246,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 			JetStream: []jetstream.JetStreamOpt{
 				jetstream.WithDefaultTimeout(cfg.NATS.RequestTimeout),
 			},
+			Domain: cfg.NATS.JSDomain,
 			Logger: log,
 		})
 		cleanup = append(cleanup, pool.Close)
@@ -600,6 +614,7 @@ func connect(cfg config.Config, log *slog.Logger, urls string, extra []nats.Opti
 	}
 	link := newNATSLink(urls, options, []jetstream.JetStreamOpt{jetstream.WithDefaultTimeout(cfg.NATS.RequestTimeout)},
 		reconnectBackoff(cfg), where, log)
+	link.domain = cfg.NATS.JSDomain // "" with the embedded server
 	link.start()
 	select {
 	case <-link.up:
