@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -140,6 +141,10 @@ func TestLockHelperProcess(t *testing.T) {
 	}
 	fmt.Println("ready")
 	_, _ = io.Copy(io.Discard, os.Stdin)
+	// The server, and so the lock's open file, must stay reachable until
+	// here: a collected *os.File is closed by its finalizer, which drops
+	// the flock while the process still runs.
+	runtime.KeepAlive(s)
 	os.Exit(0)
 }
 
