@@ -3,6 +3,7 @@ package metrics
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -11,9 +12,13 @@ import (
 
 // Bounds of one scrape's look at JetStream: it lists streams and their
 // durable consumers within lagTimeout, at most maxLagConsumers of them.
+// A look is reused for lagCacheFor, so that scrapes by several
+// Prometheus servers (or a caller polling /metrics) cost JetStream's API
+// one look at most every few seconds.
 const (
 	lagTimeout      = 3 * time.Second
 	maxLagConsumers = 1000
+	lagCacheFor     = 5 * time.Second
 )
 
 var (
@@ -37,6 +42,10 @@ var (
 type lagCollector struct {
 	js  func(context.Context) (jetstream.JetStream, error)
 	log *slog.Logger
+
+	mu     sync.Mutex // one look at a time
+	at     time.Time
+	cached []prometheus.Metric
 }
 
 func (c *lagCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -47,6 +56,30 @@ func (c *lagCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cached == nil || time.Since(c.at) >= lagCacheFor {
+		buf := make(chan prometheus.Metric, 64)
+		var got []prometheus.Metric
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for m := range buf {
+				got = append(got, m)
+			}
+		}()
+		c.look(buf)
+		close(buf)
+		<-done
+		c.cached, c.at = got, time.Now()
+	}
+	for _, m := range c.cached {
+		ch <- m
+	}
+}
+
+// look reads the consumers' state from JetStream.
+func (c *lagCollector) look(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), lagTimeout)
 	defer cancel()
 	failed := 0.0
