@@ -189,20 +189,34 @@ var errCannotTell = errors.New("JetStream could not tell")
 // probeTimeout bounds the question.
 const probeTimeout = time.Second
 
+// askAPI bounds a probe of JetStream's API subject (after the API
+// prefix) by probeTimeout, and ends it early when nats-server refuses
+// the connection's NATS user that subject. refused, called once the probe
+// returned (always, once), ends the watch and the context and says
+// whether the refusal ended it.
+func askAPI(ctx context.Context, js jetstream.JetStream, subject string) (_ context.Context, done func() (refused bool)) {
+	tctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	qctx, refuse := context.WithCancelCause(tctx)
+	w := refusal.Subject(js.Conn(), apiPrefix(js)+subject, refuse)
+	return qctx, func() bool {
+		w.Stop()
+		was := errors.Is(context.Cause(qctx), nats.ErrPermissionViolation)
+		refuse(nil)
+		cancel()
+		return was
+	}
+}
+
 // noStreamAnswer is the error of a publish to subject that no stream
 // answered (err, jetstream.ErrNoStreamResponse): NO_STREAM_FOR_SUBJECT
 // only when JetStream says that no stream captures the subject, or when
 // the connection's NATS user may not ask.
 func noStreamAnswer(ctx context.Context, js jetstream.JetStream, subject string, err error, what string) error {
-	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
-	defer cancel()
-	qctx, refused := context.WithCancelCause(pctx)
-	defer refused(nil)
-	w := refusal.Subject(js.Conn(), apiPrefix(js)+"STREAM.NAMES", refused)
+	qctx, done := askAPI(ctx, js, "STREAM.NAMES")
 	name, perr := js.StreamNameBySubject(qctx, subject)
-	w.Stop()
+	refused := done()
 	switch {
-	case errors.Is(perr, jetstream.ErrStreamNotFound), errors.Is(context.Cause(qctx), nats.ErrPermissionViolation):
+	case errors.Is(perr, jetstream.ErrStreamNotFound), refused:
 		return translate(err, what)
 	case perr == nil:
 		return fmt.Errorf("%s: %w: stream %q did not answer (between leaders, or restarting); nothing was stored, retry", what, ErrUnavailable, name)
@@ -216,17 +230,13 @@ func noStreamAnswer(ctx context.Context, js jetstream.JetStream, subject string,
 // answered: CONSUMER_NOT_FOUND only when JetStream says the consumer (or
 // its stream) does not exist.
 func consumerAnswer(ctx context.Context, js jetstream.JetStream, stream, consumer, what string) error {
-	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
-	defer cancel()
-	qctx, refused := context.WithCancelCause(pctx)
-	defer refused(nil)
-	w := refusal.Subject(js.Conn(), apiPrefix(js)+"CONSUMER.INFO."+stream+"."+consumer, refused)
+	qctx, done := askAPI(ctx, js, "CONSUMER.INFO."+stream+"."+consumer)
 	_, err := js.Consumer(qctx, stream, consumer)
-	w.Stop()
+	refused := done()
 	switch {
 	case errors.Is(err, jetstream.ErrConsumerNotFound), errors.Is(err, jetstream.ErrStreamNotFound),
 		// The NATS user may not ask: nobody answering is all there is to go on.
-		errors.Is(context.Cause(qctx), nats.ErrPermissionViolation):
+		refused:
 		return fmt.Errorf("%s: %w", what, ErrConsumerNotFound)
 	case err == nil:
 		return fmt.Errorf("%s: %w: consumer %q on stream %q did not answer (between leaders, or restarting); retry", what, ErrUnavailable, consumer, stream)
