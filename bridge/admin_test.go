@@ -365,22 +365,6 @@ func adminUserConsumer(c *jetwayv1.ConsumerConfig) *jetwayv1.ConsumerConfig {
 
 func adminDur(d time.Duration) *durationpb.Duration { return durationpb.New(d) }
 
-// adminEventually polls f until it returns nil or d passes.
-func adminEventually(t testing.TB, d time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %v", d, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // adminStream creates a stream through the native client (the setup of
 // tests about something else).
 func adminStream(t testing.TB, ctx context.Context, b *jetwaytest.Bridge, cfg jetstream.StreamConfig) jetstream.Stream {
@@ -1405,7 +1389,7 @@ func TestAdminGetConsumerState(t *testing.T) {
 		}
 		adminPub(t, ctx, b, "cs.a", []byte("6"), nil)
 		adminPub(t, ctx, b, "cs.c", []byte("7"), nil) // not matched
-		adminEventually(t, 5*time.Second, func() error {
+		jetwaytest.Eventually(t, 5*time.Second, "the filtered consumer's num_pending", func() error {
 			if got := get().GetNumPending(); got != 5 {
 				return fmt.Errorf("num_pending = %d, want 5", got)
 			}
@@ -1873,7 +1857,7 @@ func TestAdminGetAccountInfo(t *testing.T) {
 		adminPub(t, ctx, b, "file.x", make([]byte, 512), nil)
 
 		var info *jetwayv1.GetAccountInfoResponse
-		adminEventually(t, 5*time.Second, func() error {
+		jetwaytest.Eventually(t, 5*time.Second, "the account's file storage", func() error {
 			info, err = c.GetAccountInfo(ctx, &jetwayv1.GetAccountInfoRequest{})
 			if err != nil {
 				return err

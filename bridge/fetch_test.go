@@ -204,27 +204,11 @@ func fetchWantState(ctx context.Context, t *testing.T, b *jetwaytest.Bridge, str
 	}
 }
 
-// fetchEventually polls f every 10ms until it returns nil or d passes.
-func fetchEventually(t *testing.T, d time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %v", d, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // fetchWaitState polls until the consumer has ackFloor and ackPending (an
 // asynchronous ack is applied after the call that sent it returned).
 func fetchWaitState(ctx context.Context, t *testing.T, b *jetwaytest.Bridge, stream, consumer string, ackFloor uint64, ackPending int) {
 	t.Helper()
-	fetchEventually(t, 3*time.Second, func() error {
+	jetwaytest.Eventually(t, 3*time.Second, "the consumer's ack state", func() error {
 		info := fetchInfo(ctx, t, b, stream, consumer)
 		if info.AckFloor.Stream != ackFloor || info.NumAckPending != ackPending {
 			return fmt.Errorf("ack floor %d, ack pending %d; want %d, %d", info.AckFloor.Stream, info.NumAckPending, ackFloor, ackPending)
@@ -464,7 +448,7 @@ func TestFetchBatch(t *testing.T) {
 		after := time.Now()
 		// The consumer counts new messages asynchronously, after the
 		// publish acks: num_pending is checked once it has seen all ten.
-		fetchEventually(t, 5*time.Second, func() error {
+		jetwaytest.Eventually(t, 5*time.Second, "num_pending of all ten", func() error {
 			if n := fetchInfo(ctx, t, b, "FB", "C").NumPending; n != 10 {
 				return fmt.Errorf("consumer num_pending %d, want 10", n)
 			}
@@ -1003,7 +987,7 @@ func TestFetchMaxWaiting(t *testing.T) {
 		r, err := b.Messages.Fetch(fctx, &jetwayv1.FetchRequest{Stream: "FW", Consumer: "ONE", Batch: 1, Wait: durationpb.New(5 * time.Second)})
 		first <- result{r, err}
 	}()
-	fetchEventually(t, 3*time.Second, func() error {
+	jetwaytest.Eventually(t, 3*time.Second, "the first Fetch waiting", func() error {
 		if n := fetchInfo(ctx, t, b, "FW", "ONE").NumWaiting; n != 1 {
 			return fmt.Errorf("%d waiting pull requests", n)
 		}

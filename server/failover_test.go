@@ -171,7 +171,7 @@ func TestLeaderlessStreamAnswersUnavailable(t *testing.T) {
 	ctx := jetwaytest.Context(t, 90*time.Second)
 
 	create := &jetwayv1.CreateStreamRequest{Config: &jetwayv1.StreamConfig{Name: "NL", Subjects: []string{"nl.>"}, Replicas: 3}}
-	retry(t, 30*time.Second, "create the R3 stream", func() error {
+	jetwaytest.Eventually(t, 30*time.Second, "create the R3 stream", func() error {
 		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 		_, err := b.Admin.CreateStream(actx, create)
@@ -194,7 +194,7 @@ func TestLeaderlessStreamAnswersUnavailable(t *testing.T) {
 	}
 	// A new R3 consumer may answer empty until its replicas are current.
 	var token string
-	retry(t, 20*time.Second, "fetch before the loss", func() error {
+	jetwaytest.Eventually(t, 20*time.Second, "fetch before the loss", func() error {
 		fetched, err := b.Messages.Fetch(ctx, &jetwayv1.FetchRequest{Stream: "NL", Consumer: "C", Batch: 1, Wait: durationpb.New(time.Second)})
 		if err != nil {
 			return err
@@ -268,22 +268,6 @@ func TestLeaderlessStreamAnswersUnavailable(t *testing.T) {
 	}
 }
 
-// retry calls f until it succeeds, for at most d.
-func retry(t *testing.T, d time.Duration, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
 // reasonOf is the ErrorInfo reason of a gRPC error.
 func reasonOf(err error) string {
 	st, _ := status.FromError(err)
@@ -300,7 +284,7 @@ func reasonOf(err error) string {
 func leadersOff(ctx context.Context, t *testing.T, js jetstream.JetStream, off, stream, consumer string) {
 	t.Helper()
 	nc := js.Conn()
-	retry(t, 30*time.Second, "stream and consumer leaders off "+off, func() error {
+	jetwaytest.Eventually(t, 30*time.Second, "stream and consumer leaders off "+off, func() error {
 		si, err := js.Stream(ctx, stream)
 		if err != nil {
 			return err
@@ -332,7 +316,7 @@ func TestConsumerLeaderOnAnotherNode(t *testing.T) {
 	nodes := startCluster(t, 3)
 	b := jetwaytest.Start(t, func(c *config.Config) { c.NATS.URLs = nodes[0].ClientURL() })
 	ctx := jetwaytest.Context(t, 90*time.Second)
-	retry(t, 30*time.Second, "create the R3 stream", func() error {
+	jetwaytest.Eventually(t, 30*time.Second, "create the R3 stream", func() error {
 		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 		_, err := b.Admin.CreateStream(actx, &jetwayv1.CreateStreamRequest{Config: &jetwayv1.StreamConfig{Name: "FAR", Subjects: []string{"far.>"}, Replicas: 3}})

@@ -248,6 +248,23 @@ func NATSServer(t testing.TB, opts *natsserver.Options) *natsserver.Server {
 	return ns
 }
 
+// Eventually calls f every 20 ms until it returns nil, and fails the test
+// with what and f's last error once d has passed.
+func Eventually(t testing.TB, d time.Duration, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v: %v", what, d, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // LogBuffer is a log sink that goroutines write while a test reads it.
 type LogBuffer struct {
 	mu  sync.Mutex
