@@ -3,7 +3,6 @@ package server_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -32,14 +31,7 @@ import (
 // on the same port the bridge is ready again within a second (nats.go's
 // flat pause alone is 2 s).
 func TestCallsInFlightWhenNATSDiesFailAtOnce(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	_ = l.Close()
-	dir := t.TempDir()
-	ns := startNATS(t, port, dir)
+	ns, port, dir := startRestartableNATS(t)
 	b := jetwaytest.Start(t, func(c *config.Config) { c.NATS.URLs = ns.ClientURL() })
 	ctx := jetwaytest.Context(t, 60*time.Second)
 

@@ -16,6 +16,20 @@ import (
 	"github.com/jetway-dev/jetway/internal/jetwaytest"
 )
 
+// startRestartableNATS starts a JetStream nats-server on a free port and
+// a store of its own, which startNATS(t, port, dir) starts again.
+func startRestartableNATS(t *testing.T) (ns *natsserver.Server, port int, dir string) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port = l.Addr().(*net.TCPAddr).Port
+	_ = l.Close()
+	dir = t.TempDir()
+	return startNATS(t, port, dir), port, dir
+}
+
 func startNATS(t *testing.T, port int, dir string) *natsserver.Server {
 	t.Helper()
 	return jetwaytest.NATSServer(t, &natsserver.Options{Port: port, JetStream: true, StoreDir: dir})
@@ -26,14 +40,7 @@ func startNATS(t *testing.T, port int, dir string) *natsserver.Server {
 // not ready and answers UNAVAILABLE while NATS is away, then recovers by
 // itself with the stream intact.
 func TestExternalNATSOutageAndRecovery(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	_ = l.Close()
-	dir := t.TempDir()
-	ns := startNATS(t, port, dir)
+	ns, port, dir := startRestartableNATS(t)
 
 	b := jetwaytest.Start(t, func(c *config.Config) { c.NATS.URLs = ns.ClientURL() })
 	ctx := jetwaytest.Context(t, 60*time.Second)
