@@ -56,6 +56,8 @@ type Interceptor struct {
 	config   *Config
 	now      func() time.Time
 	refusals *logsafe.Limiter
+	// refusalMsg is the message of a refusal's line.
+	refusalMsg string
 
 	mu     sync.Mutex
 	quotas map[string]*quota
@@ -79,7 +81,8 @@ type quota struct {
 func NewInterceptor(cfg *Config, log *slog.Logger) *Interceptor {
 	return &Interceptor{
 		config: cfg, now: time.Now, quotas: map[string]*quota{},
-		refusals: logsafe.NewLimiter(log, RefusalLinesPerSecond, RefusalLineBurst),
+		refusals:   logsafe.NewLimiter(log, RefusalLinesPerSecond, RefusalLineBurst),
+		refusalMsg: "authentication failed",
 	}
 }
 
@@ -103,10 +106,21 @@ func (a *Interceptor) Check(ctx context.Context, authz, certSubject, call, peer 
 }
 
 // refused logs a refusal, rate-limited; call and the reason are clipped.
+// With AuditTo, the line is an audit record (event
+// authentication.refused) on the audit log.
 func (a *Interceptor) refused(ctx context.Context, call, peer string, reason error) {
-	a.refusals.Log(ctx, slog.LevelInfo, "authentication failed",
-		slog.String("call", logsafe.Clip(call, 128)), slog.String("peer", peer),
+	a.refusals.Log(ctx, slog.LevelInfo, a.refusalMsg,
+		slog.String("event", "authentication.refused"),
+		slog.String("method", logsafe.Clip(call, 128)), slog.String("peer", peer),
 		slog.String("reason", logsafe.Clip(reason.Error(), maxLoggedReason)))
+}
+
+// AuditTo writes the refused credentials to log, with msg as the
+// message, instead of the logger NewInterceptor was given (package
+// audit's). Call it before the interceptor serves.
+func (a *Interceptor) AuditTo(log *slog.Logger, msg string) {
+	a.refusals = logsafe.NewLimiter(log, RefusalLinesPerSecond, RefusalLineBurst)
+	a.refusalMsg = msg
 }
 
 // public methods need no credentials: health checks and reflection.

@@ -114,6 +114,7 @@ type options struct {
 	authz         Authorizer
 	maxPayload    func() int64
 	observer      Observer
+	tracer        Tracer
 }
 
 // Option configures New.
@@ -194,6 +195,18 @@ func WithObserver(o Observer) Option {
 	}
 }
 
+// WithTracer makes the services carry trace context through t (package
+// tracing); without it they pass the caller's on (PassTrace).
+func WithTracer(t Tracer) Option {
+	return func(opts *options) error {
+		if t == nil {
+			return fmt.Errorf("%w: nil Tracer", ErrInvalidOption)
+		}
+		opts.tracer = t
+		return nil
+	}
+}
+
 // WithCaps sets the server caps of consuming requests.
 func WithCaps(c Caps) Option {
 	return func(o *options) error {
@@ -219,7 +232,7 @@ func New(conns ConnProvider, opts ...Option) (*Bridge, error) {
 	}
 	o := options{
 		log: slog.New(slog.DiscardHandler), publishWindow: DefaultPublishWindow, caps: DefaultCaps, authz: allowAll{},
-		maxPayload: func() int64 { return 0 }, observer: noObserver{},
+		maxPayload: func() int64 { return 0 }, observer: noObserver{}, tracer: PassTrace{},
 	}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
@@ -239,7 +252,7 @@ func New(conns ConnProvider, opts ...Option) (*Bridge, error) {
 		messages: &messageService{
 			conns: conns, maxPayload: o.maxPayload, window: o.publishWindow, log: o.log,
 			signer: o.signer, caps: o.caps, conn: newConnWatch(), authz: o.authz, grid: newGridClock(),
-			obs: o.observer,
+			obs: o.observer, tracer: o.tracer,
 		},
 		admin: &adminService{conns: conns, log: o.log, authz: o.authz},
 	}, nil

@@ -420,6 +420,7 @@ func (s *messageService) Fetch(ctx context.Context, req *jetwayv1.FetchRequest) 
 	now := time.Now()
 	who := s.authz.Identity(ctx)
 	for _, m := range msgs {
+		s.tracer.Deliver(ctx, m)
 		out, err := s.toMessage(m.Subject, m.Reply, m.Header, m.Data, meta, req.GetFormat(), who, now)
 		if err != nil {
 			return nil, err

@@ -39,6 +39,7 @@ type messageService struct {
 	authz      Authorizer
 	grid       *gridClock // wakes Subscribe and Consume streams
 	obs        Observer
+	tracer     Tracer
 }
 
 // Publish stores one message and returns JetStream's ack.
@@ -67,6 +68,14 @@ func (s *messageService) publish(ctx context.Context, req *jetwayv1.PublishReque
 	if err := s.authz.CanPublish(ctx, msg.Subject); err != nil {
 		return nil, err
 	}
+	end := s.tracer.Publish(ctx, msg)
+	resp, err := s.send(ctx, req, msg)
+	end(resp, err)
+	return resp, err
+}
+
+// send publishes msg for the unary Publish and waits for its ack.
+func (s *messageService) send(ctx context.Context, req *jetwayv1.PublishRequest, msg *nats.Msg) (*jetwayv1.PublishResponse, error) {
 	js, err := s.conns.JetStream(ctx)
 	if err != nil {
 		return nil, err
@@ -118,6 +127,8 @@ type pendingPublish struct {
 	// A message of a batch: its index and the batch's size (0 for a
 	// single publish).
 	index, batch int
+	// end hears the outcome (the Tracer's); nil when none was published.
+	end func(*jetwayv1.PublishResponse, error)
 }
 
 // maxPublishBatch bounds the messages of one PublishStream batch.
@@ -249,6 +260,9 @@ func (s *messageService) answerPublishes(ctx context.Context, stream jetwayv1.Me
 				return context.Cause(ctx)
 			}
 		}
+		if p.end != nil {
+			p.end(ack, err)
+		}
 		var e *jetwayv1.Error
 		if err != nil {
 			what := fmt.Sprintf("publish to %q", p.subject)
@@ -310,7 +324,11 @@ func (s *messageService) publishAsync(ctx context.Context, acks *pubAcks, prefix
 		err = s.authz.CanPublish(ctx, msg.Subject)
 	}
 	if err == nil {
-		p.n, err = acks.publish(msg, s.conn.lostCh())
+		p.end = s.tracer.Publish(ctx, msg)
+		if p.n, err = acks.publish(msg, s.conn.lostCh()); err != nil {
+			p.end(nil, err)
+			p.end = nil
+		}
 	}
 	p.err = err
 	return p

@@ -437,6 +437,7 @@ func (s *messageService) take(ctx context.Context, sub *subscription, p *puller,
 	out := make([]*jetwayv1.Message, 0, min(sub.batch, 1+len(p.ch)))
 	for {
 		since := p.received(m)
+		s.tracer.Deliver(ctx, m)
 		msg, d, err := s.deliver(sub, m, since, now)
 		if err != nil {
 			return out, err

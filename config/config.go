@@ -30,6 +30,7 @@ type Config struct {
 	Browser Browser
 	Auth    Auth
 	Log     Log
+	Tracing Tracing
 	// Warnings are what the start-up log should warn about and Parse does
 	// not refuse: secrets given on the command line, visible to every local
 	// user in ps and /proc/<pid>/cmdline. They never hold a secret.
@@ -343,6 +344,23 @@ type Auth struct {
 type Log struct {
 	Format string // text or json
 	Level  slog.Level
+	// AuditFile receives the audit records (package audit) as JSON lines;
+	// empty leaves them in the main log.
+	AuditFile string
+}
+
+// Tracing configures OpenTelemetry tracing (package tracing).
+type Tracing struct {
+	// Endpoint is the OTLP collector's URL (http://host:4317 for gRPC,
+	// http://host:4318 for HTTP); empty turns tracing off. The standard
+	// OTEL_EXPORTER_OTLP_* variables (headers, certificates, timeout),
+	// OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES apply.
+	Endpoint string
+	// Protocol is grpc or http/protobuf.
+	Protocol string
+	// SampleRatio samples the traces the bridge starts (a caller's sampled
+	// flag decides for the traces it continues).
+	SampleRatio float64
 }
 
 // EnvPrefix prefixes every environment variable.
@@ -427,6 +445,12 @@ func Parse(args []string, getenv func(string) string, output io.Writer) (Config,
 	l := &c.Log
 	fs.StringVar(&l.Format, "log-format", "text", "log format: text or json")
 	fs.TextVar(&l.Level, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
+	fs.StringVar(&l.AuditFile, "audit-log", "", "write the audit records (admin writes, authentication and authorization refusals) as JSON lines to this file (appended, mode 0600); empty keeps them in the main log, marked log=audit")
+
+	t := &c.Tracing
+	fs.StringVar(&t.Endpoint, "otlp-endpoint", "", "send OpenTelemetry traces to this OTLP collector URL (http://host:4317 with --otlp-protocol grpc, http://host:4318 with http/protobuf; https:// for TLS); empty: tracing off (trace context is still carried from callers into published messages)")
+	fs.StringVar(&t.Protocol, "otlp-protocol", "grpc", "OTLP protocol: grpc or http/protobuf")
+	fs.Float64Var(&t.SampleRatio, "trace-sample-ratio", 1, "share of the traces the bridge starts that are sampled, 0 to 1 (a caller's traceparent decides for its own traces)")
 
 	// The command line, then the environment for every flag it did not
 	// set: a flag on the command line wins.
@@ -498,6 +522,9 @@ func (c Config) validate() error {
 	}
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		errs = append(errs, fmt.Errorf("--log-format %q: want text or json", c.Log.Format))
+	}
+	if err := c.Tracing.check(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.NATS.URLs == "" && c.NATS.DataDir == "" {
 		errs = append(errs, errors.New("--data-dir is required for the embedded server"))
@@ -599,6 +626,25 @@ func (c Config) validate() error {
 	return nil
 }
 
+// check refuses an endpoint that is not an http(s) URL with a host, an
+// unknown protocol and a ratio outside [0, 1].
+func (t Tracing) check() error {
+	var errs []error
+	if t.Protocol != "grpc" && t.Protocol != "http/protobuf" {
+		errs = append(errs, fmt.Errorf("--otlp-protocol %q: want grpc or http/protobuf", t.Protocol))
+	}
+	if t.SampleRatio < 0 || t.SampleRatio > 1 || t.SampleRatio != t.SampleRatio {
+		errs = append(errs, fmt.Errorf("--trace-sample-ratio %v: want 0 to 1", t.SampleRatio))
+	}
+	if t.Endpoint != "" {
+		u, err := url.Parse(t.Endpoint)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("--otlp-endpoint %q: want an http:// or https:// URL with a host (http://collector:4317)", RedactURLs(t.Endpoint)))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // checkDomain checks a JetStream domain ("" is none): one subject token,
 // as nats-server requires.
 func checkDomain(d string) error {
@@ -694,7 +740,8 @@ func (c Config) LogValue() slog.Value {
 			slog.String("config", c.Auth.ConfigFile),
 			slog.Bool("tls", c.Auth.TLSCert != ""),
 			slog.Bool("mtls", c.Auth.TLSClientCA != "")),
-		slog.Group("log", slog.String("format", c.Log.Format), slog.String("level", c.Log.Level.String())),
+		slog.Group("log", slog.String("format", c.Log.Format), slog.String("level", c.Log.Level.String()), slog.String("audit_log", c.Log.AuditFile)),
+		slog.Group("tracing", slog.String("otlp_endpoint", RedactURLs(c.Tracing.Endpoint)), slog.String("otlp_protocol", c.Tracing.Protocol), slog.Float64("sample_ratio", c.Tracing.SampleRatio)),
 	)
 }
 

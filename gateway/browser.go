@@ -11,6 +11,8 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc/codes"
+
+	"github.com/jetway-dev/jetway/tracing"
 )
 
 // Cross-site request forgery: any web page can send a browser to the
@@ -83,6 +85,7 @@ func guard(rt *routeTable, cop *http.CrossOriginProtection, log *slog.Logger) ru
 			rte, found := rt.lookup(r.Method, pat)
 			if found {
 				policy = rte.policy
+				tracing.NameRoute(r.Context(), r.Method, pat.String())
 			} else {
 				log.ErrorContext(r.Context(), "gateway route missing from the route table", slog.String("method", r.Method), slog.String("pattern", pat.String()))
 			}

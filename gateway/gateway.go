@@ -35,6 +35,7 @@ import (
 	jetwayv1 "github.com/jetway-dev/jetway/gen/jetway/v1"
 	"github.com/jetway-dev/jetway/gen/openapi"
 	"github.com/jetway-dev/jetway/internal/logsafe"
+	"github.com/jetway-dev/jetway/requestid"
 )
 
 // Options configures the handler.
@@ -177,7 +178,20 @@ func New(ctx context.Context, conn *grpc.ClientConn, o Options) (http.Handler, e
 	if o.LoopbackHostsOnly {
 		h = LoopbackHostOnly(h)
 	}
-	return bodyDeadline(h, o.ReadBodyTimeout), nil
+	return requestIDs(bodyDeadline(h, o.ReadBodyTimeout)), nil
+}
+
+// requestIDs gives every request its id (the caller's X-Request-Id when
+// well formed, else a new one: package requestid), in its context for the
+// log lines of the gateway and in its X-Request-Id header for the
+// services, and sends it back on the response, refusals included.
+func requestIDs(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := requestid.Choose(r.Header.Get(requestid.Header))
+		r.Header.Set(requestid.Header, id)
+		w.Header().Set(requestid.Header, id)
+		next.ServeHTTP(w, r.WithContext(requestid.NewContext(r.Context(), id)))
+	})
 }
 
 // streamsApart sends the streaming routes (Subscribe's :subscribe) to the
@@ -228,8 +242,11 @@ func writeError(w http.ResponseWriter, httpStatus int, code codes.Code, reason, 
 // headers, except the quota's retry-after, which HTTP clients know as
 // Retry-After.
 func outgoingHeader(key string) (string, bool) {
-	if key == "retry-after" {
+	switch key {
+	case "retry-after":
 		return "Retry-After", true
+	case requestid.Metadata:
+		return "", false // requestIDs already set X-Request-Id
 	}
 	return runtime.MetadataHeaderPrefix + key, true
 }
@@ -429,7 +446,9 @@ func printableASCII(s string) bool {
 
 // IncomingHeader decides which HTTP headers become gRPC metadata. Only the
 // headers the API defines pass: Authorization (for the auth interceptor),
-// Idempotency-Key (Publish's msg_id) and Last-Event-ID (SSE resume). Grpc-Metadata-* and every other
+// Idempotency-Key (Publish's msg_id), Last-Event-ID (SSE resume),
+// X-Request-Id (as requestIDs set it) and the W3C trace context
+// (traceparent, tracestate). Grpc-Metadata-* and every other
 // header are dropped, so a REST client can never forge metadata that the
 // server would trust.
 func IncomingHeader(key string) (string, bool) {
@@ -440,6 +459,15 @@ func IncomingHeader(key string) (string, bool) {
 		return bridge.IdempotencyKeyMetadata, true
 	case "Last-Event-Id":
 		return bridge.LastEventIDMetadata, true
+	case "X-Request-Id":
+		// The id requestIDs chose (the caller's when well formed).
+		return requestid.Metadata, true
+	case "Traceparent":
+		// W3C trace context: the bridge continues the caller's trace
+		// and carries it into the messages it publishes.
+		return "traceparent", true
+	case "Tracestate":
+		return "tracestate", true
 	}
 	return "", false
 }

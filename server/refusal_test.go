@@ -43,8 +43,8 @@ func (l *rfLog) String() string {
 	return l.buf.String()
 }
 
-// refusals counts the "authentication failed" lines.
-func (l *rfLog) refusals() int { return strings.Count(l.String(), `msg="authentication failed"`) }
+// refusals counts the authentication refusals (audit records).
+func (l *rfLog) refusals() int { return strings.Count(l.String(), `event=authentication.refused`) }
 
 func rfLogger(level slog.Level) (*rfLog, *slog.Logger) {
 	l := &rfLog{}
@@ -264,7 +264,7 @@ func TestAuthRefusalLogRateLimited(t *testing.T) {
 	total := 0
 	counted := 0
 	for _, line := range strings.Split(logs.String(), "\n") {
-		if !strings.Contains(line, `msg="authentication failed"`) {
+		if !strings.Contains(line, `event=authentication.refused`) {
 			continue
 		}
 		total++

@@ -10,8 +10,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -28,6 +30,7 @@ import (
 	"google.golang.org/grpc/tap"
 	"google.golang.org/grpc/test/bufconn"
 
+	"github.com/jetway-dev/jetway/audit"
 	"github.com/jetway-dev/jetway/auth"
 	"github.com/jetway-dev/jetway/bridge"
 	"github.com/jetway-dev/jetway/bridge/acktoken"
@@ -36,6 +39,8 @@ import (
 	"github.com/jetway-dev/jetway/gateway"
 	"github.com/jetway-dev/jetway/internal/logsafe"
 	"github.com/jetway-dev/jetway/metrics"
+	"github.com/jetway-dev/jetway/requestid"
+	"github.com/jetway-dev/jetway/tracing"
 )
 
 // defaultMaxPayload is NATS's default maximum payload, used to size limits
@@ -105,6 +110,32 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 			}
 		}
 	}()
+	// Every line logged with a call's context names its request (and,
+	// traced, its trace and span).
+	log = slog.New(requestid.Handler(log.Handler()))
+	aud, closeAudit, err := auditLog(cfg.Log, log)
+	if err != nil {
+		return nil, err
+	}
+	cleanup = append(cleanup, closeAudit)
+	tr, err := tracing.Start(ctx, cfg.Tracing)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	stopTracing := func() {
+		// What is buffered is sent, within a bound: a collector that is
+		// away does not hold up the exit.
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tr.Shutdown(sctx); err != nil {
+			log.Warn("tracing: spans not exported at shutdown", slog.Any("error", err))
+		}
+	}
+	cleanup = append(cleanup, stopTracing)
+	if tr.Enabled() {
+		log.Info("tracing on: OTLP", slog.String("endpoint", config.RedactURLs(cfg.Tracing.Endpoint)), slog.String("protocol", cfg.Tracing.Protocol),
+			slog.Float64("sample_ratio", cfg.Tracing.SampleRatio))
+	}
 
 	if p := cfg.Server.PprofListen; p != "" && !isLoopback(p) {
 		return nil, fmt.Errorf("server: --pprof-listen %q is not a loopback address: profiling is unauthenticated and shows the command line, memory and goroutines; listen on 127.0.0.1 (or [::1]) and reach it through an SSH tunnel or kubectl port-forward", p)
@@ -233,7 +264,8 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	var conns bridge.ConnProvider = link
 	authOpts := []bridge.Option{}
 	if authCfg != nil {
-		authOpts = append(authOpts, bridge.WithAuthorizer(auth.Authorizer{}))
+		// Every refusal of an identity goes to the audit log.
+		authOpts = append(authOpts, bridge.WithAuthorizer(aud.Authorizer(auth.Authorizer{})))
 	}
 	if authCfg != nil && authCfg.Propagates() {
 		tlsOpts, err := cfg.NATS.Credentials.TLSOptions()
@@ -254,7 +286,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		conns = pool
 		log.Info("identity propagation on: identities with NATS credentials run on their own connections")
 	}
-	b, err := bridge.New(conns, append(authOpts, bridge.WithLogger(log), bridge.WithMaxPayload(link.maxPayload), bridge.WithPublishWindow(cfg.Server.PublishWindow), bridge.WithAckSigner(signer), bridge.WithObserver(m),
+	b, err := bridge.New(conns, append(authOpts, bridge.WithLogger(log), bridge.WithMaxPayload(link.maxPayload), bridge.WithPublishWindow(cfg.Server.PublishWindow), bridge.WithAckSigner(signer), bridge.WithObserver(m), bridge.WithTracer(tr.Tracer()),
 		bridge.WithCaps(bridge.Caps{
 			MaxBatch: cfg.Consume.MaxFetchBatch, MaxBytes: cfg.Consume.MaxFetchBytes,
 			MaxWait: cfg.Consume.MaxFetchWait, MaxAckBatch: cfg.Consume.MaxAckBatch,
@@ -292,6 +324,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	gate := natsGate{connected: link.connected}
 	authn := auth.NewInterceptor(authCfg, log)
 	authn.OnQuota(m.QuotaRefused)
+	authn.AuditTo(aud.Slog(), audit.Message)
 	// Ended (with errCutShort) just before the shutdown timeout passes:
 	// the calls still running then answer UNAVAILABLE.
 	calls, endCalls := context.WithCancelCause(context.Background())
@@ -299,12 +332,18 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	last := lastCall{ctx: calls}
 	// One unary chain, for gRPC calls and for the gateway's in-process
 	// REST calls alike.
-	// The metrics interceptors come first, so that they see the status
-	// errorEdge made of what the handler returned.
-	unary := gateway.ChainUnary(m.UnaryServerInterceptor(), edge.unary, last.unary, authn.Unary, clampDeadline(cfg.Server.MaxCallTimeout, cfg.NATS.RequestTimeout), gate.unary)
+	// The request id comes first, so that every line logged names it;
+	// then the metrics interceptors, so that they see the status
+	// errorEdge made of what the handler returned; the audit follows
+	// authentication (it names the identity).
+	unary := gateway.ChainUnary(requestid.UnaryServerInterceptor, m.UnaryServerInterceptor(), edge.unary, last.unary, authn.Unary, aud.UnaryServerInterceptor,
+		clampDeadline(cfg.Server.MaxCallTimeout, cfg.NATS.RequestTimeout), gate.unary)
 	grpcOpts := []grpc.ServerOption{}
 	if tlsCfg != nil {
 		grpcOpts = append(grpcOpts, grpc.Creds(listenerCreds{credentials.NewTLS(tlsCfg)}))
+	}
+	if h := tr.ServerHandler(); h != nil {
+		grpcOpts = append(grpcOpts, grpc.StatsHandler(h))
 	}
 	gs := grpc.NewServer(append(grpcOpts,
 		grpc.MaxRecvMsgSize(maxRecv),
@@ -319,6 +358,8 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		// message is read: an unauthenticated client cannot make the
 		// bridge hold its (up to maxRecv) messages.
 		grpc.InTapHandle(func(ctx context.Context, info *tap.Info) (context.Context, error) {
+			// The id is chosen here, so that a refusal's line names it.
+			ctx, _ = requestid.Ensure(ctx)
 			ctx, err := authn.Tap(ctx, info.FullMethodName)
 			if err != nil {
 				st, _ := bridge.Status(err)
@@ -327,7 +368,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 			return ctx, nil
 		}),
 		grpc.ChainUnaryInterceptor(unary),
-		grpc.ChainStreamInterceptor(m.StreamServerInterceptor(), edge.stream, last.stream, authn.Stream, gate.stream),
+		grpc.ChainStreamInterceptor(requestid.StreamServerInterceptor, m.StreamServerInterceptor(), edge.stream, last.stream, authn.Stream, aud.StreamServerInterceptor, gate.stream),
 	)...)
 	b.Register(gs)
 	m.InitializeMetrics(gs)
@@ -372,7 +413,12 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	// an in-memory listener: the same server, interceptors and limits, no
 	// TCP port or TLS to configure.
 	mem := bufconn.Listen(1 << 20)
-	conn, err := grpc.NewClient("passthrough:///jetway-in-memory",
+	var gwConnOpts []grpc.DialOption
+	if h := tr.ClientHandler(); h != nil {
+		// A REST stream's span reaches the server in the metadata.
+		gwConnOpts = append(gwConnOpts, grpc.WithStatsHandler(h))
+	}
+	conn, err := grpc.NewClient("passthrough:///jetway-in-memory", append(gwConnOpts,
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return mem.DialContext(ctx) }),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecv), grpc.MaxCallSendMsgSize(maxRecv)),
@@ -384,7 +430,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		// is read: a stalled stream does not hold up the others.
 		grpc.WithStaticStreamWindowSize(gateway.StreamWindow),
 		grpc.WithStaticConnWindowSize(16<<20),
-	)
+	)...)
 	if err != nil {
 		return nil, fmt.Errorf("server: gateway client: %w", err)
 	}
@@ -413,7 +459,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	httpSrv := &http.Server{
-		Handler:           handler,
+		Handler:           tr.HTTP(handler),
 		ReadHeaderTimeout: cfg.Server.HTTPReadHeaderTimeout,
 		// No ReadTimeout: the gateway bounds each body from the end of
 		// its headers instead (ReadBodyTimeout), on HTTP/1 and HTTP/2
@@ -495,6 +541,8 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		if ns != nil {
 			ns.Shutdown()
 		}
+		stopTracing()
+		closeAudit()
 		log.Info("stopped")
 	}()
 	return s, nil
@@ -646,4 +694,22 @@ func drainNATS(nc *nats.Conn, timeout time.Duration, log *slog.Logger) {
 		log.Warn("NATS drain timed out")
 		nc.Close()
 	}
+}
+
+// auditLog is the audit log: on log (its records marked log=audit), or
+// with --audit-log as JSON lines appended to a file of its own (created
+// 0600: it names identities and what they did), closed by the returned
+// function.
+func auditLog(c config.Log, log *slog.Logger) (*audit.Logger, func(), error) {
+	if c.AuditFile == "" {
+		return audit.New(log), func() {}, nil
+	}
+	f, err := os.OpenFile(c.AuditFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, nil, fmt.Errorf("server: --audit-log: %w", err)
+	}
+	var once sync.Once
+	h := requestid.Handler(slog.NewJSONHandler(f, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log.Info("audit records to their own file", slog.String("audit_log", c.AuditFile))
+	return audit.New(slog.New(h)), func() { once.Do(func() { _ = f.Close() }) }, nil
 }
