@@ -39,6 +39,8 @@ type messageService struct {
 	authz      Authorizer
 	grid       *gridClock // wakes Subscribe and Consume streams
 	obs        Observer
+	sessions   *registry // open Subscribe, Consume and waiting Fetch
+	fleet      *fleet
 }
 
 // Publish stores one message and returns JetStream's ack.
