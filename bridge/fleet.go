@@ -64,6 +64,9 @@ type Fleet struct {
 	Conn func() *nats.Conn
 	// JSDomain is the JetStream domain the bridge works in, if any.
 	JSDomain string
+	// InProcess: the connection is to an embedded server in this process
+	// (its URL is a placeholder, reported as "in-process").
+	InProcess bool
 }
 
 // DefaultReplicaName is the host name and the process id.
@@ -165,8 +168,12 @@ func (f *fleet) info() *jetwayv1.BridgeInfo {
 			n.ServerId, n.ServerName = nc.ConnectedServerId(), nc.ConnectedServerName()
 			n.Cluster, n.ServerVersion = nc.ConnectedClusterName(), nc.ConnectedServerVersion()
 		}
-		for _, s := range nc.Servers() {
-			n.Servers = append(n.Servers, withoutUserInfo(s))
+		if f.InProcess {
+			n.Url = "in-process"
+		} else {
+			for _, s := range nc.Servers() {
+				n.Servers = append(n.Servers, withoutUserInfo(s))
+			}
 		}
 		n.Reconnects = nc.Stats().Reconnects
 	}
@@ -220,7 +227,7 @@ func (f *fleet) answer(nc *nats.Conn, m *nats.Msg) {
 		return
 	}
 	if err == nil {
-		err = m.Respond(data)
+		err = m.RespondMsg(&nats.Msg{Data: data, Header: nats.Header{instanceHeader: []string{f.instance}}})
 	}
 	if err != nil {
 		f.log.Warn("fleet: answer failed", slog.String("subject", m.Subject), slog.Any("error", err))
@@ -265,11 +272,17 @@ func (f *fleet) gather(ctx context.Context, subject string, req []byte, take fun
 	defer hard.Stop()
 	quiet := time.NewTimer(gatherQuiet)
 	defer quiet.Stop()
+	// One answer per process: a second from the same instance (a request
+	// seen twice, or a forger) is dropped.
+	seen := map[string]bool{}
 	for {
 		select {
 		case m := <-ch:
-			take(m)
-			quiet.Reset(gatherQuiet)
+			if id := m.Header.Get(instanceHeader); id != "" && !seen[id] {
+				seen[id] = true
+				take(m)
+				quiet.Reset(gatherQuiet)
+			}
 		case <-quiet.C:
 			return false
 		case <-hard.C:

@@ -256,7 +256,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	}
 	fleet := bridge.Fleet{Replica: cfg.Server.ReplicaName, Conn: link.conn, JSDomain: cfg.NATS.JSDomain}
 	if urls == "" {
-		fleet.JSDomain = cfg.NATS.EmbeddedJSDomain
+		fleet.JSDomain, fleet.InProcess = cfg.NATS.EmbeddedJSDomain, true
 	}
 	b, err := bridge.New(conns, append(authOpts, bridge.WithLogger(log), bridge.WithFleet(fleet), bridge.WithMaxPayload(link.maxPayload), bridge.WithPublishWindow(cfg.Server.PublishWindow), bridge.WithAckSigner(signer), bridge.WithObserver(m),
 		bridge.WithCaps(bridge.Caps{

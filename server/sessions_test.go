@@ -15,7 +15,9 @@ import (
 	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/jetway-dev/jetway/auth"
@@ -356,5 +358,60 @@ func TestSessionsTenantsApart(t *testing.T) {
 	}
 	if info.GetBridge().GetConsumeStreams() != 2 || len(info.GetFleet()) != 2 {
 		t.Errorf("ops GetBridgeInfo on r-b: %v", info)
+	}
+}
+
+// TestSessionsGatherIsBounded: a responder that keeps answering (here a
+// native NATS client, one answer per instance id every 20 ms) cannot hold
+// ListSessions past its 1 s cap, which marks the answer partial.
+func TestSessionsGatherIsBounded(t *testing.T) {
+	t.Parallel()
+	b := jetwaytest.Start(t, func(c *config.Config) { c.Server.ReplicaName = "only" })
+	ctx := jetwaytest.Context(t, 30*time.Second)
+	nc := b.JS.Conn()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	sub, err := nc.Subscribe("_JETWAY.v1.sessions", func(m *nats.Msg) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				data, _ := proto.Marshal(&jetwayv1.ListSessionsResponse{ReplicasAnswered: []string{fmt.Sprintf("chatty-%03d", i)}})
+				_ = nc.PublishMsg(&nats.Msg{Subject: m.Reply, Data: data, Header: nats.Header{"Jetway-Instance": []string{fmt.Sprint(i)}}})
+				select {
+				case <-stop:
+					return
+				case <-time.After(20 * time.Millisecond):
+				}
+			}
+		}()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe(); close(stop); wg.Wait() })
+	start := time.Now()
+	l, err := b.Admin.ListSessions(ctx, &jetwayv1.ListSessionsRequest{})
+	took := time.Since(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !l.GetPartial() || took < 900*time.Millisecond || took > 3*time.Second {
+		t.Errorf("ListSessions took %v, partial %t; want about 1 s, partial", took, l.GetPartial())
+	}
+	if n := len(l.GetReplicasAnswered()); n < 10 || l.GetReplicasAnswered()[0] != "only" {
+		t.Errorf("replicas_answered %v: want the serving one first, then the chatty ones", l.GetReplicasAnswered())
+	}
+	// Alone, it answers after the quiet time.
+	_ = sub.Unsubscribe()
+	start = time.Now()
+	if l, err = b.Admin.ListSessions(ctx, &jetwayv1.ListSessionsRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); l.GetPartial() || took > 800*time.Millisecond || !slices.Equal(l.GetReplicasAnswered(), []string{"only"}) {
+		t.Errorf("alone: took %v, %v", took, l)
 	}
 }

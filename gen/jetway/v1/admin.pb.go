@@ -2770,7 +2770,8 @@ type NATSConnection struct {
 	// DRAINING_PUBS or CONNECTING (nats.go's names); NONE without a
 	// connection.
 	State string `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
-	// The server it is connected to, without credentials.
+	// The server it is connected to, without credentials; "in-process" for
+	// the embedded server.
 	Url string `protobuf:"bytes,2,opt,name=url,proto3" json:"url,omitempty"`
 	// That server's id.
 	ServerId string `protobuf:"bytes,3,opt,name=server_id,json=serverId,proto3" json:"server_id,omitempty"`
