@@ -28,6 +28,7 @@ type adminService struct {
 	conns ConnProvider
 	log   *slog.Logger
 	authz Authorizer
+	fleet *fleet
 }
 
 // jetstream is the JetStream the call runs on: the bridge's own, or the

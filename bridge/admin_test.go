@@ -238,6 +238,21 @@ func (c *adminREST) DeleteMessage(_ context.Context, in *jetwayv1.DeleteMessageR
 	return out, c.call(http.MethodDelete, fmt.Sprintf("/v1/streams/%s/messages/%d%s", adminSeg(in.GetStream()), in.GetSequence(), q), nil, out)
 }
 
+func (c *adminREST) ListSessions(_ context.Context, in *jetwayv1.ListSessionsRequest, _ ...grpc.CallOption) (*jetwayv1.ListSessionsResponse, error) {
+	out := &jetwayv1.ListSessionsResponse{}
+	q := adminQuery("stream", in.GetStream(), "consumer", in.GetConsumer(), "identity", in.GetIdentity())
+	return out, c.call(http.MethodGet, "/v1/sessions"+q, nil, out)
+}
+
+func (c *adminREST) GetBridgeInfo(_ context.Context, in *jetwayv1.GetBridgeInfoRequest, _ ...grpc.CallOption) (*jetwayv1.GetBridgeInfoResponse, error) {
+	out := &jetwayv1.GetBridgeInfoResponse{}
+	q := ""
+	if in.GetFleet() {
+		q = "?fleet=true"
+	}
+	return out, c.call(http.MethodGet, "/v1/bridge"+q, nil, out)
+}
+
 func (c *adminREST) GetAccountInfo(_ context.Context, _ *jetwayv1.GetAccountInfoRequest, _ ...grpc.CallOption) (*jetwayv1.GetAccountInfoResponse, error) {
 	out := &jetwayv1.GetAccountInfoResponse{}
 	return out, c.call(http.MethodGet, "/v1/account", nil, out)

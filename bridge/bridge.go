@@ -115,6 +115,7 @@ type options struct {
 	maxPayload    func() int64
 	observer      Observer
 	tracer        Tracer
+	fleet         Fleet
 }
 
 // Option configures New.
@@ -248,13 +249,18 @@ func New(conns ConnProvider, opts ...Option) (*Bridge, error) {
 			return nil, fmt.Errorf("bridge: %w", err)
 		}
 	}
+	sessions := newRegistry()
+	fl, err := newFleet(o.fleet, sessions, o.log)
+	if err != nil {
+		return nil, err
+	}
 	return &Bridge{
 		messages: &messageService{
 			conns: conns, maxPayload: o.maxPayload, window: o.publishWindow, log: o.log,
 			signer: o.signer, caps: o.caps, conn: newConnWatch(), authz: o.authz, grid: newGridClock(),
-			obs: o.observer, tracer: o.tracer,
+			obs: o.observer, tracer: o.tracer, sessions: sessions, fleet: fl,
 		},
-		admin: &adminService{conns: conns, log: o.log, authz: o.authz},
+		admin: &adminService{conns: conns, log: o.log, authz: o.authz, fleet: fl},
 	}, nil
 }
 

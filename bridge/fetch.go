@@ -382,6 +382,11 @@ func (s *messageService) Fetch(ctx context.Context, req *jetwayv1.FetchRequest) 
 		}
 	}
 	s.obs.FetchWaiting(1)
+	closeSession := s.sessions.add(&session{
+		kind: jetwayv1.SessionKind_SESSION_KIND_FETCH, identity: s.authz.Identity(ctx), stream: req.GetStream(), consumer: req.GetConsumer(),
+		window: int64(batch), winBytes: int64(maxBytes), since: time.Now(), peer: peerOf(ctx), ownConn: s.fleet.ownConn(js.Conn()),
+	})
+	defer closeSession() // after a retry below, too
 	got, err := pull(ctx, js, s.conn.drainedCh(), req.GetStream(), req.GetConsumer(), pr, true)
 	s.obs.FetchWaiting(-1)
 	if err != nil {

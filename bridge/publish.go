@@ -40,6 +40,8 @@ type messageService struct {
 	grid       *gridClock // wakes Subscribe and Consume streams
 	obs        Observer
 	tracer     Tracer
+	sessions   *registry // open Subscribe, Consume and waiting Fetch
+	fleet      *fleet
 }
 
 // Publish stores one message and returns JetStream's ack.

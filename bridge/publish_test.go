@@ -574,6 +574,10 @@ func TestPublishInvalidSubject(t *testing.T) {
 		{"$JS.API.CONSUMER.CREATE.X", "$JS.API.CONSUMER.CREATE.X"},
 		{"$SYS.REQ.SERVER.PING", "$SYS.REQ.SERVER.PING"},
 		{"_INBOX.x", "_INBOX.x"},
+		// The fleet's session views: a client must not ask other
+		// replicas for their sessions, nor forge an answer.
+		{"_JETWAY.v1.sessions", "_JETWAY.v1.sessions"},
+		{"_JETWAY.v1.bridges", "_JETWAY.v1.bridges"},
 		{"foo bar", "foo%20bar"},
 		{"foo\tbar", "foo%09bar"},
 		{"foo\x00bar", "foo%00bar"},

@@ -351,6 +351,8 @@ func (s *messageService) Subscribe(req *jetwayv1.SubscribeRequest, stream jetway
 		return err
 	}
 	defer release()
+	sess, closeSession := s.openSession(ctx, jetwayv1.SessionKind_SESSION_KIND_SUBSCRIBE, sub)
+	defer closeSession()
 	var (
 		held heldRing
 		p    *puller
@@ -374,6 +376,7 @@ func (s *messageService) Subscribe(req *jetwayv1.SubscribeRequest, stream jetway
 		if err := stream.Send(ev); err != nil {
 			return err
 		}
+		sess.delivered.Add(uint64(len(out)))
 		clock.sent(time.Now())
 		return nil
 	}
@@ -541,6 +544,8 @@ func (s *messageService) Consume(stream jetwayv1.MessageService_ConsumeServer) e
 		return err
 	}
 	defer release()
+	sess, closeSession := s.openSession(ctx, jetwayv1.SessionKind_SESSION_KIND_CONSUME, sub)
+	defer closeSession()
 	inFlight := make(map[string]delivery)
 	var p *puller
 	defer func() {
@@ -625,6 +630,7 @@ func (s *messageService) Consume(stream jetwayv1.MessageService_ConsumeServer) e
 		if err := stream.Send(ev); err != nil {
 			return err
 		}
+		sess.delivered.Add(uint64(len(out)))
 		clock.sent(time.Now())
 		return nil
 	}
@@ -645,6 +651,7 @@ func (s *messageService) Consume(stream jetwayv1.MessageService_ConsumeServer) e
 			for _, op := range ops {
 				res, reply, _ := s.ackOne(ctx, sub.js, op, false, 0, now)
 				if res.GetError() == nil {
+					sess.countAck(op.GetKind())
 					if d, ok := inFlight[reply]; ok && op.GetKind() == jetwayv1.AckKind_ACK_KIND_IN_PROGRESS {
 						// Still held, with the extended deadline.
 						d.deadline = res.GetAckDeadline().AsTime()
@@ -686,6 +693,9 @@ func (s *messageService) Consume(stream jetwayv1.MessageService_ConsumeServer) e
 			}
 			clock.sent(now)
 		}
+		// The session views read these; one store per turn of the loop.
+		sess.inFlight.Store(int64(len(inFlight)))
+		sess.inFlightBytes.Store(int64(inFlightBytes))
 		if err := p.fill(len(inFlight), inFlightBytes, time.Now()); err != nil {
 			return err
 		}

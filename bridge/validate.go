@@ -21,7 +21,9 @@ const (
 // service discovery ($SRV) and reply inboxes. Publishing to $JS.API.… would
 // otherwise run admin operations through Publish. Key-value ($KV) and
 // object-store ($O) subjects are ordinary stream subjects and stay allowed.
-var reservedPrefixes = []string{"$JS.", "$JSC.", "$SYS.", "$NRG.", "$SRV.", "$MQTT.", "$GNR.", "$GR.", "$LDS.", "_INBOX.", "_R_."}
+// _JETWAY. is the bridges' own (FleetPrefix): the session views' requests
+// and answers, which a client must neither send nor forge.
+var reservedPrefixes = []string{"$JS.", "$JSC.", "$SYS.", "$NRG.", "$SRV.", "$MQTT.", "$GNR.", "$GR.", "$LDS.", "_INBOX.", "_R_.", FleetPrefix}
 
 // reservedSpaces are the reserved subject spaces as wildcard patterns
 // ("_INBOX.>"): no stream may capture a subject in one of them. Overlap

@@ -121,6 +121,9 @@ type Server struct {
 	// FollowLiveHeap bounds the heap's growth between collections by the
 	// live heap (package memlimit); off leaves it to GOGC and GOMEMLIMIT.
 	FollowLiveHeap bool
+	// ReplicaName names this process in the session views ("" the host
+	// name and process id).
+	ReplicaName string
 }
 
 // Browser configures what the HTTP listener admits from web pages.
@@ -421,6 +424,7 @@ func Parse(args []string, getenv func(string) string, output io.Writer) (Config,
 	fs.Int64Var(&s.MaxBodyBytes, "http-max-body", 0, "maximum REST request body in bytes; 0 derives it from the NATS max payload")
 	fs.StringVar(&s.MetricsListen, "metrics-listen", "", "serve Prometheus /metrics on this host:port of its own (unauthenticated: a private port for the scraper); with client authentication off, /metrics is also on the HTTP port")
 	fs.StringVar(&s.PprofListen, "pprof-listen", "", "serve /debug/pprof/ on this loopback host:port of its own (unauthenticated; a non-loopback address is refused); empty serves none")
+	fs.StringVar(&s.ReplicaName, "replica-name", "", "name of this bridge process in the session views (ListSessions, GetBridgeInfo); default the host name and process id")
 	fs.BoolVar(&s.FollowLiveHeap, "follow-live-heap", true, "bound the heap's growth between collections by the live heap (trades up to about 5% of a core for less RSS); false leaves it to GOGC and GOMEMLIMIT")
 
 	fs.Var(&c.Browser.AllowedOrigins, "allowed-origins", "web `origins` (scheme://host[:port], comma-separated) whose pages may make cross-origin REST requests; default none: same-origin and non-browser clients only")
@@ -723,7 +727,8 @@ func (c Config) LogValue() slog.Value {
 			slog.Int("publish_window", c.Server.PublishWindow),
 			maxBody,
 			slog.String("pprof_listen", c.Server.PprofListen), slog.String("metrics_listen", c.Server.MetricsListen),
-			slog.Bool("follow_live_heap", c.Server.FollowLiveHeap)),
+			slog.Bool("follow_live_heap", c.Server.FollowLiveHeap),
+			slog.String("replica_name", c.Server.ReplicaName)),
 		slog.Group("browser",
 			slog.String("allowed_origins", c.Browser.AllowedOrigins.String())),
 		slog.Group("consume",

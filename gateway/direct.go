@@ -143,6 +143,14 @@ func (d directAdmin) DeleteMessage(ctx context.Context, r *jetwayv1.DeleteMessag
 	return call(ctx, d.ic, d.s, jetwayv1.AdminService_DeleteMessage_FullMethodName, r, d.s.DeleteMessage)
 }
 
+func (d directAdmin) ListSessions(ctx context.Context, r *jetwayv1.ListSessionsRequest) (*jetwayv1.ListSessionsResponse, error) {
+	return call(ctx, d.ic, d.s, jetwayv1.AdminService_ListSessions_FullMethodName, r, d.s.ListSessions)
+}
+
+func (d directAdmin) GetBridgeInfo(ctx context.Context, r *jetwayv1.GetBridgeInfoRequest) (*jetwayv1.GetBridgeInfoResponse, error) {
+	return call(ctx, d.ic, d.s, jetwayv1.AdminService_GetBridgeInfo_FullMethodName, r, d.s.GetBridgeInfo)
+}
+
 func (d directAdmin) GetAccountInfo(ctx context.Context, r *jetwayv1.GetAccountInfoRequest) (*jetwayv1.GetAccountInfoResponse, error) {
 	return call(ctx, d.ic, d.s, jetwayv1.AdminService_GetAccountInfo_FullMethodName, r, d.s.GetAccountInfo)
 }

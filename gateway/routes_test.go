@@ -23,8 +23,8 @@ func TestRouteTableMatchesGateway(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rt.routes) != 20 {
-		t.Errorf("%d routes, want the 20 bindings of http.yaml", len(rt.routes))
+	if len(rt.routes) != 22 {
+		t.Errorf("%d routes, want the 22 bindings of http.yaml", len(rt.routes))
 	}
 	var served *route
 	mux := runtime.NewServeMux(runtime.WithMiddlewares(func(next runtime.HandlerFunc) runtime.HandlerFunc {

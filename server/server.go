@@ -286,7 +286,11 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		conns = pool
 		log.Info("identity propagation on: identities with NATS credentials run on their own connections")
 	}
-	b, err := bridge.New(conns, append(authOpts, bridge.WithLogger(log), bridge.WithMaxPayload(link.maxPayload), bridge.WithPublishWindow(cfg.Server.PublishWindow), bridge.WithAckSigner(signer), bridge.WithObserver(m), bridge.WithTracer(tr.Tracer()),
+	fleet := bridge.Fleet{Replica: cfg.Server.ReplicaName, Conn: link.conn, JSDomain: cfg.NATS.JSDomain}
+	if urls == "" {
+		fleet.JSDomain, fleet.InProcess = cfg.NATS.EmbeddedJSDomain, true
+	}
+	b, err := bridge.New(conns, append(authOpts, bridge.WithLogger(log), bridge.WithFleet(fleet), bridge.WithMaxPayload(link.maxPayload), bridge.WithPublishWindow(cfg.Server.PublishWindow), bridge.WithAckSigner(signer), bridge.WithObserver(m), bridge.WithTracer(tr.Tracer()),
 		bridge.WithCaps(bridge.Caps{
 			MaxBatch: cfg.Consume.MaxFetchBatch, MaxBytes: cfg.Consume.MaxFetchBytes,
 			MaxWait: cfg.Consume.MaxFetchWait, MaxAckBatch: cfg.Consume.MaxAckBatch,
@@ -393,7 +397,18 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	// end when it is lost (so that clients go to a replica that reaches
 	// NATS), health is NOT_SERVING until it is back.
 	everUp, wasDown := false, false
+	// Each connection the link makes answers the fleet's requests (the
+	// session views); a subscription lives as long as its connection,
+	// reconnects included.
+	var answering *nats.Conn
 	link.watch(func(connected bool) {
+		if nc := link.conn(); connected && nc != nil && nc != answering {
+			if _, err := b.Answer(nc); err != nil {
+				log.Error("not answering the fleet's session views", slog.Any("error", err))
+			} else {
+				answering = nc
+			}
+		}
 		st := healthpb.HealthCheckResponse_SERVING
 		if connected && wasDown && everUp {
 			m.Reconnected()

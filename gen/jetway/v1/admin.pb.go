@@ -23,6 +23,63 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// SessionKind is what a session is.
+type SessionKind int32
+
+const (
+	// Not set.
+	SessionKind_SESSION_KIND_UNSPECIFIED SessionKind = 0
+	// A Subscribe stream (gRPC, or REST NDJSON/SSE).
+	SessionKind_SESSION_KIND_SUBSCRIBE SessionKind = 1
+	// A Consume stream.
+	SessionKind_SESSION_KIND_CONSUME SessionKind = 2
+	// A Fetch waiting on JetStream for its batch.
+	SessionKind_SESSION_KIND_FETCH SessionKind = 3
+)
+
+// Enum value maps for SessionKind.
+var (
+	SessionKind_name = map[int32]string{
+		0: "SESSION_KIND_UNSPECIFIED",
+		1: "SESSION_KIND_SUBSCRIBE",
+		2: "SESSION_KIND_CONSUME",
+		3: "SESSION_KIND_FETCH",
+	}
+	SessionKind_value = map[string]int32{
+		"SESSION_KIND_UNSPECIFIED": 0,
+		"SESSION_KIND_SUBSCRIBE":   1,
+		"SESSION_KIND_CONSUME":     2,
+		"SESSION_KIND_FETCH":       3,
+	}
+)
+
+func (x SessionKind) Enum() *SessionKind {
+	p := new(SessionKind)
+	*p = x
+	return p
+}
+
+func (x SessionKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SessionKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_jetway_v1_admin_proto_enumTypes[0].Descriptor()
+}
+
+func (SessionKind) Type() protoreflect.EnumType {
+	return &file_jetway_v1_admin_proto_enumTypes[0]
+}
+
+func (x SessionKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SessionKind.Descriptor instead.
+func (SessionKind) EnumDescriptor() ([]byte, []int) {
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{0}
+}
+
 // StreamState is the live state of a stream.
 type StreamState struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2309,6 +2366,718 @@ func (x *GetAccountInfoResponse) GetApiErrors() uint64 {
 	return 0
 }
 
+// Session is one open Subscribe or Consume stream, or one waiting Fetch,
+// on one replica.
+type Session struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Id of the session, unique within its replica's process.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The replica serving it (BridgeInfo.replica).
+	Replica string `protobuf:"bytes,2,opt,name=replica,proto3" json:"replica,omitempty"`
+	// What it is.
+	Kind SessionKind `protobuf:"varint,3,opt,name=kind,proto3,enum=jetway.v1.SessionKind" json:"kind,omitempty"`
+	// The identity it runs as, by name (never its credential); empty
+	// without client authentication.
+	Identity string `protobuf:"bytes,4,opt,name=identity,proto3" json:"identity,omitempty"`
+	// The stream.
+	Stream string `protobuf:"bytes,5,opt,name=stream,proto3" json:"stream,omitempty"`
+	// The consumer (for an ephemeral one, the name JetStream gave it).
+	Consumer string `protobuf:"bytes,6,opt,name=consumer,proto3" json:"consumer,omitempty"`
+	// Whether the consumer is an ephemeral one the session created.
+	Ephemeral bool `protobuf:"varint,7,opt,name=ephemeral,proto3" json:"ephemeral,omitempty"`
+	// The window: max_in_flight and max_bytes_in_flight of a stream, batch
+	// and max_bytes of a Fetch.
+	MaxInFlight int64 `protobuf:"varint,8,opt,name=max_in_flight,json=maxInFlight,proto3" json:"max_in_flight,omitempty"`
+	// See max_in_flight.
+	MaxBytesInFlight int64 `protobuf:"varint,9,opt,name=max_bytes_in_flight,json=maxBytesInFlight,proto3" json:"max_bytes_in_flight,omitempty"`
+	// Messages (and their bytes) a Consume stream has delivered and its
+	// client not yet acked, nor let expire. 0 for Subscribe, whose acks go
+	// through Ack on any replica (see the consumer's num_ack_pending), and
+	// for Fetch.
+	InFlight int64 `protobuf:"varint,10,opt,name=in_flight,json=inFlight,proto3" json:"in_flight,omitempty"`
+	// See in_flight.
+	InFlightBytes int64 `protobuf:"varint,11,opt,name=in_flight_bytes,json=inFlightBytes,proto3" json:"in_flight_bytes,omitempty"`
+	// Messages handed to the client so far.
+	Delivered uint64 `protobuf:"varint,12,opt,name=delivered,proto3" json:"delivered,omitempty"`
+	// Acknowledgements the client sent on a Consume stream, by kind
+	// (Subscribe and Fetch acks are Ack calls, counted nowhere per session).
+	Acked uint64 `protobuf:"varint,13,opt,name=acked,proto3" json:"acked,omitempty"`
+	// See acked.
+	Nacked uint64 `protobuf:"varint,14,opt,name=nacked,proto3" json:"nacked,omitempty"`
+	// See acked.
+	Termed uint64 `protobuf:"varint,15,opt,name=termed,proto3" json:"termed,omitempty"`
+	// See acked.
+	InProgress uint64 `protobuf:"varint,16,opt,name=in_progress,json=inProgress,proto3" json:"in_progress,omitempty"`
+	// When the session opened.
+	Since *timestamppb.Timestamp `protobuf:"bytes,17,opt,name=since,proto3" json:"since,omitempty"`
+	// The client's address as the replica saw it (for REST, the HTTP
+	// client's: the gateway's X-Forwarded-For).
+	Peer string `protobuf:"bytes,18,opt,name=peer,proto3" json:"peer,omitempty"`
+	// The session runs on its identity's own NATS connection (identity
+	// propagation), perhaps in another NATS account: its stream is that
+	// account's. Shown only to that identity and to admins of every stream.
+	OwnNatsConnection bool `protobuf:"varint,19,opt,name=own_nats_connection,json=ownNatsConnection,proto3" json:"own_nats_connection,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *Session) Reset() {
+	*x = Session{}
+	mi := &file_jetway_v1_admin_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Session) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Session) ProtoMessage() {}
+
+func (x *Session) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_admin_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Session.ProtoReflect.Descriptor instead.
+func (*Session) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *Session) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Session) GetReplica() string {
+	if x != nil {
+		return x.Replica
+	}
+	return ""
+}
+
+func (x *Session) GetKind() SessionKind {
+	if x != nil {
+		return x.Kind
+	}
+	return SessionKind_SESSION_KIND_UNSPECIFIED
+}
+
+func (x *Session) GetIdentity() string {
+	if x != nil {
+		return x.Identity
+	}
+	return ""
+}
+
+func (x *Session) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *Session) GetConsumer() string {
+	if x != nil {
+		return x.Consumer
+	}
+	return ""
+}
+
+func (x *Session) GetEphemeral() bool {
+	if x != nil {
+		return x.Ephemeral
+	}
+	return false
+}
+
+func (x *Session) GetMaxInFlight() int64 {
+	if x != nil {
+		return x.MaxInFlight
+	}
+	return 0
+}
+
+func (x *Session) GetMaxBytesInFlight() int64 {
+	if x != nil {
+		return x.MaxBytesInFlight
+	}
+	return 0
+}
+
+func (x *Session) GetInFlight() int64 {
+	if x != nil {
+		return x.InFlight
+	}
+	return 0
+}
+
+func (x *Session) GetInFlightBytes() int64 {
+	if x != nil {
+		return x.InFlightBytes
+	}
+	return 0
+}
+
+func (x *Session) GetDelivered() uint64 {
+	if x != nil {
+		return x.Delivered
+	}
+	return 0
+}
+
+func (x *Session) GetAcked() uint64 {
+	if x != nil {
+		return x.Acked
+	}
+	return 0
+}
+
+func (x *Session) GetNacked() uint64 {
+	if x != nil {
+		return x.Nacked
+	}
+	return 0
+}
+
+func (x *Session) GetTermed() uint64 {
+	if x != nil {
+		return x.Termed
+	}
+	return 0
+}
+
+func (x *Session) GetInProgress() uint64 {
+	if x != nil {
+		return x.InProgress
+	}
+	return 0
+}
+
+func (x *Session) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *Session) GetPeer() string {
+	if x != nil {
+		return x.Peer
+	}
+	return ""
+}
+
+func (x *Session) GetOwnNatsConnection() bool {
+	if x != nil {
+		return x.OwnNatsConnection
+	}
+	return false
+}
+
+// ListSessionsRequest filters the sessions; every filter is optional and
+// exact.
+type ListSessionsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only sessions on this stream.
+	Stream string `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	// Only sessions on this consumer.
+	Consumer string `protobuf:"bytes,2,opt,name=consumer,proto3" json:"consumer,omitempty"`
+	// Only sessions of this identity (by name).
+	Identity      string `protobuf:"bytes,3,opt,name=identity,proto3" json:"identity,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSessionsRequest) Reset() {
+	*x = ListSessionsRequest{}
+	mi := &file_jetway_v1_admin_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSessionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSessionsRequest) ProtoMessage() {}
+
+func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_admin_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSessionsRequest.ProtoReflect.Descriptor instead.
+func (*ListSessionsRequest) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *ListSessionsRequest) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *ListSessionsRequest) GetConsumer() string {
+	if x != nil {
+		return x.Consumer
+	}
+	return ""
+}
+
+func (x *ListSessionsRequest) GetIdentity() string {
+	if x != nil {
+		return x.Identity
+	}
+	return ""
+}
+
+// ListSessionsResponse is the fleet's sessions the caller may see.
+type ListSessionsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The sessions, by replica, then kind, then stream, consumer and id.
+	Sessions []*Session `protobuf:"bytes,1,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	// The replicas that answered, the serving one first, then by name. A
+	// replica that has stopped, or cannot reach NATS, is not among them.
+	ReplicasAnswered []string `protobuf:"bytes,2,rep,name=replicas_answered,json=replicasAnswered,proto3" json:"replicas_answered,omitempty"`
+	// The list may be missing sessions: the gathering stopped at its hard
+	// cap (1 s) while answers could still come, a replica's answer was cut
+	// to fit the NATS max payload, or this replica is not connected to NATS
+	// (it lists only its own).
+	Partial       bool `protobuf:"varint,3,opt,name=partial,proto3" json:"partial,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSessionsResponse) Reset() {
+	*x = ListSessionsResponse{}
+	mi := &file_jetway_v1_admin_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSessionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSessionsResponse) ProtoMessage() {}
+
+func (x *ListSessionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_admin_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSessionsResponse.ProtoReflect.Descriptor instead.
+func (*ListSessionsResponse) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *ListSessionsResponse) GetSessions() []*Session {
+	if x != nil {
+		return x.Sessions
+	}
+	return nil
+}
+
+func (x *ListSessionsResponse) GetReplicasAnswered() []string {
+	if x != nil {
+		return x.ReplicasAnswered
+	}
+	return nil
+}
+
+func (x *ListSessionsResponse) GetPartial() bool {
+	if x != nil {
+		return x.Partial
+	}
+	return false
+}
+
+// GetBridgeInfoRequest asks for the serving replica's description.
+type GetBridgeInfoRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Also gather the description of every replica of the fleet.
+	Fleet         bool `protobuf:"varint,1,opt,name=fleet,proto3" json:"fleet,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetBridgeInfoRequest) Reset() {
+	*x = GetBridgeInfoRequest{}
+	mi := &file_jetway_v1_admin_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetBridgeInfoRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetBridgeInfoRequest) ProtoMessage() {}
+
+func (x *GetBridgeInfoRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_admin_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetBridgeInfoRequest.ProtoReflect.Descriptor instead.
+func (*GetBridgeInfoRequest) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *GetBridgeInfoRequest) GetFleet() bool {
+	if x != nil {
+		return x.Fleet
+	}
+	return false
+}
+
+// NATSConnection is a replica's own NATS connection.
+type NATSConnection struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// CONNECTED, RECONNECTING, DISCONNECTED, CLOSED, DRAINING_SUBS,
+	// DRAINING_PUBS or CONNECTING (nats.go's names); NONE without a
+	// connection.
+	State string `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
+	// The server it is connected to, without credentials; "in-process" for
+	// the embedded server.
+	Url string `protobuf:"bytes,2,opt,name=url,proto3" json:"url,omitempty"`
+	// That server's id.
+	ServerId string `protobuf:"bytes,3,opt,name=server_id,json=serverId,proto3" json:"server_id,omitempty"`
+	// That server's name.
+	ServerName string `protobuf:"bytes,4,opt,name=server_name,json=serverName,proto3" json:"server_name,omitempty"`
+	// That server's cluster, if any.
+	Cluster string `protobuf:"bytes,5,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	// That server's version.
+	ServerVersion string `protobuf:"bytes,6,opt,name=server_version,json=serverVersion,proto3" json:"server_version,omitempty"`
+	// Every server the connection knows (given and discovered), without
+	// credentials.
+	Servers []string `protobuf:"bytes,7,rep,name=servers,proto3" json:"servers,omitempty"`
+	// Reconnections of this connection.
+	Reconnects uint64 `protobuf:"varint,8,opt,name=reconnects,proto3" json:"reconnects,omitempty"`
+	// The JetStream domain the bridge works in, if any.
+	JsDomain      string `protobuf:"bytes,9,opt,name=js_domain,json=jsDomain,proto3" json:"js_domain,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NATSConnection) Reset() {
+	*x = NATSConnection{}
+	mi := &file_jetway_v1_admin_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NATSConnection) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NATSConnection) ProtoMessage() {}
+
+func (x *NATSConnection) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_admin_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NATSConnection.ProtoReflect.Descriptor instead.
+func (*NATSConnection) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *NATSConnection) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *NATSConnection) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *NATSConnection) GetServerId() string {
+	if x != nil {
+		return x.ServerId
+	}
+	return ""
+}
+
+func (x *NATSConnection) GetServerName() string {
+	if x != nil {
+		return x.ServerName
+	}
+	return ""
+}
+
+func (x *NATSConnection) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
+}
+
+func (x *NATSConnection) GetServerVersion() string {
+	if x != nil {
+		return x.ServerVersion
+	}
+	return ""
+}
+
+func (x *NATSConnection) GetServers() []string {
+	if x != nil {
+		return x.Servers
+	}
+	return nil
+}
+
+func (x *NATSConnection) GetReconnects() uint64 {
+	if x != nil {
+		return x.Reconnects
+	}
+	return 0
+}
+
+func (x *NATSConnection) GetJsDomain() string {
+	if x != nil {
+		return x.JsDomain
+	}
+	return ""
+}
+
+// BridgeInfo describes one replica.
+type BridgeInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The replica's name (--replica-name; default host name and process id).
+	Replica string `protobuf:"bytes,1,opt,name=replica,proto3" json:"replica,omitempty"`
+	// The module version the binary was built from.
+	Version string `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	// Its VCS revision, when stamped.
+	Revision string `protobuf:"bytes,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	// When the process started.
+	Started *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=started,proto3" json:"started,omitempty"`
+	// How long ago that was.
+	Uptime *durationpb.Duration `protobuf:"bytes,5,opt,name=uptime,proto3" json:"uptime,omitempty"`
+	// Its NATS connection.
+	Nats *NATSConnection `protobuf:"bytes,6,opt,name=nats,proto3" json:"nats,omitempty"`
+	// Open Subscribe streams.
+	SubscribeStreams int64 `protobuf:"varint,7,opt,name=subscribe_streams,json=subscribeStreams,proto3" json:"subscribe_streams,omitempty"`
+	// Open Consume streams.
+	ConsumeStreams int64 `protobuf:"varint,8,opt,name=consume_streams,json=consumeStreams,proto3" json:"consume_streams,omitempty"`
+	// Fetch calls waiting.
+	FetchWaiting int64 `protobuf:"varint,9,opt,name=fetch_waiting,json=fetchWaiting,proto3" json:"fetch_waiting,omitempty"`
+	// Messages delivered by its Consume streams and not yet acked.
+	InFlight      int64 `protobuf:"varint,10,opt,name=in_flight,json=inFlight,proto3" json:"in_flight,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BridgeInfo) Reset() {
+	*x = BridgeInfo{}
+	mi := &file_jetway_v1_admin_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BridgeInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BridgeInfo) ProtoMessage() {}
+
+func (x *BridgeInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_admin_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BridgeInfo.ProtoReflect.Descriptor instead.
+func (*BridgeInfo) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *BridgeInfo) GetReplica() string {
+	if x != nil {
+		return x.Replica
+	}
+	return ""
+}
+
+func (x *BridgeInfo) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *BridgeInfo) GetRevision() string {
+	if x != nil {
+		return x.Revision
+	}
+	return ""
+}
+
+func (x *BridgeInfo) GetStarted() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Started
+	}
+	return nil
+}
+
+func (x *BridgeInfo) GetUptime() *durationpb.Duration {
+	if x != nil {
+		return x.Uptime
+	}
+	return nil
+}
+
+func (x *BridgeInfo) GetNats() *NATSConnection {
+	if x != nil {
+		return x.Nats
+	}
+	return nil
+}
+
+func (x *BridgeInfo) GetSubscribeStreams() int64 {
+	if x != nil {
+		return x.SubscribeStreams
+	}
+	return 0
+}
+
+func (x *BridgeInfo) GetConsumeStreams() int64 {
+	if x != nil {
+		return x.ConsumeStreams
+	}
+	return 0
+}
+
+func (x *BridgeInfo) GetFetchWaiting() int64 {
+	if x != nil {
+		return x.FetchWaiting
+	}
+	return 0
+}
+
+func (x *BridgeInfo) GetInFlight() int64 {
+	if x != nil {
+		return x.InFlight
+	}
+	return 0
+}
+
+// GetBridgeInfoResponse describes the serving replica and, when asked,
+// the fleet.
+type GetBridgeInfoResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The replica serving the call.
+	Bridge *BridgeInfo `protobuf:"bytes,1,opt,name=bridge,proto3" json:"bridge,omitempty"`
+	// With fleet: every replica that answered, this one included, by name.
+	Fleet []*BridgeInfo `protobuf:"bytes,2,rep,name=fleet,proto3" json:"fleet,omitempty"`
+	// With fleet: the gathering stopped at its hard cap, or this replica is
+	// not connected to NATS.
+	Partial       bool `protobuf:"varint,3,opt,name=partial,proto3" json:"partial,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetBridgeInfoResponse) Reset() {
+	*x = GetBridgeInfoResponse{}
+	mi := &file_jetway_v1_admin_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetBridgeInfoResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetBridgeInfoResponse) ProtoMessage() {}
+
+func (x *GetBridgeInfoResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_admin_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetBridgeInfoResponse.ProtoReflect.Descriptor instead.
+func (*GetBridgeInfoResponse) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *GetBridgeInfoResponse) GetBridge() *BridgeInfo {
+	if x != nil {
+		return x.Bridge
+	}
+	return nil
+}
+
+func (x *GetBridgeInfoResponse) GetFleet() []*BridgeInfo {
+	if x != nil {
+		return x.Fleet
+	}
+	return nil
+}
+
+func (x *GetBridgeInfoResponse) GetPartial() bool {
+	if x != nil {
+		return x.Partial
+	}
+	return false
+}
+
 var File_jetway_v1_admin_proto protoreflect.FileDescriptor
 
 const file_jetway_v1_admin_proto_rawDesc = "" +
@@ -2464,7 +3233,75 @@ const file_jetway_v1_admin_proto_rawDesc = "" +
 	"\x06domain\x18\x06 \x01(\tR\x06domain\x12\x1b\n" +
 	"\tapi_total\x18\a \x01(\x04R\bapiTotal\x12\x1d\n" +
 	"\n" +
-	"api_errors\x18\b \x01(\x04R\tapiErrors2\xd9\t\n" +
+	"api_errors\x18\b \x01(\x04R\tapiErrors\"\xe0\x04\n" +
+	"\aSession\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\areplica\x18\x02 \x01(\tR\areplica\x12*\n" +
+	"\x04kind\x18\x03 \x01(\x0e2\x16.jetway.v1.SessionKindR\x04kind\x12\x1a\n" +
+	"\bidentity\x18\x04 \x01(\tR\bidentity\x12\x16\n" +
+	"\x06stream\x18\x05 \x01(\tR\x06stream\x12\x1a\n" +
+	"\bconsumer\x18\x06 \x01(\tR\bconsumer\x12\x1c\n" +
+	"\tephemeral\x18\a \x01(\bR\tephemeral\x12\"\n" +
+	"\rmax_in_flight\x18\b \x01(\x03R\vmaxInFlight\x12-\n" +
+	"\x13max_bytes_in_flight\x18\t \x01(\x03R\x10maxBytesInFlight\x12\x1b\n" +
+	"\tin_flight\x18\n" +
+	" \x01(\x03R\binFlight\x12&\n" +
+	"\x0fin_flight_bytes\x18\v \x01(\x03R\rinFlightBytes\x12\x1c\n" +
+	"\tdelivered\x18\f \x01(\x04R\tdelivered\x12\x14\n" +
+	"\x05acked\x18\r \x01(\x04R\x05acked\x12\x16\n" +
+	"\x06nacked\x18\x0e \x01(\x04R\x06nacked\x12\x16\n" +
+	"\x06termed\x18\x0f \x01(\x04R\x06termed\x12\x1f\n" +
+	"\vin_progress\x18\x10 \x01(\x04R\n" +
+	"inProgress\x120\n" +
+	"\x05since\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12\x12\n" +
+	"\x04peer\x18\x12 \x01(\tR\x04peer\x12.\n" +
+	"\x13own_nats_connection\x18\x13 \x01(\bR\x11ownNatsConnection\"e\n" +
+	"\x13ListSessionsRequest\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x1a\n" +
+	"\bconsumer\x18\x02 \x01(\tR\bconsumer\x12\x1a\n" +
+	"\bidentity\x18\x03 \x01(\tR\bidentity\"\x8d\x01\n" +
+	"\x14ListSessionsResponse\x12.\n" +
+	"\bsessions\x18\x01 \x03(\v2\x12.jetway.v1.SessionR\bsessions\x12+\n" +
+	"\x11replicas_answered\x18\x02 \x03(\tR\x10replicasAnswered\x12\x18\n" +
+	"\apartial\x18\x03 \x01(\bR\apartial\",\n" +
+	"\x14GetBridgeInfoRequest\x12\x14\n" +
+	"\x05fleet\x18\x01 \x01(\bR\x05fleet\"\x8e\x02\n" +
+	"\x0eNATSConnection\x12\x14\n" +
+	"\x05state\x18\x01 \x01(\tR\x05state\x12\x10\n" +
+	"\x03url\x18\x02 \x01(\tR\x03url\x12\x1b\n" +
+	"\tserver_id\x18\x03 \x01(\tR\bserverId\x12\x1f\n" +
+	"\vserver_name\x18\x04 \x01(\tR\n" +
+	"serverName\x12\x18\n" +
+	"\acluster\x18\x05 \x01(\tR\acluster\x12%\n" +
+	"\x0eserver_version\x18\x06 \x01(\tR\rserverVersion\x12\x18\n" +
+	"\aservers\x18\a \x03(\tR\aservers\x12\x1e\n" +
+	"\n" +
+	"reconnects\x18\b \x01(\x04R\n" +
+	"reconnects\x12\x1b\n" +
+	"\tjs_domain\x18\t \x01(\tR\bjsDomain\"\x8c\x03\n" +
+	"\n" +
+	"BridgeInfo\x12\x18\n" +
+	"\areplica\x18\x01 \x01(\tR\areplica\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\tR\aversion\x12\x1a\n" +
+	"\brevision\x18\x03 \x01(\tR\brevision\x124\n" +
+	"\astarted\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\astarted\x121\n" +
+	"\x06uptime\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x06uptime\x12-\n" +
+	"\x04nats\x18\x06 \x01(\v2\x19.jetway.v1.NATSConnectionR\x04nats\x12+\n" +
+	"\x11subscribe_streams\x18\a \x01(\x03R\x10subscribeStreams\x12'\n" +
+	"\x0fconsume_streams\x18\b \x01(\x03R\x0econsumeStreams\x12#\n" +
+	"\rfetch_waiting\x18\t \x01(\x03R\ffetchWaiting\x12\x1b\n" +
+	"\tin_flight\x18\n" +
+	" \x01(\x03R\binFlight\"\x8d\x01\n" +
+	"\x15GetBridgeInfoResponse\x12-\n" +
+	"\x06bridge\x18\x01 \x01(\v2\x15.jetway.v1.BridgeInfoR\x06bridge\x12+\n" +
+	"\x05fleet\x18\x02 \x03(\v2\x15.jetway.v1.BridgeInfoR\x05fleet\x12\x18\n" +
+	"\apartial\x18\x03 \x01(\bR\apartial*y\n" +
+	"\vSessionKind\x12\x1c\n" +
+	"\x18SESSION_KIND_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16SESSION_KIND_SUBSCRIBE\x10\x01\x12\x18\n" +
+	"\x14SESSION_KIND_CONSUME\x10\x02\x12\x16\n" +
+	"\x12SESSION_KIND_FETCH\x10\x032\xfe\n" +
+	"\n" +
 	"\fAdminService\x12O\n" +
 	"\fCreateStream\x12\x1e.jetway.v1.CreateStreamRequest\x1a\x1f.jetway.v1.CreateStreamResponse\x12O\n" +
 	"\fUpdateStream\x12\x1e.jetway.v1.UpdateStreamRequest\x1a\x1f.jetway.v1.UpdateStreamResponse\x12F\n" +
@@ -2481,7 +3318,9 @@ const file_jetway_v1_admin_proto_rawDesc = "" +
 	"GetMessage\x12\x1c.jetway.v1.GetMessageRequest\x1a\x1d.jetway.v1.GetMessageResponse\x12U\n" +
 	"\x0eGetLastMessage\x12 .jetway.v1.GetLastMessageRequest\x1a!.jetway.v1.GetLastMessageResponse\x12R\n" +
 	"\rDeleteMessage\x12\x1f.jetway.v1.DeleteMessageRequest\x1a .jetway.v1.DeleteMessageResponse\x12U\n" +
-	"\x0eGetAccountInfo\x12 .jetway.v1.GetAccountInfoRequest\x1a!.jetway.v1.GetAccountInfoResponseB5Z3github.com/jetway-dev/jetway/gen/jetway/v1;jetwayv1b\x06proto3"
+	"\x0eGetAccountInfo\x12 .jetway.v1.GetAccountInfoRequest\x1a!.jetway.v1.GetAccountInfoResponse\x12O\n" +
+	"\fListSessions\x12\x1e.jetway.v1.ListSessionsRequest\x1a\x1f.jetway.v1.ListSessionsResponse\x12R\n" +
+	"\rGetBridgeInfo\x12\x1f.jetway.v1.GetBridgeInfoRequest\x1a .jetway.v1.GetBridgeInfoResponseB5Z3github.com/jetway-dev/jetway/gen/jetway/v1;jetwayv1b\x06proto3"
 
 var (
 	file_jetway_v1_admin_proto_rawDescOnce sync.Once
@@ -2495,121 +3334,142 @@ func file_jetway_v1_admin_proto_rawDescGZIP() []byte {
 	return file_jetway_v1_admin_proto_rawDescData
 }
 
-var file_jetway_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_jetway_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_jetway_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
 var file_jetway_v1_admin_proto_goTypes = []any{
-	(*StreamState)(nil),            // 0: jetway.v1.StreamState
-	(*PeerInfo)(nil),               // 1: jetway.v1.PeerInfo
-	(*ClusterInfo)(nil),            // 2: jetway.v1.ClusterInfo
-	(*StreamInfo)(nil),             // 3: jetway.v1.StreamInfo
-	(*CreateStreamRequest)(nil),    // 4: jetway.v1.CreateStreamRequest
-	(*CreateStreamResponse)(nil),   // 5: jetway.v1.CreateStreamResponse
-	(*UpdateStreamRequest)(nil),    // 6: jetway.v1.UpdateStreamRequest
-	(*UpdateStreamResponse)(nil),   // 7: jetway.v1.UpdateStreamResponse
-	(*GetStreamRequest)(nil),       // 8: jetway.v1.GetStreamRequest
-	(*GetStreamResponse)(nil),      // 9: jetway.v1.GetStreamResponse
-	(*ListStreamsRequest)(nil),     // 10: jetway.v1.ListStreamsRequest
-	(*ListStreamsResponse)(nil),    // 11: jetway.v1.ListStreamsResponse
-	(*DeleteStreamRequest)(nil),    // 12: jetway.v1.DeleteStreamRequest
-	(*DeleteStreamResponse)(nil),   // 13: jetway.v1.DeleteStreamResponse
-	(*PurgeStreamRequest)(nil),     // 14: jetway.v1.PurgeStreamRequest
-	(*PurgeStreamResponse)(nil),    // 15: jetway.v1.PurgeStreamResponse
-	(*SequenceInfo)(nil),           // 16: jetway.v1.SequenceInfo
-	(*ConsumerInfo)(nil),           // 17: jetway.v1.ConsumerInfo
-	(*CreateConsumerRequest)(nil),  // 18: jetway.v1.CreateConsumerRequest
-	(*CreateConsumerResponse)(nil), // 19: jetway.v1.CreateConsumerResponse
-	(*UpdateConsumerRequest)(nil),  // 20: jetway.v1.UpdateConsumerRequest
-	(*UpdateConsumerResponse)(nil), // 21: jetway.v1.UpdateConsumerResponse
-	(*GetConsumerRequest)(nil),     // 22: jetway.v1.GetConsumerRequest
-	(*GetConsumerResponse)(nil),    // 23: jetway.v1.GetConsumerResponse
-	(*ListConsumersRequest)(nil),   // 24: jetway.v1.ListConsumersRequest
-	(*ListConsumersResponse)(nil),  // 25: jetway.v1.ListConsumersResponse
-	(*DeleteConsumerRequest)(nil),  // 26: jetway.v1.DeleteConsumerRequest
-	(*DeleteConsumerResponse)(nil), // 27: jetway.v1.DeleteConsumerResponse
-	(*StoredMessage)(nil),          // 28: jetway.v1.StoredMessage
-	(*GetMessageRequest)(nil),      // 29: jetway.v1.GetMessageRequest
-	(*GetMessageResponse)(nil),     // 30: jetway.v1.GetMessageResponse
-	(*GetLastMessageRequest)(nil),  // 31: jetway.v1.GetLastMessageRequest
-	(*GetLastMessageResponse)(nil), // 32: jetway.v1.GetLastMessageResponse
-	(*DeleteMessageRequest)(nil),   // 33: jetway.v1.DeleteMessageRequest
-	(*DeleteMessageResponse)(nil),  // 34: jetway.v1.DeleteMessageResponse
-	(*GetAccountInfoRequest)(nil),  // 35: jetway.v1.GetAccountInfoRequest
-	(*AccountLimits)(nil),          // 36: jetway.v1.AccountLimits
-	(*GetAccountInfoResponse)(nil), // 37: jetway.v1.GetAccountInfoResponse
-	nil,                            // 38: jetway.v1.StoredMessage.HeadersEntry
-	(*timestamppb.Timestamp)(nil),  // 39: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),    // 40: google.protobuf.Duration
-	(*StreamConfig)(nil),           // 41: jetway.v1.StreamConfig
-	(*ConsumerConfig)(nil),         // 42: jetway.v1.ConsumerConfig
-	(*HeaderValues)(nil),           // 43: jetway.v1.HeaderValues
+	(SessionKind)(0),               // 0: jetway.v1.SessionKind
+	(*StreamState)(nil),            // 1: jetway.v1.StreamState
+	(*PeerInfo)(nil),               // 2: jetway.v1.PeerInfo
+	(*ClusterInfo)(nil),            // 3: jetway.v1.ClusterInfo
+	(*StreamInfo)(nil),             // 4: jetway.v1.StreamInfo
+	(*CreateStreamRequest)(nil),    // 5: jetway.v1.CreateStreamRequest
+	(*CreateStreamResponse)(nil),   // 6: jetway.v1.CreateStreamResponse
+	(*UpdateStreamRequest)(nil),    // 7: jetway.v1.UpdateStreamRequest
+	(*UpdateStreamResponse)(nil),   // 8: jetway.v1.UpdateStreamResponse
+	(*GetStreamRequest)(nil),       // 9: jetway.v1.GetStreamRequest
+	(*GetStreamResponse)(nil),      // 10: jetway.v1.GetStreamResponse
+	(*ListStreamsRequest)(nil),     // 11: jetway.v1.ListStreamsRequest
+	(*ListStreamsResponse)(nil),    // 12: jetway.v1.ListStreamsResponse
+	(*DeleteStreamRequest)(nil),    // 13: jetway.v1.DeleteStreamRequest
+	(*DeleteStreamResponse)(nil),   // 14: jetway.v1.DeleteStreamResponse
+	(*PurgeStreamRequest)(nil),     // 15: jetway.v1.PurgeStreamRequest
+	(*PurgeStreamResponse)(nil),    // 16: jetway.v1.PurgeStreamResponse
+	(*SequenceInfo)(nil),           // 17: jetway.v1.SequenceInfo
+	(*ConsumerInfo)(nil),           // 18: jetway.v1.ConsumerInfo
+	(*CreateConsumerRequest)(nil),  // 19: jetway.v1.CreateConsumerRequest
+	(*CreateConsumerResponse)(nil), // 20: jetway.v1.CreateConsumerResponse
+	(*UpdateConsumerRequest)(nil),  // 21: jetway.v1.UpdateConsumerRequest
+	(*UpdateConsumerResponse)(nil), // 22: jetway.v1.UpdateConsumerResponse
+	(*GetConsumerRequest)(nil),     // 23: jetway.v1.GetConsumerRequest
+	(*GetConsumerResponse)(nil),    // 24: jetway.v1.GetConsumerResponse
+	(*ListConsumersRequest)(nil),   // 25: jetway.v1.ListConsumersRequest
+	(*ListConsumersResponse)(nil),  // 26: jetway.v1.ListConsumersResponse
+	(*DeleteConsumerRequest)(nil),  // 27: jetway.v1.DeleteConsumerRequest
+	(*DeleteConsumerResponse)(nil), // 28: jetway.v1.DeleteConsumerResponse
+	(*StoredMessage)(nil),          // 29: jetway.v1.StoredMessage
+	(*GetMessageRequest)(nil),      // 30: jetway.v1.GetMessageRequest
+	(*GetMessageResponse)(nil),     // 31: jetway.v1.GetMessageResponse
+	(*GetLastMessageRequest)(nil),  // 32: jetway.v1.GetLastMessageRequest
+	(*GetLastMessageResponse)(nil), // 33: jetway.v1.GetLastMessageResponse
+	(*DeleteMessageRequest)(nil),   // 34: jetway.v1.DeleteMessageRequest
+	(*DeleteMessageResponse)(nil),  // 35: jetway.v1.DeleteMessageResponse
+	(*GetAccountInfoRequest)(nil),  // 36: jetway.v1.GetAccountInfoRequest
+	(*AccountLimits)(nil),          // 37: jetway.v1.AccountLimits
+	(*GetAccountInfoResponse)(nil), // 38: jetway.v1.GetAccountInfoResponse
+	(*Session)(nil),                // 39: jetway.v1.Session
+	(*ListSessionsRequest)(nil),    // 40: jetway.v1.ListSessionsRequest
+	(*ListSessionsResponse)(nil),   // 41: jetway.v1.ListSessionsResponse
+	(*GetBridgeInfoRequest)(nil),   // 42: jetway.v1.GetBridgeInfoRequest
+	(*NATSConnection)(nil),         // 43: jetway.v1.NATSConnection
+	(*BridgeInfo)(nil),             // 44: jetway.v1.BridgeInfo
+	(*GetBridgeInfoResponse)(nil),  // 45: jetway.v1.GetBridgeInfoResponse
+	nil,                            // 46: jetway.v1.StoredMessage.HeadersEntry
+	(*timestamppb.Timestamp)(nil),  // 47: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),    // 48: google.protobuf.Duration
+	(*StreamConfig)(nil),           // 49: jetway.v1.StreamConfig
+	(*ConsumerConfig)(nil),         // 50: jetway.v1.ConsumerConfig
+	(*HeaderValues)(nil),           // 51: jetway.v1.HeaderValues
 }
 var file_jetway_v1_admin_proto_depIdxs = []int32{
-	39, // 0: jetway.v1.StreamState.first_time:type_name -> google.protobuf.Timestamp
-	39, // 1: jetway.v1.StreamState.last_time:type_name -> google.protobuf.Timestamp
-	40, // 2: jetway.v1.PeerInfo.active:type_name -> google.protobuf.Duration
-	1,  // 3: jetway.v1.ClusterInfo.replicas:type_name -> jetway.v1.PeerInfo
-	41, // 4: jetway.v1.StreamInfo.config:type_name -> jetway.v1.StreamConfig
-	0,  // 5: jetway.v1.StreamInfo.state:type_name -> jetway.v1.StreamState
-	2,  // 6: jetway.v1.StreamInfo.cluster:type_name -> jetway.v1.ClusterInfo
-	39, // 7: jetway.v1.StreamInfo.created:type_name -> google.protobuf.Timestamp
-	41, // 8: jetway.v1.CreateStreamRequest.config:type_name -> jetway.v1.StreamConfig
-	3,  // 9: jetway.v1.CreateStreamResponse.stream:type_name -> jetway.v1.StreamInfo
-	41, // 10: jetway.v1.UpdateStreamRequest.config:type_name -> jetway.v1.StreamConfig
-	3,  // 11: jetway.v1.UpdateStreamResponse.stream:type_name -> jetway.v1.StreamInfo
-	3,  // 12: jetway.v1.GetStreamResponse.stream:type_name -> jetway.v1.StreamInfo
-	3,  // 13: jetway.v1.ListStreamsResponse.streams:type_name -> jetway.v1.StreamInfo
-	39, // 14: jetway.v1.SequenceInfo.last_active:type_name -> google.protobuf.Timestamp
-	42, // 15: jetway.v1.ConsumerInfo.config:type_name -> jetway.v1.ConsumerConfig
-	39, // 16: jetway.v1.ConsumerInfo.created:type_name -> google.protobuf.Timestamp
-	16, // 17: jetway.v1.ConsumerInfo.delivered:type_name -> jetway.v1.SequenceInfo
-	16, // 18: jetway.v1.ConsumerInfo.ack_floor:type_name -> jetway.v1.SequenceInfo
-	2,  // 19: jetway.v1.ConsumerInfo.cluster:type_name -> jetway.v1.ClusterInfo
-	42, // 20: jetway.v1.CreateConsumerRequest.config:type_name -> jetway.v1.ConsumerConfig
-	17, // 21: jetway.v1.CreateConsumerResponse.consumer:type_name -> jetway.v1.ConsumerInfo
-	42, // 22: jetway.v1.UpdateConsumerRequest.config:type_name -> jetway.v1.ConsumerConfig
-	17, // 23: jetway.v1.UpdateConsumerResponse.consumer:type_name -> jetway.v1.ConsumerInfo
-	17, // 24: jetway.v1.GetConsumerResponse.consumer:type_name -> jetway.v1.ConsumerInfo
-	17, // 25: jetway.v1.ListConsumersResponse.consumers:type_name -> jetway.v1.ConsumerInfo
-	38, // 26: jetway.v1.StoredMessage.headers:type_name -> jetway.v1.StoredMessage.HeadersEntry
-	39, // 27: jetway.v1.StoredMessage.time:type_name -> google.protobuf.Timestamp
-	28, // 28: jetway.v1.GetMessageResponse.message:type_name -> jetway.v1.StoredMessage
-	28, // 29: jetway.v1.GetLastMessageResponse.message:type_name -> jetway.v1.StoredMessage
-	36, // 30: jetway.v1.GetAccountInfoResponse.limits:type_name -> jetway.v1.AccountLimits
-	43, // 31: jetway.v1.StoredMessage.HeadersEntry.value:type_name -> jetway.v1.HeaderValues
-	4,  // 32: jetway.v1.AdminService.CreateStream:input_type -> jetway.v1.CreateStreamRequest
-	6,  // 33: jetway.v1.AdminService.UpdateStream:input_type -> jetway.v1.UpdateStreamRequest
-	8,  // 34: jetway.v1.AdminService.GetStream:input_type -> jetway.v1.GetStreamRequest
-	10, // 35: jetway.v1.AdminService.ListStreams:input_type -> jetway.v1.ListStreamsRequest
-	12, // 36: jetway.v1.AdminService.DeleteStream:input_type -> jetway.v1.DeleteStreamRequest
-	14, // 37: jetway.v1.AdminService.PurgeStream:input_type -> jetway.v1.PurgeStreamRequest
-	18, // 38: jetway.v1.AdminService.CreateConsumer:input_type -> jetway.v1.CreateConsumerRequest
-	20, // 39: jetway.v1.AdminService.UpdateConsumer:input_type -> jetway.v1.UpdateConsumerRequest
-	22, // 40: jetway.v1.AdminService.GetConsumer:input_type -> jetway.v1.GetConsumerRequest
-	24, // 41: jetway.v1.AdminService.ListConsumers:input_type -> jetway.v1.ListConsumersRequest
-	26, // 42: jetway.v1.AdminService.DeleteConsumer:input_type -> jetway.v1.DeleteConsumerRequest
-	29, // 43: jetway.v1.AdminService.GetMessage:input_type -> jetway.v1.GetMessageRequest
-	31, // 44: jetway.v1.AdminService.GetLastMessage:input_type -> jetway.v1.GetLastMessageRequest
-	33, // 45: jetway.v1.AdminService.DeleteMessage:input_type -> jetway.v1.DeleteMessageRequest
-	35, // 46: jetway.v1.AdminService.GetAccountInfo:input_type -> jetway.v1.GetAccountInfoRequest
-	5,  // 47: jetway.v1.AdminService.CreateStream:output_type -> jetway.v1.CreateStreamResponse
-	7,  // 48: jetway.v1.AdminService.UpdateStream:output_type -> jetway.v1.UpdateStreamResponse
-	9,  // 49: jetway.v1.AdminService.GetStream:output_type -> jetway.v1.GetStreamResponse
-	11, // 50: jetway.v1.AdminService.ListStreams:output_type -> jetway.v1.ListStreamsResponse
-	13, // 51: jetway.v1.AdminService.DeleteStream:output_type -> jetway.v1.DeleteStreamResponse
-	15, // 52: jetway.v1.AdminService.PurgeStream:output_type -> jetway.v1.PurgeStreamResponse
-	19, // 53: jetway.v1.AdminService.CreateConsumer:output_type -> jetway.v1.CreateConsumerResponse
-	21, // 54: jetway.v1.AdminService.UpdateConsumer:output_type -> jetway.v1.UpdateConsumerResponse
-	23, // 55: jetway.v1.AdminService.GetConsumer:output_type -> jetway.v1.GetConsumerResponse
-	25, // 56: jetway.v1.AdminService.ListConsumers:output_type -> jetway.v1.ListConsumersResponse
-	27, // 57: jetway.v1.AdminService.DeleteConsumer:output_type -> jetway.v1.DeleteConsumerResponse
-	30, // 58: jetway.v1.AdminService.GetMessage:output_type -> jetway.v1.GetMessageResponse
-	32, // 59: jetway.v1.AdminService.GetLastMessage:output_type -> jetway.v1.GetLastMessageResponse
-	34, // 60: jetway.v1.AdminService.DeleteMessage:output_type -> jetway.v1.DeleteMessageResponse
-	37, // 61: jetway.v1.AdminService.GetAccountInfo:output_type -> jetway.v1.GetAccountInfoResponse
-	47, // [47:62] is the sub-list for method output_type
-	32, // [32:47] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	47, // 0: jetway.v1.StreamState.first_time:type_name -> google.protobuf.Timestamp
+	47, // 1: jetway.v1.StreamState.last_time:type_name -> google.protobuf.Timestamp
+	48, // 2: jetway.v1.PeerInfo.active:type_name -> google.protobuf.Duration
+	2,  // 3: jetway.v1.ClusterInfo.replicas:type_name -> jetway.v1.PeerInfo
+	49, // 4: jetway.v1.StreamInfo.config:type_name -> jetway.v1.StreamConfig
+	1,  // 5: jetway.v1.StreamInfo.state:type_name -> jetway.v1.StreamState
+	3,  // 6: jetway.v1.StreamInfo.cluster:type_name -> jetway.v1.ClusterInfo
+	47, // 7: jetway.v1.StreamInfo.created:type_name -> google.protobuf.Timestamp
+	49, // 8: jetway.v1.CreateStreamRequest.config:type_name -> jetway.v1.StreamConfig
+	4,  // 9: jetway.v1.CreateStreamResponse.stream:type_name -> jetway.v1.StreamInfo
+	49, // 10: jetway.v1.UpdateStreamRequest.config:type_name -> jetway.v1.StreamConfig
+	4,  // 11: jetway.v1.UpdateStreamResponse.stream:type_name -> jetway.v1.StreamInfo
+	4,  // 12: jetway.v1.GetStreamResponse.stream:type_name -> jetway.v1.StreamInfo
+	4,  // 13: jetway.v1.ListStreamsResponse.streams:type_name -> jetway.v1.StreamInfo
+	47, // 14: jetway.v1.SequenceInfo.last_active:type_name -> google.protobuf.Timestamp
+	50, // 15: jetway.v1.ConsumerInfo.config:type_name -> jetway.v1.ConsumerConfig
+	47, // 16: jetway.v1.ConsumerInfo.created:type_name -> google.protobuf.Timestamp
+	17, // 17: jetway.v1.ConsumerInfo.delivered:type_name -> jetway.v1.SequenceInfo
+	17, // 18: jetway.v1.ConsumerInfo.ack_floor:type_name -> jetway.v1.SequenceInfo
+	3,  // 19: jetway.v1.ConsumerInfo.cluster:type_name -> jetway.v1.ClusterInfo
+	50, // 20: jetway.v1.CreateConsumerRequest.config:type_name -> jetway.v1.ConsumerConfig
+	18, // 21: jetway.v1.CreateConsumerResponse.consumer:type_name -> jetway.v1.ConsumerInfo
+	50, // 22: jetway.v1.UpdateConsumerRequest.config:type_name -> jetway.v1.ConsumerConfig
+	18, // 23: jetway.v1.UpdateConsumerResponse.consumer:type_name -> jetway.v1.ConsumerInfo
+	18, // 24: jetway.v1.GetConsumerResponse.consumer:type_name -> jetway.v1.ConsumerInfo
+	18, // 25: jetway.v1.ListConsumersResponse.consumers:type_name -> jetway.v1.ConsumerInfo
+	46, // 26: jetway.v1.StoredMessage.headers:type_name -> jetway.v1.StoredMessage.HeadersEntry
+	47, // 27: jetway.v1.StoredMessage.time:type_name -> google.protobuf.Timestamp
+	29, // 28: jetway.v1.GetMessageResponse.message:type_name -> jetway.v1.StoredMessage
+	29, // 29: jetway.v1.GetLastMessageResponse.message:type_name -> jetway.v1.StoredMessage
+	37, // 30: jetway.v1.GetAccountInfoResponse.limits:type_name -> jetway.v1.AccountLimits
+	0,  // 31: jetway.v1.Session.kind:type_name -> jetway.v1.SessionKind
+	47, // 32: jetway.v1.Session.since:type_name -> google.protobuf.Timestamp
+	39, // 33: jetway.v1.ListSessionsResponse.sessions:type_name -> jetway.v1.Session
+	47, // 34: jetway.v1.BridgeInfo.started:type_name -> google.protobuf.Timestamp
+	48, // 35: jetway.v1.BridgeInfo.uptime:type_name -> google.protobuf.Duration
+	43, // 36: jetway.v1.BridgeInfo.nats:type_name -> jetway.v1.NATSConnection
+	44, // 37: jetway.v1.GetBridgeInfoResponse.bridge:type_name -> jetway.v1.BridgeInfo
+	44, // 38: jetway.v1.GetBridgeInfoResponse.fleet:type_name -> jetway.v1.BridgeInfo
+	51, // 39: jetway.v1.StoredMessage.HeadersEntry.value:type_name -> jetway.v1.HeaderValues
+	5,  // 40: jetway.v1.AdminService.CreateStream:input_type -> jetway.v1.CreateStreamRequest
+	7,  // 41: jetway.v1.AdminService.UpdateStream:input_type -> jetway.v1.UpdateStreamRequest
+	9,  // 42: jetway.v1.AdminService.GetStream:input_type -> jetway.v1.GetStreamRequest
+	11, // 43: jetway.v1.AdminService.ListStreams:input_type -> jetway.v1.ListStreamsRequest
+	13, // 44: jetway.v1.AdminService.DeleteStream:input_type -> jetway.v1.DeleteStreamRequest
+	15, // 45: jetway.v1.AdminService.PurgeStream:input_type -> jetway.v1.PurgeStreamRequest
+	19, // 46: jetway.v1.AdminService.CreateConsumer:input_type -> jetway.v1.CreateConsumerRequest
+	21, // 47: jetway.v1.AdminService.UpdateConsumer:input_type -> jetway.v1.UpdateConsumerRequest
+	23, // 48: jetway.v1.AdminService.GetConsumer:input_type -> jetway.v1.GetConsumerRequest
+	25, // 49: jetway.v1.AdminService.ListConsumers:input_type -> jetway.v1.ListConsumersRequest
+	27, // 50: jetway.v1.AdminService.DeleteConsumer:input_type -> jetway.v1.DeleteConsumerRequest
+	30, // 51: jetway.v1.AdminService.GetMessage:input_type -> jetway.v1.GetMessageRequest
+	32, // 52: jetway.v1.AdminService.GetLastMessage:input_type -> jetway.v1.GetLastMessageRequest
+	34, // 53: jetway.v1.AdminService.DeleteMessage:input_type -> jetway.v1.DeleteMessageRequest
+	36, // 54: jetway.v1.AdminService.GetAccountInfo:input_type -> jetway.v1.GetAccountInfoRequest
+	40, // 55: jetway.v1.AdminService.ListSessions:input_type -> jetway.v1.ListSessionsRequest
+	42, // 56: jetway.v1.AdminService.GetBridgeInfo:input_type -> jetway.v1.GetBridgeInfoRequest
+	6,  // 57: jetway.v1.AdminService.CreateStream:output_type -> jetway.v1.CreateStreamResponse
+	8,  // 58: jetway.v1.AdminService.UpdateStream:output_type -> jetway.v1.UpdateStreamResponse
+	10, // 59: jetway.v1.AdminService.GetStream:output_type -> jetway.v1.GetStreamResponse
+	12, // 60: jetway.v1.AdminService.ListStreams:output_type -> jetway.v1.ListStreamsResponse
+	14, // 61: jetway.v1.AdminService.DeleteStream:output_type -> jetway.v1.DeleteStreamResponse
+	16, // 62: jetway.v1.AdminService.PurgeStream:output_type -> jetway.v1.PurgeStreamResponse
+	20, // 63: jetway.v1.AdminService.CreateConsumer:output_type -> jetway.v1.CreateConsumerResponse
+	22, // 64: jetway.v1.AdminService.UpdateConsumer:output_type -> jetway.v1.UpdateConsumerResponse
+	24, // 65: jetway.v1.AdminService.GetConsumer:output_type -> jetway.v1.GetConsumerResponse
+	26, // 66: jetway.v1.AdminService.ListConsumers:output_type -> jetway.v1.ListConsumersResponse
+	28, // 67: jetway.v1.AdminService.DeleteConsumer:output_type -> jetway.v1.DeleteConsumerResponse
+	31, // 68: jetway.v1.AdminService.GetMessage:output_type -> jetway.v1.GetMessageResponse
+	33, // 69: jetway.v1.AdminService.GetLastMessage:output_type -> jetway.v1.GetLastMessageResponse
+	35, // 70: jetway.v1.AdminService.DeleteMessage:output_type -> jetway.v1.DeleteMessageResponse
+	38, // 71: jetway.v1.AdminService.GetAccountInfo:output_type -> jetway.v1.GetAccountInfoResponse
+	41, // 72: jetway.v1.AdminService.ListSessions:output_type -> jetway.v1.ListSessionsResponse
+	45, // 73: jetway.v1.AdminService.GetBridgeInfo:output_type -> jetway.v1.GetBridgeInfoResponse
+	57, // [57:74] is the sub-list for method output_type
+	40, // [40:57] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_jetway_v1_admin_proto_init() }
@@ -2623,13 +3483,14 @@ func file_jetway_v1_admin_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_jetway_v1_admin_proto_rawDesc), len(file_jetway_v1_admin_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   39,
+			NumEnums:      1,
+			NumMessages:   46,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_jetway_v1_admin_proto_goTypes,
 		DependencyIndexes: file_jetway_v1_admin_proto_depIdxs,
+		EnumInfos:         file_jetway_v1_admin_proto_enumTypes,
 		MessageInfos:      file_jetway_v1_admin_proto_msgTypes,
 	}.Build()
 	File_jetway_v1_admin_proto = out.File

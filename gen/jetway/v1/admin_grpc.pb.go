@@ -34,6 +34,8 @@ const (
 	AdminService_GetLastMessage_FullMethodName = "/jetway.v1.AdminService/GetLastMessage"
 	AdminService_DeleteMessage_FullMethodName  = "/jetway.v1.AdminService/DeleteMessage"
 	AdminService_GetAccountInfo_FullMethodName = "/jetway.v1.AdminService/GetAccountInfo"
+	AdminService_ListSessions_FullMethodName   = "/jetway.v1.AdminService/ListSessions"
+	AdminService_GetBridgeInfo_FullMethodName  = "/jetway.v1.AdminService/GetBridgeInfo"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -83,6 +85,19 @@ type AdminServiceClient interface {
 	DeleteMessage(ctx context.Context, in *DeleteMessageRequest, opts ...grpc.CallOption) (*DeleteMessageResponse, error)
 	// GetAccountInfo returns the account's JetStream usage and limits.
 	GetAccountInfo(ctx context.Context, in *GetAccountInfoRequest, opts ...grpc.CallOption) (*GetAccountInfoResponse, error)
+	// ListSessions lists the open Subscribe and Consume streams and the
+	// waiting Fetch calls of every replica of the fleet (every bridge on the
+	// same NATS account), gathered over core NATS at the time of the call:
+	// the bridge keeps no database of them. The caller sees only sessions on
+	// streams it may admin-read (as GetStream); filtering on a stream it may
+	// not read is PERMISSION_DENIED. Replicas answer within a bounded time
+	// (see ListSessionsResponse.partial).
+	ListSessions(ctx context.Context, in *ListSessionsRequest, opts ...grpc.CallOption) (*ListSessionsResponse, error)
+	// GetBridgeInfo describes the replica serving the call (version, uptime,
+	// NATS connection, totals of open sessions) and, when asked, every
+	// replica of the fleet. It needs admin over every stream (as
+	// GetAccountInfo): it shows NATS servers and totals over every tenant.
+	GetBridgeInfo(ctx context.Context, in *GetBridgeInfoRequest, opts ...grpc.CallOption) (*GetBridgeInfoResponse, error)
 }
 
 type adminServiceClient struct {
@@ -243,6 +258,26 @@ func (c *adminServiceClient) GetAccountInfo(ctx context.Context, in *GetAccountI
 	return out, nil
 }
 
+func (c *adminServiceClient) ListSessions(ctx context.Context, in *ListSessionsRequest, opts ...grpc.CallOption) (*ListSessionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListSessionsResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListSessions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) GetBridgeInfo(ctx context.Context, in *GetBridgeInfoRequest, opts ...grpc.CallOption) (*GetBridgeInfoResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetBridgeInfoResponse)
+	err := c.cc.Invoke(ctx, AdminService_GetBridgeInfo_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -290,6 +325,19 @@ type AdminServiceServer interface {
 	DeleteMessage(context.Context, *DeleteMessageRequest) (*DeleteMessageResponse, error)
 	// GetAccountInfo returns the account's JetStream usage and limits.
 	GetAccountInfo(context.Context, *GetAccountInfoRequest) (*GetAccountInfoResponse, error)
+	// ListSessions lists the open Subscribe and Consume streams and the
+	// waiting Fetch calls of every replica of the fleet (every bridge on the
+	// same NATS account), gathered over core NATS at the time of the call:
+	// the bridge keeps no database of them. The caller sees only sessions on
+	// streams it may admin-read (as GetStream); filtering on a stream it may
+	// not read is PERMISSION_DENIED. Replicas answer within a bounded time
+	// (see ListSessionsResponse.partial).
+	ListSessions(context.Context, *ListSessionsRequest) (*ListSessionsResponse, error)
+	// GetBridgeInfo describes the replica serving the call (version, uptime,
+	// NATS connection, totals of open sessions) and, when asked, every
+	// replica of the fleet. It needs admin over every stream (as
+	// GetAccountInfo): it shows NATS servers and totals over every tenant.
+	GetBridgeInfo(context.Context, *GetBridgeInfoRequest) (*GetBridgeInfoResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -344,6 +392,12 @@ func (UnimplementedAdminServiceServer) DeleteMessage(context.Context, *DeleteMes
 }
 func (UnimplementedAdminServiceServer) GetAccountInfo(context.Context, *GetAccountInfoRequest) (*GetAccountInfoResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetAccountInfo not implemented")
+}
+func (UnimplementedAdminServiceServer) ListSessions(context.Context, *ListSessionsRequest) (*ListSessionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListSessions not implemented")
+}
+func (UnimplementedAdminServiceServer) GetBridgeInfo(context.Context, *GetBridgeInfoRequest) (*GetBridgeInfoResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetBridgeInfo not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -636,6 +690,42 @@ func _AdminService_GetAccountInfo_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_ListSessions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListSessionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListSessions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListSessions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListSessions(ctx, req.(*ListSessionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_GetBridgeInfo_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetBridgeInfoRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).GetBridgeInfo(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_GetBridgeInfo_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).GetBridgeInfo(ctx, req.(*GetBridgeInfoRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -702,6 +792,14 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetAccountInfo",
 			Handler:    _AdminService_GetAccountInfo_Handler,
+		},
+		{
+			MethodName: "ListSessions",
+			Handler:    _AdminService_ListSessions_Handler,
+		},
+		{
+			MethodName: "GetBridgeInfo",
+			Handler:    _AdminService_GetBridgeInfo_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
