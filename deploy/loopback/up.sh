@@ -170,9 +170,13 @@ for i in 0 1 2; do
 done
 
 # --- bridges ----------------------------------------------------------------
+# Their settings are the flags below alone: JETWAY_* variables of the
+# caller's environment (which the bridge reads) are not passed on.
+unset_jetway=()
+while IFS= read -r v; do unset_jetway+=(-u "$v"); done < <(compgen -e | grep '^JETWAY_' || true)
 for i in 0 1; do
 	n=$((i + 1))
-	"$bin/bridge" serve \
+	env ${unset_jetway[@]+"${unset_jetway[@]}"} "$bin/bridge" serve \
 		--nats-url "$urls" \
 		--nats-nkey-file "$sec/nats.nk" \
 		--ack-keys-file "$sec/ack-keys" \
