@@ -28,7 +28,8 @@ import (
 	jetwayv1 "github.com/jetway-dev/jetway/gen/jetway/v1"
 )
 
-// bins are the child binaries, built once by TestMain.
+// bins are the child binaries, built once by TestMain into one directory
+// (with nk, which deploy/loopback/up.sh takes from there too).
 var bins struct{ bridge, nats string }
 
 func TestMain(m *testing.M) {
@@ -46,8 +47,9 @@ func run(m *testing.M) int {
 	// The children are built without -race: the race detector is for the
 	// test process only.
 	var wg sync.WaitGroup
-	errs := make([]error, 2)
-	for i, b := range [][2]string{{bins.bridge, "./cmd/bridge"}, {bins.nats, "github.com/nats-io/nats-server/v2"}} {
+	builds := [][2]string{{bins.bridge, "./cmd/bridge"}, {bins.nats, "github.com/nats-io/nats-server/v2"}, {filepath.Join(dir, "nk"), "github.com/nats-io/nkeys/nk"}}
+	errs := make([]error, len(builds))
+	for i, b := range builds {
 		wg.Go(func() {
 			cmd := exec.Command("go", "build", "-o", b[0], b[1])
 			cmd.Dir = ".."
