@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -380,6 +381,12 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	healthpb.RegisterHealthServer(gs, hs)
 	reflection.Register(gs)
 
+	// Ready: connected to NATS, and JetStream answered its account info
+	// now or within metaGrace. In a cluster only the JetStream meta leader
+	// answers account info: when its node is lost, every replica would
+	// otherwise turn unready at once for the election (4 to 9 s), while
+	// streams whose leaders survive go on taking publishes.
+	var lastAnswer atomic.Int64 // unix nanoseconds of the last account info answered
 	ready := func(ctx context.Context) error {
 		if err := link.status(); err != nil {
 			return err
@@ -389,8 +396,12 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 			return err
 		}
 		if _, err := js.AccountInfo(ctx); err != nil {
+			if at := lastAnswer.Load(); at != 0 && time.Since(time.Unix(0, at)) < metaGrace {
+				return nil
+			}
 			return fmt.Errorf("jetstream account info: %w", err)
 		}
+		lastAnswer.Store(time.Now().UnixNano())
 		return nil
 	}
 	// The bridge and the health service follow the connection: streams
@@ -710,6 +721,11 @@ func drainNATS(nc *nats.Conn, timeout time.Duration, log *slog.Logger) {
 		nc.Close()
 	}
 }
+
+// metaGrace is how long readiness outlasts JetStream's silence on account
+// info while the NATS connection is up: longer than a meta leader
+// election, shorter than a probe's failure threshold.
+const metaGrace = 15 * time.Second
 
 // auditLog is the audit log: on log (its records marked log=audit), or
 // with --audit-log as JSON lines appended to a file of its own (created
