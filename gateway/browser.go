@@ -85,7 +85,7 @@ func guard(rt *routeTable, cop *http.CrossOriginProtection, log *slog.Logger) ru
 			rte, found := rt.lookup(r.Method, pat)
 			if found {
 				policy = rte.policy
-				tracing.NameRoute(r.Context(), r.Method, pat.String())
+				tracing.NameRoute(r.Context(), r.Method, strings.ReplaceAll(pat.String(), "=*}", "}"))
 			} else {
 				log.ErrorContext(r.Context(), "gateway route missing from the route table", slog.String("method", r.Method), slog.String("pattern", pat.String()))
 			}
