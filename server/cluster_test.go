@@ -2,8 +2,10 @@ package server_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -148,4 +150,65 @@ func TestTwoBridgesOnAClusterWithR3(t *testing.T) {
 	if got.GetStream().GetCluster().GetLeader() == cl.GetLeader() {
 		t.Errorf("leader still %s after it stopped", cl.GetLeader())
 	}
+}
+
+// TestReadinessOutlastsMetaLeaderLoss: when the JetStream meta leader's
+// node is lost, account info (which only the meta leader answers) goes
+// unanswered until a new one is elected; a bridge connected to a surviving
+// node stays ready throughout, rather than every replica turning unready
+// at once.
+func TestReadinessOutlastsMetaLeaderLoss(t *testing.T) {
+	nodes := startCluster(t, 3)
+	var leader *natsserver.Server
+	jetwaytest.Eventually(t, 30*time.Second, "a JetStream meta leader", func() error {
+		for _, ns := range nodes {
+			if ns.JetStreamIsLeader() {
+				leader = ns
+				return nil
+			}
+		}
+		return errors.New("none yet")
+	})
+	var urls []string
+	for _, ns := range nodes {
+		if ns != leader {
+			urls = append(urls, ns.ClientURL())
+		}
+	}
+	b := jetwaytest.Start(t, func(c *config.Config) { c.NATS.URLs = strings.Join(urls, ",") })
+	ready := func() int {
+		resp, err := http.Get(b.BaseURL + "/readyz")
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	jetwaytest.Eventually(t, 20*time.Second, "ready", func() error {
+		if code := ready(); code != http.StatusOK {
+			return fmt.Errorf("readyz %d", code)
+		}
+		return nil
+	})
+	leader.Shutdown()
+	killed := time.Now()
+	probes := 0
+	for {
+		elected := false
+		for _, ns := range nodes {
+			elected = elected || (ns != leader && ns.JetStreamIsLeader())
+		}
+		if code := ready(); code != http.StatusOK {
+			t.Fatalf("readyz %d %s after the meta leader's node was lost (probe %d)", code, time.Since(killed).Round(time.Millisecond), probes)
+		}
+		probes++
+		if elected && probes > 1 {
+			break
+		}
+		if time.Since(killed) > 25*time.Second {
+			t.Fatal("no new meta leader within 25s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("ready through %d probes; a new meta leader after %s", probes, time.Since(killed).Round(time.Millisecond))
 }
