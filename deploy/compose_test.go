@@ -265,8 +265,18 @@ func TestComposeFile(t *testing.T) {
 				t.Errorf("%s: build %+v, want the repository with deploy/Dockerfile", name, s.Build)
 			}
 			checkBridgeService(t, f, name, s, d, known)
+		case composeKind(s) == "lb" || composeKind(s) == "prometheus":
+			// TestComposeLoadBalancer.
+			for _, p := range s.Ports {
+				if ip, _, _, err := parsePort(p); err != nil || ip != "127.0.0.1" {
+					t.Errorf("%s: port %s: want 127.0.0.1:host:container", name, p)
+				}
+			}
+			if !s.ReadOnly || !slices.Contains(s.CapDrop, "ALL") {
+				t.Errorf("%s: want read_only and cap_drop: [ALL]", name)
+			}
 		default:
-			t.Errorf("service %s: neither nats nor the bridge image", name)
+			t.Errorf("service %s: neither nats, the bridge image, HAProxy nor Prometheus", name)
 		}
 	}
 	if len(nats) != 3 || len(bridges) != 2 {
