@@ -4,16 +4,31 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"sigs.k8s.io/yaml"
+
+	jetwayv1 "github.com/jetway-dev/jetway/gen/jetway/v1"
+	"github.com/jetway-dev/jetway/internal/jetwaytest"
 )
 
 // haproxyConfig is what haproxy/haproxy.cfg says about the traffic: its
@@ -364,4 +379,179 @@ func TestHAProxyCheck(t *testing.T) {
 	if first, _, _ := strings.Cut(string(out), "\n"); testing.Verbose() {
 		t.Logf("haproxy -c: valid (%s)", strings.TrimSpace(first))
 	}
+}
+
+// lbScenario runs compose's HAProxy in front of the running bridges, as
+// the composeScenario's last step: haproxy.cfg as shipped, but for its
+// binds on the LB's own address (the services share one loopback here),
+// with /etc/hosts naming the services in a mount namespace of its own.
+// HAProxy is the host's (a Debian package), not chrooted: it is skipped
+// when not installed. Through it: a gRPC health check, authenticated gRPC
+// GetStream calls over one connection reaching both bridges (their
+// Prometheus targets, as prometheus.yml names them, count them), an
+// unauthenticated gRPC call refused with its status intact, and a REST
+// call. Prometheus itself is not run.
+func lbScenario(t *testing.T, f composeFile, lbs, bridges []string, hosts map[string]string, apiKey string) {
+	t.Run("lb", func(t *testing.T) {
+		bin, err := exec.LookPath("haproxy")
+		if err != nil {
+			t.Skip("haproxy is not installed (apt-get install haproxy): the load balancer did not run")
+		}
+		if len(lbs) != 1 {
+			t.Fatalf("load balancers %v, want 1", lbs)
+		}
+		name := lbs[0]
+		ip := hosts[name]
+		src := bindMountOf(t, f.Services[name], haproxyPath)
+		cfg, err := parseHAProxy(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		rebound := regexp.MustCompile(`(?m)^(\s+bind\s+):`).ReplaceAllString(string(data), "${1}"+ip+":")
+		cfgPath, hostsPath := filepath.Join(dir, "haproxy.cfg"), filepath.Join(dir, "hosts")
+		var h strings.Builder
+		h.WriteString("127.0.0.1\tlocalhost\n")
+		for _, n := range slices.Sorted(mapsKeys(hosts)) {
+			fmt.Fprintf(&h, "%s\t%s\n", hosts[n], n)
+		}
+		for p, content := range map[string]string{cfgPath: rebound, hostsPath: h.String()} {
+			if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c := &container{name: name, root: "/", workdir: "/", logs: &jetwaytest.LogBuffer{},
+			env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}}
+		// As the official image's entrypoint: haproxy -W -db -f <cfg>.
+		p := c.start(t, "unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+			`mount --bind "$0" /etc/hosts && exec "$1" -W -db -f "$2"`, hostsPath, bin, cfgPath)
+
+		var grpcAddr, restAddr string
+		for _, fe := range cfg.frontends {
+			switch {
+			case fe.promExporter:
+				waitOK(t, "http://"+net.JoinHostPort(ip, fe.binds[0].port)+"/metrics", 20*time.Second, p)
+			case fe.binds[0].h2:
+				grpcAddr = net.JoinHostPort(ip, fe.binds[0].port)
+			default:
+				restAddr = net.JoinHostPort(ip, fe.binds[0].port)
+			}
+		}
+		// Through the LB, once its checks see the bridges ready.
+		waitOK(t, "http://"+restAddr+"/readyz", 20*time.Second, p)
+		cl := newClient("http://"+restAddr, apiKey)
+		if s := cl.do(t, http.MethodGet, "/v1/streams/TEST", nil, nil); s != http.StatusOK {
+			t.Errorf("REST through the LB: GET /v1/streams/TEST: %d, want 200", s)
+		}
+
+		targets := bridgeTargets(t, bridges, hosts)
+		before := map[string]float64{}
+		for b, u := range targets {
+			before[b] = counter(t, u, "grpc_server_handled_total", map[string]string{"grpc_method": "GetStream", "grpc_code": "OK"})
+		}
+		conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = conn.Close() }()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		hc, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+		if err != nil || hc.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			t.Fatalf("gRPC health through the LB: %v %v, want SERVING", hc, err)
+		}
+		admin := jetwayv1.NewAdminServiceClient(conn)
+		if _, err := admin.GetStream(ctx, &jetwayv1.GetStreamRequest{Name: "TEST"}); status.Code(err) != codes.Unauthenticated {
+			t.Errorf("gRPC without a credential through the LB: %v, want Unauthenticated (the status in the trailers)", err)
+		}
+		authed := metadata.AppendToOutgoingContext(ctx, "authorization", "ApiKey "+apiKey)
+		const calls = 6
+		for range calls {
+			resp, err := admin.GetStream(authed, &jetwayv1.GetStreamRequest{Name: "TEST"})
+			if err != nil || resp.GetStream().GetConfig().GetName() != "TEST" {
+				t.Fatalf("gRPC GetStream through the LB: %v %v", resp, err)
+			}
+		}
+		var total float64
+		for b, u := range targets {
+			n := counter(t, u, "grpc_server_handled_total", map[string]string{"grpc_method": "GetStream", "grpc_code": "OK"}) - before[b]
+			t.Logf("%s served %.0f of the %d GetStream calls sent through the LB on one connection", b, n, calls)
+			if n < 1 {
+				t.Errorf("%s served none of the gRPC calls: the LB does not balance per call", b)
+			}
+			total += n
+		}
+		if total != calls {
+			t.Errorf("the bridges served %.0f GetStream calls, want %d", total, calls)
+		}
+		if err := p.stop(); err != nil {
+			t.Errorf("haproxy: SIGTERM: %v, want exit 0", err)
+		}
+	})
+}
+
+// bridgeTargets are prometheus.yml's scrape URLs of each bridge, at the
+// address its name has here.
+func bridgeTargets(t *testing.T, bridges []string, hosts map[string]string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, sc := range readPrometheus(t).ScrapeConfigs {
+		for _, st := range sc.StaticConfigs {
+			for _, tg := range st.Targets {
+				host, port, err := net.SplitHostPort(tg)
+				if err == nil && slices.Contains(bridges, host) {
+					out[host] = "http://" + net.JoinHostPort(hosts[host], port) + "/metrics"
+				}
+			}
+		}
+	}
+	if len(out) != len(bridges) {
+		t.Fatalf("prometheus.yml scrapes %v, want every bridge %v", out, bridges)
+	}
+	return out
+}
+
+// counter is the sum of the samples of a counter whose labels include
+// want, scraped from url (0 when there is none yet).
+func counter(t *testing.T, url, name string, want map[string]string) float64 {
+	t.Helper()
+	hc := &http.Client{Timeout: 5 * time.Second}
+	resp, err := hc.Get(url)
+	if err != nil {
+		t.Fatalf("scrape %s: %v", url, err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("scrape %s: %d %s", url, resp.StatusCode, b)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("scrape %s: %v", url, err)
+	}
+	var sum float64
+	for _, m := range fams[name].GetMetric() {
+		if hasLabels(m, want) {
+			sum += m.GetCounter().GetValue()
+		}
+	}
+	return sum
+}
+
+func hasLabels(m *dto.Metric, want map[string]string) bool {
+	got := map[string]string{}
+	for _, l := range m.GetLabel() {
+		got[l.GetName()] = l.GetValue()
+	}
+	for k, v := range want {
+		if got[k] != v {
+			return false
+		}
+	}
+	return true
 }
