@@ -62,6 +62,7 @@ type haproxyServer struct {
 	name, host, port string
 	h2               bool
 	checkPort        string // check port N, or the server's port
+	checkH1          bool   // check-proto h1: the check in HTTP/1.1 whatever proto says
 }
 
 func parseHAProxy(path string) (haproxyConfig, error) {
@@ -132,6 +133,8 @@ func parseHAProxy(path string) (haproxyConfig, error) {
 					s.h2 = true
 				case w[i] == "port" && i+1 < len(w):
 					s.checkPort = w[i+1]
+				case w[i] == "check-proto" && i+1 < len(w) && w[i+1] == "h1":
+					s.checkH1 = true
 				}
 			}
 			be.servers = append(be.servers, s)
@@ -292,6 +295,9 @@ func TestComposeLoadBalancer(t *testing.T) {
 			if s.checkPort != httpPort {
 				t.Errorf("backend %s: server %s is checked on port %s, want the bridge's HTTP port %s", fe.defaultBackend, s.name, s.checkPort, httpPort)
 			}
+			if s.h2 && !s.checkH1 {
+				t.Errorf("backend %s: server %s: proto h2 without check-proto h1 checks the HTTP/1.1 port in HTTP/2 (a socket error)", fe.defaultBackend, s.name)
+			}
 		}
 		if slices.Sort(servers); !slices.Equal(servers, byKind["bridge"]) {
 			t.Errorf("backend %s: servers %v, want every bridge %v", fe.defaultBackend, servers, byKind["bridge"])
@@ -430,18 +436,35 @@ func lbScenario(t *testing.T, f composeFile, lbs, bridges []string, hosts map[st
 		p := c.start(t, "unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
 			`mount --bind "$0" /etc/hosts && exec "$1" -W -db -f "$2"`, hostsPath, bin, cfgPath)
 
-		var grpcAddr, restAddr string
+		var grpcAddr, restAddr, exporter string
 		for _, fe := range cfg.frontends {
 			switch {
 			case fe.promExporter:
-				waitOK(t, "http://"+net.JoinHostPort(ip, fe.binds[0].port)+"/metrics", 20*time.Second, p)
+				exporter = "http://" + net.JoinHostPort(ip, fe.binds[0].port) + "/metrics"
 			case fe.binds[0].h2:
 				grpcAddr = net.JoinHostPort(ip, fe.binds[0].port)
 			default:
 				restAddr = net.JoinHostPort(ip, fe.binds[0].port)
 			}
 		}
-		// Through the LB, once its checks see the bridges ready.
+		// Every server of every backend passed its /readyz check (HAProxy
+		// starts them UP, before any check), as HAProxy's exporter says.
+		waitOK(t, exporter, 20*time.Second, p)
+		jetwaytest.Eventually(t, 20*time.Second, "every LB server checked ready", func() error {
+			fams, err := scrape(exporter)
+			if err != nil {
+				return err
+			}
+			for bname, be := range cfg.backends {
+				for _, s := range be.servers {
+					l := map[string]string{"proxy": bname, "server": s.name}
+					if sum(fams, "haproxy_server_check_status", with(l, "state", "L7OK")) != 1 || sum(fams, "haproxy_server_status", with(l, "state", "UP")) != 1 {
+						return fmt.Errorf("%s/%s: not UP after a passed check yet", bname, s.name)
+					}
+				}
+			}
+			return nil
+		})
 		waitOK(t, "http://"+restAddr+"/readyz", 20*time.Second, p)
 		cl := newClient("http://"+restAddr, apiKey)
 		if s := cl.do(t, http.MethodGet, "/v1/streams/TEST", nil, nil); s != http.StatusOK {
@@ -519,28 +542,52 @@ func bridgeTargets(t *testing.T, bridges []string, hosts map[string]string) map[
 // want, scraped from url (0 when there is none yet).
 func counter(t *testing.T, url, name string, want map[string]string) float64 {
 	t.Helper()
+	fams, err := scrape(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sum(fams, name, want)
+}
+
+// scrape reads a Prometheus text exposition.
+func scrape(url string) (map[string]*dto.MetricFamily, error) {
 	hc := &http.Client{Timeout: 5 * time.Second}
 	resp, err := hc.Get(url)
 	if err != nil {
-		t.Fatalf("scrape %s: %v", url, err)
+		return nil, fmt.Errorf("scrape %s: %w", url, err)
 	}
 	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("scrape %s: %d %s", url, resp.StatusCode, b)
+		return nil, fmt.Errorf("scrape %s: %d %s", url, resp.StatusCode, b)
 	}
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	fams, err := parser.TextToMetricFamilies(resp.Body)
 	if err != nil {
-		t.Fatalf("scrape %s: %v", url, err)
+		return nil, fmt.Errorf("scrape %s: %w", url, err)
 	}
-	var sum float64
+	return fams, nil
+}
+
+// sum adds the samples (counters or gauges) of a family whose labels
+// include want.
+func sum(fams map[string]*dto.MetricFamily, name string, want map[string]string) float64 {
+	var n float64
 	for _, m := range fams[name].GetMetric() {
 		if hasLabels(m, want) {
-			sum += m.GetCounter().GetValue()
+			n += m.GetCounter().GetValue() + m.GetGauge().GetValue()
 		}
 	}
-	return sum
+	return n
+}
+
+// with is labels and one more.
+func with(labels map[string]string, k, v string) map[string]string {
+	out := map[string]string{k: v}
+	for lk, lv := range labels {
+		out[lk] = lv
+	}
+	return out
 }
 
 func hasLabels(m *dto.Metric, want map[string]string) bool {
