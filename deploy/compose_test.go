@@ -265,8 +265,18 @@ func TestComposeFile(t *testing.T) {
 				t.Errorf("%s: build %+v, want the repository with deploy/Dockerfile", name, s.Build)
 			}
 			checkBridgeService(t, f, name, s, d, known)
+		case composeKind(s) == "lb" || composeKind(s) == "prometheus":
+			// TestComposeLoadBalancer.
+			for _, p := range s.Ports {
+				if ip, _, _, err := parsePort(p); err != nil || ip != "127.0.0.1" {
+					t.Errorf("%s: port %s: want 127.0.0.1:host:container", name, p)
+				}
+			}
+			if !s.ReadOnly || !slices.Contains(s.CapDrop, "ALL") {
+				t.Errorf("%s: want read_only and cap_drop: [ALL]", name)
+			}
 		default:
-			t.Errorf("service %s: neither nats nor the bridge image", name)
+			t.Errorf("service %s: neither nats, the bridge image, HAProxy nor Prometheus", name)
 		}
 	}
 	if len(nats) != 3 || len(bridges) != 2 {
@@ -375,15 +385,23 @@ func composeScenario(t *testing.T, bin string) {
 	d := readDockerfile(t)
 	hosts := map[string]string{}
 	for i, name := range slices.Sorted(mapsKeys(f.Services)) {
-		hosts[name] = fmt.Sprintf("127.0.0.%d", 11+i)
+		// From .20: 127.0.0.11 is Docker's DNS server, which HAProxy's
+		// resolvers ask (nothing answers it here).
+		hosts[name] = fmt.Sprintf("127.0.0.%d", 20+i)
 	}
 	// The services nothing waits for start first, and the others once
-	// those are healthy, as depends_on: service_healthy says.
+	// those are healthy, as depends_on: service_healthy says. Prometheus
+	// is not run: the test scrapes its targets itself.
 	var first, then []string
+	var lbs []string
 	for _, name := range slices.Sorted(mapsKeys(f.Services)) {
-		if len(f.Services[name].DependsOn) == 0 {
+		switch s := f.Services[name]; {
+		case composeKind(s) == "prometheus":
+		case composeKind(s) == "lb":
+			lbs = append(lbs, name)
+		case len(s.DependsOn) == 0:
 			first = append(first, name)
-		} else {
+		default:
 			then = append(then, name)
 		}
 	}
@@ -433,8 +451,11 @@ func composeScenario(t *testing.T, bin string) {
 		c := newImageContainer(t, name, d, filepath.Join(bin, "out"), hosts)
 		ip := hosts[name]
 		c.env = overlay(c.env, envList(s.Environment)...)
-		for _, k := range []string{"JETWAY_GRPC_LISTEN", "JETWAY_HTTP_LISTEN"} {
-			addr, _ := envValue(c.env, k)
+		for _, k := range []string{"JETWAY_GRPC_LISTEN", "JETWAY_HTTP_LISTEN", "JETWAY_METRICS_LISTEN"} {
+			addr, ok := envValue(c.env, k)
+			if !ok {
+				continue
+			}
 			c.env = overlay(c.env, k+"="+net.JoinHostPort(ip, listenPort(t, addr)))
 		}
 		mounts, err := f.mounts(s)
@@ -493,6 +514,7 @@ func composeScenario(t *testing.T, bin string) {
 	if info.Stream.Cluster.Name != "jetway" || !slices.Equal(servers, first) {
 		t.Errorf("stream TEST is on cluster %q, servers %v; want jetway, %v", info.Stream.Cluster.Name, servers, first)
 	}
+	lbScenario(t, f, lbs, bridges, hosts, files.apiKey)
 }
 
 // mountVolumes shows a service's volumes in its container: a bind mount's

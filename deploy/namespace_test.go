@@ -75,6 +75,21 @@ func TestInNamespaces(t *testing.T) {
 		t.Fatalf("go build nats-server: %v\n%s", err, log.String())
 	}
 	t.Logf("built in %s:\n%s", time.Since(start).Round(time.Millisecond), log.String())
+	// nats-server -t on the shipped configs, with the binary itself
+	// (TestNATSConfigs makes the same check through its library).
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := kp.PublicKey()
+	confs, _ := filepath.Glob(filepath.Join("nats", "*.conf"))
+	for _, conf := range confs {
+		c := exec.Command(filepath.Join(bin, "nats-server"), "-t", "-c", conf)
+		c.Env = append(os.Environ(), "BRIDGE_NKEY="+pub)
+		if out, err := c.CombinedOutput(); err != nil || !strings.Contains(string(out), "is valid") {
+			t.Fatalf("nats-server -t -c %s: %v\n%s", conf, err, out)
+		}
+	}
 
 	for _, name := range []string{"image", "compose", "kubernetes"} {
 		t.Run(name, func(t *testing.T) {
