@@ -1,6 +1,7 @@
-// Package bootstrap ensures, at the bridge's start or from `bridge
-// bootstrap`, that the streams and durable consumers a file declares
-// exist with the settings it gives.
+// Package bootstrap ensures that the streams and durable consumers a file
+// declares exist with the settings it gives. (Not wired yet: the bridge's
+// --bootstrap FILE at start and the `bridge bootstrap [--dry-run]`
+// command, which will call Parse and Ensure, are the next step.)
 //
 // # The file
 //
