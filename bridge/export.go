@@ -34,7 +34,9 @@ func ConsumerConfigFrom(field string, c *jetwayv1.ConsumerConfig) (jetstream.Con
 
 // ConsumerConfigTo converts a JetStream consumer configuration to the
 // API's, as GetConsumer shows it.
-func ConsumerConfigTo(c jetstream.ConsumerConfig) *jetwayv1.ConsumerConfig { return consumerConfigTo(c) }
+func ConsumerConfigTo(c jetstream.ConsumerConfig) *jetwayv1.ConsumerConfig {
+	return consumerConfigTo(c)
+}
 
 // JetStreamError turns an error from nats.go's jetstream package into one
 // wrapping the bridge's sentinel for it (ErrStreamNotFound,
