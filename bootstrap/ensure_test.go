@@ -140,6 +140,18 @@ func TestEnsureCreatesUpdatesAndLeavesAlone(t *testing.T) {
 		t.Errorf("consumer after the update: %+v", c)
 	}
 	wantActions(t, parse(t, v2).Ensure(ctx, js, bootstrap.Options{}), "stream ORDERS unchanged", "consumer billing unchanged")
+
+	// A backoff natively: JetStream makes its first step the ack wait,
+	// which is then not a difference to apply at every start.
+	ccfg = cons.CachedInfo().Config
+	ccfg.BackOff = []time.Duration{2 * time.Second, 4 * time.Second}
+	if _, err := js.UpdateConsumer(ctx, "ORDERS", ccfg); err != nil {
+		t.Fatal(err)
+	}
+	wantActions(t, parse(t, v2).Ensure(ctx, js, bootstrap.Options{}), "stream ORDERS unchanged", "consumer billing unchanged")
+	withBackoff := strings.Replace(v2, "ack_wait: 20s", "backoff: [3s]", 1)
+	wantActions(t, parse(t, withBackoff).Ensure(ctx, js, bootstrap.Options{}), "stream ORDERS unchanged", "consumer billing updated")
+	wantActions(t, parse(t, withBackoff).Ensure(ctx, js, bootstrap.Options{}), "stream ORDERS unchanged", "consumer billing unchanged")
 }
 
 // TestEnsureDryRunWritesNothing: a dry run reports the plan (a consumer
