@@ -2,6 +2,7 @@ package bootstrap
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -119,4 +120,15 @@ func TestFieldTablesCoverTheAPI(t *testing.T) {
 			}
 		}
 	}
+}
+
+func ExampleParse() {
+	_, err := Parse([]byte(`
+streams:
+  - name: ORDERS
+    subjects: ["orders.>"]
+    max_age: 7d
+`))
+	fmt.Println(err)
+	// Output: invalid bootstrap file: streams[0].max_age: invalid google.protobuf.Duration value "7d"
 }
