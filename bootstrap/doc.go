@@ -1,7 +1,6 @@
-// Package bootstrap ensures that the streams and durable consumers a file
-// declares exist with the settings it gives. (Not wired yet: the bridge's
-// --bootstrap FILE at start and the `bridge bootstrap [--dry-run]`
-// command, which will call Parse and Ensure, are the next step.)
+// Package bootstrap ensures, at the bridge's start (--bootstrap FILE) or
+// from `bridge bootstrap [--dry-run] FILE`, that the streams and durable
+// consumers a file declares exist with the settings it gives.
 //
 // # The file
 //
@@ -43,7 +42,9 @@
 // max_ack_pending and max_waiting) counts as not set when the file
 // gives it 0: JetStream stores its default instead, and comparing the 0
 // would update the entry at every start. Give the default's value
-// explicitly to return to it.
+// explicitly to return to it. With a backoff, JetStream keeps its first
+// step as the ack wait: that is compared, and a file giving both with
+// another ack_wait is refused.
 //
 // Changes JetStream refuses on update are reported as a conflict
 // (ErrConflict) before anything is sent: a stream's storage, a
@@ -56,7 +57,9 @@
 // from → to), unchanged, or failed (with why). Retryable failures
 // (JetStream unavailable or not answering) are told apart from
 // permanent ones (conflicts, refused configurations, permission denied,
-// a consumer's stream missing) by Retryable.
+// a consumer's stream missing) by Retryable. A permanent failure is for
+// an operator: the bridge stops on one (package server), and `bridge
+// bootstrap` exits non-zero; EnsureRetrying retries the others.
 //
 // # Replicas starting together
 //

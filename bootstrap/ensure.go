@@ -165,7 +165,7 @@ func (e *ensurer) stream(ctx context.Context, s Stream) Result {
 		switch {
 		case errors.Is(err, bridge.ErrStreamNotFound):
 			if s.js.Sealed {
-				return fail(fmt.Errorf("stream %q: sealed: a stream can only be sealed by an update", name))
+				return fail(fmt.Errorf("sealed: %w: a stream can only be sealed by an update", bridge.ErrInvalidConfig))
 			}
 			if e.opts.DryRun {
 				res.Action = Created
@@ -203,7 +203,7 @@ func (e *ensurer) stream(ctx context.Context, s Stream) Result {
 		changes := diff(streamFields, s.set, bridge.StreamConfigTo(cur.Config), bridge.StreamConfigTo(s.js))
 		res.Changes = changes
 		if err := conflicts(changes); err != nil {
-			return fail(fmt.Errorf("stream %q: %w", name, err))
+			return fail(err)
 		}
 		res.Action = Updated
 		if len(changes) == 0 {
@@ -228,7 +228,7 @@ func (e *ensurer) stream(ctx context.Context, s Stream) Result {
 		}
 		return res
 	}
-	return fail(fmt.Errorf("stream %q: created and gone %d times while being ensured: %w", name, lostRaces, bridge.ErrUnavailable))
+	return fail(fmt.Errorf("created and gone %d times while being ensured: %w", lostRaces, bridge.ErrUnavailable))
 }
 
 func (e *ensurer) consumer(ctx context.Context, c Consumer) Result {
@@ -286,10 +286,20 @@ func (e *ensurer) consumer(ctx context.Context, c Consumer) Result {
 		case err != nil:
 			return fail(err)
 		}
-		changes := diff(consumerFields, c.set, bridge.ConsumerConfigTo(cur.Config), bridge.ConsumerConfigTo(c.js))
+		have, want := bridge.ConsumerConfigTo(cur.Config), bridge.ConsumerConfigTo(c.js)
+		// With a backoff, JetStream stores its first step as the ack
+		// wait, whatever was sent.
+		backoff := have.GetBackoff()
+		if c.set["backoff"] {
+			backoff = want.GetBackoff()
+		}
+		if len(backoff) > 0 {
+			want.AckWait = backoff[0]
+		}
+		changes := diff(consumerFields, c.set, have, want)
 		res.Changes = changes
 		if err := conflicts(changes); err != nil {
-			return fail(fmt.Errorf("%s: %w", what, err))
+			return fail(err)
 		}
 		res.Action = Updated
 		if len(changes) == 0 {
@@ -312,5 +322,5 @@ func (e *ensurer) consumer(ctx context.Context, c Consumer) Result {
 		}
 		return res
 	}
-	return fail(fmt.Errorf("%s: created and gone %d times while being ensured: %w", what, lostRaces, bridge.ErrUnavailable))
+	return fail(fmt.Errorf("created and gone %d times while being ensured: %w", lostRaces, bridge.ErrUnavailable))
 }

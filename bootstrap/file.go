@@ -161,6 +161,9 @@ func parseConsumer(where string, r json.RawMessage) (Consumer, error) {
 	if err != nil {
 		return Consumer{}, entryErr(where, "consumer", cfg.GetName(), err)
 	}
+	if b := js.BackOff; set["ack_wait"] && len(b) > 0 && js.AckWait != b[0] {
+		return Consumer{}, entryErr(where, "consumer", cfg.GetName(), fmt.Errorf("%s.config.ack_wait: with a backoff JetStream uses its first step (%v) as the ack wait: leave ack_wait out, or make them equal", where, b[0]))
+	}
 	if _, ok := cfg.GetMetadata()[ClaimKey]; ok {
 		return Consumer{}, entryErr(where, "consumer", cfg.GetName(), fmt.Errorf("%s.config.metadata: %q is the bootstrap's own key", where, ClaimKey))
 	}

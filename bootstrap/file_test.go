@@ -2,6 +2,7 @@ package bootstrap
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -31,7 +32,7 @@ func TestExampleFileParses(t *testing.T) {
 		t.Errorf("ORDERS sets %v", orders.set)
 	}
 	billing := f.Consumers[0]
-	if billing.Stream != "ORDERS" || billing.js.Durable != "billing" || billing.js.MaxDeliver != 5 || len(billing.js.BackOff) != 3 || len(billing.js.FilterSubjects) != 2 {
+	if billing.Stream != "ORDERS" || billing.js.Durable != "billing" || billing.js.MaxDeliver != 5 || len(billing.js.BackOff) != 3 || billing.set["ack_wait"] || len(billing.js.FilterSubjects) != 2 {
 		t.Errorf("billing = %+v", billing.js)
 	}
 }
@@ -56,6 +57,7 @@ func TestParseNamesTheEntryAndField(t *testing.T) {
 		{"consumer unknown key", "consumers: [{stream: A, name: x, config: {name: x}}]", []string{"consumers[0]", `unknown field "name"`}},
 		{"consumer bad stream", "consumers: [{stream: 'a b', config: {name: x}}]", []string{"consumers[0].stream", "invalid name"}},
 		{"consumer bad field", "consumers: [{stream: A, config: {name: x, deliver_policy: DELIVER_POLICY_BY_START_SEQUENCE}}]", []string{`consumer "x"`, "consumers[0].config.opt_start_sequence"}},
+		{"ack_wait against backoff", "consumers: [{stream: A, config: {name: x, ack_wait: 30s, backoff: [1s]}}]", []string{"consumers[0].config.ack_wait", "first step"}},
 		{"consumer duplicate", "consumers: [{stream: A, config: {name: x}}, {stream: A, config: {name: x}}]", []string{"consumers[1]", "already declared by consumers[0]"}},
 		{"claim key", "streams: [{name: A, metadata: {jetway.bootstrap.claim: x}}]", []string{"streams[0].metadata", "bootstrap's own key"}},
 	} {
@@ -118,4 +120,15 @@ func TestFieldTablesCoverTheAPI(t *testing.T) {
 			}
 		}
 	}
+}
+
+func ExampleParse() {
+	_, err := Parse([]byte(`
+streams:
+  - name: ORDERS
+    subjects: ["orders.>"]
+    max_age: 7d
+`))
+	fmt.Println(err)
+	// Output: invalid bootstrap file: streams[0].max_age: invalid google.protobuf.Duration value "7d"
 }

@@ -31,6 +31,8 @@ type Config struct {
 	Auth    Auth
 	Log     Log
 	Tracing Tracing
+	// Bootstrap declares streams and consumers to ensure at start.
+	Bootstrap Bootstrap
 	// Warnings are what the start-up log should warn about and Parse does
 	// not refuse: secrets given on the command line, visible to every local
 	// user in ps and /proc/<pid>/cmdline. They never hold a secret.
@@ -343,6 +345,14 @@ type Auth struct {
 	TLSCert, TLSKey, TLSClientCA string
 }
 
+// Bootstrap configures the declarative bootstrap (package bootstrap).
+type Bootstrap struct {
+	// File lists the streams and consumers to ensure once the bridge
+	// first reaches NATS ("" none); /readyz reports not ready until they
+	// are.
+	File string
+}
+
 // Log configures logging.
 type Log struct {
 	Format string // text or json
@@ -375,22 +385,9 @@ func EnvName(flagName string) string {
 	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
-// Parse reads args (without the program name) and the environment. A
-// variable of a flag also given in args is not read.
-func Parse(args []string, getenv func(string) string, output io.Writer) (Config, error) {
-	var c Config
-	fs := flag.NewFlagSet("bridge", flag.ContinueOnError)
-	fs.SetOutput(output)
-	n := &c.NATS
-	fs.StringVar(&n.URLs, "nats-url", "", "NATS server URLs, comma-separated; empty starts an embedded JetStream server")
-	fs.StringVar(&n.DataDir, "data-dir", "jetway-data", "JetStream storage directory of the embedded server")
-	fs.StringVar(&n.EmbeddedListen, "embedded-nats-listen", "", "open a NATS client port on the embedded server (host:port); empty opens none. The port requires --embedded-nats-user and its password")
-	fs.StringVar(&n.EmbeddedUser, "embedded-nats-user", "jetway", "user of the embedded server's NATS port")
-	fs.StringVar(&n.EmbeddedPasswordFile, "embedded-nats-password-file", "", "file holding the password of --embedded-nats-user; empty generates one, kept in <data-dir>/embedded-nats-password (mode 0600)")
-	fs.Var(&n.EmbeddedSync, "embedded-sync-interval", "how often the embedded server fsyncs its JetStream store: a duration, or always (an fsync before each acknowledgement); 0 is nats-server's default, 2m")
-	fs.Var(&n.EmbeddedMaxMemoryStore, "embedded-max-memory-store", "cap on the embedded server's JetStream memory store, in bytes (suffixes KiB, MiB, GiB, TiB, KB, MB, GB, TB); 0 is nats-server's default, 75% of the memory (or GOMEMLIMIT)")
-	fs.Var(&n.EmbeddedMaxFileStore, "embedded-max-file-store", "cap on the embedded server's JetStream file store, in bytes (suffixes KiB, MiB, GiB, TiB, KB, MB, GB, TB); 0 is nats-server's default, derived from the disk's free space")
-	fs.StringVar(&n.EmbeddedJSDomain, "embedded-js-domain", "", "JetStream domain of the embedded server; empty sets none")
+// natsClientFlags are the flags of how a client reaches the --nats-url
+// servers: domain, timeouts, credentials.
+func natsClientFlags(fs *flag.FlagSet, n *NATS) {
 	fs.StringVar(&n.JSDomain, "nats-js-domain", "", "JetStream domain of the --nats-url servers: JetStream API requests go to $JS.<domain>.API.; empty for none")
 	fs.DurationVar(&n.ConnectTimeout, "nats-connect-timeout", 10*time.Second, "wait at most this long for the first NATS connection")
 	fs.DurationVar(&n.ReconnectWait, "nats-reconnect-wait", 2*time.Second, "longest pause between rounds of NATS connection attempts while not connected: after a loss the first is 50ms, each doubling up to this; at start, this (each attempt that fails is logged)")
@@ -409,6 +406,76 @@ func Parse(args []string, getenv func(string) string, output io.Writer) (Config,
 	fs.StringVar(&cr.TLSCert, "nats-tls-cert", "", "client certificate for TLS to NATS")
 	fs.StringVar(&cr.TLSKey, "nats-tls-key", "", "client key for TLS to NATS")
 	fs.StringVar(&cr.TLSServerName, "nats-tls-server-name", "", "server name expected in the NATS certificate")
+}
+
+// ParseNATSClient reads the flags and JETWAY_* variables that say how to
+// reach NATS as a client (--nats-url, which is required here,
+// --nats-js-domain, --nats-connect-timeout, --nats-request-timeout and
+// the credentials), as the bridge reads them, for subcommands that
+// connect on their own (bridge bootstrap). extra adds the subcommand's
+// own flags, which are not read from the environment; the arguments
+// after the flags are returned.
+func ParseNATSClient(name string, args []string, getenv func(string) string, output io.Writer, extra func(*flag.FlagSet)) (NATS, []string, error) {
+	var n NATS
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(output)
+	fs.StringVar(&n.URLs, "nats-url", "", "NATS server URLs, comma-separated (required)")
+	natsClientFlags(fs, &n)
+	ours := map[string]bool{}
+	fs.VisitAll(func(f *flag.Flag) { ours[f.Name] = true })
+	if extra != nil {
+		extra(fs)
+	}
+	if err := fs.Parse(args); err != nil {
+		return n, nil, fmt.Errorf("config: %w", err)
+	}
+	onCommandLine := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { onCommandLine[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		env := EnvName(f.Name)
+		if v := getenv(env); v != "" && ours[f.Name] && !onCommandLine[f.Name] {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", env, err))
+			}
+		}
+	})
+	if n.URLs == "" {
+		errs = append(errs, errors.New("--nats-url (or "+EnvName("nats-url")+") is required"))
+	}
+	if _, err := n.Credentials.Options(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := checkDomain(n.JSDomain); err != nil {
+		errs = append(errs, fmt.Errorf("--nats-js-domain %q: %w", n.JSDomain, err))
+	}
+	if n.ConnectTimeout <= 0 || n.RequestTimeout <= 0 {
+		errs = append(errs, errors.New("timeouts must be positive"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return n, nil, fmt.Errorf("config: %w", err)
+	}
+	return n, fs.Args(), nil
+}
+
+// Parse reads args (without the program name) and the environment. A
+// variable of a flag also given in args is not read.
+func Parse(args []string, getenv func(string) string, output io.Writer) (Config, error) {
+	var c Config
+	fs := flag.NewFlagSet("bridge", flag.ContinueOnError)
+	fs.SetOutput(output)
+	n := &c.NATS
+	fs.StringVar(&n.URLs, "nats-url", "", "NATS server URLs, comma-separated; empty starts an embedded JetStream server")
+	fs.StringVar(&c.Bootstrap.File, "bootstrap", "", "file (YAML or JSON) of streams and consumers to ensure once NATS is reached: missing ones created, the settings it gives updated, nothing deleted; not ready until done")
+	fs.StringVar(&n.DataDir, "data-dir", "jetway-data", "JetStream storage directory of the embedded server")
+	fs.StringVar(&n.EmbeddedListen, "embedded-nats-listen", "", "open a NATS client port on the embedded server (host:port); empty opens none. The port requires --embedded-nats-user and its password")
+	fs.StringVar(&n.EmbeddedUser, "embedded-nats-user", "jetway", "user of the embedded server's NATS port")
+	fs.StringVar(&n.EmbeddedPasswordFile, "embedded-nats-password-file", "", "file holding the password of --embedded-nats-user; empty generates one, kept in <data-dir>/embedded-nats-password (mode 0600)")
+	fs.Var(&n.EmbeddedSync, "embedded-sync-interval", "how often the embedded server fsyncs its JetStream store: a duration, or always (an fsync before each acknowledgement); 0 is nats-server's default, 2m")
+	fs.Var(&n.EmbeddedMaxMemoryStore, "embedded-max-memory-store", "cap on the embedded server's JetStream memory store, in bytes (suffixes KiB, MiB, GiB, TiB, KB, MB, GB, TB); 0 is nats-server's default, 75% of the memory (or GOMEMLIMIT)")
+	fs.Var(&n.EmbeddedMaxFileStore, "embedded-max-file-store", "cap on the embedded server's JetStream file store, in bytes (suffixes KiB, MiB, GiB, TiB, KB, MB, GB, TB); 0 is nats-server's default, derived from the disk's free space")
+	fs.StringVar(&n.EmbeddedJSDomain, "embedded-js-domain", "", "JetStream domain of the embedded server; empty sets none")
+	natsClientFlags(fs, n)
 
 	s := &c.Server
 	fs.StringVar(&s.GRPCListen, "grpc-listen", "127.0.0.1:9090", "gRPC listen address")
@@ -747,6 +814,7 @@ func (c Config) LogValue() slog.Value {
 			slog.Bool("mtls", c.Auth.TLSClientCA != "")),
 		slog.Group("log", slog.String("format", c.Log.Format), slog.String("level", c.Log.Level.String()), slog.String("audit_log", c.Log.AuditFile)),
 		slog.Group("tracing", slog.String("otlp_endpoint", RedactURLs(c.Tracing.Endpoint)), slog.String("otlp_protocol", c.Tracing.Protocol), slog.Float64("sample_ratio", c.Tracing.SampleRatio)),
+		slog.Group("bootstrap", slog.String("file", c.Bootstrap.File)),
 	)
 }
 

@@ -33,6 +33,7 @@ import (
 
 	"github.com/jetway-dev/jetway/audit"
 	"github.com/jetway-dev/jetway/auth"
+	"github.com/jetway-dev/jetway/bootstrap"
 	"github.com/jetway-dev/jetway/bridge"
 	"github.com/jetway-dev/jetway/bridge/acktoken"
 	"github.com/jetway-dev/jetway/config"
@@ -168,6 +169,14 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	tlsCfg, err := serverTLS(cfg.Auth)
 	if err != nil {
 		return nil, err
+	}
+	// A bootstrap file that cannot be applied fails the start, naming
+	// the entry and the field.
+	var boot *bootstrap.File
+	if cfg.Bootstrap.File != "" {
+		if boot, err = bootstrap.Load(cfg.Bootstrap.File); err != nil {
+			return nil, fmt.Errorf("server: --bootstrap: %w", err)
+		}
 	}
 	if authCfg != nil && authCfg.Propagates() && urls == "" {
 		return nil, errors.New("server: identities with NATS credentials need --nats-url: the embedded server has no accounts to isolate them")
@@ -387,8 +396,12 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	// otherwise turn unready at once for the election (4 to 9 s), while
 	// streams whose leaders survive go on taking publishes.
 	var lastAnswer atomic.Int64 // unix nanoseconds of the last account info answered
+	booted := newBootGate(boot == nil)
 	ready := func(ctx context.Context) error {
 		if err := link.status(); err != nil {
+			return err
+		}
+		if err := booted.err(); err != nil {
 			return err
 		}
 		js, err := link.JetStream(ctx)
@@ -407,7 +420,15 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	// The bridge and the health service follow the connection: streams
 	// end when it is lost (so that clients go to a replica that reaches
 	// NATS), health is NOT_SERVING until it is back.
+	// Until the bootstrap (if any) is done, NOT_SERVING too.
 	everUp, wasDown := false, false
+	booted.onServing = func(serving bool) {
+		st := healthpb.HealthCheckResponse_SERVING
+		if !serving {
+			st = healthpb.HealthCheckResponse_NOT_SERVING
+		}
+		hs.SetServingStatus("", st)
+	}
 	// Each connection the link makes answers the fleet's requests (the
 	// session views); a subscription lives as long as its connection,
 	// reconnects included.
@@ -420,7 +441,6 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 				answering = nc
 			}
 		}
-		st := healthpb.HealthCheckResponse_SERVING
 		if connected && wasDown && everUp {
 			m.Reconnected()
 		}
@@ -429,9 +449,8 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 			b.ConnectionRestored()
 		} else {
 			b.ConnectionLost()
-			st = healthpb.HealthCheckResponse_NOT_SERVING
 		}
-		hs.SetServingStatus("", st)
+		booted.connected(connected)
 	})
 
 	// The gateway calls unary RPCs in process through the same unary
@@ -510,6 +529,35 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		}
 		return nil
 	})
+	if boot != nil {
+		// Once NATS is first reached; retried while JetStream is
+		// unavailable. A permanent failure (a conflict, a refused
+		// configuration, permission denied) stops the bridge with the
+		// error: the file, or JetStream, needs an operator.
+		g.Go(func() error {
+			select {
+			case <-link.up:
+			case <-gctx.Done():
+				return nil
+			}
+			_, err := boot.EnsureRetrying(gctx, func(ctx context.Context) (bootstrap.JetStream, error) {
+				js, err := link.JetStream(ctx)
+				if err != nil {
+					return nil, err
+				}
+				return js, nil
+			}, bootstrap.Options{CallTimeout: cfg.NATS.RequestTimeout}, bootstrap.Retry{Max: cfg.NATS.ReconnectWait, Log: log})
+			switch {
+			case gctx.Err() != nil:
+				return nil
+			case err != nil:
+				log.Error("bootstrap failed: stopping (fix the file or JetStream, then start again)", slog.String("file", cfg.Bootstrap.File), slog.Any("error", err))
+				return fmt.Errorf("server: --bootstrap %s: %w", cfg.Bootstrap.File, err)
+			}
+			booted.done()
+			return nil
+		})
+	}
 	if metricsLis != nil {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", m.Handler())
@@ -743,4 +791,39 @@ func auditLog(c config.Log, log *slog.Logger) (*audit.Logger, func(), error) {
 	h := requestid.Handler(slog.NewJSONHandler(f, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	log.Info("audit records to their own file", slog.String("audit_log", c.AuditFile))
 	return audit.New(slog.New(h)), func() { once.Do(func() { _ = f.Close() }) }, nil
+}
+
+// bootGate is the bootstrap's part of readiness: not ready until it is
+// done, and the gRPC health service SERVING only while connected and
+// bootstrapped. Safe for concurrent use.
+type bootGate struct {
+	mu        sync.Mutex
+	booted    bool
+	up        bool
+	onServing func(serving bool)
+}
+
+func newBootGate(done bool) *bootGate { return &bootGate{booted: done} }
+
+func (g *bootGate) err() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.booted {
+		return errors.New("bootstrap not done yet")
+	}
+	return nil
+}
+
+func (g *bootGate) connected(up bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.up = up
+	g.onServing(g.up && g.booted)
+}
+
+func (g *bootGate) done() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.booted = true
+	g.onServing(g.up && g.booted)
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -30,5 +31,29 @@ func TestHTTPErrorLogIsBounded(t *testing.T) {
 		if len(line) > 512 || !strings.Contains(line, "TLS handshake error") {
 			t.Errorf("line of %d bytes: %.200s", len(line), line)
 		}
+	}
+}
+
+// TestBootGate: connected is not serving until the bootstrap is done,
+// and readiness says why; a loss after it is not serving again.
+func TestBootGate(t *testing.T) {
+	var serving []bool
+	g := newBootGate(false)
+	g.onServing = func(s bool) { serving = append(serving, s) }
+	g.connected(true)
+	if err := g.err(); err == nil {
+		t.Error("ready before the bootstrap")
+	}
+	g.done()
+	if err := g.err(); err != nil {
+		t.Errorf("not ready after the bootstrap: %v", err)
+	}
+	g.connected(false)
+	g.connected(true)
+	if want := []bool{false, true, false, true}; fmt.Sprint(serving) != fmt.Sprint(want) {
+		t.Errorf("serving %v, want %v", serving, want)
+	}
+	if err := newBootGate(true).err(); err != nil {
+		t.Errorf("without a bootstrap: %v", err)
 	}
 }

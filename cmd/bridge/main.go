@@ -49,6 +49,9 @@ const usage = `Usage:
   bridge hash-key            read an API key on stdin, print its configuration hash
   bridge version             print the version
   bridge probe [/readyz]     ask a running bridge's health endpoint (container health checks)
+  bridge bootstrap [--dry-run] [--json] [NATS flags] FILE
+                             ensure the file's streams and consumers now (or, dry run,
+                             print what would change); the NATS flags are serve's
   bridge --help              this help
 
 Flags of serve (each also as JETWAY_<FLAG>, e.g. JETWAY_NATS_URL):
@@ -70,7 +73,8 @@ func (e *forcedExit) code() int {
 
 // dispatch runs a subcommand: token (mint an NKey-signed token),
 // hash-key (print an API key's configuration hash), probe (a container
-// health check of the bridge's own /readyz or /healthz) or, by default,
+// health check of the bridge's own /readyz or /healthz), bootstrap
+// (ensure a bootstrap file's streams and consumers, or a dry run) or, by default,
 // the bridge, which stops at the first signal on sigs.
 func dispatch(ctx context.Context, sigs <-chan os.Signal, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) > 0 {
@@ -88,6 +92,18 @@ func dispatch(ctx context.Context, sigs <-chan os.Signal, args []string, getenv 
 			return helpIsNoError(err)
 		case "probe":
 			return runProbe(ctx, args[1:], getenv, stdout)
+		case "bootstrap":
+			// A signal ends it (between JetStream requests).
+			ctx, stop := context.WithCancel(ctx)
+			defer stop()
+			go func() {
+				select {
+				case <-sigs:
+					stop()
+				case <-ctx.Done():
+				}
+			}()
+			return helpIsNoError(runBootstrap(ctx, args[1:], getenv, stdout, stderr))
 		case "serve":
 			args = args[1:]
 		}
