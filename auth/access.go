@@ -103,6 +103,7 @@ type scope struct {
 	streams  *perm.Matcher // nil: any
 	subjects *perm.Matcher // nil: any
 	id       string        // the token's id, for logs
+	issued   time.Time
 	expires  time.Time
 }
 
@@ -336,7 +337,7 @@ func (c *Config) verifyAccess(tok string, now time.Time) (*Identity, time.Time, 
 	if err != nil {
 		return nil, never, fmt.Errorf("%w: access token: %s", ErrUnauthenticated, clipErr(err))
 	}
-	sc.id, sc.expires = claims.ID, exp
+	sc.id, sc.issued, sc.expires = claims.ID, claims.IssuedAt.Time, exp
 	id := base.with("access_token")
 	id.scope = sc
 	return id, exp, nil
