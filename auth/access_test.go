@@ -82,17 +82,20 @@ func TestAccessTokenVerify(t *testing.T) {
 		tok string
 		at  time.Time
 	}{
-		"expired":         {c, m.Token, now.Add(time.Hour + clockSkew + time.Second)},
-		"issued later":    {c, m.Token, now.Add(-time.Hour)},
-		"tampered":        {c, AccessTokenPrefix + header + "." + body + "x." + sig, now},
-		"alg none":        {c, AccessTokenPrefix + none + "." + body + ".", now},
-		"no signature":    {c, AccessTokenPrefix + header + "." + body, now},
-		"other key":       {other, m.Token, now},
-		"removed":         {removed, m.Token, now},
-		"garbage":         {c, AccessTokenPrefix + "x.y.z", now},
-		"huge":            {c, AccessTokenPrefix + strings.Repeat("a", maxTokenLen+1), now},
-		"empty":           {c, AccessTokenPrefix, now},
-		"not enabled yet": {func() *Config { c, _ := New(File{Identities: []IdentityConfig{{Name: "orders", APIKeyHashes: []string{HashAPIKey("k-0123456789abcdef")}}}}); return c }(), m.Token, now},
+		"expired":      {c, m.Token, now.Add(time.Hour + clockSkew + time.Second)},
+		"issued later": {c, m.Token, now.Add(-time.Hour)},
+		"tampered":     {c, AccessTokenPrefix + header + "." + body + "x." + sig, now},
+		"alg none":     {c, AccessTokenPrefix + none + "." + body + ".", now},
+		"no signature": {c, AccessTokenPrefix + header + "." + body, now},
+		"other key":    {other, m.Token, now},
+		"removed":      {removed, m.Token, now},
+		"garbage":      {c, AccessTokenPrefix + "x.y.z", now},
+		"huge":         {c, AccessTokenPrefix + strings.Repeat("a", maxTokenLen+1), now},
+		"empty":        {c, AccessTokenPrefix, now},
+		"not enabled yet": {func() *Config {
+			c, _ := New(File{Identities: []IdentityConfig{{Name: "orders", APIKeyHashes: []string{HashAPIKey("k-0123456789abcdef")}}}})
+			return c
+		}(), m.Token, now},
 	} {
 		_, err := tc.c.Authenticate("Bearer "+tc.tok, "", tc.at)
 		if !errors.Is(err, ErrUnauthenticated) {
