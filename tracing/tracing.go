@@ -170,7 +170,11 @@ func (t *Tracing) HTTP(h http.Handler) http.Handler {
 	if t.tp == nil {
 		return h
 	}
-	return otelhttp.NewHandler(h, "jetway-rest",
+	// The handler gets a copy of the request: http.ServeMux sets Pattern
+	// on the request it serves ("/" for the API), and otelhttp renames
+	// the span after it by that pattern, over NameRoute's route template.
+	inner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.ServeHTTP(w, r.WithContext(r.Context())) })
+	return otelhttp.NewHandler(inner, "jetway-rest",
 		otelhttp.WithTracerProvider(t.tp), otelhttp.WithPropagators(Propagator),
 		otelhttp.WithMeterProvider(metricnoop.NewMeterProvider()),
 		otelhttp.WithFilter(func(r *http.Request) bool { return strings.HasPrefix(r.URL.Path, "/v1/") }),
