@@ -51,6 +51,18 @@ func (c *Config) Authenticate(authz, certSubject string, now time.Time) (*Identi
 			return id, nil
 		}
 		return nil, fmt.Errorf("%w: unknown API key", ErrUnauthenticated)
+	case strings.EqualFold(scheme, "Bearer") && strings.HasPrefix(cred, AccessTokenPrefix):
+		// HMAC and claims checks, and the scope's patterns compiled,
+		// once per token until it expires.
+		if id, ok := c.tokens.get(cred, now); ok {
+			return id, nil
+		}
+		id, exp, err := c.verifyAccess(cred[len(AccessTokenPrefix):], now)
+		if err != nil {
+			return nil, err
+		}
+		c.tokens.putFrom(cred, id, id.scope.issued.Add(-clockSkew), exp)
+		return id, nil
 	case strings.EqualFold(scheme, "Bearer"):
 		// A client reuses its token for many calls: the result of the
 		// signature check (an Ed25519 verification, ~50 µs) is kept until
@@ -257,8 +269,9 @@ type tokenCache struct {
 }
 
 type cachedToken struct {
-	id  *Identity
-	exp time.Time
+	id   *Identity
+	from time.Time // zero: no start
+	exp  time.Time
 }
 
 const tokenCacheSize = 10_000
@@ -267,19 +280,24 @@ func (c *tokenCache) get(tok string, now time.Time) (*Identity, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.m[tok]
-	if !ok || !now.Before(e.exp) {
+	if !ok || !now.Before(e.exp) || now.Before(e.from) {
 		return nil, false
 	}
 	return e.id, true
 }
 
 func (c *tokenCache) put(tok string, id *Identity, exp time.Time) {
+	c.putFrom(tok, id, time.Time{}, exp)
+}
+
+// putFrom keeps a token valid from from (zero: any time before exp).
+func (c *tokenCache) putFrom(tok string, id *Identity, from, exp time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil || len(c.m) >= tokenCacheSize {
 		c.m = make(map[string]cachedToken)
 	}
-	c.m[tok] = cachedToken{id: id, exp: exp}
+	c.m[tok] = cachedToken{id: id, from: from, exp: exp}
 }
 
 // identityCache keeps the identities compiled from user JWTs (their

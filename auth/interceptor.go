@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -132,6 +133,9 @@ func public(method string) bool {
 // attacker (the log has it).
 var errUnauthenticated = fmt.Errorf("%w: missing or invalid credentials", ErrUnauthenticated)
 
+// errTokenExpired ends a stream whose access token expired.
+var errTokenExpired = fmt.Errorf("%w: the access token expired", ErrUnauthenticated)
+
 // tapKey holds the identity Tap proved for a call; only this package sets
 // it, and only from a verified credential.
 type tapKey struct{}
@@ -254,6 +258,9 @@ func (a *Interceptor) Unary(ctx context.Context, req any, info *grpc.UnaryServer
 	if err != nil {
 		return nil, err
 	}
+	if err := id.allowsMethod(info.FullMethod); err != nil {
+		return nil, err
+	}
 	if err := a.admit(ctx, id); err != nil {
 		return nil, err
 	}
@@ -271,7 +278,24 @@ func (a *Interceptor) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamSer
 	if err != nil {
 		return err
 	}
+	if err := id.allowsMethod(info.FullMethod); err != nil {
+		return err
+	}
 	if err := a.admit(ctx, id); err != nil {
+		return err
+	}
+	if exp := id.Expires(); !exp.IsZero() {
+		// A stream opened with an access token ends when the token does
+		// (a shared live-tail link stops working at its expiry, open or
+		// not).
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadlineCause(ctx, exp, errTokenExpired)
+		defer cancel()
+		err := handler(srv, &identityStream{ServerStream: ss, ctx: NewContext(ctx, id)})
+		if err != nil && errors.Is(context.Cause(ctx), errTokenExpired) && ss.Context().Err() == nil {
+			// The stream ended for its token, not for JetStream.
+			return errTokenExpired
+		}
 		return err
 	}
 	if !id.all {
