@@ -23,6 +23,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/jetway-dev/jetway/auth"
 	"github.com/jetway-dev/jetway/auth/perm"
 	"github.com/jetway-dev/jetway/config"
@@ -262,13 +264,32 @@ var processedRE = regexp.MustCompile(`(?m)^processed seq=(\d+) job=\{"job":(\d+)
 
 // TestServerless runs run-twice.sh (8 jobs, at most 5 per run) and checks
 // that the second run took up exactly where the first stopped, then that
-// a third invocation finds nothing left.
+// a third invocation finds nothing left: without auth, with an API key,
+// and with the handler on an access token narrowed to consuming and
+// acking its stream (setup keeps the API key).
 func TestServerless(t *testing.T) {
 	needNode(t, "")
-	for _, m := range modes {
-		t.Run(m.name, func(t *testing.T) {
-			b := start(t, m)
-			out, _ := run(t, b, m.key, "serverless", false, nil, "bash", "run-twice.sh")
+	for _, c := range []struct {
+		name  string
+		m     mode
+		token bool
+	}{{"no auth", modes[0], false}, {"API key", modes[1], false}, {"access token", modes[1], true}} {
+		t.Run(c.name, func(t *testing.T) {
+			b := start(t, c.m)
+			var extra []string
+			handlerKey := c.m.key // what the third invocation sends
+			if c.token {
+				r := b.Do(t, "POST", "/v1/access-tokens",
+					`{"operations":["OPERATION_CONSUME","OPERATION_ACK"],"streams":["EXAMPLE_JOBS"],"ttl":"600s"}`,
+					"Authorization", "ApiKey "+c.m.key)
+				tok, _ := r.JSON(t)["token"].(string)
+				if r.Status != 200 || !strings.HasPrefix(tok, "jwy_") {
+					t.Fatalf("minting an access token: %d %s", r.Status, r.Body)
+				}
+				extra = []string{"JETWAY_ACCESS_TOKEN=" + tok}
+				handlerKey = ""
+			}
+			out, _ := run(t, b, c.m.key, "serverless", false, extra, "bash", "run-twice.sh")
 			_, run2, ok := strings.Cut(out, "\n== run 2\n")
 			_, run1, ok1 := strings.Cut(out, "\n== run 1\n")
 			if !ok || !ok1 {
@@ -294,14 +315,29 @@ func TestServerless(t *testing.T) {
 				t.Errorf("run-twice.sh did not report OK")
 			}
 			checkAcked(t, b, "EXAMPLE_JOBS", "jobs", 8)
-			if out, _ := run(t, b, m.key, "serverless", false, nil, "node", "handler.js"); !strings.Contains(out, "run: processed 0 (nothing to do)") {
+			if out, _ := run(t, b, handlerKey, "serverless", false, extra, "node", "handler.js"); !strings.Contains(out, "run: processed 0 (nothing to do)") {
 				t.Errorf("a third invocation: %q, want nothing to do", out)
 			}
-			if m.key != "" {
-				_, stderr := run(t, b, "wrong-key-0123456789abcdef", "serverless", true, nil, "node", "handler.js")
-				if !strings.Contains(stderr, "HTTP 401 UNAUTHENTICATED") {
-					t.Errorf("wrong key: stderr lacks the 401 and its reason")
+			if c.m.key == "" {
+				return
+			}
+			if c.token {
+				// The token is narrowed to EXAMPLE_JOBS.
+				if _, err := b.JS.CreateStream(jetwaytest.Context(t, 10*time.Second), jetstream.StreamConfig{Name: "OTHER", Subjects: []string{"other.>"}}); err != nil {
+					t.Fatal(err)
 				}
+				if _, err := b.JS.CreateOrUpdateConsumer(jetwaytest.Context(t, 10*time.Second), "OTHER", jetstream.ConsumerConfig{Durable: "jobs", AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+					t.Fatal(err)
+				}
+				_, stderr := run(t, b, "", "serverless", true, append(extra, "JETWAY_STREAM=OTHER"), "node", "handler.js")
+				if !strings.Contains(stderr, "HTTP 403 NOT_PERMITTED") {
+					t.Errorf("the token on another stream: stderr lacks the 403 and its reason")
+				}
+				return
+			}
+			_, stderr := run(t, b, "wrong-key-0123456789abcdef", "serverless", true, nil, "node", "handler.js")
+			if !strings.Contains(stderr, "HTTP 401 UNAUTHENTICATED") {
+				t.Errorf("wrong key: stderr lacks the 401 and its reason")
 			}
 		})
 	}

@@ -12,18 +12,23 @@
 //
 // Environment:
 //   JETWAY_HTTP_URL   the bridge's REST root (default http://127.0.0.1:8080)
-//   JETWAY_API_KEY    an API key, sent as "Authorization: ApiKey <key>"
+//   JETWAY_ACCESS_TOKEN  an access token (jwy_…), sent as
+//                     "Authorization: Bearer <token>": give the function one
+//                     narrowed to OPERATION_CONSUME and OPERATION_ACK on its
+//                     stream rather than a key that may do more
+//   JETWAY_API_KEY    else an API key, sent as "Authorization: ApiKey <key>"
 //   JETWAY_STREAM     the stream (default EXAMPLE_JOBS)
 //   JETWAY_CONSUMER   the durable consumer (default jobs)
 //   JETWAY_MAX        most messages per invocation (default 5)
 'use strict';
 
-const { post } = require('./jetway');
+const { client, accessTokenOrKey } = require('./jetway');
 
 async function handler() {
   const stream = process.env.JETWAY_STREAM || 'EXAMPLE_JOBS';
   const consumer = process.env.JETWAY_CONSUMER || 'jobs';
   const max = Number(process.env.JETWAY_MAX || 5);
+  const post = client(accessTokenOrKey());
   const processed = [];
   while (processed.length < max) {
     // Returns as soon as messages are there, or empty after wait.

@@ -4,7 +4,11 @@
 // with a new JETWAY_STREAM for a fresh start).
 'use strict';
 
-const { post } = require('./jetway');
+const { client, apiKey } = require('./jetway');
+
+// Setup creates and publishes: it needs the API key (an access token of
+// the handler's may only consume and ack).
+const post = client(apiKey());
 
 const stream = process.env.JETWAY_STREAM || 'EXAMPLE_JOBS';
 const consumer = process.env.JETWAY_CONSUMER || 'jobs';
