@@ -37,6 +37,7 @@ import (
 	"github.com/jetway-dev/jetway/bridge"
 	"github.com/jetway-dev/jetway/bridge/acktoken"
 	"github.com/jetway-dev/jetway/config"
+	"github.com/jetway-dev/jetway/console"
 	"github.com/jetway-dev/jetway/embedded"
 	"github.com/jetway-dev/jetway/gateway"
 	"github.com/jetway-dev/jetway/internal/logsafe"
@@ -492,6 +493,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		// Refuses bad credentials before a body is read; the interceptor
 		// still authenticates what passes.
 		Authenticate: authn.Check,
+		Console:      console.Handler(),
 	}
 	if authCfg == nil {
 		// Without client authentication (loopback only) /metrics is on
