@@ -229,6 +229,10 @@ func (l *Logger) refused(ctx context.Context, check string, err error, attrs ...
 		slog.String("method", method(ctx)),
 		slog.String("check", check),
 	}
+	if tid := auth.FromContext(ctx).TokenID(); tid != "" {
+		// The access token's id, never the token.
+		all = append(all, slog.String("access_token_id", tid))
+	}
 	all = append(all, attrs...)
 	all = append(all, slog.String("error", logsafe.Clip(strings.TrimPrefix(err.Error(), auth.ErrForbidden.Error()+": "), maxValue)),
 		slog.String("peer", peerOf(ctx)))
@@ -266,4 +270,8 @@ func (a authorizer) CanCreateDurable(ctx context.Context, stream, consumer strin
 
 func (a authorizer) CanReadAccount(ctx context.Context) error {
 	return a.l.refused(ctx, "read_account", a.Authorizer.CanReadAccount(ctx))
+}
+
+func (a authorizer) CanAck(ctx context.Context, stream string) error {
+	return a.l.refused(ctx, "ack", a.Authorizer.CanAck(ctx, stream), slog.String("stream", stream))
 }

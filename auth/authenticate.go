@@ -51,6 +51,18 @@ func (c *Config) Authenticate(authz, certSubject string, now time.Time) (*Identi
 			return id, nil
 		}
 		return nil, fmt.Errorf("%w: unknown API key", ErrUnauthenticated)
+	case strings.EqualFold(scheme, "Bearer") && strings.HasPrefix(cred, AccessTokenPrefix):
+		// HMAC and claims checks, and the scope's patterns compiled,
+		// once per token until it expires.
+		if id, ok := c.tokens.get(cred, now); ok {
+			return id, nil
+		}
+		id, exp, err := c.verifyAccess(cred[len(AccessTokenPrefix):], now)
+		if err != nil {
+			return nil, err
+		}
+		c.tokens.put(cred, id, exp)
+		return id, nil
 	case strings.EqualFold(scheme, "Bearer"):
 		// A client reuses its token for many calls: the result of the
 		// signature check (an Ed25519 verification, ~50 µs) is kept until

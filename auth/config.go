@@ -25,6 +25,10 @@ type File struct {
 	Audience string `json:"audience,omitempty"`
 	// MaxTokenLifetime bounds exp - iat of NKey-signed tokens; default 5m.
 	MaxTokenLifetime string `json:"max_token_lifetime,omitempty"`
+	// MaxAccessTokenLifetime bounds the lifetime of access tokens
+	// (AccessService.CreateAccessToken, bridge token access); default 1h,
+	// at most 24h.
+	MaxAccessTokenLifetime string `json:"max_access_token_lifetime,omitempty"`
 	// TrustedAccounts are NATS accounts whose user JWTs identify clients.
 	TrustedAccounts []TrustedAccount `json:"trusted_accounts,omitempty"`
 	// JWTUsers grants to identities from NATS user JWTs what a JWT does
@@ -124,6 +128,10 @@ type Config struct {
 	identities  []*Identity
 	jwtCache    identityCache
 	tokens      tokenCache
+	// byName holds the configured identities, for access tokens.
+	byName            map[string]*Identity
+	maxAccessLifetime time.Duration
+	access            *accessKeys // nil until EnableAccessTokens
 }
 
 // LoadFile reads and validates a configuration file.
@@ -145,6 +153,7 @@ func New(f File) (*Config, error) {
 		audience: f.Audience, maxLifetime: 5 * time.Minute,
 		byNKey: map[string]*Identity{}, byAPIKey: map[[32]byte]*Identity{}, byCert: map[string]*Identity{},
 		accounts: map[string]*jwt.AccountClaims{}, defaults: f.DefaultLimits,
+		byName: map[string]*Identity{}, maxAccessLifetime: defaultAccessMax,
 	}
 	if c.audience == "" {
 		c.audience = "jetway"
@@ -155,6 +164,13 @@ func New(f File) (*Config, error) {
 			return nil, fmt.Errorf("%w: max_token_lifetime %q: a duration up to 1h", ErrInvalidConfig, f.MaxTokenLifetime)
 		}
 		c.maxLifetime = d
+	}
+	if f.MaxAccessTokenLifetime != "" {
+		d, err := time.ParseDuration(f.MaxAccessTokenLifetime)
+		if err != nil || d < time.Second || d > maxAccessLifetime {
+			return nil, fmt.Errorf("%w: max_access_token_lifetime %q: a duration from 1s to %s", ErrInvalidConfig, f.MaxAccessTokenLifetime, maxAccessLifetime)
+		}
+		c.maxAccessLifetime = d
 	}
 	for i, a := range f.TrustedAccounts {
 		if err := c.addAccount(a); err != nil {
@@ -221,6 +237,7 @@ func New(f File) (*Config, error) {
 			return nil, fmt.Errorf("%w: identity %q has no credential (nkeys, api_key_hashes or cert_subjects)", ErrInvalidConfig, ic.Name)
 		}
 		c.identities = append(c.identities, id)
+		c.byName[ic.Name] = id
 	}
 	if len(c.identities) == 0 && len(c.accounts) == 0 {
 		return nil, fmt.Errorf("%w: no identities and no trusted accounts", ErrInvalidConfig)

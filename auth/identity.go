@@ -44,6 +44,9 @@ type Identity struct {
 	limits         Limits
 	nats           *NATSCredentials // its own NATS credentials, if any
 	all            bool             // no restrictions (auth mode none)
+	// scope narrows an access token's identity (nil for every other
+	// credential): each check below also asks it.
+	scope *scope
 }
 
 // Limits are an identity's quotas; zero means the server default.
@@ -110,10 +113,13 @@ func (Authorizer) CanPublish(ctx context.Context, subject string) error {
 	if err != nil {
 		return err
 	}
-	if id.all || id.publish.Allows(subject) {
-		return nil
+	if !id.all && !id.publish.Allows(subject) {
+		return fmt.Errorf("%w: %s may not publish to %q", ErrForbidden, id.Name, subject)
 	}
-	return fmt.Errorf("%w: %s may not publish to %q", ErrForbidden, id.Name, subject)
+	if !id.scope.allowsOp(OpPublish) || !id.scope.allowsSubjects(subject) {
+		return id.scope.refuse(id, fmt.Sprintf("publishing to %q", subject))
+	}
+	return nil
 }
 
 // CanConsume checks consuming from a stream's consumer ("" for an
@@ -124,6 +130,9 @@ func (Authorizer) CanConsume(ctx context.Context, stream, consumer string) error
 		return err
 	}
 	if id.all || id.streams.Allows(streamKey(stream, consumer)) {
+		if !id.scope.allowsOp(OpConsume) || !id.scope.allowsStream(stream) {
+			return id.scope.refuse(id, fmt.Sprintf("consuming from stream %q", stream))
+		}
 		return nil
 	}
 	if consumer == "" {
@@ -148,6 +157,9 @@ func (Authorizer) CanReadSubjects(ctx context.Context, filters []string) error {
 	for _, f := range filters {
 		if !id.subjects.AllowsAll(f) {
 			return fmt.Errorf("%w: %s may not consume subjects %q", ErrForbidden, id.Name, f)
+		}
+		if !id.scope.allowsOp(OpConsume) || !id.scope.allowsSubjects(f) {
+			return id.scope.refuse(id, fmt.Sprintf("consuming subjects %q (a Subscribe needs a filter within the token's subjects)", f))
 		}
 	}
 	return nil
@@ -177,6 +189,12 @@ func (Authorizer) CanAdmin(ctx context.Context, stream string, write bool) error
 		}
 		return fmt.Errorf("%w: %s may not %s stream %q", ErrForbidden, id.Name, verb, stream)
 	}
+	if id.scope != nil && (write || !id.scope.allowsOp(OpRead) || (stream != "" && !id.scope.allowsStream(stream))) {
+		if stream == "" {
+			return id.scope.refuse(id, "account-wide reads")
+		}
+		return id.scope.refuse(id, fmt.Sprintf("administering stream %q", stream))
+	}
 	return nil
 }
 
@@ -192,6 +210,9 @@ func (Authorizer) CanAdminSubjects(ctx context.Context, field string, subjects [
 	}
 	if id.all {
 		return nil
+	}
+	if id.scope != nil {
+		return id.scope.refuse(id, "admin writes")
 	}
 	for _, s := range subjects {
 		if !id.adminSubjects.AllowsAll(s) {
@@ -211,6 +232,9 @@ func (Authorizer) CanCreateDurable(ctx context.Context, stream, consumer string)
 	if err != nil {
 		return err
 	}
+	if id.scope != nil {
+		return id.scope.refuse(id, "creating durable consumers")
+	}
 	if id.all || id.createDurables || (id.admin.Allows(stream) && id.write) {
 		return nil
 	}
@@ -224,10 +248,27 @@ func (Authorizer) CanReadAccount(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if id.scope != nil {
+		return id.scope.refuse(id, "account-wide reads")
+	}
 	if id.all || id.adminAll {
 		return nil
 	}
 	return fmt.Errorf("%w: %s may not read account information (it needs admin over every stream)", ErrForbidden, id.Name)
+}
+
+// CanAck checks an ack of a delivery from stream, whose ack token (bound
+// to the caller's identity) the caller holds: only an access token may
+// refuse it (without the ack operation, or for another stream).
+func (Authorizer) CanAck(ctx context.Context, stream string) error {
+	id, err := identity(ctx)
+	if err != nil {
+		return err
+	}
+	if !id.scope.allowsOp(OpAck) || !id.scope.allowsStream(stream) {
+		return id.scope.refuse(id, fmt.Sprintf("acking deliveries of stream %q", stream))
+	}
+	return nil
 }
 
 // CanSee reports whether a listing may show the stream to the caller.

@@ -254,6 +254,9 @@ func (a *Interceptor) Unary(ctx context.Context, req any, info *grpc.UnaryServer
 	if err != nil {
 		return nil, err
 	}
+	if err := id.allowsMethod(info.FullMethod); err != nil {
+		return nil, err
+	}
 	if err := a.admit(ctx, id); err != nil {
 		return nil, err
 	}
@@ -271,8 +274,19 @@ func (a *Interceptor) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamSer
 	if err != nil {
 		return err
 	}
+	if err := id.allowsMethod(info.FullMethod); err != nil {
+		return err
+	}
 	if err := a.admit(ctx, id); err != nil {
 		return err
+	}
+	if exp := id.Expires(); !exp.IsZero() {
+		// A stream opened with an access token ends when the token does
+		// (a shared live-tail link stops working at its expiry, open or
+		// not).
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadlineCause(ctx, exp, fmt.Errorf("%w: access token expired", ErrUnauthenticated))
+		defer cancel()
 	}
 	if !id.all {
 		release, err := a.acquireStream(ctx, id)

@@ -27,6 +27,9 @@ type Authorizer interface {
 	CanCreateDurable(ctx context.Context, stream, consumer string) error
 	// CanReadAccount checks account-wide reads.
 	CanReadAccount(ctx context.Context) error
+	// CanAck checks an ack of a delivery from stream with an ack token
+	// issued to the caller (an access token may narrow acks).
+	CanAck(ctx context.Context, stream string) error
 	// CanSee filters listings.
 	CanSee(ctx context.Context, stream string) bool
 	// MaxFetchBatch is the caller's own Fetch batch cap; 0 for none.
@@ -45,6 +48,7 @@ func (allowAll) CanSee(context.Context, string) bool                      { retu
 func (allowAll) CanAdminSubjects(context.Context, string, []string) error { return nil }
 func (allowAll) CanCreateDurable(context.Context, string, string) error   { return nil }
 func (allowAll) CanReadAccount(context.Context) error                     { return nil }
+func (allowAll) CanAck(context.Context, string) error                     { return nil }
 func (allowAll) MaxFetchBatch(context.Context) int                        { return 0 }
 
 // ConnProvider gives the JetStream connection a call runs on: the

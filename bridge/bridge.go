@@ -27,6 +27,7 @@ var ErrInvalidOption = errors.New("bridge: invalid option")
 type Bridge struct {
 	messages *messageService
 	admin    *adminService
+	access   *accessService
 }
 
 // connWatch tells long-lived streams that the NATS connection was lost,
@@ -116,6 +117,7 @@ type options struct {
 	observer      Observer
 	tracer        Tracer
 	fleet         Fleet
+	minter        AccessMinter
 }
 
 // Option configures New.
@@ -260,7 +262,8 @@ func New(conns ConnProvider, opts ...Option) (*Bridge, error) {
 			signer: o.signer, caps: o.caps, conn: newConnWatch(), authz: o.authz, grid: newGridClock(),
 			obs: o.observer, tracer: o.tracer, sessions: sessions, fleet: fl,
 		},
-		admin: &adminService{conns: conns, log: o.log, authz: o.authz, fleet: fl},
+		admin:  &adminService{conns: conns, log: o.log, authz: o.authz, fleet: fl},
+		access: newAccessService(o.minter),
 	}, nil
 }
 
@@ -293,8 +296,12 @@ func (b *Bridge) Messages() jetwayv1.MessageServiceServer { return b.messages }
 // Admin is the AdminService implementation (see Messages).
 func (b *Bridge) Admin() jetwayv1.AdminServiceServer { return b.admin }
 
-// Register adds both services to a gRPC server.
+// Register adds the services to a gRPC server.
 func (b *Bridge) Register(s grpc.ServiceRegistrar) {
 	jetwayv1.RegisterMessageServiceServer(s, b.messages)
 	jetwayv1.RegisterAdminServiceServer(s, b.admin)
+	jetwayv1.RegisterAccessServiceServer(s, b.access)
 }
+
+// Access is the AccessService implementation (see Messages).
+func (b *Bridge) Access() jetwayv1.AccessServiceServer { return b.access }

@@ -593,6 +593,9 @@ func (s *messageService) ackOne(ctx context.Context, js jetstream.JetStream, op 
 	if claims.Identity != s.authz.Identity(ctx) {
 		return fail(fmt.Errorf("%w: the ack token was issued to another identity", ErrTokenNotPermitted))
 	}
+	if err := s.authz.CanAck(ctx, claims.Stream); err != nil {
+		return fail(err)
+	}
 	body, err := ackBody(op)
 	if err != nil {
 		return fail(err)

@@ -82,6 +82,10 @@ var errorCodes = map[error]codeReason{
 	auth.ErrForbidden:       {codes.PermissionDenied, "NOT_PERMITTED"},
 	auth.ErrQuota:           {codes.ResourceExhausted, "QUOTA_EXCEEDED"},
 	auth.ErrNATSUnavailable: {codes.Unavailable, "UNAVAILABLE"},
+	// Access tokens: a malformed request, or none to be had here (client
+	// authentication off, a caller that cannot mint).
+	auth.ErrInvalidScope: {codes.InvalidArgument, "INVALID_ACCESS_TOKEN_REQUEST"},
+	auth.ErrAccessTokens: {codes.FailedPrecondition, "ACCESS_TOKENS_UNAVAILABLE"},
 }
 
 // Status converts an error returned by a service into the gRPC status sent

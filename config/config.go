@@ -134,8 +134,44 @@ type Browser struct {
 	// send them in Origin) whose pages may make cross-origin requests to
 	// the REST API; any other cross-origin browser request that changes
 	// state is refused. Empty: same-origin and non-browser clients only.
-	// (CORS will answer these origins too.)
+	// CORS answers these origins (and only these) too.
 	AllowedOrigins Origins
+	// CORSAllowedMethods are the methods a preflight grants.
+	CORSAllowedMethods Tokens
+	// CORSAllowedHeaders are request headers a preflight grants beyond
+	// those the API reads (Authorization, Content-Type, Idempotency-Key,
+	// Last-Event-ID, X-Request-Id, traceparent, tracestate).
+	CORSAllowedHeaders Tokens
+	// CORSAllowCredentials lets allowed pages send credentialed requests
+	// (cookies the bridge ignores, TLS client certificates).
+	CORSAllowCredentials bool
+	// CORSMaxAge is how long browsers may cache a preflight's answer.
+	CORSMaxAge time.Duration
+}
+
+// Tokens is a comma-separated list of HTTP tokens (header names,
+// methods). Setting it again replaces the list.
+type Tokens []string
+
+// String joins the tokens with commas.
+func (t *Tokens) String() string { return strings.Join(*t, ",") }
+
+// Set parses a comma-separated list of RFC 9110 tokens; "" is none.
+func (t *Tokens) Set(v string) error {
+	var list Tokens
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		for _, r := range s {
+			if r > 0x7e || r <= ' ' || strings.ContainsRune("\"(),/:;<=>?@[\\]{}", r) {
+				return fmt.Errorf("%q is not an HTTP token (a header name or method)", s)
+			}
+		}
+		list = append(list, s)
+	}
+	*t = list
+	return nil
 }
 
 // Origins is a comma-separated list of web origins, each checked when set:
@@ -494,7 +530,13 @@ func Parse(args []string, getenv func(string) string, output io.Writer) (Config,
 	fs.StringVar(&s.ReplicaName, "replica-name", "", "name of this bridge process in the session views (ListSessions, GetBridgeInfo); default the host name and process id")
 	fs.BoolVar(&s.FollowLiveHeap, "follow-live-heap", true, "bound the heap's growth between collections by the live heap (trades up to about 5% of a core for less RSS); false leaves it to GOGC and GOMEMLIMIT")
 
-	fs.Var(&c.Browser.AllowedOrigins, "allowed-origins", "web `origins` (scheme://host[:port], comma-separated) whose pages may make cross-origin REST requests; default none: same-origin and non-browser clients only")
+	fs.Var(&c.Browser.AllowedOrigins, "allowed-origins", "web `origins` (scheme://host[:port], comma-separated) whose pages may make cross-origin REST requests, CORS included; default none: same-origin and non-browser clients only")
+	b := &c.Browser
+	b.CORSAllowedMethods = Tokens{"GET", "HEAD", "POST", "PUT", "DELETE"}
+	fs.Var(&b.CORSAllowedMethods, "cors-allowed-methods", "`methods` a CORS preflight of an allowed origin is granted (comma-separated)")
+	fs.Var(&b.CORSAllowedHeaders, "cors-allowed-headers", "request `headers` a CORS preflight is granted beyond the API's own (Authorization, Content-Type, Idempotency-Key, Last-Event-ID, X-Request-Id, traceparent, tracestate), comma-separated")
+	fs.BoolVar(&b.CORSAllowCredentials, "cors-allow-credentials", false, "let allowed origins send credentialed requests (Access-Control-Allow-Credentials: true; needed for TLS client certificates from pages)")
+	fs.DurationVar(&b.CORSMaxAge, "cors-max-age", 10*time.Minute, "how long browsers may cache a CORS preflight answer (browsers cap it: Chromium at 2h)")
 
 	co := &c.Consume
 	fs.StringVar(&co.AckKeys, "ack-keys", "", "ack-token keys, base64, comma-separated (first signs); every replica needs the same (prefer --ack-keys-file or JETWAY_ACK_KEYS: the command line is visible in ps)")
@@ -590,6 +632,9 @@ func (c Config) validate() error {
 		if err := checkListen(a.addr); err != nil {
 			errs = append(errs, fmt.Errorf("%s %q: bad address: %w", a.flag, a.addr, err))
 		}
+	}
+	if c.Browser.CORSMaxAge < 0 || c.Browser.CORSMaxAge > 24*time.Hour {
+		errs = append(errs, fmt.Errorf("--cors-max-age %s: from 0 to 24h", c.Browser.CORSMaxAge))
 	}
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		errs = append(errs, fmt.Errorf("--log-format %q: want text or json", c.Log.Format))
@@ -797,7 +842,11 @@ func (c Config) LogValue() slog.Value {
 			slog.Bool("follow_live_heap", c.Server.FollowLiveHeap),
 			slog.String("replica_name", c.Server.ReplicaName)),
 		slog.Group("browser",
-			slog.String("allowed_origins", c.Browser.AllowedOrigins.String())),
+			slog.String("allowed_origins", c.Browser.AllowedOrigins.String()),
+			slog.String("cors_allowed_methods", c.Browser.CORSAllowedMethods.String()),
+			slog.String("cors_allowed_headers", c.Browser.CORSAllowedHeaders.String()),
+			slog.Bool("cors_allow_credentials", c.Browser.CORSAllowCredentials),
+			slog.Duration("cors_max_age", c.Browser.CORSMaxAge)),
 		slog.Group("consume",
 			slog.Int("ack_keys", len(strings.FieldsFunc(c.Consume.AckKeys, func(r rune) bool { return r == ',' }))),
 			slog.String("ack_keys_file", c.Consume.AckKeysFile),

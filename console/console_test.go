@@ -103,7 +103,8 @@ func TestConsoleHeaders(t *testing.T) {
 // TestConsoleInBrowser drives the console in chromium against a bridge
 // with authentication on: sign in with an API key, the streams, a stream's
 // consumers and their counts, the live tail, a publish seen in the tail,
-// the message read back by sequence. It saves a screenshot and logs where.
+// the message read back by sequence, an access token minted and used to
+// sign in again (it may read, not publish). It saves a screenshot and logs where.
 func TestConsoleInBrowser(t *testing.T) {
 	browsertest.Require(t)
 	b := startBridge(t)
@@ -115,8 +116,13 @@ func TestConsoleInBrowser(t *testing.T) {
 		"subject":    "orders.console",
 		"payload":    `{"hello": "console"}`,
 		"screenshot": shot,
+		"tokens":     true,
 	})
+	t.Logf("browser events:\n%s", ev)
 	for _, e := range ev {
+		if e.Step() == "token_signin" {
+			break // the browser logs the refused publish that follows
+		}
 		if e.Step() == "page_error" {
 			t.Errorf("page error: %s %s", e.String("kind"), e.String("text"))
 		}
@@ -146,6 +152,17 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	if e := ev.First(t, "browsed"); e.String("sequence") != "3" || e.String("subject") != "orders.console" || e.String("payload") != `{"hello":"console"}` {
 		t.Errorf("browsed: %v", e)
+	}
+	// The token minted in the console (read only, ORDERS) signs in and
+	// may not publish.
+	if e := ev.First(t, "minted"); e.String("token_prefix") != "jwy_" || e.String("identity") != "operator" || e.String("expires_at") == "" {
+		t.Errorf("minted: %v", e)
+	}
+	if e := ev.First(t, "token_signin"); e.String("who") != "signed in (Bearer)" {
+		t.Errorf("signed in with the token: %v", e)
+	}
+	if e := ev.First(t, "token_refused"); !strings.Contains(e.String("error"), "NOT_PERMITTED") && !strings.Contains(e.String("error"), "PERMISSION_DENIED") {
+		t.Errorf("a read-only token's publish: %v", e)
 	}
 	ev.First(t, "done")
 	t.Logf("screenshot of the console: %s", shot)

@@ -89,6 +89,11 @@ func guard(rt *routeTable, cop *http.CrossOriginProtection, log *slog.Logger) ru
 			} else {
 				log.ErrorContext(r.Context(), "gateway route missing from the route table", slog.String("method", r.Method), slog.String("pattern", pat.String()))
 			}
+			if fromQueryToken(r) && !policy.queryToken {
+				writeError(w, http.StatusBadRequest, codes.InvalidArgument, "ACCESS_TOKEN_IN_QUERY",
+					"an access_token in the URL is accepted only by the GET streaming routes (:subscribe) and the webhook ingest route; send it as Authorization: Bearer")
+				return
+			}
 			if policy.crossSiteGET && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 				// CrossOriginProtection lets GET pass (safe methods must
 				// not change state): ask it about the same request as a

@@ -18,6 +18,7 @@ import (
 type Direct struct {
 	Messages jetwayv1.MessageServiceServer
 	Admin    jetwayv1.AdminServiceServer
+	Access   jetwayv1.AccessServiceServer
 	// Interceptor is the gRPC server's unary chain (see ChainUnary).
 	Interceptor grpc.UnaryServerInterceptor
 }
@@ -153,4 +154,15 @@ func (d directAdmin) GetBridgeInfo(ctx context.Context, r *jetwayv1.GetBridgeInf
 
 func (d directAdmin) GetAccountInfo(ctx context.Context, r *jetwayv1.GetAccountInfoRequest) (*jetwayv1.GetAccountInfoResponse, error) {
 	return call(ctx, d.ic, d.s, jetwayv1.AdminService_GetAccountInfo_FullMethodName, r, d.s.GetAccountInfo)
+}
+
+// directAccess is AccessService through the interceptors.
+type directAccess struct {
+	s  jetwayv1.AccessServiceServer
+	ic grpc.UnaryServerInterceptor
+	jetwayv1.UnimplementedAccessServiceServer
+}
+
+func (d directAccess) CreateAccessToken(ctx context.Context, r *jetwayv1.CreateAccessTokenRequest) (*jetwayv1.CreateAccessTokenResponse, error) {
+	return call(ctx, d.ic, d.s, jetwayv1.AccessService_CreateAccessToken_FullMethodName, r, d.s.CreateAccessToken)
 }

@@ -76,6 +76,11 @@ type Options struct {
 	// Metrics, when set, serves GET /metrics (the caller sets it only
 	// where that needs no authentication).
 	Metrics http.Handler
+	// CORS configures the CORS answers to AllowedOrigins.
+	CORS CORS
+	// Instrument, when set, wraps the handler inside what takes access
+	// tokens out of URLs (the tracing of requests: no span sees a token).
+	Instrument func(http.Handler) http.Handler
 	// Console, when set, serves GET /console/ (package console): static
 	// files, outside the API and its authentication.
 	Console http.Handler
@@ -111,6 +116,8 @@ func New(ctx context.Context, conn *grpc.ClientConn, o Options) (http.Handler, e
 		return runtime.NewServeMux(
 			runtime.WithIncomingHeaderMatcher(IncomingHeader),
 			runtime.WithOutgoingHeaderMatcher(outgoingHeader),
+			// No Grpc-Trailer-* either (sent to clients asking TE: trailers).
+			runtime.WithOutgoingTrailerMatcher(func(string) (string, bool) { return "", false }),
 			runtime.WithMetadata(verifiedCertificate),
 			runtime.WithErrorHandler(errorHandler(routes, jsonpb)),
 			runtime.WithRoutingErrorHandler(routingErrorHandler(routes)),
@@ -134,17 +141,23 @@ func New(ctx context.Context, conn *grpc.ClientConn, o Options) (http.Handler, e
 	if err := jetwayv1.RegisterAdminServiceHandler(ctx, gw, conn); err != nil {
 		return nil, fmt.Errorf("gateway: register AdminService: %w", err)
 	}
+	if err := jetwayv1.RegisterAccessServiceHandler(ctx, gw, conn); err != nil {
+		return nil, fmt.Errorf("gateway: register AccessService: %w", err)
+	}
 	if err := jetwayv1.RegisterMessageServiceHandlerClient(ctx, gw, jetwayv1.NewMessageServiceClient(earlyStatusConn{conn})); err != nil {
 		return nil, fmt.Errorf("gateway: register MessageService: %w", err)
 	}
 	var api http.Handler = gw
 	if d := o.Direct; d != nil {
-		if d.Messages == nil || d.Admin == nil || d.Interceptor == nil {
-			return nil, errors.New("gateway: Direct needs Messages, Admin and Interceptor")
+		if d.Messages == nil || d.Admin == nil || d.Access == nil || d.Interceptor == nil {
+			return nil, errors.New("gateway: Direct needs Messages, Admin, Access and Interceptor")
 		}
 		direct := newMux()
 		if err := jetwayv1.RegisterAdminServiceHandlerServer(ctx, direct, directAdmin{s: d.Admin, ic: d.Interceptor}); err != nil {
 			return nil, fmt.Errorf("gateway: register AdminService: %w", err)
+		}
+		if err := jetwayv1.RegisterAccessServiceHandlerServer(ctx, direct, directAccess{s: d.Access, ic: d.Interceptor}); err != nil {
+			return nil, fmt.Errorf("gateway: register AccessService: %w", err)
 		}
 		if err := jetwayv1.RegisterMessageServiceHandlerServer(ctx, direct, directMessages{s: d.Messages, ic: d.Interceptor}); err != nil {
 			return nil, fmt.Errorf("gateway: register MessageService: %w", err)
@@ -180,11 +193,17 @@ func New(ctx context.Context, conn *grpc.ClientConn, o Options) (http.Handler, e
 	mux.Handle("/", checkRequest(authFirst(gw, o.Authenticate, limitBody(streamSocket(api, o.Logger), o.MaxBodyBytes, slow))))
 	// Every path refuses cross-origin browser requests of unsafe methods
 	// before reading their body; every body is read within its deadline.
-	var h http.Handler = cop.Handler(mux)
+	// CORS answers preflights of allowed origins before the
+	// cross-origin check sees them.
+	var h http.Handler = newCORS(o.AllowedOrigins, o.CORS).Handler(cop.Handler(mux))
 	if o.LoopbackHostsOnly {
 		h = LoopbackHostOnly(h)
 	}
-	return requestIDs(bodyDeadline(h, o.ReadBodyTimeout)), nil
+	h = bodyDeadline(h, o.ReadBodyTimeout)
+	if o.Instrument != nil {
+		h = o.Instrument(h)
+	}
+	return requestIDs(queryTokens(routes, h)), nil
 }
 
 // requestIDs gives every request its id (the caller's X-Request-Id when
@@ -244,17 +263,17 @@ func writeError(w http.ResponseWriter, httpStatus int, code codes.Code, reason, 
 	writeJSON(w, httpStatus, string(body))
 }
 
-// outgoingHeader passes gRPC response metadata on as Grpc-Metadata-*
-// headers, except the quota's retry-after, which HTTP clients know as
-// Retry-After.
+// outgoingHeader passes on the one piece of gRPC response metadata HTTP
+// clients use, the retry hint of quotas and unavailability, as
+// Retry-After. Nothing else becomes a header: grpc-gateway's default
+// Grpc-Metadata-* would leak the transport's own (content-type of the
+// in-memory gRPC call) and whatever an interceptor adds; X-Request-Id is
+// set by requestIDs.
 func outgoingHeader(key string) (string, bool) {
-	switch key {
-	case "retry-after":
+	if key == "retry-after" {
 		return "Retry-After", true
-	case requestid.Metadata:
-		return "", false // requestIDs already set X-Request-Id
 	}
-	return runtime.MetadataHeaderPrefix + key, true
+	return "", false
 }
 
 // verifiedCertificate hands the subject of a client certificate that the

@@ -49,6 +49,10 @@ type routePolicy struct {
 	// crossSiteGET refuses cross-origin browser GETs as if they were
 	// POSTs: for GETs that change state (see policyOf).
 	crossSiteGET bool
+	// queryToken admits an access token in the access_token query
+	// parameter (querytoken.go): only where a client cannot send an
+	// Authorization header (EventSource, webhook senders).
+	queryToken bool
 }
 
 // policyOf is the policy of an RPC's routes.
@@ -62,7 +66,9 @@ func policyOf(rpc string) routePolicy {
 		// must not do that with the user's network position or
 		// certificate, so it is checked like a POST. Every other GET only
 		// reads, and a cross-site page cannot read the answer.
-		return routePolicy{crossSiteGET: true}
+		// EventSource cannot send Authorization: its access token rides
+		// in the URL.
+		return routePolicy{crossSiteGET: true, queryToken: true}
 	}
 	return routePolicy{}
 }

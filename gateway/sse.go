@@ -14,9 +14,20 @@ import (
 // into Server-Sent Events.
 const MIMEEventStream = "text/event-stream"
 
+// SSEErrorEvent names the in-band failure event of a Server-Sent Events
+// stream (its data is a google.rpc.Status as JSON). It is not "error":
+// that is EventSource's own connection-error event, and a page whose
+// onerror closes the source would stop instead of reconnecting.
+const SSEErrorEvent = "jetway-error"
+
+// SSERetry is the reconnection delay, in milliseconds, the first event of
+// a stream tells EventSource to use (its default varies by browser, 3 to
+// 5 s).
+const SSERetry = 2000
+
 // eventStream marshals streamed responses as Server-Sent Events: one event
 // per response, named after its kind (subscribed, message, batch,
-// heartbeat, error), with the JSON as data and, for messages, the stream
+// heartbeat, and SSEErrorEvent for a failure), with the JSON as data and, for messages, the stream
 // sequence (of a batch, its last message's) as the event id, so that a browser's EventSource sends it back as
 // Last-Event-ID when it reconnects. grpc-gateway's stream forwarder wraps
 // each response as {"result": …} and an error as {"error": …}; the data
@@ -40,7 +51,7 @@ func (e *eventStream) Marshal(v any) ([]byte, error) {
 		payload = chunk["result"]
 		event, id = eventOf(payload)
 	case map[string]proto.Message:
-		payload, event = chunk["error"], "error"
+		payload, event = chunk["error"], SSEErrorEvent
 	default:
 		return e.JSONPb.Marshal(v)
 	}
@@ -49,6 +60,9 @@ func (e *eventStream) Marshal(v any) ([]byte, error) {
 		return nil, err
 	}
 	var buf bytes.Buffer
+	if event == "subscribed" {
+		buf.WriteString("retry: " + strconv.Itoa(SSERetry) + "\n")
+	}
 	if id != "" {
 		buf.WriteString("id: " + id + "\n")
 	}

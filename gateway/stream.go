@@ -147,6 +147,12 @@ func isStream(r *http.Request) bool {
 // sockets, and closes them after the stream.
 func streamSocket(next http.Handler, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if isStream(r) {
+			// Every event as it comes: no cache or proxy (nginx reads
+			// X-Accel-Buffering) may hold the stream back.
+			w.Header().Set("Cache-Control", "no-cache")
+			w.Header().Set("X-Accel-Buffering", "no")
+		}
 		if isStream(r) && r.ProtoMajor == 1 {
 			capSendBuffer(r, log)
 			// The capped socket serves no request after the stream.

@@ -167,6 +167,13 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
+	if authCfg != nil {
+		// Access tokens are verified with keys derived from the ack
+		// keys: a replica that takes another's acks takes its tokens.
+		if err := authCfg.EnableAccessTokens(keys); err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+	}
 	tlsCfg, err := serverTLS(cfg.Auth)
 	if err != nil {
 		return nil, err
@@ -276,7 +283,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	authOpts := []bridge.Option{}
 	if authCfg != nil {
 		// Every refusal of an identity goes to the audit log.
-		authOpts = append(authOpts, bridge.WithAuthorizer(aud.Authorizer(auth.Authorizer{})))
+		authOpts = append(authOpts, bridge.WithAuthorizer(aud.Authorizer(auth.Authorizer{})), bridge.WithAccessTokens(authCfg))
 	}
 	if authCfg != nil && authCfg.Propagates() {
 		tlsOpts, err := cfg.NATS.Credentials.TLSOptions()
@@ -488,12 +495,19 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		// Without client authentication the bridge trusts loopback: only
 		// loopback host names, or DNS rebinding lets any page in.
 		LoopbackHostsOnly: authCfg == nil && isLoopback(cfg.Server.GRPCListen) && isLoopback(cfg.Server.HTTPListen),
-		Direct:            &gateway.Direct{Messages: b.Messages(), Admin: b.Admin(), Interceptor: unary},
+		Direct:            &gateway.Direct{Messages: b.Messages(), Admin: b.Admin(), Access: b.Access(), Interceptor: unary},
 		ReadBodyTimeout:   cfg.Server.HTTPReadBodyTimeout,
 		// Refuses bad credentials before a body is read; the interceptor
 		// still authenticates what passes.
 		Authenticate: authn.Check,
-		Console:      console.Handler(),
+		CORS: gateway.CORS{
+			AllowedMethods: cfg.Browser.CORSAllowedMethods, AllowedHeaders: cfg.Browser.CORSAllowedHeaders,
+			AllowCredentials: cfg.Browser.CORSAllowCredentials, MaxAge: cfg.Browser.CORSMaxAge,
+		},
+		// Tracing sees no access token: the gateway takes them out of
+		// URLs first.
+		Instrument: tr.HTTP,
+		Console:    console.Handler(),
 	}
 	if authCfg == nil {
 		// Without client authentication (loopback only) /metrics is on
@@ -506,7 +520,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	httpSrv := &http.Server{
-		Handler:           tr.HTTP(handler),
+		Handler:           handler,
 		ReadHeaderTimeout: cfg.Server.HTTPReadHeaderTimeout,
 		// No ReadTimeout: the gateway bounds each body from the end of
 		// its headers instead (ReadBodyTimeout), on HTTP/1 and HTTP/2

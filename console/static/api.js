@@ -170,7 +170,7 @@ export async function subscribe(stream, opts, onEvent, signal) {
       } catch {
         continue;
       }
-      if (name === "error") throw new APIError(0, parsed);
+      if (name === "jetway-error" || name === "error") throw new APIError(0, parsed);
       onEvent(name, parsed);
     }
   }
