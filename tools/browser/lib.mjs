@@ -4,9 +4,12 @@ import { chromium } from "playwright-core";
 
 export const params = JSON.parse(process.env.JETWAY_BROWSER_PARAMS || "{}");
 
-// emit reports one step as a JSON line (never a credential).
+// emit reports one step as a JSON line. Access tokens are cut out (a
+// browser's error messages quote the URLs they were in): the tests log
+// these lines.
 export function emit(step, fields = {}) {
-  process.stdout.write(JSON.stringify({ step, ...fields }) + "\n");
+  const line = JSON.stringify({ step, ...fields }).replace(/jwy_[A-Za-z0-9._~-]+/g, "jwy_[redacted]");
+  process.stdout.write(line + "\n");
 }
 
 // launch starts chromium with params.userDataDir as a new persistent
