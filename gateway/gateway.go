@@ -81,6 +81,9 @@ type Options struct {
 	// Instrument, when set, wraps the handler inside what takes access
 	// tokens out of URLs (the tracing of requests: no span sees a token).
 	Instrument func(http.Handler) http.Handler
+	// Console, when set, serves GET /console/ (package console): static
+	// files, outside the API and its authentication.
+	Console http.Handler
 }
 
 // Slow bodies are logged at info, at most slowBodyLinesPerSecond lines a
@@ -178,6 +181,9 @@ func New(ctx context.Context, conn *grpc.ClientConn, o Options) (http.Handler, e
 	})
 	if o.Metrics != nil {
 		mux.Handle("GET /metrics", o.Metrics)
+	}
+	if o.Console != nil {
+		mux.Handle("GET /console/", o.Console)
 	}
 	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")

@@ -37,6 +37,7 @@ import (
 	"github.com/jetway-dev/jetway/bridge"
 	"github.com/jetway-dev/jetway/bridge/acktoken"
 	"github.com/jetway-dev/jetway/config"
+	"github.com/jetway-dev/jetway/console"
 	"github.com/jetway-dev/jetway/embedded"
 	"github.com/jetway-dev/jetway/gateway"
 	"github.com/jetway-dev/jetway/internal/logsafe"
@@ -506,6 +507,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		// Tracing sees no access token: the gateway takes them out of
 		// URLs first.
 		Instrument: tr.HTTP,
+		Console:    console.Handler(),
 	}
 	if authCfg == nil {
 		// Without client authentication (loopback only) /metrics is on
