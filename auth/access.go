@@ -103,6 +103,7 @@ type scope struct {
 	streams  *perm.Matcher // nil: any
 	subjects *perm.Matcher // nil: any
 	id       string        // the token's id, for logs
+	issued   time.Time
 	expires  time.Time
 }
 
@@ -211,6 +212,10 @@ func (c *Config) MintAccessToken(id *Identity, s Scope, ttl time.Duration, now t
 	}
 	return Minted{Token: AccessTokenPrefix + signed, ID: tid, Identity: id.Name, Expires: exp, Scope: s}, nil
 }
+
+// Identity is the configured identity of that name, nil if none (for
+// minting access tokens offline: bridge token access).
+func (c *Config) Identity(name string) *Identity { return c.byName[name] }
 
 // ErrInvalidScope is a malformed access token request.
 var ErrInvalidScope = errors.New("invalid access token request")
@@ -336,7 +341,7 @@ func (c *Config) verifyAccess(tok string, now time.Time) (*Identity, time.Time, 
 	if err != nil {
 		return nil, never, fmt.Errorf("%w: access token: %s", ErrUnauthenticated, clipErr(err))
 	}
-	sc.id, sc.expires = claims.ID, exp
+	sc.id, sc.issued, sc.expires = claims.ID, claims.IssuedAt.Time, exp
 	id := base.with("access_token")
 	id.scope = sc
 	return id, exp, nil

@@ -61,7 +61,7 @@ func (c *Config) Authenticate(authz, certSubject string, now time.Time) (*Identi
 		if err != nil {
 			return nil, err
 		}
-		c.tokens.put(cred, id, exp)
+		c.tokens.putFrom(cred, id, id.scope.issued.Add(-clockSkew), exp)
 		return id, nil
 	case strings.EqualFold(scheme, "Bearer"):
 		// A client reuses its token for many calls: the result of the
@@ -269,8 +269,9 @@ type tokenCache struct {
 }
 
 type cachedToken struct {
-	id  *Identity
-	exp time.Time
+	id   *Identity
+	from time.Time // zero: no start
+	exp  time.Time
 }
 
 const tokenCacheSize = 10_000
@@ -279,19 +280,24 @@ func (c *tokenCache) get(tok string, now time.Time) (*Identity, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.m[tok]
-	if !ok || !now.Before(e.exp) {
+	if !ok || !now.Before(e.exp) || now.Before(e.from) {
 		return nil, false
 	}
 	return e.id, true
 }
 
 func (c *tokenCache) put(tok string, id *Identity, exp time.Time) {
+	c.putFrom(tok, id, time.Time{}, exp)
+}
+
+// putFrom keeps a token valid from from (zero: any time before exp).
+func (c *tokenCache) putFrom(tok string, id *Identity, from, exp time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil || len(c.m) >= tokenCacheSize {
 		c.m = make(map[string]cachedToken)
 	}
-	c.m[tok] = cachedToken{id: id, exp: exp}
+	c.m[tok] = cachedToken{id: id, from: from, exp: exp}
 }
 
 // identityCache keeps the identities compiled from user JWTs (their

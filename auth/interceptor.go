@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -131,6 +132,9 @@ func public(method string) bool {
 // Unauthenticated is what every refused credential gets: no detail for an
 // attacker (the log has it).
 var errUnauthenticated = fmt.Errorf("%w: missing or invalid credentials", ErrUnauthenticated)
+
+// errTokenExpired ends a stream whose access token expired.
+var errTokenExpired = fmt.Errorf("%w: the access token expired", ErrUnauthenticated)
 
 // tapKey holds the identity Tap proved for a call; only this package sets
 // it, and only from a verified credential.
@@ -285,8 +289,14 @@ func (a *Interceptor) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamSer
 		// (a shared live-tail link stops working at its expiry, open or
 		// not).
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadlineCause(ctx, exp, fmt.Errorf("%w: access token expired", ErrUnauthenticated))
+		ctx, cancel = context.WithDeadlineCause(ctx, exp, errTokenExpired)
 		defer cancel()
+		err := handler(srv, &identityStream{ServerStream: ss, ctx: NewContext(ctx, id)})
+		if err != nil && errors.Is(context.Cause(ctx), errTokenExpired) && ss.Context().Err() == nil {
+			// The stream ended for its token, not for JetStream.
+			return errTokenExpired
+		}
+		return err
 	}
 	if !id.all {
 		release, err := a.acquireStream(ctx, id)

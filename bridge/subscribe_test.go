@@ -27,6 +27,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/jetway-dev/jetway/config"
+	"github.com/jetway-dev/jetway/gateway"
 	jetwayv1 "github.com/jetway-dev/jetway/gen/jetway/v1"
 	"github.com/jetway-dev/jetway/internal/jetwaytest"
 )
@@ -398,6 +399,7 @@ func subLineMsg(t testing.TB, lines <-chan subItem[string], d time.Duration, wha
 // subEvent is one Server-Sent Event.
 type subEvent struct {
 	id, event, data string
+	retry           string
 }
 
 // subSSE reads the next SSE event (lines up to a blank line).
@@ -417,6 +419,8 @@ func subSSE(t testing.TB, lines <-chan subItem[string], d time.Duration, what st
 			return ev
 		case strings.HasPrefix(line, "id: "):
 			ev.id = strings.TrimPrefix(line, "id: ")
+		case strings.HasPrefix(line, "retry: "):
+			ev.retry = strings.TrimPrefix(line, "retry: ")
 		case strings.HasPrefix(line, "event: "):
 			ev.event = strings.TrimPrefix(line, "event: ")
 		case strings.HasPrefix(line, "data: "):
@@ -1420,7 +1424,7 @@ func TestSubscribeRESTSSE(t *testing.T) {
 	}
 	ev := subSSE(t, lines, 5*time.Second, "first event")
 	var r jetwayv1.SubscribeResponse
-	if ev.event != "subscribed" || ev.id != "" || protojson.Unmarshal([]byte(ev.data), &r) != nil || !r.GetSubscribed().GetEphemeral() {
+	if ev.event != "subscribed" || ev.id != "" || ev.retry != strconv.Itoa(gateway.SSERetry) || protojson.Unmarshal([]byte(ev.data), &r) != nil || !r.GetSubscribed().GetEphemeral() {
 		t.Fatalf("first event %+v, want a subscribed event without id", ev)
 	}
 	for i := 1; i <= 5; i++ {
@@ -1565,7 +1569,7 @@ func TestSubscribeRESTNATSOutage(t *testing.T) {
 					ev.data = strings.TrimPrefix(line, "data: ")
 				case line == "" && ev.event != "":
 					events = append(events, ev.event)
-					if ev.event == "error" {
+					if ev.event == gateway.SSEErrorEvent {
 						var e struct {
 							Code int `json:"code"`
 						}

@@ -60,8 +60,9 @@ const authTMessage = "unauthenticated: missing or invalid credentials"
 // credentials, and streams ORDERS (orders.>), SECRET (secret.>) and AUDIT
 // (audit.>) with durable consumers ORDERS/billing and ORDERS/shipping.
 type authTEnv struct {
-	b   *jetwaytest.Bridge
-	ctx context.Context
+	b        *jetwaytest.Bridge
+	ctx      context.Context
+	authFile string
 
 	admin, orders, other, stranger nkeys.KeyPair
 	ordersKey, otherKey            string
@@ -204,6 +205,7 @@ func authTStartWith(t *testing.T, log *slog.Logger, opts ...jetwaytest.Option) *
 			}},
 		},
 	})
+	e.authFile = path
 	e.b = jetwaytest.StartWithLogger(t, log, append([]jetwaytest.Option{func(c *config.Config) { c.Auth.ConfigFile = path }}, opts...)...)
 	e.ctx = jetwaytest.Context(t, 60*time.Second)
 	for name, subj := range map[string]string{"ORDERS": "orders.>", "SECRET": "secret.>", "AUDIT": "audit.>"} {

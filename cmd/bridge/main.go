@@ -46,6 +46,9 @@ const usage = `Usage:
   bridge serve [flags]       run the bridge (the default: bridge [flags]); embedded
                              JetStream without --nats-url
   bridge token [flags]       mint an NKey-signed token (bridge token --help)
+  bridge token access [flags]
+                             mint an access token for a configured identity with the
+                             bridge's auth config and ack keys (bridge token access --help)
   bridge hash-key            read an API key on stdin, print its configuration hash
   bridge version             print the version
   bridge probe [/readyz]     ask a running bridge's health endpoint (container health checks)
@@ -80,6 +83,9 @@ func dispatch(ctx context.Context, sigs <-chan os.Signal, args []string, getenv 
 	if len(args) > 0 {
 		switch args[0] {
 		case "token":
+			if len(args) > 1 && args[1] == "access" {
+				return helpIsNoError(runAccessToken(args[2:], getenv, stdout, stderr))
+			}
 			return helpIsNoError(runToken(args[1:], stdout, stderr))
 		case "hash-key":
 			return helpIsNoError(runHashKey(args[1:], stdin, stdout, stderr))

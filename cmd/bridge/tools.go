@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jetway-dev/jetway/auth"
+	"github.com/jetway-dev/jetway/config"
 )
 
 // runToken mints an NKey-signed token for curl and other simple clients:
@@ -100,4 +102,86 @@ func readJWT(path string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("%s holds no JWT", path)
+}
+
+// listFlag is a flag that may be repeated, each value a comma-separated
+// list.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+
+func (l *listFlag) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l = append(*l, s)
+		}
+	}
+	return nil
+}
+
+// runAccessToken mints an access token offline, as the bridge would for
+// the identity (same auth configuration, same ack keys, so every replica
+// verifies it):
+//
+//	bridge token access --identity NAME --op consume --stream ORDERS --subject 'orders.>' [--ttl 15m]
+func runAccessToken(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("token access", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	authFile := fs.String("auth-config", getenv("JETWAY_AUTH_CONFIG"), "the bridge's client authentication file (default $JETWAY_AUTH_CONFIG)")
+	keysFile := fs.String("ack-keys-file", getenv("JETWAY_ACK_KEYS_FILE"), "the bridge's ack keys file (default $JETWAY_ACK_KEYS_FILE; or $JETWAY_ACK_KEYS)")
+	identity := fs.String("identity", "", "the configured identity the token acts as; required")
+	var ops, streams, subjects listFlag
+	fs.Var(&ops, "op", "operations: publish, consume, ack, read (repeat or comma-separate); at least one")
+	fs.Var(&streams, "stream", "stream name patterns the token may use (repeat); none: every stream the identity may")
+	fs.Var(&subjects, "subject", "subject patterns the token may publish to and consume (repeat); none: every subject the identity may")
+	ttl := fs.Duration("ttl", 15*time.Minute, "lifetime (at most the configuration's max_access_token_lifetime, default 1h)")
+	asJSON := fs.Bool("json", false, "print the token with its id, identity, expiry and scope as JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return fmt.Errorf("token access: unexpected argument %q", fs.Arg(0))
+	case *authFile == "":
+		return errors.New("token access: --auth-config (or JETWAY_AUTH_CONFIG) is required")
+	case *identity == "":
+		return errors.New("token access: --identity is required")
+	}
+	keys, err := config.Consume{AckKeysFile: *keysFile, AckKeys: getenv("JETWAY_ACK_KEYS")}.AckKeyBytes()
+	if *keysFile != "" {
+		keys, err = config.Consume{AckKeysFile: *keysFile}.AckKeyBytes()
+	}
+	if err != nil {
+		return fmt.Errorf("token access: %w", err)
+	}
+	if len(keys) == 0 {
+		return errors.New("token access: the bridge's ack keys are required (--ack-keys-file, JETWAY_ACK_KEYS_FILE or JETWAY_ACK_KEYS): a bridge with random keys cannot verify a token minted elsewhere")
+	}
+	cfg, err := auth.LoadFile(*authFile)
+	if err != nil {
+		return fmt.Errorf("token access: %w", err)
+	}
+	if err := cfg.EnableAccessTokens(keys); err != nil {
+		return fmt.Errorf("token access: %w", err)
+	}
+	id := cfg.Identity(*identity)
+	if id == nil {
+		return fmt.Errorf("token access: no identity %q in %s", *identity, *authFile)
+	}
+	sc := auth.Scope{Streams: streams, Subjects: subjects}
+	for _, op := range ops {
+		sc.Operations = append(sc.Operations, auth.Operation(strings.ToLower(op)))
+	}
+	m, err := cfg.MintAccessToken(id, sc, *ttl, time.Now())
+	if err != nil {
+		return fmt.Errorf("token access: %w", err)
+	}
+	if !*asJSON {
+		_, err = fmt.Fprintln(stdout, m.Token)
+		return err
+	}
+	return json.NewEncoder(stdout).Encode(map[string]any{
+		"token": m.Token, "id": m.ID, "identity": m.Identity, "expires_at": m.Expires.UTC().Format(time.RFC3339),
+		"operations": m.Scope.Operations, "streams": m.Scope.Streams, "subjects": m.Scope.Subjects,
+	})
 }

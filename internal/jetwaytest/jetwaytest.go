@@ -32,6 +32,7 @@ type Bridge struct {
 	Conn     *grpc.ClientConn
 	Messages jetwayv1.MessageServiceClient
 	Admin    jetwayv1.AdminServiceClient
+	Access   jetwayv1.AccessServiceClient
 	// BaseURL is the REST root, e.g. http://127.0.0.1:41234.
 	BaseURL string
 	// JS is a native nats.go JetStream client on the same server, for
@@ -139,6 +140,7 @@ func start(t testing.TB, natsClient bool, log *slog.Logger, opts []Option) *Brid
 		Conn:     conn,
 		Messages: jetwayv1.NewMessageServiceClient(conn),
 		Admin:    jetwayv1.NewAdminServiceClient(conn),
+		Access:   jetwayv1.NewAccessServiceClient(conn),
 		BaseURL:  "http://" + srv.HTTPAddr().String(),
 		JS:       js,
 	}

@@ -27,6 +27,7 @@ const (
 type Operation int32
 
 const (
+	// Not an operation: refused.
 	Operation_OPERATION_UNSPECIFIED Operation = 0
 	// Publish, PublishStream, batch publish and webhook ingest, to the token's
 	// subjects.
@@ -93,7 +94,7 @@ type CreateAccessTokenRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// What the token may do; at least one.
 	Operations []Operation `protobuf:"varint,1,rep,packed,name=operations,proto3,enum=jetway.v1.Operation" json:"operations,omitempty"`
-	// Stream name patterns ("ORDERS", "orders_*", "*") the token may consume
+	// Stream name patterns ("ORDERS", or "*" for any) the token may consume
 	// from, ack for and read; empty: every stream the identity may use. At
 	// most 16.
 	Streams []string `protobuf:"bytes,2,rep,name=streams,proto3" json:"streams,omitempty"`
@@ -178,9 +179,11 @@ type CreateAccessTokenResponse struct {
 	// When it stops working.
 	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
 	// What it allows, as granted.
-	Operations    []Operation `protobuf:"varint,5,rep,packed,name=operations,proto3,enum=jetway.v1.Operation" json:"operations,omitempty"`
-	Streams       []string    `protobuf:"bytes,6,rep,name=streams,proto3" json:"streams,omitempty"`
-	Subjects      []string    `protobuf:"bytes,7,rep,name=subjects,proto3" json:"subjects,omitempty"`
+	Operations []Operation `protobuf:"varint,5,rep,packed,name=operations,proto3,enum=jetway.v1.Operation" json:"operations,omitempty"`
+	// Its stream name patterns, sorted (empty: the identity's own).
+	Streams []string `protobuf:"bytes,6,rep,name=streams,proto3" json:"streams,omitempty"`
+	// Its subject patterns, sorted (empty: the identity's own).
+	Subjects      []string `protobuf:"bytes,7,rep,name=subjects,proto3" json:"subjects,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
