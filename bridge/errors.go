@@ -87,6 +87,9 @@ var (
 
 	// ErrUnimplemented is an RPC this version does not provide yet.
 	ErrUnimplemented = errors.New("not implemented")
+	// ErrAuthRequired is a call served only to authenticated callers
+	// (Ingest) made while client authentication is off.
+	ErrAuthRequired = errors.New("client authentication required")
 )
 
 // FieldError is an invalid request field: its path (as in the proto, e.g.

@@ -267,18 +267,7 @@ func (s *messageService) answerPublishes(ctx context.Context, stream jetwayv1.Me
 		}
 		var e *jetwayv1.Error
 		if err != nil {
-			what := fmt.Sprintf("publish to %q", p.subject)
-			if errors.Is(err, jetstream.ErrNoStreamResponse) {
-				err = verdicts.answer(ctx, js, p.subject, err, what)
-			} else {
-				err = translate(err, what)
-			}
-			var internal bool
-			e, internal = ErrorProto(err)
-			s.obs.PublishFailed(e.GetReason())
-			if internal {
-				s.log.ErrorContext(ctx, "publish stream: unexpected error", slog.Uint64("id", p.id), slog.Any("error", err))
-			}
+			e = s.publishError(ctx, js, &verdicts, "publish stream", p, err)
 		}
 		if p.batch > 0 {
 			// One response answers the whole batch, once its last
@@ -314,6 +303,116 @@ func (s *messageService) answerPublishes(ctx context.Context, stream jetwayv1.Me
 			return err
 		}
 	}
+}
+
+// publishError is the per-message Error of a pipelined publish (of a
+// PublishStream or a PublishBatch) that failed with err, counted and, when
+// unexpected, logged under call.
+func (s *messageService) publishError(ctx context.Context, js jetstream.JetStream, verdicts *noStreamVerdicts, call string, p pendingPublish, err error) *jetwayv1.Error {
+	what := fmt.Sprintf("publish to %q", p.subject)
+	if errors.Is(err, jetstream.ErrNoStreamResponse) {
+		err = verdicts.answer(ctx, js, p.subject, err, what)
+	} else {
+		err = translate(err, what)
+	}
+	e, internal := ErrorProto(err)
+	s.obs.PublishFailed(e.GetReason())
+	if internal {
+		s.log.ErrorContext(ctx, call+": unexpected error", slog.Uint64("id", p.id), slog.Int("index", p.index), slog.Any("error", err))
+	}
+	return e
+}
+
+// messagesPrefixes are the field paths "messages[i]." of a PublishBatch's
+// messages.
+var messagesPrefixes = sync.OnceValue(func() []string {
+	p := make([]string, maxPublishBatch)
+	for i := range p {
+		p[i] = "messages[" + strconv.Itoa(i) + "]."
+	}
+	return p
+})
+
+// PublishBatch publishes a batch as a PublishStream batch is published
+// (publishAsync: each message validated and authorized on its own, all
+// pipelined on one inbox) and answers every message's outcome in order.
+// Only an empty or oversized batch, or no connection to publish on, fails
+// the call. Every message published has its outcome before it returns,
+// unless the caller's context ends first (then the call fails with it).
+func (s *messageService) PublishBatch(ctx context.Context, req *jetwayv1.PublishBatchRequest) (*jetwayv1.PublishBatchResponse, error) {
+	msgs := req.GetMessages()
+	switch {
+	case len(msgs) == 0:
+		return nil, fieldErr("messages", ErrInvalidArgument, "at least one message is required")
+	case len(msgs) > maxPublishBatch:
+		return nil, fieldErr("messages", ErrInvalidArgument, "at most %d messages, got %d", maxPublishBatch, len(msgs))
+	}
+	js, release, err := s.conns.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	acks, err := newPubAcks(js.Conn(), js.Options().DefaultTimeout)
+	if err != nil {
+		return nil, translate(err, "publish batch")
+	}
+	defer acks.close()
+	pending := make([]pendingPublish, len(msgs))
+	for i, m := range msgs {
+		pending[i] = s.publishAsync(ctx, acks, messagesPrefixes()[i], m)
+		pending[i].index, pending[i].batch = i, len(msgs)
+	}
+	resp := &jetwayv1.PublishBatchResponse{Results: make([]*jetwayv1.PublishResult, 0, len(msgs))}
+	var verdicts noStreamVerdicts
+	for i, p := range pending {
+		var ack *jetwayv1.PublishResponse
+		err := p.err
+		if err == nil {
+			ack, err = acks.wait(ctx, p.n)
+		}
+		if ctx.Err() != nil {
+			// The caller is gone or out of time: the outcomes still
+			// due are unknown.
+			for _, q := range pending[i:] {
+				if q.end != nil {
+					q.end(nil, ctx.Err())
+				}
+			}
+			return nil, ctx.Err()
+		}
+		if p.end != nil {
+			p.end(ack, err)
+		}
+		if err != nil {
+			e := s.publishError(ctx, js, &verdicts, "publish batch", p, err)
+			resp.Results = append(resp.Results, &jetwayv1.PublishResult{Result: &jetwayv1.PublishResult_Error{Error: e}})
+			continue
+		}
+		s.obs.Published(ack.GetStream())
+		resp.Results = append(resp.Results, &jetwayv1.PublishResult{Result: &jetwayv1.PublishResult_Ack{Ack: ack}})
+	}
+	return resp, nil
+}
+
+// Ingest publishes a raw payload as Publish does. It is served only with
+// client authentication: its REST route takes bodies of any media type,
+// which any web page can make a browser send cross-site without a
+// preflight (the cross-origin check refuses those that say where they
+// come from; authentication is what refuses the rest).
+func (s *messageService) Ingest(ctx context.Context, req *jetwayv1.IngestRequest) (*jetwayv1.IngestResponse, error) {
+	if s.authz.Identity(ctx) == "" {
+		return nil, fmt.Errorf("%w: Ingest (POST …:ingest) is served only with client authentication (--auth-config), since any web page can send a raw body to it", ErrAuthRequired)
+	}
+	resp, err := s.Publish(ctx, &jetwayv1.PublishRequest{
+		Subject: req.GetSubject(),
+		Payload: &jetwayv1.PublishRequest_Data{Data: req.GetData()},
+		Headers: req.GetHeaders(),
+		MsgId:   req.GetMsgId(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &jetwayv1.IngestResponse{Stream: resp.GetStream(), Sequence: resp.GetSequence(), Duplicate: resp.GetDuplicate()}, nil
 }
 
 // publishAsync validates and publishes one message of a PublishStream;

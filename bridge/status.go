@@ -70,7 +70,10 @@ var errorCodes = map[error]codeReason{
 	ErrUnavailable:      {codes.Unavailable, "UNAVAILABLE"},
 	ErrTimeout:          {codes.DeadlineExceeded, "TIMEOUT"},
 	ErrUnimplemented:    {codes.Unimplemented, "UNIMPLEMENTED"},
-	ErrAckTokenInvalid:  {codes.InvalidArgument, "ACK_TOKEN_INVALID"},
+	// A route the bridge serves only with client authentication: the
+	// configuration refuses it, whoever asks (PERMISSION_DENIED, 403).
+	ErrAuthRequired:    {codes.PermissionDenied, "AUTH_REQUIRED"},
+	ErrAckTokenInvalid: {codes.InvalidArgument, "ACK_TOKEN_INVALID"},
 	// An expired token is a state of the message, not a bad request: the
 	// client must re-fetch, as for other failed preconditions.
 	ErrAckTokenExpired:   {codes.FailedPrecondition, "ACK_TOKEN_EXPIRED"},

@@ -65,6 +65,9 @@ func acceptsBody(contentType string, types []string) bool {
 	if len(types) == 0 {
 		types = []string{mimeJSON}
 	}
+	if slices.Contains(types, anyMediaType) {
+		return true // stored as sent, whatever its charset
+	}
 	mt, params, err := mime.ParseMediaType(contentType)
 	if err != nil || !slices.Contains(types, mt) {
 		return false
@@ -119,6 +122,11 @@ func guard(rt *routeTable, cop *http.CrossOriginProtection, log *slog.Logger) ru
 			if found && !rte.hasBody {
 				if st := unknownQueryParameter(rte, r.URL.Query()); st != nil {
 					writeStatus(w, http.StatusBadRequest, st)
+					return
+				}
+			}
+			if policy.ingest {
+				if r = prepareIngest(w, r); r == nil {
 					return
 				}
 			}

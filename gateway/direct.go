@@ -73,6 +73,15 @@ func (d directMessages) Publish(ctx context.Context, r *jetwayv1.PublishRequest)
 	return call(ctx, d.ic, d.s, jetwayv1.MessageService_Publish_FullMethodName, r, d.s.Publish)
 }
 
+func (d directMessages) PublishBatch(ctx context.Context, r *jetwayv1.PublishBatchRequest) (*jetwayv1.PublishBatchResponse, error) {
+	return call(ctx, d.ic, d.s, jetwayv1.MessageService_PublishBatch_FullMethodName, r, d.s.PublishBatch)
+}
+
+func (d directMessages) Ingest(ctx context.Context, r *jetwayv1.IngestRequest) (*jetwayv1.IngestResponse, error) {
+	fillIngest(ctx, r)
+	return call(ctx, d.ic, d.s, jetwayv1.MessageService_Ingest_FullMethodName, r, d.s.Ingest)
+}
+
 func (d directMessages) Fetch(ctx context.Context, r *jetwayv1.FetchRequest) (*jetwayv1.FetchResponse, error) {
 	return call(ctx, d.ic, d.s, jetwayv1.MessageService_Fetch_FullMethodName, r, d.s.Fetch)
 }

@@ -125,6 +125,8 @@ func New(ctx context.Context, conn *grpc.ClientConn, o Options) (http.Handler, e
 			// bodies are application/json only (guard).
 			runtime.WithMarshalerOption(runtime.MIMEWildcard, jsonpb),
 			runtime.WithMarshalerOption(MIMEEventStream, &eventStream{JSONPb: jsonpb}),
+			// The ingest route's raw bodies (guard gives them this type).
+			runtime.WithMarshalerOption(mimeRawBody, rawBody{Marshaler: jsonpb}),
 			runtime.WithMiddlewares(guard(routes, cop, o.Logger)),
 			// No POST with a form body standing in for a GET (or, with
 			// X-HTTP-Method-Override, for another method): a method is
@@ -144,7 +146,7 @@ func New(ctx context.Context, conn *grpc.ClientConn, o Options) (http.Handler, e
 	if err := jetwayv1.RegisterAccessServiceHandler(ctx, gw, conn); err != nil {
 		return nil, fmt.Errorf("gateway: register AccessService: %w", err)
 	}
-	if err := jetwayv1.RegisterMessageServiceHandlerClient(ctx, gw, jetwayv1.NewMessageServiceClient(earlyStatusConn{conn})); err != nil {
+	if err := jetwayv1.RegisterMessageServiceHandlerClient(ctx, gw, ingestClient{jetwayv1.NewMessageServiceClient(earlyStatusConn{conn})}); err != nil {
 		return nil, fmt.Errorf("gateway: register MessageService: %w", err)
 	}
 	var api http.Handler = gw

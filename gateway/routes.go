@@ -53,6 +53,9 @@ type routePolicy struct {
 	// parameter (querytoken.go): only where a client cannot send an
 	// Authorization header (EventSource, webhook senders).
 	queryToken bool
+	// ingest takes the body raw and the message's headers and id from
+	// the HTTP request (ingest.go).
+	ingest bool
 }
 
 // policyOf is the policy of an RPC's routes.
@@ -69,6 +72,14 @@ func policyOf(rpc string) routePolicy {
 		// EventSource cannot send Authorization: its access token rides
 		// in the URL.
 		return routePolicy{crossSiteGET: true, queryToken: true}
+	case jetwayv1.MessageService_Ingest_FullMethodName:
+		// Webhook senders and devices send their own bodies, and many
+		// are given only a URL (so an access token rides in it). A raw
+		// body is what a cross-site form or text/plain POST sends
+		// without a preflight: the bridge serves Ingest only with client
+		// authentication (bridge.ErrAuthRequired), and the cross-origin
+		// check applies as everywhere.
+		return routePolicy{bodyTypes: []string{anyMediaType}, queryToken: true, ingest: true}
 	}
 	return routePolicy{}
 }

@@ -90,7 +90,7 @@ func (e errorEdge) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServer
 // clampDeadline bounds the deadline of unary calls: a client-sent
 // Grpc-Timeout larger than max (or none at all) becomes max, so no unary
 // call holds server resources longer than that. Publish is bounded by
-// answer too, the NATS request timeout: JetStream answers a publish in
+// answer too (and Ingest, a Publish), the NATS request timeout: JetStream answers a publish in
 // milliseconds, and one that has not answered in that time is restarting,
 // electing a leader or cut off. errorEdge then answers UNAVAILABLE
 // (retry), since the caller's own deadline has not passed. (Sync acks
@@ -99,7 +99,8 @@ func (e errorEdge) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServer
 func clampDeadline(max, answer time.Duration) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		bound := max
-		if answer > 0 && answer < bound && info.FullMethod == jetwayv1.MessageService_Publish_FullMethodName {
+		publish := info.FullMethod == jetwayv1.MessageService_Publish_FullMethodName || info.FullMethod == jetwayv1.MessageService_Ingest_FullMethodName
+		if answer > 0 && answer < bound && publish {
 			bound = answer
 		}
 		if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > bound {

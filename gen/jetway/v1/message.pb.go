@@ -655,6 +655,242 @@ func (*PublishResult_Ack) isPublishResult_Result() {}
 
 func (*PublishResult_Error) isPublishResult_Result() {}
 
+// PublishBatchRequest is a batch of messages to publish.
+type PublishBatchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The messages, published in this order; 1 to 1000.
+	Messages      []*PublishRequest `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PublishBatchRequest) Reset() {
+	*x = PublishBatchRequest{}
+	mi := &file_jetway_v1_message_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishBatchRequest) ProtoMessage() {}
+
+func (x *PublishBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_message_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishBatchRequest.ProtoReflect.Descriptor instead.
+func (*PublishBatchRequest) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *PublishBatchRequest) GetMessages() []*PublishRequest {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
+// PublishBatchResponse holds the outcome of each message of a batch.
+type PublishBatchResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One result per message, in the request's order.
+	Results       []*PublishResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PublishBatchResponse) Reset() {
+	*x = PublishBatchResponse{}
+	mi := &file_jetway_v1_message_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishBatchResponse) ProtoMessage() {}
+
+func (x *PublishBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_message_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishBatchResponse.ProtoReflect.Descriptor instead.
+func (*PublishBatchResponse) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *PublishBatchResponse) GetResults() []*PublishResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// IngestRequest is one raw payload to store.
+type IngestRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The subject to publish to, as in PublishRequest. Required.
+	Subject string `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	// The payload, stored byte for byte (REST: the request body). At most
+	// the server's maximum payload including headers; may be empty.
+	Data []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	// Message headers, by name, as in PublishRequest (names starting with
+	// "Nats-" are refused). REST: the request's Content-Type, and the
+	// request headers named by the `header` query parameters.
+	Headers map[string]*HeaderValues `protobuf:"bytes,3,rep,name=headers,proto3" json:"headers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Message id for deduplication, as in PublishRequest. REST: the `msg_id`
+	// query parameter, the value of the request header named by
+	// `dedupe_header`, or the Idempotency-Key header.
+	MsgId         string `protobuf:"bytes,4,opt,name=msg_id,json=msgId,proto3" json:"msg_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IngestRequest) Reset() {
+	*x = IngestRequest{}
+	mi := &file_jetway_v1_message_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IngestRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IngestRequest) ProtoMessage() {}
+
+func (x *IngestRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_message_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IngestRequest.ProtoReflect.Descriptor instead.
+func (*IngestRequest) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *IngestRequest) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *IngestRequest) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *IngestRequest) GetHeaders() map[string]*HeaderValues {
+	if x != nil {
+		return x.Headers
+	}
+	return nil
+}
+
+func (x *IngestRequest) GetMsgId() string {
+	if x != nil {
+		return x.MsgId
+	}
+	return ""
+}
+
+// IngestResponse is JetStream's acknowledgement of an ingested message, as
+// for Publish.
+type IngestResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stream that stored the message.
+	Stream string `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	// The stream sequence of the message (of the original, for a duplicate).
+	Sequence uint64 `protobuf:"varint,2,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// True when the msg_id was seen inside the duplicate window and the
+	// message was not stored again.
+	Duplicate     bool `protobuf:"varint,3,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IngestResponse) Reset() {
+	*x = IngestResponse{}
+	mi := &file_jetway_v1_message_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IngestResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IngestResponse) ProtoMessage() {}
+
+func (x *IngestResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_message_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IngestResponse.ProtoReflect.Descriptor instead.
+func (*IngestResponse) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *IngestResponse) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *IngestResponse) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *IngestResponse) GetDuplicate() bool {
+	if x != nil {
+		return x.Duplicate
+	}
+	return false
+}
+
 // Error is a per-item error inside a successful RPC, such as one refused
 // message of a PublishStream.
 type Error struct {
@@ -672,7 +908,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_jetway_v1_message_proto_msgTypes[5]
+	mi := &file_jetway_v1_message_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -684,7 +920,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[5]
+	mi := &file_jetway_v1_message_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -697,7 +933,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{5}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Error) GetCode() int32 {
@@ -761,7 +997,7 @@ type Message struct {
 
 func (x *Message) Reset() {
 	*x = Message{}
-	mi := &file_jetway_v1_message_proto_msgTypes[6]
+	mi := &file_jetway_v1_message_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -773,7 +1009,7 @@ func (x *Message) String() string {
 func (*Message) ProtoMessage() {}
 
 func (x *Message) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[6]
+	mi := &file_jetway_v1_message_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -786,7 +1022,7 @@ func (x *Message) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Message.ProtoReflect.Descriptor instead.
 func (*Message) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{6}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Message) GetSubject() string {
@@ -963,7 +1199,7 @@ type SubscribeRequest struct {
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_jetway_v1_message_proto_msgTypes[7]
+	mi := &file_jetway_v1_message_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -975,7 +1211,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[7]
+	mi := &file_jetway_v1_message_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -988,7 +1224,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{7}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SubscribeRequest) GetStream() string {
@@ -1065,7 +1301,7 @@ type SubscribeResponse struct {
 
 func (x *SubscribeResponse) Reset() {
 	*x = SubscribeResponse{}
-	mi := &file_jetway_v1_message_proto_msgTypes[8]
+	mi := &file_jetway_v1_message_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1077,7 +1313,7 @@ func (x *SubscribeResponse) String() string {
 func (*SubscribeResponse) ProtoMessage() {}
 
 func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[8]
+	mi := &file_jetway_v1_message_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1090,7 +1326,7 @@ func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeResponse.ProtoReflect.Descriptor instead.
 func (*SubscribeResponse) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{8}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SubscribeResponse) GetEvent() isSubscribeResponse_Event {
@@ -1179,7 +1415,7 @@ type MessageBatch struct {
 
 func (x *MessageBatch) Reset() {
 	*x = MessageBatch{}
-	mi := &file_jetway_v1_message_proto_msgTypes[9]
+	mi := &file_jetway_v1_message_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1191,7 +1427,7 @@ func (x *MessageBatch) String() string {
 func (*MessageBatch) ProtoMessage() {}
 
 func (x *MessageBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[9]
+	mi := &file_jetway_v1_message_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1204,7 +1440,7 @@ func (x *MessageBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageBatch.ProtoReflect.Descriptor instead.
 func (*MessageBatch) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{9}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *MessageBatch) GetMessages() []*Message {
@@ -1239,7 +1475,7 @@ type Subscribed struct {
 
 func (x *Subscribed) Reset() {
 	*x = Subscribed{}
-	mi := &file_jetway_v1_message_proto_msgTypes[10]
+	mi := &file_jetway_v1_message_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1251,7 +1487,7 @@ func (x *Subscribed) String() string {
 func (*Subscribed) ProtoMessage() {}
 
 func (x *Subscribed) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[10]
+	mi := &file_jetway_v1_message_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1264,7 +1500,7 @@ func (x *Subscribed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Subscribed.ProtoReflect.Descriptor instead.
 func (*Subscribed) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{10}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Subscribed) GetStream() string {
@@ -1327,7 +1563,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_jetway_v1_message_proto_msgTypes[11]
+	mi := &file_jetway_v1_message_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1339,7 +1575,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[11]
+	mi := &file_jetway_v1_message_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1352,7 +1588,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{11}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Heartbeat) GetTime() *timestamppb.Timestamp {
@@ -1385,7 +1621,7 @@ type FetchRequest struct {
 
 func (x *FetchRequest) Reset() {
 	*x = FetchRequest{}
-	mi := &file_jetway_v1_message_proto_msgTypes[12]
+	mi := &file_jetway_v1_message_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1397,7 +1633,7 @@ func (x *FetchRequest) String() string {
 func (*FetchRequest) ProtoMessage() {}
 
 func (x *FetchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[12]
+	mi := &file_jetway_v1_message_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1410,7 +1646,7 @@ func (x *FetchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchRequest.ProtoReflect.Descriptor instead.
 func (*FetchRequest) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{12}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *FetchRequest) GetStream() string {
@@ -1473,7 +1709,7 @@ type FetchResponse struct {
 
 func (x *FetchResponse) Reset() {
 	*x = FetchResponse{}
-	mi := &file_jetway_v1_message_proto_msgTypes[13]
+	mi := &file_jetway_v1_message_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1485,7 +1721,7 @@ func (x *FetchResponse) String() string {
 func (*FetchResponse) ProtoMessage() {}
 
 func (x *FetchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[13]
+	mi := &file_jetway_v1_message_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1498,7 +1734,7 @@ func (x *FetchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchResponse.ProtoReflect.Descriptor instead.
 func (*FetchResponse) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{13}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *FetchResponse) GetMessages() []*Message {
@@ -1525,7 +1761,7 @@ type AckOperation struct {
 
 func (x *AckOperation) Reset() {
 	*x = AckOperation{}
-	mi := &file_jetway_v1_message_proto_msgTypes[14]
+	mi := &file_jetway_v1_message_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1537,7 +1773,7 @@ func (x *AckOperation) String() string {
 func (*AckOperation) ProtoMessage() {}
 
 func (x *AckOperation) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[14]
+	mi := &file_jetway_v1_message_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1550,7 +1786,7 @@ func (x *AckOperation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckOperation.ProtoReflect.Descriptor instead.
 func (*AckOperation) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{14}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *AckOperation) GetToken() string {
@@ -1594,7 +1830,7 @@ type AckRequest struct {
 
 func (x *AckRequest) Reset() {
 	*x = AckRequest{}
-	mi := &file_jetway_v1_message_proto_msgTypes[15]
+	mi := &file_jetway_v1_message_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1606,7 +1842,7 @@ func (x *AckRequest) String() string {
 func (*AckRequest) ProtoMessage() {}
 
 func (x *AckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[15]
+	mi := &file_jetway_v1_message_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1619,7 +1855,7 @@ func (x *AckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckRequest.ProtoReflect.Descriptor instead.
 func (*AckRequest) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{15}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *AckRequest) GetOperations() []*AckOperation {
@@ -1653,7 +1889,7 @@ type AckResult struct {
 
 func (x *AckResult) Reset() {
 	*x = AckResult{}
-	mi := &file_jetway_v1_message_proto_msgTypes[16]
+	mi := &file_jetway_v1_message_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1665,7 +1901,7 @@ func (x *AckResult) String() string {
 func (*AckResult) ProtoMessage() {}
 
 func (x *AckResult) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[16]
+	mi := &file_jetway_v1_message_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1678,7 +1914,7 @@ func (x *AckResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckResult.ProtoReflect.Descriptor instead.
 func (*AckResult) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{16}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *AckResult) GetToken() string {
@@ -1720,7 +1956,7 @@ type AckResponse struct {
 
 func (x *AckResponse) Reset() {
 	*x = AckResponse{}
-	mi := &file_jetway_v1_message_proto_msgTypes[17]
+	mi := &file_jetway_v1_message_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1732,7 +1968,7 @@ func (x *AckResponse) String() string {
 func (*AckResponse) ProtoMessage() {}
 
 func (x *AckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[17]
+	mi := &file_jetway_v1_message_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1745,7 +1981,7 @@ func (x *AckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckResponse.ProtoReflect.Descriptor instead.
 func (*AckResponse) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{17}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AckResponse) GetResults() []*AckResult {
@@ -1772,7 +2008,7 @@ type ConsumeRequest struct {
 
 func (x *ConsumeRequest) Reset() {
 	*x = ConsumeRequest{}
-	mi := &file_jetway_v1_message_proto_msgTypes[18]
+	mi := &file_jetway_v1_message_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1784,7 +2020,7 @@ func (x *ConsumeRequest) String() string {
 func (*ConsumeRequest) ProtoMessage() {}
 
 func (x *ConsumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[18]
+	mi := &file_jetway_v1_message_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1797,7 +2033,7 @@ func (x *ConsumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeRequest.ProtoReflect.Descriptor instead.
 func (*ConsumeRequest) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{18}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ConsumeRequest) GetRequest() isConsumeRequest_Request {
@@ -1871,7 +2107,7 @@ type AckBatch struct {
 
 func (x *AckBatch) Reset() {
 	*x = AckBatch{}
-	mi := &file_jetway_v1_message_proto_msgTypes[19]
+	mi := &file_jetway_v1_message_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1883,7 +2119,7 @@ func (x *AckBatch) String() string {
 func (*AckBatch) ProtoMessage() {}
 
 func (x *AckBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[19]
+	mi := &file_jetway_v1_message_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1896,7 +2132,7 @@ func (x *AckBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckBatch.ProtoReflect.Descriptor instead.
 func (*AckBatch) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{19}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *AckBatch) GetOperations() []*AckOperation {
@@ -1925,7 +2161,7 @@ type ConsumeResponse struct {
 
 func (x *ConsumeResponse) Reset() {
 	*x = ConsumeResponse{}
-	mi := &file_jetway_v1_message_proto_msgTypes[20]
+	mi := &file_jetway_v1_message_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1937,7 +2173,7 @@ func (x *ConsumeResponse) String() string {
 func (*ConsumeResponse) ProtoMessage() {}
 
 func (x *ConsumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[20]
+	mi := &file_jetway_v1_message_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1950,7 +2186,7 @@ func (x *ConsumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeResponse.ProtoReflect.Descriptor instead.
 func (*ConsumeResponse) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{20}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ConsumeResponse) GetEvent() isConsumeResponse_Event {
@@ -2085,7 +2321,23 @@ const file_jetway_v1_message_proto_rawDesc = "" +
 	"\rPublishResult\x12.\n" +
 	"\x03ack\x18\x01 \x01(\v2\x1a.jetway.v1.PublishResponseH\x00R\x03ack\x12(\n" +
 	"\x05error\x18\x02 \x01(\v2\x10.jetway.v1.ErrorH\x00R\x05errorB\b\n" +
-	"\x06result\"M\n" +
+	"\x06result\"L\n" +
+	"\x13PublishBatchRequest\x125\n" +
+	"\bmessages\x18\x01 \x03(\v2\x19.jetway.v1.PublishRequestR\bmessages\"J\n" +
+	"\x14PublishBatchResponse\x122\n" +
+	"\aresults\x18\x01 \x03(\v2\x18.jetway.v1.PublishResultR\aresults\"\xea\x01\n" +
+	"\rIngestRequest\x12\x18\n" +
+	"\asubject\x18\x01 \x01(\tR\asubject\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\x12?\n" +
+	"\aheaders\x18\x03 \x03(\v2%.jetway.v1.IngestRequest.HeadersEntryR\aheaders\x12\x15\n" +
+	"\x06msg_id\x18\x04 \x01(\tR\x05msgId\x1aS\n" +
+	"\fHeadersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12-\n" +
+	"\x05value\x18\x02 \x01(\v2\x17.jetway.v1.HeaderValuesR\x05value:\x028\x01\"b\n" +
+	"\x0eIngestResponse\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x1a\n" +
+	"\bsequence\x18\x02 \x01(\x04R\bsequence\x12\x1c\n" +
+	"\tduplicate\x18\x03 \x01(\bR\tduplicate\"M\n" +
 	"\x05Error\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x18\n" +
@@ -2198,10 +2450,12 @@ const file_jetway_v1_message_proto_rawDesc = "" +
 	"\fACK_KIND_ACK\x10\x01\x12\x10\n" +
 	"\fACK_KIND_NAK\x10\x02\x12\x18\n" +
 	"\x14ACK_KIND_IN_PROGRESS\x10\x03\x12\x11\n" +
-	"\rACK_KIND_TERM\x10\x042\xac\x03\n" +
+	"\rACK_KIND_TERM\x10\x042\xbc\x04\n" +
 	"\x0eMessageService\x12@\n" +
 	"\aPublish\x12\x19.jetway.v1.PublishRequest\x1a\x1a.jetway.v1.PublishResponse\x12V\n" +
-	"\rPublishStream\x12\x1f.jetway.v1.PublishStreamRequest\x1a .jetway.v1.PublishStreamResponse(\x010\x01\x12H\n" +
+	"\rPublishStream\x12\x1f.jetway.v1.PublishStreamRequest\x1a .jetway.v1.PublishStreamResponse(\x010\x01\x12O\n" +
+	"\fPublishBatch\x12\x1e.jetway.v1.PublishBatchRequest\x1a\x1f.jetway.v1.PublishBatchResponse\x12=\n" +
+	"\x06Ingest\x12\x18.jetway.v1.IngestRequest\x1a\x19.jetway.v1.IngestResponse\x12H\n" +
 	"\tSubscribe\x12\x1b.jetway.v1.SubscribeRequest\x1a\x1c.jetway.v1.SubscribeResponse0\x01\x12:\n" +
 	"\x05Fetch\x12\x17.jetway.v1.FetchRequest\x1a\x18.jetway.v1.FetchResponse\x124\n" +
 	"\x03Ack\x12\x15.jetway.v1.AckRequest\x1a\x16.jetway.v1.AckResponse\x12D\n" +
@@ -2220,7 +2474,7 @@ func file_jetway_v1_message_proto_rawDescGZIP() []byte {
 }
 
 var file_jetway_v1_message_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_jetway_v1_message_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_jetway_v1_message_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_jetway_v1_message_proto_goTypes = []any{
 	(PayloadFormat)(0),            // 0: jetway.v1.PayloadFormat
 	(AckKind)(0),                  // 1: jetway.v1.AckKind
@@ -2229,91 +2483,104 @@ var file_jetway_v1_message_proto_goTypes = []any{
 	(*PublishStreamRequest)(nil),  // 4: jetway.v1.PublishStreamRequest
 	(*PublishStreamResponse)(nil), // 5: jetway.v1.PublishStreamResponse
 	(*PublishResult)(nil),         // 6: jetway.v1.PublishResult
-	(*Error)(nil),                 // 7: jetway.v1.Error
-	(*Message)(nil),               // 8: jetway.v1.Message
-	(*SubscribeRequest)(nil),      // 9: jetway.v1.SubscribeRequest
-	(*SubscribeResponse)(nil),     // 10: jetway.v1.SubscribeResponse
-	(*MessageBatch)(nil),          // 11: jetway.v1.MessageBatch
-	(*Subscribed)(nil),            // 12: jetway.v1.Subscribed
-	(*Heartbeat)(nil),             // 13: jetway.v1.Heartbeat
-	(*FetchRequest)(nil),          // 14: jetway.v1.FetchRequest
-	(*FetchResponse)(nil),         // 15: jetway.v1.FetchResponse
-	(*AckOperation)(nil),          // 16: jetway.v1.AckOperation
-	(*AckRequest)(nil),            // 17: jetway.v1.AckRequest
-	(*AckResult)(nil),             // 18: jetway.v1.AckResult
-	(*AckResponse)(nil),           // 19: jetway.v1.AckResponse
-	(*ConsumeRequest)(nil),        // 20: jetway.v1.ConsumeRequest
-	(*AckBatch)(nil),              // 21: jetway.v1.AckBatch
-	(*ConsumeResponse)(nil),       // 22: jetway.v1.ConsumeResponse
-	nil,                           // 23: jetway.v1.PublishRequest.HeadersEntry
-	nil,                           // 24: jetway.v1.Message.HeadersEntry
-	(*structpb.Value)(nil),        // 25: google.protobuf.Value
-	(*durationpb.Duration)(nil),   // 26: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 27: google.protobuf.Timestamp
-	(*ConsumerConfig)(nil),        // 28: jetway.v1.ConsumerConfig
-	(*HeaderValues)(nil),          // 29: jetway.v1.HeaderValues
+	(*PublishBatchRequest)(nil),   // 7: jetway.v1.PublishBatchRequest
+	(*PublishBatchResponse)(nil),  // 8: jetway.v1.PublishBatchResponse
+	(*IngestRequest)(nil),         // 9: jetway.v1.IngestRequest
+	(*IngestResponse)(nil),        // 10: jetway.v1.IngestResponse
+	(*Error)(nil),                 // 11: jetway.v1.Error
+	(*Message)(nil),               // 12: jetway.v1.Message
+	(*SubscribeRequest)(nil),      // 13: jetway.v1.SubscribeRequest
+	(*SubscribeResponse)(nil),     // 14: jetway.v1.SubscribeResponse
+	(*MessageBatch)(nil),          // 15: jetway.v1.MessageBatch
+	(*Subscribed)(nil),            // 16: jetway.v1.Subscribed
+	(*Heartbeat)(nil),             // 17: jetway.v1.Heartbeat
+	(*FetchRequest)(nil),          // 18: jetway.v1.FetchRequest
+	(*FetchResponse)(nil),         // 19: jetway.v1.FetchResponse
+	(*AckOperation)(nil),          // 20: jetway.v1.AckOperation
+	(*AckRequest)(nil),            // 21: jetway.v1.AckRequest
+	(*AckResult)(nil),             // 22: jetway.v1.AckResult
+	(*AckResponse)(nil),           // 23: jetway.v1.AckResponse
+	(*ConsumeRequest)(nil),        // 24: jetway.v1.ConsumeRequest
+	(*AckBatch)(nil),              // 25: jetway.v1.AckBatch
+	(*ConsumeResponse)(nil),       // 26: jetway.v1.ConsumeResponse
+	nil,                           // 27: jetway.v1.PublishRequest.HeadersEntry
+	nil,                           // 28: jetway.v1.IngestRequest.HeadersEntry
+	nil,                           // 29: jetway.v1.Message.HeadersEntry
+	(*structpb.Value)(nil),        // 30: google.protobuf.Value
+	(*durationpb.Duration)(nil),   // 31: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 32: google.protobuf.Timestamp
+	(*ConsumerConfig)(nil),        // 33: jetway.v1.ConsumerConfig
+	(*HeaderValues)(nil),          // 34: jetway.v1.HeaderValues
 }
 var file_jetway_v1_message_proto_depIdxs = []int32{
-	25, // 0: jetway.v1.PublishRequest.json:type_name -> google.protobuf.Value
-	23, // 1: jetway.v1.PublishRequest.headers:type_name -> jetway.v1.PublishRequest.HeadersEntry
-	26, // 2: jetway.v1.PublishRequest.ttl:type_name -> google.protobuf.Duration
+	30, // 0: jetway.v1.PublishRequest.json:type_name -> google.protobuf.Value
+	27, // 1: jetway.v1.PublishRequest.headers:type_name -> jetway.v1.PublishRequest.HeadersEntry
+	31, // 2: jetway.v1.PublishRequest.ttl:type_name -> google.protobuf.Duration
 	2,  // 3: jetway.v1.PublishStreamRequest.publish:type_name -> jetway.v1.PublishRequest
 	2,  // 4: jetway.v1.PublishStreamRequest.batch:type_name -> jetway.v1.PublishRequest
 	3,  // 5: jetway.v1.PublishStreamResponse.ack:type_name -> jetway.v1.PublishResponse
-	7,  // 6: jetway.v1.PublishStreamResponse.error:type_name -> jetway.v1.Error
+	11, // 6: jetway.v1.PublishStreamResponse.error:type_name -> jetway.v1.Error
 	6,  // 7: jetway.v1.PublishStreamResponse.results:type_name -> jetway.v1.PublishResult
 	3,  // 8: jetway.v1.PublishResult.ack:type_name -> jetway.v1.PublishResponse
-	7,  // 9: jetway.v1.PublishResult.error:type_name -> jetway.v1.Error
-	25, // 10: jetway.v1.Message.json:type_name -> google.protobuf.Value
-	24, // 11: jetway.v1.Message.headers:type_name -> jetway.v1.Message.HeadersEntry
-	27, // 12: jetway.v1.Message.timestamp:type_name -> google.protobuf.Timestamp
-	27, // 13: jetway.v1.Message.ack_deadline:type_name -> google.protobuf.Timestamp
-	28, // 14: jetway.v1.SubscribeRequest.config:type_name -> jetway.v1.ConsumerConfig
-	26, // 15: jetway.v1.SubscribeRequest.heartbeat:type_name -> google.protobuf.Duration
-	0,  // 16: jetway.v1.SubscribeRequest.format:type_name -> jetway.v1.PayloadFormat
-	8,  // 17: jetway.v1.SubscribeResponse.message:type_name -> jetway.v1.Message
-	13, // 18: jetway.v1.SubscribeResponse.heartbeat:type_name -> jetway.v1.Heartbeat
-	12, // 19: jetway.v1.SubscribeResponse.subscribed:type_name -> jetway.v1.Subscribed
-	11, // 20: jetway.v1.SubscribeResponse.batch:type_name -> jetway.v1.MessageBatch
-	8,  // 21: jetway.v1.MessageBatch.messages:type_name -> jetway.v1.Message
-	27, // 22: jetway.v1.Heartbeat.time:type_name -> google.protobuf.Timestamp
-	26, // 23: jetway.v1.FetchRequest.wait:type_name -> google.protobuf.Duration
-	0,  // 24: jetway.v1.FetchRequest.format:type_name -> jetway.v1.PayloadFormat
-	8,  // 25: jetway.v1.FetchResponse.messages:type_name -> jetway.v1.Message
-	1,  // 26: jetway.v1.AckOperation.kind:type_name -> jetway.v1.AckKind
-	26, // 27: jetway.v1.AckOperation.delay:type_name -> google.protobuf.Duration
-	16, // 28: jetway.v1.AckRequest.operations:type_name -> jetway.v1.AckOperation
-	7,  // 29: jetway.v1.AckResult.error:type_name -> jetway.v1.Error
-	27, // 30: jetway.v1.AckResult.ack_deadline:type_name -> google.protobuf.Timestamp
-	18, // 31: jetway.v1.AckResponse.results:type_name -> jetway.v1.AckResult
-	9,  // 32: jetway.v1.ConsumeRequest.start:type_name -> jetway.v1.SubscribeRequest
-	16, // 33: jetway.v1.ConsumeRequest.ack:type_name -> jetway.v1.AckOperation
-	21, // 34: jetway.v1.ConsumeRequest.acks:type_name -> jetway.v1.AckBatch
-	16, // 35: jetway.v1.AckBatch.operations:type_name -> jetway.v1.AckOperation
-	8,  // 36: jetway.v1.ConsumeResponse.message:type_name -> jetway.v1.Message
-	13, // 37: jetway.v1.ConsumeResponse.heartbeat:type_name -> jetway.v1.Heartbeat
-	18, // 38: jetway.v1.ConsumeResponse.ack_result:type_name -> jetway.v1.AckResult
-	12, // 39: jetway.v1.ConsumeResponse.subscribed:type_name -> jetway.v1.Subscribed
-	11, // 40: jetway.v1.ConsumeResponse.batch:type_name -> jetway.v1.MessageBatch
-	29, // 41: jetway.v1.PublishRequest.HeadersEntry.value:type_name -> jetway.v1.HeaderValues
-	29, // 42: jetway.v1.Message.HeadersEntry.value:type_name -> jetway.v1.HeaderValues
-	2,  // 43: jetway.v1.MessageService.Publish:input_type -> jetway.v1.PublishRequest
-	4,  // 44: jetway.v1.MessageService.PublishStream:input_type -> jetway.v1.PublishStreamRequest
-	9,  // 45: jetway.v1.MessageService.Subscribe:input_type -> jetway.v1.SubscribeRequest
-	14, // 46: jetway.v1.MessageService.Fetch:input_type -> jetway.v1.FetchRequest
-	17, // 47: jetway.v1.MessageService.Ack:input_type -> jetway.v1.AckRequest
-	20, // 48: jetway.v1.MessageService.Consume:input_type -> jetway.v1.ConsumeRequest
-	3,  // 49: jetway.v1.MessageService.Publish:output_type -> jetway.v1.PublishResponse
-	5,  // 50: jetway.v1.MessageService.PublishStream:output_type -> jetway.v1.PublishStreamResponse
-	10, // 51: jetway.v1.MessageService.Subscribe:output_type -> jetway.v1.SubscribeResponse
-	15, // 52: jetway.v1.MessageService.Fetch:output_type -> jetway.v1.FetchResponse
-	19, // 53: jetway.v1.MessageService.Ack:output_type -> jetway.v1.AckResponse
-	22, // 54: jetway.v1.MessageService.Consume:output_type -> jetway.v1.ConsumeResponse
-	49, // [49:55] is the sub-list for method output_type
-	43, // [43:49] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	11, // 9: jetway.v1.PublishResult.error:type_name -> jetway.v1.Error
+	2,  // 10: jetway.v1.PublishBatchRequest.messages:type_name -> jetway.v1.PublishRequest
+	6,  // 11: jetway.v1.PublishBatchResponse.results:type_name -> jetway.v1.PublishResult
+	28, // 12: jetway.v1.IngestRequest.headers:type_name -> jetway.v1.IngestRequest.HeadersEntry
+	30, // 13: jetway.v1.Message.json:type_name -> google.protobuf.Value
+	29, // 14: jetway.v1.Message.headers:type_name -> jetway.v1.Message.HeadersEntry
+	32, // 15: jetway.v1.Message.timestamp:type_name -> google.protobuf.Timestamp
+	32, // 16: jetway.v1.Message.ack_deadline:type_name -> google.protobuf.Timestamp
+	33, // 17: jetway.v1.SubscribeRequest.config:type_name -> jetway.v1.ConsumerConfig
+	31, // 18: jetway.v1.SubscribeRequest.heartbeat:type_name -> google.protobuf.Duration
+	0,  // 19: jetway.v1.SubscribeRequest.format:type_name -> jetway.v1.PayloadFormat
+	12, // 20: jetway.v1.SubscribeResponse.message:type_name -> jetway.v1.Message
+	17, // 21: jetway.v1.SubscribeResponse.heartbeat:type_name -> jetway.v1.Heartbeat
+	16, // 22: jetway.v1.SubscribeResponse.subscribed:type_name -> jetway.v1.Subscribed
+	15, // 23: jetway.v1.SubscribeResponse.batch:type_name -> jetway.v1.MessageBatch
+	12, // 24: jetway.v1.MessageBatch.messages:type_name -> jetway.v1.Message
+	32, // 25: jetway.v1.Heartbeat.time:type_name -> google.protobuf.Timestamp
+	31, // 26: jetway.v1.FetchRequest.wait:type_name -> google.protobuf.Duration
+	0,  // 27: jetway.v1.FetchRequest.format:type_name -> jetway.v1.PayloadFormat
+	12, // 28: jetway.v1.FetchResponse.messages:type_name -> jetway.v1.Message
+	1,  // 29: jetway.v1.AckOperation.kind:type_name -> jetway.v1.AckKind
+	31, // 30: jetway.v1.AckOperation.delay:type_name -> google.protobuf.Duration
+	20, // 31: jetway.v1.AckRequest.operations:type_name -> jetway.v1.AckOperation
+	11, // 32: jetway.v1.AckResult.error:type_name -> jetway.v1.Error
+	32, // 33: jetway.v1.AckResult.ack_deadline:type_name -> google.protobuf.Timestamp
+	22, // 34: jetway.v1.AckResponse.results:type_name -> jetway.v1.AckResult
+	13, // 35: jetway.v1.ConsumeRequest.start:type_name -> jetway.v1.SubscribeRequest
+	20, // 36: jetway.v1.ConsumeRequest.ack:type_name -> jetway.v1.AckOperation
+	25, // 37: jetway.v1.ConsumeRequest.acks:type_name -> jetway.v1.AckBatch
+	20, // 38: jetway.v1.AckBatch.operations:type_name -> jetway.v1.AckOperation
+	12, // 39: jetway.v1.ConsumeResponse.message:type_name -> jetway.v1.Message
+	17, // 40: jetway.v1.ConsumeResponse.heartbeat:type_name -> jetway.v1.Heartbeat
+	22, // 41: jetway.v1.ConsumeResponse.ack_result:type_name -> jetway.v1.AckResult
+	16, // 42: jetway.v1.ConsumeResponse.subscribed:type_name -> jetway.v1.Subscribed
+	15, // 43: jetway.v1.ConsumeResponse.batch:type_name -> jetway.v1.MessageBatch
+	34, // 44: jetway.v1.PublishRequest.HeadersEntry.value:type_name -> jetway.v1.HeaderValues
+	34, // 45: jetway.v1.IngestRequest.HeadersEntry.value:type_name -> jetway.v1.HeaderValues
+	34, // 46: jetway.v1.Message.HeadersEntry.value:type_name -> jetway.v1.HeaderValues
+	2,  // 47: jetway.v1.MessageService.Publish:input_type -> jetway.v1.PublishRequest
+	4,  // 48: jetway.v1.MessageService.PublishStream:input_type -> jetway.v1.PublishStreamRequest
+	7,  // 49: jetway.v1.MessageService.PublishBatch:input_type -> jetway.v1.PublishBatchRequest
+	9,  // 50: jetway.v1.MessageService.Ingest:input_type -> jetway.v1.IngestRequest
+	13, // 51: jetway.v1.MessageService.Subscribe:input_type -> jetway.v1.SubscribeRequest
+	18, // 52: jetway.v1.MessageService.Fetch:input_type -> jetway.v1.FetchRequest
+	21, // 53: jetway.v1.MessageService.Ack:input_type -> jetway.v1.AckRequest
+	24, // 54: jetway.v1.MessageService.Consume:input_type -> jetway.v1.ConsumeRequest
+	3,  // 55: jetway.v1.MessageService.Publish:output_type -> jetway.v1.PublishResponse
+	5,  // 56: jetway.v1.MessageService.PublishStream:output_type -> jetway.v1.PublishStreamResponse
+	8,  // 57: jetway.v1.MessageService.PublishBatch:output_type -> jetway.v1.PublishBatchResponse
+	10, // 58: jetway.v1.MessageService.Ingest:output_type -> jetway.v1.IngestResponse
+	14, // 59: jetway.v1.MessageService.Subscribe:output_type -> jetway.v1.SubscribeResponse
+	19, // 60: jetway.v1.MessageService.Fetch:output_type -> jetway.v1.FetchResponse
+	23, // 61: jetway.v1.MessageService.Ack:output_type -> jetway.v1.AckResponse
+	26, // 62: jetway.v1.MessageService.Consume:output_type -> jetway.v1.ConsumeResponse
+	55, // [55:63] is the sub-list for method output_type
+	47, // [47:55] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_jetway_v1_message_proto_init() }
@@ -2335,23 +2602,23 @@ func file_jetway_v1_message_proto_init() {
 		(*PublishResult_Ack)(nil),
 		(*PublishResult_Error)(nil),
 	}
-	file_jetway_v1_message_proto_msgTypes[6].OneofWrappers = []any{
+	file_jetway_v1_message_proto_msgTypes[10].OneofWrappers = []any{
 		(*Message_Data)(nil),
 		(*Message_Json)(nil),
 		(*Message_Text)(nil),
 	}
-	file_jetway_v1_message_proto_msgTypes[8].OneofWrappers = []any{
+	file_jetway_v1_message_proto_msgTypes[12].OneofWrappers = []any{
 		(*SubscribeResponse_Message)(nil),
 		(*SubscribeResponse_Heartbeat)(nil),
 		(*SubscribeResponse_Subscribed)(nil),
 		(*SubscribeResponse_Batch)(nil),
 	}
-	file_jetway_v1_message_proto_msgTypes[18].OneofWrappers = []any{
+	file_jetway_v1_message_proto_msgTypes[22].OneofWrappers = []any{
 		(*ConsumeRequest_Start)(nil),
 		(*ConsumeRequest_Ack)(nil),
 		(*ConsumeRequest_Acks)(nil),
 	}
-	file_jetway_v1_message_proto_msgTypes[20].OneofWrappers = []any{
+	file_jetway_v1_message_proto_msgTypes[24].OneofWrappers = []any{
 		(*ConsumeResponse_Message)(nil),
 		(*ConsumeResponse_Heartbeat)(nil),
 		(*ConsumeResponse_AckResult)(nil),
@@ -2364,7 +2631,7 @@ func file_jetway_v1_message_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_jetway_v1_message_proto_rawDesc), len(file_jetway_v1_message_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   23,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -21,6 +21,8 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	MessageService_Publish_FullMethodName       = "/jetway.v1.MessageService/Publish"
 	MessageService_PublishStream_FullMethodName = "/jetway.v1.MessageService/PublishStream"
+	MessageService_PublishBatch_FullMethodName  = "/jetway.v1.MessageService/PublishBatch"
+	MessageService_Ingest_FullMethodName        = "/jetway.v1.MessageService/Ingest"
 	MessageService_Subscribe_FullMethodName     = "/jetway.v1.MessageService/Subscribe"
 	MessageService_Fetch_FullMethodName         = "/jetway.v1.MessageService/Fetch"
 	MessageService_Ack_FullMethodName           = "/jetway.v1.MessageService/Ack"
@@ -51,6 +53,39 @@ type MessageServiceClient interface {
 	// awaiting acks (--publish-window, default 1024) and stops reading while
 	// the window is full. gRPC only.
 	PublishStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[PublishStreamRequest, PublishStreamResponse], error)
+	// PublishBatch publishes up to 1000 messages in one call and answers with
+	// a result per message, in request order: the ack, or that message's
+	// error. Each message is authorized and validated on its own, as in a
+	// PublishStream batch, and one refused message does not fail the others;
+	// the call itself fails only when the batch is empty or holds more than
+	// 1000 messages (INVALID_ARGUMENT). The messages are published in order
+	// and pipelined; each result means what a Publish answer means.
+	//
+	// REST: POST /v1/messages:publish with {"messages": [PublishRequest…]}
+	// (the request body also counts against --http-max-body).
+	PublishBatch(ctx context.Context, in *PublishBatchRequest, opts ...grpc.CallOption) (*PublishBatchResponse, error)
+	// Ingest stores a raw payload of any media type as one message: the
+	// ingress of webhooks (GitHub, Stripe) and devices that cannot send
+	// Jetway's JSON envelope. It requires client authentication (without it:
+	// PERMISSION_DENIED, reason AUTH_REQUIRED) and the identity's publish
+	// rights on the subject, and answers like Publish.
+	//
+	// REST: POST /v1/subjects/{subject}:ingest with the payload as the
+	// request body, of any Content-Type, stored byte for byte (at most
+	// --http-max-body: 413 beyond). The request's Content-Type becomes the
+	// message's Content-Type header. Query parameters: `header` (repeated,
+	// at most 16) names request headers to copy into the message, with
+	// their names as given (not Nats-*, hop-by-hop, credential or
+	// Content-Type headers: INVALID_HEADER; a named header the request lacks
+	// is skipped); `dedupe_header` names a request header whose value
+	// becomes the msg_id (X-GitHub-Delivery, Stripe's Idempotency-Key): the
+	// request must carry it; `msg_id` sets it directly; the Idempotency-Key
+	// header is the msg_id when neither is given (two of these at once:
+	// INVALID_ARGUMENT); `access_token` carries an access token where the
+	// sender cannot set Authorization. Cross-origin browser requests are
+	// refused (403, CROSS_ORIGIN_REFUSED) as on every route that changes
+	// state.
+	Ingest(ctx context.Context, in *IngestRequest, opts ...grpc.CallOption) (*IngestResponse, error)
 	// Subscribe streams messages of a consumer to the caller; acks go through
 	// Ack (on any replica). The first event is Subscribed; heartbeats keep an
 	// idle stream alive. Several Subscribe calls on one durable consumer share
@@ -114,6 +149,26 @@ func (c *messageServiceClient) PublishStream(ctx context.Context, opts ...grpc.C
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type MessageService_PublishStreamClient = grpc.BidiStreamingClient[PublishStreamRequest, PublishStreamResponse]
+
+func (c *messageServiceClient) PublishBatch(ctx context.Context, in *PublishBatchRequest, opts ...grpc.CallOption) (*PublishBatchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PublishBatchResponse)
+	err := c.cc.Invoke(ctx, MessageService_PublishBatch_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *messageServiceClient) Ingest(ctx context.Context, in *IngestRequest, opts ...grpc.CallOption) (*IngestResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(IngestResponse)
+	err := c.cc.Invoke(ctx, MessageService_Ingest_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
 
 func (c *messageServiceClient) Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SubscribeResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -191,6 +246,39 @@ type MessageServiceServer interface {
 	// awaiting acks (--publish-window, default 1024) and stops reading while
 	// the window is full. gRPC only.
 	PublishStream(grpc.BidiStreamingServer[PublishStreamRequest, PublishStreamResponse]) error
+	// PublishBatch publishes up to 1000 messages in one call and answers with
+	// a result per message, in request order: the ack, or that message's
+	// error. Each message is authorized and validated on its own, as in a
+	// PublishStream batch, and one refused message does not fail the others;
+	// the call itself fails only when the batch is empty or holds more than
+	// 1000 messages (INVALID_ARGUMENT). The messages are published in order
+	// and pipelined; each result means what a Publish answer means.
+	//
+	// REST: POST /v1/messages:publish with {"messages": [PublishRequest…]}
+	// (the request body also counts against --http-max-body).
+	PublishBatch(context.Context, *PublishBatchRequest) (*PublishBatchResponse, error)
+	// Ingest stores a raw payload of any media type as one message: the
+	// ingress of webhooks (GitHub, Stripe) and devices that cannot send
+	// Jetway's JSON envelope. It requires client authentication (without it:
+	// PERMISSION_DENIED, reason AUTH_REQUIRED) and the identity's publish
+	// rights on the subject, and answers like Publish.
+	//
+	// REST: POST /v1/subjects/{subject}:ingest with the payload as the
+	// request body, of any Content-Type, stored byte for byte (at most
+	// --http-max-body: 413 beyond). The request's Content-Type becomes the
+	// message's Content-Type header. Query parameters: `header` (repeated,
+	// at most 16) names request headers to copy into the message, with
+	// their names as given (not Nats-*, hop-by-hop, credential or
+	// Content-Type headers: INVALID_HEADER; a named header the request lacks
+	// is skipped); `dedupe_header` names a request header whose value
+	// becomes the msg_id (X-GitHub-Delivery, Stripe's Idempotency-Key): the
+	// request must carry it; `msg_id` sets it directly; the Idempotency-Key
+	// header is the msg_id when neither is given (two of these at once:
+	// INVALID_ARGUMENT); `access_token` carries an access token where the
+	// sender cannot set Authorization. Cross-origin browser requests are
+	// refused (403, CROSS_ORIGIN_REFUSED) as on every route that changes
+	// state.
+	Ingest(context.Context, *IngestRequest) (*IngestResponse, error)
 	// Subscribe streams messages of a consumer to the caller; acks go through
 	// Ack (on any replica). The first event is Subscribed; heartbeats keep an
 	// idle stream alive. Several Subscribe calls on one durable consumer share
@@ -237,6 +325,12 @@ func (UnimplementedMessageServiceServer) Publish(context.Context, *PublishReques
 }
 func (UnimplementedMessageServiceServer) PublishStream(grpc.BidiStreamingServer[PublishStreamRequest, PublishStreamResponse]) error {
 	return status.Error(codes.Unimplemented, "method PublishStream not implemented")
+}
+func (UnimplementedMessageServiceServer) PublishBatch(context.Context, *PublishBatchRequest) (*PublishBatchResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PublishBatch not implemented")
+}
+func (UnimplementedMessageServiceServer) Ingest(context.Context, *IngestRequest) (*IngestResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Ingest not implemented")
 }
 func (UnimplementedMessageServiceServer) Subscribe(*SubscribeRequest, grpc.ServerStreamingServer[SubscribeResponse]) error {
 	return status.Error(codes.Unimplemented, "method Subscribe not implemented")
@@ -295,6 +389,42 @@ func _MessageService_PublishStream_Handler(srv interface{}, stream grpc.ServerSt
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type MessageService_PublishStreamServer = grpc.BidiStreamingServer[PublishStreamRequest, PublishStreamResponse]
+
+func _MessageService_PublishBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PublishBatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessageServiceServer).PublishBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MessageService_PublishBatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessageServiceServer).PublishBatch(ctx, req.(*PublishBatchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MessageService_Ingest_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(IngestRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessageServiceServer).Ingest(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MessageService_Ingest_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessageServiceServer).Ingest(ctx, req.(*IngestRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
 
 func _MessageService_Subscribe_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(SubscribeRequest)
@@ -360,6 +490,14 @@ var MessageService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Publish",
 			Handler:    _MessageService_Publish_Handler,
+		},
+		{
+			MethodName: "PublishBatch",
+			Handler:    _MessageService_PublishBatch_Handler,
+		},
+		{
+			MethodName: "Ingest",
+			Handler:    _MessageService_Ingest_Handler,
 		},
 		{
 			MethodName: "Fetch",
