@@ -189,6 +189,10 @@ func New(ctx context.Context, conn *grpc.ClientConn, o Options) (http.Handler, e
 	}
 	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(openapi.V3)
+	})
+	mux.HandleFunc("GET /openapi.v2.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(openapi.JSON)
 	})
 	slow := logsafe.NewLimiter(o.Logger, slowBodyLinesPerSecond, slowBodyLinesPerSecond)

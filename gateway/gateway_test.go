@@ -40,9 +40,9 @@ func TestIncomingHeader(t *testing.T) {
 
 func TestOpenAPIDocument(t *testing.T) {
 	b := jetwaytest.Start(t)
-	r := b.Do(t, http.MethodGet, "/openapi.json", "")
+	r := b.Do(t, http.MethodGet, "/openapi.v2.json", "")
 	if r.Status != http.StatusOK {
-		t.Fatalf("GET /openapi.json = %d", r.Status)
+		t.Fatalf("GET /openapi.v2.json = %d", r.Status)
 	}
 	var doc struct {
 		Swagger string `json:"swagger"`
