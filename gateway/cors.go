@@ -39,17 +39,26 @@ var RequestHeaders = []string{"Authorization", "Content-Type", "Idempotency-Key"
 // a 401.
 var ExposedHeaders = []string{"Retry-After", requestid.Header, "Allow", "Accept-Post", "WWW-Authenticate"}
 
+// newCORS returns the CORS handler of origins: nil for none (rs/cors
+// reads an empty list as every origin, "*").
 func newCORS(origins []string, c CORS) *cors.Cors {
+	if len(origins) == 0 {
+		return nil
+	}
+	allowed := map[string]bool{}
+	for _, o := range origins {
+		allowed[o] = true
+	}
 	methods := c.AllowedMethods
 	if len(methods) == 0 {
 		methods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodDelete}
 	}
 	maxAge := int(c.MaxAge / time.Second)
 	return cors.New(cors.Options{
-		// Origins are exact (config checks them: scheme://host[:port]);
-		// no wildcard, and "null" (sandboxed frames, file: pages) is
-		// never allowed unless listed, which config refuses.
-		AllowedOrigins:   origins,
+		// Origins are exact (config checks them: scheme://host[:port]),
+		// compared byte for byte: no wildcard, and never "null"
+		// (sandboxed frames, file: pages), which config refuses.
+		AllowOriginFunc:  func(origin string) bool { return allowed[origin] },
 		AllowedMethods:   methods,
 		AllowedHeaders:   append(append([]string{}, RequestHeaders...), c.AllowedHeaders...),
 		ExposedHeaders:   ExposedHeaders,

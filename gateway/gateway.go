@@ -201,7 +201,10 @@ func New(ctx context.Context, conn *grpc.ClientConn, o Options) (http.Handler, e
 	// before reading their body; every body is read within its deadline.
 	// CORS answers preflights of allowed origins before the
 	// cross-origin check sees them.
-	var h http.Handler = newCORS(o.AllowedOrigins, o.CORS).Handler(cop.Handler(mux))
+	var h http.Handler = cop.Handler(mux)
+	if c := newCORS(o.AllowedOrigins, o.CORS); c != nil {
+		h = c.Handler(h)
+	}
 	if o.LoopbackHostsOnly {
 		h = LoopbackHostOnly(h)
 	}

@@ -112,3 +112,19 @@ func TestCORSCredentials(t *testing.T) {
 		t.Errorf("credentialed preflight: %v", r.Header)
 	}
 }
+
+// TestCORSNoneByDefault: without --allowed-origins no origin gets any
+// CORS header, preflight or not (rs/cors alone would answer "*").
+func TestCORSNoneByDefault(t *testing.T) {
+	b := jetwaytest.Start(t)
+	for _, origin := range []string{"https://evil.example", "null", "http://localhost:3000"} {
+		r := browserTSend(t, nil, http.MethodOptions, b.BaseURL+"/v1/streams", "", "",
+			"Origin", origin, "Access-Control-Request-Method", "GET")
+		r2 := browserTSend(t, nil, http.MethodGet, b.BaseURL+"/v1/streams", "", "", "Origin", origin, "Sec-Fetch-Site", "cross-site")
+		for _, h := range []string{"Access-Control-Allow-Origin", "Access-Control-Allow-Methods", "Access-Control-Allow-Credentials"} {
+			if v := r.Header.Get(h) + r2.Header.Get(h); v != "" {
+				t.Errorf("origin %s, no allowed origins: %s %q", origin, h, v)
+			}
+		}
+	}
+}
