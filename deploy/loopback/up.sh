@@ -70,8 +70,13 @@ if [[ -n ${JETWAY_LOOPBACK_PORT_BASE:-} ]]; then
 		ports+=("$p")
 	done
 else
+	# Below the ephemeral range, from which the kernel gives ports to
+	# outgoing connections and to listeners on port 0 (other tests): a
+	# port found free there could be taken before nats-server binds it.
+	eph_lo=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+	((eph_lo > 12000)) || eph_lo=32768
 	while [[ ${#ports[@]} -lt 13 ]]; do
-		p=$((20000 + RANDOM % 40000))
+		p=$((10000 + RANDOM % (eph_lo - 10000)))
 		[[ " ${ports[*]} " == *" $p "* ]] && continue
 		in_use "$p" && continue
 		ports+=("$p")
