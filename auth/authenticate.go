@@ -262,10 +262,14 @@ func (c *Config) jwtIdentity(ujwt string, uc *jwt.UserClaims) (*Identity, error)
 	return id, nil
 }
 
-// tokenCache keeps verified tokens until they expire.
+// tokenCache keeps verified tokens until they expire, keyed by their
+// SHA-256 (a token's bytes are not kept), within a budget of entries and
+// of memory: a full cache starts over, so that a client minting and using
+// many large tokens costs verification time, never memory.
 type tokenCache struct {
-	mu sync.Mutex
-	m  map[string]cachedToken
+	mu    sync.Mutex
+	m     map[[32]byte]cachedToken
+	bytes int
 }
 
 type cachedToken struct {
@@ -274,12 +278,16 @@ type cachedToken struct {
 	exp  time.Time
 }
 
-const tokenCacheSize = 10_000
+const (
+	tokenCacheSize  = 10_000
+	tokenCacheBytes = 32 << 20
+)
 
 func (c *tokenCache) get(tok string, now time.Time) (*Identity, bool) {
+	k := sha256.Sum256([]byte(tok))
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e, ok := c.m[tok]
+	e, ok := c.m[k]
 	if !ok || !now.Before(e.exp) || now.Before(e.from) {
 		return nil, false
 	}
@@ -292,12 +300,14 @@ func (c *tokenCache) put(tok string, id *Identity, exp time.Time) {
 
 // putFrom keeps a token valid from from (zero: any time before exp).
 func (c *tokenCache) putFrom(tok string, id *Identity, from, exp time.Time) {
+	cost := 256 + id.scope.size()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.m == nil || len(c.m) >= tokenCacheSize {
-		c.m = make(map[string]cachedToken)
+	if c.m == nil || len(c.m) >= tokenCacheSize || c.bytes+cost > tokenCacheBytes {
+		c.m, c.bytes = make(map[[32]byte]cachedToken), 0
 	}
-	c.m[tok] = cachedToken{id: id, from: from, exp: exp}
+	c.m[sha256.Sum256([]byte(tok))] = cachedToken{id: id, from: from, exp: exp}
+	c.bytes += cost
 }
 
 // identityCache keeps the identities compiled from user JWTs (their

@@ -133,6 +133,9 @@ func (Authorizer) CanConsume(ctx context.Context, stream, consumer string) error
 		if !id.scope.allowsOp(OpConsume) || !id.scope.allowsStream(stream) {
 			return id.scope.refuse(id, fmt.Sprintf("consuming from stream %q", stream))
 		}
+		if consumer != "" && !id.scope.allowsDurable() {
+			return id.scope.refuse(id, fmt.Sprintf("consuming durable %q: a token narrowed by subjects consumes with filtered ephemeral subscriptions only", consumer))
+		}
 		return nil
 	}
 	if consumer == "" {

@@ -284,6 +284,15 @@ func (a *Interceptor) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamSer
 	if err := a.admit(ctx, id); err != nil {
 		return err
 	}
+	// Every stream holds one of its identity's concurrent streams, an
+	// access token's included (they share the identity's quota).
+	if !id.all {
+		release, err := a.acquireStream(ctx, id)
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
 	if exp := id.Expires(); !exp.IsZero() {
 		// A stream opened with an access token ends when the token does
 		// (a shared live-tail link stops working at its expiry, open or
@@ -297,13 +306,6 @@ func (a *Interceptor) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamSer
 			return errTokenExpired
 		}
 		return err
-	}
-	if !id.all {
-		release, err := a.acquireStream(ctx, id)
-		if err != nil {
-			return err
-		}
-		defer release()
 	}
 	return handler(srv, &identityStream{ServerStream: ss, ctx: NewContext(ctx, id)})
 }

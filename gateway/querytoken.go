@@ -51,6 +51,11 @@ func queryTokens(rt *routeTable, next http.Handler) http.Handler {
 			writeError(w, http.StatusBadRequest, codes.InvalidArgument, "ACCESS_TOKEN_IN_QUERY", msg)
 		}
 		switch {
+		case r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "":
+			// A CORS preflight of a request that will carry the token:
+			// answered (CORS) without it, and it is never a credential.
+			r2.Header.Del("Authorization")
+			next.ServeHTTP(w, r2)
 		case len(tokens) > 1:
 			refuse("more than one access_token in the query")
 		case !rt.takesQueryToken(r.Method, u.EscapedPath()):
