@@ -15,6 +15,10 @@
 // the CORS answers the page's requests need (and lifts the cross-origin
 // refusal of state-changing requests). A page on an origin not listed
 // can read nothing and change nothing, whatever token it holds.
+//
+// POST /session authenticates no user: anyone who can reach the app gets a
+// token. A real app mints only for its own signed-in users (its session
+// cookie, its CSRF rule) and narrows each token to what that user may do.
 package browser
 
 import (
