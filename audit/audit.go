@@ -111,6 +111,11 @@ var adminWrites = map[string]bool{
 	jetwayv1.AdminService_UpdateConsumer_FullMethodName: true,
 	jetwayv1.AdminService_DeleteConsumer_FullMethodName: true,
 	jetwayv1.AdminService_DeleteMessage_FullMethodName:  true,
+	// consume (issue 18): consumer control
+	jetwayv1.AdminService_PauseConsumer_FullMethodName:  true,
+	jetwayv1.AdminService_ResumeConsumer_FullMethodName: true,
+	jetwayv1.AdminService_ResetConsumer_FullMethodName:  true,
+	jetwayv1.AdminService_UnpinConsumer_FullMethodName:  true,
 }
 
 // IsAdminWrite reports whether method is audited as an admin write.

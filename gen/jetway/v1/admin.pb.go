@@ -1099,9 +1099,17 @@ type ConsumerInfo struct {
 	// Messages matching the consumer not yet delivered.
 	NumPending uint64 `protobuf:"varint,10,opt,name=num_pending,json=numPending,proto3" json:"num_pending,omitempty"`
 	// Where it runs.
-	Cluster       *ClusterInfo `protobuf:"bytes,11,opt,name=cluster,proto3" json:"cluster,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Cluster *ClusterInfo `protobuf:"bytes,11,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	// The consumer is paused (PauseConsumer, or config.pause_until): it
+	// delivers nothing until config.pause_until.
+	Paused bool `protobuf:"varint,12,opt,name=paused,proto3" json:"paused,omitempty"`
+	// How long it stays paused; unset when not paused.
+	PauseRemaining *durationpb.Duration `protobuf:"bytes,13,opt,name=pause_remaining,json=pauseRemaining,proto3" json:"pause_remaining,omitempty"`
+	// The state of each priority group (pinned client policy: which pin id
+	// is current).
+	PriorityGroups []*PriorityGroupState `protobuf:"bytes,14,rep,name=priority_groups,json=priorityGroups,proto3" json:"priority_groups,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ConsumerInfo) Reset() {
@@ -1207,6 +1215,27 @@ func (x *ConsumerInfo) GetNumPending() uint64 {
 func (x *ConsumerInfo) GetCluster() *ClusterInfo {
 	if x != nil {
 		return x.Cluster
+	}
+	return nil
+}
+
+func (x *ConsumerInfo) GetPaused() bool {
+	if x != nil {
+		return x.Paused
+	}
+	return false
+}
+
+func (x *ConsumerInfo) GetPauseRemaining() *durationpb.Duration {
+	if x != nil {
+		return x.PauseRemaining
+	}
+	return nil
+}
+
+func (x *ConsumerInfo) GetPriorityGroups() []*PriorityGroupState {
+	if x != nil {
+		return x.PriorityGroups
 	}
 	return nil
 }
@@ -3078,6 +3107,532 @@ func (x *GetBridgeInfoResponse) GetPartial() bool {
 	return false
 }
 
+// PriorityGroupState is the state of one priority group of a consumer.
+type PriorityGroupState struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The group.
+	Group string `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	// Pinned client policy: the current pin id; empty when no client is
+	// pinned.
+	PinnedClientId string `protobuf:"bytes,2,opt,name=pinned_client_id,json=pinnedClientId,proto3" json:"pinned_client_id,omitempty"`
+	// When that client was pinned.
+	PinnedTime    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=pinned_time,json=pinnedTime,proto3" json:"pinned_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PriorityGroupState) Reset() {
+	*x = PriorityGroupState{}
+	mi := &file_jetway_v1_admin_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PriorityGroupState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PriorityGroupState) ProtoMessage() {}
+
+func (x *PriorityGroupState) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_admin_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PriorityGroupState.ProtoReflect.Descriptor instead.
+func (*PriorityGroupState) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *PriorityGroupState) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *PriorityGroupState) GetPinnedClientId() string {
+	if x != nil {
+		return x.PinnedClientId
+	}
+	return ""
+}
+
+func (x *PriorityGroupState) GetPinnedTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PinnedTime
+	}
+	return nil
+}
+
+// PauseConsumerRequest pauses a consumer.
+type PauseConsumerRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stream. Required.
+	Stream string `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	// The consumer name. Required.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// Until when. Required, in the future.
+	PauseUntil    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=pause_until,json=pauseUntil,proto3" json:"pause_until,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PauseConsumerRequest) Reset() {
+	*x = PauseConsumerRequest{}
+	mi := &file_jetway_v1_admin_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PauseConsumerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PauseConsumerRequest) ProtoMessage() {}
+
+func (x *PauseConsumerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_admin_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PauseConsumerRequest.ProtoReflect.Descriptor instead.
+func (*PauseConsumerRequest) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *PauseConsumerRequest) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *PauseConsumerRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PauseConsumerRequest) GetPauseUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PauseUntil
+	}
+	return nil
+}
+
+// PauseConsumerResponse is the consumer's pause.
+type PauseConsumerResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Whether the consumer is paused.
+	Paused bool `protobuf:"varint,1,opt,name=paused,proto3" json:"paused,omitempty"`
+	// Until when; unset when not paused.
+	PauseUntil *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=pause_until,json=pauseUntil,proto3" json:"pause_until,omitempty"`
+	// How long it stays paused; unset when not paused.
+	PauseRemaining *durationpb.Duration `protobuf:"bytes,3,opt,name=pause_remaining,json=pauseRemaining,proto3" json:"pause_remaining,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *PauseConsumerResponse) Reset() {
+	*x = PauseConsumerResponse{}
+	mi := &file_jetway_v1_admin_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PauseConsumerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PauseConsumerResponse) ProtoMessage() {}
+
+func (x *PauseConsumerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_admin_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PauseConsumerResponse.ProtoReflect.Descriptor instead.
+func (*PauseConsumerResponse) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *PauseConsumerResponse) GetPaused() bool {
+	if x != nil {
+		return x.Paused
+	}
+	return false
+}
+
+func (x *PauseConsumerResponse) GetPauseUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PauseUntil
+	}
+	return nil
+}
+
+func (x *PauseConsumerResponse) GetPauseRemaining() *durationpb.Duration {
+	if x != nil {
+		return x.PauseRemaining
+	}
+	return nil
+}
+
+// ResumeConsumerRequest resumes a consumer.
+type ResumeConsumerRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stream. Required.
+	Stream string `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	// The consumer name. Required.
+	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResumeConsumerRequest) Reset() {
+	*x = ResumeConsumerRequest{}
+	mi := &file_jetway_v1_admin_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResumeConsumerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResumeConsumerRequest) ProtoMessage() {}
+
+func (x *ResumeConsumerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_admin_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResumeConsumerRequest.ProtoReflect.Descriptor instead.
+func (*ResumeConsumerRequest) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *ResumeConsumerRequest) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *ResumeConsumerRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// ResumeConsumerResponse is the consumer's pause, now over.
+type ResumeConsumerResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Whether the consumer is paused: false.
+	Paused        bool `protobuf:"varint,1,opt,name=paused,proto3" json:"paused,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResumeConsumerResponse) Reset() {
+	*x = ResumeConsumerResponse{}
+	mi := &file_jetway_v1_admin_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResumeConsumerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResumeConsumerResponse) ProtoMessage() {}
+
+func (x *ResumeConsumerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_admin_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResumeConsumerResponse.ProtoReflect.Descriptor instead.
+func (*ResumeConsumerResponse) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *ResumeConsumerResponse) GetPaused() bool {
+	if x != nil {
+		return x.Paused
+	}
+	return false
+}
+
+// ResetConsumerRequest moves a consumer. At most one of sequence and
+// time; neither: back to the ack floor.
+type ResetConsumerRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stream. Required.
+	Stream string `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	// The consumer name. Required.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// The next stream sequence to deliver, at least 1.
+	Sequence uint64 `protobuf:"varint,3,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// The first message stored at or after this time is delivered next (a
+	// time after the last message: only messages stored from now on). The
+	// bridge finds its sequence, then resets to it.
+	Time          *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=time,proto3" json:"time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResetConsumerRequest) Reset() {
+	*x = ResetConsumerRequest{}
+	mi := &file_jetway_v1_admin_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResetConsumerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResetConsumerRequest) ProtoMessage() {}
+
+func (x *ResetConsumerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_admin_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResetConsumerRequest.ProtoReflect.Descriptor instead.
+func (*ResetConsumerRequest) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *ResetConsumerRequest) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *ResetConsumerRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ResetConsumerRequest) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *ResetConsumerRequest) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+// ResetConsumerResponse is the consumer after the reset.
+type ResetConsumerResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The consumer.
+	Consumer *ConsumerInfo `protobuf:"bytes,1,opt,name=consumer,proto3" json:"consumer,omitempty"`
+	// The stream sequence it delivers next.
+	ResetSequence uint64 `protobuf:"varint,2,opt,name=reset_sequence,json=resetSequence,proto3" json:"reset_sequence,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResetConsumerResponse) Reset() {
+	*x = ResetConsumerResponse{}
+	mi := &file_jetway_v1_admin_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResetConsumerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResetConsumerResponse) ProtoMessage() {}
+
+func (x *ResetConsumerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_admin_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResetConsumerResponse.ProtoReflect.Descriptor instead.
+func (*ResetConsumerResponse) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *ResetConsumerResponse) GetConsumer() *ConsumerInfo {
+	if x != nil {
+		return x.Consumer
+	}
+	return nil
+}
+
+func (x *ResetConsumerResponse) GetResetSequence() uint64 {
+	if x != nil {
+		return x.ResetSequence
+	}
+	return 0
+}
+
+// UnpinConsumerRequest unpins a priority group's client.
+type UnpinConsumerRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stream. Required.
+	Stream string `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	// The consumer name. Required.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// The priority group. Required.
+	Group         string `protobuf:"bytes,3,opt,name=group,proto3" json:"group,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnpinConsumerRequest) Reset() {
+	*x = UnpinConsumerRequest{}
+	mi := &file_jetway_v1_admin_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnpinConsumerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnpinConsumerRequest) ProtoMessage() {}
+
+func (x *UnpinConsumerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_admin_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnpinConsumerRequest.ProtoReflect.Descriptor instead.
+func (*UnpinConsumerRequest) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *UnpinConsumerRequest) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *UnpinConsumerRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *UnpinConsumerRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+// UnpinConsumerResponse confirms the unpin.
+type UnpinConsumerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnpinConsumerResponse) Reset() {
+	*x = UnpinConsumerResponse{}
+	mi := &file_jetway_v1_admin_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnpinConsumerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnpinConsumerResponse) ProtoMessage() {}
+
+func (x *UnpinConsumerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_admin_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnpinConsumerResponse.ProtoReflect.Descriptor instead.
+func (*UnpinConsumerResponse) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{53}
+}
+
 var File_jetway_v1_admin_proto protoreflect.FileDescriptor
 
 const file_jetway_v1_admin_proto_rawDesc = "" +
@@ -3144,7 +3699,7 @@ const file_jetway_v1_admin_proto_rawDesc = "" +
 	"\x11consumer_sequence\x18\x01 \x01(\x04R\x10consumerSequence\x12'\n" +
 	"\x0fstream_sequence\x18\x02 \x01(\x04R\x0estreamSequence\x12;\n" +
 	"\vlast_active\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"lastActive\"\xd5\x03\n" +
+	"lastActive\"\xf9\x04\n" +
 	"\fConsumerInfo\x12\x16\n" +
 	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x121\n" +
@@ -3159,7 +3714,10 @@ const file_jetway_v1_admin_proto_rawDesc = "" +
 	"\vnum_pending\x18\n" +
 	" \x01(\x04R\n" +
 	"numPending\x120\n" +
-	"\acluster\x18\v \x01(\v2\x16.jetway.v1.ClusterInfoR\acluster\"b\n" +
+	"\acluster\x18\v \x01(\v2\x16.jetway.v1.ClusterInfoR\acluster\x12\x16\n" +
+	"\x06paused\x18\f \x01(\bR\x06paused\x12B\n" +
+	"\x0fpause_remaining\x18\r \x01(\v2\x19.google.protobuf.DurationR\x0epauseRemaining\x12F\n" +
+	"\x0fpriority_groups\x18\x0e \x03(\v2\x1d.jetway.v1.PriorityGroupStateR\x0epriorityGroups\"b\n" +
 	"\x15CreateConsumerRequest\x12\x16\n" +
 	"\x06stream\x18\x01 \x01(\tR\x06stream\x121\n" +
 	"\x06config\x18\x02 \x01(\v2\x19.jetway.v1.ConsumerConfigR\x06config\"M\n" +
@@ -3295,13 +3853,45 @@ const file_jetway_v1_admin_proto_rawDesc = "" +
 	"\x15GetBridgeInfoResponse\x12-\n" +
 	"\x06bridge\x18\x01 \x01(\v2\x15.jetway.v1.BridgeInfoR\x06bridge\x12+\n" +
 	"\x05fleet\x18\x02 \x03(\v2\x15.jetway.v1.BridgeInfoR\x05fleet\x12\x18\n" +
-	"\apartial\x18\x03 \x01(\bR\apartial*y\n" +
+	"\apartial\x18\x03 \x01(\bR\apartial\"\x91\x01\n" +
+	"\x12PriorityGroupState\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12(\n" +
+	"\x10pinned_client_id\x18\x02 \x01(\tR\x0epinnedClientId\x12;\n" +
+	"\vpinned_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"pinnedTime\"\x7f\n" +
+	"\x14PauseConsumerRequest\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12;\n" +
+	"\vpause_until\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"pauseUntil\"\xb0\x01\n" +
+	"\x15PauseConsumerResponse\x12\x16\n" +
+	"\x06paused\x18\x01 \x01(\bR\x06paused\x12;\n" +
+	"\vpause_until\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"pauseUntil\x12B\n" +
+	"\x0fpause_remaining\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x0epauseRemaining\"C\n" +
+	"\x15ResumeConsumerRequest\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"0\n" +
+	"\x16ResumeConsumerResponse\x12\x16\n" +
+	"\x06paused\x18\x01 \x01(\bR\x06paused\"\x8e\x01\n" +
+	"\x14ResetConsumerRequest\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
+	"\bsequence\x18\x03 \x01(\x04R\bsequence\x12.\n" +
+	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"s\n" +
+	"\x15ResetConsumerResponse\x123\n" +
+	"\bconsumer\x18\x01 \x01(\v2\x17.jetway.v1.ConsumerInfoR\bconsumer\x12%\n" +
+	"\x0ereset_sequence\x18\x02 \x01(\x04R\rresetSequence\"X\n" +
+	"\x14UnpinConsumerRequest\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
+	"\x05group\x18\x03 \x01(\tR\x05group\"\x17\n" +
+	"\x15UnpinConsumerResponse*y\n" +
 	"\vSessionKind\x12\x1c\n" +
 	"\x18SESSION_KIND_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16SESSION_KIND_SUBSCRIBE\x10\x01\x12\x18\n" +
 	"\x14SESSION_KIND_CONSUME\x10\x02\x12\x16\n" +
-	"\x12SESSION_KIND_FETCH\x10\x032\xfe\n" +
-	"\n" +
+	"\x12SESSION_KIND_FETCH\x10\x032\xd1\r\n" +
 	"\fAdminService\x12O\n" +
 	"\fCreateStream\x12\x1e.jetway.v1.CreateStreamRequest\x1a\x1f.jetway.v1.CreateStreamResponse\x12O\n" +
 	"\fUpdateStream\x12\x1e.jetway.v1.UpdateStreamRequest\x1a\x1f.jetway.v1.UpdateStreamResponse\x12F\n" +
@@ -3320,7 +3910,11 @@ const file_jetway_v1_admin_proto_rawDesc = "" +
 	"\rDeleteMessage\x12\x1f.jetway.v1.DeleteMessageRequest\x1a .jetway.v1.DeleteMessageResponse\x12U\n" +
 	"\x0eGetAccountInfo\x12 .jetway.v1.GetAccountInfoRequest\x1a!.jetway.v1.GetAccountInfoResponse\x12O\n" +
 	"\fListSessions\x12\x1e.jetway.v1.ListSessionsRequest\x1a\x1f.jetway.v1.ListSessionsResponse\x12R\n" +
-	"\rGetBridgeInfo\x12\x1f.jetway.v1.GetBridgeInfoRequest\x1a .jetway.v1.GetBridgeInfoResponseB5Z3github.com/jetway-dev/jetway/gen/jetway/v1;jetwayv1b\x06proto3"
+	"\rGetBridgeInfo\x12\x1f.jetway.v1.GetBridgeInfoRequest\x1a .jetway.v1.GetBridgeInfoResponse\x12R\n" +
+	"\rPauseConsumer\x12\x1f.jetway.v1.PauseConsumerRequest\x1a .jetway.v1.PauseConsumerResponse\x12U\n" +
+	"\x0eResumeConsumer\x12 .jetway.v1.ResumeConsumerRequest\x1a!.jetway.v1.ResumeConsumerResponse\x12R\n" +
+	"\rResetConsumer\x12\x1f.jetway.v1.ResetConsumerRequest\x1a .jetway.v1.ResetConsumerResponse\x12R\n" +
+	"\rUnpinConsumer\x12\x1f.jetway.v1.UnpinConsumerRequest\x1a .jetway.v1.UnpinConsumerResponseB5Z3github.com/jetway-dev/jetway/gen/jetway/v1;jetwayv1b\x06proto3"
 
 var (
 	file_jetway_v1_admin_proto_rawDescOnce sync.Once
@@ -3335,7 +3929,7 @@ func file_jetway_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_jetway_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_jetway_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
+var file_jetway_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
 var file_jetway_v1_admin_proto_goTypes = []any{
 	(SessionKind)(0),               // 0: jetway.v1.SessionKind
 	(*StreamState)(nil),            // 1: jetway.v1.StreamState
@@ -3383,93 +3977,118 @@ var file_jetway_v1_admin_proto_goTypes = []any{
 	(*NATSConnection)(nil),         // 43: jetway.v1.NATSConnection
 	(*BridgeInfo)(nil),             // 44: jetway.v1.BridgeInfo
 	(*GetBridgeInfoResponse)(nil),  // 45: jetway.v1.GetBridgeInfoResponse
-	nil,                            // 46: jetway.v1.StoredMessage.HeadersEntry
-	(*timestamppb.Timestamp)(nil),  // 47: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),    // 48: google.protobuf.Duration
-	(*StreamConfig)(nil),           // 49: jetway.v1.StreamConfig
-	(*ConsumerConfig)(nil),         // 50: jetway.v1.ConsumerConfig
-	(*HeaderValues)(nil),           // 51: jetway.v1.HeaderValues
+	(*PriorityGroupState)(nil),     // 46: jetway.v1.PriorityGroupState
+	(*PauseConsumerRequest)(nil),   // 47: jetway.v1.PauseConsumerRequest
+	(*PauseConsumerResponse)(nil),  // 48: jetway.v1.PauseConsumerResponse
+	(*ResumeConsumerRequest)(nil),  // 49: jetway.v1.ResumeConsumerRequest
+	(*ResumeConsumerResponse)(nil), // 50: jetway.v1.ResumeConsumerResponse
+	(*ResetConsumerRequest)(nil),   // 51: jetway.v1.ResetConsumerRequest
+	(*ResetConsumerResponse)(nil),  // 52: jetway.v1.ResetConsumerResponse
+	(*UnpinConsumerRequest)(nil),   // 53: jetway.v1.UnpinConsumerRequest
+	(*UnpinConsumerResponse)(nil),  // 54: jetway.v1.UnpinConsumerResponse
+	nil,                            // 55: jetway.v1.StoredMessage.HeadersEntry
+	(*timestamppb.Timestamp)(nil),  // 56: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),    // 57: google.protobuf.Duration
+	(*StreamConfig)(nil),           // 58: jetway.v1.StreamConfig
+	(*ConsumerConfig)(nil),         // 59: jetway.v1.ConsumerConfig
+	(*HeaderValues)(nil),           // 60: jetway.v1.HeaderValues
 }
 var file_jetway_v1_admin_proto_depIdxs = []int32{
-	47, // 0: jetway.v1.StreamState.first_time:type_name -> google.protobuf.Timestamp
-	47, // 1: jetway.v1.StreamState.last_time:type_name -> google.protobuf.Timestamp
-	48, // 2: jetway.v1.PeerInfo.active:type_name -> google.protobuf.Duration
+	56, // 0: jetway.v1.StreamState.first_time:type_name -> google.protobuf.Timestamp
+	56, // 1: jetway.v1.StreamState.last_time:type_name -> google.protobuf.Timestamp
+	57, // 2: jetway.v1.PeerInfo.active:type_name -> google.protobuf.Duration
 	2,  // 3: jetway.v1.ClusterInfo.replicas:type_name -> jetway.v1.PeerInfo
-	49, // 4: jetway.v1.StreamInfo.config:type_name -> jetway.v1.StreamConfig
+	58, // 4: jetway.v1.StreamInfo.config:type_name -> jetway.v1.StreamConfig
 	1,  // 5: jetway.v1.StreamInfo.state:type_name -> jetway.v1.StreamState
 	3,  // 6: jetway.v1.StreamInfo.cluster:type_name -> jetway.v1.ClusterInfo
-	47, // 7: jetway.v1.StreamInfo.created:type_name -> google.protobuf.Timestamp
-	49, // 8: jetway.v1.CreateStreamRequest.config:type_name -> jetway.v1.StreamConfig
+	56, // 7: jetway.v1.StreamInfo.created:type_name -> google.protobuf.Timestamp
+	58, // 8: jetway.v1.CreateStreamRequest.config:type_name -> jetway.v1.StreamConfig
 	4,  // 9: jetway.v1.CreateStreamResponse.stream:type_name -> jetway.v1.StreamInfo
-	49, // 10: jetway.v1.UpdateStreamRequest.config:type_name -> jetway.v1.StreamConfig
+	58, // 10: jetway.v1.UpdateStreamRequest.config:type_name -> jetway.v1.StreamConfig
 	4,  // 11: jetway.v1.UpdateStreamResponse.stream:type_name -> jetway.v1.StreamInfo
 	4,  // 12: jetway.v1.GetStreamResponse.stream:type_name -> jetway.v1.StreamInfo
 	4,  // 13: jetway.v1.ListStreamsResponse.streams:type_name -> jetway.v1.StreamInfo
-	47, // 14: jetway.v1.SequenceInfo.last_active:type_name -> google.protobuf.Timestamp
-	50, // 15: jetway.v1.ConsumerInfo.config:type_name -> jetway.v1.ConsumerConfig
-	47, // 16: jetway.v1.ConsumerInfo.created:type_name -> google.protobuf.Timestamp
+	56, // 14: jetway.v1.SequenceInfo.last_active:type_name -> google.protobuf.Timestamp
+	59, // 15: jetway.v1.ConsumerInfo.config:type_name -> jetway.v1.ConsumerConfig
+	56, // 16: jetway.v1.ConsumerInfo.created:type_name -> google.protobuf.Timestamp
 	17, // 17: jetway.v1.ConsumerInfo.delivered:type_name -> jetway.v1.SequenceInfo
 	17, // 18: jetway.v1.ConsumerInfo.ack_floor:type_name -> jetway.v1.SequenceInfo
 	3,  // 19: jetway.v1.ConsumerInfo.cluster:type_name -> jetway.v1.ClusterInfo
-	50, // 20: jetway.v1.CreateConsumerRequest.config:type_name -> jetway.v1.ConsumerConfig
-	18, // 21: jetway.v1.CreateConsumerResponse.consumer:type_name -> jetway.v1.ConsumerInfo
-	50, // 22: jetway.v1.UpdateConsumerRequest.config:type_name -> jetway.v1.ConsumerConfig
-	18, // 23: jetway.v1.UpdateConsumerResponse.consumer:type_name -> jetway.v1.ConsumerInfo
-	18, // 24: jetway.v1.GetConsumerResponse.consumer:type_name -> jetway.v1.ConsumerInfo
-	18, // 25: jetway.v1.ListConsumersResponse.consumers:type_name -> jetway.v1.ConsumerInfo
-	46, // 26: jetway.v1.StoredMessage.headers:type_name -> jetway.v1.StoredMessage.HeadersEntry
-	47, // 27: jetway.v1.StoredMessage.time:type_name -> google.protobuf.Timestamp
-	29, // 28: jetway.v1.GetMessageResponse.message:type_name -> jetway.v1.StoredMessage
-	29, // 29: jetway.v1.GetLastMessageResponse.message:type_name -> jetway.v1.StoredMessage
-	37, // 30: jetway.v1.GetAccountInfoResponse.limits:type_name -> jetway.v1.AccountLimits
-	0,  // 31: jetway.v1.Session.kind:type_name -> jetway.v1.SessionKind
-	47, // 32: jetway.v1.Session.since:type_name -> google.protobuf.Timestamp
-	39, // 33: jetway.v1.ListSessionsResponse.sessions:type_name -> jetway.v1.Session
-	47, // 34: jetway.v1.BridgeInfo.started:type_name -> google.protobuf.Timestamp
-	48, // 35: jetway.v1.BridgeInfo.uptime:type_name -> google.protobuf.Duration
-	43, // 36: jetway.v1.BridgeInfo.nats:type_name -> jetway.v1.NATSConnection
-	44, // 37: jetway.v1.GetBridgeInfoResponse.bridge:type_name -> jetway.v1.BridgeInfo
-	44, // 38: jetway.v1.GetBridgeInfoResponse.fleet:type_name -> jetway.v1.BridgeInfo
-	51, // 39: jetway.v1.StoredMessage.HeadersEntry.value:type_name -> jetway.v1.HeaderValues
-	5,  // 40: jetway.v1.AdminService.CreateStream:input_type -> jetway.v1.CreateStreamRequest
-	7,  // 41: jetway.v1.AdminService.UpdateStream:input_type -> jetway.v1.UpdateStreamRequest
-	9,  // 42: jetway.v1.AdminService.GetStream:input_type -> jetway.v1.GetStreamRequest
-	11, // 43: jetway.v1.AdminService.ListStreams:input_type -> jetway.v1.ListStreamsRequest
-	13, // 44: jetway.v1.AdminService.DeleteStream:input_type -> jetway.v1.DeleteStreamRequest
-	15, // 45: jetway.v1.AdminService.PurgeStream:input_type -> jetway.v1.PurgeStreamRequest
-	19, // 46: jetway.v1.AdminService.CreateConsumer:input_type -> jetway.v1.CreateConsumerRequest
-	21, // 47: jetway.v1.AdminService.UpdateConsumer:input_type -> jetway.v1.UpdateConsumerRequest
-	23, // 48: jetway.v1.AdminService.GetConsumer:input_type -> jetway.v1.GetConsumerRequest
-	25, // 49: jetway.v1.AdminService.ListConsumers:input_type -> jetway.v1.ListConsumersRequest
-	27, // 50: jetway.v1.AdminService.DeleteConsumer:input_type -> jetway.v1.DeleteConsumerRequest
-	30, // 51: jetway.v1.AdminService.GetMessage:input_type -> jetway.v1.GetMessageRequest
-	32, // 52: jetway.v1.AdminService.GetLastMessage:input_type -> jetway.v1.GetLastMessageRequest
-	34, // 53: jetway.v1.AdminService.DeleteMessage:input_type -> jetway.v1.DeleteMessageRequest
-	36, // 54: jetway.v1.AdminService.GetAccountInfo:input_type -> jetway.v1.GetAccountInfoRequest
-	40, // 55: jetway.v1.AdminService.ListSessions:input_type -> jetway.v1.ListSessionsRequest
-	42, // 56: jetway.v1.AdminService.GetBridgeInfo:input_type -> jetway.v1.GetBridgeInfoRequest
-	6,  // 57: jetway.v1.AdminService.CreateStream:output_type -> jetway.v1.CreateStreamResponse
-	8,  // 58: jetway.v1.AdminService.UpdateStream:output_type -> jetway.v1.UpdateStreamResponse
-	10, // 59: jetway.v1.AdminService.GetStream:output_type -> jetway.v1.GetStreamResponse
-	12, // 60: jetway.v1.AdminService.ListStreams:output_type -> jetway.v1.ListStreamsResponse
-	14, // 61: jetway.v1.AdminService.DeleteStream:output_type -> jetway.v1.DeleteStreamResponse
-	16, // 62: jetway.v1.AdminService.PurgeStream:output_type -> jetway.v1.PurgeStreamResponse
-	20, // 63: jetway.v1.AdminService.CreateConsumer:output_type -> jetway.v1.CreateConsumerResponse
-	22, // 64: jetway.v1.AdminService.UpdateConsumer:output_type -> jetway.v1.UpdateConsumerResponse
-	24, // 65: jetway.v1.AdminService.GetConsumer:output_type -> jetway.v1.GetConsumerResponse
-	26, // 66: jetway.v1.AdminService.ListConsumers:output_type -> jetway.v1.ListConsumersResponse
-	28, // 67: jetway.v1.AdminService.DeleteConsumer:output_type -> jetway.v1.DeleteConsumerResponse
-	31, // 68: jetway.v1.AdminService.GetMessage:output_type -> jetway.v1.GetMessageResponse
-	33, // 69: jetway.v1.AdminService.GetLastMessage:output_type -> jetway.v1.GetLastMessageResponse
-	35, // 70: jetway.v1.AdminService.DeleteMessage:output_type -> jetway.v1.DeleteMessageResponse
-	38, // 71: jetway.v1.AdminService.GetAccountInfo:output_type -> jetway.v1.GetAccountInfoResponse
-	41, // 72: jetway.v1.AdminService.ListSessions:output_type -> jetway.v1.ListSessionsResponse
-	45, // 73: jetway.v1.AdminService.GetBridgeInfo:output_type -> jetway.v1.GetBridgeInfoResponse
-	57, // [57:74] is the sub-list for method output_type
-	40, // [40:57] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	57, // 20: jetway.v1.ConsumerInfo.pause_remaining:type_name -> google.protobuf.Duration
+	46, // 21: jetway.v1.ConsumerInfo.priority_groups:type_name -> jetway.v1.PriorityGroupState
+	59, // 22: jetway.v1.CreateConsumerRequest.config:type_name -> jetway.v1.ConsumerConfig
+	18, // 23: jetway.v1.CreateConsumerResponse.consumer:type_name -> jetway.v1.ConsumerInfo
+	59, // 24: jetway.v1.UpdateConsumerRequest.config:type_name -> jetway.v1.ConsumerConfig
+	18, // 25: jetway.v1.UpdateConsumerResponse.consumer:type_name -> jetway.v1.ConsumerInfo
+	18, // 26: jetway.v1.GetConsumerResponse.consumer:type_name -> jetway.v1.ConsumerInfo
+	18, // 27: jetway.v1.ListConsumersResponse.consumers:type_name -> jetway.v1.ConsumerInfo
+	55, // 28: jetway.v1.StoredMessage.headers:type_name -> jetway.v1.StoredMessage.HeadersEntry
+	56, // 29: jetway.v1.StoredMessage.time:type_name -> google.protobuf.Timestamp
+	29, // 30: jetway.v1.GetMessageResponse.message:type_name -> jetway.v1.StoredMessage
+	29, // 31: jetway.v1.GetLastMessageResponse.message:type_name -> jetway.v1.StoredMessage
+	37, // 32: jetway.v1.GetAccountInfoResponse.limits:type_name -> jetway.v1.AccountLimits
+	0,  // 33: jetway.v1.Session.kind:type_name -> jetway.v1.SessionKind
+	56, // 34: jetway.v1.Session.since:type_name -> google.protobuf.Timestamp
+	39, // 35: jetway.v1.ListSessionsResponse.sessions:type_name -> jetway.v1.Session
+	56, // 36: jetway.v1.BridgeInfo.started:type_name -> google.protobuf.Timestamp
+	57, // 37: jetway.v1.BridgeInfo.uptime:type_name -> google.protobuf.Duration
+	43, // 38: jetway.v1.BridgeInfo.nats:type_name -> jetway.v1.NATSConnection
+	44, // 39: jetway.v1.GetBridgeInfoResponse.bridge:type_name -> jetway.v1.BridgeInfo
+	44, // 40: jetway.v1.GetBridgeInfoResponse.fleet:type_name -> jetway.v1.BridgeInfo
+	56, // 41: jetway.v1.PriorityGroupState.pinned_time:type_name -> google.protobuf.Timestamp
+	56, // 42: jetway.v1.PauseConsumerRequest.pause_until:type_name -> google.protobuf.Timestamp
+	56, // 43: jetway.v1.PauseConsumerResponse.pause_until:type_name -> google.protobuf.Timestamp
+	57, // 44: jetway.v1.PauseConsumerResponse.pause_remaining:type_name -> google.protobuf.Duration
+	56, // 45: jetway.v1.ResetConsumerRequest.time:type_name -> google.protobuf.Timestamp
+	18, // 46: jetway.v1.ResetConsumerResponse.consumer:type_name -> jetway.v1.ConsumerInfo
+	60, // 47: jetway.v1.StoredMessage.HeadersEntry.value:type_name -> jetway.v1.HeaderValues
+	5,  // 48: jetway.v1.AdminService.CreateStream:input_type -> jetway.v1.CreateStreamRequest
+	7,  // 49: jetway.v1.AdminService.UpdateStream:input_type -> jetway.v1.UpdateStreamRequest
+	9,  // 50: jetway.v1.AdminService.GetStream:input_type -> jetway.v1.GetStreamRequest
+	11, // 51: jetway.v1.AdminService.ListStreams:input_type -> jetway.v1.ListStreamsRequest
+	13, // 52: jetway.v1.AdminService.DeleteStream:input_type -> jetway.v1.DeleteStreamRequest
+	15, // 53: jetway.v1.AdminService.PurgeStream:input_type -> jetway.v1.PurgeStreamRequest
+	19, // 54: jetway.v1.AdminService.CreateConsumer:input_type -> jetway.v1.CreateConsumerRequest
+	21, // 55: jetway.v1.AdminService.UpdateConsumer:input_type -> jetway.v1.UpdateConsumerRequest
+	23, // 56: jetway.v1.AdminService.GetConsumer:input_type -> jetway.v1.GetConsumerRequest
+	25, // 57: jetway.v1.AdminService.ListConsumers:input_type -> jetway.v1.ListConsumersRequest
+	27, // 58: jetway.v1.AdminService.DeleteConsumer:input_type -> jetway.v1.DeleteConsumerRequest
+	30, // 59: jetway.v1.AdminService.GetMessage:input_type -> jetway.v1.GetMessageRequest
+	32, // 60: jetway.v1.AdminService.GetLastMessage:input_type -> jetway.v1.GetLastMessageRequest
+	34, // 61: jetway.v1.AdminService.DeleteMessage:input_type -> jetway.v1.DeleteMessageRequest
+	36, // 62: jetway.v1.AdminService.GetAccountInfo:input_type -> jetway.v1.GetAccountInfoRequest
+	40, // 63: jetway.v1.AdminService.ListSessions:input_type -> jetway.v1.ListSessionsRequest
+	42, // 64: jetway.v1.AdminService.GetBridgeInfo:input_type -> jetway.v1.GetBridgeInfoRequest
+	47, // 65: jetway.v1.AdminService.PauseConsumer:input_type -> jetway.v1.PauseConsumerRequest
+	49, // 66: jetway.v1.AdminService.ResumeConsumer:input_type -> jetway.v1.ResumeConsumerRequest
+	51, // 67: jetway.v1.AdminService.ResetConsumer:input_type -> jetway.v1.ResetConsumerRequest
+	53, // 68: jetway.v1.AdminService.UnpinConsumer:input_type -> jetway.v1.UnpinConsumerRequest
+	6,  // 69: jetway.v1.AdminService.CreateStream:output_type -> jetway.v1.CreateStreamResponse
+	8,  // 70: jetway.v1.AdminService.UpdateStream:output_type -> jetway.v1.UpdateStreamResponse
+	10, // 71: jetway.v1.AdminService.GetStream:output_type -> jetway.v1.GetStreamResponse
+	12, // 72: jetway.v1.AdminService.ListStreams:output_type -> jetway.v1.ListStreamsResponse
+	14, // 73: jetway.v1.AdminService.DeleteStream:output_type -> jetway.v1.DeleteStreamResponse
+	16, // 74: jetway.v1.AdminService.PurgeStream:output_type -> jetway.v1.PurgeStreamResponse
+	20, // 75: jetway.v1.AdminService.CreateConsumer:output_type -> jetway.v1.CreateConsumerResponse
+	22, // 76: jetway.v1.AdminService.UpdateConsumer:output_type -> jetway.v1.UpdateConsumerResponse
+	24, // 77: jetway.v1.AdminService.GetConsumer:output_type -> jetway.v1.GetConsumerResponse
+	26, // 78: jetway.v1.AdminService.ListConsumers:output_type -> jetway.v1.ListConsumersResponse
+	28, // 79: jetway.v1.AdminService.DeleteConsumer:output_type -> jetway.v1.DeleteConsumerResponse
+	31, // 80: jetway.v1.AdminService.GetMessage:output_type -> jetway.v1.GetMessageResponse
+	33, // 81: jetway.v1.AdminService.GetLastMessage:output_type -> jetway.v1.GetLastMessageResponse
+	35, // 82: jetway.v1.AdminService.DeleteMessage:output_type -> jetway.v1.DeleteMessageResponse
+	38, // 83: jetway.v1.AdminService.GetAccountInfo:output_type -> jetway.v1.GetAccountInfoResponse
+	41, // 84: jetway.v1.AdminService.ListSessions:output_type -> jetway.v1.ListSessionsResponse
+	45, // 85: jetway.v1.AdminService.GetBridgeInfo:output_type -> jetway.v1.GetBridgeInfoResponse
+	48, // 86: jetway.v1.AdminService.PauseConsumer:output_type -> jetway.v1.PauseConsumerResponse
+	50, // 87: jetway.v1.AdminService.ResumeConsumer:output_type -> jetway.v1.ResumeConsumerResponse
+	52, // 88: jetway.v1.AdminService.ResetConsumer:output_type -> jetway.v1.ResetConsumerResponse
+	54, // 89: jetway.v1.AdminService.UnpinConsumer:output_type -> jetway.v1.UnpinConsumerResponse
+	69, // [69:90] is the sub-list for method output_type
+	48, // [48:69] is the sub-list for method input_type
+	48, // [48:48] is the sub-list for extension type_name
+	48, // [48:48] is the sub-list for extension extendee
+	0,  // [0:48] is the sub-list for field type_name
 }
 
 func init() { file_jetway_v1_admin_proto_init() }
@@ -3484,7 +4103,7 @@ func file_jetway_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_jetway_v1_admin_proto_rawDesc), len(file_jetway_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   46,
+			NumMessages:   55,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

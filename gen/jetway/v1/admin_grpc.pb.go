@@ -36,6 +36,10 @@ const (
 	AdminService_GetAccountInfo_FullMethodName = "/jetway.v1.AdminService/GetAccountInfo"
 	AdminService_ListSessions_FullMethodName   = "/jetway.v1.AdminService/ListSessions"
 	AdminService_GetBridgeInfo_FullMethodName  = "/jetway.v1.AdminService/GetBridgeInfo"
+	AdminService_PauseConsumer_FullMethodName  = "/jetway.v1.AdminService/PauseConsumer"
+	AdminService_ResumeConsumer_FullMethodName = "/jetway.v1.AdminService/ResumeConsumer"
+	AdminService_ResetConsumer_FullMethodName  = "/jetway.v1.AdminService/ResetConsumer"
+	AdminService_UnpinConsumer_FullMethodName  = "/jetway.v1.AdminService/UnpinConsumer"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -98,6 +102,24 @@ type AdminServiceClient interface {
 	// replica of the fleet. It needs admin over every stream (as
 	// GetAccountInfo): it shows NATS servers and totals over every tenant.
 	GetBridgeInfo(ctx context.Context, in *GetBridgeInfoRequest, opts ...grpc.CallOption) (*GetBridgeInfoResponse, error)
+	// PauseConsumer stops a consumer delivering until a time (nats-server
+	// 2.11+): pulls wait, nothing is lost. Pausing again moves the time.
+	PauseConsumer(ctx context.Context, in *PauseConsumerRequest, opts ...grpc.CallOption) (*PauseConsumerResponse, error)
+	// ResumeConsumer ends a consumer's pause at once.
+	ResumeConsumer(ctx context.Context, in *ResumeConsumerRequest, opts ...grpc.CallOption) (*ResumeConsumerResponse, error)
+	// ResetConsumer moves an existing consumer to a stream sequence or time
+	// (a seek, nats-server 2.14+): the next message it delivers is the first
+	// at or after it that matches its filters, and every message before it
+	// counts as acknowledged; messages delivered and not yet acked are
+	// forgotten. Without a position it goes back to its ack floor (every
+	// unacked message is delivered again). Only consumers that start at the
+	// beginning or by sequence or time can be reset, and not below their
+	// start: NOT_ALLOWED otherwise.
+	ResetConsumer(ctx context.Context, in *ResetConsumerRequest, opts ...grpc.CallOption) (*ResetConsumerResponse, error)
+	// UnpinConsumer takes the pin from the pinned client of a priority
+	// group: the next client that pulls for the group is pinned, and pulls
+	// with the old pin id are refused (PIN_ID_MISMATCH).
+	UnpinConsumer(ctx context.Context, in *UnpinConsumerRequest, opts ...grpc.CallOption) (*UnpinConsumerResponse, error)
 }
 
 type adminServiceClient struct {
@@ -278,6 +300,46 @@ func (c *adminServiceClient) GetBridgeInfo(ctx context.Context, in *GetBridgeInf
 	return out, nil
 }
 
+func (c *adminServiceClient) PauseConsumer(ctx context.Context, in *PauseConsumerRequest, opts ...grpc.CallOption) (*PauseConsumerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PauseConsumerResponse)
+	err := c.cc.Invoke(ctx, AdminService_PauseConsumer_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ResumeConsumer(ctx context.Context, in *ResumeConsumerRequest, opts ...grpc.CallOption) (*ResumeConsumerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResumeConsumerResponse)
+	err := c.cc.Invoke(ctx, AdminService_ResumeConsumer_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ResetConsumer(ctx context.Context, in *ResetConsumerRequest, opts ...grpc.CallOption) (*ResetConsumerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResetConsumerResponse)
+	err := c.cc.Invoke(ctx, AdminService_ResetConsumer_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) UnpinConsumer(ctx context.Context, in *UnpinConsumerRequest, opts ...grpc.CallOption) (*UnpinConsumerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UnpinConsumerResponse)
+	err := c.cc.Invoke(ctx, AdminService_UnpinConsumer_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -338,6 +400,24 @@ type AdminServiceServer interface {
 	// replica of the fleet. It needs admin over every stream (as
 	// GetAccountInfo): it shows NATS servers and totals over every tenant.
 	GetBridgeInfo(context.Context, *GetBridgeInfoRequest) (*GetBridgeInfoResponse, error)
+	// PauseConsumer stops a consumer delivering until a time (nats-server
+	// 2.11+): pulls wait, nothing is lost. Pausing again moves the time.
+	PauseConsumer(context.Context, *PauseConsumerRequest) (*PauseConsumerResponse, error)
+	// ResumeConsumer ends a consumer's pause at once.
+	ResumeConsumer(context.Context, *ResumeConsumerRequest) (*ResumeConsumerResponse, error)
+	// ResetConsumer moves an existing consumer to a stream sequence or time
+	// (a seek, nats-server 2.14+): the next message it delivers is the first
+	// at or after it that matches its filters, and every message before it
+	// counts as acknowledged; messages delivered and not yet acked are
+	// forgotten. Without a position it goes back to its ack floor (every
+	// unacked message is delivered again). Only consumers that start at the
+	// beginning or by sequence or time can be reset, and not below their
+	// start: NOT_ALLOWED otherwise.
+	ResetConsumer(context.Context, *ResetConsumerRequest) (*ResetConsumerResponse, error)
+	// UnpinConsumer takes the pin from the pinned client of a priority
+	// group: the next client that pulls for the group is pinned, and pulls
+	// with the old pin id are refused (PIN_ID_MISMATCH).
+	UnpinConsumer(context.Context, *UnpinConsumerRequest) (*UnpinConsumerResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -398,6 +478,18 @@ func (UnimplementedAdminServiceServer) ListSessions(context.Context, *ListSessio
 }
 func (UnimplementedAdminServiceServer) GetBridgeInfo(context.Context, *GetBridgeInfoRequest) (*GetBridgeInfoResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetBridgeInfo not implemented")
+}
+func (UnimplementedAdminServiceServer) PauseConsumer(context.Context, *PauseConsumerRequest) (*PauseConsumerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PauseConsumer not implemented")
+}
+func (UnimplementedAdminServiceServer) ResumeConsumer(context.Context, *ResumeConsumerRequest) (*ResumeConsumerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResumeConsumer not implemented")
+}
+func (UnimplementedAdminServiceServer) ResetConsumer(context.Context, *ResetConsumerRequest) (*ResetConsumerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResetConsumer not implemented")
+}
+func (UnimplementedAdminServiceServer) UnpinConsumer(context.Context, *UnpinConsumerRequest) (*UnpinConsumerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UnpinConsumer not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -726,6 +818,78 @@ func _AdminService_GetBridgeInfo_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_PauseConsumer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PauseConsumerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).PauseConsumer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_PauseConsumer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).PauseConsumer(ctx, req.(*PauseConsumerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ResumeConsumer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResumeConsumerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ResumeConsumer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ResumeConsumer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ResumeConsumer(ctx, req.(*ResumeConsumerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ResetConsumer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResetConsumerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ResetConsumer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ResetConsumer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ResetConsumer(ctx, req.(*ResetConsumerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_UnpinConsumer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UnpinConsumerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).UnpinConsumer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_UnpinConsumer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).UnpinConsumer(ctx, req.(*UnpinConsumerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -800,6 +964,22 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetBridgeInfo",
 			Handler:    _AdminService_GetBridgeInfo_Handler,
+		},
+		{
+			MethodName: "PauseConsumer",
+			Handler:    _AdminService_PauseConsumer_Handler,
+		},
+		{
+			MethodName: "ResumeConsumer",
+			Handler:    _AdminService_ResumeConsumer_Handler,
+		},
+		{
+			MethodName: "ResetConsumer",
+			Handler:    _AdminService_ResetConsumer_Handler,
+		},
+		{
+			MethodName: "UnpinConsumer",
+			Handler:    _AdminService_UnpinConsumer_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
