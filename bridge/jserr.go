@@ -70,6 +70,18 @@ var apiErrorCodes = map[jetstream.ErrorCode]error{
 	10212: ErrInvalidArgument,   // JSMessageSchedulesSchedulerInvalidErr
 	10223: ErrInvalidArgument,   // JSMessageSchedulesTimeZoneInvalidErr
 	10193: ErrWrongLastSequence, // JSStreamExpectedLastSeqPerSubjectInvalid
+	// Atomic batches (orbit.go's jetstreamext names the codes).
+	10174: ErrNotAllowed,      // JSAtomicPublishDisabledErr
+	10175: ErrInvalidArgument, // JSAtomicPublishMissingSeqErr
+	10176: ErrUnavailable,     // JSAtomicPublishIncompleteBatchErr (a message lost on the way: nothing stored, retry)
+	10177: ErrInvalidArgument, // JSAtomicPublishUnsupportedHeaderBatchErr
+	10179: ErrInvalidArgument, // JSAtomicPublishInvalidBatchIDErr
+	10199: ErrInvalidArgument, // JSAtomicPublishTooLargeBatchErrF
+	10200: ErrInvalidArgument, // JSAtomicPublishInvalidBatchCommitErr
+	10201: ErrInvalidArgument, // JSAtomicPublishContainsDuplicateMessageErr
+	10209: ErrNotAllowed,      // JSMirrorWithAtomicPublishErr
+	10210: ErrLimitExceeded,   // JSAtomicPublishTooManyInflight
+	10211: ErrLimitExceeded,   // JSBatchPublishTooManyInflight
 }
 
 // ErrNoAnswer is a NATS request that got no answer within the bridge's

@@ -16,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/synadia-io/orbit.go/jetstreamext"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -349,6 +350,9 @@ func (s *messageService) PublishBatch(ctx context.Context, req *jetwayv1.Publish
 	case len(msgs) > maxPublishBatch:
 		return nil, fieldErr("messages", ErrInvalidArgument, "at most %d messages, got %d", maxPublishBatch, len(msgs))
 	}
+	if req.GetAtomic() {
+		return s.publishAtomic(ctx, msgs)
+	}
 	js, release, err := s.conns.Acquire(ctx)
 	if err != nil {
 		return nil, err
@@ -394,6 +398,53 @@ func (s *messageService) PublishBatch(ctx context.Context, req *jetwayv1.Publish
 		resp.Results = append(resp.Results, &jetwayv1.PublishResult{Result: &jetwayv1.PublishResult_Ack{Ack: ack}})
 	}
 	return resp, nil
+}
+
+// publishAtomic publishes an atomic batch with orbit.go's
+// jetstreamext.PublishMsgBatch (Nats-Batch-Id, -Sequence, -Commit): every
+// message is validated and authorized before the first is sent, and
+// JetStream stores all of them or none.
+func (s *messageService) publishAtomic(ctx context.Context, reqs []*jetwayv1.PublishRequest) (*jetwayv1.PublishBatchResponse, error) {
+	msgs := make([]*nats.Msg, len(reqs))
+	for i, r := range reqs {
+		prefix := messagesPrefixes()[i]
+		if i > 0 && (r.ExpectedLastSequence != nil || r.ExpectedLastSubjectSequence != nil) {
+			return nil, fieldErr(prefix+"expected_last_sequence", ErrInvalidArgument, "an atomic batch takes expected last sequences on its first message only")
+		}
+		if r.GetExpectedLastMsgId() != "" {
+			return nil, fieldErr(prefix+"expected_last_msg_id", ErrInvalidArgument, "not allowed in an atomic batch")
+		}
+		m, err := s.buildMsg(prefix, r)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.authorizePublish(ctx, r, m); err != nil {
+			return nil, err
+		}
+		msgs[i] = m
+	}
+	js, err := s.conns.JetStream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	what := fmt.Sprintf("atomic batch of %d messages", len(msgs))
+	if !js.Conn().IsConnected() {
+		return nil, fmt.Errorf("%s: %w: the bridge is reconnecting to NATS; nothing was published, retry", what, ErrUnavailable)
+	}
+	ack, err := jetstreamext.PublishMsgBatch(ctx, js, msgs)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
+			return nil, noStreamAnswer(ctx, js, msgs[0].Subject, err, what)
+		}
+		return nil, translate(err, what)
+	}
+	s.obs.Published(ack.Stream)
+	return &jetwayv1.PublishBatchResponse{Batch: &jetwayv1.BatchAck{
+		Stream: ack.Stream, LastSequence: ack.Sequence, Count: ack.BatchSize, BatchId: ack.BatchID,
+	}}, nil
 }
 
 // Ingest publishes a raw payload as Publish does. It is served only with

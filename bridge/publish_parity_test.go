@@ -235,3 +235,86 @@ func TestPublishSchedule(t *testing.T) {
 		}
 	})
 }
+
+// parityBatch sends an atomic PublishBatch over one transport.
+func parityBatch(t *testing.T, tr adminTransport, b *jetwaytest.Bridge, ctx context.Context, req *jetwayv1.PublishBatchRequest) (*jetwayv1.PublishBatchResponse, error) {
+	t.Helper()
+	if tr.name == "grpc" {
+		return b.Messages.PublishBatch(ctx, req)
+	}
+	body, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := b.Do(t, http.MethodPost, "/v1/messages:publish", string(body))
+	if r.Status != http.StatusOK {
+		var e struct {
+			Code    int    `json:"code"`
+			Message string `json:"message"`
+			Details []struct {
+				Reason string `json:"reason"`
+			} `json:"details"`
+		}
+		_ = json.Unmarshal(r.Body, &e)
+		reason := ""
+		if len(e.Details) > 0 {
+			reason = e.Details[0].Reason
+		}
+		return nil, status.Error(codes.Code(e.Code), reason+": "+e.Message)
+	}
+	out := &jetwayv1.PublishBatchResponse{}
+	if err := protojson.Unmarshal(r.Body, out); err != nil {
+		t.Fatalf("decode %s: %v", r.Body, err)
+	}
+	return out, nil
+}
+
+// TestPublishAtomicBatch: an atomic batch is stored whole (read
+// natively) and answered with one ack; a batch with a failing message
+// (a wrong expected sequence on its first, a message to a subject no
+// stream captures) stores nothing; a stream without allow_atomic refuses.
+func TestPublishAtomicBatch(t *testing.T) {
+	adminEachTransport(t, func(t *testing.T, tr adminTransport, b *jetwaytest.Bridge, ctx context.Context) {
+		if _, err := b.JS.CreateStream(ctx, jetstream.StreamConfig{Name: "A", Subjects: []string{"a.>"}, AllowAtomicPublish: true}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.JS.CreateStream(ctx, jetstream.StreamConfig{Name: "NA", Subjects: []string{"na.>"}}); err != nil {
+			t.Fatal(err)
+		}
+		msg := func(subj, text string) *jetwayv1.PublishRequest {
+			return &jetwayv1.PublishRequest{Subject: subj, Payload: &jetwayv1.PublishRequest_Text{Text: text}}
+		}
+		resp, err := parityBatch(t, tr, b, ctx, &jetwayv1.PublishBatchRequest{Atomic: true, Messages: []*jetwayv1.PublishRequest{
+			msg("a.order", "created"), msg("a.stock", "reserved"), msg("a.order", "paid"),
+		}})
+		if err != nil {
+			t.Fatalf("atomic batch: %v", err)
+		}
+		if bt := resp.GetBatch(); bt.GetStream() != "A" || bt.GetCount() != 3 || bt.GetLastSequence() != 3 || bt.GetBatchId() == "" || len(resp.GetResults()) != 0 {
+			t.Errorf("batch ack %v", resp)
+		}
+		st, _ := b.JS.Stream(ctx, "A")
+		if m, err := st.GetMsg(ctx, 2); err != nil || string(m.Data) != "reserved" || m.Subject != "a.stock" {
+			t.Errorf("native read of message 2: %v %v", m, err)
+		}
+		// Fails on its first message's expectation: nothing stored.
+		seq := uint64(99)
+		first := msg("a.order", "late")
+		first.ExpectedLastSequence = &seq
+		if _, err := parityBatch(t, tr, b, ctx, &jetwayv1.PublishBatchRequest{Atomic: true, Messages: []*jetwayv1.PublishRequest{first, msg("a.x", "y")}}); parityReason(err) != "WRONG_LAST_SEQUENCE" {
+			t.Errorf("batch with a wrong expectation: %v, want WRONG_LAST_SEQUENCE", err)
+		}
+		// A later expectation is refused before anything is sent.
+		later := msg("a.x", "z")
+		later.ExpectedLastSequence = &seq
+		if _, err := parityBatch(t, tr, b, ctx, &jetwayv1.PublishBatchRequest{Atomic: true, Messages: []*jetwayv1.PublishRequest{msg("a.x", "y"), later}}); status.Code(err) != codes.InvalidArgument {
+			t.Errorf("expectation on a later message: %v, want INVALID_ARGUMENT", err)
+		}
+		if _, err := parityBatch(t, tr, b, ctx, &jetwayv1.PublishBatchRequest{Atomic: true, Messages: []*jetwayv1.PublishRequest{msg("na.x", "y")}}); parityReason(err) != "NOT_ALLOWED" {
+			t.Errorf("atomic batch on a stream without allow_atomic: %v, want NOT_ALLOWED", err)
+		}
+		if info, _ := st.Info(ctx); info.State.Msgs != 3 {
+			t.Errorf("stream holds %d messages after the refused batches, want the first batch's 3", info.State.Msgs)
+		}
+	})
+}

@@ -888,7 +888,14 @@ func (*PublishResult_Error) isPublishResult_Result() {}
 type PublishBatchRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The messages, published in this order; 1 to 1000.
-	Messages      []*PublishRequest `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	Messages []*PublishRequest `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	// Store all or nothing (JetStream 2.12 atomic batch publish; the stream
+	// must have allow_atomic, NOT_ALLOWED otherwise): every message goes to
+	// one stream, and either the whole batch is stored, answered by
+	// PublishBatchResponse.batch, or none of it, answered by one error for
+	// the call. expected_last_sequence and expected_last_subject_sequence
+	// are allowed on the first message only; msg_id dedupes as usual.
+	Atomic        bool `protobuf:"varint,2,opt,name=atomic,proto3" json:"atomic,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -930,11 +937,20 @@ func (x *PublishBatchRequest) GetMessages() []*PublishRequest {
 	return nil
 }
 
+func (x *PublishBatchRequest) GetAtomic() bool {
+	if x != nil {
+		return x.Atomic
+	}
+	return false
+}
+
 // PublishBatchResponse holds the outcome of each message of a batch.
 type PublishBatchResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// One result per message, in the request's order.
-	Results       []*PublishResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	// One result per message, in the request's order (not atomic).
+	Results []*PublishResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	// The stored batch (atomic).
+	Batch         *BatchAck `protobuf:"bytes,2,opt,name=batch,proto3" json:"batch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -976,6 +992,88 @@ func (x *PublishBatchResponse) GetResults() []*PublishResult {
 	return nil
 }
 
+func (x *PublishBatchResponse) GetBatch() *BatchAck {
+	if x != nil {
+		return x.Batch
+	}
+	return nil
+}
+
+// BatchAck is JetStream's acknowledgement of an atomic batch.
+type BatchAck struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stream that stored the batch.
+	Stream string `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	// The stream sequence of the batch's last message; the batch holds
+	// count messages up to it.
+	LastSequence uint64 `protobuf:"varint,2,opt,name=last_sequence,json=lastSequence,proto3" json:"last_sequence,omitempty"`
+	// How many messages were stored.
+	Count uint64 `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
+	// The batch id JetStream stored the messages under (header
+	// Nats-Batch-Id).
+	BatchId       string `protobuf:"bytes,4,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchAck) Reset() {
+	*x = BatchAck{}
+	mi := &file_jetway_v1_message_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchAck) ProtoMessage() {}
+
+func (x *BatchAck) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_message_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchAck.ProtoReflect.Descriptor instead.
+func (*BatchAck) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *BatchAck) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *BatchAck) GetLastSequence() uint64 {
+	if x != nil {
+		return x.LastSequence
+	}
+	return 0
+}
+
+func (x *BatchAck) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *BatchAck) GetBatchId() string {
+	if x != nil {
+		return x.BatchId
+	}
+	return ""
+}
+
 // IngestRequest is one raw payload to store.
 type IngestRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -998,7 +1096,7 @@ type IngestRequest struct {
 
 func (x *IngestRequest) Reset() {
 	*x = IngestRequest{}
-	mi := &file_jetway_v1_message_proto_msgTypes[8]
+	mi := &file_jetway_v1_message_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1010,7 +1108,7 @@ func (x *IngestRequest) String() string {
 func (*IngestRequest) ProtoMessage() {}
 
 func (x *IngestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[8]
+	mi := &file_jetway_v1_message_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1023,7 +1121,7 @@ func (x *IngestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestRequest.ProtoReflect.Descriptor instead.
 func (*IngestRequest) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{8}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *IngestRequest) GetSubject() string {
@@ -1073,7 +1171,7 @@ type IngestResponse struct {
 
 func (x *IngestResponse) Reset() {
 	*x = IngestResponse{}
-	mi := &file_jetway_v1_message_proto_msgTypes[9]
+	mi := &file_jetway_v1_message_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1085,7 +1183,7 @@ func (x *IngestResponse) String() string {
 func (*IngestResponse) ProtoMessage() {}
 
 func (x *IngestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[9]
+	mi := &file_jetway_v1_message_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1098,7 +1196,7 @@ func (x *IngestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestResponse.ProtoReflect.Descriptor instead.
 func (*IngestResponse) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{9}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *IngestResponse) GetStream() string {
@@ -1146,7 +1244,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_jetway_v1_message_proto_msgTypes[10]
+	mi := &file_jetway_v1_message_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1158,7 +1256,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[10]
+	mi := &file_jetway_v1_message_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1171,7 +1269,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{10}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Error) GetCode() int32 {
@@ -1235,7 +1333,7 @@ type Message struct {
 
 func (x *Message) Reset() {
 	*x = Message{}
-	mi := &file_jetway_v1_message_proto_msgTypes[11]
+	mi := &file_jetway_v1_message_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1247,7 +1345,7 @@ func (x *Message) String() string {
 func (*Message) ProtoMessage() {}
 
 func (x *Message) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[11]
+	mi := &file_jetway_v1_message_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1260,7 +1358,7 @@ func (x *Message) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Message.ProtoReflect.Descriptor instead.
 func (*Message) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{11}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Message) GetSubject() string {
@@ -1437,7 +1535,7 @@ type SubscribeRequest struct {
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_jetway_v1_message_proto_msgTypes[12]
+	mi := &file_jetway_v1_message_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1449,7 +1547,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[12]
+	mi := &file_jetway_v1_message_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1462,7 +1560,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{12}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SubscribeRequest) GetStream() string {
@@ -1539,7 +1637,7 @@ type SubscribeResponse struct {
 
 func (x *SubscribeResponse) Reset() {
 	*x = SubscribeResponse{}
-	mi := &file_jetway_v1_message_proto_msgTypes[13]
+	mi := &file_jetway_v1_message_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1551,7 +1649,7 @@ func (x *SubscribeResponse) String() string {
 func (*SubscribeResponse) ProtoMessage() {}
 
 func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[13]
+	mi := &file_jetway_v1_message_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1564,7 +1662,7 @@ func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeResponse.ProtoReflect.Descriptor instead.
 func (*SubscribeResponse) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{13}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SubscribeResponse) GetEvent() isSubscribeResponse_Event {
@@ -1653,7 +1751,7 @@ type MessageBatch struct {
 
 func (x *MessageBatch) Reset() {
 	*x = MessageBatch{}
-	mi := &file_jetway_v1_message_proto_msgTypes[14]
+	mi := &file_jetway_v1_message_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1665,7 +1763,7 @@ func (x *MessageBatch) String() string {
 func (*MessageBatch) ProtoMessage() {}
 
 func (x *MessageBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[14]
+	mi := &file_jetway_v1_message_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1678,7 +1776,7 @@ func (x *MessageBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageBatch.ProtoReflect.Descriptor instead.
 func (*MessageBatch) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{14}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *MessageBatch) GetMessages() []*Message {
@@ -1713,7 +1811,7 @@ type Subscribed struct {
 
 func (x *Subscribed) Reset() {
 	*x = Subscribed{}
-	mi := &file_jetway_v1_message_proto_msgTypes[15]
+	mi := &file_jetway_v1_message_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1725,7 +1823,7 @@ func (x *Subscribed) String() string {
 func (*Subscribed) ProtoMessage() {}
 
 func (x *Subscribed) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[15]
+	mi := &file_jetway_v1_message_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1738,7 +1836,7 @@ func (x *Subscribed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Subscribed.ProtoReflect.Descriptor instead.
 func (*Subscribed) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{15}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Subscribed) GetStream() string {
@@ -1801,7 +1899,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_jetway_v1_message_proto_msgTypes[16]
+	mi := &file_jetway_v1_message_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1813,7 +1911,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[16]
+	mi := &file_jetway_v1_message_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1826,7 +1924,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{16}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Heartbeat) GetTime() *timestamppb.Timestamp {
@@ -1859,7 +1957,7 @@ type FetchRequest struct {
 
 func (x *FetchRequest) Reset() {
 	*x = FetchRequest{}
-	mi := &file_jetway_v1_message_proto_msgTypes[17]
+	mi := &file_jetway_v1_message_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1871,7 +1969,7 @@ func (x *FetchRequest) String() string {
 func (*FetchRequest) ProtoMessage() {}
 
 func (x *FetchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[17]
+	mi := &file_jetway_v1_message_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1884,7 +1982,7 @@ func (x *FetchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchRequest.ProtoReflect.Descriptor instead.
 func (*FetchRequest) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{17}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *FetchRequest) GetStream() string {
@@ -1947,7 +2045,7 @@ type FetchResponse struct {
 
 func (x *FetchResponse) Reset() {
 	*x = FetchResponse{}
-	mi := &file_jetway_v1_message_proto_msgTypes[18]
+	mi := &file_jetway_v1_message_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1959,7 +2057,7 @@ func (x *FetchResponse) String() string {
 func (*FetchResponse) ProtoMessage() {}
 
 func (x *FetchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[18]
+	mi := &file_jetway_v1_message_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1972,7 +2070,7 @@ func (x *FetchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchResponse.ProtoReflect.Descriptor instead.
 func (*FetchResponse) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{18}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *FetchResponse) GetMessages() []*Message {
@@ -1999,7 +2097,7 @@ type AckOperation struct {
 
 func (x *AckOperation) Reset() {
 	*x = AckOperation{}
-	mi := &file_jetway_v1_message_proto_msgTypes[19]
+	mi := &file_jetway_v1_message_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2011,7 +2109,7 @@ func (x *AckOperation) String() string {
 func (*AckOperation) ProtoMessage() {}
 
 func (x *AckOperation) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[19]
+	mi := &file_jetway_v1_message_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2024,7 +2122,7 @@ func (x *AckOperation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckOperation.ProtoReflect.Descriptor instead.
 func (*AckOperation) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{19}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *AckOperation) GetToken() string {
@@ -2068,7 +2166,7 @@ type AckRequest struct {
 
 func (x *AckRequest) Reset() {
 	*x = AckRequest{}
-	mi := &file_jetway_v1_message_proto_msgTypes[20]
+	mi := &file_jetway_v1_message_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2080,7 +2178,7 @@ func (x *AckRequest) String() string {
 func (*AckRequest) ProtoMessage() {}
 
 func (x *AckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[20]
+	mi := &file_jetway_v1_message_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2093,7 +2191,7 @@ func (x *AckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckRequest.ProtoReflect.Descriptor instead.
 func (*AckRequest) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{20}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AckRequest) GetOperations() []*AckOperation {
@@ -2127,7 +2225,7 @@ type AckResult struct {
 
 func (x *AckResult) Reset() {
 	*x = AckResult{}
-	mi := &file_jetway_v1_message_proto_msgTypes[21]
+	mi := &file_jetway_v1_message_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2139,7 +2237,7 @@ func (x *AckResult) String() string {
 func (*AckResult) ProtoMessage() {}
 
 func (x *AckResult) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[21]
+	mi := &file_jetway_v1_message_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2152,7 +2250,7 @@ func (x *AckResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckResult.ProtoReflect.Descriptor instead.
 func (*AckResult) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{21}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AckResult) GetToken() string {
@@ -2194,7 +2292,7 @@ type AckResponse struct {
 
 func (x *AckResponse) Reset() {
 	*x = AckResponse{}
-	mi := &file_jetway_v1_message_proto_msgTypes[22]
+	mi := &file_jetway_v1_message_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2206,7 +2304,7 @@ func (x *AckResponse) String() string {
 func (*AckResponse) ProtoMessage() {}
 
 func (x *AckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[22]
+	mi := &file_jetway_v1_message_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2219,7 +2317,7 @@ func (x *AckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckResponse.ProtoReflect.Descriptor instead.
 func (*AckResponse) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{22}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *AckResponse) GetResults() []*AckResult {
@@ -2246,7 +2344,7 @@ type ConsumeRequest struct {
 
 func (x *ConsumeRequest) Reset() {
 	*x = ConsumeRequest{}
-	mi := &file_jetway_v1_message_proto_msgTypes[23]
+	mi := &file_jetway_v1_message_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2258,7 +2356,7 @@ func (x *ConsumeRequest) String() string {
 func (*ConsumeRequest) ProtoMessage() {}
 
 func (x *ConsumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[23]
+	mi := &file_jetway_v1_message_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2271,7 +2369,7 @@ func (x *ConsumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeRequest.ProtoReflect.Descriptor instead.
 func (*ConsumeRequest) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{23}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ConsumeRequest) GetRequest() isConsumeRequest_Request {
@@ -2345,7 +2443,7 @@ type AckBatch struct {
 
 func (x *AckBatch) Reset() {
 	*x = AckBatch{}
-	mi := &file_jetway_v1_message_proto_msgTypes[24]
+	mi := &file_jetway_v1_message_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2357,7 +2455,7 @@ func (x *AckBatch) String() string {
 func (*AckBatch) ProtoMessage() {}
 
 func (x *AckBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[24]
+	mi := &file_jetway_v1_message_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2370,7 +2468,7 @@ func (x *AckBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckBatch.ProtoReflect.Descriptor instead.
 func (*AckBatch) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{24}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *AckBatch) GetOperations() []*AckOperation {
@@ -2399,7 +2497,7 @@ type ConsumeResponse struct {
 
 func (x *ConsumeResponse) Reset() {
 	*x = ConsumeResponse{}
-	mi := &file_jetway_v1_message_proto_msgTypes[25]
+	mi := &file_jetway_v1_message_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2411,7 +2509,7 @@ func (x *ConsumeResponse) String() string {
 func (*ConsumeResponse) ProtoMessage() {}
 
 func (x *ConsumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[25]
+	mi := &file_jetway_v1_message_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2424,7 +2522,7 @@ func (x *ConsumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeResponse.ProtoReflect.Descriptor instead.
 func (*ConsumeResponse) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{25}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ConsumeResponse) GetEvent() isConsumeResponse_Event {
@@ -2571,11 +2669,18 @@ const file_jetway_v1_message_proto_rawDesc = "" +
 	"\rPublishResult\x12.\n" +
 	"\x03ack\x18\x01 \x01(\v2\x1a.jetway.v1.PublishResponseH\x00R\x03ack\x12(\n" +
 	"\x05error\x18\x02 \x01(\v2\x10.jetway.v1.ErrorH\x00R\x05errorB\b\n" +
-	"\x06result\"L\n" +
+	"\x06result\"d\n" +
 	"\x13PublishBatchRequest\x125\n" +
-	"\bmessages\x18\x01 \x03(\v2\x19.jetway.v1.PublishRequestR\bmessages\"J\n" +
+	"\bmessages\x18\x01 \x03(\v2\x19.jetway.v1.PublishRequestR\bmessages\x12\x16\n" +
+	"\x06atomic\x18\x02 \x01(\bR\x06atomic\"u\n" +
 	"\x14PublishBatchResponse\x122\n" +
-	"\aresults\x18\x01 \x03(\v2\x18.jetway.v1.PublishResultR\aresults\"\xea\x01\n" +
+	"\aresults\x18\x01 \x03(\v2\x18.jetway.v1.PublishResultR\aresults\x12)\n" +
+	"\x05batch\x18\x02 \x01(\v2\x13.jetway.v1.BatchAckR\x05batch\"x\n" +
+	"\bBatchAck\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\tR\x06stream\x12#\n" +
+	"\rlast_sequence\x18\x02 \x01(\x04R\flastSequence\x12\x14\n" +
+	"\x05count\x18\x03 \x01(\x04R\x05count\x12\x19\n" +
+	"\bbatch_id\x18\x04 \x01(\tR\abatchId\"\xea\x01\n" +
 	"\rIngestRequest\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x12?\n" +
@@ -2730,7 +2835,7 @@ func file_jetway_v1_message_proto_rawDescGZIP() []byte {
 }
 
 var file_jetway_v1_message_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_jetway_v1_message_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_jetway_v1_message_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_jetway_v1_message_proto_goTypes = []any{
 	(Rollup)(0),                   // 0: jetway.v1.Rollup
 	(PayloadFormat)(0),            // 1: jetway.v1.PayloadFormat
@@ -2743,106 +2848,108 @@ var file_jetway_v1_message_proto_goTypes = []any{
 	(*PublishResult)(nil),         // 8: jetway.v1.PublishResult
 	(*PublishBatchRequest)(nil),   // 9: jetway.v1.PublishBatchRequest
 	(*PublishBatchResponse)(nil),  // 10: jetway.v1.PublishBatchResponse
-	(*IngestRequest)(nil),         // 11: jetway.v1.IngestRequest
-	(*IngestResponse)(nil),        // 12: jetway.v1.IngestResponse
-	(*Error)(nil),                 // 13: jetway.v1.Error
-	(*Message)(nil),               // 14: jetway.v1.Message
-	(*SubscribeRequest)(nil),      // 15: jetway.v1.SubscribeRequest
-	(*SubscribeResponse)(nil),     // 16: jetway.v1.SubscribeResponse
-	(*MessageBatch)(nil),          // 17: jetway.v1.MessageBatch
-	(*Subscribed)(nil),            // 18: jetway.v1.Subscribed
-	(*Heartbeat)(nil),             // 19: jetway.v1.Heartbeat
-	(*FetchRequest)(nil),          // 20: jetway.v1.FetchRequest
-	(*FetchResponse)(nil),         // 21: jetway.v1.FetchResponse
-	(*AckOperation)(nil),          // 22: jetway.v1.AckOperation
-	(*AckRequest)(nil),            // 23: jetway.v1.AckRequest
-	(*AckResult)(nil),             // 24: jetway.v1.AckResult
-	(*AckResponse)(nil),           // 25: jetway.v1.AckResponse
-	(*ConsumeRequest)(nil),        // 26: jetway.v1.ConsumeRequest
-	(*AckBatch)(nil),              // 27: jetway.v1.AckBatch
-	(*ConsumeResponse)(nil),       // 28: jetway.v1.ConsumeResponse
-	nil,                           // 29: jetway.v1.PublishRequest.HeadersEntry
-	nil,                           // 30: jetway.v1.IngestRequest.HeadersEntry
-	nil,                           // 31: jetway.v1.Message.HeadersEntry
-	(*structpb.Value)(nil),        // 32: google.protobuf.Value
-	(*durationpb.Duration)(nil),   // 33: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 34: google.protobuf.Timestamp
-	(*ConsumerConfig)(nil),        // 35: jetway.v1.ConsumerConfig
-	(*HeaderValues)(nil),          // 36: jetway.v1.HeaderValues
+	(*BatchAck)(nil),              // 11: jetway.v1.BatchAck
+	(*IngestRequest)(nil),         // 12: jetway.v1.IngestRequest
+	(*IngestResponse)(nil),        // 13: jetway.v1.IngestResponse
+	(*Error)(nil),                 // 14: jetway.v1.Error
+	(*Message)(nil),               // 15: jetway.v1.Message
+	(*SubscribeRequest)(nil),      // 16: jetway.v1.SubscribeRequest
+	(*SubscribeResponse)(nil),     // 17: jetway.v1.SubscribeResponse
+	(*MessageBatch)(nil),          // 18: jetway.v1.MessageBatch
+	(*Subscribed)(nil),            // 19: jetway.v1.Subscribed
+	(*Heartbeat)(nil),             // 20: jetway.v1.Heartbeat
+	(*FetchRequest)(nil),          // 21: jetway.v1.FetchRequest
+	(*FetchResponse)(nil),         // 22: jetway.v1.FetchResponse
+	(*AckOperation)(nil),          // 23: jetway.v1.AckOperation
+	(*AckRequest)(nil),            // 24: jetway.v1.AckRequest
+	(*AckResult)(nil),             // 25: jetway.v1.AckResult
+	(*AckResponse)(nil),           // 26: jetway.v1.AckResponse
+	(*ConsumeRequest)(nil),        // 27: jetway.v1.ConsumeRequest
+	(*AckBatch)(nil),              // 28: jetway.v1.AckBatch
+	(*ConsumeResponse)(nil),       // 29: jetway.v1.ConsumeResponse
+	nil,                           // 30: jetway.v1.PublishRequest.HeadersEntry
+	nil,                           // 31: jetway.v1.IngestRequest.HeadersEntry
+	nil,                           // 32: jetway.v1.Message.HeadersEntry
+	(*structpb.Value)(nil),        // 33: google.protobuf.Value
+	(*durationpb.Duration)(nil),   // 34: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 35: google.protobuf.Timestamp
+	(*ConsumerConfig)(nil),        // 36: jetway.v1.ConsumerConfig
+	(*HeaderValues)(nil),          // 37: jetway.v1.HeaderValues
 }
 var file_jetway_v1_message_proto_depIdxs = []int32{
-	32, // 0: jetway.v1.PublishRequest.json:type_name -> google.protobuf.Value
-	29, // 1: jetway.v1.PublishRequest.headers:type_name -> jetway.v1.PublishRequest.HeadersEntry
-	33, // 2: jetway.v1.PublishRequest.ttl:type_name -> google.protobuf.Duration
+	33, // 0: jetway.v1.PublishRequest.json:type_name -> google.protobuf.Value
+	30, // 1: jetway.v1.PublishRequest.headers:type_name -> jetway.v1.PublishRequest.HeadersEntry
+	34, // 2: jetway.v1.PublishRequest.ttl:type_name -> google.protobuf.Duration
 	0,  // 3: jetway.v1.PublishRequest.rollup:type_name -> jetway.v1.Rollup
 	4,  // 4: jetway.v1.PublishRequest.schedule:type_name -> jetway.v1.MessageSchedule
-	34, // 5: jetway.v1.MessageSchedule.at:type_name -> google.protobuf.Timestamp
-	33, // 6: jetway.v1.MessageSchedule.ttl:type_name -> google.protobuf.Duration
+	35, // 5: jetway.v1.MessageSchedule.at:type_name -> google.protobuf.Timestamp
+	34, // 6: jetway.v1.MessageSchedule.ttl:type_name -> google.protobuf.Duration
 	3,  // 7: jetway.v1.PublishStreamRequest.publish:type_name -> jetway.v1.PublishRequest
 	3,  // 8: jetway.v1.PublishStreamRequest.batch:type_name -> jetway.v1.PublishRequest
 	5,  // 9: jetway.v1.PublishStreamResponse.ack:type_name -> jetway.v1.PublishResponse
-	13, // 10: jetway.v1.PublishStreamResponse.error:type_name -> jetway.v1.Error
+	14, // 10: jetway.v1.PublishStreamResponse.error:type_name -> jetway.v1.Error
 	8,  // 11: jetway.v1.PublishStreamResponse.results:type_name -> jetway.v1.PublishResult
 	5,  // 12: jetway.v1.PublishResult.ack:type_name -> jetway.v1.PublishResponse
-	13, // 13: jetway.v1.PublishResult.error:type_name -> jetway.v1.Error
+	14, // 13: jetway.v1.PublishResult.error:type_name -> jetway.v1.Error
 	3,  // 14: jetway.v1.PublishBatchRequest.messages:type_name -> jetway.v1.PublishRequest
 	8,  // 15: jetway.v1.PublishBatchResponse.results:type_name -> jetway.v1.PublishResult
-	30, // 16: jetway.v1.IngestRequest.headers:type_name -> jetway.v1.IngestRequest.HeadersEntry
-	32, // 17: jetway.v1.Message.json:type_name -> google.protobuf.Value
-	31, // 18: jetway.v1.Message.headers:type_name -> jetway.v1.Message.HeadersEntry
-	34, // 19: jetway.v1.Message.timestamp:type_name -> google.protobuf.Timestamp
-	34, // 20: jetway.v1.Message.ack_deadline:type_name -> google.protobuf.Timestamp
-	35, // 21: jetway.v1.SubscribeRequest.config:type_name -> jetway.v1.ConsumerConfig
-	33, // 22: jetway.v1.SubscribeRequest.heartbeat:type_name -> google.protobuf.Duration
-	1,  // 23: jetway.v1.SubscribeRequest.format:type_name -> jetway.v1.PayloadFormat
-	14, // 24: jetway.v1.SubscribeResponse.message:type_name -> jetway.v1.Message
-	19, // 25: jetway.v1.SubscribeResponse.heartbeat:type_name -> jetway.v1.Heartbeat
-	18, // 26: jetway.v1.SubscribeResponse.subscribed:type_name -> jetway.v1.Subscribed
-	17, // 27: jetway.v1.SubscribeResponse.batch:type_name -> jetway.v1.MessageBatch
-	14, // 28: jetway.v1.MessageBatch.messages:type_name -> jetway.v1.Message
-	34, // 29: jetway.v1.Heartbeat.time:type_name -> google.protobuf.Timestamp
-	33, // 30: jetway.v1.FetchRequest.wait:type_name -> google.protobuf.Duration
-	1,  // 31: jetway.v1.FetchRequest.format:type_name -> jetway.v1.PayloadFormat
-	14, // 32: jetway.v1.FetchResponse.messages:type_name -> jetway.v1.Message
-	2,  // 33: jetway.v1.AckOperation.kind:type_name -> jetway.v1.AckKind
-	33, // 34: jetway.v1.AckOperation.delay:type_name -> google.protobuf.Duration
-	22, // 35: jetway.v1.AckRequest.operations:type_name -> jetway.v1.AckOperation
-	13, // 36: jetway.v1.AckResult.error:type_name -> jetway.v1.Error
-	34, // 37: jetway.v1.AckResult.ack_deadline:type_name -> google.protobuf.Timestamp
-	24, // 38: jetway.v1.AckResponse.results:type_name -> jetway.v1.AckResult
-	15, // 39: jetway.v1.ConsumeRequest.start:type_name -> jetway.v1.SubscribeRequest
-	22, // 40: jetway.v1.ConsumeRequest.ack:type_name -> jetway.v1.AckOperation
-	27, // 41: jetway.v1.ConsumeRequest.acks:type_name -> jetway.v1.AckBatch
-	22, // 42: jetway.v1.AckBatch.operations:type_name -> jetway.v1.AckOperation
-	14, // 43: jetway.v1.ConsumeResponse.message:type_name -> jetway.v1.Message
-	19, // 44: jetway.v1.ConsumeResponse.heartbeat:type_name -> jetway.v1.Heartbeat
-	24, // 45: jetway.v1.ConsumeResponse.ack_result:type_name -> jetway.v1.AckResult
-	18, // 46: jetway.v1.ConsumeResponse.subscribed:type_name -> jetway.v1.Subscribed
-	17, // 47: jetway.v1.ConsumeResponse.batch:type_name -> jetway.v1.MessageBatch
-	36, // 48: jetway.v1.PublishRequest.HeadersEntry.value:type_name -> jetway.v1.HeaderValues
-	36, // 49: jetway.v1.IngestRequest.HeadersEntry.value:type_name -> jetway.v1.HeaderValues
-	36, // 50: jetway.v1.Message.HeadersEntry.value:type_name -> jetway.v1.HeaderValues
-	3,  // 51: jetway.v1.MessageService.Publish:input_type -> jetway.v1.PublishRequest
-	6,  // 52: jetway.v1.MessageService.PublishStream:input_type -> jetway.v1.PublishStreamRequest
-	9,  // 53: jetway.v1.MessageService.PublishBatch:input_type -> jetway.v1.PublishBatchRequest
-	11, // 54: jetway.v1.MessageService.Ingest:input_type -> jetway.v1.IngestRequest
-	15, // 55: jetway.v1.MessageService.Subscribe:input_type -> jetway.v1.SubscribeRequest
-	20, // 56: jetway.v1.MessageService.Fetch:input_type -> jetway.v1.FetchRequest
-	23, // 57: jetway.v1.MessageService.Ack:input_type -> jetway.v1.AckRequest
-	26, // 58: jetway.v1.MessageService.Consume:input_type -> jetway.v1.ConsumeRequest
-	5,  // 59: jetway.v1.MessageService.Publish:output_type -> jetway.v1.PublishResponse
-	7,  // 60: jetway.v1.MessageService.PublishStream:output_type -> jetway.v1.PublishStreamResponse
-	10, // 61: jetway.v1.MessageService.PublishBatch:output_type -> jetway.v1.PublishBatchResponse
-	12, // 62: jetway.v1.MessageService.Ingest:output_type -> jetway.v1.IngestResponse
-	16, // 63: jetway.v1.MessageService.Subscribe:output_type -> jetway.v1.SubscribeResponse
-	21, // 64: jetway.v1.MessageService.Fetch:output_type -> jetway.v1.FetchResponse
-	25, // 65: jetway.v1.MessageService.Ack:output_type -> jetway.v1.AckResponse
-	28, // 66: jetway.v1.MessageService.Consume:output_type -> jetway.v1.ConsumeResponse
-	59, // [59:67] is the sub-list for method output_type
-	51, // [51:59] is the sub-list for method input_type
-	51, // [51:51] is the sub-list for extension type_name
-	51, // [51:51] is the sub-list for extension extendee
-	0,  // [0:51] is the sub-list for field type_name
+	11, // 16: jetway.v1.PublishBatchResponse.batch:type_name -> jetway.v1.BatchAck
+	31, // 17: jetway.v1.IngestRequest.headers:type_name -> jetway.v1.IngestRequest.HeadersEntry
+	33, // 18: jetway.v1.Message.json:type_name -> google.protobuf.Value
+	32, // 19: jetway.v1.Message.headers:type_name -> jetway.v1.Message.HeadersEntry
+	35, // 20: jetway.v1.Message.timestamp:type_name -> google.protobuf.Timestamp
+	35, // 21: jetway.v1.Message.ack_deadline:type_name -> google.protobuf.Timestamp
+	36, // 22: jetway.v1.SubscribeRequest.config:type_name -> jetway.v1.ConsumerConfig
+	34, // 23: jetway.v1.SubscribeRequest.heartbeat:type_name -> google.protobuf.Duration
+	1,  // 24: jetway.v1.SubscribeRequest.format:type_name -> jetway.v1.PayloadFormat
+	15, // 25: jetway.v1.SubscribeResponse.message:type_name -> jetway.v1.Message
+	20, // 26: jetway.v1.SubscribeResponse.heartbeat:type_name -> jetway.v1.Heartbeat
+	19, // 27: jetway.v1.SubscribeResponse.subscribed:type_name -> jetway.v1.Subscribed
+	18, // 28: jetway.v1.SubscribeResponse.batch:type_name -> jetway.v1.MessageBatch
+	15, // 29: jetway.v1.MessageBatch.messages:type_name -> jetway.v1.Message
+	35, // 30: jetway.v1.Heartbeat.time:type_name -> google.protobuf.Timestamp
+	34, // 31: jetway.v1.FetchRequest.wait:type_name -> google.protobuf.Duration
+	1,  // 32: jetway.v1.FetchRequest.format:type_name -> jetway.v1.PayloadFormat
+	15, // 33: jetway.v1.FetchResponse.messages:type_name -> jetway.v1.Message
+	2,  // 34: jetway.v1.AckOperation.kind:type_name -> jetway.v1.AckKind
+	34, // 35: jetway.v1.AckOperation.delay:type_name -> google.protobuf.Duration
+	23, // 36: jetway.v1.AckRequest.operations:type_name -> jetway.v1.AckOperation
+	14, // 37: jetway.v1.AckResult.error:type_name -> jetway.v1.Error
+	35, // 38: jetway.v1.AckResult.ack_deadline:type_name -> google.protobuf.Timestamp
+	25, // 39: jetway.v1.AckResponse.results:type_name -> jetway.v1.AckResult
+	16, // 40: jetway.v1.ConsumeRequest.start:type_name -> jetway.v1.SubscribeRequest
+	23, // 41: jetway.v1.ConsumeRequest.ack:type_name -> jetway.v1.AckOperation
+	28, // 42: jetway.v1.ConsumeRequest.acks:type_name -> jetway.v1.AckBatch
+	23, // 43: jetway.v1.AckBatch.operations:type_name -> jetway.v1.AckOperation
+	15, // 44: jetway.v1.ConsumeResponse.message:type_name -> jetway.v1.Message
+	20, // 45: jetway.v1.ConsumeResponse.heartbeat:type_name -> jetway.v1.Heartbeat
+	25, // 46: jetway.v1.ConsumeResponse.ack_result:type_name -> jetway.v1.AckResult
+	19, // 47: jetway.v1.ConsumeResponse.subscribed:type_name -> jetway.v1.Subscribed
+	18, // 48: jetway.v1.ConsumeResponse.batch:type_name -> jetway.v1.MessageBatch
+	37, // 49: jetway.v1.PublishRequest.HeadersEntry.value:type_name -> jetway.v1.HeaderValues
+	37, // 50: jetway.v1.IngestRequest.HeadersEntry.value:type_name -> jetway.v1.HeaderValues
+	37, // 51: jetway.v1.Message.HeadersEntry.value:type_name -> jetway.v1.HeaderValues
+	3,  // 52: jetway.v1.MessageService.Publish:input_type -> jetway.v1.PublishRequest
+	6,  // 53: jetway.v1.MessageService.PublishStream:input_type -> jetway.v1.PublishStreamRequest
+	9,  // 54: jetway.v1.MessageService.PublishBatch:input_type -> jetway.v1.PublishBatchRequest
+	12, // 55: jetway.v1.MessageService.Ingest:input_type -> jetway.v1.IngestRequest
+	16, // 56: jetway.v1.MessageService.Subscribe:input_type -> jetway.v1.SubscribeRequest
+	21, // 57: jetway.v1.MessageService.Fetch:input_type -> jetway.v1.FetchRequest
+	24, // 58: jetway.v1.MessageService.Ack:input_type -> jetway.v1.AckRequest
+	27, // 59: jetway.v1.MessageService.Consume:input_type -> jetway.v1.ConsumeRequest
+	5,  // 60: jetway.v1.MessageService.Publish:output_type -> jetway.v1.PublishResponse
+	7,  // 61: jetway.v1.MessageService.PublishStream:output_type -> jetway.v1.PublishStreamResponse
+	10, // 62: jetway.v1.MessageService.PublishBatch:output_type -> jetway.v1.PublishBatchResponse
+	13, // 63: jetway.v1.MessageService.Ingest:output_type -> jetway.v1.IngestResponse
+	17, // 64: jetway.v1.MessageService.Subscribe:output_type -> jetway.v1.SubscribeResponse
+	22, // 65: jetway.v1.MessageService.Fetch:output_type -> jetway.v1.FetchResponse
+	26, // 66: jetway.v1.MessageService.Ack:output_type -> jetway.v1.AckResponse
+	29, // 67: jetway.v1.MessageService.Consume:output_type -> jetway.v1.ConsumeResponse
+	60, // [60:68] is the sub-list for method output_type
+	52, // [52:60] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_jetway_v1_message_proto_init() }
@@ -2868,23 +2975,23 @@ func file_jetway_v1_message_proto_init() {
 		(*PublishResult_Ack)(nil),
 		(*PublishResult_Error)(nil),
 	}
-	file_jetway_v1_message_proto_msgTypes[11].OneofWrappers = []any{
+	file_jetway_v1_message_proto_msgTypes[12].OneofWrappers = []any{
 		(*Message_Data)(nil),
 		(*Message_Json)(nil),
 		(*Message_Text)(nil),
 	}
-	file_jetway_v1_message_proto_msgTypes[13].OneofWrappers = []any{
+	file_jetway_v1_message_proto_msgTypes[14].OneofWrappers = []any{
 		(*SubscribeResponse_Message)(nil),
 		(*SubscribeResponse_Heartbeat)(nil),
 		(*SubscribeResponse_Subscribed)(nil),
 		(*SubscribeResponse_Batch)(nil),
 	}
-	file_jetway_v1_message_proto_msgTypes[23].OneofWrappers = []any{
+	file_jetway_v1_message_proto_msgTypes[24].OneofWrappers = []any{
 		(*ConsumeRequest_Start)(nil),
 		(*ConsumeRequest_Ack)(nil),
 		(*ConsumeRequest_Acks)(nil),
 	}
-	file_jetway_v1_message_proto_msgTypes[25].OneofWrappers = []any{
+	file_jetway_v1_message_proto_msgTypes[26].OneofWrappers = []any{
 		(*ConsumeResponse_Message)(nil),
 		(*ConsumeResponse_Heartbeat)(nil),
 		(*ConsumeResponse_AckResult)(nil),
@@ -2897,7 +3004,7 @@ func file_jetway_v1_message_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_jetway_v1_message_proto_rawDesc), len(file_jetway_v1_message_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   29,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
