@@ -3078,6 +3078,116 @@ func (x *GetBridgeInfoResponse) GetPartial() bool {
 	return false
 }
 
+// GetCounterRequest names a counter subject.
+type GetCounterRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stream. Required.
+	Stream string `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	// The counter's subject (no wildcards). Required.
+	Subject       string `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCounterRequest) Reset() {
+	*x = GetCounterRequest{}
+	mi := &file_jetway_v1_admin_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCounterRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCounterRequest) ProtoMessage() {}
+
+func (x *GetCounterRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_admin_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCounterRequest.ProtoReflect.Descriptor instead.
+func (*GetCounterRequest) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *GetCounterRequest) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *GetCounterRequest) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+// GetCounterResponse is a counter's total.
+type GetCounterResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The total, a signed decimal integer of any size.
+	Value string `protobuf:"bytes,1,opt,name=value,proto3" json:"value,omitempty"`
+	// The stream sequence of the message holding it (0 when none).
+	Sequence      uint64 `protobuf:"varint,2,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCounterResponse) Reset() {
+	*x = GetCounterResponse{}
+	mi := &file_jetway_v1_admin_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCounterResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCounterResponse) ProtoMessage() {}
+
+func (x *GetCounterResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_admin_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCounterResponse.ProtoReflect.Descriptor instead.
+func (*GetCounterResponse) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *GetCounterResponse) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+func (x *GetCounterResponse) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
 var File_jetway_v1_admin_proto protoreflect.FileDescriptor
 
 const file_jetway_v1_admin_proto_rawDesc = "" +
@@ -3295,13 +3405,18 @@ const file_jetway_v1_admin_proto_rawDesc = "" +
 	"\x15GetBridgeInfoResponse\x12-\n" +
 	"\x06bridge\x18\x01 \x01(\v2\x15.jetway.v1.BridgeInfoR\x06bridge\x12+\n" +
 	"\x05fleet\x18\x02 \x03(\v2\x15.jetway.v1.BridgeInfoR\x05fleet\x12\x18\n" +
-	"\apartial\x18\x03 \x01(\bR\apartial*y\n" +
+	"\apartial\x18\x03 \x01(\bR\apartial\"E\n" +
+	"\x11GetCounterRequest\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x18\n" +
+	"\asubject\x18\x02 \x01(\tR\asubject\"F\n" +
+	"\x12GetCounterResponse\x12\x14\n" +
+	"\x05value\x18\x01 \x01(\tR\x05value\x12\x1a\n" +
+	"\bsequence\x18\x02 \x01(\x04R\bsequence*y\n" +
 	"\vSessionKind\x12\x1c\n" +
 	"\x18SESSION_KIND_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16SESSION_KIND_SUBSCRIBE\x10\x01\x12\x18\n" +
 	"\x14SESSION_KIND_CONSUME\x10\x02\x12\x16\n" +
-	"\x12SESSION_KIND_FETCH\x10\x032\xfe\n" +
-	"\n" +
+	"\x12SESSION_KIND_FETCH\x10\x032\xc9\v\n" +
 	"\fAdminService\x12O\n" +
 	"\fCreateStream\x12\x1e.jetway.v1.CreateStreamRequest\x1a\x1f.jetway.v1.CreateStreamResponse\x12O\n" +
 	"\fUpdateStream\x12\x1e.jetway.v1.UpdateStreamRequest\x1a\x1f.jetway.v1.UpdateStreamResponse\x12F\n" +
@@ -3320,7 +3435,9 @@ const file_jetway_v1_admin_proto_rawDesc = "" +
 	"\rDeleteMessage\x12\x1f.jetway.v1.DeleteMessageRequest\x1a .jetway.v1.DeleteMessageResponse\x12U\n" +
 	"\x0eGetAccountInfo\x12 .jetway.v1.GetAccountInfoRequest\x1a!.jetway.v1.GetAccountInfoResponse\x12O\n" +
 	"\fListSessions\x12\x1e.jetway.v1.ListSessionsRequest\x1a\x1f.jetway.v1.ListSessionsResponse\x12R\n" +
-	"\rGetBridgeInfo\x12\x1f.jetway.v1.GetBridgeInfoRequest\x1a .jetway.v1.GetBridgeInfoResponseB5Z3github.com/jetway-dev/jetway/gen/jetway/v1;jetwayv1b\x06proto3"
+	"\rGetBridgeInfo\x12\x1f.jetway.v1.GetBridgeInfoRequest\x1a .jetway.v1.GetBridgeInfoResponse\x12I\n" +
+	"\n" +
+	"GetCounter\x12\x1c.jetway.v1.GetCounterRequest\x1a\x1d.jetway.v1.GetCounterResponseB5Z3github.com/jetway-dev/jetway/gen/jetway/v1;jetwayv1b\x06proto3"
 
 var (
 	file_jetway_v1_admin_proto_rawDescOnce sync.Once
@@ -3335,7 +3452,7 @@ func file_jetway_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_jetway_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_jetway_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
+var file_jetway_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_jetway_v1_admin_proto_goTypes = []any{
 	(SessionKind)(0),               // 0: jetway.v1.SessionKind
 	(*StreamState)(nil),            // 1: jetway.v1.StreamState
@@ -3383,54 +3500,56 @@ var file_jetway_v1_admin_proto_goTypes = []any{
 	(*NATSConnection)(nil),         // 43: jetway.v1.NATSConnection
 	(*BridgeInfo)(nil),             // 44: jetway.v1.BridgeInfo
 	(*GetBridgeInfoResponse)(nil),  // 45: jetway.v1.GetBridgeInfoResponse
-	nil,                            // 46: jetway.v1.StoredMessage.HeadersEntry
-	(*timestamppb.Timestamp)(nil),  // 47: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),    // 48: google.protobuf.Duration
-	(*StreamConfig)(nil),           // 49: jetway.v1.StreamConfig
-	(*ConsumerConfig)(nil),         // 50: jetway.v1.ConsumerConfig
-	(*HeaderValues)(nil),           // 51: jetway.v1.HeaderValues
+	(*GetCounterRequest)(nil),      // 46: jetway.v1.GetCounterRequest
+	(*GetCounterResponse)(nil),     // 47: jetway.v1.GetCounterResponse
+	nil,                            // 48: jetway.v1.StoredMessage.HeadersEntry
+	(*timestamppb.Timestamp)(nil),  // 49: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),    // 50: google.protobuf.Duration
+	(*StreamConfig)(nil),           // 51: jetway.v1.StreamConfig
+	(*ConsumerConfig)(nil),         // 52: jetway.v1.ConsumerConfig
+	(*HeaderValues)(nil),           // 53: jetway.v1.HeaderValues
 }
 var file_jetway_v1_admin_proto_depIdxs = []int32{
-	47, // 0: jetway.v1.StreamState.first_time:type_name -> google.protobuf.Timestamp
-	47, // 1: jetway.v1.StreamState.last_time:type_name -> google.protobuf.Timestamp
-	48, // 2: jetway.v1.PeerInfo.active:type_name -> google.protobuf.Duration
+	49, // 0: jetway.v1.StreamState.first_time:type_name -> google.protobuf.Timestamp
+	49, // 1: jetway.v1.StreamState.last_time:type_name -> google.protobuf.Timestamp
+	50, // 2: jetway.v1.PeerInfo.active:type_name -> google.protobuf.Duration
 	2,  // 3: jetway.v1.ClusterInfo.replicas:type_name -> jetway.v1.PeerInfo
-	49, // 4: jetway.v1.StreamInfo.config:type_name -> jetway.v1.StreamConfig
+	51, // 4: jetway.v1.StreamInfo.config:type_name -> jetway.v1.StreamConfig
 	1,  // 5: jetway.v1.StreamInfo.state:type_name -> jetway.v1.StreamState
 	3,  // 6: jetway.v1.StreamInfo.cluster:type_name -> jetway.v1.ClusterInfo
-	47, // 7: jetway.v1.StreamInfo.created:type_name -> google.protobuf.Timestamp
-	49, // 8: jetway.v1.CreateStreamRequest.config:type_name -> jetway.v1.StreamConfig
+	49, // 7: jetway.v1.StreamInfo.created:type_name -> google.protobuf.Timestamp
+	51, // 8: jetway.v1.CreateStreamRequest.config:type_name -> jetway.v1.StreamConfig
 	4,  // 9: jetway.v1.CreateStreamResponse.stream:type_name -> jetway.v1.StreamInfo
-	49, // 10: jetway.v1.UpdateStreamRequest.config:type_name -> jetway.v1.StreamConfig
+	51, // 10: jetway.v1.UpdateStreamRequest.config:type_name -> jetway.v1.StreamConfig
 	4,  // 11: jetway.v1.UpdateStreamResponse.stream:type_name -> jetway.v1.StreamInfo
 	4,  // 12: jetway.v1.GetStreamResponse.stream:type_name -> jetway.v1.StreamInfo
 	4,  // 13: jetway.v1.ListStreamsResponse.streams:type_name -> jetway.v1.StreamInfo
-	47, // 14: jetway.v1.SequenceInfo.last_active:type_name -> google.protobuf.Timestamp
-	50, // 15: jetway.v1.ConsumerInfo.config:type_name -> jetway.v1.ConsumerConfig
-	47, // 16: jetway.v1.ConsumerInfo.created:type_name -> google.protobuf.Timestamp
+	49, // 14: jetway.v1.SequenceInfo.last_active:type_name -> google.protobuf.Timestamp
+	52, // 15: jetway.v1.ConsumerInfo.config:type_name -> jetway.v1.ConsumerConfig
+	49, // 16: jetway.v1.ConsumerInfo.created:type_name -> google.protobuf.Timestamp
 	17, // 17: jetway.v1.ConsumerInfo.delivered:type_name -> jetway.v1.SequenceInfo
 	17, // 18: jetway.v1.ConsumerInfo.ack_floor:type_name -> jetway.v1.SequenceInfo
 	3,  // 19: jetway.v1.ConsumerInfo.cluster:type_name -> jetway.v1.ClusterInfo
-	50, // 20: jetway.v1.CreateConsumerRequest.config:type_name -> jetway.v1.ConsumerConfig
+	52, // 20: jetway.v1.CreateConsumerRequest.config:type_name -> jetway.v1.ConsumerConfig
 	18, // 21: jetway.v1.CreateConsumerResponse.consumer:type_name -> jetway.v1.ConsumerInfo
-	50, // 22: jetway.v1.UpdateConsumerRequest.config:type_name -> jetway.v1.ConsumerConfig
+	52, // 22: jetway.v1.UpdateConsumerRequest.config:type_name -> jetway.v1.ConsumerConfig
 	18, // 23: jetway.v1.UpdateConsumerResponse.consumer:type_name -> jetway.v1.ConsumerInfo
 	18, // 24: jetway.v1.GetConsumerResponse.consumer:type_name -> jetway.v1.ConsumerInfo
 	18, // 25: jetway.v1.ListConsumersResponse.consumers:type_name -> jetway.v1.ConsumerInfo
-	46, // 26: jetway.v1.StoredMessage.headers:type_name -> jetway.v1.StoredMessage.HeadersEntry
-	47, // 27: jetway.v1.StoredMessage.time:type_name -> google.protobuf.Timestamp
+	48, // 26: jetway.v1.StoredMessage.headers:type_name -> jetway.v1.StoredMessage.HeadersEntry
+	49, // 27: jetway.v1.StoredMessage.time:type_name -> google.protobuf.Timestamp
 	29, // 28: jetway.v1.GetMessageResponse.message:type_name -> jetway.v1.StoredMessage
 	29, // 29: jetway.v1.GetLastMessageResponse.message:type_name -> jetway.v1.StoredMessage
 	37, // 30: jetway.v1.GetAccountInfoResponse.limits:type_name -> jetway.v1.AccountLimits
 	0,  // 31: jetway.v1.Session.kind:type_name -> jetway.v1.SessionKind
-	47, // 32: jetway.v1.Session.since:type_name -> google.protobuf.Timestamp
+	49, // 32: jetway.v1.Session.since:type_name -> google.protobuf.Timestamp
 	39, // 33: jetway.v1.ListSessionsResponse.sessions:type_name -> jetway.v1.Session
-	47, // 34: jetway.v1.BridgeInfo.started:type_name -> google.protobuf.Timestamp
-	48, // 35: jetway.v1.BridgeInfo.uptime:type_name -> google.protobuf.Duration
+	49, // 34: jetway.v1.BridgeInfo.started:type_name -> google.protobuf.Timestamp
+	50, // 35: jetway.v1.BridgeInfo.uptime:type_name -> google.protobuf.Duration
 	43, // 36: jetway.v1.BridgeInfo.nats:type_name -> jetway.v1.NATSConnection
 	44, // 37: jetway.v1.GetBridgeInfoResponse.bridge:type_name -> jetway.v1.BridgeInfo
 	44, // 38: jetway.v1.GetBridgeInfoResponse.fleet:type_name -> jetway.v1.BridgeInfo
-	51, // 39: jetway.v1.StoredMessage.HeadersEntry.value:type_name -> jetway.v1.HeaderValues
+	53, // 39: jetway.v1.StoredMessage.HeadersEntry.value:type_name -> jetway.v1.HeaderValues
 	5,  // 40: jetway.v1.AdminService.CreateStream:input_type -> jetway.v1.CreateStreamRequest
 	7,  // 41: jetway.v1.AdminService.UpdateStream:input_type -> jetway.v1.UpdateStreamRequest
 	9,  // 42: jetway.v1.AdminService.GetStream:input_type -> jetway.v1.GetStreamRequest
@@ -3448,25 +3567,27 @@ var file_jetway_v1_admin_proto_depIdxs = []int32{
 	36, // 54: jetway.v1.AdminService.GetAccountInfo:input_type -> jetway.v1.GetAccountInfoRequest
 	40, // 55: jetway.v1.AdminService.ListSessions:input_type -> jetway.v1.ListSessionsRequest
 	42, // 56: jetway.v1.AdminService.GetBridgeInfo:input_type -> jetway.v1.GetBridgeInfoRequest
-	6,  // 57: jetway.v1.AdminService.CreateStream:output_type -> jetway.v1.CreateStreamResponse
-	8,  // 58: jetway.v1.AdminService.UpdateStream:output_type -> jetway.v1.UpdateStreamResponse
-	10, // 59: jetway.v1.AdminService.GetStream:output_type -> jetway.v1.GetStreamResponse
-	12, // 60: jetway.v1.AdminService.ListStreams:output_type -> jetway.v1.ListStreamsResponse
-	14, // 61: jetway.v1.AdminService.DeleteStream:output_type -> jetway.v1.DeleteStreamResponse
-	16, // 62: jetway.v1.AdminService.PurgeStream:output_type -> jetway.v1.PurgeStreamResponse
-	20, // 63: jetway.v1.AdminService.CreateConsumer:output_type -> jetway.v1.CreateConsumerResponse
-	22, // 64: jetway.v1.AdminService.UpdateConsumer:output_type -> jetway.v1.UpdateConsumerResponse
-	24, // 65: jetway.v1.AdminService.GetConsumer:output_type -> jetway.v1.GetConsumerResponse
-	26, // 66: jetway.v1.AdminService.ListConsumers:output_type -> jetway.v1.ListConsumersResponse
-	28, // 67: jetway.v1.AdminService.DeleteConsumer:output_type -> jetway.v1.DeleteConsumerResponse
-	31, // 68: jetway.v1.AdminService.GetMessage:output_type -> jetway.v1.GetMessageResponse
-	33, // 69: jetway.v1.AdminService.GetLastMessage:output_type -> jetway.v1.GetLastMessageResponse
-	35, // 70: jetway.v1.AdminService.DeleteMessage:output_type -> jetway.v1.DeleteMessageResponse
-	38, // 71: jetway.v1.AdminService.GetAccountInfo:output_type -> jetway.v1.GetAccountInfoResponse
-	41, // 72: jetway.v1.AdminService.ListSessions:output_type -> jetway.v1.ListSessionsResponse
-	45, // 73: jetway.v1.AdminService.GetBridgeInfo:output_type -> jetway.v1.GetBridgeInfoResponse
-	57, // [57:74] is the sub-list for method output_type
-	40, // [40:57] is the sub-list for method input_type
+	46, // 57: jetway.v1.AdminService.GetCounter:input_type -> jetway.v1.GetCounterRequest
+	6,  // 58: jetway.v1.AdminService.CreateStream:output_type -> jetway.v1.CreateStreamResponse
+	8,  // 59: jetway.v1.AdminService.UpdateStream:output_type -> jetway.v1.UpdateStreamResponse
+	10, // 60: jetway.v1.AdminService.GetStream:output_type -> jetway.v1.GetStreamResponse
+	12, // 61: jetway.v1.AdminService.ListStreams:output_type -> jetway.v1.ListStreamsResponse
+	14, // 62: jetway.v1.AdminService.DeleteStream:output_type -> jetway.v1.DeleteStreamResponse
+	16, // 63: jetway.v1.AdminService.PurgeStream:output_type -> jetway.v1.PurgeStreamResponse
+	20, // 64: jetway.v1.AdminService.CreateConsumer:output_type -> jetway.v1.CreateConsumerResponse
+	22, // 65: jetway.v1.AdminService.UpdateConsumer:output_type -> jetway.v1.UpdateConsumerResponse
+	24, // 66: jetway.v1.AdminService.GetConsumer:output_type -> jetway.v1.GetConsumerResponse
+	26, // 67: jetway.v1.AdminService.ListConsumers:output_type -> jetway.v1.ListConsumersResponse
+	28, // 68: jetway.v1.AdminService.DeleteConsumer:output_type -> jetway.v1.DeleteConsumerResponse
+	31, // 69: jetway.v1.AdminService.GetMessage:output_type -> jetway.v1.GetMessageResponse
+	33, // 70: jetway.v1.AdminService.GetLastMessage:output_type -> jetway.v1.GetLastMessageResponse
+	35, // 71: jetway.v1.AdminService.DeleteMessage:output_type -> jetway.v1.DeleteMessageResponse
+	38, // 72: jetway.v1.AdminService.GetAccountInfo:output_type -> jetway.v1.GetAccountInfoResponse
+	41, // 73: jetway.v1.AdminService.ListSessions:output_type -> jetway.v1.ListSessionsResponse
+	45, // 74: jetway.v1.AdminService.GetBridgeInfo:output_type -> jetway.v1.GetBridgeInfoResponse
+	47, // 75: jetway.v1.AdminService.GetCounter:output_type -> jetway.v1.GetCounterResponse
+	58, // [58:76] is the sub-list for method output_type
+	40, // [40:58] is the sub-list for method input_type
 	40, // [40:40] is the sub-list for extension type_name
 	40, // [40:40] is the sub-list for extension extendee
 	0,  // [0:40] is the sub-list for field type_name
@@ -3484,7 +3605,7 @@ func file_jetway_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_jetway_v1_admin_proto_rawDesc), len(file_jetway_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   46,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

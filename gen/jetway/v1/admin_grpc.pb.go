@@ -36,6 +36,7 @@ const (
 	AdminService_GetAccountInfo_FullMethodName = "/jetway.v1.AdminService/GetAccountInfo"
 	AdminService_ListSessions_FullMethodName   = "/jetway.v1.AdminService/ListSessions"
 	AdminService_GetBridgeInfo_FullMethodName  = "/jetway.v1.AdminService/GetBridgeInfo"
+	AdminService_GetCounter_FullMethodName     = "/jetway.v1.AdminService/GetCounter"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -98,6 +99,10 @@ type AdminServiceClient interface {
 	// replica of the fleet. It needs admin over every stream (as
 	// GetAccountInfo): it shows NATS servers and totals over every tenant.
 	GetBridgeInfo(ctx context.Context, in *GetBridgeInfoRequest, opts ...grpc.CallOption) (*GetBridgeInfoResponse, error)
+	// GetCounter reads a counter subject's total (a stream with
+	// allow_msg_counter; PublishRequest.increment adds to it): "0" for a
+	// subject never incremented. Authorized as GetLastMessage.
+	GetCounter(ctx context.Context, in *GetCounterRequest, opts ...grpc.CallOption) (*GetCounterResponse, error)
 }
 
 type adminServiceClient struct {
@@ -278,6 +283,16 @@ func (c *adminServiceClient) GetBridgeInfo(ctx context.Context, in *GetBridgeInf
 	return out, nil
 }
 
+func (c *adminServiceClient) GetCounter(ctx context.Context, in *GetCounterRequest, opts ...grpc.CallOption) (*GetCounterResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetCounterResponse)
+	err := c.cc.Invoke(ctx, AdminService_GetCounter_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -338,6 +353,10 @@ type AdminServiceServer interface {
 	// replica of the fleet. It needs admin over every stream (as
 	// GetAccountInfo): it shows NATS servers and totals over every tenant.
 	GetBridgeInfo(context.Context, *GetBridgeInfoRequest) (*GetBridgeInfoResponse, error)
+	// GetCounter reads a counter subject's total (a stream with
+	// allow_msg_counter; PublishRequest.increment adds to it): "0" for a
+	// subject never incremented. Authorized as GetLastMessage.
+	GetCounter(context.Context, *GetCounterRequest) (*GetCounterResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -398,6 +417,9 @@ func (UnimplementedAdminServiceServer) ListSessions(context.Context, *ListSessio
 }
 func (UnimplementedAdminServiceServer) GetBridgeInfo(context.Context, *GetBridgeInfoRequest) (*GetBridgeInfoResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetBridgeInfo not implemented")
+}
+func (UnimplementedAdminServiceServer) GetCounter(context.Context, *GetCounterRequest) (*GetCounterResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetCounter not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -726,6 +748,24 @@ func _AdminService_GetBridgeInfo_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_GetCounter_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetCounterRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).GetCounter(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_GetCounter_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).GetCounter(ctx, req.(*GetCounterRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -800,6 +840,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetBridgeInfo",
 			Handler:    _AdminService_GetBridgeInfo_Handler,
+		},
+		{
+			MethodName: "GetCounter",
+			Handler:    _AdminService_GetCounter_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
