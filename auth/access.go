@@ -72,6 +72,7 @@ var operationMethods = map[Operation][]string{
 		"/jetway.v1.AdminService/ListConsumers",
 		"/jetway.v1.AdminService/GetMessage",
 		"/jetway.v1.AdminService/GetLastMessage",
+		"/jetway.v1.AdminService/GetCounter",
 	},
 }
 

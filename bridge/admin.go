@@ -2,6 +2,8 @@ package bridge
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -425,6 +427,35 @@ func (s *adminService) GetLastMessage(ctx context.Context, req *jetwayv1.GetLast
 		return nil, translate(err, fmt.Sprintf("last message on %q in stream %q", req.GetSubject(), req.GetStream()))
 	}
 	return &jetwayv1.GetLastMessageResponse{Message: storedMessageTo(m)}, nil
+}
+
+// GetCounter reads a counter subject's total: the value of its last
+// message ({"val":"<n>"}, as JetStream stores counters), "0" for none.
+func (s *adminService) GetCounter(ctx context.Context, req *jetwayv1.GetCounterRequest) (*jetwayv1.GetCounterResponse, error) {
+	if err := validatePublishSubject("subject", req.GetSubject()); err != nil {
+		return nil, err
+	}
+	st, err := s.stream(ctx, "stream", req.GetStream(), false)
+	if err != nil {
+		return nil, err
+	}
+	if !st.CachedInfo().Config.AllowMsgCounter {
+		return nil, fmt.Errorf("%w: stream %q does not allow counters (allow_msg_counter)", ErrNotAllowed, req.GetStream())
+	}
+	m, err := st.GetLastMsgForSubject(ctx, req.GetSubject())
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return &jetwayv1.GetCounterResponse{Value: "0"}, nil
+	}
+	if err != nil {
+		return nil, translate(err, fmt.Sprintf("counter %q in stream %q", req.GetSubject(), req.GetStream()))
+	}
+	var v struct {
+		Value string `json:"val"`
+	}
+	if err := json.Unmarshal(m.Data, &v); err != nil || v.Value == "" {
+		return nil, fmt.Errorf("%w: the last message on %q is not a counter value", ErrNotAllowed, req.GetSubject())
+	}
+	return &jetwayv1.GetCounterResponse{Value: v.Value, Sequence: m.Sequence}, nil
 }
 
 func (s *adminService) DeleteMessage(ctx context.Context, req *jetwayv1.DeleteMessageRequest) (*jetwayv1.DeleteMessageResponse, error) {

@@ -229,6 +229,11 @@ func (c *adminREST) GetLastMessage(_ context.Context, in *jetwayv1.GetLastMessag
 	return out, c.call(http.MethodGet, "/v1/streams/"+adminSeg(in.GetStream())+"/messages:last"+adminQuery("subject", in.GetSubject()), nil, out)
 }
 
+func (c *adminREST) GetCounter(_ context.Context, in *jetwayv1.GetCounterRequest, _ ...grpc.CallOption) (*jetwayv1.GetCounterResponse, error) {
+	out := &jetwayv1.GetCounterResponse{}
+	return out, c.call(http.MethodGet, "/v1/streams/"+adminSeg(in.GetStream())+"/counters/"+adminSeg(in.GetSubject()), nil, out)
+}
+
 func (c *adminREST) DeleteMessage(_ context.Context, in *jetwayv1.DeleteMessageRequest, _ ...grpc.CallOption) (*jetwayv1.DeleteMessageResponse, error) {
 	out := &jetwayv1.DeleteMessageResponse{}
 	q := ""

@@ -55,6 +55,34 @@ var apiErrorCodes = map[jetstream.ErrorCode]error{
 	10119: ErrUnavailable,         // JSConsumerOfflineErr
 	10163: ErrUnavailable,         // JSStreamExpectedLastSeqPerSubjectNotReady
 	10194: ErrUnavailable,         // JSStreamOfflineReasonErrF
+	// Counters, schedules and rollups (2.11–2.14): a stream that does not
+	// allow them is the stream's configuration; a bad value the request's.
+	10168: ErrNotAllowed,        // JSMessageIncrDisabledErr
+	10169: ErrInvalidArgument,   // JSMessageIncrMissingErr
+	10170: ErrInvalidArgument,   // JSMessageIncrPayloadErr
+	10171: ErrInvalidArgument,   // JSMessageIncrInvalidErr
+	10172: ErrNotAllowed,        // JSMessageCounterBrokenErr
+	10188: ErrNotAllowed,        // JSMessageSchedulesDisabledErr
+	10189: ErrInvalidArgument,   // JSMessageSchedulesPatternInvalidErr
+	10190: ErrInvalidArgument,   // JSMessageSchedulesTargetInvalidErr
+	10191: ErrInvalidArgument,   // JSMessageSchedulesTTLInvalidErr
+	10192: ErrInvalidArgument,   // JSMessageSchedulesRollupInvalidErr
+	10203: ErrInvalidArgument,   // JSMessageSchedulesSourceInvalidErr
+	10212: ErrInvalidArgument,   // JSMessageSchedulesSchedulerInvalidErr
+	10223: ErrInvalidArgument,   // JSMessageSchedulesTimeZoneInvalidErr
+	10193: ErrWrongLastSequence, // JSStreamExpectedLastSeqPerSubjectInvalid
+	// Atomic batches (orbit.go's jetstreamext names the codes).
+	10174: ErrNotAllowed,      // JSAtomicPublishDisabledErr
+	10175: ErrInvalidArgument, // JSAtomicPublishMissingSeqErr
+	10176: ErrUnavailable,     // JSAtomicPublishIncompleteBatchErr (a message lost on the way: nothing stored, retry)
+	10177: ErrInvalidArgument, // JSAtomicPublishUnsupportedHeaderBatchErr
+	10179: ErrInvalidArgument, // JSAtomicPublishInvalidBatchIDErr
+	10199: ErrInvalidArgument, // JSAtomicPublishTooLargeBatchErrF
+	10200: ErrInvalidArgument, // JSAtomicPublishInvalidBatchCommitErr
+	10201: ErrInvalidArgument, // JSAtomicPublishContainsDuplicateMessageErr
+	10209: ErrNotAllowed,      // JSMirrorWithAtomicPublishErr
+	10210: ErrLimitExceeded,   // JSAtomicPublishTooManyInflight
+	10211: ErrLimitExceeded,   // JSBatchPublishTooManyInflight
 }
 
 // ErrNoAnswer is a NATS request that got no answer within the bridge's

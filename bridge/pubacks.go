@@ -333,6 +333,7 @@ func (a *pubAcks) parse(data []byte) (*jetwayv1.PublishResponse, error) {
 		Stream    string              `json:"stream"`
 		Seq       uint64              `json:"seq"`
 		Duplicate bool                `json:"duplicate"`
+		Value     string              `json:"val"`
 	}
 	if err := json.Unmarshal(data, &r); err != nil {
 		return nil, fmt.Errorf("%w: %v", jetstream.ErrInvalidJSAck, err)
@@ -343,7 +344,7 @@ func (a *pubAcks) parse(data []byte) (*jetwayv1.PublishResponse, error) {
 	if r.Stream == "" {
 		return nil, jetstream.ErrInvalidJSAck
 	}
-	return &jetwayv1.PublishResponse{Stream: r.Stream, Sequence: r.Seq, Duplicate: r.Duplicate}, nil
+	return &jetwayv1.PublishResponse{Stream: r.Stream, Sequence: r.Seq, Duplicate: r.Duplicate, Value: r.Value}, nil
 }
 
 // quickPubAck reads the acks nats-server writes from its template

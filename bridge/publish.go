@@ -8,12 +8,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/synadia-io/orbit.go/jetstreamext"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -67,7 +70,7 @@ func (s *messageService) publish(ctx context.Context, req *jetwayv1.PublishReque
 	if err != nil {
 		return nil, err
 	}
-	if err := s.authz.CanPublish(ctx, msg.Subject); err != nil {
+	if err := s.authorizePublish(ctx, req, msg); err != nil {
 		return nil, err
 	}
 	end := s.tracer.Publish(ctx, msg)
@@ -116,7 +119,7 @@ func (s *messageService) send(ctx context.Context, req *jetwayv1.PublishRequest,
 }
 
 func pubAckTo(ack *jetstream.PubAck) *jetwayv1.PublishResponse {
-	return &jetwayv1.PublishResponse{Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate}
+	return &jetwayv1.PublishResponse{Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate, Value: ack.Value}
 }
 
 // pendingPublish is one PublishStream request on its way: a published
@@ -347,6 +350,9 @@ func (s *messageService) PublishBatch(ctx context.Context, req *jetwayv1.Publish
 	case len(msgs) > maxPublishBatch:
 		return nil, fieldErr("messages", ErrInvalidArgument, "at most %d messages, got %d", maxPublishBatch, len(msgs))
 	}
+	if req.GetAtomic() {
+		return s.publishAtomic(ctx, msgs)
+	}
 	js, release, err := s.conns.Acquire(ctx)
 	if err != nil {
 		return nil, err
@@ -394,6 +400,53 @@ func (s *messageService) PublishBatch(ctx context.Context, req *jetwayv1.Publish
 	return resp, nil
 }
 
+// publishAtomic publishes an atomic batch with orbit.go's
+// jetstreamext.PublishMsgBatch (Nats-Batch-Id, -Sequence, -Commit): every
+// message is validated and authorized before the first is sent, and
+// JetStream stores all of them or none.
+func (s *messageService) publishAtomic(ctx context.Context, reqs []*jetwayv1.PublishRequest) (*jetwayv1.PublishBatchResponse, error) {
+	msgs := make([]*nats.Msg, len(reqs))
+	for i, r := range reqs {
+		prefix := messagesPrefixes()[i]
+		if i > 0 && (r.ExpectedLastSequence != nil || r.ExpectedLastSubjectSequence != nil) {
+			return nil, fieldErr(prefix+"expected_last_sequence", ErrInvalidArgument, "an atomic batch takes expected last sequences on its first message only")
+		}
+		if r.GetExpectedLastMsgId() != "" {
+			return nil, fieldErr(prefix+"expected_last_msg_id", ErrInvalidArgument, "not allowed in an atomic batch")
+		}
+		m, err := s.buildMsg(prefix, r)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.authorizePublish(ctx, r, m); err != nil {
+			return nil, err
+		}
+		msgs[i] = m
+	}
+	js, err := s.conns.JetStream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	what := fmt.Sprintf("atomic batch of %d messages", len(msgs))
+	if !js.Conn().IsConnected() {
+		return nil, fmt.Errorf("%s: %w: the bridge is reconnecting to NATS; nothing was published, retry", what, ErrUnavailable)
+	}
+	ack, err := jetstreamext.PublishMsgBatch(ctx, js, msgs)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
+			return nil, noStreamAnswer(ctx, js, msgs[0].Subject, err, what)
+		}
+		return nil, translate(err, what)
+	}
+	s.obs.Published(ack.Stream)
+	return &jetwayv1.PublishBatchResponse{Batch: &jetwayv1.BatchAck{
+		Stream: ack.Stream, LastSequence: ack.Sequence, Count: ack.BatchSize, BatchId: ack.BatchID,
+	}}, nil
+}
+
 // Ingest publishes a raw payload as Publish does. It is served only with
 // client authentication: its REST route takes bodies of any media type,
 // which any web page can make a browser send cross-site without a
@@ -422,7 +475,7 @@ func (s *messageService) publishAsync(ctx context.Context, acks *pubAcks, prefix
 	p := pendingPublish{subject: req.GetSubject()}
 	msg, err := s.buildMsg(prefix, req)
 	if err == nil {
-		err = s.authz.CanPublish(ctx, msg.Subject)
+		err = s.authorizePublish(ctx, req, msg)
 	}
 	if err == nil {
 		p.end = s.tracer.Publish(ctx, msg)
@@ -510,7 +563,99 @@ func (s *messageService) buildMsg(prefix string, req *jetwayv1.PublishRequest) (
 		}
 		set(jetstream.MsgTTLHeader, d.String())
 	}
+	switch req.GetRollup() {
+	case jetwayv1.Rollup_ROLLUP_UNSPECIFIED:
+	case jetwayv1.Rollup_ROLLUP_SUBJECT:
+		set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
+	case jetwayv1.Rollup_ROLLUP_ALL:
+		set(jetstream.MsgRollup, jetstream.MsgRollupAll)
+	default:
+		return nil, fieldErr(prefix+"rollup", ErrInvalidArgument, "ROLLUP_SUBJECT or ROLLUP_ALL")
+	}
+	if subj := req.GetExpectedLastSubjectSequenceSubject(); subj != "" {
+		if req.ExpectedLastSubjectSequence == nil {
+			return nil, fieldErr(prefix+"expected_last_subject_sequence_subject", ErrInvalidArgument, "needs expected_last_subject_sequence")
+		}
+		if err := validateFilterSubject(prefix+"expected_last_subject_sequence_subject", subj); err != nil {
+			return nil, err
+		}
+		set(jetstream.ExpectedLastSubjSeqSubjHeader, subj)
+	}
+	if incr := req.GetIncrement(); incr != "" {
+		if _, ok := new(big.Int).SetString(incr, 10); !ok || len(incr) > maxIncrement || strings.HasPrefix(incr, "+") {
+			return nil, fieldErr(prefix+"increment", ErrInvalidArgument, "a decimal integer, optionally negative, of at most %d characters", maxIncrement)
+		}
+		if len(msg.Data) > 0 {
+			return nil, fieldErr(prefix+"data", ErrInvalidArgument, "a counter increment carries no payload")
+		}
+		set(headerIncr, incr)
+	}
+	if sc := req.GetSchedule(); sc != nil {
+		if err := scheduleHeaders(prefix+"schedule.", req.GetSubject(), sc, set); err != nil {
+			return nil, err
+		}
+	}
 	return msg, nil
+}
+
+// The counter increment header (nats-server's server/stream.go; nats.go
+// has no constant for it).
+const headerIncr = "Nats-Incr"
+
+// maxIncrement bounds a counter increment's digits.
+const maxIncrement = 128
+
+// scheduleHeaders sets the headers of a message schedule, checking what
+// the bridge can (JetStream checks the pattern and the stream).
+func scheduleHeaders(prefix, subject string, sc *jetwayv1.MessageSchedule, set func(name, value string)) error {
+	switch w := sc.GetWhen().(type) {
+	case *jetwayv1.MessageSchedule_At:
+		if err := w.At.CheckValid(); err != nil {
+			return fieldErr(prefix+"at", ErrInvalidArgument, "not a valid time")
+		}
+		set(jetstream.ScheduleHeader, "@at "+w.At.AsTime().UTC().Format(time.RFC3339))
+	case *jetwayv1.MessageSchedule_Pattern:
+		p := strings.TrimSpace(w.Pattern)
+		if p == "" || len(p) > 256 || strings.ContainsAny(p, "\r\n") {
+			return fieldErr(prefix+"pattern", ErrInvalidArgument, "a schedule pattern (@every 5m, a cron expression) of at most 256 characters")
+		}
+		set(jetstream.ScheduleHeader, p)
+	default:
+		return fieldErr(prefix+"at", ErrInvalidArgument, "a schedule needs at or pattern")
+	}
+	if err := validatePublishSubject(prefix+"target", sc.GetTarget()); err != nil {
+		return err
+	}
+	if sc.GetTarget() == subject {
+		return fieldErr(prefix+"target", ErrInvalidSubject, "the target must differ from the schedule's own subject")
+	}
+	set(jetstream.ScheduleTargetHeader, sc.GetTarget())
+	if ttl := sc.GetTtl(); ttl != nil {
+		d := ttl.AsDuration()
+		if err := ttl.CheckValid(); err != nil || d < time.Second || d%time.Second != 0 {
+			return fieldErr(prefix+"ttl", ErrInvalidArgument, "must be a whole number of seconds, at least 1s")
+		}
+		set(jetstream.ScheduleTTLHeader, d.String())
+	}
+	if tz := sc.GetTimeZone(); tz != "" {
+		if _, err := time.LoadLocation(tz); err != nil || len(tz) > 64 {
+			return fieldErr(prefix+"time_zone", ErrInvalidArgument, "an IANA time zone (Europe/Paris)")
+		}
+		set(jetstream.ScheduleTimeZoneHeader, tz)
+	}
+	return nil
+}
+
+// authorizePublish checks every subject a publish writes: its own and a
+// schedule's target (where JetStream publishes it later).
+func (s *messageService) authorizePublish(ctx context.Context, req *jetwayv1.PublishRequest, msg *nats.Msg) error {
+	if err := s.authz.CanPublish(ctx, msg.Subject); err != nil {
+		return err
+	}
+	if t := req.GetSchedule().GetTarget(); t != "" {
+		return s.authz.CanPublish(ctx, t)
+	}
+	return nil
 }
 
 // checkKinds refuses a google.protobuf.Value without a kind, at any depth:

@@ -145,6 +145,10 @@ func (d directAdmin) GetMessage(ctx context.Context, r *jetwayv1.GetMessageReque
 	return call(ctx, d.ic, d.s, jetwayv1.AdminService_GetMessage_FullMethodName, r, d.s.GetMessage)
 }
 
+func (d directAdmin) GetCounter(ctx context.Context, r *jetwayv1.GetCounterRequest) (*jetwayv1.GetCounterResponse, error) {
+	return call(ctx, d.ic, d.s, jetwayv1.AdminService_GetCounter_FullMethodName, r, d.s.GetCounter)
+}
+
 func (d directAdmin) GetLastMessage(ctx context.Context, r *jetwayv1.GetLastMessageRequest) (*jetwayv1.GetLastMessageResponse, error) {
 	return call(ctx, d.ic, d.s, jetwayv1.AdminService_GetLastMessage_FullMethodName, r, d.s.GetLastMessage)
 }

@@ -6,7 +6,7 @@
 // The page never sees the app's own credential. The app's server holds an
 // API key and, for each page that asks (POST /session), mints a
 // short-lived access token with it (POST /v1/access-tokens on the bridge)
-// that may only consume, publish and ack on the app's stream and subjects.
+// that may only consume, publish and ack on the app's stream.
 // The page sends the token as "Authorization: Bearer …", and as
 // ?access_token= on the one request that cannot carry a header, the
 // EventSource of Subscribe.
@@ -31,7 +31,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
-	"strings"
 	"time"
 )
 
@@ -102,12 +101,13 @@ type session struct {
 }
 
 // mint asks the bridge for a token that may consume, publish and ack on
-// the app's stream and subjects only.
+// the app's stream only, within what the app's identity may (its grant
+// bounds the subjects: a token narrowed by subjects could not take from
+// the durable consumer, whose filters are an admin's).
 func (c Config) mint(ctx context.Context) (session, error) {
 	body, err := json.Marshal(map[string]any{
 		"operations": []string{"OPERATION_CONSUME", "OPERATION_PUBLISH", "OPERATION_ACK"},
 		"streams":    []string{c.Stream},
-		"subjects":   []string{subjectsOf(c.Subject)},
 		"ttl":        fmt.Sprintf("%ds", int(c.TokenTTL/time.Second)),
 	})
 	if err != nil {
@@ -136,15 +136,6 @@ func (c Config) mint(ctx context.Context) (session, error) {
 		return session{}, fmt.Errorf("POST /v1/access-tokens: unexpected answer (%v)", err)
 	}
 	return s, nil
-}
-
-// subjectsOf is the subject pattern of the token: the subject's
-// namespace ("orders.web" → "orders.>"), which the tail filters on.
-func subjectsOf(subject string) string {
-	if i := strings.IndexByte(subject, '.'); i > 0 {
-		return subject[:i] + ".>"
-	}
-	return subject
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

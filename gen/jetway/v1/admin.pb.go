@@ -3633,6 +3633,116 @@ func (*UnpinConsumerResponse) Descriptor() ([]byte, []int) {
 	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{53}
 }
 
+// GetCounterRequest names a counter subject.
+type GetCounterRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stream. Required.
+	Stream string `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	// The counter's subject (no wildcards). Required.
+	Subject       string `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCounterRequest) Reset() {
+	*x = GetCounterRequest{}
+	mi := &file_jetway_v1_admin_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCounterRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCounterRequest) ProtoMessage() {}
+
+func (x *GetCounterRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_admin_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCounterRequest.ProtoReflect.Descriptor instead.
+func (*GetCounterRequest) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *GetCounterRequest) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *GetCounterRequest) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+// GetCounterResponse is a counter's total.
+type GetCounterResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The total, a signed decimal integer of any size.
+	Value string `protobuf:"bytes,1,opt,name=value,proto3" json:"value,omitempty"`
+	// The stream sequence of the message holding it (0 when none).
+	Sequence      uint64 `protobuf:"varint,2,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCounterResponse) Reset() {
+	*x = GetCounterResponse{}
+	mi := &file_jetway_v1_admin_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCounterResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCounterResponse) ProtoMessage() {}
+
+func (x *GetCounterResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_admin_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCounterResponse.ProtoReflect.Descriptor instead.
+func (*GetCounterResponse) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *GetCounterResponse) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+func (x *GetCounterResponse) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
 var File_jetway_v1_admin_proto protoreflect.FileDescriptor
 
 const file_jetway_v1_admin_proto_rawDesc = "" +
@@ -3886,12 +3996,18 @@ const file_jetway_v1_admin_proto_rawDesc = "" +
 	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
 	"\x05group\x18\x03 \x01(\tR\x05group\"\x17\n" +
-	"\x15UnpinConsumerResponse*y\n" +
+	"\x15UnpinConsumerResponse\"E\n" +
+	"\x11GetCounterRequest\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x18\n" +
+	"\asubject\x18\x02 \x01(\tR\asubject\"F\n" +
+	"\x12GetCounterResponse\x12\x14\n" +
+	"\x05value\x18\x01 \x01(\tR\x05value\x12\x1a\n" +
+	"\bsequence\x18\x02 \x01(\x04R\bsequence*y\n" +
 	"\vSessionKind\x12\x1c\n" +
 	"\x18SESSION_KIND_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16SESSION_KIND_SUBSCRIBE\x10\x01\x12\x18\n" +
 	"\x14SESSION_KIND_CONSUME\x10\x02\x12\x16\n" +
-	"\x12SESSION_KIND_FETCH\x10\x032\xd1\r\n" +
+	"\x12SESSION_KIND_FETCH\x10\x032\x9c\x0e\n" +
 	"\fAdminService\x12O\n" +
 	"\fCreateStream\x12\x1e.jetway.v1.CreateStreamRequest\x1a\x1f.jetway.v1.CreateStreamResponse\x12O\n" +
 	"\fUpdateStream\x12\x1e.jetway.v1.UpdateStreamRequest\x1a\x1f.jetway.v1.UpdateStreamResponse\x12F\n" +
@@ -3914,7 +4030,9 @@ const file_jetway_v1_admin_proto_rawDesc = "" +
 	"\rPauseConsumer\x12\x1f.jetway.v1.PauseConsumerRequest\x1a .jetway.v1.PauseConsumerResponse\x12U\n" +
 	"\x0eResumeConsumer\x12 .jetway.v1.ResumeConsumerRequest\x1a!.jetway.v1.ResumeConsumerResponse\x12R\n" +
 	"\rResetConsumer\x12\x1f.jetway.v1.ResetConsumerRequest\x1a .jetway.v1.ResetConsumerResponse\x12R\n" +
-	"\rUnpinConsumer\x12\x1f.jetway.v1.UnpinConsumerRequest\x1a .jetway.v1.UnpinConsumerResponseB5Z3github.com/jetway-dev/jetway/gen/jetway/v1;jetwayv1b\x06proto3"
+	"\rUnpinConsumer\x12\x1f.jetway.v1.UnpinConsumerRequest\x1a .jetway.v1.UnpinConsumerResponse\x12I\n" +
+	"\n" +
+	"GetCounter\x12\x1c.jetway.v1.GetCounterRequest\x1a\x1d.jetway.v1.GetCounterResponseB5Z3github.com/jetway-dev/jetway/gen/jetway/v1;jetwayv1b\x06proto3"
 
 var (
 	file_jetway_v1_admin_proto_rawDescOnce sync.Once
@@ -3929,7 +4047,7 @@ func file_jetway_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_jetway_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_jetway_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
+var file_jetway_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
 var file_jetway_v1_admin_proto_goTypes = []any{
 	(SessionKind)(0),               // 0: jetway.v1.SessionKind
 	(*StreamState)(nil),            // 1: jetway.v1.StreamState
@@ -3986,62 +4104,64 @@ var file_jetway_v1_admin_proto_goTypes = []any{
 	(*ResetConsumerResponse)(nil),  // 52: jetway.v1.ResetConsumerResponse
 	(*UnpinConsumerRequest)(nil),   // 53: jetway.v1.UnpinConsumerRequest
 	(*UnpinConsumerResponse)(nil),  // 54: jetway.v1.UnpinConsumerResponse
-	nil,                            // 55: jetway.v1.StoredMessage.HeadersEntry
-	(*timestamppb.Timestamp)(nil),  // 56: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),    // 57: google.protobuf.Duration
-	(*StreamConfig)(nil),           // 58: jetway.v1.StreamConfig
-	(*ConsumerConfig)(nil),         // 59: jetway.v1.ConsumerConfig
-	(*HeaderValues)(nil),           // 60: jetway.v1.HeaderValues
+	(*GetCounterRequest)(nil),      // 55: jetway.v1.GetCounterRequest
+	(*GetCounterResponse)(nil),     // 56: jetway.v1.GetCounterResponse
+	nil,                            // 57: jetway.v1.StoredMessage.HeadersEntry
+	(*timestamppb.Timestamp)(nil),  // 58: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),    // 59: google.protobuf.Duration
+	(*StreamConfig)(nil),           // 60: jetway.v1.StreamConfig
+	(*ConsumerConfig)(nil),         // 61: jetway.v1.ConsumerConfig
+	(*HeaderValues)(nil),           // 62: jetway.v1.HeaderValues
 }
 var file_jetway_v1_admin_proto_depIdxs = []int32{
-	56, // 0: jetway.v1.StreamState.first_time:type_name -> google.protobuf.Timestamp
-	56, // 1: jetway.v1.StreamState.last_time:type_name -> google.protobuf.Timestamp
-	57, // 2: jetway.v1.PeerInfo.active:type_name -> google.protobuf.Duration
+	58, // 0: jetway.v1.StreamState.first_time:type_name -> google.protobuf.Timestamp
+	58, // 1: jetway.v1.StreamState.last_time:type_name -> google.protobuf.Timestamp
+	59, // 2: jetway.v1.PeerInfo.active:type_name -> google.protobuf.Duration
 	2,  // 3: jetway.v1.ClusterInfo.replicas:type_name -> jetway.v1.PeerInfo
-	58, // 4: jetway.v1.StreamInfo.config:type_name -> jetway.v1.StreamConfig
+	60, // 4: jetway.v1.StreamInfo.config:type_name -> jetway.v1.StreamConfig
 	1,  // 5: jetway.v1.StreamInfo.state:type_name -> jetway.v1.StreamState
 	3,  // 6: jetway.v1.StreamInfo.cluster:type_name -> jetway.v1.ClusterInfo
-	56, // 7: jetway.v1.StreamInfo.created:type_name -> google.protobuf.Timestamp
-	58, // 8: jetway.v1.CreateStreamRequest.config:type_name -> jetway.v1.StreamConfig
+	58, // 7: jetway.v1.StreamInfo.created:type_name -> google.protobuf.Timestamp
+	60, // 8: jetway.v1.CreateStreamRequest.config:type_name -> jetway.v1.StreamConfig
 	4,  // 9: jetway.v1.CreateStreamResponse.stream:type_name -> jetway.v1.StreamInfo
-	58, // 10: jetway.v1.UpdateStreamRequest.config:type_name -> jetway.v1.StreamConfig
+	60, // 10: jetway.v1.UpdateStreamRequest.config:type_name -> jetway.v1.StreamConfig
 	4,  // 11: jetway.v1.UpdateStreamResponse.stream:type_name -> jetway.v1.StreamInfo
 	4,  // 12: jetway.v1.GetStreamResponse.stream:type_name -> jetway.v1.StreamInfo
 	4,  // 13: jetway.v1.ListStreamsResponse.streams:type_name -> jetway.v1.StreamInfo
-	56, // 14: jetway.v1.SequenceInfo.last_active:type_name -> google.protobuf.Timestamp
-	59, // 15: jetway.v1.ConsumerInfo.config:type_name -> jetway.v1.ConsumerConfig
-	56, // 16: jetway.v1.ConsumerInfo.created:type_name -> google.protobuf.Timestamp
+	58, // 14: jetway.v1.SequenceInfo.last_active:type_name -> google.protobuf.Timestamp
+	61, // 15: jetway.v1.ConsumerInfo.config:type_name -> jetway.v1.ConsumerConfig
+	58, // 16: jetway.v1.ConsumerInfo.created:type_name -> google.protobuf.Timestamp
 	17, // 17: jetway.v1.ConsumerInfo.delivered:type_name -> jetway.v1.SequenceInfo
 	17, // 18: jetway.v1.ConsumerInfo.ack_floor:type_name -> jetway.v1.SequenceInfo
 	3,  // 19: jetway.v1.ConsumerInfo.cluster:type_name -> jetway.v1.ClusterInfo
-	57, // 20: jetway.v1.ConsumerInfo.pause_remaining:type_name -> google.protobuf.Duration
+	59, // 20: jetway.v1.ConsumerInfo.pause_remaining:type_name -> google.protobuf.Duration
 	46, // 21: jetway.v1.ConsumerInfo.priority_groups:type_name -> jetway.v1.PriorityGroupState
-	59, // 22: jetway.v1.CreateConsumerRequest.config:type_name -> jetway.v1.ConsumerConfig
+	61, // 22: jetway.v1.CreateConsumerRequest.config:type_name -> jetway.v1.ConsumerConfig
 	18, // 23: jetway.v1.CreateConsumerResponse.consumer:type_name -> jetway.v1.ConsumerInfo
-	59, // 24: jetway.v1.UpdateConsumerRequest.config:type_name -> jetway.v1.ConsumerConfig
+	61, // 24: jetway.v1.UpdateConsumerRequest.config:type_name -> jetway.v1.ConsumerConfig
 	18, // 25: jetway.v1.UpdateConsumerResponse.consumer:type_name -> jetway.v1.ConsumerInfo
 	18, // 26: jetway.v1.GetConsumerResponse.consumer:type_name -> jetway.v1.ConsumerInfo
 	18, // 27: jetway.v1.ListConsumersResponse.consumers:type_name -> jetway.v1.ConsumerInfo
-	55, // 28: jetway.v1.StoredMessage.headers:type_name -> jetway.v1.StoredMessage.HeadersEntry
-	56, // 29: jetway.v1.StoredMessage.time:type_name -> google.protobuf.Timestamp
+	57, // 28: jetway.v1.StoredMessage.headers:type_name -> jetway.v1.StoredMessage.HeadersEntry
+	58, // 29: jetway.v1.StoredMessage.time:type_name -> google.protobuf.Timestamp
 	29, // 30: jetway.v1.GetMessageResponse.message:type_name -> jetway.v1.StoredMessage
 	29, // 31: jetway.v1.GetLastMessageResponse.message:type_name -> jetway.v1.StoredMessage
 	37, // 32: jetway.v1.GetAccountInfoResponse.limits:type_name -> jetway.v1.AccountLimits
 	0,  // 33: jetway.v1.Session.kind:type_name -> jetway.v1.SessionKind
-	56, // 34: jetway.v1.Session.since:type_name -> google.protobuf.Timestamp
+	58, // 34: jetway.v1.Session.since:type_name -> google.protobuf.Timestamp
 	39, // 35: jetway.v1.ListSessionsResponse.sessions:type_name -> jetway.v1.Session
-	56, // 36: jetway.v1.BridgeInfo.started:type_name -> google.protobuf.Timestamp
-	57, // 37: jetway.v1.BridgeInfo.uptime:type_name -> google.protobuf.Duration
+	58, // 36: jetway.v1.BridgeInfo.started:type_name -> google.protobuf.Timestamp
+	59, // 37: jetway.v1.BridgeInfo.uptime:type_name -> google.protobuf.Duration
 	43, // 38: jetway.v1.BridgeInfo.nats:type_name -> jetway.v1.NATSConnection
 	44, // 39: jetway.v1.GetBridgeInfoResponse.bridge:type_name -> jetway.v1.BridgeInfo
 	44, // 40: jetway.v1.GetBridgeInfoResponse.fleet:type_name -> jetway.v1.BridgeInfo
-	56, // 41: jetway.v1.PriorityGroupState.pinned_time:type_name -> google.protobuf.Timestamp
-	56, // 42: jetway.v1.PauseConsumerRequest.pause_until:type_name -> google.protobuf.Timestamp
-	56, // 43: jetway.v1.PauseConsumerResponse.pause_until:type_name -> google.protobuf.Timestamp
-	57, // 44: jetway.v1.PauseConsumerResponse.pause_remaining:type_name -> google.protobuf.Duration
-	56, // 45: jetway.v1.ResetConsumerRequest.time:type_name -> google.protobuf.Timestamp
+	58, // 41: jetway.v1.PriorityGroupState.pinned_time:type_name -> google.protobuf.Timestamp
+	58, // 42: jetway.v1.PauseConsumerRequest.pause_until:type_name -> google.protobuf.Timestamp
+	58, // 43: jetway.v1.PauseConsumerResponse.pause_until:type_name -> google.protobuf.Timestamp
+	59, // 44: jetway.v1.PauseConsumerResponse.pause_remaining:type_name -> google.protobuf.Duration
+	58, // 45: jetway.v1.ResetConsumerRequest.time:type_name -> google.protobuf.Timestamp
 	18, // 46: jetway.v1.ResetConsumerResponse.consumer:type_name -> jetway.v1.ConsumerInfo
-	60, // 47: jetway.v1.StoredMessage.HeadersEntry.value:type_name -> jetway.v1.HeaderValues
+	62, // 47: jetway.v1.StoredMessage.HeadersEntry.value:type_name -> jetway.v1.HeaderValues
 	5,  // 48: jetway.v1.AdminService.CreateStream:input_type -> jetway.v1.CreateStreamRequest
 	7,  // 49: jetway.v1.AdminService.UpdateStream:input_type -> jetway.v1.UpdateStreamRequest
 	9,  // 50: jetway.v1.AdminService.GetStream:input_type -> jetway.v1.GetStreamRequest
@@ -4063,29 +4183,31 @@ var file_jetway_v1_admin_proto_depIdxs = []int32{
 	49, // 66: jetway.v1.AdminService.ResumeConsumer:input_type -> jetway.v1.ResumeConsumerRequest
 	51, // 67: jetway.v1.AdminService.ResetConsumer:input_type -> jetway.v1.ResetConsumerRequest
 	53, // 68: jetway.v1.AdminService.UnpinConsumer:input_type -> jetway.v1.UnpinConsumerRequest
-	6,  // 69: jetway.v1.AdminService.CreateStream:output_type -> jetway.v1.CreateStreamResponse
-	8,  // 70: jetway.v1.AdminService.UpdateStream:output_type -> jetway.v1.UpdateStreamResponse
-	10, // 71: jetway.v1.AdminService.GetStream:output_type -> jetway.v1.GetStreamResponse
-	12, // 72: jetway.v1.AdminService.ListStreams:output_type -> jetway.v1.ListStreamsResponse
-	14, // 73: jetway.v1.AdminService.DeleteStream:output_type -> jetway.v1.DeleteStreamResponse
-	16, // 74: jetway.v1.AdminService.PurgeStream:output_type -> jetway.v1.PurgeStreamResponse
-	20, // 75: jetway.v1.AdminService.CreateConsumer:output_type -> jetway.v1.CreateConsumerResponse
-	22, // 76: jetway.v1.AdminService.UpdateConsumer:output_type -> jetway.v1.UpdateConsumerResponse
-	24, // 77: jetway.v1.AdminService.GetConsumer:output_type -> jetway.v1.GetConsumerResponse
-	26, // 78: jetway.v1.AdminService.ListConsumers:output_type -> jetway.v1.ListConsumersResponse
-	28, // 79: jetway.v1.AdminService.DeleteConsumer:output_type -> jetway.v1.DeleteConsumerResponse
-	31, // 80: jetway.v1.AdminService.GetMessage:output_type -> jetway.v1.GetMessageResponse
-	33, // 81: jetway.v1.AdminService.GetLastMessage:output_type -> jetway.v1.GetLastMessageResponse
-	35, // 82: jetway.v1.AdminService.DeleteMessage:output_type -> jetway.v1.DeleteMessageResponse
-	38, // 83: jetway.v1.AdminService.GetAccountInfo:output_type -> jetway.v1.GetAccountInfoResponse
-	41, // 84: jetway.v1.AdminService.ListSessions:output_type -> jetway.v1.ListSessionsResponse
-	45, // 85: jetway.v1.AdminService.GetBridgeInfo:output_type -> jetway.v1.GetBridgeInfoResponse
-	48, // 86: jetway.v1.AdminService.PauseConsumer:output_type -> jetway.v1.PauseConsumerResponse
-	50, // 87: jetway.v1.AdminService.ResumeConsumer:output_type -> jetway.v1.ResumeConsumerResponse
-	52, // 88: jetway.v1.AdminService.ResetConsumer:output_type -> jetway.v1.ResetConsumerResponse
-	54, // 89: jetway.v1.AdminService.UnpinConsumer:output_type -> jetway.v1.UnpinConsumerResponse
-	69, // [69:90] is the sub-list for method output_type
-	48, // [48:69] is the sub-list for method input_type
+	55, // 69: jetway.v1.AdminService.GetCounter:input_type -> jetway.v1.GetCounterRequest
+	6,  // 70: jetway.v1.AdminService.CreateStream:output_type -> jetway.v1.CreateStreamResponse
+	8,  // 71: jetway.v1.AdminService.UpdateStream:output_type -> jetway.v1.UpdateStreamResponse
+	10, // 72: jetway.v1.AdminService.GetStream:output_type -> jetway.v1.GetStreamResponse
+	12, // 73: jetway.v1.AdminService.ListStreams:output_type -> jetway.v1.ListStreamsResponse
+	14, // 74: jetway.v1.AdminService.DeleteStream:output_type -> jetway.v1.DeleteStreamResponse
+	16, // 75: jetway.v1.AdminService.PurgeStream:output_type -> jetway.v1.PurgeStreamResponse
+	20, // 76: jetway.v1.AdminService.CreateConsumer:output_type -> jetway.v1.CreateConsumerResponse
+	22, // 77: jetway.v1.AdminService.UpdateConsumer:output_type -> jetway.v1.UpdateConsumerResponse
+	24, // 78: jetway.v1.AdminService.GetConsumer:output_type -> jetway.v1.GetConsumerResponse
+	26, // 79: jetway.v1.AdminService.ListConsumers:output_type -> jetway.v1.ListConsumersResponse
+	28, // 80: jetway.v1.AdminService.DeleteConsumer:output_type -> jetway.v1.DeleteConsumerResponse
+	31, // 81: jetway.v1.AdminService.GetMessage:output_type -> jetway.v1.GetMessageResponse
+	33, // 82: jetway.v1.AdminService.GetLastMessage:output_type -> jetway.v1.GetLastMessageResponse
+	35, // 83: jetway.v1.AdminService.DeleteMessage:output_type -> jetway.v1.DeleteMessageResponse
+	38, // 84: jetway.v1.AdminService.GetAccountInfo:output_type -> jetway.v1.GetAccountInfoResponse
+	41, // 85: jetway.v1.AdminService.ListSessions:output_type -> jetway.v1.ListSessionsResponse
+	45, // 86: jetway.v1.AdminService.GetBridgeInfo:output_type -> jetway.v1.GetBridgeInfoResponse
+	48, // 87: jetway.v1.AdminService.PauseConsumer:output_type -> jetway.v1.PauseConsumerResponse
+	50, // 88: jetway.v1.AdminService.ResumeConsumer:output_type -> jetway.v1.ResumeConsumerResponse
+	52, // 89: jetway.v1.AdminService.ResetConsumer:output_type -> jetway.v1.ResetConsumerResponse
+	54, // 90: jetway.v1.AdminService.UnpinConsumer:output_type -> jetway.v1.UnpinConsumerResponse
+	56, // 91: jetway.v1.AdminService.GetCounter:output_type -> jetway.v1.GetCounterResponse
+	70, // [70:92] is the sub-list for method output_type
+	48, // [48:70] is the sub-list for method input_type
 	48, // [48:48] is the sub-list for extension type_name
 	48, // [48:48] is the sub-list for extension extendee
 	0,  // [0:48] is the sub-list for field type_name
@@ -4103,7 +4225,7 @@ func file_jetway_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_jetway_v1_admin_proto_rawDesc), len(file_jetway_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   55,
+			NumMessages:   57,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -40,6 +40,7 @@ const (
 	AdminService_ResumeConsumer_FullMethodName = "/jetway.v1.AdminService/ResumeConsumer"
 	AdminService_ResetConsumer_FullMethodName  = "/jetway.v1.AdminService/ResetConsumer"
 	AdminService_UnpinConsumer_FullMethodName  = "/jetway.v1.AdminService/UnpinConsumer"
+	AdminService_GetCounter_FullMethodName     = "/jetway.v1.AdminService/GetCounter"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -120,6 +121,10 @@ type AdminServiceClient interface {
 	// group: the next client that pulls for the group is pinned, and pulls
 	// with the old pin id are refused (PIN_ID_MISMATCH).
 	UnpinConsumer(ctx context.Context, in *UnpinConsumerRequest, opts ...grpc.CallOption) (*UnpinConsumerResponse, error)
+	// GetCounter reads a counter subject's total (a stream with
+	// allow_msg_counter; PublishRequest.increment adds to it): "0" for a
+	// subject never incremented. Authorized as GetLastMessage.
+	GetCounter(ctx context.Context, in *GetCounterRequest, opts ...grpc.CallOption) (*GetCounterResponse, error)
 }
 
 type adminServiceClient struct {
@@ -340,6 +345,16 @@ func (c *adminServiceClient) UnpinConsumer(ctx context.Context, in *UnpinConsume
 	return out, nil
 }
 
+func (c *adminServiceClient) GetCounter(ctx context.Context, in *GetCounterRequest, opts ...grpc.CallOption) (*GetCounterResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetCounterResponse)
+	err := c.cc.Invoke(ctx, AdminService_GetCounter_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -418,6 +433,10 @@ type AdminServiceServer interface {
 	// group: the next client that pulls for the group is pinned, and pulls
 	// with the old pin id are refused (PIN_ID_MISMATCH).
 	UnpinConsumer(context.Context, *UnpinConsumerRequest) (*UnpinConsumerResponse, error)
+	// GetCounter reads a counter subject's total (a stream with
+	// allow_msg_counter; PublishRequest.increment adds to it): "0" for a
+	// subject never incremented. Authorized as GetLastMessage.
+	GetCounter(context.Context, *GetCounterRequest) (*GetCounterResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -490,6 +509,9 @@ func (UnimplementedAdminServiceServer) ResetConsumer(context.Context, *ResetCons
 }
 func (UnimplementedAdminServiceServer) UnpinConsumer(context.Context, *UnpinConsumerRequest) (*UnpinConsumerResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method UnpinConsumer not implemented")
+}
+func (UnimplementedAdminServiceServer) GetCounter(context.Context, *GetCounterRequest) (*GetCounterResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetCounter not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -890,6 +912,24 @@ func _AdminService_UnpinConsumer_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_GetCounter_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetCounterRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).GetCounter(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_GetCounter_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).GetCounter(ctx, req.(*GetCounterRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -980,6 +1020,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "UnpinConsumer",
 			Handler:    _AdminService_UnpinConsumer_Handler,
+		},
+		{
+			MethodName: "GetCounter",
+			Handler:    _AdminService_GetCounter_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -24,6 +24,59 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// Rollup is what a rollup publish removes.
+type Rollup int32
+
+const (
+	// No rollup.
+	Rollup_ROLLUP_UNSPECIFIED Rollup = 0
+	// The older messages of the message's subject.
+	Rollup_ROLLUP_SUBJECT Rollup = 1
+	// Every older message of the stream.
+	Rollup_ROLLUP_ALL Rollup = 2
+)
+
+// Enum value maps for Rollup.
+var (
+	Rollup_name = map[int32]string{
+		0: "ROLLUP_UNSPECIFIED",
+		1: "ROLLUP_SUBJECT",
+		2: "ROLLUP_ALL",
+	}
+	Rollup_value = map[string]int32{
+		"ROLLUP_UNSPECIFIED": 0,
+		"ROLLUP_SUBJECT":     1,
+		"ROLLUP_ALL":         2,
+	}
+)
+
+func (x Rollup) Enum() *Rollup {
+	p := new(Rollup)
+	*p = x
+	return p
+}
+
+func (x Rollup) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Rollup) Descriptor() protoreflect.EnumDescriptor {
+	return file_jetway_v1_message_proto_enumTypes[0].Descriptor()
+}
+
+func (Rollup) Type() protoreflect.EnumType {
+	return &file_jetway_v1_message_proto_enumTypes[0]
+}
+
+func (x Rollup) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Rollup.Descriptor instead.
+func (Rollup) EnumDescriptor() ([]byte, []int) {
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{0}
+}
+
 // PayloadFormat says how delivered payloads are encoded for the client.
 type PayloadFormat int32
 
@@ -67,11 +120,11 @@ func (x PayloadFormat) String() string {
 }
 
 func (PayloadFormat) Descriptor() protoreflect.EnumDescriptor {
-	return file_jetway_v1_message_proto_enumTypes[0].Descriptor()
+	return file_jetway_v1_message_proto_enumTypes[1].Descriptor()
 }
 
 func (PayloadFormat) Type() protoreflect.EnumType {
-	return &file_jetway_v1_message_proto_enumTypes[0]
+	return &file_jetway_v1_message_proto_enumTypes[1]
 }
 
 func (x PayloadFormat) Number() protoreflect.EnumNumber {
@@ -80,7 +133,7 @@ func (x PayloadFormat) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PayloadFormat.Descriptor instead.
 func (PayloadFormat) EnumDescriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{0}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{1}
 }
 
 // AckKind is what an acknowledgement does.
@@ -128,11 +181,11 @@ func (x AckKind) String() string {
 }
 
 func (AckKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_jetway_v1_message_proto_enumTypes[1].Descriptor()
+	return file_jetway_v1_message_proto_enumTypes[2].Descriptor()
 }
 
 func (AckKind) Type() protoreflect.EnumType {
-	return &file_jetway_v1_message_proto_enumTypes[1]
+	return &file_jetway_v1_message_proto_enumTypes[2]
 }
 
 func (x AckKind) Number() protoreflect.EnumNumber {
@@ -141,7 +194,7 @@ func (x AckKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use AckKind.Descriptor instead.
 func (AckKind) EnumDescriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{1}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{2}
 }
 
 // PublishRequest is one message to store.
@@ -180,7 +233,27 @@ type PublishRequest struct {
 	ExpectedLastMsgId string `protobuf:"bytes,10,opt,name=expected_last_msg_id,json=expectedLastMsgId,proto3" json:"expected_last_msg_id,omitempty"`
 	// Time to live of this message, at least one second, in whole seconds;
 	// the stream must have allow_msg_ttl. Unset: the stream's limits apply.
-	Ttl           *durationpb.Duration `protobuf:"bytes,11,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	Ttl *durationpb.Duration `protobuf:"bytes,11,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	// Roll up (header Nats-Rollup): once this message is stored, JetStream
+	// removes the older messages of its subject (ROLLUP_SUBJECT) or of the
+	// whole stream (ROLLUP_ALL). The stream must have allow_rollup
+	// (allow_rollup_hdrs): NOT_ALLOWED otherwise.
+	Rollup Rollup `protobuf:"varint,12,opt,name=rollup,proto3,enum=jetway.v1.Rollup" json:"rollup,omitempty"`
+	// With expected_last_subject_sequence: the subject (or wildcard filter)
+	// whose last stored sequence is compared, instead of the message's own
+	// subject (header Nats-Expected-Last-Subject-Sequence-Subject).
+	ExpectedLastSubjectSequenceSubject string `protobuf:"bytes,13,opt,name=expected_last_subject_sequence_subject,json=expectedLastSubjectSequenceSubject,proto3" json:"expected_last_subject_sequence_subject,omitempty"`
+	// Counter increment (header Nats-Incr): a signed decimal integer of any
+	// size ("1", "-5", "100000000000000000000"). The stream must have
+	// allow_msg_counter; the payload must be empty. The message stored is
+	// the subject's new total as {"val":"<n>"}, returned in
+	// PublishResponse.value.
+	Increment string `protobuf:"bytes,14,opt,name=increment,proto3" json:"increment,omitempty"`
+	// Deliver later or repeatedly (headers Nats-Schedule*): this message is
+	// stored on its subject as a schedule, and JetStream publishes its
+	// payload to schedule.target when it is due. The stream must have
+	// allow_msg_schedules and capture the target.
+	Schedule      *MessageSchedule `protobuf:"bytes,15,opt,name=schedule,proto3" json:"schedule,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -305,6 +378,34 @@ func (x *PublishRequest) GetTtl() *durationpb.Duration {
 	return nil
 }
 
+func (x *PublishRequest) GetRollup() Rollup {
+	if x != nil {
+		return x.Rollup
+	}
+	return Rollup_ROLLUP_UNSPECIFIED
+}
+
+func (x *PublishRequest) GetExpectedLastSubjectSequenceSubject() string {
+	if x != nil {
+		return x.ExpectedLastSubjectSequenceSubject
+	}
+	return ""
+}
+
+func (x *PublishRequest) GetIncrement() string {
+	if x != nil {
+		return x.Increment
+	}
+	return ""
+}
+
+func (x *PublishRequest) GetSchedule() *MessageSchedule {
+	if x != nil {
+		return x.Schedule
+	}
+	return nil
+}
+
 type isPublishRequest_Payload interface {
 	isPublishRequest_Payload()
 }
@@ -330,6 +431,125 @@ func (*PublishRequest_Json) isPublishRequest_Payload() {}
 
 func (*PublishRequest_Text) isPublishRequest_Payload() {}
 
+// MessageSchedule makes a publish a delayed or repeating message.
+type MessageSchedule struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// When it is due.
+	//
+	// Types that are valid to be assigned to When:
+	//
+	//	*MessageSchedule_At
+	//	*MessageSchedule_Pattern
+	When isMessageSchedule_When `protobuf_oneof:"when"`
+	// The subject the payload is published to when due: captured by the
+	// same stream, not the schedule's own subject. The caller must be
+	// allowed to publish to it too. Required.
+	Target string `protobuf:"bytes,3,opt,name=target,proto3" json:"target,omitempty"`
+	// Time to live of each message the schedule publishes (whole seconds;
+	// the stream needs allow_msg_ttl).
+	Ttl *durationpb.Duration `protobuf:"bytes,4,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	// IANA time zone of a cron pattern ("Europe/Paris"); default UTC.
+	TimeZone      string `protobuf:"bytes,5,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MessageSchedule) Reset() {
+	*x = MessageSchedule{}
+	mi := &file_jetway_v1_message_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MessageSchedule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MessageSchedule) ProtoMessage() {}
+
+func (x *MessageSchedule) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_message_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MessageSchedule.ProtoReflect.Descriptor instead.
+func (*MessageSchedule) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *MessageSchedule) GetWhen() isMessageSchedule_When {
+	if x != nil {
+		return x.When
+	}
+	return nil
+}
+
+func (x *MessageSchedule) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		if x, ok := x.When.(*MessageSchedule_At); ok {
+			return x.At
+		}
+	}
+	return nil
+}
+
+func (x *MessageSchedule) GetPattern() string {
+	if x != nil {
+		if x, ok := x.When.(*MessageSchedule_Pattern); ok {
+			return x.Pattern
+		}
+	}
+	return ""
+}
+
+func (x *MessageSchedule) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *MessageSchedule) GetTtl() *durationpb.Duration {
+	if x != nil {
+		return x.Ttl
+	}
+	return nil
+}
+
+func (x *MessageSchedule) GetTimeZone() string {
+	if x != nil {
+		return x.TimeZone
+	}
+	return ""
+}
+
+type isMessageSchedule_When interface {
+	isMessageSchedule_When()
+}
+
+type MessageSchedule_At struct {
+	// Once, at this time (a delayed message; "@at <RFC 3339>").
+	At *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=at,proto3,oneof"`
+}
+
+type MessageSchedule_Pattern struct {
+	// A JetStream schedule pattern: "@every 5m", a cron expression
+	// ("0 30 * * * *": seconds minutes hours day month weekday), or
+	// "@hourly", "@daily"….
+	Pattern string `protobuf:"bytes,2,opt,name=pattern,proto3,oneof"`
+}
+
+func (*MessageSchedule_At) isMessageSchedule_When() {}
+
+func (*MessageSchedule_Pattern) isMessageSchedule_When() {}
+
 // PublishResponse is JetStream's acknowledgement of a stored message.
 type PublishResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -339,14 +559,16 @@ type PublishResponse struct {
 	Sequence uint64 `protobuf:"varint,2,opt,name=sequence,proto3" json:"sequence,omitempty"`
 	// True when the msg_id was seen inside the duplicate window and the
 	// message was not stored again.
-	Duplicate     bool `protobuf:"varint,3,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
+	Duplicate bool `protobuf:"varint,3,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
+	// For a counter increment: the subject's total after it.
+	Value         string `protobuf:"bytes,4,opt,name=value,proto3" json:"value,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PublishResponse) Reset() {
 	*x = PublishResponse{}
-	mi := &file_jetway_v1_message_proto_msgTypes[1]
+	mi := &file_jetway_v1_message_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -358,7 +580,7 @@ func (x *PublishResponse) String() string {
 func (*PublishResponse) ProtoMessage() {}
 
 func (x *PublishResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[1]
+	mi := &file_jetway_v1_message_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -371,7 +593,7 @@ func (x *PublishResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishResponse.ProtoReflect.Descriptor instead.
 func (*PublishResponse) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{1}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *PublishResponse) GetStream() string {
@@ -395,6 +617,13 @@ func (x *PublishResponse) GetDuplicate() bool {
 	return false
 }
 
+func (x *PublishResponse) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
 // PublishStreamRequest is one publish on a PublishStream, or a batch.
 type PublishStreamRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -413,7 +642,7 @@ type PublishStreamRequest struct {
 
 func (x *PublishStreamRequest) Reset() {
 	*x = PublishStreamRequest{}
-	mi := &file_jetway_v1_message_proto_msgTypes[2]
+	mi := &file_jetway_v1_message_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -425,7 +654,7 @@ func (x *PublishStreamRequest) String() string {
 func (*PublishStreamRequest) ProtoMessage() {}
 
 func (x *PublishStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[2]
+	mi := &file_jetway_v1_message_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -438,7 +667,7 @@ func (x *PublishStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishStreamRequest.ProtoReflect.Descriptor instead.
 func (*PublishStreamRequest) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{2}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *PublishStreamRequest) GetId() uint64 {
@@ -482,7 +711,7 @@ type PublishStreamResponse struct {
 
 func (x *PublishStreamResponse) Reset() {
 	*x = PublishStreamResponse{}
-	mi := &file_jetway_v1_message_proto_msgTypes[3]
+	mi := &file_jetway_v1_message_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -494,7 +723,7 @@ func (x *PublishStreamResponse) String() string {
 func (*PublishStreamResponse) ProtoMessage() {}
 
 func (x *PublishStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[3]
+	mi := &file_jetway_v1_message_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -507,7 +736,7 @@ func (x *PublishStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishStreamResponse.ProtoReflect.Descriptor instead.
 func (*PublishStreamResponse) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{3}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *PublishStreamResponse) GetId() uint64 {
@@ -584,7 +813,7 @@ type PublishResult struct {
 
 func (x *PublishResult) Reset() {
 	*x = PublishResult{}
-	mi := &file_jetway_v1_message_proto_msgTypes[4]
+	mi := &file_jetway_v1_message_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -596,7 +825,7 @@ func (x *PublishResult) String() string {
 func (*PublishResult) ProtoMessage() {}
 
 func (x *PublishResult) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[4]
+	mi := &file_jetway_v1_message_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -609,7 +838,7 @@ func (x *PublishResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishResult.ProtoReflect.Descriptor instead.
 func (*PublishResult) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{4}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *PublishResult) GetResult() isPublishResult_Result {
@@ -659,14 +888,21 @@ func (*PublishResult_Error) isPublishResult_Result() {}
 type PublishBatchRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The messages, published in this order; 1 to 1000.
-	Messages      []*PublishRequest `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	Messages []*PublishRequest `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	// Store all or nothing (JetStream 2.12 atomic batch publish; the stream
+	// must have allow_atomic, NOT_ALLOWED otherwise): every message goes to
+	// one stream, and either the whole batch is stored, answered by
+	// PublishBatchResponse.batch, or none of it, answered by one error for
+	// the call. expected_last_sequence and expected_last_subject_sequence
+	// are allowed on the first message only; msg_id dedupes as usual.
+	Atomic        bool `protobuf:"varint,2,opt,name=atomic,proto3" json:"atomic,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PublishBatchRequest) Reset() {
 	*x = PublishBatchRequest{}
-	mi := &file_jetway_v1_message_proto_msgTypes[5]
+	mi := &file_jetway_v1_message_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -678,7 +914,7 @@ func (x *PublishBatchRequest) String() string {
 func (*PublishBatchRequest) ProtoMessage() {}
 
 func (x *PublishBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[5]
+	mi := &file_jetway_v1_message_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -691,7 +927,7 @@ func (x *PublishBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishBatchRequest.ProtoReflect.Descriptor instead.
 func (*PublishBatchRequest) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{5}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PublishBatchRequest) GetMessages() []*PublishRequest {
@@ -701,18 +937,27 @@ func (x *PublishBatchRequest) GetMessages() []*PublishRequest {
 	return nil
 }
 
+func (x *PublishBatchRequest) GetAtomic() bool {
+	if x != nil {
+		return x.Atomic
+	}
+	return false
+}
+
 // PublishBatchResponse holds the outcome of each message of a batch.
 type PublishBatchResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// One result per message, in the request's order.
-	Results       []*PublishResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	// One result per message, in the request's order (not atomic).
+	Results []*PublishResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	// The stored batch (atomic).
+	Batch         *BatchAck `protobuf:"bytes,2,opt,name=batch,proto3" json:"batch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PublishBatchResponse) Reset() {
 	*x = PublishBatchResponse{}
-	mi := &file_jetway_v1_message_proto_msgTypes[6]
+	mi := &file_jetway_v1_message_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -724,7 +969,7 @@ func (x *PublishBatchResponse) String() string {
 func (*PublishBatchResponse) ProtoMessage() {}
 
 func (x *PublishBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[6]
+	mi := &file_jetway_v1_message_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -737,7 +982,7 @@ func (x *PublishBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishBatchResponse.ProtoReflect.Descriptor instead.
 func (*PublishBatchResponse) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{6}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PublishBatchResponse) GetResults() []*PublishResult {
@@ -745,6 +990,88 @@ func (x *PublishBatchResponse) GetResults() []*PublishResult {
 		return x.Results
 	}
 	return nil
+}
+
+func (x *PublishBatchResponse) GetBatch() *BatchAck {
+	if x != nil {
+		return x.Batch
+	}
+	return nil
+}
+
+// BatchAck is JetStream's acknowledgement of an atomic batch.
+type BatchAck struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stream that stored the batch.
+	Stream string `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	// The stream sequence of the batch's last message; the batch holds
+	// count messages up to it.
+	LastSequence uint64 `protobuf:"varint,2,opt,name=last_sequence,json=lastSequence,proto3" json:"last_sequence,omitempty"`
+	// How many messages were stored.
+	Count uint64 `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
+	// The batch id JetStream stored the messages under (header
+	// Nats-Batch-Id).
+	BatchId       string `protobuf:"bytes,4,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchAck) Reset() {
+	*x = BatchAck{}
+	mi := &file_jetway_v1_message_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchAck) ProtoMessage() {}
+
+func (x *BatchAck) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_message_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchAck.ProtoReflect.Descriptor instead.
+func (*BatchAck) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *BatchAck) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *BatchAck) GetLastSequence() uint64 {
+	if x != nil {
+		return x.LastSequence
+	}
+	return 0
+}
+
+func (x *BatchAck) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *BatchAck) GetBatchId() string {
+	if x != nil {
+		return x.BatchId
+	}
+	return ""
 }
 
 // IngestRequest is one raw payload to store.
@@ -769,7 +1096,7 @@ type IngestRequest struct {
 
 func (x *IngestRequest) Reset() {
 	*x = IngestRequest{}
-	mi := &file_jetway_v1_message_proto_msgTypes[7]
+	mi := &file_jetway_v1_message_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -781,7 +1108,7 @@ func (x *IngestRequest) String() string {
 func (*IngestRequest) ProtoMessage() {}
 
 func (x *IngestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[7]
+	mi := &file_jetway_v1_message_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -794,7 +1121,7 @@ func (x *IngestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestRequest.ProtoReflect.Descriptor instead.
 func (*IngestRequest) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{7}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *IngestRequest) GetSubject() string {
@@ -835,14 +1162,16 @@ type IngestResponse struct {
 	Sequence uint64 `protobuf:"varint,2,opt,name=sequence,proto3" json:"sequence,omitempty"`
 	// True when the msg_id was seen inside the duplicate window and the
 	// message was not stored again.
-	Duplicate     bool `protobuf:"varint,3,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
+	Duplicate bool `protobuf:"varint,3,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
+	// For a counter increment: the subject's total after it.
+	Value         string `protobuf:"bytes,4,opt,name=value,proto3" json:"value,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *IngestResponse) Reset() {
 	*x = IngestResponse{}
-	mi := &file_jetway_v1_message_proto_msgTypes[8]
+	mi := &file_jetway_v1_message_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -854,7 +1183,7 @@ func (x *IngestResponse) String() string {
 func (*IngestResponse) ProtoMessage() {}
 
 func (x *IngestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[8]
+	mi := &file_jetway_v1_message_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -867,7 +1196,7 @@ func (x *IngestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestResponse.ProtoReflect.Descriptor instead.
 func (*IngestResponse) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{8}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *IngestResponse) GetStream() string {
@@ -891,6 +1220,13 @@ func (x *IngestResponse) GetDuplicate() bool {
 	return false
 }
 
+func (x *IngestResponse) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
 // Error is a per-item error inside a successful RPC, such as one refused
 // message of a PublishStream.
 type Error struct {
@@ -908,7 +1244,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_jetway_v1_message_proto_msgTypes[9]
+	mi := &file_jetway_v1_message_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -920,7 +1256,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[9]
+	mi := &file_jetway_v1_message_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -933,7 +1269,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{9}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Error) GetCode() int32 {
@@ -997,7 +1333,7 @@ type Message struct {
 
 func (x *Message) Reset() {
 	*x = Message{}
-	mi := &file_jetway_v1_message_proto_msgTypes[10]
+	mi := &file_jetway_v1_message_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1009,7 +1345,7 @@ func (x *Message) String() string {
 func (*Message) ProtoMessage() {}
 
 func (x *Message) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[10]
+	mi := &file_jetway_v1_message_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1022,7 +1358,7 @@ func (x *Message) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Message.ProtoReflect.Descriptor instead.
 func (*Message) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{10}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Message) GetSubject() string {
@@ -1206,7 +1542,7 @@ type SubscribeRequest struct {
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_jetway_v1_message_proto_msgTypes[11]
+	mi := &file_jetway_v1_message_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1218,7 +1554,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[11]
+	mi := &file_jetway_v1_message_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1231,7 +1567,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{11}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SubscribeRequest) GetStream() string {
@@ -1315,7 +1651,7 @@ type SubscribeResponse struct {
 
 func (x *SubscribeResponse) Reset() {
 	*x = SubscribeResponse{}
-	mi := &file_jetway_v1_message_proto_msgTypes[12]
+	mi := &file_jetway_v1_message_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1327,7 +1663,7 @@ func (x *SubscribeResponse) String() string {
 func (*SubscribeResponse) ProtoMessage() {}
 
 func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[12]
+	mi := &file_jetway_v1_message_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1340,7 +1676,7 @@ func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeResponse.ProtoReflect.Descriptor instead.
 func (*SubscribeResponse) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{12}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SubscribeResponse) GetEvent() isSubscribeResponse_Event {
@@ -1429,7 +1765,7 @@ type MessageBatch struct {
 
 func (x *MessageBatch) Reset() {
 	*x = MessageBatch{}
-	mi := &file_jetway_v1_message_proto_msgTypes[13]
+	mi := &file_jetway_v1_message_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1441,7 +1777,7 @@ func (x *MessageBatch) String() string {
 func (*MessageBatch) ProtoMessage() {}
 
 func (x *MessageBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[13]
+	mi := &file_jetway_v1_message_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1454,7 +1790,7 @@ func (x *MessageBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageBatch.ProtoReflect.Descriptor instead.
 func (*MessageBatch) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{13}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *MessageBatch) GetMessages() []*Message {
@@ -1489,7 +1825,7 @@ type Subscribed struct {
 
 func (x *Subscribed) Reset() {
 	*x = Subscribed{}
-	mi := &file_jetway_v1_message_proto_msgTypes[14]
+	mi := &file_jetway_v1_message_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1501,7 +1837,7 @@ func (x *Subscribed) String() string {
 func (*Subscribed) ProtoMessage() {}
 
 func (x *Subscribed) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[14]
+	mi := &file_jetway_v1_message_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1514,7 +1850,7 @@ func (x *Subscribed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Subscribed.ProtoReflect.Descriptor instead.
 func (*Subscribed) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{14}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Subscribed) GetStream() string {
@@ -1577,7 +1913,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_jetway_v1_message_proto_msgTypes[15]
+	mi := &file_jetway_v1_message_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1589,7 +1925,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[15]
+	mi := &file_jetway_v1_message_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1602,7 +1938,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{15}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Heartbeat) GetTime() *timestamppb.Timestamp {
@@ -1639,7 +1975,7 @@ type FetchRequest struct {
 
 func (x *FetchRequest) Reset() {
 	*x = FetchRequest{}
-	mi := &file_jetway_v1_message_proto_msgTypes[16]
+	mi := &file_jetway_v1_message_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1651,7 +1987,7 @@ func (x *FetchRequest) String() string {
 func (*FetchRequest) ProtoMessage() {}
 
 func (x *FetchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[16]
+	mi := &file_jetway_v1_message_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1664,7 +2000,7 @@ func (x *FetchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchRequest.ProtoReflect.Descriptor instead.
 func (*FetchRequest) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{16}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *FetchRequest) GetStream() string {
@@ -1738,7 +2074,7 @@ type FetchResponse struct {
 
 func (x *FetchResponse) Reset() {
 	*x = FetchResponse{}
-	mi := &file_jetway_v1_message_proto_msgTypes[17]
+	mi := &file_jetway_v1_message_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1750,7 +2086,7 @@ func (x *FetchResponse) String() string {
 func (*FetchResponse) ProtoMessage() {}
 
 func (x *FetchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[17]
+	mi := &file_jetway_v1_message_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1763,7 +2099,7 @@ func (x *FetchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchResponse.ProtoReflect.Descriptor instead.
 func (*FetchResponse) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{17}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *FetchResponse) GetMessages() []*Message {
@@ -1797,7 +2133,7 @@ type AckOperation struct {
 
 func (x *AckOperation) Reset() {
 	*x = AckOperation{}
-	mi := &file_jetway_v1_message_proto_msgTypes[18]
+	mi := &file_jetway_v1_message_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1809,7 +2145,7 @@ func (x *AckOperation) String() string {
 func (*AckOperation) ProtoMessage() {}
 
 func (x *AckOperation) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[18]
+	mi := &file_jetway_v1_message_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1822,7 +2158,7 @@ func (x *AckOperation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckOperation.ProtoReflect.Descriptor instead.
 func (*AckOperation) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{18}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *AckOperation) GetToken() string {
@@ -1866,7 +2202,7 @@ type AckRequest struct {
 
 func (x *AckRequest) Reset() {
 	*x = AckRequest{}
-	mi := &file_jetway_v1_message_proto_msgTypes[19]
+	mi := &file_jetway_v1_message_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1878,7 +2214,7 @@ func (x *AckRequest) String() string {
 func (*AckRequest) ProtoMessage() {}
 
 func (x *AckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[19]
+	mi := &file_jetway_v1_message_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1891,7 +2227,7 @@ func (x *AckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckRequest.ProtoReflect.Descriptor instead.
 func (*AckRequest) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{19}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AckRequest) GetOperations() []*AckOperation {
@@ -1925,7 +2261,7 @@ type AckResult struct {
 
 func (x *AckResult) Reset() {
 	*x = AckResult{}
-	mi := &file_jetway_v1_message_proto_msgTypes[20]
+	mi := &file_jetway_v1_message_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1937,7 +2273,7 @@ func (x *AckResult) String() string {
 func (*AckResult) ProtoMessage() {}
 
 func (x *AckResult) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[20]
+	mi := &file_jetway_v1_message_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1950,7 +2286,7 @@ func (x *AckResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckResult.ProtoReflect.Descriptor instead.
 func (*AckResult) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{20}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AckResult) GetToken() string {
@@ -1992,7 +2328,7 @@ type AckResponse struct {
 
 func (x *AckResponse) Reset() {
 	*x = AckResponse{}
-	mi := &file_jetway_v1_message_proto_msgTypes[21]
+	mi := &file_jetway_v1_message_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2004,7 +2340,7 @@ func (x *AckResponse) String() string {
 func (*AckResponse) ProtoMessage() {}
 
 func (x *AckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[21]
+	mi := &file_jetway_v1_message_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2017,7 +2353,7 @@ func (x *AckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckResponse.ProtoReflect.Descriptor instead.
 func (*AckResponse) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{21}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *AckResponse) GetResults() []*AckResult {
@@ -2044,7 +2380,7 @@ type ConsumeRequest struct {
 
 func (x *ConsumeRequest) Reset() {
 	*x = ConsumeRequest{}
-	mi := &file_jetway_v1_message_proto_msgTypes[22]
+	mi := &file_jetway_v1_message_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2056,7 +2392,7 @@ func (x *ConsumeRequest) String() string {
 func (*ConsumeRequest) ProtoMessage() {}
 
 func (x *ConsumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[22]
+	mi := &file_jetway_v1_message_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2069,7 +2405,7 @@ func (x *ConsumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeRequest.ProtoReflect.Descriptor instead.
 func (*ConsumeRequest) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{22}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ConsumeRequest) GetRequest() isConsumeRequest_Request {
@@ -2143,7 +2479,7 @@ type AckBatch struct {
 
 func (x *AckBatch) Reset() {
 	*x = AckBatch{}
-	mi := &file_jetway_v1_message_proto_msgTypes[23]
+	mi := &file_jetway_v1_message_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2155,7 +2491,7 @@ func (x *AckBatch) String() string {
 func (*AckBatch) ProtoMessage() {}
 
 func (x *AckBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[23]
+	mi := &file_jetway_v1_message_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2168,7 +2504,7 @@ func (x *AckBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckBatch.ProtoReflect.Descriptor instead.
 func (*AckBatch) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{23}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *AckBatch) GetOperations() []*AckOperation {
@@ -2197,7 +2533,7 @@ type ConsumeResponse struct {
 
 func (x *ConsumeResponse) Reset() {
 	*x = ConsumeResponse{}
-	mi := &file_jetway_v1_message_proto_msgTypes[24]
+	mi := &file_jetway_v1_message_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2209,7 +2545,7 @@ func (x *ConsumeResponse) String() string {
 func (*ConsumeResponse) ProtoMessage() {}
 
 func (x *ConsumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_message_proto_msgTypes[24]
+	mi := &file_jetway_v1_message_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2222,7 +2558,7 @@ func (x *ConsumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeResponse.ProtoReflect.Descriptor instead.
 func (*ConsumeResponse) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_message_proto_rawDescGZIP(), []int{24}
+	return file_jetway_v1_message_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ConsumeResponse) GetEvent() isConsumeResponse_Event {
@@ -2320,7 +2656,7 @@ var File_jetway_v1_message_proto protoreflect.FileDescriptor
 
 const file_jetway_v1_message_proto_rawDesc = "" +
 	"\n" +
-	"\x17jetway/v1/message.proto\x12\tjetway.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15jetway/v1/types.proto\"\x87\x05\n" +
+	"\x17jetway/v1/message.proto\x12\tjetway.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15jetway/v1/types.proto\"\xdc\x06\n" +
 	"\x0ePublishRequest\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12\x14\n" +
 	"\x04data\x18\x02 \x01(\fH\x00R\x04data\x12,\n" +
@@ -2333,17 +2669,29 @@ const file_jetway_v1_message_proto_rawDesc = "" +
 	"\x1eexpected_last_subject_sequence\x18\t \x01(\x04H\x02R\x1bexpectedLastSubjectSequence\x88\x01\x01\x12/\n" +
 	"\x14expected_last_msg_id\x18\n" +
 	" \x01(\tR\x11expectedLastMsgId\x12+\n" +
-	"\x03ttl\x18\v \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x1aS\n" +
+	"\x03ttl\x18\v \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x12)\n" +
+	"\x06rollup\x18\f \x01(\x0e2\x11.jetway.v1.RollupR\x06rollup\x12R\n" +
+	"&expected_last_subject_sequence_subject\x18\r \x01(\tR\"expectedLastSubjectSequenceSubject\x12\x1c\n" +
+	"\tincrement\x18\x0e \x01(\tR\tincrement\x126\n" +
+	"\bschedule\x18\x0f \x01(\v2\x1a.jetway.v1.MessageScheduleR\bschedule\x1aS\n" +
 	"\fHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12-\n" +
 	"\x05value\x18\x02 \x01(\v2\x17.jetway.v1.HeaderValuesR\x05value:\x028\x01B\t\n" +
 	"\apayloadB\x19\n" +
 	"\x17_expected_last_sequenceB!\n" +
-	"\x1f_expected_last_subject_sequence\"c\n" +
+	"\x1f_expected_last_subject_sequence\"\xc5\x01\n" +
+	"\x0fMessageSchedule\x12,\n" +
+	"\x02at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampH\x00R\x02at\x12\x1a\n" +
+	"\apattern\x18\x02 \x01(\tH\x00R\apattern\x12\x16\n" +
+	"\x06target\x18\x03 \x01(\tR\x06target\x12+\n" +
+	"\x03ttl\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x12\x1b\n" +
+	"\ttime_zone\x18\x05 \x01(\tR\btimeZoneB\x06\n" +
+	"\x04when\"y\n" +
 	"\x0fPublishResponse\x12\x16\n" +
 	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x1a\n" +
 	"\bsequence\x18\x02 \x01(\x04R\bsequence\x12\x1c\n" +
-	"\tduplicate\x18\x03 \x01(\bR\tduplicate\"\x8c\x01\n" +
+	"\tduplicate\x18\x03 \x01(\bR\tduplicate\x12\x14\n" +
+	"\x05value\x18\x04 \x01(\tR\x05value\"\x8c\x01\n" +
 	"\x14PublishStreamRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x123\n" +
 	"\apublish\x18\x02 \x01(\v2\x19.jetway.v1.PublishRequestR\apublish\x12/\n" +
@@ -2357,11 +2705,18 @@ const file_jetway_v1_message_proto_rawDesc = "" +
 	"\rPublishResult\x12.\n" +
 	"\x03ack\x18\x01 \x01(\v2\x1a.jetway.v1.PublishResponseH\x00R\x03ack\x12(\n" +
 	"\x05error\x18\x02 \x01(\v2\x10.jetway.v1.ErrorH\x00R\x05errorB\b\n" +
-	"\x06result\"L\n" +
+	"\x06result\"d\n" +
 	"\x13PublishBatchRequest\x125\n" +
-	"\bmessages\x18\x01 \x03(\v2\x19.jetway.v1.PublishRequestR\bmessages\"J\n" +
+	"\bmessages\x18\x01 \x03(\v2\x19.jetway.v1.PublishRequestR\bmessages\x12\x16\n" +
+	"\x06atomic\x18\x02 \x01(\bR\x06atomic\"u\n" +
 	"\x14PublishBatchResponse\x122\n" +
-	"\aresults\x18\x01 \x03(\v2\x18.jetway.v1.PublishResultR\aresults\"\xea\x01\n" +
+	"\aresults\x18\x01 \x03(\v2\x18.jetway.v1.PublishResultR\aresults\x12)\n" +
+	"\x05batch\x18\x02 \x01(\v2\x13.jetway.v1.BatchAckR\x05batch\"x\n" +
+	"\bBatchAck\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\tR\x06stream\x12#\n" +
+	"\rlast_sequence\x18\x02 \x01(\x04R\flastSequence\x12\x14\n" +
+	"\x05count\x18\x03 \x01(\x04R\x05count\x12\x19\n" +
+	"\bbatch_id\x18\x04 \x01(\tR\abatchId\"\xea\x01\n" +
 	"\rIngestRequest\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x12?\n" +
@@ -2369,11 +2724,12 @@ const file_jetway_v1_message_proto_rawDesc = "" +
 	"\x06msg_id\x18\x04 \x01(\tR\x05msgId\x1aS\n" +
 	"\fHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12-\n" +
-	"\x05value\x18\x02 \x01(\v2\x17.jetway.v1.HeaderValuesR\x05value:\x028\x01\"b\n" +
+	"\x05value\x18\x02 \x01(\v2\x17.jetway.v1.HeaderValuesR\x05value:\x028\x01\"x\n" +
 	"\x0eIngestResponse\x12\x16\n" +
 	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x1a\n" +
 	"\bsequence\x18\x02 \x01(\x04R\bsequence\x12\x1c\n" +
-	"\tduplicate\x18\x03 \x01(\bR\tduplicate\"M\n" +
+	"\tduplicate\x18\x03 \x01(\bR\tduplicate\x12\x14\n" +
+	"\x05value\x18\x04 \x01(\tR\x05value\"M\n" +
 	"\x05Error\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x18\n" +
@@ -2478,7 +2834,12 @@ const file_jetway_v1_message_proto_rawDesc = "" +
 	"subscribed\x18\x04 \x01(\v2\x15.jetway.v1.SubscribedH\x00R\n" +
 	"subscribed\x12/\n" +
 	"\x05batch\x18\x05 \x01(\v2\x17.jetway.v1.MessageBatchH\x00R\x05batchB\a\n" +
-	"\x05event*{\n" +
+	"\x05event*D\n" +
+	"\x06Rollup\x12\x16\n" +
+	"\x12ROLLUP_UNSPECIFIED\x10\x00\x12\x12\n" +
+	"\x0eROLLUP_SUBJECT\x10\x01\x12\x0e\n" +
+	"\n" +
+	"ROLLUP_ALL\x10\x02*{\n" +
 	"\rPayloadFormat\x12\x1e\n" +
 	"\x1aPAYLOAD_FORMAT_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14PAYLOAD_FORMAT_BYTES\x10\x01\x12\x17\n" +
@@ -2512,117 +2873,125 @@ func file_jetway_v1_message_proto_rawDescGZIP() []byte {
 	return file_jetway_v1_message_proto_rawDescData
 }
 
-var file_jetway_v1_message_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_jetway_v1_message_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_jetway_v1_message_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_jetway_v1_message_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_jetway_v1_message_proto_goTypes = []any{
-	(PayloadFormat)(0),            // 0: jetway.v1.PayloadFormat
-	(AckKind)(0),                  // 1: jetway.v1.AckKind
-	(*PublishRequest)(nil),        // 2: jetway.v1.PublishRequest
-	(*PublishResponse)(nil),       // 3: jetway.v1.PublishResponse
-	(*PublishStreamRequest)(nil),  // 4: jetway.v1.PublishStreamRequest
-	(*PublishStreamResponse)(nil), // 5: jetway.v1.PublishStreamResponse
-	(*PublishResult)(nil),         // 6: jetway.v1.PublishResult
-	(*PublishBatchRequest)(nil),   // 7: jetway.v1.PublishBatchRequest
-	(*PublishBatchResponse)(nil),  // 8: jetway.v1.PublishBatchResponse
-	(*IngestRequest)(nil),         // 9: jetway.v1.IngestRequest
-	(*IngestResponse)(nil),        // 10: jetway.v1.IngestResponse
-	(*Error)(nil),                 // 11: jetway.v1.Error
-	(*Message)(nil),               // 12: jetway.v1.Message
-	(*SubscribeRequest)(nil),      // 13: jetway.v1.SubscribeRequest
-	(*SubscribeResponse)(nil),     // 14: jetway.v1.SubscribeResponse
-	(*MessageBatch)(nil),          // 15: jetway.v1.MessageBatch
-	(*Subscribed)(nil),            // 16: jetway.v1.Subscribed
-	(*Heartbeat)(nil),             // 17: jetway.v1.Heartbeat
-	(*FetchRequest)(nil),          // 18: jetway.v1.FetchRequest
-	(*FetchResponse)(nil),         // 19: jetway.v1.FetchResponse
-	(*AckOperation)(nil),          // 20: jetway.v1.AckOperation
-	(*AckRequest)(nil),            // 21: jetway.v1.AckRequest
-	(*AckResult)(nil),             // 22: jetway.v1.AckResult
-	(*AckResponse)(nil),           // 23: jetway.v1.AckResponse
-	(*ConsumeRequest)(nil),        // 24: jetway.v1.ConsumeRequest
-	(*AckBatch)(nil),              // 25: jetway.v1.AckBatch
-	(*ConsumeResponse)(nil),       // 26: jetway.v1.ConsumeResponse
-	nil,                           // 27: jetway.v1.PublishRequest.HeadersEntry
-	nil,                           // 28: jetway.v1.IngestRequest.HeadersEntry
-	nil,                           // 29: jetway.v1.Message.HeadersEntry
-	(*structpb.Value)(nil),        // 30: google.protobuf.Value
-	(*durationpb.Duration)(nil),   // 31: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 32: google.protobuf.Timestamp
-	(*ConsumerConfig)(nil),        // 33: jetway.v1.ConsumerConfig
-	(*PullPriority)(nil),          // 34: jetway.v1.PullPriority
-	(*HeaderValues)(nil),          // 35: jetway.v1.HeaderValues
+	(Rollup)(0),                   // 0: jetway.v1.Rollup
+	(PayloadFormat)(0),            // 1: jetway.v1.PayloadFormat
+	(AckKind)(0),                  // 2: jetway.v1.AckKind
+	(*PublishRequest)(nil),        // 3: jetway.v1.PublishRequest
+	(*MessageSchedule)(nil),       // 4: jetway.v1.MessageSchedule
+	(*PublishResponse)(nil),       // 5: jetway.v1.PublishResponse
+	(*PublishStreamRequest)(nil),  // 6: jetway.v1.PublishStreamRequest
+	(*PublishStreamResponse)(nil), // 7: jetway.v1.PublishStreamResponse
+	(*PublishResult)(nil),         // 8: jetway.v1.PublishResult
+	(*PublishBatchRequest)(nil),   // 9: jetway.v1.PublishBatchRequest
+	(*PublishBatchResponse)(nil),  // 10: jetway.v1.PublishBatchResponse
+	(*BatchAck)(nil),              // 11: jetway.v1.BatchAck
+	(*IngestRequest)(nil),         // 12: jetway.v1.IngestRequest
+	(*IngestResponse)(nil),        // 13: jetway.v1.IngestResponse
+	(*Error)(nil),                 // 14: jetway.v1.Error
+	(*Message)(nil),               // 15: jetway.v1.Message
+	(*SubscribeRequest)(nil),      // 16: jetway.v1.SubscribeRequest
+	(*SubscribeResponse)(nil),     // 17: jetway.v1.SubscribeResponse
+	(*MessageBatch)(nil),          // 18: jetway.v1.MessageBatch
+	(*Subscribed)(nil),            // 19: jetway.v1.Subscribed
+	(*Heartbeat)(nil),             // 20: jetway.v1.Heartbeat
+	(*FetchRequest)(nil),          // 21: jetway.v1.FetchRequest
+	(*FetchResponse)(nil),         // 22: jetway.v1.FetchResponse
+	(*AckOperation)(nil),          // 23: jetway.v1.AckOperation
+	(*AckRequest)(nil),            // 24: jetway.v1.AckRequest
+	(*AckResult)(nil),             // 25: jetway.v1.AckResult
+	(*AckResponse)(nil),           // 26: jetway.v1.AckResponse
+	(*ConsumeRequest)(nil),        // 27: jetway.v1.ConsumeRequest
+	(*AckBatch)(nil),              // 28: jetway.v1.AckBatch
+	(*ConsumeResponse)(nil),       // 29: jetway.v1.ConsumeResponse
+	nil,                           // 30: jetway.v1.PublishRequest.HeadersEntry
+	nil,                           // 31: jetway.v1.IngestRequest.HeadersEntry
+	nil,                           // 32: jetway.v1.Message.HeadersEntry
+	(*structpb.Value)(nil),        // 33: google.protobuf.Value
+	(*durationpb.Duration)(nil),   // 34: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 35: google.protobuf.Timestamp
+	(*ConsumerConfig)(nil),        // 36: jetway.v1.ConsumerConfig
+	(*PullPriority)(nil),          // 37: jetway.v1.PullPriority
+	(*HeaderValues)(nil),          // 38: jetway.v1.HeaderValues
 }
 var file_jetway_v1_message_proto_depIdxs = []int32{
-	30, // 0: jetway.v1.PublishRequest.json:type_name -> google.protobuf.Value
-	27, // 1: jetway.v1.PublishRequest.headers:type_name -> jetway.v1.PublishRequest.HeadersEntry
-	31, // 2: jetway.v1.PublishRequest.ttl:type_name -> google.protobuf.Duration
-	2,  // 3: jetway.v1.PublishStreamRequest.publish:type_name -> jetway.v1.PublishRequest
-	2,  // 4: jetway.v1.PublishStreamRequest.batch:type_name -> jetway.v1.PublishRequest
-	3,  // 5: jetway.v1.PublishStreamResponse.ack:type_name -> jetway.v1.PublishResponse
-	11, // 6: jetway.v1.PublishStreamResponse.error:type_name -> jetway.v1.Error
-	6,  // 7: jetway.v1.PublishStreamResponse.results:type_name -> jetway.v1.PublishResult
-	3,  // 8: jetway.v1.PublishResult.ack:type_name -> jetway.v1.PublishResponse
-	11, // 9: jetway.v1.PublishResult.error:type_name -> jetway.v1.Error
-	2,  // 10: jetway.v1.PublishBatchRequest.messages:type_name -> jetway.v1.PublishRequest
-	6,  // 11: jetway.v1.PublishBatchResponse.results:type_name -> jetway.v1.PublishResult
-	28, // 12: jetway.v1.IngestRequest.headers:type_name -> jetway.v1.IngestRequest.HeadersEntry
-	30, // 13: jetway.v1.Message.json:type_name -> google.protobuf.Value
-	29, // 14: jetway.v1.Message.headers:type_name -> jetway.v1.Message.HeadersEntry
-	32, // 15: jetway.v1.Message.timestamp:type_name -> google.protobuf.Timestamp
-	32, // 16: jetway.v1.Message.ack_deadline:type_name -> google.protobuf.Timestamp
-	33, // 17: jetway.v1.SubscribeRequest.config:type_name -> jetway.v1.ConsumerConfig
-	31, // 18: jetway.v1.SubscribeRequest.heartbeat:type_name -> google.protobuf.Duration
-	0,  // 19: jetway.v1.SubscribeRequest.format:type_name -> jetway.v1.PayloadFormat
-	34, // 20: jetway.v1.SubscribeRequest.priority:type_name -> jetway.v1.PullPriority
-	12, // 21: jetway.v1.SubscribeResponse.message:type_name -> jetway.v1.Message
-	17, // 22: jetway.v1.SubscribeResponse.heartbeat:type_name -> jetway.v1.Heartbeat
-	16, // 23: jetway.v1.SubscribeResponse.subscribed:type_name -> jetway.v1.Subscribed
-	15, // 24: jetway.v1.SubscribeResponse.batch:type_name -> jetway.v1.MessageBatch
-	12, // 25: jetway.v1.MessageBatch.messages:type_name -> jetway.v1.Message
-	32, // 26: jetway.v1.Heartbeat.time:type_name -> google.protobuf.Timestamp
-	31, // 27: jetway.v1.FetchRequest.wait:type_name -> google.protobuf.Duration
-	0,  // 28: jetway.v1.FetchRequest.format:type_name -> jetway.v1.PayloadFormat
-	34, // 29: jetway.v1.FetchRequest.priority:type_name -> jetway.v1.PullPriority
-	12, // 30: jetway.v1.FetchResponse.messages:type_name -> jetway.v1.Message
-	1,  // 31: jetway.v1.AckOperation.kind:type_name -> jetway.v1.AckKind
-	31, // 32: jetway.v1.AckOperation.delay:type_name -> google.protobuf.Duration
-	20, // 33: jetway.v1.AckRequest.operations:type_name -> jetway.v1.AckOperation
-	11, // 34: jetway.v1.AckResult.error:type_name -> jetway.v1.Error
-	32, // 35: jetway.v1.AckResult.ack_deadline:type_name -> google.protobuf.Timestamp
-	22, // 36: jetway.v1.AckResponse.results:type_name -> jetway.v1.AckResult
-	13, // 37: jetway.v1.ConsumeRequest.start:type_name -> jetway.v1.SubscribeRequest
-	20, // 38: jetway.v1.ConsumeRequest.ack:type_name -> jetway.v1.AckOperation
-	25, // 39: jetway.v1.ConsumeRequest.acks:type_name -> jetway.v1.AckBatch
-	20, // 40: jetway.v1.AckBatch.operations:type_name -> jetway.v1.AckOperation
-	12, // 41: jetway.v1.ConsumeResponse.message:type_name -> jetway.v1.Message
-	17, // 42: jetway.v1.ConsumeResponse.heartbeat:type_name -> jetway.v1.Heartbeat
-	22, // 43: jetway.v1.ConsumeResponse.ack_result:type_name -> jetway.v1.AckResult
-	16, // 44: jetway.v1.ConsumeResponse.subscribed:type_name -> jetway.v1.Subscribed
-	15, // 45: jetway.v1.ConsumeResponse.batch:type_name -> jetway.v1.MessageBatch
-	35, // 46: jetway.v1.PublishRequest.HeadersEntry.value:type_name -> jetway.v1.HeaderValues
-	35, // 47: jetway.v1.IngestRequest.HeadersEntry.value:type_name -> jetway.v1.HeaderValues
-	35, // 48: jetway.v1.Message.HeadersEntry.value:type_name -> jetway.v1.HeaderValues
-	2,  // 49: jetway.v1.MessageService.Publish:input_type -> jetway.v1.PublishRequest
-	4,  // 50: jetway.v1.MessageService.PublishStream:input_type -> jetway.v1.PublishStreamRequest
-	7,  // 51: jetway.v1.MessageService.PublishBatch:input_type -> jetway.v1.PublishBatchRequest
-	9,  // 52: jetway.v1.MessageService.Ingest:input_type -> jetway.v1.IngestRequest
-	13, // 53: jetway.v1.MessageService.Subscribe:input_type -> jetway.v1.SubscribeRequest
-	18, // 54: jetway.v1.MessageService.Fetch:input_type -> jetway.v1.FetchRequest
-	21, // 55: jetway.v1.MessageService.Ack:input_type -> jetway.v1.AckRequest
-	24, // 56: jetway.v1.MessageService.Consume:input_type -> jetway.v1.ConsumeRequest
-	3,  // 57: jetway.v1.MessageService.Publish:output_type -> jetway.v1.PublishResponse
-	5,  // 58: jetway.v1.MessageService.PublishStream:output_type -> jetway.v1.PublishStreamResponse
-	8,  // 59: jetway.v1.MessageService.PublishBatch:output_type -> jetway.v1.PublishBatchResponse
-	10, // 60: jetway.v1.MessageService.Ingest:output_type -> jetway.v1.IngestResponse
-	14, // 61: jetway.v1.MessageService.Subscribe:output_type -> jetway.v1.SubscribeResponse
-	19, // 62: jetway.v1.MessageService.Fetch:output_type -> jetway.v1.FetchResponse
-	23, // 63: jetway.v1.MessageService.Ack:output_type -> jetway.v1.AckResponse
-	26, // 64: jetway.v1.MessageService.Consume:output_type -> jetway.v1.ConsumeResponse
-	57, // [57:65] is the sub-list for method output_type
-	49, // [49:57] is the sub-list for method input_type
-	49, // [49:49] is the sub-list for extension type_name
-	49, // [49:49] is the sub-list for extension extendee
-	0,  // [0:49] is the sub-list for field type_name
+	33, // 0: jetway.v1.PublishRequest.json:type_name -> google.protobuf.Value
+	30, // 1: jetway.v1.PublishRequest.headers:type_name -> jetway.v1.PublishRequest.HeadersEntry
+	34, // 2: jetway.v1.PublishRequest.ttl:type_name -> google.protobuf.Duration
+	0,  // 3: jetway.v1.PublishRequest.rollup:type_name -> jetway.v1.Rollup
+	4,  // 4: jetway.v1.PublishRequest.schedule:type_name -> jetway.v1.MessageSchedule
+	35, // 5: jetway.v1.MessageSchedule.at:type_name -> google.protobuf.Timestamp
+	34, // 6: jetway.v1.MessageSchedule.ttl:type_name -> google.protobuf.Duration
+	3,  // 7: jetway.v1.PublishStreamRequest.publish:type_name -> jetway.v1.PublishRequest
+	3,  // 8: jetway.v1.PublishStreamRequest.batch:type_name -> jetway.v1.PublishRequest
+	5,  // 9: jetway.v1.PublishStreamResponse.ack:type_name -> jetway.v1.PublishResponse
+	14, // 10: jetway.v1.PublishStreamResponse.error:type_name -> jetway.v1.Error
+	8,  // 11: jetway.v1.PublishStreamResponse.results:type_name -> jetway.v1.PublishResult
+	5,  // 12: jetway.v1.PublishResult.ack:type_name -> jetway.v1.PublishResponse
+	14, // 13: jetway.v1.PublishResult.error:type_name -> jetway.v1.Error
+	3,  // 14: jetway.v1.PublishBatchRequest.messages:type_name -> jetway.v1.PublishRequest
+	8,  // 15: jetway.v1.PublishBatchResponse.results:type_name -> jetway.v1.PublishResult
+	11, // 16: jetway.v1.PublishBatchResponse.batch:type_name -> jetway.v1.BatchAck
+	31, // 17: jetway.v1.IngestRequest.headers:type_name -> jetway.v1.IngestRequest.HeadersEntry
+	33, // 18: jetway.v1.Message.json:type_name -> google.protobuf.Value
+	32, // 19: jetway.v1.Message.headers:type_name -> jetway.v1.Message.HeadersEntry
+	35, // 20: jetway.v1.Message.timestamp:type_name -> google.protobuf.Timestamp
+	35, // 21: jetway.v1.Message.ack_deadline:type_name -> google.protobuf.Timestamp
+	36, // 22: jetway.v1.SubscribeRequest.config:type_name -> jetway.v1.ConsumerConfig
+	34, // 23: jetway.v1.SubscribeRequest.heartbeat:type_name -> google.protobuf.Duration
+	1,  // 24: jetway.v1.SubscribeRequest.format:type_name -> jetway.v1.PayloadFormat
+	37, // 25: jetway.v1.SubscribeRequest.priority:type_name -> jetway.v1.PullPriority
+	15, // 26: jetway.v1.SubscribeResponse.message:type_name -> jetway.v1.Message
+	20, // 27: jetway.v1.SubscribeResponse.heartbeat:type_name -> jetway.v1.Heartbeat
+	19, // 28: jetway.v1.SubscribeResponse.subscribed:type_name -> jetway.v1.Subscribed
+	18, // 29: jetway.v1.SubscribeResponse.batch:type_name -> jetway.v1.MessageBatch
+	15, // 30: jetway.v1.MessageBatch.messages:type_name -> jetway.v1.Message
+	35, // 31: jetway.v1.Heartbeat.time:type_name -> google.protobuf.Timestamp
+	34, // 32: jetway.v1.FetchRequest.wait:type_name -> google.protobuf.Duration
+	1,  // 33: jetway.v1.FetchRequest.format:type_name -> jetway.v1.PayloadFormat
+	37, // 34: jetway.v1.FetchRequest.priority:type_name -> jetway.v1.PullPriority
+	15, // 35: jetway.v1.FetchResponse.messages:type_name -> jetway.v1.Message
+	2,  // 36: jetway.v1.AckOperation.kind:type_name -> jetway.v1.AckKind
+	34, // 37: jetway.v1.AckOperation.delay:type_name -> google.protobuf.Duration
+	23, // 38: jetway.v1.AckRequest.operations:type_name -> jetway.v1.AckOperation
+	14, // 39: jetway.v1.AckResult.error:type_name -> jetway.v1.Error
+	35, // 40: jetway.v1.AckResult.ack_deadline:type_name -> google.protobuf.Timestamp
+	25, // 41: jetway.v1.AckResponse.results:type_name -> jetway.v1.AckResult
+	16, // 42: jetway.v1.ConsumeRequest.start:type_name -> jetway.v1.SubscribeRequest
+	23, // 43: jetway.v1.ConsumeRequest.ack:type_name -> jetway.v1.AckOperation
+	28, // 44: jetway.v1.ConsumeRequest.acks:type_name -> jetway.v1.AckBatch
+	23, // 45: jetway.v1.AckBatch.operations:type_name -> jetway.v1.AckOperation
+	15, // 46: jetway.v1.ConsumeResponse.message:type_name -> jetway.v1.Message
+	20, // 47: jetway.v1.ConsumeResponse.heartbeat:type_name -> jetway.v1.Heartbeat
+	25, // 48: jetway.v1.ConsumeResponse.ack_result:type_name -> jetway.v1.AckResult
+	19, // 49: jetway.v1.ConsumeResponse.subscribed:type_name -> jetway.v1.Subscribed
+	18, // 50: jetway.v1.ConsumeResponse.batch:type_name -> jetway.v1.MessageBatch
+	38, // 51: jetway.v1.PublishRequest.HeadersEntry.value:type_name -> jetway.v1.HeaderValues
+	38, // 52: jetway.v1.IngestRequest.HeadersEntry.value:type_name -> jetway.v1.HeaderValues
+	38, // 53: jetway.v1.Message.HeadersEntry.value:type_name -> jetway.v1.HeaderValues
+	3,  // 54: jetway.v1.MessageService.Publish:input_type -> jetway.v1.PublishRequest
+	6,  // 55: jetway.v1.MessageService.PublishStream:input_type -> jetway.v1.PublishStreamRequest
+	9,  // 56: jetway.v1.MessageService.PublishBatch:input_type -> jetway.v1.PublishBatchRequest
+	12, // 57: jetway.v1.MessageService.Ingest:input_type -> jetway.v1.IngestRequest
+	16, // 58: jetway.v1.MessageService.Subscribe:input_type -> jetway.v1.SubscribeRequest
+	21, // 59: jetway.v1.MessageService.Fetch:input_type -> jetway.v1.FetchRequest
+	24, // 60: jetway.v1.MessageService.Ack:input_type -> jetway.v1.AckRequest
+	27, // 61: jetway.v1.MessageService.Consume:input_type -> jetway.v1.ConsumeRequest
+	5,  // 62: jetway.v1.MessageService.Publish:output_type -> jetway.v1.PublishResponse
+	7,  // 63: jetway.v1.MessageService.PublishStream:output_type -> jetway.v1.PublishStreamResponse
+	10, // 64: jetway.v1.MessageService.PublishBatch:output_type -> jetway.v1.PublishBatchResponse
+	13, // 65: jetway.v1.MessageService.Ingest:output_type -> jetway.v1.IngestResponse
+	17, // 66: jetway.v1.MessageService.Subscribe:output_type -> jetway.v1.SubscribeResponse
+	22, // 67: jetway.v1.MessageService.Fetch:output_type -> jetway.v1.FetchResponse
+	26, // 68: jetway.v1.MessageService.Ack:output_type -> jetway.v1.AckResponse
+	29, // 69: jetway.v1.MessageService.Consume:output_type -> jetway.v1.ConsumeResponse
+	62, // [62:70] is the sub-list for method output_type
+	54, // [54:62] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_jetway_v1_message_proto_init() }
@@ -2636,31 +3005,35 @@ func file_jetway_v1_message_proto_init() {
 		(*PublishRequest_Json)(nil),
 		(*PublishRequest_Text)(nil),
 	}
-	file_jetway_v1_message_proto_msgTypes[3].OneofWrappers = []any{
+	file_jetway_v1_message_proto_msgTypes[1].OneofWrappers = []any{
+		(*MessageSchedule_At)(nil),
+		(*MessageSchedule_Pattern)(nil),
+	}
+	file_jetway_v1_message_proto_msgTypes[4].OneofWrappers = []any{
 		(*PublishStreamResponse_Ack)(nil),
 		(*PublishStreamResponse_Error)(nil),
 	}
-	file_jetway_v1_message_proto_msgTypes[4].OneofWrappers = []any{
+	file_jetway_v1_message_proto_msgTypes[5].OneofWrappers = []any{
 		(*PublishResult_Ack)(nil),
 		(*PublishResult_Error)(nil),
 	}
-	file_jetway_v1_message_proto_msgTypes[10].OneofWrappers = []any{
+	file_jetway_v1_message_proto_msgTypes[12].OneofWrappers = []any{
 		(*Message_Data)(nil),
 		(*Message_Json)(nil),
 		(*Message_Text)(nil),
 	}
-	file_jetway_v1_message_proto_msgTypes[12].OneofWrappers = []any{
+	file_jetway_v1_message_proto_msgTypes[14].OneofWrappers = []any{
 		(*SubscribeResponse_Message)(nil),
 		(*SubscribeResponse_Heartbeat)(nil),
 		(*SubscribeResponse_Subscribed)(nil),
 		(*SubscribeResponse_Batch)(nil),
 	}
-	file_jetway_v1_message_proto_msgTypes[22].OneofWrappers = []any{
+	file_jetway_v1_message_proto_msgTypes[24].OneofWrappers = []any{
 		(*ConsumeRequest_Start)(nil),
 		(*ConsumeRequest_Ack)(nil),
 		(*ConsumeRequest_Acks)(nil),
 	}
-	file_jetway_v1_message_proto_msgTypes[24].OneofWrappers = []any{
+	file_jetway_v1_message_proto_msgTypes[26].OneofWrappers = []any{
 		(*ConsumeResponse_Message)(nil),
 		(*ConsumeResponse_Heartbeat)(nil),
 		(*ConsumeResponse_AckResult)(nil),
@@ -2672,8 +3045,8 @@ func file_jetway_v1_message_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_jetway_v1_message_proto_rawDesc), len(file_jetway_v1_message_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   28,
+			NumEnums:      3,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
