@@ -409,9 +409,9 @@ func consumerConfigTo(c jetstream.ConsumerConfig) *jetwayv1.ConsumerConfig {
 		out.PriorityPolicy = jetwayv1.PriorityPolicy_PRIORITY_POLICY_OVERFLOW
 	case jetstream.PriorityPolicyPrioritized:
 		out.PriorityPolicy = jetwayv1.PriorityPolicy_PRIORITY_POLICY_PRIORITIZED
-	default:
-		out.PriorityPolicy = jetwayv1.PriorityPolicy_PRIORITY_POLICY_NONE
 	}
+	// PriorityPolicyNone stays unset: a consumer without priority groups
+	// reads as it did before they existed.
 	if c.FilterSubject != "" {
 		out.FilterSubjects = []string{c.FilterSubject}
 	}
