@@ -10,6 +10,8 @@ import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
+	structpb "google.golang.org/protobuf/types/known/structpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -288,7 +290,9 @@ type ClusterInfo struct {
 	// The server leading the replicas.
 	Leader string `protobuf:"bytes,2,opt,name=leader,proto3" json:"leader,omitempty"`
 	// The other replicas.
-	Replicas      []*PeerInfo `protobuf:"bytes,3,rep,name=replicas,proto3" json:"replicas,omitempty"`
+	Replicas []*PeerInfo `protobuf:"bytes,3,rep,name=replicas,proto3" json:"replicas,omitempty"`
+	// Since when the leader leads.
+	LeaderSince   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=leader_since,json=leaderSince,proto3" json:"leader_since,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -344,6 +348,13 @@ func (x *ClusterInfo) GetReplicas() []*PeerInfo {
 	return nil
 }
 
+func (x *ClusterInfo) GetLeaderSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LeaderSince
+	}
+	return nil
+}
+
 // StreamInfo is a stream's configuration and state.
 type StreamInfo struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -354,7 +365,13 @@ type StreamInfo struct {
 	// Where it runs.
 	Cluster *ClusterInfo `protobuf:"bytes,3,opt,name=cluster,proto3" json:"cluster,omitempty"`
 	// When it was created.
-	Created       *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created,proto3" json:"created,omitempty"`
+	Created *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created,proto3" json:"created,omitempty"`
+	// The state of the mirror (config.mirror), if any.
+	Mirror *StreamSourceInfo `protobuf:"bytes,5,opt,name=mirror,proto3" json:"mirror,omitempty"`
+	// The state of each source (config.sources).
+	Sources []*StreamSourceInfo `protobuf:"bytes,6,rep,name=sources,proto3" json:"sources,omitempty"`
+	// The JetStream domain the stream is in, if any.
+	Domain        string `protobuf:"bytes,7,opt,name=domain,proto3" json:"domain,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -417,6 +434,191 @@ func (x *StreamInfo) GetCreated() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *StreamInfo) GetMirror() *StreamSourceInfo {
+	if x != nil {
+		return x.Mirror
+	}
+	return nil
+}
+
+func (x *StreamInfo) GetSources() []*StreamSourceInfo {
+	if x != nil {
+		return x.Sources
+	}
+	return nil
+}
+
+func (x *StreamInfo) GetDomain() string {
+	if x != nil {
+		return x.Domain
+	}
+	return ""
+}
+
+// StreamSourceInfo is how far a mirror or a source has copied.
+type StreamSourceInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The mirrored or sourced stream.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Its external API, when it is in another domain or account.
+	External *ExternalStream `protobuf:"bytes,2,opt,name=external,proto3" json:"external,omitempty"`
+	// Messages of it not yet copied.
+	Lag uint64 `protobuf:"varint,3,opt,name=lag,proto3" json:"lag,omitempty"`
+	// How long ago it was last heard from; unset when never.
+	Active *durationpb.Duration `protobuf:"bytes,4,opt,name=active,proto3" json:"active,omitempty"`
+	// Its filter.
+	FilterSubject string `protobuf:"bytes,5,opt,name=filter_subject,json=filterSubject,proto3" json:"filter_subject,omitempty"`
+	// Its subject transforms.
+	SubjectTransforms []*SubjectTransform `protobuf:"bytes,6,rep,name=subject_transforms,json=subjectTransforms,proto3" json:"subject_transforms,omitempty"`
+	// Why copying fails, if it does: JetStream's error.
+	Error         *StreamSourceError `protobuf:"bytes,7,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamSourceInfo) Reset() {
+	*x = StreamSourceInfo{}
+	mi := &file_jetway_v1_admin_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamSourceInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamSourceInfo) ProtoMessage() {}
+
+func (x *StreamSourceInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_admin_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamSourceInfo.ProtoReflect.Descriptor instead.
+func (*StreamSourceInfo) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *StreamSourceInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *StreamSourceInfo) GetExternal() *ExternalStream {
+	if x != nil {
+		return x.External
+	}
+	return nil
+}
+
+func (x *StreamSourceInfo) GetLag() uint64 {
+	if x != nil {
+		return x.Lag
+	}
+	return 0
+}
+
+func (x *StreamSourceInfo) GetActive() *durationpb.Duration {
+	if x != nil {
+		return x.Active
+	}
+	return nil
+}
+
+func (x *StreamSourceInfo) GetFilterSubject() string {
+	if x != nil {
+		return x.FilterSubject
+	}
+	return ""
+}
+
+func (x *StreamSourceInfo) GetSubjectTransforms() []*SubjectTransform {
+	if x != nil {
+		return x.SubjectTransforms
+	}
+	return nil
+}
+
+func (x *StreamSourceInfo) GetError() *StreamSourceError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+// StreamSourceError is JetStream's error for a mirror or source.
+type StreamSourceError struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The HTTP-like status JetStream gave.
+	Code int32 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	// JetStream's error code (nats-server's errors.json).
+	ErrorCode uint32 `protobuf:"varint,2,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	// The description.
+	Description   string `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamSourceError) Reset() {
+	*x = StreamSourceError{}
+	mi := &file_jetway_v1_admin_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamSourceError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamSourceError) ProtoMessage() {}
+
+func (x *StreamSourceError) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_admin_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamSourceError.ProtoReflect.Descriptor instead.
+func (*StreamSourceError) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *StreamSourceError) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *StreamSourceError) GetErrorCode() uint32 {
+	if x != nil {
+		return x.ErrorCode
+	}
+	return 0
+}
+
+func (x *StreamSourceError) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
 // CreateStreamRequest creates a stream.
 type CreateStreamRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -428,7 +630,7 @@ type CreateStreamRequest struct {
 
 func (x *CreateStreamRequest) Reset() {
 	*x = CreateStreamRequest{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[4]
+	mi := &file_jetway_v1_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -440,7 +642,7 @@ func (x *CreateStreamRequest) String() string {
 func (*CreateStreamRequest) ProtoMessage() {}
 
 func (x *CreateStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[4]
+	mi := &file_jetway_v1_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -453,7 +655,7 @@ func (x *CreateStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateStreamRequest.ProtoReflect.Descriptor instead.
 func (*CreateStreamRequest) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{4}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CreateStreamRequest) GetConfig() *StreamConfig {
@@ -474,7 +676,7 @@ type CreateStreamResponse struct {
 
 func (x *CreateStreamResponse) Reset() {
 	*x = CreateStreamResponse{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[5]
+	mi := &file_jetway_v1_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -486,7 +688,7 @@ func (x *CreateStreamResponse) String() string {
 func (*CreateStreamResponse) ProtoMessage() {}
 
 func (x *CreateStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[5]
+	mi := &file_jetway_v1_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -499,7 +701,7 @@ func (x *CreateStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateStreamResponse.ProtoReflect.Descriptor instead.
 func (*CreateStreamResponse) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{5}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CreateStreamResponse) GetStream() *StreamInfo {
@@ -514,14 +716,19 @@ type UpdateStreamRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The new configuration; name selects the stream. REST: the body, with the
 	// name taken from the path.
-	Config        *StreamConfig `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
+	Config *StreamConfig `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
+	// The fields of config to change (top-level StreamConfig field names,
+	// such as "max_age" or "sources"); every other setting keeps its
+	// current value. Unset: config replaces the whole configuration. REST:
+	// the query parameter update_mask=max_age,description.
+	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *UpdateStreamRequest) Reset() {
 	*x = UpdateStreamRequest{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[6]
+	mi := &file_jetway_v1_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -533,7 +740,7 @@ func (x *UpdateStreamRequest) String() string {
 func (*UpdateStreamRequest) ProtoMessage() {}
 
 func (x *UpdateStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[6]
+	mi := &file_jetway_v1_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -546,12 +753,19 @@ func (x *UpdateStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateStreamRequest.ProtoReflect.Descriptor instead.
 func (*UpdateStreamRequest) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *UpdateStreamRequest) GetConfig() *StreamConfig {
 	if x != nil {
 		return x.Config
+	}
+	return nil
+}
+
+func (x *UpdateStreamRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
+	if x != nil {
+		return x.UpdateMask
 	}
 	return nil
 }
@@ -567,7 +781,7 @@ type UpdateStreamResponse struct {
 
 func (x *UpdateStreamResponse) Reset() {
 	*x = UpdateStreamResponse{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[7]
+	mi := &file_jetway_v1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -579,7 +793,7 @@ func (x *UpdateStreamResponse) String() string {
 func (*UpdateStreamResponse) ProtoMessage() {}
 
 func (x *UpdateStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[7]
+	mi := &file_jetway_v1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -592,7 +806,7 @@ func (x *UpdateStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateStreamResponse.ProtoReflect.Descriptor instead.
 func (*UpdateStreamResponse) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *UpdateStreamResponse) GetStream() *StreamInfo {
@@ -613,7 +827,7 @@ type GetStreamRequest struct {
 
 func (x *GetStreamRequest) Reset() {
 	*x = GetStreamRequest{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[8]
+	mi := &file_jetway_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -625,7 +839,7 @@ func (x *GetStreamRequest) String() string {
 func (*GetStreamRequest) ProtoMessage() {}
 
 func (x *GetStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[8]
+	mi := &file_jetway_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -638,7 +852,7 @@ func (x *GetStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStreamRequest.ProtoReflect.Descriptor instead.
 func (*GetStreamRequest) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetStreamRequest) GetName() string {
@@ -659,7 +873,7 @@ type GetStreamResponse struct {
 
 func (x *GetStreamResponse) Reset() {
 	*x = GetStreamResponse{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[9]
+	mi := &file_jetway_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -671,7 +885,7 @@ func (x *GetStreamResponse) String() string {
 func (*GetStreamResponse) ProtoMessage() {}
 
 func (x *GetStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[9]
+	mi := &file_jetway_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -684,7 +898,7 @@ func (x *GetStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStreamResponse.ProtoReflect.Descriptor instead.
 func (*GetStreamResponse) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetStreamResponse) GetStream() *StreamInfo {
@@ -710,7 +924,7 @@ type ListStreamsRequest struct {
 
 func (x *ListStreamsRequest) Reset() {
 	*x = ListStreamsRequest{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[10]
+	mi := &file_jetway_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -722,7 +936,7 @@ func (x *ListStreamsRequest) String() string {
 func (*ListStreamsRequest) ProtoMessage() {}
 
 func (x *ListStreamsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[10]
+	mi := &file_jetway_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -735,7 +949,7 @@ func (x *ListStreamsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListStreamsRequest.ProtoReflect.Descriptor instead.
 func (*ListStreamsRequest) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListStreamsRequest) GetPageSize() int32 {
@@ -772,7 +986,7 @@ type ListStreamsResponse struct {
 
 func (x *ListStreamsResponse) Reset() {
 	*x = ListStreamsResponse{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[11]
+	mi := &file_jetway_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -784,7 +998,7 @@ func (x *ListStreamsResponse) String() string {
 func (*ListStreamsResponse) ProtoMessage() {}
 
 func (x *ListStreamsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[11]
+	mi := &file_jetway_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -797,7 +1011,7 @@ func (x *ListStreamsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListStreamsResponse.ProtoReflect.Descriptor instead.
 func (*ListStreamsResponse) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListStreamsResponse) GetStreams() []*StreamInfo {
@@ -825,7 +1039,7 @@ type DeleteStreamRequest struct {
 
 func (x *DeleteStreamRequest) Reset() {
 	*x = DeleteStreamRequest{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[12]
+	mi := &file_jetway_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -837,7 +1051,7 @@ func (x *DeleteStreamRequest) String() string {
 func (*DeleteStreamRequest) ProtoMessage() {}
 
 func (x *DeleteStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[12]
+	mi := &file_jetway_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -850,7 +1064,7 @@ func (x *DeleteStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteStreamRequest.ProtoReflect.Descriptor instead.
 func (*DeleteStreamRequest) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DeleteStreamRequest) GetName() string {
@@ -869,7 +1083,7 @@ type DeleteStreamResponse struct {
 
 func (x *DeleteStreamResponse) Reset() {
 	*x = DeleteStreamResponse{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[13]
+	mi := &file_jetway_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -881,7 +1095,7 @@ func (x *DeleteStreamResponse) String() string {
 func (*DeleteStreamResponse) ProtoMessage() {}
 
 func (x *DeleteStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[13]
+	mi := &file_jetway_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -894,7 +1108,7 @@ func (x *DeleteStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteStreamResponse.ProtoReflect.Descriptor instead.
 func (*DeleteStreamResponse) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
 // PurgeStreamRequest removes messages from a stream. With no options every
@@ -918,7 +1132,7 @@ type PurgeStreamRequest struct {
 
 func (x *PurgeStreamRequest) Reset() {
 	*x = PurgeStreamRequest{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[14]
+	mi := &file_jetway_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -930,7 +1144,7 @@ func (x *PurgeStreamRequest) String() string {
 func (*PurgeStreamRequest) ProtoMessage() {}
 
 func (x *PurgeStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[14]
+	mi := &file_jetway_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -943,7 +1157,7 @@ func (x *PurgeStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PurgeStreamRequest.ProtoReflect.Descriptor instead.
 func (*PurgeStreamRequest) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PurgeStreamRequest) GetName() string {
@@ -976,14 +1190,16 @@ func (x *PurgeStreamRequest) GetSequence() uint64 {
 
 // PurgeStreamResponse confirms a purge.
 type PurgeStreamResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The number of messages removed.
+	Purged        uint64 `protobuf:"varint,1,opt,name=purged,proto3" json:"purged,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PurgeStreamResponse) Reset() {
 	*x = PurgeStreamResponse{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[15]
+	mi := &file_jetway_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -995,7 +1211,7 @@ func (x *PurgeStreamResponse) String() string {
 func (*PurgeStreamResponse) ProtoMessage() {}
 
 func (x *PurgeStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[15]
+	mi := &file_jetway_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1008,7 +1224,14 @@ func (x *PurgeStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PurgeStreamResponse.ProtoReflect.Descriptor instead.
 func (*PurgeStreamResponse) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *PurgeStreamResponse) GetPurged() uint64 {
+	if x != nil {
+		return x.Purged
+	}
+	return 0
 }
 
 // SequenceInfo is a consumer position.
@@ -1026,7 +1249,7 @@ type SequenceInfo struct {
 
 func (x *SequenceInfo) Reset() {
 	*x = SequenceInfo{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[16]
+	mi := &file_jetway_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1038,7 +1261,7 @@ func (x *SequenceInfo) String() string {
 func (*SequenceInfo) ProtoMessage() {}
 
 func (x *SequenceInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[16]
+	mi := &file_jetway_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1051,7 +1274,7 @@ func (x *SequenceInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SequenceInfo.ProtoReflect.Descriptor instead.
 func (*SequenceInfo) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SequenceInfo) GetConsumerSequence() uint64 {
@@ -1114,7 +1337,7 @@ type ConsumerInfo struct {
 
 func (x *ConsumerInfo) Reset() {
 	*x = ConsumerInfo{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[17]
+	mi := &file_jetway_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1126,7 +1349,7 @@ func (x *ConsumerInfo) String() string {
 func (*ConsumerInfo) ProtoMessage() {}
 
 func (x *ConsumerInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[17]
+	mi := &file_jetway_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1139,7 +1362,7 @@ func (x *ConsumerInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumerInfo.ProtoReflect.Descriptor instead.
 func (*ConsumerInfo) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ConsumerInfo) GetStream() string {
@@ -1253,7 +1476,7 @@ type CreateConsumerRequest struct {
 
 func (x *CreateConsumerRequest) Reset() {
 	*x = CreateConsumerRequest{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[18]
+	mi := &file_jetway_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1265,7 +1488,7 @@ func (x *CreateConsumerRequest) String() string {
 func (*CreateConsumerRequest) ProtoMessage() {}
 
 func (x *CreateConsumerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[18]
+	mi := &file_jetway_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1278,7 +1501,7 @@ func (x *CreateConsumerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateConsumerRequest.ProtoReflect.Descriptor instead.
 func (*CreateConsumerRequest) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CreateConsumerRequest) GetStream() string {
@@ -1306,7 +1529,7 @@ type CreateConsumerResponse struct {
 
 func (x *CreateConsumerResponse) Reset() {
 	*x = CreateConsumerResponse{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[19]
+	mi := &file_jetway_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1318,7 +1541,7 @@ func (x *CreateConsumerResponse) String() string {
 func (*CreateConsumerResponse) ProtoMessage() {}
 
 func (x *CreateConsumerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[19]
+	mi := &file_jetway_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1331,7 +1554,7 @@ func (x *CreateConsumerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateConsumerResponse.ProtoReflect.Descriptor instead.
 func (*CreateConsumerResponse) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CreateConsumerResponse) GetConsumer() *ConsumerInfo {
@@ -1355,7 +1578,7 @@ type UpdateConsumerRequest struct {
 
 func (x *UpdateConsumerRequest) Reset() {
 	*x = UpdateConsumerRequest{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[20]
+	mi := &file_jetway_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1367,7 +1590,7 @@ func (x *UpdateConsumerRequest) String() string {
 func (*UpdateConsumerRequest) ProtoMessage() {}
 
 func (x *UpdateConsumerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[20]
+	mi := &file_jetway_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1380,7 +1603,7 @@ func (x *UpdateConsumerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateConsumerRequest.ProtoReflect.Descriptor instead.
 func (*UpdateConsumerRequest) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *UpdateConsumerRequest) GetStream() string {
@@ -1408,7 +1631,7 @@ type UpdateConsumerResponse struct {
 
 func (x *UpdateConsumerResponse) Reset() {
 	*x = UpdateConsumerResponse{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[21]
+	mi := &file_jetway_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1420,7 +1643,7 @@ func (x *UpdateConsumerResponse) String() string {
 func (*UpdateConsumerResponse) ProtoMessage() {}
 
 func (x *UpdateConsumerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[21]
+	mi := &file_jetway_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1433,7 +1656,7 @@ func (x *UpdateConsumerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateConsumerResponse.ProtoReflect.Descriptor instead.
 func (*UpdateConsumerResponse) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *UpdateConsumerResponse) GetConsumer() *ConsumerInfo {
@@ -1456,7 +1679,7 @@ type GetConsumerRequest struct {
 
 func (x *GetConsumerRequest) Reset() {
 	*x = GetConsumerRequest{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[22]
+	mi := &file_jetway_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1468,7 +1691,7 @@ func (x *GetConsumerRequest) String() string {
 func (*GetConsumerRequest) ProtoMessage() {}
 
 func (x *GetConsumerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[22]
+	mi := &file_jetway_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1481,7 +1704,7 @@ func (x *GetConsumerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConsumerRequest.ProtoReflect.Descriptor instead.
 func (*GetConsumerRequest) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{22}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetConsumerRequest) GetStream() string {
@@ -1509,7 +1732,7 @@ type GetConsumerResponse struct {
 
 func (x *GetConsumerResponse) Reset() {
 	*x = GetConsumerResponse{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[23]
+	mi := &file_jetway_v1_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1521,7 +1744,7 @@ func (x *GetConsumerResponse) String() string {
 func (*GetConsumerResponse) ProtoMessage() {}
 
 func (x *GetConsumerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[23]
+	mi := &file_jetway_v1_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1534,7 +1757,7 @@ func (x *GetConsumerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConsumerResponse.ProtoReflect.Descriptor instead.
 func (*GetConsumerResponse) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{23}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetConsumerResponse) GetConsumer() *ConsumerInfo {
@@ -1559,7 +1782,7 @@ type ListConsumersRequest struct {
 
 func (x *ListConsumersRequest) Reset() {
 	*x = ListConsumersRequest{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[24]
+	mi := &file_jetway_v1_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1571,7 +1794,7 @@ func (x *ListConsumersRequest) String() string {
 func (*ListConsumersRequest) ProtoMessage() {}
 
 func (x *ListConsumersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[24]
+	mi := &file_jetway_v1_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1584,7 +1807,7 @@ func (x *ListConsumersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConsumersRequest.ProtoReflect.Descriptor instead.
 func (*ListConsumersRequest) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{24}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListConsumersRequest) GetStream() string {
@@ -1621,7 +1844,7 @@ type ListConsumersResponse struct {
 
 func (x *ListConsumersResponse) Reset() {
 	*x = ListConsumersResponse{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[25]
+	mi := &file_jetway_v1_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1633,7 +1856,7 @@ func (x *ListConsumersResponse) String() string {
 func (*ListConsumersResponse) ProtoMessage() {}
 
 func (x *ListConsumersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[25]
+	mi := &file_jetway_v1_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1646,7 +1869,7 @@ func (x *ListConsumersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConsumersResponse.ProtoReflect.Descriptor instead.
 func (*ListConsumersResponse) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{25}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListConsumersResponse) GetConsumers() []*ConsumerInfo {
@@ -1676,7 +1899,7 @@ type DeleteConsumerRequest struct {
 
 func (x *DeleteConsumerRequest) Reset() {
 	*x = DeleteConsumerRequest{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[26]
+	mi := &file_jetway_v1_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1688,7 +1911,7 @@ func (x *DeleteConsumerRequest) String() string {
 func (*DeleteConsumerRequest) ProtoMessage() {}
 
 func (x *DeleteConsumerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[26]
+	mi := &file_jetway_v1_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1701,7 +1924,7 @@ func (x *DeleteConsumerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteConsumerRequest.ProtoReflect.Descriptor instead.
 func (*DeleteConsumerRequest) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{26}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *DeleteConsumerRequest) GetStream() string {
@@ -1727,7 +1950,7 @@ type DeleteConsumerResponse struct {
 
 func (x *DeleteConsumerResponse) Reset() {
 	*x = DeleteConsumerResponse{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[27]
+	mi := &file_jetway_v1_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1739,7 +1962,7 @@ func (x *DeleteConsumerResponse) String() string {
 func (*DeleteConsumerResponse) ProtoMessage() {}
 
 func (x *DeleteConsumerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[27]
+	mi := &file_jetway_v1_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1752,7 +1975,7 @@ func (x *DeleteConsumerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteConsumerResponse.ProtoReflect.Descriptor instead.
 func (*DeleteConsumerResponse) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{27}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{29}
 }
 
 // StoredMessage is a message as stored in a stream.
@@ -1764,17 +1987,24 @@ type StoredMessage struct {
 	Sequence uint64 `protobuf:"varint,2,opt,name=sequence,proto3" json:"sequence,omitempty"`
 	// The headers.
 	Headers map[string]*HeaderValues `protobuf:"bytes,3,rep,name=headers,proto3" json:"headers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	// The payload (base64 in JSON).
+	// The payload (base64 in JSON), unless the request's format put it in
+	// json or text.
 	Data []byte `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
 	// When it was stored.
-	Time          *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=time,proto3" json:"time,omitempty"`
+	Time *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=time,proto3" json:"time,omitempty"`
+	// The payload parsed as JSON, with PAYLOAD_FORMAT_JSON when it is JSON
+	// (data is then empty).
+	Json *structpb.Value `protobuf:"bytes,6,opt,name=json,proto3" json:"json,omitempty"`
+	// The payload as text, with PAYLOAD_FORMAT_TEXT when it is UTF-8 (data
+	// is then empty).
+	Text          string `protobuf:"bytes,7,opt,name=text,proto3" json:"text,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StoredMessage) Reset() {
 	*x = StoredMessage{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[28]
+	mi := &file_jetway_v1_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1786,7 +2016,7 @@ func (x *StoredMessage) String() string {
 func (*StoredMessage) ProtoMessage() {}
 
 func (x *StoredMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[28]
+	mi := &file_jetway_v1_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1799,7 +2029,7 @@ func (x *StoredMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredMessage.ProtoReflect.Descriptor instead.
 func (*StoredMessage) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{28}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *StoredMessage) GetSubject() string {
@@ -1837,20 +2067,36 @@ func (x *StoredMessage) GetTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *StoredMessage) GetJson() *structpb.Value {
+	if x != nil {
+		return x.Json
+	}
+	return nil
+}
+
+func (x *StoredMessage) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
 // GetMessageRequest names a stored message.
 type GetMessageRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The stream. Required.
 	Stream string `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
 	// The stream sequence, at least 1. Required.
-	Sequence      uint64 `protobuf:"varint,2,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	Sequence uint64 `protobuf:"varint,2,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// How the payload is returned; default bytes.
+	Format        PayloadFormat `protobuf:"varint,3,opt,name=format,proto3,enum=jetway.v1.PayloadFormat" json:"format,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetMessageRequest) Reset() {
 	*x = GetMessageRequest{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[29]
+	mi := &file_jetway_v1_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1862,7 +2108,7 @@ func (x *GetMessageRequest) String() string {
 func (*GetMessageRequest) ProtoMessage() {}
 
 func (x *GetMessageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[29]
+	mi := &file_jetway_v1_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1875,7 +2121,7 @@ func (x *GetMessageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMessageRequest.ProtoReflect.Descriptor instead.
 func (*GetMessageRequest) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{29}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *GetMessageRequest) GetStream() string {
@@ -1892,6 +2138,13 @@ func (x *GetMessageRequest) GetSequence() uint64 {
 	return 0
 }
 
+func (x *GetMessageRequest) GetFormat() PayloadFormat {
+	if x != nil {
+		return x.Format
+	}
+	return PayloadFormat_PAYLOAD_FORMAT_UNSPECIFIED
+}
+
 // GetMessageResponse holds a stored message.
 type GetMessageResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1903,7 +2156,7 @@ type GetMessageResponse struct {
 
 func (x *GetMessageResponse) Reset() {
 	*x = GetMessageResponse{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[30]
+	mi := &file_jetway_v1_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1915,7 +2168,7 @@ func (x *GetMessageResponse) String() string {
 func (*GetMessageResponse) ProtoMessage() {}
 
 func (x *GetMessageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[30]
+	mi := &file_jetway_v1_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1928,7 +2181,7 @@ func (x *GetMessageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMessageResponse.ProtoReflect.Descriptor instead.
 func (*GetMessageResponse) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{30}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *GetMessageResponse) GetMessage() *StoredMessage {
@@ -1944,14 +2197,16 @@ type GetLastMessageRequest struct {
 	// The stream. Required.
 	Stream string `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
 	// The subject (wildcards allowed: the last message matching it). Required.
-	Subject       string `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"`
+	Subject string `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"`
+	// How the payload is returned; default bytes.
+	Format        PayloadFormat `protobuf:"varint,3,opt,name=format,proto3,enum=jetway.v1.PayloadFormat" json:"format,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetLastMessageRequest) Reset() {
 	*x = GetLastMessageRequest{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[31]
+	mi := &file_jetway_v1_admin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1963,7 +2218,7 @@ func (x *GetLastMessageRequest) String() string {
 func (*GetLastMessageRequest) ProtoMessage() {}
 
 func (x *GetLastMessageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[31]
+	mi := &file_jetway_v1_admin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1976,7 +2231,7 @@ func (x *GetLastMessageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLastMessageRequest.ProtoReflect.Descriptor instead.
 func (*GetLastMessageRequest) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{31}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *GetLastMessageRequest) GetStream() string {
@@ -1993,6 +2248,13 @@ func (x *GetLastMessageRequest) GetSubject() string {
 	return ""
 }
 
+func (x *GetLastMessageRequest) GetFormat() PayloadFormat {
+	if x != nil {
+		return x.Format
+	}
+	return PayloadFormat_PAYLOAD_FORMAT_UNSPECIFIED
+}
+
 // GetLastMessageResponse holds a stored message.
 type GetLastMessageResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2004,7 +2266,7 @@ type GetLastMessageResponse struct {
 
 func (x *GetLastMessageResponse) Reset() {
 	*x = GetLastMessageResponse{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[32]
+	mi := &file_jetway_v1_admin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2016,7 +2278,7 @@ func (x *GetLastMessageResponse) String() string {
 func (*GetLastMessageResponse) ProtoMessage() {}
 
 func (x *GetLastMessageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[32]
+	mi := &file_jetway_v1_admin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2029,7 +2291,7 @@ func (x *GetLastMessageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLastMessageResponse.ProtoReflect.Descriptor instead.
 func (*GetLastMessageResponse) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{32}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *GetLastMessageResponse) GetMessage() *StoredMessage {
@@ -2054,7 +2316,7 @@ type DeleteMessageRequest struct {
 
 func (x *DeleteMessageRequest) Reset() {
 	*x = DeleteMessageRequest{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[33]
+	mi := &file_jetway_v1_admin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2066,7 +2328,7 @@ func (x *DeleteMessageRequest) String() string {
 func (*DeleteMessageRequest) ProtoMessage() {}
 
 func (x *DeleteMessageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[33]
+	mi := &file_jetway_v1_admin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2079,7 +2341,7 @@ func (x *DeleteMessageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMessageRequest.ProtoReflect.Descriptor instead.
 func (*DeleteMessageRequest) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{33}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *DeleteMessageRequest) GetStream() string {
@@ -2112,7 +2374,7 @@ type DeleteMessageResponse struct {
 
 func (x *DeleteMessageResponse) Reset() {
 	*x = DeleteMessageResponse{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[34]
+	mi := &file_jetway_v1_admin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2124,7 +2386,7 @@ func (x *DeleteMessageResponse) String() string {
 func (*DeleteMessageResponse) ProtoMessage() {}
 
 func (x *DeleteMessageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[34]
+	mi := &file_jetway_v1_admin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2137,7 +2399,7 @@ func (x *DeleteMessageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMessageResponse.ProtoReflect.Descriptor instead.
 func (*DeleteMessageResponse) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{34}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{36}
 }
 
 // GetAccountInfoRequest asks for the account's JetStream info.
@@ -2149,7 +2411,7 @@ type GetAccountInfoRequest struct {
 
 func (x *GetAccountInfoRequest) Reset() {
 	*x = GetAccountInfoRequest{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[35]
+	mi := &file_jetway_v1_admin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2161,7 +2423,7 @@ func (x *GetAccountInfoRequest) String() string {
 func (*GetAccountInfoRequest) ProtoMessage() {}
 
 func (x *GetAccountInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[35]
+	mi := &file_jetway_v1_admin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2174,7 +2436,7 @@ func (x *GetAccountInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAccountInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetAccountInfoRequest) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{35}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{37}
 }
 
 // AccountLimits are the account's JetStream limits; -1 is unlimited.
@@ -2202,7 +2464,7 @@ type AccountLimits struct {
 
 func (x *AccountLimits) Reset() {
 	*x = AccountLimits{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[36]
+	mi := &file_jetway_v1_admin_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2214,7 +2476,7 @@ func (x *AccountLimits) String() string {
 func (*AccountLimits) ProtoMessage() {}
 
 func (x *AccountLimits) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[36]
+	mi := &file_jetway_v1_admin_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2227,7 +2489,7 @@ func (x *AccountLimits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccountLimits.ProtoReflect.Descriptor instead.
 func (*AccountLimits) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{36}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *AccountLimits) GetMaxMemory() int64 {
@@ -2311,7 +2573,7 @@ type GetAccountInfoResponse struct {
 
 func (x *GetAccountInfoResponse) Reset() {
 	*x = GetAccountInfoResponse{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[37]
+	mi := &file_jetway_v1_admin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2323,7 +2585,7 @@ func (x *GetAccountInfoResponse) String() string {
 func (*GetAccountInfoResponse) ProtoMessage() {}
 
 func (x *GetAccountInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[37]
+	mi := &file_jetway_v1_admin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2336,7 +2598,7 @@ func (x *GetAccountInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAccountInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetAccountInfoResponse) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{37}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GetAccountInfoResponse) GetMemory() uint64 {
@@ -2452,7 +2714,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[38]
+	mi := &file_jetway_v1_admin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2464,7 +2726,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[38]
+	mi := &file_jetway_v1_admin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2477,7 +2739,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{38}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *Session) GetId() string {
@@ -2629,7 +2891,7 @@ type ListSessionsRequest struct {
 
 func (x *ListSessionsRequest) Reset() {
 	*x = ListSessionsRequest{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[39]
+	mi := &file_jetway_v1_admin_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2641,7 +2903,7 @@ func (x *ListSessionsRequest) String() string {
 func (*ListSessionsRequest) ProtoMessage() {}
 
 func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[39]
+	mi := &file_jetway_v1_admin_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2654,7 +2916,7 @@ func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSessionsRequest.ProtoReflect.Descriptor instead.
 func (*ListSessionsRequest) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{39}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListSessionsRequest) GetStream() string {
@@ -2697,7 +2959,7 @@ type ListSessionsResponse struct {
 
 func (x *ListSessionsResponse) Reset() {
 	*x = ListSessionsResponse{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[40]
+	mi := &file_jetway_v1_admin_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2709,7 +2971,7 @@ func (x *ListSessionsResponse) String() string {
 func (*ListSessionsResponse) ProtoMessage() {}
 
 func (x *ListSessionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[40]
+	mi := &file_jetway_v1_admin_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2722,7 +2984,7 @@ func (x *ListSessionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSessionsResponse.ProtoReflect.Descriptor instead.
 func (*ListSessionsResponse) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{40}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ListSessionsResponse) GetSessions() []*Session {
@@ -2757,7 +3019,7 @@ type GetBridgeInfoRequest struct {
 
 func (x *GetBridgeInfoRequest) Reset() {
 	*x = GetBridgeInfoRequest{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[41]
+	mi := &file_jetway_v1_admin_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2769,7 +3031,7 @@ func (x *GetBridgeInfoRequest) String() string {
 func (*GetBridgeInfoRequest) ProtoMessage() {}
 
 func (x *GetBridgeInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[41]
+	mi := &file_jetway_v1_admin_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2782,7 +3044,7 @@ func (x *GetBridgeInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBridgeInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetBridgeInfoRequest) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{41}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *GetBridgeInfoRequest) GetFleet() bool {
@@ -2823,7 +3085,7 @@ type NATSConnection struct {
 
 func (x *NATSConnection) Reset() {
 	*x = NATSConnection{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[42]
+	mi := &file_jetway_v1_admin_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2835,7 +3097,7 @@ func (x *NATSConnection) String() string {
 func (*NATSConnection) ProtoMessage() {}
 
 func (x *NATSConnection) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[42]
+	mi := &file_jetway_v1_admin_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2848,7 +3110,7 @@ func (x *NATSConnection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NATSConnection.ProtoReflect.Descriptor instead.
 func (*NATSConnection) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{42}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *NATSConnection) GetState() string {
@@ -2943,7 +3205,7 @@ type BridgeInfo struct {
 
 func (x *BridgeInfo) Reset() {
 	*x = BridgeInfo{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[43]
+	mi := &file_jetway_v1_admin_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2955,7 +3217,7 @@ func (x *BridgeInfo) String() string {
 func (*BridgeInfo) ProtoMessage() {}
 
 func (x *BridgeInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[43]
+	mi := &file_jetway_v1_admin_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2968,7 +3230,7 @@ func (x *BridgeInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BridgeInfo.ProtoReflect.Descriptor instead.
 func (*BridgeInfo) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{43}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *BridgeInfo) GetReplica() string {
@@ -3058,7 +3320,7 @@ type GetBridgeInfoResponse struct {
 
 func (x *GetBridgeInfoResponse) Reset() {
 	*x = GetBridgeInfoResponse{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[44]
+	mi := &file_jetway_v1_admin_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3070,7 +3332,7 @@ func (x *GetBridgeInfoResponse) String() string {
 func (*GetBridgeInfoResponse) ProtoMessage() {}
 
 func (x *GetBridgeInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[44]
+	mi := &file_jetway_v1_admin_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3083,7 +3345,7 @@ func (x *GetBridgeInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBridgeInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetBridgeInfoResponse) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{44}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *GetBridgeInfoResponse) GetBridge() *BridgeInfo {
@@ -3123,7 +3385,7 @@ type PriorityGroupState struct {
 
 func (x *PriorityGroupState) Reset() {
 	*x = PriorityGroupState{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[45]
+	mi := &file_jetway_v1_admin_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3135,7 +3397,7 @@ func (x *PriorityGroupState) String() string {
 func (*PriorityGroupState) ProtoMessage() {}
 
 func (x *PriorityGroupState) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[45]
+	mi := &file_jetway_v1_admin_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3148,7 +3410,7 @@ func (x *PriorityGroupState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PriorityGroupState.ProtoReflect.Descriptor instead.
 func (*PriorityGroupState) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{45}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *PriorityGroupState) GetGroup() string {
@@ -3187,7 +3449,7 @@ type PauseConsumerRequest struct {
 
 func (x *PauseConsumerRequest) Reset() {
 	*x = PauseConsumerRequest{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[46]
+	mi := &file_jetway_v1_admin_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3199,7 +3461,7 @@ func (x *PauseConsumerRequest) String() string {
 func (*PauseConsumerRequest) ProtoMessage() {}
 
 func (x *PauseConsumerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[46]
+	mi := &file_jetway_v1_admin_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3212,7 +3474,7 @@ func (x *PauseConsumerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseConsumerRequest.ProtoReflect.Descriptor instead.
 func (*PauseConsumerRequest) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{46}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *PauseConsumerRequest) GetStream() string {
@@ -3251,7 +3513,7 @@ type PauseConsumerResponse struct {
 
 func (x *PauseConsumerResponse) Reset() {
 	*x = PauseConsumerResponse{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[47]
+	mi := &file_jetway_v1_admin_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3263,7 +3525,7 @@ func (x *PauseConsumerResponse) String() string {
 func (*PauseConsumerResponse) ProtoMessage() {}
 
 func (x *PauseConsumerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[47]
+	mi := &file_jetway_v1_admin_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3276,7 +3538,7 @@ func (x *PauseConsumerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseConsumerResponse.ProtoReflect.Descriptor instead.
 func (*PauseConsumerResponse) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{47}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *PauseConsumerResponse) GetPaused() bool {
@@ -3313,7 +3575,7 @@ type ResumeConsumerRequest struct {
 
 func (x *ResumeConsumerRequest) Reset() {
 	*x = ResumeConsumerRequest{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[48]
+	mi := &file_jetway_v1_admin_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3325,7 +3587,7 @@ func (x *ResumeConsumerRequest) String() string {
 func (*ResumeConsumerRequest) ProtoMessage() {}
 
 func (x *ResumeConsumerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[48]
+	mi := &file_jetway_v1_admin_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3338,7 +3600,7 @@ func (x *ResumeConsumerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeConsumerRequest.ProtoReflect.Descriptor instead.
 func (*ResumeConsumerRequest) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{48}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ResumeConsumerRequest) GetStream() string {
@@ -3366,7 +3628,7 @@ type ResumeConsumerResponse struct {
 
 func (x *ResumeConsumerResponse) Reset() {
 	*x = ResumeConsumerResponse{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[49]
+	mi := &file_jetway_v1_admin_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3378,7 +3640,7 @@ func (x *ResumeConsumerResponse) String() string {
 func (*ResumeConsumerResponse) ProtoMessage() {}
 
 func (x *ResumeConsumerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[49]
+	mi := &file_jetway_v1_admin_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3391,7 +3653,7 @@ func (x *ResumeConsumerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeConsumerResponse.ProtoReflect.Descriptor instead.
 func (*ResumeConsumerResponse) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{49}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ResumeConsumerResponse) GetPaused() bool {
@@ -3421,7 +3683,7 @@ type ResetConsumerRequest struct {
 
 func (x *ResetConsumerRequest) Reset() {
 	*x = ResetConsumerRequest{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[50]
+	mi := &file_jetway_v1_admin_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3433,7 +3695,7 @@ func (x *ResetConsumerRequest) String() string {
 func (*ResetConsumerRequest) ProtoMessage() {}
 
 func (x *ResetConsumerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[50]
+	mi := &file_jetway_v1_admin_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3446,7 +3708,7 @@ func (x *ResetConsumerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetConsumerRequest.ProtoReflect.Descriptor instead.
 func (*ResetConsumerRequest) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{50}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ResetConsumerRequest) GetStream() string {
@@ -3490,7 +3752,7 @@ type ResetConsumerResponse struct {
 
 func (x *ResetConsumerResponse) Reset() {
 	*x = ResetConsumerResponse{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[51]
+	mi := &file_jetway_v1_admin_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3502,7 +3764,7 @@ func (x *ResetConsumerResponse) String() string {
 func (*ResetConsumerResponse) ProtoMessage() {}
 
 func (x *ResetConsumerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[51]
+	mi := &file_jetway_v1_admin_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3515,7 +3777,7 @@ func (x *ResetConsumerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetConsumerResponse.ProtoReflect.Descriptor instead.
 func (*ResetConsumerResponse) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{51}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ResetConsumerResponse) GetConsumer() *ConsumerInfo {
@@ -3547,7 +3809,7 @@ type UnpinConsumerRequest struct {
 
 func (x *UnpinConsumerRequest) Reset() {
 	*x = UnpinConsumerRequest{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[52]
+	mi := &file_jetway_v1_admin_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3559,7 +3821,7 @@ func (x *UnpinConsumerRequest) String() string {
 func (*UnpinConsumerRequest) ProtoMessage() {}
 
 func (x *UnpinConsumerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[52]
+	mi := &file_jetway_v1_admin_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3572,7 +3834,7 @@ func (x *UnpinConsumerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnpinConsumerRequest.ProtoReflect.Descriptor instead.
 func (*UnpinConsumerRequest) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{52}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *UnpinConsumerRequest) GetStream() string {
@@ -3605,7 +3867,7 @@ type UnpinConsumerResponse struct {
 
 func (x *UnpinConsumerResponse) Reset() {
 	*x = UnpinConsumerResponse{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[53]
+	mi := &file_jetway_v1_admin_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3617,7 +3879,7 @@ func (x *UnpinConsumerResponse) String() string {
 func (*UnpinConsumerResponse) ProtoMessage() {}
 
 func (x *UnpinConsumerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[53]
+	mi := &file_jetway_v1_admin_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3630,7 +3892,7 @@ func (x *UnpinConsumerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnpinConsumerResponse.ProtoReflect.Descriptor instead.
 func (*UnpinConsumerResponse) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{53}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{55}
 }
 
 // GetCounterRequest names a counter subject.
@@ -3646,7 +3908,7 @@ type GetCounterRequest struct {
 
 func (x *GetCounterRequest) Reset() {
 	*x = GetCounterRequest{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[54]
+	mi := &file_jetway_v1_admin_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3658,7 +3920,7 @@ func (x *GetCounterRequest) String() string {
 func (*GetCounterRequest) ProtoMessage() {}
 
 func (x *GetCounterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[54]
+	mi := &file_jetway_v1_admin_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3671,7 +3933,7 @@ func (x *GetCounterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCounterRequest.ProtoReflect.Descriptor instead.
 func (*GetCounterRequest) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{54}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *GetCounterRequest) GetStream() string {
@@ -3701,7 +3963,7 @@ type GetCounterResponse struct {
 
 func (x *GetCounterResponse) Reset() {
 	*x = GetCounterResponse{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[55]
+	mi := &file_jetway_v1_admin_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3713,7 +3975,7 @@ func (x *GetCounterResponse) String() string {
 func (*GetCounterResponse) ProtoMessage() {}
 
 func (x *GetCounterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[55]
+	mi := &file_jetway_v1_admin_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3726,7 +3988,7 @@ func (x *GetCounterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCounterResponse.ProtoReflect.Descriptor instead.
 func (*GetCounterResponse) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{55}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *GetCounterResponse) GetValue() string {
@@ -3747,7 +4009,7 @@ var File_jetway_v1_admin_proto protoreflect.FileDescriptor
 
 const file_jetway_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x15jetway/v1/admin.proto\x12\tjetway.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15jetway/v1/types.proto\"\xea\x02\n" +
+	"\x15jetway/v1/admin.proto\x12\tjetway.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17jetway/v1/message.proto\x1a\x15jetway/v1/types.proto\"\xea\x02\n" +
 	"\vStreamState\x12\x1a\n" +
 	"\bmessages\x18\x01 \x01(\x04R\bmessages\x12\x14\n" +
 	"\x05bytes\x18\x02 \x01(\x04R\x05bytes\x12%\n" +
@@ -3765,23 +4027,42 @@ const file_jetway_v1_admin_proto_rawDesc = "" +
 	"\acurrent\x18\x02 \x01(\bR\acurrent\x12\x18\n" +
 	"\aoffline\x18\x03 \x01(\bR\aoffline\x121\n" +
 	"\x06active\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x06active\x12\x10\n" +
-	"\x03lag\x18\x05 \x01(\x04R\x03lag\"j\n" +
+	"\x03lag\x18\x05 \x01(\x04R\x03lag\"\xa9\x01\n" +
 	"\vClusterInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06leader\x18\x02 \x01(\tR\x06leader\x12/\n" +
-	"\breplicas\x18\x03 \x03(\v2\x13.jetway.v1.PeerInfoR\breplicas\"\xd3\x01\n" +
+	"\breplicas\x18\x03 \x03(\v2\x13.jetway.v1.PeerInfoR\breplicas\x12=\n" +
+	"\fleader_since\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vleaderSince\"\xd7\x02\n" +
 	"\n" +
 	"StreamInfo\x12/\n" +
 	"\x06config\x18\x01 \x01(\v2\x17.jetway.v1.StreamConfigR\x06config\x12,\n" +
 	"\x05state\x18\x02 \x01(\v2\x16.jetway.v1.StreamStateR\x05state\x120\n" +
 	"\acluster\x18\x03 \x01(\v2\x16.jetway.v1.ClusterInfoR\acluster\x124\n" +
-	"\acreated\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\"F\n" +
+	"\acreated\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x123\n" +
+	"\x06mirror\x18\x05 \x01(\v2\x1b.jetway.v1.StreamSourceInfoR\x06mirror\x125\n" +
+	"\asources\x18\x06 \x03(\v2\x1b.jetway.v1.StreamSourceInfoR\asources\x12\x16\n" +
+	"\x06domain\x18\a \x01(\tR\x06domain\"\xc9\x02\n" +
+	"\x10StreamSourceInfo\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x125\n" +
+	"\bexternal\x18\x02 \x01(\v2\x19.jetway.v1.ExternalStreamR\bexternal\x12\x10\n" +
+	"\x03lag\x18\x03 \x01(\x04R\x03lag\x121\n" +
+	"\x06active\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x06active\x12%\n" +
+	"\x0efilter_subject\x18\x05 \x01(\tR\rfilterSubject\x12J\n" +
+	"\x12subject_transforms\x18\x06 \x03(\v2\x1b.jetway.v1.SubjectTransformR\x11subjectTransforms\x122\n" +
+	"\x05error\x18\a \x01(\v2\x1c.jetway.v1.StreamSourceErrorR\x05error\"h\n" +
+	"\x11StreamSourceError\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x1d\n" +
+	"\n" +
+	"error_code\x18\x02 \x01(\rR\terrorCode\x12 \n" +
+	"\vdescription\x18\x03 \x01(\tR\vdescription\"F\n" +
 	"\x13CreateStreamRequest\x12/\n" +
 	"\x06config\x18\x01 \x01(\v2\x17.jetway.v1.StreamConfigR\x06config\"E\n" +
 	"\x14CreateStreamResponse\x12-\n" +
-	"\x06stream\x18\x01 \x01(\v2\x15.jetway.v1.StreamInfoR\x06stream\"F\n" +
+	"\x06stream\x18\x01 \x01(\v2\x15.jetway.v1.StreamInfoR\x06stream\"\x83\x01\n" +
 	"\x13UpdateStreamRequest\x12/\n" +
-	"\x06config\x18\x01 \x01(\v2\x17.jetway.v1.StreamConfigR\x06config\"E\n" +
+	"\x06config\x18\x01 \x01(\v2\x17.jetway.v1.StreamConfigR\x06config\x12;\n" +
+	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
+	"updateMask\"E\n" +
 	"\x14UpdateStreamResponse\x12-\n" +
 	"\x06stream\x18\x01 \x01(\v2\x15.jetway.v1.StreamInfoR\x06stream\"&\n" +
 	"\x10GetStreamRequest\x12\x12\n" +
@@ -3803,8 +4084,9 @@ const file_jetway_v1_admin_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\asubject\x18\x02 \x01(\tR\asubject\x12\x12\n" +
 	"\x04keep\x18\x03 \x01(\x04R\x04keep\x12\x1a\n" +
-	"\bsequence\x18\x04 \x01(\x04R\bsequence\"\x15\n" +
-	"\x13PurgeStreamResponse\"\xa1\x01\n" +
+	"\bsequence\x18\x04 \x01(\x04R\bsequence\"-\n" +
+	"\x13PurgeStreamResponse\x12\x16\n" +
+	"\x06purged\x18\x01 \x01(\x04R\x06purged\"\xa1\x01\n" +
 	"\fSequenceInfo\x12+\n" +
 	"\x11consumer_sequence\x18\x01 \x01(\x04R\x10consumerSequence\x12'\n" +
 	"\x0fstream_sequence\x18\x02 \x01(\x04R\x0estreamSequence\x12;\n" +
@@ -3854,24 +4136,28 @@ const file_jetway_v1_admin_proto_rawDesc = "" +
 	"\x15DeleteConsumerRequest\x12\x16\n" +
 	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\"\x18\n" +
-	"\x16DeleteConsumerResponse\"\x9f\x02\n" +
+	"\x16DeleteConsumerResponse\"\xdf\x02\n" +
 	"\rStoredMessage\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12\x1a\n" +
 	"\bsequence\x18\x02 \x01(\x04R\bsequence\x12?\n" +
 	"\aheaders\x18\x03 \x03(\v2%.jetway.v1.StoredMessage.HeadersEntryR\aheaders\x12\x12\n" +
 	"\x04data\x18\x04 \x01(\fR\x04data\x12.\n" +
-	"\x04time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x1aS\n" +
+	"\x04time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12*\n" +
+	"\x04json\x18\x06 \x01(\v2\x16.google.protobuf.ValueR\x04json\x12\x12\n" +
+	"\x04text\x18\a \x01(\tR\x04text\x1aS\n" +
 	"\fHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12-\n" +
-	"\x05value\x18\x02 \x01(\v2\x17.jetway.v1.HeaderValuesR\x05value:\x028\x01\"G\n" +
+	"\x05value\x18\x02 \x01(\v2\x17.jetway.v1.HeaderValuesR\x05value:\x028\x01\"y\n" +
 	"\x11GetMessageRequest\x12\x16\n" +
 	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x1a\n" +
-	"\bsequence\x18\x02 \x01(\x04R\bsequence\"H\n" +
+	"\bsequence\x18\x02 \x01(\x04R\bsequence\x120\n" +
+	"\x06format\x18\x03 \x01(\x0e2\x18.jetway.v1.PayloadFormatR\x06format\"H\n" +
 	"\x12GetMessageResponse\x122\n" +
-	"\amessage\x18\x01 \x01(\v2\x18.jetway.v1.StoredMessageR\amessage\"I\n" +
+	"\amessage\x18\x01 \x01(\v2\x18.jetway.v1.StoredMessageR\amessage\"{\n" +
 	"\x15GetLastMessageRequest\x12\x16\n" +
 	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x18\n" +
-	"\asubject\x18\x02 \x01(\tR\asubject\"L\n" +
+	"\asubject\x18\x02 \x01(\tR\asubject\x120\n" +
+	"\x06format\x18\x03 \x01(\x0e2\x18.jetway.v1.PayloadFormatR\x06format\"L\n" +
 	"\x16GetLastMessageResponse\x122\n" +
 	"\amessage\x18\x01 \x01(\v2\x18.jetway.v1.StoredMessageR\amessage\"b\n" +
 	"\x14DeleteMessageRequest\x12\x16\n" +
@@ -4047,170 +4333,188 @@ func file_jetway_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_jetway_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_jetway_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
+var file_jetway_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
 var file_jetway_v1_admin_proto_goTypes = []any{
 	(SessionKind)(0),               // 0: jetway.v1.SessionKind
 	(*StreamState)(nil),            // 1: jetway.v1.StreamState
 	(*PeerInfo)(nil),               // 2: jetway.v1.PeerInfo
 	(*ClusterInfo)(nil),            // 3: jetway.v1.ClusterInfo
 	(*StreamInfo)(nil),             // 4: jetway.v1.StreamInfo
-	(*CreateStreamRequest)(nil),    // 5: jetway.v1.CreateStreamRequest
-	(*CreateStreamResponse)(nil),   // 6: jetway.v1.CreateStreamResponse
-	(*UpdateStreamRequest)(nil),    // 7: jetway.v1.UpdateStreamRequest
-	(*UpdateStreamResponse)(nil),   // 8: jetway.v1.UpdateStreamResponse
-	(*GetStreamRequest)(nil),       // 9: jetway.v1.GetStreamRequest
-	(*GetStreamResponse)(nil),      // 10: jetway.v1.GetStreamResponse
-	(*ListStreamsRequest)(nil),     // 11: jetway.v1.ListStreamsRequest
-	(*ListStreamsResponse)(nil),    // 12: jetway.v1.ListStreamsResponse
-	(*DeleteStreamRequest)(nil),    // 13: jetway.v1.DeleteStreamRequest
-	(*DeleteStreamResponse)(nil),   // 14: jetway.v1.DeleteStreamResponse
-	(*PurgeStreamRequest)(nil),     // 15: jetway.v1.PurgeStreamRequest
-	(*PurgeStreamResponse)(nil),    // 16: jetway.v1.PurgeStreamResponse
-	(*SequenceInfo)(nil),           // 17: jetway.v1.SequenceInfo
-	(*ConsumerInfo)(nil),           // 18: jetway.v1.ConsumerInfo
-	(*CreateConsumerRequest)(nil),  // 19: jetway.v1.CreateConsumerRequest
-	(*CreateConsumerResponse)(nil), // 20: jetway.v1.CreateConsumerResponse
-	(*UpdateConsumerRequest)(nil),  // 21: jetway.v1.UpdateConsumerRequest
-	(*UpdateConsumerResponse)(nil), // 22: jetway.v1.UpdateConsumerResponse
-	(*GetConsumerRequest)(nil),     // 23: jetway.v1.GetConsumerRequest
-	(*GetConsumerResponse)(nil),    // 24: jetway.v1.GetConsumerResponse
-	(*ListConsumersRequest)(nil),   // 25: jetway.v1.ListConsumersRequest
-	(*ListConsumersResponse)(nil),  // 26: jetway.v1.ListConsumersResponse
-	(*DeleteConsumerRequest)(nil),  // 27: jetway.v1.DeleteConsumerRequest
-	(*DeleteConsumerResponse)(nil), // 28: jetway.v1.DeleteConsumerResponse
-	(*StoredMessage)(nil),          // 29: jetway.v1.StoredMessage
-	(*GetMessageRequest)(nil),      // 30: jetway.v1.GetMessageRequest
-	(*GetMessageResponse)(nil),     // 31: jetway.v1.GetMessageResponse
-	(*GetLastMessageRequest)(nil),  // 32: jetway.v1.GetLastMessageRequest
-	(*GetLastMessageResponse)(nil), // 33: jetway.v1.GetLastMessageResponse
-	(*DeleteMessageRequest)(nil),   // 34: jetway.v1.DeleteMessageRequest
-	(*DeleteMessageResponse)(nil),  // 35: jetway.v1.DeleteMessageResponse
-	(*GetAccountInfoRequest)(nil),  // 36: jetway.v1.GetAccountInfoRequest
-	(*AccountLimits)(nil),          // 37: jetway.v1.AccountLimits
-	(*GetAccountInfoResponse)(nil), // 38: jetway.v1.GetAccountInfoResponse
-	(*Session)(nil),                // 39: jetway.v1.Session
-	(*ListSessionsRequest)(nil),    // 40: jetway.v1.ListSessionsRequest
-	(*ListSessionsResponse)(nil),   // 41: jetway.v1.ListSessionsResponse
-	(*GetBridgeInfoRequest)(nil),   // 42: jetway.v1.GetBridgeInfoRequest
-	(*NATSConnection)(nil),         // 43: jetway.v1.NATSConnection
-	(*BridgeInfo)(nil),             // 44: jetway.v1.BridgeInfo
-	(*GetBridgeInfoResponse)(nil),  // 45: jetway.v1.GetBridgeInfoResponse
-	(*PriorityGroupState)(nil),     // 46: jetway.v1.PriorityGroupState
-	(*PauseConsumerRequest)(nil),   // 47: jetway.v1.PauseConsumerRequest
-	(*PauseConsumerResponse)(nil),  // 48: jetway.v1.PauseConsumerResponse
-	(*ResumeConsumerRequest)(nil),  // 49: jetway.v1.ResumeConsumerRequest
-	(*ResumeConsumerResponse)(nil), // 50: jetway.v1.ResumeConsumerResponse
-	(*ResetConsumerRequest)(nil),   // 51: jetway.v1.ResetConsumerRequest
-	(*ResetConsumerResponse)(nil),  // 52: jetway.v1.ResetConsumerResponse
-	(*UnpinConsumerRequest)(nil),   // 53: jetway.v1.UnpinConsumerRequest
-	(*UnpinConsumerResponse)(nil),  // 54: jetway.v1.UnpinConsumerResponse
-	(*GetCounterRequest)(nil),      // 55: jetway.v1.GetCounterRequest
-	(*GetCounterResponse)(nil),     // 56: jetway.v1.GetCounterResponse
-	nil,                            // 57: jetway.v1.StoredMessage.HeadersEntry
-	(*timestamppb.Timestamp)(nil),  // 58: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),    // 59: google.protobuf.Duration
-	(*StreamConfig)(nil),           // 60: jetway.v1.StreamConfig
-	(*ConsumerConfig)(nil),         // 61: jetway.v1.ConsumerConfig
-	(*HeaderValues)(nil),           // 62: jetway.v1.HeaderValues
+	(*StreamSourceInfo)(nil),       // 5: jetway.v1.StreamSourceInfo
+	(*StreamSourceError)(nil),      // 6: jetway.v1.StreamSourceError
+	(*CreateStreamRequest)(nil),    // 7: jetway.v1.CreateStreamRequest
+	(*CreateStreamResponse)(nil),   // 8: jetway.v1.CreateStreamResponse
+	(*UpdateStreamRequest)(nil),    // 9: jetway.v1.UpdateStreamRequest
+	(*UpdateStreamResponse)(nil),   // 10: jetway.v1.UpdateStreamResponse
+	(*GetStreamRequest)(nil),       // 11: jetway.v1.GetStreamRequest
+	(*GetStreamResponse)(nil),      // 12: jetway.v1.GetStreamResponse
+	(*ListStreamsRequest)(nil),     // 13: jetway.v1.ListStreamsRequest
+	(*ListStreamsResponse)(nil),    // 14: jetway.v1.ListStreamsResponse
+	(*DeleteStreamRequest)(nil),    // 15: jetway.v1.DeleteStreamRequest
+	(*DeleteStreamResponse)(nil),   // 16: jetway.v1.DeleteStreamResponse
+	(*PurgeStreamRequest)(nil),     // 17: jetway.v1.PurgeStreamRequest
+	(*PurgeStreamResponse)(nil),    // 18: jetway.v1.PurgeStreamResponse
+	(*SequenceInfo)(nil),           // 19: jetway.v1.SequenceInfo
+	(*ConsumerInfo)(nil),           // 20: jetway.v1.ConsumerInfo
+	(*CreateConsumerRequest)(nil),  // 21: jetway.v1.CreateConsumerRequest
+	(*CreateConsumerResponse)(nil), // 22: jetway.v1.CreateConsumerResponse
+	(*UpdateConsumerRequest)(nil),  // 23: jetway.v1.UpdateConsumerRequest
+	(*UpdateConsumerResponse)(nil), // 24: jetway.v1.UpdateConsumerResponse
+	(*GetConsumerRequest)(nil),     // 25: jetway.v1.GetConsumerRequest
+	(*GetConsumerResponse)(nil),    // 26: jetway.v1.GetConsumerResponse
+	(*ListConsumersRequest)(nil),   // 27: jetway.v1.ListConsumersRequest
+	(*ListConsumersResponse)(nil),  // 28: jetway.v1.ListConsumersResponse
+	(*DeleteConsumerRequest)(nil),  // 29: jetway.v1.DeleteConsumerRequest
+	(*DeleteConsumerResponse)(nil), // 30: jetway.v1.DeleteConsumerResponse
+	(*StoredMessage)(nil),          // 31: jetway.v1.StoredMessage
+	(*GetMessageRequest)(nil),      // 32: jetway.v1.GetMessageRequest
+	(*GetMessageResponse)(nil),     // 33: jetway.v1.GetMessageResponse
+	(*GetLastMessageRequest)(nil),  // 34: jetway.v1.GetLastMessageRequest
+	(*GetLastMessageResponse)(nil), // 35: jetway.v1.GetLastMessageResponse
+	(*DeleteMessageRequest)(nil),   // 36: jetway.v1.DeleteMessageRequest
+	(*DeleteMessageResponse)(nil),  // 37: jetway.v1.DeleteMessageResponse
+	(*GetAccountInfoRequest)(nil),  // 38: jetway.v1.GetAccountInfoRequest
+	(*AccountLimits)(nil),          // 39: jetway.v1.AccountLimits
+	(*GetAccountInfoResponse)(nil), // 40: jetway.v1.GetAccountInfoResponse
+	(*Session)(nil),                // 41: jetway.v1.Session
+	(*ListSessionsRequest)(nil),    // 42: jetway.v1.ListSessionsRequest
+	(*ListSessionsResponse)(nil),   // 43: jetway.v1.ListSessionsResponse
+	(*GetBridgeInfoRequest)(nil),   // 44: jetway.v1.GetBridgeInfoRequest
+	(*NATSConnection)(nil),         // 45: jetway.v1.NATSConnection
+	(*BridgeInfo)(nil),             // 46: jetway.v1.BridgeInfo
+	(*GetBridgeInfoResponse)(nil),  // 47: jetway.v1.GetBridgeInfoResponse
+	(*PriorityGroupState)(nil),     // 48: jetway.v1.PriorityGroupState
+	(*PauseConsumerRequest)(nil),   // 49: jetway.v1.PauseConsumerRequest
+	(*PauseConsumerResponse)(nil),  // 50: jetway.v1.PauseConsumerResponse
+	(*ResumeConsumerRequest)(nil),  // 51: jetway.v1.ResumeConsumerRequest
+	(*ResumeConsumerResponse)(nil), // 52: jetway.v1.ResumeConsumerResponse
+	(*ResetConsumerRequest)(nil),   // 53: jetway.v1.ResetConsumerRequest
+	(*ResetConsumerResponse)(nil),  // 54: jetway.v1.ResetConsumerResponse
+	(*UnpinConsumerRequest)(nil),   // 55: jetway.v1.UnpinConsumerRequest
+	(*UnpinConsumerResponse)(nil),  // 56: jetway.v1.UnpinConsumerResponse
+	(*GetCounterRequest)(nil),      // 57: jetway.v1.GetCounterRequest
+	(*GetCounterResponse)(nil),     // 58: jetway.v1.GetCounterResponse
+	nil,                            // 59: jetway.v1.StoredMessage.HeadersEntry
+	(*timestamppb.Timestamp)(nil),  // 60: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),    // 61: google.protobuf.Duration
+	(*StreamConfig)(nil),           // 62: jetway.v1.StreamConfig
+	(*ExternalStream)(nil),         // 63: jetway.v1.ExternalStream
+	(*SubjectTransform)(nil),       // 64: jetway.v1.SubjectTransform
+	(*fieldmaskpb.FieldMask)(nil),  // 65: google.protobuf.FieldMask
+	(*ConsumerConfig)(nil),         // 66: jetway.v1.ConsumerConfig
+	(*structpb.Value)(nil),         // 67: google.protobuf.Value
+	(PayloadFormat)(0),             // 68: jetway.v1.PayloadFormat
+	(*HeaderValues)(nil),           // 69: jetway.v1.HeaderValues
 }
 var file_jetway_v1_admin_proto_depIdxs = []int32{
-	58, // 0: jetway.v1.StreamState.first_time:type_name -> google.protobuf.Timestamp
-	58, // 1: jetway.v1.StreamState.last_time:type_name -> google.protobuf.Timestamp
-	59, // 2: jetway.v1.PeerInfo.active:type_name -> google.protobuf.Duration
+	60, // 0: jetway.v1.StreamState.first_time:type_name -> google.protobuf.Timestamp
+	60, // 1: jetway.v1.StreamState.last_time:type_name -> google.protobuf.Timestamp
+	61, // 2: jetway.v1.PeerInfo.active:type_name -> google.protobuf.Duration
 	2,  // 3: jetway.v1.ClusterInfo.replicas:type_name -> jetway.v1.PeerInfo
-	60, // 4: jetway.v1.StreamInfo.config:type_name -> jetway.v1.StreamConfig
-	1,  // 5: jetway.v1.StreamInfo.state:type_name -> jetway.v1.StreamState
-	3,  // 6: jetway.v1.StreamInfo.cluster:type_name -> jetway.v1.ClusterInfo
-	58, // 7: jetway.v1.StreamInfo.created:type_name -> google.protobuf.Timestamp
-	60, // 8: jetway.v1.CreateStreamRequest.config:type_name -> jetway.v1.StreamConfig
-	4,  // 9: jetway.v1.CreateStreamResponse.stream:type_name -> jetway.v1.StreamInfo
-	60, // 10: jetway.v1.UpdateStreamRequest.config:type_name -> jetway.v1.StreamConfig
-	4,  // 11: jetway.v1.UpdateStreamResponse.stream:type_name -> jetway.v1.StreamInfo
-	4,  // 12: jetway.v1.GetStreamResponse.stream:type_name -> jetway.v1.StreamInfo
-	4,  // 13: jetway.v1.ListStreamsResponse.streams:type_name -> jetway.v1.StreamInfo
-	58, // 14: jetway.v1.SequenceInfo.last_active:type_name -> google.protobuf.Timestamp
-	61, // 15: jetway.v1.ConsumerInfo.config:type_name -> jetway.v1.ConsumerConfig
-	58, // 16: jetway.v1.ConsumerInfo.created:type_name -> google.protobuf.Timestamp
-	17, // 17: jetway.v1.ConsumerInfo.delivered:type_name -> jetway.v1.SequenceInfo
-	17, // 18: jetway.v1.ConsumerInfo.ack_floor:type_name -> jetway.v1.SequenceInfo
-	3,  // 19: jetway.v1.ConsumerInfo.cluster:type_name -> jetway.v1.ClusterInfo
-	59, // 20: jetway.v1.ConsumerInfo.pause_remaining:type_name -> google.protobuf.Duration
-	46, // 21: jetway.v1.ConsumerInfo.priority_groups:type_name -> jetway.v1.PriorityGroupState
-	61, // 22: jetway.v1.CreateConsumerRequest.config:type_name -> jetway.v1.ConsumerConfig
-	18, // 23: jetway.v1.CreateConsumerResponse.consumer:type_name -> jetway.v1.ConsumerInfo
-	61, // 24: jetway.v1.UpdateConsumerRequest.config:type_name -> jetway.v1.ConsumerConfig
-	18, // 25: jetway.v1.UpdateConsumerResponse.consumer:type_name -> jetway.v1.ConsumerInfo
-	18, // 26: jetway.v1.GetConsumerResponse.consumer:type_name -> jetway.v1.ConsumerInfo
-	18, // 27: jetway.v1.ListConsumersResponse.consumers:type_name -> jetway.v1.ConsumerInfo
-	57, // 28: jetway.v1.StoredMessage.headers:type_name -> jetway.v1.StoredMessage.HeadersEntry
-	58, // 29: jetway.v1.StoredMessage.time:type_name -> google.protobuf.Timestamp
-	29, // 30: jetway.v1.GetMessageResponse.message:type_name -> jetway.v1.StoredMessage
-	29, // 31: jetway.v1.GetLastMessageResponse.message:type_name -> jetway.v1.StoredMessage
-	37, // 32: jetway.v1.GetAccountInfoResponse.limits:type_name -> jetway.v1.AccountLimits
-	0,  // 33: jetway.v1.Session.kind:type_name -> jetway.v1.SessionKind
-	58, // 34: jetway.v1.Session.since:type_name -> google.protobuf.Timestamp
-	39, // 35: jetway.v1.ListSessionsResponse.sessions:type_name -> jetway.v1.Session
-	58, // 36: jetway.v1.BridgeInfo.started:type_name -> google.protobuf.Timestamp
-	59, // 37: jetway.v1.BridgeInfo.uptime:type_name -> google.protobuf.Duration
-	43, // 38: jetway.v1.BridgeInfo.nats:type_name -> jetway.v1.NATSConnection
-	44, // 39: jetway.v1.GetBridgeInfoResponse.bridge:type_name -> jetway.v1.BridgeInfo
-	44, // 40: jetway.v1.GetBridgeInfoResponse.fleet:type_name -> jetway.v1.BridgeInfo
-	58, // 41: jetway.v1.PriorityGroupState.pinned_time:type_name -> google.protobuf.Timestamp
-	58, // 42: jetway.v1.PauseConsumerRequest.pause_until:type_name -> google.protobuf.Timestamp
-	58, // 43: jetway.v1.PauseConsumerResponse.pause_until:type_name -> google.protobuf.Timestamp
-	59, // 44: jetway.v1.PauseConsumerResponse.pause_remaining:type_name -> google.protobuf.Duration
-	58, // 45: jetway.v1.ResetConsumerRequest.time:type_name -> google.protobuf.Timestamp
-	18, // 46: jetway.v1.ResetConsumerResponse.consumer:type_name -> jetway.v1.ConsumerInfo
-	62, // 47: jetway.v1.StoredMessage.HeadersEntry.value:type_name -> jetway.v1.HeaderValues
-	5,  // 48: jetway.v1.AdminService.CreateStream:input_type -> jetway.v1.CreateStreamRequest
-	7,  // 49: jetway.v1.AdminService.UpdateStream:input_type -> jetway.v1.UpdateStreamRequest
-	9,  // 50: jetway.v1.AdminService.GetStream:input_type -> jetway.v1.GetStreamRequest
-	11, // 51: jetway.v1.AdminService.ListStreams:input_type -> jetway.v1.ListStreamsRequest
-	13, // 52: jetway.v1.AdminService.DeleteStream:input_type -> jetway.v1.DeleteStreamRequest
-	15, // 53: jetway.v1.AdminService.PurgeStream:input_type -> jetway.v1.PurgeStreamRequest
-	19, // 54: jetway.v1.AdminService.CreateConsumer:input_type -> jetway.v1.CreateConsumerRequest
-	21, // 55: jetway.v1.AdminService.UpdateConsumer:input_type -> jetway.v1.UpdateConsumerRequest
-	23, // 56: jetway.v1.AdminService.GetConsumer:input_type -> jetway.v1.GetConsumerRequest
-	25, // 57: jetway.v1.AdminService.ListConsumers:input_type -> jetway.v1.ListConsumersRequest
-	27, // 58: jetway.v1.AdminService.DeleteConsumer:input_type -> jetway.v1.DeleteConsumerRequest
-	30, // 59: jetway.v1.AdminService.GetMessage:input_type -> jetway.v1.GetMessageRequest
-	32, // 60: jetway.v1.AdminService.GetLastMessage:input_type -> jetway.v1.GetLastMessageRequest
-	34, // 61: jetway.v1.AdminService.DeleteMessage:input_type -> jetway.v1.DeleteMessageRequest
-	36, // 62: jetway.v1.AdminService.GetAccountInfo:input_type -> jetway.v1.GetAccountInfoRequest
-	40, // 63: jetway.v1.AdminService.ListSessions:input_type -> jetway.v1.ListSessionsRequest
-	42, // 64: jetway.v1.AdminService.GetBridgeInfo:input_type -> jetway.v1.GetBridgeInfoRequest
-	47, // 65: jetway.v1.AdminService.PauseConsumer:input_type -> jetway.v1.PauseConsumerRequest
-	49, // 66: jetway.v1.AdminService.ResumeConsumer:input_type -> jetway.v1.ResumeConsumerRequest
-	51, // 67: jetway.v1.AdminService.ResetConsumer:input_type -> jetway.v1.ResetConsumerRequest
-	53, // 68: jetway.v1.AdminService.UnpinConsumer:input_type -> jetway.v1.UnpinConsumerRequest
-	55, // 69: jetway.v1.AdminService.GetCounter:input_type -> jetway.v1.GetCounterRequest
-	6,  // 70: jetway.v1.AdminService.CreateStream:output_type -> jetway.v1.CreateStreamResponse
-	8,  // 71: jetway.v1.AdminService.UpdateStream:output_type -> jetway.v1.UpdateStreamResponse
-	10, // 72: jetway.v1.AdminService.GetStream:output_type -> jetway.v1.GetStreamResponse
-	12, // 73: jetway.v1.AdminService.ListStreams:output_type -> jetway.v1.ListStreamsResponse
-	14, // 74: jetway.v1.AdminService.DeleteStream:output_type -> jetway.v1.DeleteStreamResponse
-	16, // 75: jetway.v1.AdminService.PurgeStream:output_type -> jetway.v1.PurgeStreamResponse
-	20, // 76: jetway.v1.AdminService.CreateConsumer:output_type -> jetway.v1.CreateConsumerResponse
-	22, // 77: jetway.v1.AdminService.UpdateConsumer:output_type -> jetway.v1.UpdateConsumerResponse
-	24, // 78: jetway.v1.AdminService.GetConsumer:output_type -> jetway.v1.GetConsumerResponse
-	26, // 79: jetway.v1.AdminService.ListConsumers:output_type -> jetway.v1.ListConsumersResponse
-	28, // 80: jetway.v1.AdminService.DeleteConsumer:output_type -> jetway.v1.DeleteConsumerResponse
-	31, // 81: jetway.v1.AdminService.GetMessage:output_type -> jetway.v1.GetMessageResponse
-	33, // 82: jetway.v1.AdminService.GetLastMessage:output_type -> jetway.v1.GetLastMessageResponse
-	35, // 83: jetway.v1.AdminService.DeleteMessage:output_type -> jetway.v1.DeleteMessageResponse
-	38, // 84: jetway.v1.AdminService.GetAccountInfo:output_type -> jetway.v1.GetAccountInfoResponse
-	41, // 85: jetway.v1.AdminService.ListSessions:output_type -> jetway.v1.ListSessionsResponse
-	45, // 86: jetway.v1.AdminService.GetBridgeInfo:output_type -> jetway.v1.GetBridgeInfoResponse
-	48, // 87: jetway.v1.AdminService.PauseConsumer:output_type -> jetway.v1.PauseConsumerResponse
-	50, // 88: jetway.v1.AdminService.ResumeConsumer:output_type -> jetway.v1.ResumeConsumerResponse
-	52, // 89: jetway.v1.AdminService.ResetConsumer:output_type -> jetway.v1.ResetConsumerResponse
-	54, // 90: jetway.v1.AdminService.UnpinConsumer:output_type -> jetway.v1.UnpinConsumerResponse
-	56, // 91: jetway.v1.AdminService.GetCounter:output_type -> jetway.v1.GetCounterResponse
-	70, // [70:92] is the sub-list for method output_type
-	48, // [48:70] is the sub-list for method input_type
-	48, // [48:48] is the sub-list for extension type_name
-	48, // [48:48] is the sub-list for extension extendee
-	0,  // [0:48] is the sub-list for field type_name
+	60, // 4: jetway.v1.ClusterInfo.leader_since:type_name -> google.protobuf.Timestamp
+	62, // 5: jetway.v1.StreamInfo.config:type_name -> jetway.v1.StreamConfig
+	1,  // 6: jetway.v1.StreamInfo.state:type_name -> jetway.v1.StreamState
+	3,  // 7: jetway.v1.StreamInfo.cluster:type_name -> jetway.v1.ClusterInfo
+	60, // 8: jetway.v1.StreamInfo.created:type_name -> google.protobuf.Timestamp
+	5,  // 9: jetway.v1.StreamInfo.mirror:type_name -> jetway.v1.StreamSourceInfo
+	5,  // 10: jetway.v1.StreamInfo.sources:type_name -> jetway.v1.StreamSourceInfo
+	63, // 11: jetway.v1.StreamSourceInfo.external:type_name -> jetway.v1.ExternalStream
+	61, // 12: jetway.v1.StreamSourceInfo.active:type_name -> google.protobuf.Duration
+	64, // 13: jetway.v1.StreamSourceInfo.subject_transforms:type_name -> jetway.v1.SubjectTransform
+	6,  // 14: jetway.v1.StreamSourceInfo.error:type_name -> jetway.v1.StreamSourceError
+	62, // 15: jetway.v1.CreateStreamRequest.config:type_name -> jetway.v1.StreamConfig
+	4,  // 16: jetway.v1.CreateStreamResponse.stream:type_name -> jetway.v1.StreamInfo
+	62, // 17: jetway.v1.UpdateStreamRequest.config:type_name -> jetway.v1.StreamConfig
+	65, // 18: jetway.v1.UpdateStreamRequest.update_mask:type_name -> google.protobuf.FieldMask
+	4,  // 19: jetway.v1.UpdateStreamResponse.stream:type_name -> jetway.v1.StreamInfo
+	4,  // 20: jetway.v1.GetStreamResponse.stream:type_name -> jetway.v1.StreamInfo
+	4,  // 21: jetway.v1.ListStreamsResponse.streams:type_name -> jetway.v1.StreamInfo
+	60, // 22: jetway.v1.SequenceInfo.last_active:type_name -> google.protobuf.Timestamp
+	66, // 23: jetway.v1.ConsumerInfo.config:type_name -> jetway.v1.ConsumerConfig
+	60, // 24: jetway.v1.ConsumerInfo.created:type_name -> google.protobuf.Timestamp
+	19, // 25: jetway.v1.ConsumerInfo.delivered:type_name -> jetway.v1.SequenceInfo
+	19, // 26: jetway.v1.ConsumerInfo.ack_floor:type_name -> jetway.v1.SequenceInfo
+	3,  // 27: jetway.v1.ConsumerInfo.cluster:type_name -> jetway.v1.ClusterInfo
+	61, // 28: jetway.v1.ConsumerInfo.pause_remaining:type_name -> google.protobuf.Duration
+	48, // 29: jetway.v1.ConsumerInfo.priority_groups:type_name -> jetway.v1.PriorityGroupState
+	66, // 30: jetway.v1.CreateConsumerRequest.config:type_name -> jetway.v1.ConsumerConfig
+	20, // 31: jetway.v1.CreateConsumerResponse.consumer:type_name -> jetway.v1.ConsumerInfo
+	66, // 32: jetway.v1.UpdateConsumerRequest.config:type_name -> jetway.v1.ConsumerConfig
+	20, // 33: jetway.v1.UpdateConsumerResponse.consumer:type_name -> jetway.v1.ConsumerInfo
+	20, // 34: jetway.v1.GetConsumerResponse.consumer:type_name -> jetway.v1.ConsumerInfo
+	20, // 35: jetway.v1.ListConsumersResponse.consumers:type_name -> jetway.v1.ConsumerInfo
+	59, // 36: jetway.v1.StoredMessage.headers:type_name -> jetway.v1.StoredMessage.HeadersEntry
+	60, // 37: jetway.v1.StoredMessage.time:type_name -> google.protobuf.Timestamp
+	67, // 38: jetway.v1.StoredMessage.json:type_name -> google.protobuf.Value
+	68, // 39: jetway.v1.GetMessageRequest.format:type_name -> jetway.v1.PayloadFormat
+	31, // 40: jetway.v1.GetMessageResponse.message:type_name -> jetway.v1.StoredMessage
+	68, // 41: jetway.v1.GetLastMessageRequest.format:type_name -> jetway.v1.PayloadFormat
+	31, // 42: jetway.v1.GetLastMessageResponse.message:type_name -> jetway.v1.StoredMessage
+	39, // 43: jetway.v1.GetAccountInfoResponse.limits:type_name -> jetway.v1.AccountLimits
+	0,  // 44: jetway.v1.Session.kind:type_name -> jetway.v1.SessionKind
+	60, // 45: jetway.v1.Session.since:type_name -> google.protobuf.Timestamp
+	41, // 46: jetway.v1.ListSessionsResponse.sessions:type_name -> jetway.v1.Session
+	60, // 47: jetway.v1.BridgeInfo.started:type_name -> google.protobuf.Timestamp
+	61, // 48: jetway.v1.BridgeInfo.uptime:type_name -> google.protobuf.Duration
+	45, // 49: jetway.v1.BridgeInfo.nats:type_name -> jetway.v1.NATSConnection
+	46, // 50: jetway.v1.GetBridgeInfoResponse.bridge:type_name -> jetway.v1.BridgeInfo
+	46, // 51: jetway.v1.GetBridgeInfoResponse.fleet:type_name -> jetway.v1.BridgeInfo
+	60, // 52: jetway.v1.PriorityGroupState.pinned_time:type_name -> google.protobuf.Timestamp
+	60, // 53: jetway.v1.PauseConsumerRequest.pause_until:type_name -> google.protobuf.Timestamp
+	60, // 54: jetway.v1.PauseConsumerResponse.pause_until:type_name -> google.protobuf.Timestamp
+	61, // 55: jetway.v1.PauseConsumerResponse.pause_remaining:type_name -> google.protobuf.Duration
+	60, // 56: jetway.v1.ResetConsumerRequest.time:type_name -> google.protobuf.Timestamp
+	20, // 57: jetway.v1.ResetConsumerResponse.consumer:type_name -> jetway.v1.ConsumerInfo
+	69, // 58: jetway.v1.StoredMessage.HeadersEntry.value:type_name -> jetway.v1.HeaderValues
+	7,  // 59: jetway.v1.AdminService.CreateStream:input_type -> jetway.v1.CreateStreamRequest
+	9,  // 60: jetway.v1.AdminService.UpdateStream:input_type -> jetway.v1.UpdateStreamRequest
+	11, // 61: jetway.v1.AdminService.GetStream:input_type -> jetway.v1.GetStreamRequest
+	13, // 62: jetway.v1.AdminService.ListStreams:input_type -> jetway.v1.ListStreamsRequest
+	15, // 63: jetway.v1.AdminService.DeleteStream:input_type -> jetway.v1.DeleteStreamRequest
+	17, // 64: jetway.v1.AdminService.PurgeStream:input_type -> jetway.v1.PurgeStreamRequest
+	21, // 65: jetway.v1.AdminService.CreateConsumer:input_type -> jetway.v1.CreateConsumerRequest
+	23, // 66: jetway.v1.AdminService.UpdateConsumer:input_type -> jetway.v1.UpdateConsumerRequest
+	25, // 67: jetway.v1.AdminService.GetConsumer:input_type -> jetway.v1.GetConsumerRequest
+	27, // 68: jetway.v1.AdminService.ListConsumers:input_type -> jetway.v1.ListConsumersRequest
+	29, // 69: jetway.v1.AdminService.DeleteConsumer:input_type -> jetway.v1.DeleteConsumerRequest
+	32, // 70: jetway.v1.AdminService.GetMessage:input_type -> jetway.v1.GetMessageRequest
+	34, // 71: jetway.v1.AdminService.GetLastMessage:input_type -> jetway.v1.GetLastMessageRequest
+	36, // 72: jetway.v1.AdminService.DeleteMessage:input_type -> jetway.v1.DeleteMessageRequest
+	38, // 73: jetway.v1.AdminService.GetAccountInfo:input_type -> jetway.v1.GetAccountInfoRequest
+	42, // 74: jetway.v1.AdminService.ListSessions:input_type -> jetway.v1.ListSessionsRequest
+	44, // 75: jetway.v1.AdminService.GetBridgeInfo:input_type -> jetway.v1.GetBridgeInfoRequest
+	49, // 76: jetway.v1.AdminService.PauseConsumer:input_type -> jetway.v1.PauseConsumerRequest
+	51, // 77: jetway.v1.AdminService.ResumeConsumer:input_type -> jetway.v1.ResumeConsumerRequest
+	53, // 78: jetway.v1.AdminService.ResetConsumer:input_type -> jetway.v1.ResetConsumerRequest
+	55, // 79: jetway.v1.AdminService.UnpinConsumer:input_type -> jetway.v1.UnpinConsumerRequest
+	57, // 80: jetway.v1.AdminService.GetCounter:input_type -> jetway.v1.GetCounterRequest
+	8,  // 81: jetway.v1.AdminService.CreateStream:output_type -> jetway.v1.CreateStreamResponse
+	10, // 82: jetway.v1.AdminService.UpdateStream:output_type -> jetway.v1.UpdateStreamResponse
+	12, // 83: jetway.v1.AdminService.GetStream:output_type -> jetway.v1.GetStreamResponse
+	14, // 84: jetway.v1.AdminService.ListStreams:output_type -> jetway.v1.ListStreamsResponse
+	16, // 85: jetway.v1.AdminService.DeleteStream:output_type -> jetway.v1.DeleteStreamResponse
+	18, // 86: jetway.v1.AdminService.PurgeStream:output_type -> jetway.v1.PurgeStreamResponse
+	22, // 87: jetway.v1.AdminService.CreateConsumer:output_type -> jetway.v1.CreateConsumerResponse
+	24, // 88: jetway.v1.AdminService.UpdateConsumer:output_type -> jetway.v1.UpdateConsumerResponse
+	26, // 89: jetway.v1.AdminService.GetConsumer:output_type -> jetway.v1.GetConsumerResponse
+	28, // 90: jetway.v1.AdminService.ListConsumers:output_type -> jetway.v1.ListConsumersResponse
+	30, // 91: jetway.v1.AdminService.DeleteConsumer:output_type -> jetway.v1.DeleteConsumerResponse
+	33, // 92: jetway.v1.AdminService.GetMessage:output_type -> jetway.v1.GetMessageResponse
+	35, // 93: jetway.v1.AdminService.GetLastMessage:output_type -> jetway.v1.GetLastMessageResponse
+	37, // 94: jetway.v1.AdminService.DeleteMessage:output_type -> jetway.v1.DeleteMessageResponse
+	40, // 95: jetway.v1.AdminService.GetAccountInfo:output_type -> jetway.v1.GetAccountInfoResponse
+	43, // 96: jetway.v1.AdminService.ListSessions:output_type -> jetway.v1.ListSessionsResponse
+	47, // 97: jetway.v1.AdminService.GetBridgeInfo:output_type -> jetway.v1.GetBridgeInfoResponse
+	50, // 98: jetway.v1.AdminService.PauseConsumer:output_type -> jetway.v1.PauseConsumerResponse
+	52, // 99: jetway.v1.AdminService.ResumeConsumer:output_type -> jetway.v1.ResumeConsumerResponse
+	54, // 100: jetway.v1.AdminService.ResetConsumer:output_type -> jetway.v1.ResetConsumerResponse
+	56, // 101: jetway.v1.AdminService.UnpinConsumer:output_type -> jetway.v1.UnpinConsumerResponse
+	58, // 102: jetway.v1.AdminService.GetCounter:output_type -> jetway.v1.GetCounterResponse
+	81, // [81:103] is the sub-list for method output_type
+	59, // [59:81] is the sub-list for method input_type
+	59, // [59:59] is the sub-list for extension type_name
+	59, // [59:59] is the sub-list for extension extendee
+	0,  // [0:59] is the sub-list for field type_name
 }
 
 func init() { file_jetway_v1_admin_proto_init() }
@@ -4218,6 +4522,7 @@ func file_jetway_v1_admin_proto_init() {
 	if File_jetway_v1_admin_proto != nil {
 		return
 	}
+	file_jetway_v1_message_proto_init()
 	file_jetway_v1_types_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -4225,7 +4530,7 @@ func file_jetway_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_jetway_v1_admin_proto_rawDesc), len(file_jetway_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   57,
+			NumMessages:   59,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

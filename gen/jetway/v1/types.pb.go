@@ -433,6 +433,60 @@ func (PriorityPolicy) EnumDescriptor() ([]byte, []int) {
 	return file_jetway_v1_types_proto_rawDescGZIP(), []int{6}
 }
 
+// PersistMode says when JetStream acknowledges a publish.
+type PersistMode int32
+
+const (
+	// Not set: default.
+	PersistMode_PERSIST_MODE_UNSPECIFIED PersistMode = 0
+	// The acknowledgement follows the write to the store.
+	PersistMode_PERSIST_MODE_DEFAULT PersistMode = 1
+	// The write is flushed asynchronously: the acknowledgement may come
+	// before it, and a server killed in between loses the message.
+	PersistMode_PERSIST_MODE_ASYNC PersistMode = 2
+)
+
+// Enum value maps for PersistMode.
+var (
+	PersistMode_name = map[int32]string{
+		0: "PERSIST_MODE_UNSPECIFIED",
+		1: "PERSIST_MODE_DEFAULT",
+		2: "PERSIST_MODE_ASYNC",
+	}
+	PersistMode_value = map[string]int32{
+		"PERSIST_MODE_UNSPECIFIED": 0,
+		"PERSIST_MODE_DEFAULT":     1,
+		"PERSIST_MODE_ASYNC":       2,
+	}
+)
+
+func (x PersistMode) Enum() *PersistMode {
+	p := new(PersistMode)
+	*p = x
+	return p
+}
+
+func (x PersistMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PersistMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_jetway_v1_types_proto_enumTypes[7].Descriptor()
+}
+
+func (PersistMode) Type() protoreflect.EnumType {
+	return &file_jetway_v1_types_proto_enumTypes[7]
+}
+
+func (x PersistMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PersistMode.Descriptor instead.
+func (PersistMode) EnumDescriptor() ([]byte, []int) {
+	return file_jetway_v1_types_proto_rawDescGZIP(), []int{7}
+}
+
 // HeaderValues holds every value of one message header, in order.
 //
 // NATS headers are multi-valued like HTTP headers. Names are case-sensitive
@@ -544,7 +598,52 @@ type StreamConfig struct {
 	SubjectDeleteMarkerTtl *durationpb.Duration `protobuf:"bytes,23,opt,name=subject_delete_marker_ttl,json=subjectDeleteMarkerTtl,proto3" json:"subject_delete_marker_ttl,omitempty"`
 	// A sealed stream accepts no new messages and no deletes or purges. Only
 	// on update; cannot be undone.
-	Sealed        bool `protobuf:"varint,24,opt,name=sealed,proto3" json:"sealed,omitempty"`
+	Sealed bool `protobuf:"varint,24,opt,name=sealed,proto3" json:"sealed,omitempty"`
+	// The stream this one mirrors: it then holds a copy of that stream's
+	// messages, with their sequences, and nothing else (no subjects, no
+	// sources, no publishes). Set at creation; an update must carry it
+	// unchanged, or remove it with update_mask "mirror" (which promotes the
+	// mirror to an ordinary stream). Needs admin read on the mirrored
+	// stream.
+	Mirror *StreamSource `protobuf:"bytes,25,opt,name=mirror,proto3" json:"mirror,omitempty"`
+	// Streams whose messages are copied into this one besides what it
+	// captures itself, at most 1000. Needs admin read on each.
+	Sources []*StreamSource `protobuf:"bytes,26,rep,name=sources,proto3" json:"sources,omitempty"`
+	// Rewrites the subject of each message the stream captures before it is
+	// stored (nats-server subject-mapping syntax in destination).
+	SubjectTransform *SubjectTransform `protobuf:"bytes,27,opt,name=subject_transform,json=subjectTransform,proto3" json:"subject_transform,omitempty"`
+	// Republishes each stored message (or its headers) to other subjects.
+	Republish *Republish `protobuf:"bytes,28,opt,name=republish,proto3" json:"republish,omitempty"`
+	// Where the replicas are placed: a cluster and server tags. Unset: the
+	// cluster of the server that takes the request.
+	Placement *Placement `protobuf:"bytes,29,opt,name=placement,proto3" json:"placement,omitempty"`
+	// On a mirror: it also answers direct gets for the mirrored stream's
+	// subjects (needs allow_direct on the mirrored stream).
+	MirrorDirect bool `protobuf:"varint,30,opt,name=mirror_direct,json=mirrorDirect,proto3" json:"mirror_direct,omitempty"`
+	// Accept atomic batch publishes (Nats-Batch-* headers; nats-server
+	// 2.12+).
+	AllowAtomic bool `protobuf:"varint,31,opt,name=allow_atomic,json=allowAtomic,proto3" json:"allow_atomic,omitempty"`
+	// Accept fast, non-atomic batch publishes (nats-server 2.14+).
+	AllowBatched bool `protobuf:"varint,32,opt,name=allow_batched,json=allowBatched,proto3" json:"allow_batched,omitempty"`
+	// The stream holds counters (Nats-Incr publishes; nats-server 2.12+).
+	// Only at creation: JetStream refuses to change it.
+	AllowMsgCounter bool `protobuf:"varint,33,opt,name=allow_msg_counter,json=allowMsgCounter,proto3" json:"allow_msg_counter,omitempty"`
+	// Accept scheduled and delayed messages (Nats-Schedule headers;
+	// nats-server 2.12+). Cannot be turned off again.
+	AllowMsgSchedules bool `protobuf:"varint,34,opt,name=allow_msg_schedules,json=allowMsgSchedules,proto3" json:"allow_msg_schedules,omitempty"`
+	// When a publish is acknowledged relative to the write. Only at
+	// creation: JetStream refuses to change it.
+	PersistMode PersistMode `protobuf:"varint,35,opt,name=persist_mode,json=persistMode,proto3,enum=jetway.v1.PersistMode" json:"persist_mode,omitempty"`
+	// The sequence of the stream's first message; 0 is 1. Only at creation
+	// (an update must carry the current value or 0).
+	FirstSequence uint64 `protobuf:"varint,36,opt,name=first_sequence,json=firstSequence,proto3" json:"first_sequence,omitempty"`
+	// Defaults and caps for the stream's consumers.
+	ConsumerLimits *StreamConsumerLimits `protobuf:"bytes,37,opt,name=consumer_limits,json=consumerLimits,proto3" json:"consumer_limits,omitempty"`
+	// JetStream sends no acknowledgement of publishes: a Publish through the
+	// bridge then waits for one until --nats-request-timeout and answers
+	// UNAVAILABLE, though the message is stored. For streams fed by NATS
+	// clients that publish without waiting.
+	NoAck         bool `protobuf:"varint,38,opt,name=no_ack,json=noAck,proto3" json:"no_ack,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -743,6 +842,104 @@ func (x *StreamConfig) GetSubjectDeleteMarkerTtl() *durationpb.Duration {
 func (x *StreamConfig) GetSealed() bool {
 	if x != nil {
 		return x.Sealed
+	}
+	return false
+}
+
+func (x *StreamConfig) GetMirror() *StreamSource {
+	if x != nil {
+		return x.Mirror
+	}
+	return nil
+}
+
+func (x *StreamConfig) GetSources() []*StreamSource {
+	if x != nil {
+		return x.Sources
+	}
+	return nil
+}
+
+func (x *StreamConfig) GetSubjectTransform() *SubjectTransform {
+	if x != nil {
+		return x.SubjectTransform
+	}
+	return nil
+}
+
+func (x *StreamConfig) GetRepublish() *Republish {
+	if x != nil {
+		return x.Republish
+	}
+	return nil
+}
+
+func (x *StreamConfig) GetPlacement() *Placement {
+	if x != nil {
+		return x.Placement
+	}
+	return nil
+}
+
+func (x *StreamConfig) GetMirrorDirect() bool {
+	if x != nil {
+		return x.MirrorDirect
+	}
+	return false
+}
+
+func (x *StreamConfig) GetAllowAtomic() bool {
+	if x != nil {
+		return x.AllowAtomic
+	}
+	return false
+}
+
+func (x *StreamConfig) GetAllowBatched() bool {
+	if x != nil {
+		return x.AllowBatched
+	}
+	return false
+}
+
+func (x *StreamConfig) GetAllowMsgCounter() bool {
+	if x != nil {
+		return x.AllowMsgCounter
+	}
+	return false
+}
+
+func (x *StreamConfig) GetAllowMsgSchedules() bool {
+	if x != nil {
+		return x.AllowMsgSchedules
+	}
+	return false
+}
+
+func (x *StreamConfig) GetPersistMode() PersistMode {
+	if x != nil {
+		return x.PersistMode
+	}
+	return PersistMode_PERSIST_MODE_UNSPECIFIED
+}
+
+func (x *StreamConfig) GetFirstSequence() uint64 {
+	if x != nil {
+		return x.FirstSequence
+	}
+	return 0
+}
+
+func (x *StreamConfig) GetConsumerLimits() *StreamConsumerLimits {
+	if x != nil {
+		return x.ConsumerLimits
+	}
+	return nil
+}
+
+func (x *StreamConfig) GetNoAck() bool {
+	if x != nil {
+		return x.NoAck
 	}
 	return false
 }
@@ -1106,13 +1303,474 @@ func (x *PullPriority) GetPinId() string {
 	return ""
 }
 
+// SubjectTransform rewrites subjects matching source into destination.
+type SubjectTransform struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The subjects to transform (wildcards allowed); empty means every
+	// subject (">").
+	Source string `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
+	// The new subject: literal tokens, the wildcards of source, and
+	// nats-server's mapping functions ({{wildcard(1)}}, {{partition(3,1)}},
+	// {{split(1,-)}}…). Required.
+	Destination   string `protobuf:"bytes,2,opt,name=destination,proto3" json:"destination,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubjectTransform) Reset() {
+	*x = SubjectTransform{}
+	mi := &file_jetway_v1_types_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubjectTransform) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubjectTransform) ProtoMessage() {}
+
+func (x *SubjectTransform) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_types_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubjectTransform.ProtoReflect.Descriptor instead.
+func (*SubjectTransform) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_types_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *SubjectTransform) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *SubjectTransform) GetDestination() string {
+	if x != nil {
+		return x.Destination
+	}
+	return ""
+}
+
+// Republish publishes a copy of each stored message.
+type Republish struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stored subjects to republish (wildcards allowed); empty means
+	// every subject (">").
+	Source string `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
+	// The subject to publish to, as a SubjectTransform destination.
+	// Required. It must lie outside the reserved subject spaces and, for a
+	// stream admin, within its admin subjects.
+	Destination string `protobuf:"bytes,2,opt,name=destination,proto3" json:"destination,omitempty"`
+	// Send only the headers, with the payload's size in Nats-Msg-Size.
+	HeadersOnly   bool `protobuf:"varint,3,opt,name=headers_only,json=headersOnly,proto3" json:"headers_only,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Republish) Reset() {
+	*x = Republish{}
+	mi := &file_jetway_v1_types_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Republish) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Republish) ProtoMessage() {}
+
+func (x *Republish) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_types_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Republish.ProtoReflect.Descriptor instead.
+func (*Republish) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_types_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Republish) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *Republish) GetDestination() string {
+	if x != nil {
+		return x.Destination
+	}
+	return ""
+}
+
+func (x *Republish) GetHeadersOnly() bool {
+	if x != nil {
+		return x.HeadersOnly
+	}
+	return false
+}
+
+// Placement selects the servers of a stream's replicas.
+type Placement struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The cluster; empty means any.
+	Cluster string `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	// Server tags every replica's server must have.
+	Tags          []string `protobuf:"bytes,2,rep,name=tags,proto3" json:"tags,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Placement) Reset() {
+	*x = Placement{}
+	mi := &file_jetway_v1_types_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Placement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Placement) ProtoMessage() {}
+
+func (x *Placement) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_types_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Placement.ProtoReflect.Descriptor instead.
+func (*Placement) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_types_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Placement) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
+}
+
+func (x *Placement) GetTags() []string {
+	if x != nil {
+		return x.Tags
+	}
+	return nil
+}
+
+// ExternalStream reaches a stream in another JetStream domain or account.
+type ExternalStream struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The JetStream API prefix of the other domain or account, e.g.
+	// "$JS.hub.API". Required.
+	ApiPrefix string `protobuf:"bytes,1,opt,name=api_prefix,json=apiPrefix,proto3" json:"api_prefix,omitempty"`
+	// The subject prefix the messages are delivered on.
+	DeliverPrefix string `protobuf:"bytes,2,opt,name=deliver_prefix,json=deliverPrefix,proto3" json:"deliver_prefix,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExternalStream) Reset() {
+	*x = ExternalStream{}
+	mi := &file_jetway_v1_types_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExternalStream) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExternalStream) ProtoMessage() {}
+
+func (x *ExternalStream) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_types_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExternalStream.ProtoReflect.Descriptor instead.
+func (*ExternalStream) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_types_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ExternalStream) GetApiPrefix() string {
+	if x != nil {
+		return x.ApiPrefix
+	}
+	return ""
+}
+
+func (x *ExternalStream) GetDeliverPrefix() string {
+	if x != nil {
+		return x.DeliverPrefix
+	}
+	return ""
+}
+
+// SourceConsumer names the durable consumer the server uses to copy a
+// source (nats-server 2.14+); unset: an ephemeral one.
+type SourceConsumer struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The durable consumer's name.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The subject that consumer delivers to.
+	DeliverSubject string `protobuf:"bytes,2,opt,name=deliver_subject,json=deliverSubject,proto3" json:"deliver_subject,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *SourceConsumer) Reset() {
+	*x = SourceConsumer{}
+	mi := &file_jetway_v1_types_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SourceConsumer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SourceConsumer) ProtoMessage() {}
+
+func (x *SourceConsumer) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_types_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SourceConsumer.ProtoReflect.Descriptor instead.
+func (*SourceConsumer) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_types_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *SourceConsumer) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SourceConsumer) GetDeliverSubject() string {
+	if x != nil {
+		return x.DeliverSubject
+	}
+	return ""
+}
+
+// StreamSource is a mirrored or sourced stream.
+type StreamSource struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stream's name. Required.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Copy from this sequence on; 0 is the first.
+	OptStartSequence uint64 `protobuf:"varint,2,opt,name=opt_start_sequence,json=optStartSequence,proto3" json:"opt_start_sequence,omitempty"`
+	// Copy from the first message at or after this time.
+	OptStartTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=opt_start_time,json=optStartTime,proto3" json:"opt_start_time,omitempty"`
+	// Copy only messages on subjects matching this (wildcards allowed).
+	// Cannot be combined with subject_transforms.
+	FilterSubject string `protobuf:"bytes,4,opt,name=filter_subject,json=filterSubject,proto3" json:"filter_subject,omitempty"`
+	// Copy messages matching any of these sources, each rewritten by its
+	// destination (empty destination: unchanged), at most 1000.
+	SubjectTransforms []*SubjectTransform `protobuf:"bytes,5,rep,name=subject_transforms,json=subjectTransforms,proto3" json:"subject_transforms,omitempty"`
+	// The stream is in another domain or account. Needs admin of every
+	// stream.
+	External *ExternalStream `protobuf:"bytes,6,opt,name=external,proto3" json:"external,omitempty"`
+	// The stream is in this JetStream domain: a shorthand for external with
+	// api_prefix "$JS.<domain>.API". Reads return it as external.
+	Domain string `protobuf:"bytes,7,opt,name=domain,proto3" json:"domain,omitempty"`
+	// The durable consumer that copies it (nats-server 2.14+).
+	Consumer      *SourceConsumer `protobuf:"bytes,8,opt,name=consumer,proto3" json:"consumer,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamSource) Reset() {
+	*x = StreamSource{}
+	mi := &file_jetway_v1_types_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamSource) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamSource) ProtoMessage() {}
+
+func (x *StreamSource) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_types_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamSource.ProtoReflect.Descriptor instead.
+func (*StreamSource) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_types_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *StreamSource) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *StreamSource) GetOptStartSequence() uint64 {
+	if x != nil {
+		return x.OptStartSequence
+	}
+	return 0
+}
+
+func (x *StreamSource) GetOptStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OptStartTime
+	}
+	return nil
+}
+
+func (x *StreamSource) GetFilterSubject() string {
+	if x != nil {
+		return x.FilterSubject
+	}
+	return ""
+}
+
+func (x *StreamSource) GetSubjectTransforms() []*SubjectTransform {
+	if x != nil {
+		return x.SubjectTransforms
+	}
+	return nil
+}
+
+func (x *StreamSource) GetExternal() *ExternalStream {
+	if x != nil {
+		return x.External
+	}
+	return nil
+}
+
+func (x *StreamSource) GetDomain() string {
+	if x != nil {
+		return x.Domain
+	}
+	return ""
+}
+
+func (x *StreamSource) GetConsumer() *SourceConsumer {
+	if x != nil {
+		return x.Consumer
+	}
+	return nil
+}
+
+// StreamConsumerLimits are defaults and caps for a stream's consumers.
+type StreamConsumerLimits struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The inactive_threshold of consumers that set none, and the most one
+	// may set; unset is none.
+	InactiveThreshold *durationpb.Duration `protobuf:"bytes,1,opt,name=inactive_threshold,json=inactiveThreshold,proto3" json:"inactive_threshold,omitempty"`
+	// The most max_ack_pending a consumer may have; 0 is no cap.
+	MaxAckPending int32 `protobuf:"varint,2,opt,name=max_ack_pending,json=maxAckPending,proto3" json:"max_ack_pending,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamConsumerLimits) Reset() {
+	*x = StreamConsumerLimits{}
+	mi := &file_jetway_v1_types_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamConsumerLimits) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamConsumerLimits) ProtoMessage() {}
+
+func (x *StreamConsumerLimits) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_types_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamConsumerLimits.ProtoReflect.Descriptor instead.
+func (*StreamConsumerLimits) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_types_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *StreamConsumerLimits) GetInactiveThreshold() *durationpb.Duration {
+	if x != nil {
+		return x.InactiveThreshold
+	}
+	return nil
+}
+
+func (x *StreamConsumerLimits) GetMaxAckPending() int32 {
+	if x != nil {
+		return x.MaxAckPending
+	}
+	return 0
+}
+
 var File_jetway_v1_types_proto protoreflect.FileDescriptor
 
 const file_jetway_v1_types_proto_rawDesc = "" +
 	"\n" +
 	"\x15jetway/v1/types.proto\x12\tjetway.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"&\n" +
 	"\fHeaderValues\x12\x16\n" +
-	"\x06values\x18\x01 \x03(\tR\x06values\"\xcf\b\n" +
+	"\x06values\x18\x01 \x03(\tR\x06values\"\xf1\r\n" +
 	"\fStreamConfig\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x1a\n" +
@@ -1141,7 +1799,21 @@ const file_jetway_v1_types_proto_rawDesc = "" +
 	"\vcompression\x18\x15 \x01(\x0e2\x16.jetway.v1.CompressionR\vcompression\x12A\n" +
 	"\bmetadata\x18\x16 \x03(\v2%.jetway.v1.StreamConfig.MetadataEntryR\bmetadata\x12T\n" +
 	"\x19subject_delete_marker_ttl\x18\x17 \x01(\v2\x19.google.protobuf.DurationR\x16subjectDeleteMarkerTtl\x12\x16\n" +
-	"\x06sealed\x18\x18 \x01(\bR\x06sealed\x1a;\n" +
+	"\x06sealed\x18\x18 \x01(\bR\x06sealed\x12/\n" +
+	"\x06mirror\x18\x19 \x01(\v2\x17.jetway.v1.StreamSourceR\x06mirror\x121\n" +
+	"\asources\x18\x1a \x03(\v2\x17.jetway.v1.StreamSourceR\asources\x12H\n" +
+	"\x11subject_transform\x18\x1b \x01(\v2\x1b.jetway.v1.SubjectTransformR\x10subjectTransform\x122\n" +
+	"\trepublish\x18\x1c \x01(\v2\x14.jetway.v1.RepublishR\trepublish\x122\n" +
+	"\tplacement\x18\x1d \x01(\v2\x14.jetway.v1.PlacementR\tplacement\x12#\n" +
+	"\rmirror_direct\x18\x1e \x01(\bR\fmirrorDirect\x12!\n" +
+	"\fallow_atomic\x18\x1f \x01(\bR\vallowAtomic\x12#\n" +
+	"\rallow_batched\x18  \x01(\bR\fallowBatched\x12*\n" +
+	"\x11allow_msg_counter\x18! \x01(\bR\x0fallowMsgCounter\x12.\n" +
+	"\x13allow_msg_schedules\x18\" \x01(\bR\x11allowMsgSchedules\x129\n" +
+	"\fpersist_mode\x18# \x01(\x0e2\x16.jetway.v1.PersistModeR\vpersistMode\x12%\n" +
+	"\x0efirst_sequence\x18$ \x01(\x04R\rfirstSequence\x12H\n" +
+	"\x0fconsumer_limits\x18% \x01(\v2\x1f.jetway.v1.StreamConsumerLimitsR\x0econsumerLimits\x12\x15\n" +
+	"\x06no_ack\x18& \x01(\bR\x05noAck\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc2\t\n" +
@@ -1185,7 +1857,36 @@ const file_jetway_v1_types_proto_rawDesc = "" +
 	"minPending\x12&\n" +
 	"\x0fmin_ack_pending\x18\x03 \x01(\x03R\rminAckPending\x12\x1a\n" +
 	"\bpriority\x18\x04 \x01(\x05R\bpriority\x12\x15\n" +
-	"\x06pin_id\x18\x05 \x01(\tR\x05pinId*\x90\x01\n" +
+	"\x06pin_id\x18\x05 \x01(\tR\x05pinId\"L\n" +
+	"\x10SubjectTransform\x12\x16\n" +
+	"\x06source\x18\x01 \x01(\tR\x06source\x12 \n" +
+	"\vdestination\x18\x02 \x01(\tR\vdestination\"h\n" +
+	"\tRepublish\x12\x16\n" +
+	"\x06source\x18\x01 \x01(\tR\x06source\x12 \n" +
+	"\vdestination\x18\x02 \x01(\tR\vdestination\x12!\n" +
+	"\fheaders_only\x18\x03 \x01(\bR\vheadersOnly\"9\n" +
+	"\tPlacement\x12\x18\n" +
+	"\acluster\x18\x01 \x01(\tR\acluster\x12\x12\n" +
+	"\x04tags\x18\x02 \x03(\tR\x04tags\"V\n" +
+	"\x0eExternalStream\x12\x1d\n" +
+	"\n" +
+	"api_prefix\x18\x01 \x01(\tR\tapiPrefix\x12%\n" +
+	"\x0edeliver_prefix\x18\x02 \x01(\tR\rdeliverPrefix\"M\n" +
+	"\x0eSourceConsumer\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12'\n" +
+	"\x0fdeliver_subject\x18\x02 \x01(\tR\x0edeliverSubject\"\x8b\x03\n" +
+	"\fStreamSource\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12,\n" +
+	"\x12opt_start_sequence\x18\x02 \x01(\x04R\x10optStartSequence\x12@\n" +
+	"\x0eopt_start_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\foptStartTime\x12%\n" +
+	"\x0efilter_subject\x18\x04 \x01(\tR\rfilterSubject\x12J\n" +
+	"\x12subject_transforms\x18\x05 \x03(\v2\x1b.jetway.v1.SubjectTransformR\x11subjectTransforms\x125\n" +
+	"\bexternal\x18\x06 \x01(\v2\x19.jetway.v1.ExternalStreamR\bexternal\x12\x16\n" +
+	"\x06domain\x18\a \x01(\tR\x06domain\x125\n" +
+	"\bconsumer\x18\b \x01(\v2\x19.jetway.v1.SourceConsumerR\bconsumer\"\x88\x01\n" +
+	"\x14StreamConsumerLimits\x12H\n" +
+	"\x12inactive_threshold\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x11inactiveThreshold\x12&\n" +
+	"\x0fmax_ack_pending\x18\x02 \x01(\x05R\rmaxAckPending*\x90\x01\n" +
 	"\x0fRetentionPolicy\x12 \n" +
 	"\x1cRETENTION_POLICY_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17RETENTION_POLICY_LIMITS\x10\x01\x12\x1d\n" +
@@ -1221,7 +1922,11 @@ const file_jetway_v1_types_proto_rawDesc = "" +
 	"\x14PRIORITY_POLICY_NONE\x10\x01\x12!\n" +
 	"\x1dPRIORITY_POLICY_PINNED_CLIENT\x10\x02\x12\x1c\n" +
 	"\x18PRIORITY_POLICY_OVERFLOW\x10\x03\x12\x1f\n" +
-	"\x1bPRIORITY_POLICY_PRIORITIZED\x10\x04B5Z3github.com/jetway-dev/jetway/gen/jetway/v1;jetwayv1b\x06proto3"
+	"\x1bPRIORITY_POLICY_PRIORITIZED\x10\x04*]\n" +
+	"\vPersistMode\x12\x1c\n" +
+	"\x18PERSIST_MODE_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14PERSIST_MODE_DEFAULT\x10\x01\x12\x16\n" +
+	"\x12PERSIST_MODE_ASYNC\x10\x02B5Z3github.com/jetway-dev/jetway/gen/jetway/v1;jetwayv1b\x06proto3"
 
 var (
 	file_jetway_v1_types_proto_rawDescOnce sync.Once
@@ -1235,8 +1940,8 @@ func file_jetway_v1_types_proto_rawDescGZIP() []byte {
 	return file_jetway_v1_types_proto_rawDescData
 }
 
-var file_jetway_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_jetway_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_jetway_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
+var file_jetway_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_jetway_v1_types_proto_goTypes = []any{
 	(RetentionPolicy)(0),          // 0: jetway.v1.RetentionPolicy
 	(StorageType)(0),              // 1: jetway.v1.StorageType
@@ -1245,40 +1950,60 @@ var file_jetway_v1_types_proto_goTypes = []any{
 	(DeliverPolicy)(0),            // 4: jetway.v1.DeliverPolicy
 	(AckPolicy)(0),                // 5: jetway.v1.AckPolicy
 	(PriorityPolicy)(0),           // 6: jetway.v1.PriorityPolicy
-	(*HeaderValues)(nil),          // 7: jetway.v1.HeaderValues
-	(*StreamConfig)(nil),          // 8: jetway.v1.StreamConfig
-	(*ConsumerConfig)(nil),        // 9: jetway.v1.ConsumerConfig
-	(*PullPriority)(nil),          // 10: jetway.v1.PullPriority
-	nil,                           // 11: jetway.v1.StreamConfig.MetadataEntry
-	nil,                           // 12: jetway.v1.ConsumerConfig.MetadataEntry
-	(*durationpb.Duration)(nil),   // 13: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
+	(PersistMode)(0),              // 7: jetway.v1.PersistMode
+	(*HeaderValues)(nil),          // 8: jetway.v1.HeaderValues
+	(*StreamConfig)(nil),          // 9: jetway.v1.StreamConfig
+	(*ConsumerConfig)(nil),        // 10: jetway.v1.ConsumerConfig
+	(*PullPriority)(nil),          // 11: jetway.v1.PullPriority
+	(*SubjectTransform)(nil),      // 12: jetway.v1.SubjectTransform
+	(*Republish)(nil),             // 13: jetway.v1.Republish
+	(*Placement)(nil),             // 14: jetway.v1.Placement
+	(*ExternalStream)(nil),        // 15: jetway.v1.ExternalStream
+	(*SourceConsumer)(nil),        // 16: jetway.v1.SourceConsumer
+	(*StreamSource)(nil),          // 17: jetway.v1.StreamSource
+	(*StreamConsumerLimits)(nil),  // 18: jetway.v1.StreamConsumerLimits
+	nil,                           // 19: jetway.v1.StreamConfig.MetadataEntry
+	nil,                           // 20: jetway.v1.ConsumerConfig.MetadataEntry
+	(*durationpb.Duration)(nil),   // 21: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
 }
 var file_jetway_v1_types_proto_depIdxs = []int32{
 	0,  // 0: jetway.v1.StreamConfig.retention:type_name -> jetway.v1.RetentionPolicy
 	1,  // 1: jetway.v1.StreamConfig.storage:type_name -> jetway.v1.StorageType
-	13, // 2: jetway.v1.StreamConfig.max_age:type_name -> google.protobuf.Duration
+	21, // 2: jetway.v1.StreamConfig.max_age:type_name -> google.protobuf.Duration
 	2,  // 3: jetway.v1.StreamConfig.discard:type_name -> jetway.v1.DiscardPolicy
-	13, // 4: jetway.v1.StreamConfig.duplicate_window:type_name -> google.protobuf.Duration
+	21, // 4: jetway.v1.StreamConfig.duplicate_window:type_name -> google.protobuf.Duration
 	3,  // 5: jetway.v1.StreamConfig.compression:type_name -> jetway.v1.Compression
-	11, // 6: jetway.v1.StreamConfig.metadata:type_name -> jetway.v1.StreamConfig.MetadataEntry
-	13, // 7: jetway.v1.StreamConfig.subject_delete_marker_ttl:type_name -> google.protobuf.Duration
-	4,  // 8: jetway.v1.ConsumerConfig.deliver_policy:type_name -> jetway.v1.DeliverPolicy
-	14, // 9: jetway.v1.ConsumerConfig.opt_start_time:type_name -> google.protobuf.Timestamp
-	5,  // 10: jetway.v1.ConsumerConfig.ack_policy:type_name -> jetway.v1.AckPolicy
-	13, // 11: jetway.v1.ConsumerConfig.ack_wait:type_name -> google.protobuf.Duration
-	13, // 12: jetway.v1.ConsumerConfig.backoff:type_name -> google.protobuf.Duration
-	13, // 13: jetway.v1.ConsumerConfig.max_expires:type_name -> google.protobuf.Duration
-	13, // 14: jetway.v1.ConsumerConfig.inactive_threshold:type_name -> google.protobuf.Duration
-	12, // 15: jetway.v1.ConsumerConfig.metadata:type_name -> jetway.v1.ConsumerConfig.MetadataEntry
-	6,  // 16: jetway.v1.ConsumerConfig.priority_policy:type_name -> jetway.v1.PriorityPolicy
-	13, // 17: jetway.v1.ConsumerConfig.priority_timeout:type_name -> google.protobuf.Duration
-	14, // 18: jetway.v1.ConsumerConfig.pause_until:type_name -> google.protobuf.Timestamp
-	19, // [19:19] is the sub-list for method output_type
-	19, // [19:19] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	19, // 6: jetway.v1.StreamConfig.metadata:type_name -> jetway.v1.StreamConfig.MetadataEntry
+	21, // 7: jetway.v1.StreamConfig.subject_delete_marker_ttl:type_name -> google.protobuf.Duration
+	17, // 8: jetway.v1.StreamConfig.mirror:type_name -> jetway.v1.StreamSource
+	17, // 9: jetway.v1.StreamConfig.sources:type_name -> jetway.v1.StreamSource
+	12, // 10: jetway.v1.StreamConfig.subject_transform:type_name -> jetway.v1.SubjectTransform
+	13, // 11: jetway.v1.StreamConfig.republish:type_name -> jetway.v1.Republish
+	14, // 12: jetway.v1.StreamConfig.placement:type_name -> jetway.v1.Placement
+	7,  // 13: jetway.v1.StreamConfig.persist_mode:type_name -> jetway.v1.PersistMode
+	18, // 14: jetway.v1.StreamConfig.consumer_limits:type_name -> jetway.v1.StreamConsumerLimits
+	4,  // 15: jetway.v1.ConsumerConfig.deliver_policy:type_name -> jetway.v1.DeliverPolicy
+	22, // 16: jetway.v1.ConsumerConfig.opt_start_time:type_name -> google.protobuf.Timestamp
+	5,  // 17: jetway.v1.ConsumerConfig.ack_policy:type_name -> jetway.v1.AckPolicy
+	21, // 18: jetway.v1.ConsumerConfig.ack_wait:type_name -> google.protobuf.Duration
+	21, // 19: jetway.v1.ConsumerConfig.backoff:type_name -> google.protobuf.Duration
+	21, // 20: jetway.v1.ConsumerConfig.max_expires:type_name -> google.protobuf.Duration
+	21, // 21: jetway.v1.ConsumerConfig.inactive_threshold:type_name -> google.protobuf.Duration
+	20, // 22: jetway.v1.ConsumerConfig.metadata:type_name -> jetway.v1.ConsumerConfig.MetadataEntry
+	6,  // 23: jetway.v1.ConsumerConfig.priority_policy:type_name -> jetway.v1.PriorityPolicy
+	21, // 24: jetway.v1.ConsumerConfig.priority_timeout:type_name -> google.protobuf.Duration
+	22, // 25: jetway.v1.ConsumerConfig.pause_until:type_name -> google.protobuf.Timestamp
+	22, // 26: jetway.v1.StreamSource.opt_start_time:type_name -> google.protobuf.Timestamp
+	12, // 27: jetway.v1.StreamSource.subject_transforms:type_name -> jetway.v1.SubjectTransform
+	15, // 28: jetway.v1.StreamSource.external:type_name -> jetway.v1.ExternalStream
+	16, // 29: jetway.v1.StreamSource.consumer:type_name -> jetway.v1.SourceConsumer
+	21, // 30: jetway.v1.StreamConsumerLimits.inactive_threshold:type_name -> google.protobuf.Duration
+	31, // [31:31] is the sub-list for method output_type
+	31, // [31:31] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_jetway_v1_types_proto_init() }
@@ -1291,8 +2016,8 @@ func file_jetway_v1_types_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_jetway_v1_types_proto_rawDesc), len(file_jetway_v1_types_proto_rawDesc)),
-			NumEnums:      7,
-			NumMessages:   6,
+			NumEnums:      8,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
