@@ -76,6 +76,26 @@ var streamFields = map[protoreflect.Name]field{
 	"metadata":                  {goNames: []string{"Metadata"}},
 	"subject_delete_marker_ttl": {goNames: []string{"SubjectDeleteMarkerTTL"}},
 	"sealed":                    {goNames: []string{"Sealed"}, conflict: notOffAgain("JetStream cannot unseal a sealed stream")},
+	// Streams (issue 18).
+	"mirror": {goNames: []string{"Mirror"}, conflict: func(have, want protoreflect.Value) string {
+		if want.Message().IsValid() && !proto.Equal(have.Message().Interface(), want.Message().Interface()) {
+			return "JetStream cannot change a stream's mirror (only remove it)"
+		}
+		return ""
+	}},
+	"sources":             {goNames: []string{"Sources"}},
+	"subject_transform":   {goNames: []string{"SubjectTransform"}},
+	"republish":           {goNames: []string{"RePublish"}},
+	"placement":           {goNames: []string{"Placement"}},
+	"mirror_direct":       {goNames: []string{"MirrorDirect"}},
+	"allow_atomic":        {goNames: []string{"AllowAtomicPublish"}},
+	"allow_batched":       {goNames: []string{"AllowBatchPublish"}},
+	"allow_msg_counter":   {goNames: []string{"AllowMsgCounter"}, conflict: always("JetStream cannot change allow_msg_counter")},
+	"allow_msg_schedules": {goNames: []string{"AllowMsgSchedules"}, conflict: notOffAgain("JetStream cannot turn allow_msg_schedules off again")},
+	"persist_mode":        {goNames: []string{"PersistMode"}, defaulted: true, conflict: always("JetStream cannot change a stream's persist_mode")},
+	"first_sequence":      {goNames: []string{"FirstSeq"}, defaulted: true},
+	"consumer_limits":     {goNames: []string{"ConsumerLimits"}},
+	"no_ack":              {goNames: []string{"NoAck"}},
 }
 
 var consumerFields = map[protoreflect.Name]field{
@@ -99,6 +119,11 @@ var consumerFields = map[protoreflect.Name]field{
 	"replicas":           {goNames: []string{"Replicas"}},
 	"memory_storage":     {goNames: []string{"MemoryStorage"}, conflict: always("JetStream cannot change a consumer's memory_storage")},
 	"metadata":           {goNames: []string{"Metadata"}},
+	// Consumer control (issue 18), merged without this table.
+	"priority_groups":  {goNames: []string{"PriorityGroups"}},
+	"priority_policy":  {goNames: []string{"PriorityPolicy"}},
+	"priority_timeout": {goNames: []string{"PinnedTTL"}},
+	"pause_until":      {goNames: []string{"PauseUntil"}},
 }
 
 // Change is one field that differs: its API name and its values, as

@@ -58,6 +58,9 @@ func (s *adminService) CreateStream(ctx context.Context, req *jetwayv1.CreateStr
 	if err := s.authz.CanAdminSubjects(ctx, "config.subjects", capturedSubjects(cfg)); err != nil {
 		return nil, err
 	}
+	if err := s.authorizeStreamExtras(ctx, "config", cfg, nil); err != nil {
+		return nil, err
+	}
 	if cfg.Sealed {
 		return nil, fieldErr("config.sealed", ErrInvalidConfig, "a stream can only be sealed by an update")
 	}
@@ -68,26 +71,56 @@ func (s *adminService) CreateStream(ctx context.Context, req *jetwayv1.CreateStr
 	return &jetwayv1.CreateStreamResponse{Stream: streamInfoTo(st.CachedInfo())}, nil
 }
 
+// UpdateStream changes a stream. Without update_mask the request's
+// configuration replaces the current one (keeping what the API does not
+// model, see keepUnmodeled, and the settings JetStream refuses to change
+// where the request leaves them unset, see keepUnset). With one, the
+// named fields of the request are put on the current configuration as
+// JetStream holds it, and the result is validated and authorized exactly
+// as a full update.
 func (s *adminService) UpdateStream(ctx context.Context, req *jetwayv1.UpdateStreamRequest) (*jetwayv1.UpdateStreamResponse, error) {
 	js, err := s.jetstream(ctx)
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := streamConfigFrom("config", req.GetConfig())
-	if err != nil {
+	c := req.GetConfig()
+	masked := len(req.GetUpdateMask().GetPaths()) > 0
+	if masked {
+		if c == nil {
+			return nil, fieldErr("config", ErrInvalidArgument, "required")
+		}
+		if err := validateName("config.name", c.GetName()); err != nil {
+			return nil, err
+		}
+		// The paths are checked before anything is read.
+		if _, err := applyUpdateMask(req.GetUpdateMask(), c, &jetwayv1.StreamConfig{}); err != nil {
+			return nil, err
+		}
+	} else if _, err := streamConfigFrom("config", c); err != nil {
 		return nil, err
 	}
-	if err := s.authz.CanAdmin(ctx, cfg.Name, true); err != nil {
+	name := c.GetName()
+	if err := s.authz.CanAdmin(ctx, name, true); err != nil {
 		return nil, err
 	}
-	cur, err := js.Stream(ctx, cfg.Name)
+	cur, err := js.Stream(ctx, name)
 	if err != nil {
-		return nil, translate(err, fmt.Sprintf("update stream %q", cfg.Name))
+		return nil, translate(err, fmt.Sprintf("update stream %q", name))
+	}
+	curCfg := cur.CachedInfo().Config
+	if masked {
+		if c, err = applyUpdateMask(req.GetUpdateMask(), c, streamConfigTo(curCfg)); err != nil {
+			return nil, err
+		}
+	}
+	cfg, err := streamConfigFrom("config", c)
+	if err != nil {
+		return nil, err
 	}
 	// What the stream captures already was given by whoever set it up;
 	// the caller's grant bounds what the update adds (so a stream admin
 	// can change the limits of a stream an operator gave it).
-	was := capturedSubjects(cur.CachedInfo().Config)
+	was := capturedSubjects(curCfg)
 	var added []string
 	for _, subj := range capturedSubjects(cfg) {
 		if !slices.Contains(was, subj) {
@@ -97,10 +130,14 @@ func (s *adminService) UpdateStream(ctx context.Context, req *jetwayv1.UpdateStr
 	if err := s.authz.CanAdminSubjects(ctx, "config.subjects", added); err != nil {
 		return nil, err
 	}
-	keepUnmodeled(&cfg, cur.CachedInfo().Config)
+	if err := s.authorizeStreamExtras(ctx, "config", cfg, &curCfg); err != nil {
+		return nil, err
+	}
+	keepUnset(&cfg, c, curCfg)
+	keepUnmodeled(&cfg, curCfg)
 	st, err := js.UpdateStream(ctx, cfg)
 	if err != nil {
-		return nil, translate(err, fmt.Sprintf("update stream %q", cfg.Name))
+		return nil, translate(err, fmt.Sprintf("update stream %q", name))
 	}
 	return &jetwayv1.UpdateStreamResponse{Stream: streamInfoTo(st.CachedInfo())}, nil
 }
@@ -108,34 +145,20 @@ func (s *adminService) UpdateStream(ctx context.Context, req *jetwayv1.UpdateStr
 // keepUnmodeled copies into an update the settings of the stream's
 // current configuration that the API does not model, so that an update
 // (a GetStream, an edit, an UpdateStream) never removes what it cannot
-// express: a stream set up natively with mirrors, sources, republish or
-// atomic batches keeps them. TestKeepUnmodeledCoversStreamConfig fails
-// when nats.go grows a field that is in neither list. (Read and update
-// are two calls: an update made natively in between can be overwritten,
-// as with any read-modify-write.)
+// express. Since issue 18 the API models every setting of nats.go's
+// StreamConfig but the deprecated stream template (nats-server removed
+// templates in 2.11). TestKeepUnmodeledCoversStreamConfig fails when
+// nats.go grows a field that is in neither list. (Read and update are two
+// calls: an update made natively in between can be overwritten, as with
+// any read-modify-write.)
 func keepUnmodeled(cfg *jetstream.StreamConfig, cur jetstream.StreamConfig) {
-	cfg.NoAck = cur.NoAck
-	cfg.Placement = cur.Placement
-	cfg.Mirror = cur.Mirror
-	cfg.Sources = cur.Sources
-	cfg.FirstSeq = cur.FirstSeq
-	cfg.SubjectTransform = cur.SubjectTransform
-	cfg.RePublish = cur.RePublish
-	cfg.MirrorDirect = cur.MirrorDirect
-	cfg.ConsumerLimits = cur.ConsumerLimits
 	cfg.Template = cur.Template
-	cfg.AllowMsgCounter = cur.AllowMsgCounter
-	cfg.AllowAtomicPublish = cur.AllowAtomicPublish
-	cfg.AllowMsgSchedules = cur.AllowMsgSchedules
-	cfg.PersistMode = cur.PersistMode
-	cfg.AllowBatchPublish = cur.AllowBatchPublish
 }
 
 // capturedSubjects are the subjects a stream configuration makes the
 // stream store: its subjects, or its name when it lists none (JetStream's
-// default). Settings that bring in other subjects (mirrors, sources,
-// republish and transform destinations) must add theirs here as they
-// arrive, so that the admin's subject grant bounds them too.
+// default). What mirrors, sources, transforms and republish bring in or
+// send out is authorized by authorizeStreamExtras.
 func capturedSubjects(cfg jetstream.StreamConfig) []string {
 	if len(cfg.Subjects) == 0 {
 		return []string{cfg.Name}
@@ -264,14 +287,61 @@ func (s *adminService) PurgeStream(ctx context.Context, req *jetwayv1.PurgeStrea
 	if req.GetSequence() > 0 {
 		opts = append(opts, jetstream.WithPurgeSequence(req.GetSequence()))
 	}
-	st, err := s.stream(ctx, "name", req.GetName(), true)
+	if _, err := s.stream(ctx, "name", req.GetName(), true); err != nil {
+		return nil, err
+	}
+	js, err := s.conns.JetStream(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if err := st.Purge(ctx, opts...); err != nil {
+	n, err := purge(ctx, js, req.GetName(), opts)
+	if err != nil {
 		return nil, translate(err, fmt.Sprintf("purge stream %q", req.GetName()))
 	}
-	return &jetwayv1.PurgeStreamResponse{}, nil
+	return &jetwayv1.PurgeStreamResponse{Purged: n}, nil
+}
+
+// purgeReply is JetStream's answer to a purge (nats-server's
+// JSApiStreamPurgeResponse).
+type purgeReply struct {
+	Error   *jetstream.APIError `json:"error,omitempty"`
+	Success bool                `json:"success,omitempty"`
+	Purged  uint64              `json:"purged"`
+}
+
+// purge purges a stream and returns how many messages it removed.
+// nats.go's Stream.Purge drops that count (it returns only an error), so
+// the bridge sends the JetStream API request itself
+// ($JS.API.STREAM.PURGE.<stream>), with nats.go's own request type and
+// options.
+func purge(ctx context.Context, js jetstream.JetStream, stream string, opts []jetstream.StreamPurgeOpt) (uint64, error) {
+	var req jetstream.StreamPurgeRequest
+	for _, o := range opts {
+		if err := o(&req); err != nil {
+			return 0, err
+		}
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return 0, fmt.Errorf("encode purge request: %w", err)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, js.Options().DefaultTimeout)
+		defer cancel()
+	}
+	msg, err := js.Conn().RequestWithContext(ctx, apiPrefix(js)+"STREAM.PURGE."+stream, body)
+	if err != nil {
+		return 0, err
+	}
+	var reply purgeReply
+	if err := json.Unmarshal(msg.Data, &reply); err != nil {
+		return 0, fmt.Errorf("decode purge answer: %w", err)
+	}
+	if reply.Error != nil {
+		return 0, reply.Error
+	}
+	return reply.Purged, nil
 }
 
 func (s *adminService) CreateConsumer(ctx context.Context, req *jetwayv1.CreateConsumerRequest) (*jetwayv1.CreateConsumerResponse, error) {
@@ -411,7 +481,7 @@ func (s *adminService) GetMessage(ctx context.Context, req *jetwayv1.GetMessageR
 	if err != nil {
 		return nil, translate(err, fmt.Sprintf("message %d of stream %q", req.GetSequence(), req.GetStream()))
 	}
-	return &jetwayv1.GetMessageResponse{Message: storedMessageTo(m)}, nil
+	return &jetwayv1.GetMessageResponse{Message: storedMessageTo(m, req.GetFormat())}, nil
 }
 
 func (s *adminService) GetLastMessage(ctx context.Context, req *jetwayv1.GetLastMessageRequest) (*jetwayv1.GetLastMessageResponse, error) {
@@ -426,7 +496,7 @@ func (s *adminService) GetLastMessage(ctx context.Context, req *jetwayv1.GetLast
 	if err != nil {
 		return nil, translate(err, fmt.Sprintf("last message on %q in stream %q", req.GetSubject(), req.GetStream()))
 	}
-	return &jetwayv1.GetLastMessageResponse{Message: storedMessageTo(m)}, nil
+	return &jetwayv1.GetLastMessageResponse{Message: storedMessageTo(m, req.GetFormat())}, nil
 }
 
 // GetCounter reads a counter subject's total: the value of its last

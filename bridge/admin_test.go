@@ -454,6 +454,7 @@ func adminFullStream(name, subj string) *jetwayv1.StreamConfig {
 		AllowDirect:          true,
 		AllowMsgTtl:          true,
 		Compression:          jetwayv1.Compression_COMPRESSION_NONE,
+		PersistMode:          jetwayv1.PersistMode_PERSIST_MODE_DEFAULT,
 		Metadata:             map[string]string{"team": "payments", "tier": "gold"},
 	}
 }
@@ -500,6 +501,7 @@ func TestAdminCreateStreamRoundTrip(t *testing.T) {
 					Discard:         jetwayv1.DiscardPolicy_DISCARD_POLICY_OLD,
 					DuplicateWindow: adminDur(time.Minute),
 					Compression:     jetwayv1.Compression_COMPRESSION_S2,
+					PersistMode:     jetwayv1.PersistMode_PERSIST_MODE_DEFAULT,
 					Description:     "compressed",
 					AllowRollup:     true,
 					AllowMsgTtl:     true,
@@ -530,6 +532,7 @@ func TestAdminCreateStreamRoundTrip(t *testing.T) {
 					Retention: jetwayv1.RetentionPolicy_RETENTION_POLICY_LIMITS, Storage: jetwayv1.StorageType_STORAGE_TYPE_FILE,
 					Replicas: 1, Discard: jetwayv1.DiscardPolicy_DISCARD_POLICY_OLD, DuplicateWindow: adminDur(2 * time.Minute),
 					Compression: jetwayv1.Compression_COMPRESSION_NONE,
+					PersistMode: jetwayv1.PersistMode_PERSIST_MODE_DEFAULT,
 				}
 			},
 			native: func(t *testing.T, c jetstream.StreamConfig) {
@@ -553,6 +556,7 @@ func TestAdminCreateStreamRoundTrip(t *testing.T) {
 					Discard:         jetwayv1.DiscardPolicy_DISCARD_POLICY_OLD,
 					DuplicateWindow: adminDur(2 * time.Minute),
 					Compression:     jetwayv1.Compression_COMPRESSION_NONE,
+					PersistMode:     jetwayv1.PersistMode_PERSIST_MODE_DEFAULT,
 				}
 			},
 			native: func(t *testing.T, c jetstream.StreamConfig) {

@@ -147,6 +147,9 @@ func streamConfigFrom(field string, c *jetwayv1.StreamConfig) (jetstream.StreamC
 	default:
 		return cfg, fieldErr(field+".compression", ErrInvalidConfig, "unknown value %d", c.GetCompression())
 	}
+	if err := streamExtrasFrom(field, c, &cfg); err != nil {
+		return cfg, err
+	}
 	return cfg, nil
 }
 
@@ -214,6 +217,7 @@ func streamConfigTo(c jetstream.StreamConfig) *jetwayv1.StreamConfig {
 	} else {
 		out.Compression = jetwayv1.Compression_COMPRESSION_NONE
 	}
+	streamExtrasTo(c, out)
 	return out
 }
 
@@ -221,7 +225,7 @@ func clusterTo(c *jetstream.ClusterInfo) *jetwayv1.ClusterInfo {
 	if c == nil {
 		return nil
 	}
-	out := &jetwayv1.ClusterInfo{Name: c.Name, Leader: c.Leader}
+	out := &jetwayv1.ClusterInfo{Name: c.Name, Leader: c.Leader, LeaderSince: timePtrTo(c.LeaderSince)}
 	for _, p := range c.Replicas {
 		if p == nil {
 			continue
@@ -235,7 +239,7 @@ func clusterTo(c *jetstream.ClusterInfo) *jetwayv1.ClusterInfo {
 
 func streamInfoTo(info *jetstream.StreamInfo) *jetwayv1.StreamInfo {
 	s := info.State
-	return &jetwayv1.StreamInfo{
+	out := &jetwayv1.StreamInfo{
 		Config: streamConfigTo(info.Config),
 		State: &jetwayv1.StreamState{
 			Messages:      s.Msgs,
@@ -251,6 +255,8 @@ func streamInfoTo(info *jetstream.StreamInfo) *jetwayv1.StreamInfo {
 		Cluster: clusterTo(info.Cluster),
 		Created: timeTo(info.Created),
 	}
+	streamInfoExtrasTo(info, out)
+	return out
 }
 
 // consumerConfigFrom validates an API consumer configuration and converts
@@ -483,14 +489,25 @@ func headersTo(h nats.Header) map[string]*jetwayv1.HeaderValues {
 	return out
 }
 
-func storedMessageTo(m *jetstream.RawStreamMsg) *jetwayv1.StoredMessage {
-	return &jetwayv1.StoredMessage{
+// storedMessageTo converts a stored message, its payload in the format
+// asked (as a delivered message's, see payloadIn). Every RPC that returns
+// stored messages uses it.
+func storedMessageTo(m *jetstream.RawStreamMsg, format jetwayv1.PayloadFormat) *jetwayv1.StoredMessage {
+	out := &jetwayv1.StoredMessage{
 		Subject:  m.Subject,
 		Sequence: m.Sequence,
 		Headers:  headersTo(m.Header),
-		Data:     m.Data,
 		Time:     timeTo(m.Time),
 	}
+	switch js, text, kind := payloadIn(m.Data, format); kind {
+	case jetwayv1.PayloadFormat_PAYLOAD_FORMAT_JSON:
+		out.Json = js
+	case jetwayv1.PayloadFormat_PAYLOAD_FORMAT_TEXT:
+		out.Text = text
+	default:
+		out.Data = m.Data
+	}
+	return out
 }
 
 func accountInfoTo(a *jetstream.AccountInfo) *jetwayv1.GetAccountInfoResponse {

@@ -486,22 +486,34 @@ func (s *messageService) toMessage(subject, reply string, header nats.Header, da
 // setPayload fills the message's payload as the client asked, falling back
 // to bytes when the payload is not JSON or not UTF-8.
 func setPayload(out *jetwayv1.Message, data []byte, format jetwayv1.PayloadFormat) {
+	switch js, text, kind := payloadIn(data, format); kind {
+	case jetwayv1.PayloadFormat_PAYLOAD_FORMAT_JSON:
+		out.Payload = &jetwayv1.Message_Json{Json: js}
+	case jetwayv1.PayloadFormat_PAYLOAD_FORMAT_TEXT:
+		out.Payload = &jetwayv1.Message_Text{Text: text}
+	default:
+		out.Payload = &jetwayv1.Message_Data{Data: data}
+	}
+}
+
+// payloadIn is a payload in the format asked: JSON (a parsed value) when
+// it is JSON, text when it is UTF-8, else (and for bytes, unspecified or
+// unknown formats) bytes; kind says which it is.
+func payloadIn(data []byte, format jetwayv1.PayloadFormat) (js *structpb.Value, text string, kind jetwayv1.PayloadFormat) {
 	switch format {
 	case jetwayv1.PayloadFormat_PAYLOAD_FORMAT_JSON:
 		var v any
 		if json.Valid(data) && json.Unmarshal(data, &v) == nil {
 			if pv, err := structpb.NewValue(v); err == nil {
-				out.Payload = &jetwayv1.Message_Json{Json: pv}
-				return
+				return pv, "", format
 			}
 		}
 	case jetwayv1.PayloadFormat_PAYLOAD_FORMAT_TEXT:
 		if utf8.Valid(data) {
-			out.Payload = &jetwayv1.Message_Text{Text: string(data)}
-			return
+			return nil, string(data), format
 		}
 	}
-	out.Payload = &jetwayv1.Message_Data{Data: data}
+	return nil, "", jetwayv1.PayloadFormat_PAYLOAD_FORMAT_BYTES
 }
 
 // ackBody is the message JetStream's ack subject takes for each kind.

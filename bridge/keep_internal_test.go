@@ -15,6 +15,11 @@ var modeledStreamFields = map[string]bool{
 	"MaxMsgsPerSubject": true, "MaxMsgSize": true, "Storage": true, "Replicas": true, "Duplicates": true,
 	"Sealed": true, "DenyDelete": true, "DenyPurge": true, "AllowRollup": true, "Compression": true,
 	"AllowDirect": true, "Metadata": true, "AllowMsgTTL": true, "SubjectDeleteMarkerTTL": true,
+	// Streams (issue 18).
+	"NoAck": true, "Placement": true, "Mirror": true, "Sources": true, "FirstSeq": true,
+	"SubjectTransform": true, "RePublish": true, "MirrorDirect": true, "ConsumerLimits": true,
+	"AllowMsgCounter": true, "AllowAtomicPublish": true, "AllowMsgSchedules": true, "PersistMode": true,
+	"AllowBatchPublish": true,
 }
 
 // TestKeepUnmodeledCoversStreamConfig: every field of nats.go's
