@@ -161,7 +161,11 @@ func (c *adminREST) CreateStream(_ context.Context, in *jetwayv1.CreateStreamReq
 
 func (c *adminREST) UpdateStream(_ context.Context, in *jetwayv1.UpdateStreamRequest, _ ...grpc.CallOption) (*jetwayv1.UpdateStreamResponse, error) {
 	out := &jetwayv1.UpdateStreamResponse{}
-	return out, c.call(http.MethodPut, "/v1/streams/"+adminSeg(in.GetConfig().GetName()), withoutStreamName(in.GetConfig()), out)
+	q := ""
+	if paths := in.GetUpdateMask().GetPaths(); len(paths) > 0 {
+		q = adminQuery("update_mask", strings.Join(paths, ","))
+	}
+	return out, c.call(http.MethodPut, "/v1/streams/"+adminSeg(in.GetConfig().GetName())+q, withoutStreamName(in.GetConfig()), out)
 }
 
 func (c *adminREST) GetStream(_ context.Context, in *jetwayv1.GetStreamRequest, _ ...grpc.CallOption) (*jetwayv1.GetStreamResponse, error) {
@@ -221,12 +225,20 @@ func (c *adminREST) DeleteConsumer(_ context.Context, in *jetwayv1.DeleteConsume
 
 func (c *adminREST) GetMessage(_ context.Context, in *jetwayv1.GetMessageRequest, _ ...grpc.CallOption) (*jetwayv1.GetMessageResponse, error) {
 	out := &jetwayv1.GetMessageResponse{}
-	return out, c.call(http.MethodGet, fmt.Sprintf("/v1/streams/%s/messages/%d", adminSeg(in.GetStream()), in.GetSequence()), nil, out)
+	return out, c.call(http.MethodGet, fmt.Sprintf("/v1/streams/%s/messages/%d%s", adminSeg(in.GetStream()), in.GetSequence(), adminQuery("format", adminFormat(in.GetFormat()))), nil, out)
 }
 
 func (c *adminREST) GetLastMessage(_ context.Context, in *jetwayv1.GetLastMessageRequest, _ ...grpc.CallOption) (*jetwayv1.GetLastMessageResponse, error) {
 	out := &jetwayv1.GetLastMessageResponse{}
-	return out, c.call(http.MethodGet, "/v1/streams/"+adminSeg(in.GetStream())+"/messages:last"+adminQuery("subject", in.GetSubject()), nil, out)
+	return out, c.call(http.MethodGet, "/v1/streams/"+adminSeg(in.GetStream())+"/messages:last"+adminQuery("subject", in.GetSubject(), "format", adminFormat(in.GetFormat())), nil, out)
+}
+
+// adminFormat is the format query parameter's value, "" when unset.
+func adminFormat(f jetwayv1.PayloadFormat) string {
+	if f == jetwayv1.PayloadFormat_PAYLOAD_FORMAT_UNSPECIFIED {
+		return ""
+	}
+	return f.String()
 }
 
 func (c *adminREST) GetCounter(_ context.Context, in *jetwayv1.GetCounterRequest, _ ...grpc.CallOption) (*jetwayv1.GetCounterResponse, error) {
