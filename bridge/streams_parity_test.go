@@ -225,7 +225,7 @@ func richNative(name string) jetstream.StreamConfig {
 		MaxMsgs:                1000,
 		MaxBytes:               1 << 20,
 		Discard:                jetstream.DiscardOld, // schedules refuse discard new
-		DiscardNewPerSubject:   false, // needs discard new
+		DiscardNewPerSubject:   false,                // needs discard new
 		MaxAge:                 time.Hour,
 		MaxMsgsPerSubject:      50,
 		MaxMsgSize:             8192,
@@ -247,7 +247,7 @@ func richNative(name string) jetstream.StreamConfig {
 		AllowMsgTTL:            true,
 		SubjectDeleteMarkerTTL: time.Minute,
 		AllowAtomicPublish:     true,
-		AllowMsgSchedules:      false, // sources refuse schedules (TestUpdateStreamKeepsCreationSettings)
+		AllowMsgSchedules:      false,                        // sources refuse schedules (TestUpdateStreamKeepsCreationSettings)
 		PersistMode:            jetstream.DefaultPersistMode, // async refuses atomic batches (TestUpdateStreamKeepsPersistMode)
 		AllowBatchPublish:      true,
 	}
@@ -397,8 +397,6 @@ func TestStreamConfigInvalid(t *testing.T) {
 		}
 	})
 }
-
-
 
 // TestUpdateStreamKeepsCreationSettings: the settings JetStream takes
 // only at creation (persist_mode, first_sequence, allow_msg_counter) and
