@@ -113,7 +113,7 @@ func TestRoutingErrors(t *testing.T) {
 		// grpc-gateway's "path length fallback" would serve this as the
 		// GET (Subscribe), and X-HTTP-Method-Override as a DELETE.
 		{http.MethodPost, "/v1/streams/S/consumers/C:subscribe", "application/x-www-form-urlencoded", "", "DELETE, GET, PUT"},
-		{http.MethodPost, "/v1/streams/S", "application/x-www-form-urlencoded", "", "DELETE, GET, PUT"},
+		{http.MethodPost, "/v1/streams/S", "application/x-www-form-urlencoded", "", "DELETE, GET, PATCH, PUT"},
 	} {
 		req, err := http.NewRequest(tt.method, b.BaseURL+tt.path, strings.NewReader(tt.body))
 		if err != nil {

@@ -72,8 +72,8 @@ func TestRouteTableAllow(t *testing.T) {
 	}
 	for path, want := range map[string]string{
 		"/v1/streams":                          "GET POST",
-		"/v1/streams/S":                        "DELETE GET PUT",
-		"/v1/streams/S:purge":                  "DELETE GET POST PUT", // also a stream named "S:purge"
+		"/v1/streams/S":                        "DELETE GET PATCH PUT",
+		"/v1/streams/S:purge":                  "DELETE GET PATCH POST PUT", // also a stream named "S:purge"
 		"/v1/streams/S/consumers/C:subscribe":  "DELETE GET PUT",
 		"/v1/streams/S/messages/1":             "DELETE GET",
 		"/v1/subjects/a.b:publish":             "POST",
