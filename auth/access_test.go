@@ -128,6 +128,9 @@ func TestEveryMethodClassified(t *testing.T) {
 		"/jetway.v1.AdminService/DeleteConsumer": true, "/jetway.v1.AdminService/DeleteMessage": true,
 		"/jetway.v1.AdminService/GetAccountInfo": true, "/jetway.v1.AdminService/ListSessions": true,
 		"/jetway.v1.AdminService/GetBridgeInfo": true,
+		// Key-value (issue 18): bucket admin writes.
+		"/jetway.v1.KVService/CreateBucket": true, "/jetway.v1.KVService/UpdateBucket": true,
+		"/jetway.v1.KVService/DeleteBucket": true,
 	}
 	listed := map[string]bool{}
 	for _, ms := range operationMethods {

@@ -55,6 +55,8 @@ var sentinelsByName = map[string]error{
 	"ErrStreamFull": ErrStreamFull, "ErrLimitExceeded": ErrLimitExceeded, "ErrPermissionDenied": ErrPermissionDenied,
 	"ErrUnavailable": ErrUnavailable, "ErrTimeout": ErrTimeout, "ErrUnimplemented": ErrUnimplemented, "ErrAuthRequired": ErrAuthRequired,
 	"ErrAckTokenInvalid": ErrAckTokenInvalid, "ErrAckTokenExpired": ErrAckTokenExpired, "ErrTokenNotPermitted": ErrTokenNotPermitted,
+	"ErrInvalidBucket": ErrInvalidBucket, "ErrInvalidKey": ErrInvalidKey, "ErrBucketNotFound": ErrBucketNotFound,
+	"ErrKeyNotFound": ErrKeyNotFound, "ErrBucketExists": ErrBucketExists, "ErrKeyExists": ErrKeyExists, "ErrWrongRevision": ErrWrongRevision,
 }
 
 // wantHTTP is the HTTP status each sentinel must reach REST clients with
@@ -67,6 +69,8 @@ var wantHTTP = map[string]int{
 	"ErrSubjectsOverlap": 400, "ErrNotAllowed": 400, "ErrPullRefused": 400, "ErrStreamFull": 429, "ErrLimitExceeded": 429,
 	"ErrPermissionDenied": 403, "ErrUnavailable": 503, "ErrTimeout": 504, "ErrUnimplemented": 501, "ErrAuthRequired": 403,
 	"ErrAckTokenInvalid": 400, "ErrAckTokenExpired": 400, "ErrTokenNotPermitted": 403,
+	"ErrInvalidBucket": 400, "ErrInvalidKey": 400, "ErrBucketNotFound": 404, "ErrKeyNotFound": 404,
+	"ErrBucketExists": 409, "ErrKeyExists": 409, "ErrWrongRevision": 409,
 }
 
 func TestStatusCoversEverySentinel(t *testing.T) {
