@@ -59,3 +59,17 @@ type kvError struct {
 
 func (e *kvError) Error() string   { return e.msg }
 func (e *kvError) Unwrap() []error { return []error{e.sentinel, e.cause} }
+
+// translateCAS is translate for a write with an expected revision
+// (UpdateEntry, DeleteEntry and PurgeEntry with last_revision): nats.go
+// answers its mismatch as ErrKeyExists (JetStream's wrong last sequence,
+// which ErrKeyExists matches by code) or ErrKeyRevisionMismatch; here it
+// is a wrong revision.
+func translateCAS(err error, what string) error {
+	var apiErr *jetstream.APIError
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) ||
+		errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+		return &kvError{msg: what + ": " + bridge.ErrWrongRevision.Error(), sentinel: bridge.ErrWrongRevision, cause: err}
+	}
+	return translate(err, what)
+}

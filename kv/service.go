@@ -349,7 +349,7 @@ func (s *Service) UpdateEntry(ctx context.Context, req *jetwayv1.UpdateEntryRequ
 	}
 	rev, err := kv.Update(ctx, req.GetKey(), req.GetValue(), req.GetRevision())
 	if err != nil {
-		return nil, translate(err, "update "+what(req.GetBucket(), req.GetKey()))
+		return nil, translateCAS(err, "update "+what(req.GetBucket(), req.GetKey()))
 	}
 	return &jetwayv1.UpdateEntryResponse{Revision: rev}, nil
 }
@@ -371,7 +371,7 @@ func (s *Service) DeleteEntry(ctx context.Context, req *jetwayv1.DeleteEntryRequ
 		opts = append(opts, jetstream.LastRevision(r))
 	}
 	if err := kv.Delete(ctx, req.GetKey(), opts...); err != nil {
-		return nil, translate(err, "delete "+what(req.GetBucket(), req.GetKey()))
+		return nil, translateCAS(err, "delete "+what(req.GetBucket(), req.GetKey()))
 	}
 	return &jetwayv1.DeleteEntryResponse{}, nil
 }
@@ -400,7 +400,7 @@ func (s *Service) PurgeEntry(ctx context.Context, req *jetwayv1.PurgeEntryReques
 		opts = append(opts, jetstream.PurgeTTL(ttl))
 	}
 	if err := kv.Purge(ctx, req.GetKey(), opts...); err != nil {
-		return nil, translate(err, "purge "+what(req.GetBucket(), req.GetKey()))
+		return nil, translateCAS(err, "purge "+what(req.GetBucket(), req.GetKey()))
 	}
 	return &jetwayv1.PurgeEntryResponse{}, nil
 }
