@@ -73,6 +73,8 @@ var operationMethods = map[Operation][]string{
 		"/jetway.v1.AdminService/GetMessage",
 		"/jetway.v1.AdminService/GetLastMessage",
 		"/jetway.v1.AdminService/GetCounter",
+		"/jetway.v1.AdminService/ListMessages",
+		"/jetway.v1.AdminService/GetLastMessages",
 	},
 }
 

@@ -3743,6 +3743,301 @@ func (x *GetCounterResponse) GetSequence() uint64 {
 	return 0
 }
 
+// ListMessagesRequest is a page of a stream's messages.
+type ListMessagesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stream. Required.
+	Stream string `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	// The first stream sequence to read; 0 is 1. Not with start_time.
+	StartSequence uint64 `protobuf:"varint,2,opt,name=start_sequence,json=startSequence,proto3" json:"start_sequence,omitempty"`
+	// Read from the first message stored at or after this time. Not with
+	// start_sequence.
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	// Only messages on subjects matching this (wildcards allowed); empty is
+	// every subject.
+	Subject string `protobuf:"bytes,4,opt,name=subject,proto3" json:"subject,omitempty"`
+	// The most messages to return: 1 to 1000, default 100.
+	MaxMessages int32 `protobuf:"varint,5,opt,name=max_messages,json=maxMessages,proto3" json:"max_messages,omitempty"`
+	// Stop after about this many payload, header and subject bytes (the
+	// message that crosses it is still returned): 1 to the bridge's Fetch
+	// max_bytes cap (3 MiB by default), default that cap.
+	MaxBytes      int32 `protobuf:"varint,6,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMessagesRequest) Reset() {
+	*x = ListMessagesRequest{}
+	mi := &file_jetway_v1_admin_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMessagesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMessagesRequest) ProtoMessage() {}
+
+func (x *ListMessagesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_admin_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMessagesRequest.ProtoReflect.Descriptor instead.
+func (*ListMessagesRequest) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *ListMessagesRequest) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *ListMessagesRequest) GetStartSequence() uint64 {
+	if x != nil {
+		return x.StartSequence
+	}
+	return 0
+}
+
+func (x *ListMessagesRequest) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *ListMessagesRequest) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *ListMessagesRequest) GetMaxMessages() int32 {
+	if x != nil {
+		return x.MaxMessages
+	}
+	return 0
+}
+
+func (x *ListMessagesRequest) GetMaxBytes() int32 {
+	if x != nil {
+		return x.MaxBytes
+	}
+	return 0
+}
+
+// ListMessagesResponse is a page of messages.
+type ListMessagesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The messages, in stream sequence order.
+	Messages []*StoredMessage `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	// The start_sequence of the next page: one past the last message
+	// returned (start_sequence when there was none).
+	NextSequence uint64 `protobuf:"varint,2,opt,name=next_sequence,json=nextSequence,proto3" json:"next_sequence,omitempty"`
+	// Messages matching subject stored after this page, when it was read:
+	// 0 means the page reached the end of the stream.
+	Pending       uint64 `protobuf:"varint,3,opt,name=pending,proto3" json:"pending,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMessagesResponse) Reset() {
+	*x = ListMessagesResponse{}
+	mi := &file_jetway_v1_admin_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMessagesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMessagesResponse) ProtoMessage() {}
+
+func (x *ListMessagesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_admin_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMessagesResponse.ProtoReflect.Descriptor instead.
+func (*ListMessagesResponse) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *ListMessagesResponse) GetMessages() []*StoredMessage {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
+func (x *ListMessagesResponse) GetNextSequence() uint64 {
+	if x != nil {
+		return x.NextSequence
+	}
+	return 0
+}
+
+func (x *ListMessagesResponse) GetPending() uint64 {
+	if x != nil {
+		return x.Pending
+	}
+	return 0
+}
+
+// GetLastMessagesRequest names subjects whose last messages to read.
+type GetLastMessagesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stream. Required.
+	Stream string `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	// The subjects, wildcards allowed ("sensors.*.temp"): the last message
+	// of each distinct subject matching one of them. 1 to 1024 of them;
+	// JetStream answers at most 1024 messages (TOO_MANY_RESULTS beyond).
+	Subjects []string `protobuf:"bytes,2,rep,name=subjects,proto3" json:"subjects,omitempty"`
+	// Read as of this stream sequence: the last message at or below it. Not
+	// with up_to_time.
+	UpToSequence uint64 `protobuf:"varint,3,opt,name=up_to_sequence,json=upToSequence,proto3" json:"up_to_sequence,omitempty"`
+	// Read as of this time: the last message stored before it. Not with
+	// up_to_sequence.
+	UpToTime      *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=up_to_time,json=upToTime,proto3" json:"up_to_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetLastMessagesRequest) Reset() {
+	*x = GetLastMessagesRequest{}
+	mi := &file_jetway_v1_admin_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetLastMessagesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetLastMessagesRequest) ProtoMessage() {}
+
+func (x *GetLastMessagesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_admin_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetLastMessagesRequest.ProtoReflect.Descriptor instead.
+func (*GetLastMessagesRequest) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *GetLastMessagesRequest) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *GetLastMessagesRequest) GetSubjects() []string {
+	if x != nil {
+		return x.Subjects
+	}
+	return nil
+}
+
+func (x *GetLastMessagesRequest) GetUpToSequence() uint64 {
+	if x != nil {
+		return x.UpToSequence
+	}
+	return 0
+}
+
+func (x *GetLastMessagesRequest) GetUpToTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpToTime
+	}
+	return nil
+}
+
+// GetLastMessagesResponse holds the last message of each subject.
+type GetLastMessagesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The messages, one per subject, in stream sequence order.
+	Messages []*StoredMessage `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	// The stream sequence the answer is consistent at: every message is the
+	// last of its subject up to this sequence. Watch from one past it to
+	// miss no later change.
+	UpToSequence  uint64 `protobuf:"varint,2,opt,name=up_to_sequence,json=upToSequence,proto3" json:"up_to_sequence,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetLastMessagesResponse) Reset() {
+	*x = GetLastMessagesResponse{}
+	mi := &file_jetway_v1_admin_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetLastMessagesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetLastMessagesResponse) ProtoMessage() {}
+
+func (x *GetLastMessagesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_admin_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetLastMessagesResponse.ProtoReflect.Descriptor instead.
+func (*GetLastMessagesResponse) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *GetLastMessagesResponse) GetMessages() []*StoredMessage {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
+func (x *GetLastMessagesResponse) GetUpToSequence() uint64 {
+	if x != nil {
+		return x.UpToSequence
+	}
+	return 0
+}
+
 var File_jetway_v1_admin_proto protoreflect.FileDescriptor
 
 const file_jetway_v1_admin_proto_rawDesc = "" +
@@ -4002,12 +4297,33 @@ const file_jetway_v1_admin_proto_rawDesc = "" +
 	"\asubject\x18\x02 \x01(\tR\asubject\"F\n" +
 	"\x12GetCounterResponse\x12\x14\n" +
 	"\x05value\x18\x01 \x01(\tR\x05value\x12\x1a\n" +
-	"\bsequence\x18\x02 \x01(\x04R\bsequence*y\n" +
+	"\bsequence\x18\x02 \x01(\x04R\bsequence\"\xe9\x01\n" +
+	"\x13ListMessagesRequest\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\tR\x06stream\x12%\n" +
+	"\x0estart_sequence\x18\x02 \x01(\x04R\rstartSequence\x129\n" +
+	"\n" +
+	"start_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x12\x18\n" +
+	"\asubject\x18\x04 \x01(\tR\asubject\x12!\n" +
+	"\fmax_messages\x18\x05 \x01(\x05R\vmaxMessages\x12\x1b\n" +
+	"\tmax_bytes\x18\x06 \x01(\x05R\bmaxBytes\"\x8b\x01\n" +
+	"\x14ListMessagesResponse\x124\n" +
+	"\bmessages\x18\x01 \x03(\v2\x18.jetway.v1.StoredMessageR\bmessages\x12#\n" +
+	"\rnext_sequence\x18\x02 \x01(\x04R\fnextSequence\x12\x18\n" +
+	"\apending\x18\x03 \x01(\x04R\apending\"\xac\x01\n" +
+	"\x16GetLastMessagesRequest\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x1a\n" +
+	"\bsubjects\x18\x02 \x03(\tR\bsubjects\x12$\n" +
+	"\x0eup_to_sequence\x18\x03 \x01(\x04R\fupToSequence\x128\n" +
+	"\n" +
+	"up_to_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bupToTime\"u\n" +
+	"\x17GetLastMessagesResponse\x124\n" +
+	"\bmessages\x18\x01 \x03(\v2\x18.jetway.v1.StoredMessageR\bmessages\x12$\n" +
+	"\x0eup_to_sequence\x18\x02 \x01(\x04R\fupToSequence*y\n" +
 	"\vSessionKind\x12\x1c\n" +
 	"\x18SESSION_KIND_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16SESSION_KIND_SUBSCRIBE\x10\x01\x12\x18\n" +
 	"\x14SESSION_KIND_CONSUME\x10\x02\x12\x16\n" +
-	"\x12SESSION_KIND_FETCH\x10\x032\x9c\x0e\n" +
+	"\x12SESSION_KIND_FETCH\x10\x032\xc7\x0f\n" +
 	"\fAdminService\x12O\n" +
 	"\fCreateStream\x12\x1e.jetway.v1.CreateStreamRequest\x1a\x1f.jetway.v1.CreateStreamResponse\x12O\n" +
 	"\fUpdateStream\x12\x1e.jetway.v1.UpdateStreamRequest\x1a\x1f.jetway.v1.UpdateStreamResponse\x12F\n" +
@@ -4032,7 +4348,9 @@ const file_jetway_v1_admin_proto_rawDesc = "" +
 	"\rResetConsumer\x12\x1f.jetway.v1.ResetConsumerRequest\x1a .jetway.v1.ResetConsumerResponse\x12R\n" +
 	"\rUnpinConsumer\x12\x1f.jetway.v1.UnpinConsumerRequest\x1a .jetway.v1.UnpinConsumerResponse\x12I\n" +
 	"\n" +
-	"GetCounter\x12\x1c.jetway.v1.GetCounterRequest\x1a\x1d.jetway.v1.GetCounterResponseB5Z3github.com/jetway-dev/jetway/gen/jetway/v1;jetwayv1b\x06proto3"
+	"GetCounter\x12\x1c.jetway.v1.GetCounterRequest\x1a\x1d.jetway.v1.GetCounterResponse\x12O\n" +
+	"\fListMessages\x12\x1e.jetway.v1.ListMessagesRequest\x1a\x1f.jetway.v1.ListMessagesResponse\x12X\n" +
+	"\x0fGetLastMessages\x12!.jetway.v1.GetLastMessagesRequest\x1a\".jetway.v1.GetLastMessagesResponseB5Z3github.com/jetway-dev/jetway/gen/jetway/v1;jetwayv1b\x06proto3"
 
 var (
 	file_jetway_v1_admin_proto_rawDescOnce sync.Once
@@ -4047,170 +4365,182 @@ func file_jetway_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_jetway_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_jetway_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
+var file_jetway_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
 var file_jetway_v1_admin_proto_goTypes = []any{
-	(SessionKind)(0),               // 0: jetway.v1.SessionKind
-	(*StreamState)(nil),            // 1: jetway.v1.StreamState
-	(*PeerInfo)(nil),               // 2: jetway.v1.PeerInfo
-	(*ClusterInfo)(nil),            // 3: jetway.v1.ClusterInfo
-	(*StreamInfo)(nil),             // 4: jetway.v1.StreamInfo
-	(*CreateStreamRequest)(nil),    // 5: jetway.v1.CreateStreamRequest
-	(*CreateStreamResponse)(nil),   // 6: jetway.v1.CreateStreamResponse
-	(*UpdateStreamRequest)(nil),    // 7: jetway.v1.UpdateStreamRequest
-	(*UpdateStreamResponse)(nil),   // 8: jetway.v1.UpdateStreamResponse
-	(*GetStreamRequest)(nil),       // 9: jetway.v1.GetStreamRequest
-	(*GetStreamResponse)(nil),      // 10: jetway.v1.GetStreamResponse
-	(*ListStreamsRequest)(nil),     // 11: jetway.v1.ListStreamsRequest
-	(*ListStreamsResponse)(nil),    // 12: jetway.v1.ListStreamsResponse
-	(*DeleteStreamRequest)(nil),    // 13: jetway.v1.DeleteStreamRequest
-	(*DeleteStreamResponse)(nil),   // 14: jetway.v1.DeleteStreamResponse
-	(*PurgeStreamRequest)(nil),     // 15: jetway.v1.PurgeStreamRequest
-	(*PurgeStreamResponse)(nil),    // 16: jetway.v1.PurgeStreamResponse
-	(*SequenceInfo)(nil),           // 17: jetway.v1.SequenceInfo
-	(*ConsumerInfo)(nil),           // 18: jetway.v1.ConsumerInfo
-	(*CreateConsumerRequest)(nil),  // 19: jetway.v1.CreateConsumerRequest
-	(*CreateConsumerResponse)(nil), // 20: jetway.v1.CreateConsumerResponse
-	(*UpdateConsumerRequest)(nil),  // 21: jetway.v1.UpdateConsumerRequest
-	(*UpdateConsumerResponse)(nil), // 22: jetway.v1.UpdateConsumerResponse
-	(*GetConsumerRequest)(nil),     // 23: jetway.v1.GetConsumerRequest
-	(*GetConsumerResponse)(nil),    // 24: jetway.v1.GetConsumerResponse
-	(*ListConsumersRequest)(nil),   // 25: jetway.v1.ListConsumersRequest
-	(*ListConsumersResponse)(nil),  // 26: jetway.v1.ListConsumersResponse
-	(*DeleteConsumerRequest)(nil),  // 27: jetway.v1.DeleteConsumerRequest
-	(*DeleteConsumerResponse)(nil), // 28: jetway.v1.DeleteConsumerResponse
-	(*StoredMessage)(nil),          // 29: jetway.v1.StoredMessage
-	(*GetMessageRequest)(nil),      // 30: jetway.v1.GetMessageRequest
-	(*GetMessageResponse)(nil),     // 31: jetway.v1.GetMessageResponse
-	(*GetLastMessageRequest)(nil),  // 32: jetway.v1.GetLastMessageRequest
-	(*GetLastMessageResponse)(nil), // 33: jetway.v1.GetLastMessageResponse
-	(*DeleteMessageRequest)(nil),   // 34: jetway.v1.DeleteMessageRequest
-	(*DeleteMessageResponse)(nil),  // 35: jetway.v1.DeleteMessageResponse
-	(*GetAccountInfoRequest)(nil),  // 36: jetway.v1.GetAccountInfoRequest
-	(*AccountLimits)(nil),          // 37: jetway.v1.AccountLimits
-	(*GetAccountInfoResponse)(nil), // 38: jetway.v1.GetAccountInfoResponse
-	(*Session)(nil),                // 39: jetway.v1.Session
-	(*ListSessionsRequest)(nil),    // 40: jetway.v1.ListSessionsRequest
-	(*ListSessionsResponse)(nil),   // 41: jetway.v1.ListSessionsResponse
-	(*GetBridgeInfoRequest)(nil),   // 42: jetway.v1.GetBridgeInfoRequest
-	(*NATSConnection)(nil),         // 43: jetway.v1.NATSConnection
-	(*BridgeInfo)(nil),             // 44: jetway.v1.BridgeInfo
-	(*GetBridgeInfoResponse)(nil),  // 45: jetway.v1.GetBridgeInfoResponse
-	(*PriorityGroupState)(nil),     // 46: jetway.v1.PriorityGroupState
-	(*PauseConsumerRequest)(nil),   // 47: jetway.v1.PauseConsumerRequest
-	(*PauseConsumerResponse)(nil),  // 48: jetway.v1.PauseConsumerResponse
-	(*ResumeConsumerRequest)(nil),  // 49: jetway.v1.ResumeConsumerRequest
-	(*ResumeConsumerResponse)(nil), // 50: jetway.v1.ResumeConsumerResponse
-	(*ResetConsumerRequest)(nil),   // 51: jetway.v1.ResetConsumerRequest
-	(*ResetConsumerResponse)(nil),  // 52: jetway.v1.ResetConsumerResponse
-	(*UnpinConsumerRequest)(nil),   // 53: jetway.v1.UnpinConsumerRequest
-	(*UnpinConsumerResponse)(nil),  // 54: jetway.v1.UnpinConsumerResponse
-	(*GetCounterRequest)(nil),      // 55: jetway.v1.GetCounterRequest
-	(*GetCounterResponse)(nil),     // 56: jetway.v1.GetCounterResponse
-	nil,                            // 57: jetway.v1.StoredMessage.HeadersEntry
-	(*timestamppb.Timestamp)(nil),  // 58: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),    // 59: google.protobuf.Duration
-	(*StreamConfig)(nil),           // 60: jetway.v1.StreamConfig
-	(*ConsumerConfig)(nil),         // 61: jetway.v1.ConsumerConfig
-	(*HeaderValues)(nil),           // 62: jetway.v1.HeaderValues
+	(SessionKind)(0),                // 0: jetway.v1.SessionKind
+	(*StreamState)(nil),             // 1: jetway.v1.StreamState
+	(*PeerInfo)(nil),                // 2: jetway.v1.PeerInfo
+	(*ClusterInfo)(nil),             // 3: jetway.v1.ClusterInfo
+	(*StreamInfo)(nil),              // 4: jetway.v1.StreamInfo
+	(*CreateStreamRequest)(nil),     // 5: jetway.v1.CreateStreamRequest
+	(*CreateStreamResponse)(nil),    // 6: jetway.v1.CreateStreamResponse
+	(*UpdateStreamRequest)(nil),     // 7: jetway.v1.UpdateStreamRequest
+	(*UpdateStreamResponse)(nil),    // 8: jetway.v1.UpdateStreamResponse
+	(*GetStreamRequest)(nil),        // 9: jetway.v1.GetStreamRequest
+	(*GetStreamResponse)(nil),       // 10: jetway.v1.GetStreamResponse
+	(*ListStreamsRequest)(nil),      // 11: jetway.v1.ListStreamsRequest
+	(*ListStreamsResponse)(nil),     // 12: jetway.v1.ListStreamsResponse
+	(*DeleteStreamRequest)(nil),     // 13: jetway.v1.DeleteStreamRequest
+	(*DeleteStreamResponse)(nil),    // 14: jetway.v1.DeleteStreamResponse
+	(*PurgeStreamRequest)(nil),      // 15: jetway.v1.PurgeStreamRequest
+	(*PurgeStreamResponse)(nil),     // 16: jetway.v1.PurgeStreamResponse
+	(*SequenceInfo)(nil),            // 17: jetway.v1.SequenceInfo
+	(*ConsumerInfo)(nil),            // 18: jetway.v1.ConsumerInfo
+	(*CreateConsumerRequest)(nil),   // 19: jetway.v1.CreateConsumerRequest
+	(*CreateConsumerResponse)(nil),  // 20: jetway.v1.CreateConsumerResponse
+	(*UpdateConsumerRequest)(nil),   // 21: jetway.v1.UpdateConsumerRequest
+	(*UpdateConsumerResponse)(nil),  // 22: jetway.v1.UpdateConsumerResponse
+	(*GetConsumerRequest)(nil),      // 23: jetway.v1.GetConsumerRequest
+	(*GetConsumerResponse)(nil),     // 24: jetway.v1.GetConsumerResponse
+	(*ListConsumersRequest)(nil),    // 25: jetway.v1.ListConsumersRequest
+	(*ListConsumersResponse)(nil),   // 26: jetway.v1.ListConsumersResponse
+	(*DeleteConsumerRequest)(nil),   // 27: jetway.v1.DeleteConsumerRequest
+	(*DeleteConsumerResponse)(nil),  // 28: jetway.v1.DeleteConsumerResponse
+	(*StoredMessage)(nil),           // 29: jetway.v1.StoredMessage
+	(*GetMessageRequest)(nil),       // 30: jetway.v1.GetMessageRequest
+	(*GetMessageResponse)(nil),      // 31: jetway.v1.GetMessageResponse
+	(*GetLastMessageRequest)(nil),   // 32: jetway.v1.GetLastMessageRequest
+	(*GetLastMessageResponse)(nil),  // 33: jetway.v1.GetLastMessageResponse
+	(*DeleteMessageRequest)(nil),    // 34: jetway.v1.DeleteMessageRequest
+	(*DeleteMessageResponse)(nil),   // 35: jetway.v1.DeleteMessageResponse
+	(*GetAccountInfoRequest)(nil),   // 36: jetway.v1.GetAccountInfoRequest
+	(*AccountLimits)(nil),           // 37: jetway.v1.AccountLimits
+	(*GetAccountInfoResponse)(nil),  // 38: jetway.v1.GetAccountInfoResponse
+	(*Session)(nil),                 // 39: jetway.v1.Session
+	(*ListSessionsRequest)(nil),     // 40: jetway.v1.ListSessionsRequest
+	(*ListSessionsResponse)(nil),    // 41: jetway.v1.ListSessionsResponse
+	(*GetBridgeInfoRequest)(nil),    // 42: jetway.v1.GetBridgeInfoRequest
+	(*NATSConnection)(nil),          // 43: jetway.v1.NATSConnection
+	(*BridgeInfo)(nil),              // 44: jetway.v1.BridgeInfo
+	(*GetBridgeInfoResponse)(nil),   // 45: jetway.v1.GetBridgeInfoResponse
+	(*PriorityGroupState)(nil),      // 46: jetway.v1.PriorityGroupState
+	(*PauseConsumerRequest)(nil),    // 47: jetway.v1.PauseConsumerRequest
+	(*PauseConsumerResponse)(nil),   // 48: jetway.v1.PauseConsumerResponse
+	(*ResumeConsumerRequest)(nil),   // 49: jetway.v1.ResumeConsumerRequest
+	(*ResumeConsumerResponse)(nil),  // 50: jetway.v1.ResumeConsumerResponse
+	(*ResetConsumerRequest)(nil),    // 51: jetway.v1.ResetConsumerRequest
+	(*ResetConsumerResponse)(nil),   // 52: jetway.v1.ResetConsumerResponse
+	(*UnpinConsumerRequest)(nil),    // 53: jetway.v1.UnpinConsumerRequest
+	(*UnpinConsumerResponse)(nil),   // 54: jetway.v1.UnpinConsumerResponse
+	(*GetCounterRequest)(nil),       // 55: jetway.v1.GetCounterRequest
+	(*GetCounterResponse)(nil),      // 56: jetway.v1.GetCounterResponse
+	(*ListMessagesRequest)(nil),     // 57: jetway.v1.ListMessagesRequest
+	(*ListMessagesResponse)(nil),    // 58: jetway.v1.ListMessagesResponse
+	(*GetLastMessagesRequest)(nil),  // 59: jetway.v1.GetLastMessagesRequest
+	(*GetLastMessagesResponse)(nil), // 60: jetway.v1.GetLastMessagesResponse
+	nil,                             // 61: jetway.v1.StoredMessage.HeadersEntry
+	(*timestamppb.Timestamp)(nil),   // 62: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 63: google.protobuf.Duration
+	(*StreamConfig)(nil),            // 64: jetway.v1.StreamConfig
+	(*ConsumerConfig)(nil),          // 65: jetway.v1.ConsumerConfig
+	(*HeaderValues)(nil),            // 66: jetway.v1.HeaderValues
 }
 var file_jetway_v1_admin_proto_depIdxs = []int32{
-	58, // 0: jetway.v1.StreamState.first_time:type_name -> google.protobuf.Timestamp
-	58, // 1: jetway.v1.StreamState.last_time:type_name -> google.protobuf.Timestamp
-	59, // 2: jetway.v1.PeerInfo.active:type_name -> google.protobuf.Duration
+	62, // 0: jetway.v1.StreamState.first_time:type_name -> google.protobuf.Timestamp
+	62, // 1: jetway.v1.StreamState.last_time:type_name -> google.protobuf.Timestamp
+	63, // 2: jetway.v1.PeerInfo.active:type_name -> google.protobuf.Duration
 	2,  // 3: jetway.v1.ClusterInfo.replicas:type_name -> jetway.v1.PeerInfo
-	60, // 4: jetway.v1.StreamInfo.config:type_name -> jetway.v1.StreamConfig
+	64, // 4: jetway.v1.StreamInfo.config:type_name -> jetway.v1.StreamConfig
 	1,  // 5: jetway.v1.StreamInfo.state:type_name -> jetway.v1.StreamState
 	3,  // 6: jetway.v1.StreamInfo.cluster:type_name -> jetway.v1.ClusterInfo
-	58, // 7: jetway.v1.StreamInfo.created:type_name -> google.protobuf.Timestamp
-	60, // 8: jetway.v1.CreateStreamRequest.config:type_name -> jetway.v1.StreamConfig
+	62, // 7: jetway.v1.StreamInfo.created:type_name -> google.protobuf.Timestamp
+	64, // 8: jetway.v1.CreateStreamRequest.config:type_name -> jetway.v1.StreamConfig
 	4,  // 9: jetway.v1.CreateStreamResponse.stream:type_name -> jetway.v1.StreamInfo
-	60, // 10: jetway.v1.UpdateStreamRequest.config:type_name -> jetway.v1.StreamConfig
+	64, // 10: jetway.v1.UpdateStreamRequest.config:type_name -> jetway.v1.StreamConfig
 	4,  // 11: jetway.v1.UpdateStreamResponse.stream:type_name -> jetway.v1.StreamInfo
 	4,  // 12: jetway.v1.GetStreamResponse.stream:type_name -> jetway.v1.StreamInfo
 	4,  // 13: jetway.v1.ListStreamsResponse.streams:type_name -> jetway.v1.StreamInfo
-	58, // 14: jetway.v1.SequenceInfo.last_active:type_name -> google.protobuf.Timestamp
-	61, // 15: jetway.v1.ConsumerInfo.config:type_name -> jetway.v1.ConsumerConfig
-	58, // 16: jetway.v1.ConsumerInfo.created:type_name -> google.protobuf.Timestamp
+	62, // 14: jetway.v1.SequenceInfo.last_active:type_name -> google.protobuf.Timestamp
+	65, // 15: jetway.v1.ConsumerInfo.config:type_name -> jetway.v1.ConsumerConfig
+	62, // 16: jetway.v1.ConsumerInfo.created:type_name -> google.protobuf.Timestamp
 	17, // 17: jetway.v1.ConsumerInfo.delivered:type_name -> jetway.v1.SequenceInfo
 	17, // 18: jetway.v1.ConsumerInfo.ack_floor:type_name -> jetway.v1.SequenceInfo
 	3,  // 19: jetway.v1.ConsumerInfo.cluster:type_name -> jetway.v1.ClusterInfo
-	59, // 20: jetway.v1.ConsumerInfo.pause_remaining:type_name -> google.protobuf.Duration
+	63, // 20: jetway.v1.ConsumerInfo.pause_remaining:type_name -> google.protobuf.Duration
 	46, // 21: jetway.v1.ConsumerInfo.priority_groups:type_name -> jetway.v1.PriorityGroupState
-	61, // 22: jetway.v1.CreateConsumerRequest.config:type_name -> jetway.v1.ConsumerConfig
+	65, // 22: jetway.v1.CreateConsumerRequest.config:type_name -> jetway.v1.ConsumerConfig
 	18, // 23: jetway.v1.CreateConsumerResponse.consumer:type_name -> jetway.v1.ConsumerInfo
-	61, // 24: jetway.v1.UpdateConsumerRequest.config:type_name -> jetway.v1.ConsumerConfig
+	65, // 24: jetway.v1.UpdateConsumerRequest.config:type_name -> jetway.v1.ConsumerConfig
 	18, // 25: jetway.v1.UpdateConsumerResponse.consumer:type_name -> jetway.v1.ConsumerInfo
 	18, // 26: jetway.v1.GetConsumerResponse.consumer:type_name -> jetway.v1.ConsumerInfo
 	18, // 27: jetway.v1.ListConsumersResponse.consumers:type_name -> jetway.v1.ConsumerInfo
-	57, // 28: jetway.v1.StoredMessage.headers:type_name -> jetway.v1.StoredMessage.HeadersEntry
-	58, // 29: jetway.v1.StoredMessage.time:type_name -> google.protobuf.Timestamp
+	61, // 28: jetway.v1.StoredMessage.headers:type_name -> jetway.v1.StoredMessage.HeadersEntry
+	62, // 29: jetway.v1.StoredMessage.time:type_name -> google.protobuf.Timestamp
 	29, // 30: jetway.v1.GetMessageResponse.message:type_name -> jetway.v1.StoredMessage
 	29, // 31: jetway.v1.GetLastMessageResponse.message:type_name -> jetway.v1.StoredMessage
 	37, // 32: jetway.v1.GetAccountInfoResponse.limits:type_name -> jetway.v1.AccountLimits
 	0,  // 33: jetway.v1.Session.kind:type_name -> jetway.v1.SessionKind
-	58, // 34: jetway.v1.Session.since:type_name -> google.protobuf.Timestamp
+	62, // 34: jetway.v1.Session.since:type_name -> google.protobuf.Timestamp
 	39, // 35: jetway.v1.ListSessionsResponse.sessions:type_name -> jetway.v1.Session
-	58, // 36: jetway.v1.BridgeInfo.started:type_name -> google.protobuf.Timestamp
-	59, // 37: jetway.v1.BridgeInfo.uptime:type_name -> google.protobuf.Duration
+	62, // 36: jetway.v1.BridgeInfo.started:type_name -> google.protobuf.Timestamp
+	63, // 37: jetway.v1.BridgeInfo.uptime:type_name -> google.protobuf.Duration
 	43, // 38: jetway.v1.BridgeInfo.nats:type_name -> jetway.v1.NATSConnection
 	44, // 39: jetway.v1.GetBridgeInfoResponse.bridge:type_name -> jetway.v1.BridgeInfo
 	44, // 40: jetway.v1.GetBridgeInfoResponse.fleet:type_name -> jetway.v1.BridgeInfo
-	58, // 41: jetway.v1.PriorityGroupState.pinned_time:type_name -> google.protobuf.Timestamp
-	58, // 42: jetway.v1.PauseConsumerRequest.pause_until:type_name -> google.protobuf.Timestamp
-	58, // 43: jetway.v1.PauseConsumerResponse.pause_until:type_name -> google.protobuf.Timestamp
-	59, // 44: jetway.v1.PauseConsumerResponse.pause_remaining:type_name -> google.protobuf.Duration
-	58, // 45: jetway.v1.ResetConsumerRequest.time:type_name -> google.protobuf.Timestamp
+	62, // 41: jetway.v1.PriorityGroupState.pinned_time:type_name -> google.protobuf.Timestamp
+	62, // 42: jetway.v1.PauseConsumerRequest.pause_until:type_name -> google.protobuf.Timestamp
+	62, // 43: jetway.v1.PauseConsumerResponse.pause_until:type_name -> google.protobuf.Timestamp
+	63, // 44: jetway.v1.PauseConsumerResponse.pause_remaining:type_name -> google.protobuf.Duration
+	62, // 45: jetway.v1.ResetConsumerRequest.time:type_name -> google.protobuf.Timestamp
 	18, // 46: jetway.v1.ResetConsumerResponse.consumer:type_name -> jetway.v1.ConsumerInfo
-	62, // 47: jetway.v1.StoredMessage.HeadersEntry.value:type_name -> jetway.v1.HeaderValues
-	5,  // 48: jetway.v1.AdminService.CreateStream:input_type -> jetway.v1.CreateStreamRequest
-	7,  // 49: jetway.v1.AdminService.UpdateStream:input_type -> jetway.v1.UpdateStreamRequest
-	9,  // 50: jetway.v1.AdminService.GetStream:input_type -> jetway.v1.GetStreamRequest
-	11, // 51: jetway.v1.AdminService.ListStreams:input_type -> jetway.v1.ListStreamsRequest
-	13, // 52: jetway.v1.AdminService.DeleteStream:input_type -> jetway.v1.DeleteStreamRequest
-	15, // 53: jetway.v1.AdminService.PurgeStream:input_type -> jetway.v1.PurgeStreamRequest
-	19, // 54: jetway.v1.AdminService.CreateConsumer:input_type -> jetway.v1.CreateConsumerRequest
-	21, // 55: jetway.v1.AdminService.UpdateConsumer:input_type -> jetway.v1.UpdateConsumerRequest
-	23, // 56: jetway.v1.AdminService.GetConsumer:input_type -> jetway.v1.GetConsumerRequest
-	25, // 57: jetway.v1.AdminService.ListConsumers:input_type -> jetway.v1.ListConsumersRequest
-	27, // 58: jetway.v1.AdminService.DeleteConsumer:input_type -> jetway.v1.DeleteConsumerRequest
-	30, // 59: jetway.v1.AdminService.GetMessage:input_type -> jetway.v1.GetMessageRequest
-	32, // 60: jetway.v1.AdminService.GetLastMessage:input_type -> jetway.v1.GetLastMessageRequest
-	34, // 61: jetway.v1.AdminService.DeleteMessage:input_type -> jetway.v1.DeleteMessageRequest
-	36, // 62: jetway.v1.AdminService.GetAccountInfo:input_type -> jetway.v1.GetAccountInfoRequest
-	40, // 63: jetway.v1.AdminService.ListSessions:input_type -> jetway.v1.ListSessionsRequest
-	42, // 64: jetway.v1.AdminService.GetBridgeInfo:input_type -> jetway.v1.GetBridgeInfoRequest
-	47, // 65: jetway.v1.AdminService.PauseConsumer:input_type -> jetway.v1.PauseConsumerRequest
-	49, // 66: jetway.v1.AdminService.ResumeConsumer:input_type -> jetway.v1.ResumeConsumerRequest
-	51, // 67: jetway.v1.AdminService.ResetConsumer:input_type -> jetway.v1.ResetConsumerRequest
-	53, // 68: jetway.v1.AdminService.UnpinConsumer:input_type -> jetway.v1.UnpinConsumerRequest
-	55, // 69: jetway.v1.AdminService.GetCounter:input_type -> jetway.v1.GetCounterRequest
-	6,  // 70: jetway.v1.AdminService.CreateStream:output_type -> jetway.v1.CreateStreamResponse
-	8,  // 71: jetway.v1.AdminService.UpdateStream:output_type -> jetway.v1.UpdateStreamResponse
-	10, // 72: jetway.v1.AdminService.GetStream:output_type -> jetway.v1.GetStreamResponse
-	12, // 73: jetway.v1.AdminService.ListStreams:output_type -> jetway.v1.ListStreamsResponse
-	14, // 74: jetway.v1.AdminService.DeleteStream:output_type -> jetway.v1.DeleteStreamResponse
-	16, // 75: jetway.v1.AdminService.PurgeStream:output_type -> jetway.v1.PurgeStreamResponse
-	20, // 76: jetway.v1.AdminService.CreateConsumer:output_type -> jetway.v1.CreateConsumerResponse
-	22, // 77: jetway.v1.AdminService.UpdateConsumer:output_type -> jetway.v1.UpdateConsumerResponse
-	24, // 78: jetway.v1.AdminService.GetConsumer:output_type -> jetway.v1.GetConsumerResponse
-	26, // 79: jetway.v1.AdminService.ListConsumers:output_type -> jetway.v1.ListConsumersResponse
-	28, // 80: jetway.v1.AdminService.DeleteConsumer:output_type -> jetway.v1.DeleteConsumerResponse
-	31, // 81: jetway.v1.AdminService.GetMessage:output_type -> jetway.v1.GetMessageResponse
-	33, // 82: jetway.v1.AdminService.GetLastMessage:output_type -> jetway.v1.GetLastMessageResponse
-	35, // 83: jetway.v1.AdminService.DeleteMessage:output_type -> jetway.v1.DeleteMessageResponse
-	38, // 84: jetway.v1.AdminService.GetAccountInfo:output_type -> jetway.v1.GetAccountInfoResponse
-	41, // 85: jetway.v1.AdminService.ListSessions:output_type -> jetway.v1.ListSessionsResponse
-	45, // 86: jetway.v1.AdminService.GetBridgeInfo:output_type -> jetway.v1.GetBridgeInfoResponse
-	48, // 87: jetway.v1.AdminService.PauseConsumer:output_type -> jetway.v1.PauseConsumerResponse
-	50, // 88: jetway.v1.AdminService.ResumeConsumer:output_type -> jetway.v1.ResumeConsumerResponse
-	52, // 89: jetway.v1.AdminService.ResetConsumer:output_type -> jetway.v1.ResetConsumerResponse
-	54, // 90: jetway.v1.AdminService.UnpinConsumer:output_type -> jetway.v1.UnpinConsumerResponse
-	56, // 91: jetway.v1.AdminService.GetCounter:output_type -> jetway.v1.GetCounterResponse
-	70, // [70:92] is the sub-list for method output_type
-	48, // [48:70] is the sub-list for method input_type
-	48, // [48:48] is the sub-list for extension type_name
-	48, // [48:48] is the sub-list for extension extendee
-	0,  // [0:48] is the sub-list for field type_name
+	62, // 47: jetway.v1.ListMessagesRequest.start_time:type_name -> google.protobuf.Timestamp
+	29, // 48: jetway.v1.ListMessagesResponse.messages:type_name -> jetway.v1.StoredMessage
+	62, // 49: jetway.v1.GetLastMessagesRequest.up_to_time:type_name -> google.protobuf.Timestamp
+	29, // 50: jetway.v1.GetLastMessagesResponse.messages:type_name -> jetway.v1.StoredMessage
+	66, // 51: jetway.v1.StoredMessage.HeadersEntry.value:type_name -> jetway.v1.HeaderValues
+	5,  // 52: jetway.v1.AdminService.CreateStream:input_type -> jetway.v1.CreateStreamRequest
+	7,  // 53: jetway.v1.AdminService.UpdateStream:input_type -> jetway.v1.UpdateStreamRequest
+	9,  // 54: jetway.v1.AdminService.GetStream:input_type -> jetway.v1.GetStreamRequest
+	11, // 55: jetway.v1.AdminService.ListStreams:input_type -> jetway.v1.ListStreamsRequest
+	13, // 56: jetway.v1.AdminService.DeleteStream:input_type -> jetway.v1.DeleteStreamRequest
+	15, // 57: jetway.v1.AdminService.PurgeStream:input_type -> jetway.v1.PurgeStreamRequest
+	19, // 58: jetway.v1.AdminService.CreateConsumer:input_type -> jetway.v1.CreateConsumerRequest
+	21, // 59: jetway.v1.AdminService.UpdateConsumer:input_type -> jetway.v1.UpdateConsumerRequest
+	23, // 60: jetway.v1.AdminService.GetConsumer:input_type -> jetway.v1.GetConsumerRequest
+	25, // 61: jetway.v1.AdminService.ListConsumers:input_type -> jetway.v1.ListConsumersRequest
+	27, // 62: jetway.v1.AdminService.DeleteConsumer:input_type -> jetway.v1.DeleteConsumerRequest
+	30, // 63: jetway.v1.AdminService.GetMessage:input_type -> jetway.v1.GetMessageRequest
+	32, // 64: jetway.v1.AdminService.GetLastMessage:input_type -> jetway.v1.GetLastMessageRequest
+	34, // 65: jetway.v1.AdminService.DeleteMessage:input_type -> jetway.v1.DeleteMessageRequest
+	36, // 66: jetway.v1.AdminService.GetAccountInfo:input_type -> jetway.v1.GetAccountInfoRequest
+	40, // 67: jetway.v1.AdminService.ListSessions:input_type -> jetway.v1.ListSessionsRequest
+	42, // 68: jetway.v1.AdminService.GetBridgeInfo:input_type -> jetway.v1.GetBridgeInfoRequest
+	47, // 69: jetway.v1.AdminService.PauseConsumer:input_type -> jetway.v1.PauseConsumerRequest
+	49, // 70: jetway.v1.AdminService.ResumeConsumer:input_type -> jetway.v1.ResumeConsumerRequest
+	51, // 71: jetway.v1.AdminService.ResetConsumer:input_type -> jetway.v1.ResetConsumerRequest
+	53, // 72: jetway.v1.AdminService.UnpinConsumer:input_type -> jetway.v1.UnpinConsumerRequest
+	55, // 73: jetway.v1.AdminService.GetCounter:input_type -> jetway.v1.GetCounterRequest
+	57, // 74: jetway.v1.AdminService.ListMessages:input_type -> jetway.v1.ListMessagesRequest
+	59, // 75: jetway.v1.AdminService.GetLastMessages:input_type -> jetway.v1.GetLastMessagesRequest
+	6,  // 76: jetway.v1.AdminService.CreateStream:output_type -> jetway.v1.CreateStreamResponse
+	8,  // 77: jetway.v1.AdminService.UpdateStream:output_type -> jetway.v1.UpdateStreamResponse
+	10, // 78: jetway.v1.AdminService.GetStream:output_type -> jetway.v1.GetStreamResponse
+	12, // 79: jetway.v1.AdminService.ListStreams:output_type -> jetway.v1.ListStreamsResponse
+	14, // 80: jetway.v1.AdminService.DeleteStream:output_type -> jetway.v1.DeleteStreamResponse
+	16, // 81: jetway.v1.AdminService.PurgeStream:output_type -> jetway.v1.PurgeStreamResponse
+	20, // 82: jetway.v1.AdminService.CreateConsumer:output_type -> jetway.v1.CreateConsumerResponse
+	22, // 83: jetway.v1.AdminService.UpdateConsumer:output_type -> jetway.v1.UpdateConsumerResponse
+	24, // 84: jetway.v1.AdminService.GetConsumer:output_type -> jetway.v1.GetConsumerResponse
+	26, // 85: jetway.v1.AdminService.ListConsumers:output_type -> jetway.v1.ListConsumersResponse
+	28, // 86: jetway.v1.AdminService.DeleteConsumer:output_type -> jetway.v1.DeleteConsumerResponse
+	31, // 87: jetway.v1.AdminService.GetMessage:output_type -> jetway.v1.GetMessageResponse
+	33, // 88: jetway.v1.AdminService.GetLastMessage:output_type -> jetway.v1.GetLastMessageResponse
+	35, // 89: jetway.v1.AdminService.DeleteMessage:output_type -> jetway.v1.DeleteMessageResponse
+	38, // 90: jetway.v1.AdminService.GetAccountInfo:output_type -> jetway.v1.GetAccountInfoResponse
+	41, // 91: jetway.v1.AdminService.ListSessions:output_type -> jetway.v1.ListSessionsResponse
+	45, // 92: jetway.v1.AdminService.GetBridgeInfo:output_type -> jetway.v1.GetBridgeInfoResponse
+	48, // 93: jetway.v1.AdminService.PauseConsumer:output_type -> jetway.v1.PauseConsumerResponse
+	50, // 94: jetway.v1.AdminService.ResumeConsumer:output_type -> jetway.v1.ResumeConsumerResponse
+	52, // 95: jetway.v1.AdminService.ResetConsumer:output_type -> jetway.v1.ResetConsumerResponse
+	54, // 96: jetway.v1.AdminService.UnpinConsumer:output_type -> jetway.v1.UnpinConsumerResponse
+	56, // 97: jetway.v1.AdminService.GetCounter:output_type -> jetway.v1.GetCounterResponse
+	58, // 98: jetway.v1.AdminService.ListMessages:output_type -> jetway.v1.ListMessagesResponse
+	60, // 99: jetway.v1.AdminService.GetLastMessages:output_type -> jetway.v1.GetLastMessagesResponse
+	76, // [76:100] is the sub-list for method output_type
+	52, // [52:76] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_jetway_v1_admin_proto_init() }
@@ -4225,7 +4555,7 @@ func file_jetway_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_jetway_v1_admin_proto_rawDesc), len(file_jetway_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   57,
+			NumMessages:   61,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
