@@ -116,6 +116,11 @@ var adminWrites = map[string]bool{
 	jetwayv1.KVService_CreateBucket_FullMethodName: true,
 	jetwayv1.KVService_UpdateBucket_FullMethodName: true,
 	jetwayv1.KVService_DeleteBucket_FullMethodName: true,
+	// consume (issue 18): consumer control
+	jetwayv1.AdminService_PauseConsumer_FullMethodName:  true,
+	jetwayv1.AdminService_ResumeConsumer_FullMethodName: true,
+	jetwayv1.AdminService_ResetConsumer_FullMethodName:  true,
+	jetwayv1.AdminService_UnpinConsumer_FullMethodName:  true,
 }
 
 // IsAdminWrite reports whether method is audited as an admin write.

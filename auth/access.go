@@ -87,6 +87,8 @@ var operationMethods = map[Operation][]string{
 		// Key-value (issue 18): a bucket's status, as a stream's.
 		"/jetway.v1.KVService/GetBucket",
 		"/jetway.v1.KVService/ListBuckets",
+		"/jetway.v1.AdminService/ListMessages",
+		"/jetway.v1.AdminService/GetLastMessages",
 	},
 }
 

@@ -131,6 +131,9 @@ func TestEveryMethodClassified(t *testing.T) {
 		// Key-value (issue 18): bucket admin writes.
 		"/jetway.v1.KVService/CreateBucket": true, "/jetway.v1.KVService/UpdateBucket": true,
 		"/jetway.v1.KVService/DeleteBucket": true,
+		// consume (issue 18): consumer control is admin, never a token's
+		"/jetway.v1.AdminService/PauseConsumer": true, "/jetway.v1.AdminService/ResumeConsumer": true,
+		"/jetway.v1.AdminService/ResetConsumer": true, "/jetway.v1.AdminService/UnpinConsumer": true,
 	}
 	listed := map[string]bool{}
 	for _, ms := range operationMethods {

@@ -99,6 +99,10 @@ var consumerFields = map[protoreflect.Name]field{
 	"replicas":           {goNames: []string{"Replicas"}},
 	"memory_storage":     {goNames: []string{"MemoryStorage"}, conflict: always("JetStream cannot change a consumer's memory_storage")},
 	"metadata":           {goNames: []string{"Metadata"}},
+	"priority_groups":    {goNames: []string{"PriorityGroups"}},
+	"priority_policy":    {goNames: []string{"PriorityPolicy"}},
+	"priority_timeout":   {goNames: []string{"PinnedTTL"}},
+	"pause_until":        {goNames: []string{"PauseUntil"}},
 }
 
 // Change is one field that differs: its API name and its values, as

@@ -277,6 +277,7 @@ func consumerConfigFrom(field string, c *jetwayv1.ConsumerConfig) (jetstream.Con
 	}
 	for name, d := range map[string]*durationpb.Duration{
 		"ack_wait": c.GetAckWait(), "max_expires": c.GetMaxExpires(), "inactive_threshold": c.GetInactiveThreshold(),
+		"priority_timeout": c.GetPriorityTimeout(),
 	} {
 		if d.AsDuration() < 0 {
 			return jetstream.ConsumerConfig{}, fieldErr(field+"."+name, ErrInvalidConfig, "must not be negative")
@@ -298,6 +299,27 @@ func consumerConfigFrom(field string, c *jetwayv1.ConsumerConfig) (jetstream.Con
 		Replicas:           int(c.GetReplicas()),
 		MemoryStorage:      c.GetMemoryStorage(),
 		Metadata:           userMetadata(c.GetMetadata()),
+		PriorityGroups:     c.GetPriorityGroups(),
+		PinnedTTL:          durationFrom(c.GetPriorityTimeout()),
+	}
+	if t := c.GetPauseUntil(); t != nil {
+		if err := t.CheckValid(); err != nil {
+			return cfg, fieldErr(field+".pause_until", ErrInvalidConfig, "not a valid time")
+		}
+		pu := t.AsTime()
+		cfg.PauseUntil = &pu
+	}
+	switch c.GetPriorityPolicy() {
+	case jetwayv1.PriorityPolicy_PRIORITY_POLICY_UNSPECIFIED, jetwayv1.PriorityPolicy_PRIORITY_POLICY_NONE:
+		cfg.PriorityPolicy = jetstream.PriorityPolicyNone
+	case jetwayv1.PriorityPolicy_PRIORITY_POLICY_PINNED_CLIENT:
+		cfg.PriorityPolicy = jetstream.PriorityPolicyPinned
+	case jetwayv1.PriorityPolicy_PRIORITY_POLICY_OVERFLOW:
+		cfg.PriorityPolicy = jetstream.PriorityPolicyOverflow
+	case jetwayv1.PriorityPolicy_PRIORITY_POLICY_PRIORITIZED:
+		cfg.PriorityPolicy = jetstream.PriorityPolicyPrioritized
+	default:
+		return cfg, fieldErr(field+".priority_policy", ErrInvalidConfig, "unknown value %d", c.GetPriorityPolicy())
 	}
 	// One filter goes in FilterSubject so that servers without multi-filter
 	// support still accept it.
@@ -376,7 +398,20 @@ func consumerConfigTo(c jetstream.ConsumerConfig) *jetwayv1.ConsumerConfig {
 		Replicas:          int32(c.Replicas),
 		MemoryStorage:     c.MemoryStorage,
 		Metadata:          c.Metadata,
+		PriorityGroups:    c.PriorityGroups,
+		PriorityTimeout:   durationTo(c.PinnedTTL),
+		PauseUntil:        timePtrTo(c.PauseUntil),
 	}
+	switch c.PriorityPolicy {
+	case jetstream.PriorityPolicyPinned:
+		out.PriorityPolicy = jetwayv1.PriorityPolicy_PRIORITY_POLICY_PINNED_CLIENT
+	case jetstream.PriorityPolicyOverflow:
+		out.PriorityPolicy = jetwayv1.PriorityPolicy_PRIORITY_POLICY_OVERFLOW
+	case jetstream.PriorityPolicyPrioritized:
+		out.PriorityPolicy = jetwayv1.PriorityPolicy_PRIORITY_POLICY_PRIORITIZED
+	}
+	// PriorityPolicyNone stays unset: a consumer without priority groups
+	// reads as it did before they existed.
 	if c.FilterSubject != "" {
 		out.FilterSubjects = []string{c.FilterSubject}
 	}
@@ -413,7 +448,14 @@ func sequenceTo(s jetstream.SequenceInfo) *jetwayv1.SequenceInfo {
 }
 
 func consumerInfoTo(info *jetstream.ConsumerInfo) *jetwayv1.ConsumerInfo {
+	var groups []*jetwayv1.PriorityGroupState
+	for _, g := range info.PriorityGroups {
+		groups = append(groups, &jetwayv1.PriorityGroupState{Group: g.Group, PinnedClientId: g.PinnedClientID, PinnedTime: timeTo(g.PinnedTS)})
+	}
 	return &jetwayv1.ConsumerInfo{
+		Paused:         info.Paused,
+		PauseRemaining: durationTo(info.PauseRemaining),
+		PriorityGroups: groups,
 		Stream:         info.Stream,
 		Name:           info.Name,
 		Config:         consumerConfigTo(info.Config),

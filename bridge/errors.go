@@ -71,6 +71,14 @@ var (
 	// consumer requires (a priority group, a pin id…) that the bridge's
 	// pull did not carry: the consumer cannot be read this way.
 	ErrPullRefused = errors.New("pull request refused")
+	// ErrPinIDMismatch is a pull for a pinned-client priority group whose
+	// pin id is not the current one (another client is pinned, or the pin
+	// moved on): drop the pin id and pull again to be pinned anew.
+	ErrPinIDMismatch = errors.New("pin id is not the current one")
+	// ErrTooManyResults is a read whose answer would exceed what JetStream
+	// or the bridge returns at once (a multi-last get over more than 1024
+	// subjects, or past the byte cap): narrow the request.
+	ErrTooManyResults = errors.New("too many results")
 	// ErrTimeout is a NATS operation that did not answer in time.
 	ErrTimeout = errors.New("jetstream did not answer in time")
 	// ErrAckTokenInvalid is an ack token this service did not issue:

@@ -83,6 +83,7 @@ type pullRequest struct {
 	MaxBytes int           `json:"max_bytes,omitempty"`
 	Expires  time.Duration `json:"expires,omitempty"`
 	NoWait   bool          `json:"no_wait,omitempty"`
+	pullPriority
 }
 
 // consumerInfoReply is the part of JetStream's consumer info answer a Fetch
@@ -286,6 +287,8 @@ func (r *pulled) outcome() error {
 		return fmt.Errorf("%w: %s: no responders", ErrConsumerNotFound, r.what)
 	case "409":
 		return pullRefusal(r.desc, r.what)
+	case "423":
+		return pinMismatch(r.desc, r.what)
 	}
 	// 400 (a priority group missing or wrong), 423 (a pin id mismatch) and
 	// whatever else a server may answer: never an empty success.
@@ -371,7 +374,11 @@ func (s *messageService) Fetch(ctx context.Context, req *jetwayv1.FetchRequest) 
 	if !maxBytesSet {
 		maxBytes = s.caps.MaxBytes
 	}
-	pr := pullRequest{Batch: batch, MaxBytes: maxBytes, NoWait: true}
+	prio, err := priorityFrom("priority", req.GetPriority())
+	if err != nil {
+		return nil, err
+	}
+	pr := pullRequest{Batch: batch, MaxBytes: maxBytes, NoWait: true, pullPriority: prio}
 	if !req.GetNoWait() && wait > 0 {
 		// Leave the answer time to travel back before the call's deadline.
 		if dl, ok := ctx.Deadline(); ok {
@@ -431,6 +438,9 @@ func (s *messageService) Fetch(ctx context.Context, req *jetwayv1.FetchRequest) 
 			return nil, err
 		}
 		resp.Messages = append(resp.Messages, out)
+		if pin := pinOf(m.Header); pin != "" {
+			resp.PinId = pin
+		}
 	}
 	return resp, nil
 }

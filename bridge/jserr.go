@@ -37,6 +37,7 @@ var apiErrorCodes = map[jetstream.ErrorCode]error{
 	10109: ErrNotAllowed,          // JSStreamSealedErr
 	10166: ErrNotAllowed,          // JSMessageTTLDisabledErr
 	10165: ErrInvalidArgument,     // JSMessageTTLInvalidErr
+	10204: ErrNotAllowed,          // JSConsumerInvalidResetErr (the consumer's deliver policy forbids it)
 	10054: ErrPayloadTooLarge,     // JSStreamMessageExceedsMaximumErr
 	10097: ErrPayloadTooLarge,     // JSStreamHeaderExceedsMaximumErr
 	10002: ErrLimitExceeded,       // JSAccountResourcesExceededErr

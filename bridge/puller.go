@@ -89,6 +89,11 @@ type puller struct {
 	retryAt   time.Time // after "no responders": no pull before
 	due       time.Time // when tick is wanted next; zero: not at all
 	body      []byte
+	// prio is the priority group the stream pulls for, with the pin id
+	// its messages brought (pinned client policy); prioJSON is its part
+	// of every request's body.
+	prio     pullPriority
+	prioJSON []byte
 }
 
 type pullReq struct {
@@ -129,6 +134,7 @@ func startPuller(sub *subscription, grid *gridClock) (*puller, error) {
 		window:  sub.window, windowBytes: sub.windowBytes,
 		reqMsgs: sub.meta.maxRequestBatch, reqBytes: sub.meta.maxRequestBytes,
 		expires: pullExpires, grid: grid,
+		prio: sub.prio, prioJSON: sub.prio.fields(),
 	}
 	if e := sub.meta.maxRequestExpires; e > 0 && e < p.expires {
 		p.expires = e
@@ -230,6 +236,7 @@ func (p *puller) fill(heldMsgs, heldBytes int, now time.Time) error {
 	expires := p.expiry(now)
 	p.body = append(p.body, `,"expires":`...)
 	p.body = strconv.AppendInt(p.body, int64(expires), 10)
+	p.body = append(p.body, p.prioJSON...)
 	p.body = append(p.body, '}')
 	if err := p.nc.PublishRequest(p.subject, reply, p.body); err != nil {
 		p.spare = append(p.spare, sub)
@@ -403,6 +410,12 @@ func isStatus(m *nats.Msg) bool {
 func (p *puller) received(m *nats.Msg) (since time.Time) {
 	p.seen++
 	p.needBytes, p.active = 0, true
+	if pin := pinOf(m.Header); pin != "" && pin != p.prio.ID && p.prio.Group != "" {
+		// Pinned: the next requests carry the pin id (the ones out
+		// without it wait until they expire, served to no one).
+		p.prio.ID = pin
+		p.prioJSON = p.prio.fields()
+	}
 	i := p.find(m.Sub)
 	if i < 0 {
 		return time.Time{} // a request already given up
@@ -512,10 +525,18 @@ func (p *puller) status(ctx context.Context, m *nats.Msg, now time.Time) error {
 		p.arm(now)
 	case "404", "408":
 		endReq() // the request expired (or found nothing)
+	case "423":
+		// The pin id is not the current one (the client passed back a
+		// stale one, or the pin was taken away or timed out): as nats.go
+		// does, drop it and ask to be pinned again with the next request.
+		closeReq()
+		if p.prio.ID != "" {
+			p.prio.ID = ""
+			p.prioJSON = p.prio.fields()
+		}
 	default:
-		// 400 (a priority group missing or wrong), 423 (a pin id
-		// mismatch) and any other refusal: the stream cannot go on, and
-		// must not sit silent.
+		// 400 (a priority group missing or wrong) and any other
+		// refusal: the stream cannot go on, and must not sit silent.
 		return refusedPull(code, desc, p.what())
 	}
 	return nil

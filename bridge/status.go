@@ -62,6 +62,11 @@ var errorCodes = map[error]codeReason{
 	// A consumer that refuses the bridge's pulls (priority groups, pinned
 	// clients) is a property of the consumer, not of the call.
 	ErrPullRefused: {codes.FailedPrecondition, "PULL_REFUSED"},
+	// A pin that moved on is a state of the consumer: the client drops its
+	// pin id and pulls again.
+	ErrPinIDMismatch: {codes.FailedPrecondition, "PIN_ID_MISMATCH"},
+	// A read too broad to answer at once is the request's to narrow.
+	ErrTooManyResults: {codes.InvalidArgument, "TOO_MANY_RESULTS"},
 
 	ErrStreamFull:    {codes.ResourceExhausted, "STREAM_FULL"},
 	ErrLimitExceeded: {codes.ResourceExhausted, "LIMIT_EXCEEDED"},

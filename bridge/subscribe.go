@@ -51,6 +51,7 @@ type subscription struct {
 	windowBytes int
 	batch       int // messages per event; above 1, sent as batch events
 	identity    string
+	prio        pullPriority // the priority group its pulls are for
 }
 
 // maxBatch bounds max_batch.
@@ -134,14 +135,16 @@ func (s *messageService) resolve(ctx context.Context, js jetstream.JetStream, pr
 		}
 		sub.heartbeat = d
 	}
+	prio, err := priorityFrom(prefix+"priority", req.GetPriority())
+	if err != nil {
+		return nil, err
+	}
+	sub.prio = prio
 	if err := s.authz.CanConsume(ctx, req.GetStream(), req.GetConsumer()); err != nil {
 		return nil, err
 	}
 	info := &jetwayv1.Subscribed{Stream: req.GetStream(), MaxInFlight: int32(sub.window), MaxBytesInFlight: int64(sub.windowBytes)}
-	var (
-		cons jetstream.Consumer
-		err  error
-	)
+	var cons jetstream.Consumer
 	if name := req.GetConsumer(); name != "" {
 		if err := validateName(prefix+"consumer", name); err != nil {
 			return nil, err
@@ -169,6 +172,9 @@ func (s *messageService) resolve(ctx context.Context, js jetstream.JetStream, pr
 			if err := s.authz.CanReadSubjects(ctx, filtersOf(cfg)); err != nil {
 				return nil, err
 			}
+			if err := needsGroup(prefix+"priority", cfg, sub.prio); err != nil {
+				return nil, err
+			}
 			if cons, err = js.CreateConsumer(ctx, req.GetStream(), cfg); err != nil {
 				return nil, translate(err, fmt.Sprintf("create consumer %q on stream %q", name, req.GetStream()))
 			}
@@ -184,6 +190,9 @@ func (s *messageService) resolve(ctx context.Context, js jetstream.JetStream, pr
 		if err := s.authz.CanReadSubjects(ctx, filtersOf(cfg)); err != nil {
 			return nil, err
 		}
+		if err := needsGroup(prefix+"priority", cfg, sub.prio); err != nil {
+			return nil, err
+		}
 		if cons, err = js.CreateConsumer(ctx, req.GetStream(), cfg); err != nil {
 			return nil, translate(err, fmt.Sprintf("create an ephemeral consumer on stream %q", req.GetStream()))
 		}
@@ -192,6 +201,9 @@ func (s *messageService) resolve(ctx context.Context, js jetstream.JetStream, pr
 	// Only the name and the ack settings stay: the consumer's whole
 	// cached info (1.6 KiB) would live as long as the stream.
 	ci := cons.CachedInfo()
+	if err := needsGroup(prefix+"priority", ci.Config, sub.prio); err != nil {
+		return nil, err // an existing durable (a created one was checked before)
+	}
 	info.Consumer = ci.Name
 	sub.meta = metaOf(ci.Config)
 	sub.info = info

@@ -1099,9 +1099,17 @@ type ConsumerInfo struct {
 	// Messages matching the consumer not yet delivered.
 	NumPending uint64 `protobuf:"varint,10,opt,name=num_pending,json=numPending,proto3" json:"num_pending,omitempty"`
 	// Where it runs.
-	Cluster       *ClusterInfo `protobuf:"bytes,11,opt,name=cluster,proto3" json:"cluster,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Cluster *ClusterInfo `protobuf:"bytes,11,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	// The consumer is paused (PauseConsumer, or config.pause_until): it
+	// delivers nothing until config.pause_until.
+	Paused bool `protobuf:"varint,12,opt,name=paused,proto3" json:"paused,omitempty"`
+	// How long it stays paused; unset when not paused.
+	PauseRemaining *durationpb.Duration `protobuf:"bytes,13,opt,name=pause_remaining,json=pauseRemaining,proto3" json:"pause_remaining,omitempty"`
+	// The state of each priority group (pinned client policy: which pin id
+	// is current).
+	PriorityGroups []*PriorityGroupState `protobuf:"bytes,14,rep,name=priority_groups,json=priorityGroups,proto3" json:"priority_groups,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ConsumerInfo) Reset() {
@@ -1207,6 +1215,27 @@ func (x *ConsumerInfo) GetNumPending() uint64 {
 func (x *ConsumerInfo) GetCluster() *ClusterInfo {
 	if x != nil {
 		return x.Cluster
+	}
+	return nil
+}
+
+func (x *ConsumerInfo) GetPaused() bool {
+	if x != nil {
+		return x.Paused
+	}
+	return false
+}
+
+func (x *ConsumerInfo) GetPauseRemaining() *durationpb.Duration {
+	if x != nil {
+		return x.PauseRemaining
+	}
+	return nil
+}
+
+func (x *ConsumerInfo) GetPriorityGroups() []*PriorityGroupState {
+	if x != nil {
+		return x.PriorityGroups
 	}
 	return nil
 }
@@ -3078,6 +3107,532 @@ func (x *GetBridgeInfoResponse) GetPartial() bool {
 	return false
 }
 
+// PriorityGroupState is the state of one priority group of a consumer.
+type PriorityGroupState struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The group.
+	Group string `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	// Pinned client policy: the current pin id; empty when no client is
+	// pinned.
+	PinnedClientId string `protobuf:"bytes,2,opt,name=pinned_client_id,json=pinnedClientId,proto3" json:"pinned_client_id,omitempty"`
+	// When that client was pinned.
+	PinnedTime    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=pinned_time,json=pinnedTime,proto3" json:"pinned_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PriorityGroupState) Reset() {
+	*x = PriorityGroupState{}
+	mi := &file_jetway_v1_admin_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PriorityGroupState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PriorityGroupState) ProtoMessage() {}
+
+func (x *PriorityGroupState) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_admin_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PriorityGroupState.ProtoReflect.Descriptor instead.
+func (*PriorityGroupState) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *PriorityGroupState) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *PriorityGroupState) GetPinnedClientId() string {
+	if x != nil {
+		return x.PinnedClientId
+	}
+	return ""
+}
+
+func (x *PriorityGroupState) GetPinnedTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PinnedTime
+	}
+	return nil
+}
+
+// PauseConsumerRequest pauses a consumer.
+type PauseConsumerRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stream. Required.
+	Stream string `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	// The consumer name. Required.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// Until when. Required, in the future.
+	PauseUntil    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=pause_until,json=pauseUntil,proto3" json:"pause_until,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PauseConsumerRequest) Reset() {
+	*x = PauseConsumerRequest{}
+	mi := &file_jetway_v1_admin_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PauseConsumerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PauseConsumerRequest) ProtoMessage() {}
+
+func (x *PauseConsumerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_admin_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PauseConsumerRequest.ProtoReflect.Descriptor instead.
+func (*PauseConsumerRequest) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *PauseConsumerRequest) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *PauseConsumerRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PauseConsumerRequest) GetPauseUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PauseUntil
+	}
+	return nil
+}
+
+// PauseConsumerResponse is the consumer's pause.
+type PauseConsumerResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Whether the consumer is paused.
+	Paused bool `protobuf:"varint,1,opt,name=paused,proto3" json:"paused,omitempty"`
+	// Until when; unset when not paused.
+	PauseUntil *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=pause_until,json=pauseUntil,proto3" json:"pause_until,omitempty"`
+	// How long it stays paused; unset when not paused.
+	PauseRemaining *durationpb.Duration `protobuf:"bytes,3,opt,name=pause_remaining,json=pauseRemaining,proto3" json:"pause_remaining,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *PauseConsumerResponse) Reset() {
+	*x = PauseConsumerResponse{}
+	mi := &file_jetway_v1_admin_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PauseConsumerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PauseConsumerResponse) ProtoMessage() {}
+
+func (x *PauseConsumerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_admin_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PauseConsumerResponse.ProtoReflect.Descriptor instead.
+func (*PauseConsumerResponse) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *PauseConsumerResponse) GetPaused() bool {
+	if x != nil {
+		return x.Paused
+	}
+	return false
+}
+
+func (x *PauseConsumerResponse) GetPauseUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PauseUntil
+	}
+	return nil
+}
+
+func (x *PauseConsumerResponse) GetPauseRemaining() *durationpb.Duration {
+	if x != nil {
+		return x.PauseRemaining
+	}
+	return nil
+}
+
+// ResumeConsumerRequest resumes a consumer.
+type ResumeConsumerRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stream. Required.
+	Stream string `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	// The consumer name. Required.
+	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResumeConsumerRequest) Reset() {
+	*x = ResumeConsumerRequest{}
+	mi := &file_jetway_v1_admin_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResumeConsumerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResumeConsumerRequest) ProtoMessage() {}
+
+func (x *ResumeConsumerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_admin_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResumeConsumerRequest.ProtoReflect.Descriptor instead.
+func (*ResumeConsumerRequest) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *ResumeConsumerRequest) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *ResumeConsumerRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// ResumeConsumerResponse is the consumer's pause, now over.
+type ResumeConsumerResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Whether the consumer is paused: false.
+	Paused        bool `protobuf:"varint,1,opt,name=paused,proto3" json:"paused,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResumeConsumerResponse) Reset() {
+	*x = ResumeConsumerResponse{}
+	mi := &file_jetway_v1_admin_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResumeConsumerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResumeConsumerResponse) ProtoMessage() {}
+
+func (x *ResumeConsumerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_admin_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResumeConsumerResponse.ProtoReflect.Descriptor instead.
+func (*ResumeConsumerResponse) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *ResumeConsumerResponse) GetPaused() bool {
+	if x != nil {
+		return x.Paused
+	}
+	return false
+}
+
+// ResetConsumerRequest moves a consumer. At most one of sequence and
+// time; neither: back to the ack floor.
+type ResetConsumerRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stream. Required.
+	Stream string `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	// The consumer name. Required.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// The next stream sequence to deliver, at least 1.
+	Sequence uint64 `protobuf:"varint,3,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// The first message stored at or after this time is delivered next (a
+	// time after the last message: only messages stored from now on). The
+	// bridge finds its sequence, then resets to it.
+	Time          *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=time,proto3" json:"time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResetConsumerRequest) Reset() {
+	*x = ResetConsumerRequest{}
+	mi := &file_jetway_v1_admin_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResetConsumerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResetConsumerRequest) ProtoMessage() {}
+
+func (x *ResetConsumerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_admin_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResetConsumerRequest.ProtoReflect.Descriptor instead.
+func (*ResetConsumerRequest) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *ResetConsumerRequest) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *ResetConsumerRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ResetConsumerRequest) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *ResetConsumerRequest) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+// ResetConsumerResponse is the consumer after the reset.
+type ResetConsumerResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The consumer.
+	Consumer *ConsumerInfo `protobuf:"bytes,1,opt,name=consumer,proto3" json:"consumer,omitempty"`
+	// The stream sequence it delivers next.
+	ResetSequence uint64 `protobuf:"varint,2,opt,name=reset_sequence,json=resetSequence,proto3" json:"reset_sequence,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResetConsumerResponse) Reset() {
+	*x = ResetConsumerResponse{}
+	mi := &file_jetway_v1_admin_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResetConsumerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResetConsumerResponse) ProtoMessage() {}
+
+func (x *ResetConsumerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_admin_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResetConsumerResponse.ProtoReflect.Descriptor instead.
+func (*ResetConsumerResponse) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *ResetConsumerResponse) GetConsumer() *ConsumerInfo {
+	if x != nil {
+		return x.Consumer
+	}
+	return nil
+}
+
+func (x *ResetConsumerResponse) GetResetSequence() uint64 {
+	if x != nil {
+		return x.ResetSequence
+	}
+	return 0
+}
+
+// UnpinConsumerRequest unpins a priority group's client.
+type UnpinConsumerRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stream. Required.
+	Stream string `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	// The consumer name. Required.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// The priority group. Required.
+	Group         string `protobuf:"bytes,3,opt,name=group,proto3" json:"group,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnpinConsumerRequest) Reset() {
+	*x = UnpinConsumerRequest{}
+	mi := &file_jetway_v1_admin_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnpinConsumerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnpinConsumerRequest) ProtoMessage() {}
+
+func (x *UnpinConsumerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_admin_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnpinConsumerRequest.ProtoReflect.Descriptor instead.
+func (*UnpinConsumerRequest) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *UnpinConsumerRequest) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *UnpinConsumerRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *UnpinConsumerRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+// UnpinConsumerResponse confirms the unpin.
+type UnpinConsumerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnpinConsumerResponse) Reset() {
+	*x = UnpinConsumerResponse{}
+	mi := &file_jetway_v1_admin_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnpinConsumerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnpinConsumerResponse) ProtoMessage() {}
+
+func (x *UnpinConsumerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_admin_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnpinConsumerResponse.ProtoReflect.Descriptor instead.
+func (*UnpinConsumerResponse) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{53}
+}
+
 // GetCounterRequest names a counter subject.
 type GetCounterRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -3091,7 +3646,7 @@ type GetCounterRequest struct {
 
 func (x *GetCounterRequest) Reset() {
 	*x = GetCounterRequest{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[45]
+	mi := &file_jetway_v1_admin_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3103,7 +3658,7 @@ func (x *GetCounterRequest) String() string {
 func (*GetCounterRequest) ProtoMessage() {}
 
 func (x *GetCounterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[45]
+	mi := &file_jetway_v1_admin_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3116,7 +3671,7 @@ func (x *GetCounterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCounterRequest.ProtoReflect.Descriptor instead.
 func (*GetCounterRequest) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{45}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *GetCounterRequest) GetStream() string {
@@ -3146,7 +3701,7 @@ type GetCounterResponse struct {
 
 func (x *GetCounterResponse) Reset() {
 	*x = GetCounterResponse{}
-	mi := &file_jetway_v1_admin_proto_msgTypes[46]
+	mi := &file_jetway_v1_admin_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3158,7 +3713,7 @@ func (x *GetCounterResponse) String() string {
 func (*GetCounterResponse) ProtoMessage() {}
 
 func (x *GetCounterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jetway_v1_admin_proto_msgTypes[46]
+	mi := &file_jetway_v1_admin_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3171,7 +3726,7 @@ func (x *GetCounterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCounterResponse.ProtoReflect.Descriptor instead.
 func (*GetCounterResponse) Descriptor() ([]byte, []int) {
-	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{46}
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *GetCounterResponse) GetValue() string {
@@ -3184,6 +3739,301 @@ func (x *GetCounterResponse) GetValue() string {
 func (x *GetCounterResponse) GetSequence() uint64 {
 	if x != nil {
 		return x.Sequence
+	}
+	return 0
+}
+
+// ListMessagesRequest is a page of a stream's messages.
+type ListMessagesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stream. Required.
+	Stream string `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	// The first stream sequence to read; 0 is 1. Not with start_time.
+	StartSequence uint64 `protobuf:"varint,2,opt,name=start_sequence,json=startSequence,proto3" json:"start_sequence,omitempty"`
+	// Read from the first message stored at or after this time. Not with
+	// start_sequence.
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	// Only messages on subjects matching this (wildcards allowed); empty is
+	// every subject.
+	Subject string `protobuf:"bytes,4,opt,name=subject,proto3" json:"subject,omitempty"`
+	// The most messages to return: 1 to 1000, default 100.
+	MaxMessages int32 `protobuf:"varint,5,opt,name=max_messages,json=maxMessages,proto3" json:"max_messages,omitempty"`
+	// Stop after about this many payload, header and subject bytes (the
+	// message that crosses it is still returned): 1 to the bridge's Fetch
+	// max_bytes cap (3 MiB by default), default that cap.
+	MaxBytes      int32 `protobuf:"varint,6,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMessagesRequest) Reset() {
+	*x = ListMessagesRequest{}
+	mi := &file_jetway_v1_admin_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMessagesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMessagesRequest) ProtoMessage() {}
+
+func (x *ListMessagesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_admin_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMessagesRequest.ProtoReflect.Descriptor instead.
+func (*ListMessagesRequest) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *ListMessagesRequest) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *ListMessagesRequest) GetStartSequence() uint64 {
+	if x != nil {
+		return x.StartSequence
+	}
+	return 0
+}
+
+func (x *ListMessagesRequest) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *ListMessagesRequest) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *ListMessagesRequest) GetMaxMessages() int32 {
+	if x != nil {
+		return x.MaxMessages
+	}
+	return 0
+}
+
+func (x *ListMessagesRequest) GetMaxBytes() int32 {
+	if x != nil {
+		return x.MaxBytes
+	}
+	return 0
+}
+
+// ListMessagesResponse is a page of messages.
+type ListMessagesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The messages, in stream sequence order.
+	Messages []*StoredMessage `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	// The start_sequence of the next page: one past the last message
+	// returned (start_sequence when there was none).
+	NextSequence uint64 `protobuf:"varint,2,opt,name=next_sequence,json=nextSequence,proto3" json:"next_sequence,omitempty"`
+	// Messages matching subject stored after this page, when it was read:
+	// 0 means the page reached the end of the stream.
+	Pending       uint64 `protobuf:"varint,3,opt,name=pending,proto3" json:"pending,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMessagesResponse) Reset() {
+	*x = ListMessagesResponse{}
+	mi := &file_jetway_v1_admin_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMessagesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMessagesResponse) ProtoMessage() {}
+
+func (x *ListMessagesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_admin_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMessagesResponse.ProtoReflect.Descriptor instead.
+func (*ListMessagesResponse) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *ListMessagesResponse) GetMessages() []*StoredMessage {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
+func (x *ListMessagesResponse) GetNextSequence() uint64 {
+	if x != nil {
+		return x.NextSequence
+	}
+	return 0
+}
+
+func (x *ListMessagesResponse) GetPending() uint64 {
+	if x != nil {
+		return x.Pending
+	}
+	return 0
+}
+
+// GetLastMessagesRequest names subjects whose last messages to read.
+type GetLastMessagesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stream. Required.
+	Stream string `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	// The subjects, wildcards allowed ("sensors.*.temp"): the last message
+	// of each distinct subject matching one of them. 1 to 1024 of them;
+	// JetStream answers at most 1024 messages (TOO_MANY_RESULTS beyond).
+	Subjects []string `protobuf:"bytes,2,rep,name=subjects,proto3" json:"subjects,omitempty"`
+	// Read as of this stream sequence: the last message at or below it. Not
+	// with up_to_time.
+	UpToSequence uint64 `protobuf:"varint,3,opt,name=up_to_sequence,json=upToSequence,proto3" json:"up_to_sequence,omitempty"`
+	// Read as of this time: the last message stored before it. Not with
+	// up_to_sequence.
+	UpToTime      *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=up_to_time,json=upToTime,proto3" json:"up_to_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetLastMessagesRequest) Reset() {
+	*x = GetLastMessagesRequest{}
+	mi := &file_jetway_v1_admin_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetLastMessagesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetLastMessagesRequest) ProtoMessage() {}
+
+func (x *GetLastMessagesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_admin_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetLastMessagesRequest.ProtoReflect.Descriptor instead.
+func (*GetLastMessagesRequest) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *GetLastMessagesRequest) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *GetLastMessagesRequest) GetSubjects() []string {
+	if x != nil {
+		return x.Subjects
+	}
+	return nil
+}
+
+func (x *GetLastMessagesRequest) GetUpToSequence() uint64 {
+	if x != nil {
+		return x.UpToSequence
+	}
+	return 0
+}
+
+func (x *GetLastMessagesRequest) GetUpToTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpToTime
+	}
+	return nil
+}
+
+// GetLastMessagesResponse holds the last message of each subject.
+type GetLastMessagesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The messages, one per subject, in stream sequence order.
+	Messages []*StoredMessage `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	// The stream sequence the answer is consistent at: every message is the
+	// last of its subject up to this sequence. Watch from one past it to
+	// miss no later change.
+	UpToSequence  uint64 `protobuf:"varint,2,opt,name=up_to_sequence,json=upToSequence,proto3" json:"up_to_sequence,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetLastMessagesResponse) Reset() {
+	*x = GetLastMessagesResponse{}
+	mi := &file_jetway_v1_admin_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetLastMessagesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetLastMessagesResponse) ProtoMessage() {}
+
+func (x *GetLastMessagesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_admin_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetLastMessagesResponse.ProtoReflect.Descriptor instead.
+func (*GetLastMessagesResponse) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *GetLastMessagesResponse) GetMessages() []*StoredMessage {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
+func (x *GetLastMessagesResponse) GetUpToSequence() uint64 {
+	if x != nil {
+		return x.UpToSequence
 	}
 	return 0
 }
@@ -3254,7 +4104,7 @@ const file_jetway_v1_admin_proto_rawDesc = "" +
 	"\x11consumer_sequence\x18\x01 \x01(\x04R\x10consumerSequence\x12'\n" +
 	"\x0fstream_sequence\x18\x02 \x01(\x04R\x0estreamSequence\x12;\n" +
 	"\vlast_active\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"lastActive\"\xd5\x03\n" +
+	"lastActive\"\xf9\x04\n" +
 	"\fConsumerInfo\x12\x16\n" +
 	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x121\n" +
@@ -3269,7 +4119,10 @@ const file_jetway_v1_admin_proto_rawDesc = "" +
 	"\vnum_pending\x18\n" +
 	" \x01(\x04R\n" +
 	"numPending\x120\n" +
-	"\acluster\x18\v \x01(\v2\x16.jetway.v1.ClusterInfoR\acluster\"b\n" +
+	"\acluster\x18\v \x01(\v2\x16.jetway.v1.ClusterInfoR\acluster\x12\x16\n" +
+	"\x06paused\x18\f \x01(\bR\x06paused\x12B\n" +
+	"\x0fpause_remaining\x18\r \x01(\v2\x19.google.protobuf.DurationR\x0epauseRemaining\x12F\n" +
+	"\x0fpriority_groups\x18\x0e \x03(\v2\x1d.jetway.v1.PriorityGroupStateR\x0epriorityGroups\"b\n" +
 	"\x15CreateConsumerRequest\x12\x16\n" +
 	"\x06stream\x18\x01 \x01(\tR\x06stream\x121\n" +
 	"\x06config\x18\x02 \x01(\v2\x19.jetway.v1.ConsumerConfigR\x06config\"M\n" +
@@ -3405,18 +4258,72 @@ const file_jetway_v1_admin_proto_rawDesc = "" +
 	"\x15GetBridgeInfoResponse\x12-\n" +
 	"\x06bridge\x18\x01 \x01(\v2\x15.jetway.v1.BridgeInfoR\x06bridge\x12+\n" +
 	"\x05fleet\x18\x02 \x03(\v2\x15.jetway.v1.BridgeInfoR\x05fleet\x12\x18\n" +
-	"\apartial\x18\x03 \x01(\bR\apartial\"E\n" +
+	"\apartial\x18\x03 \x01(\bR\apartial\"\x91\x01\n" +
+	"\x12PriorityGroupState\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12(\n" +
+	"\x10pinned_client_id\x18\x02 \x01(\tR\x0epinnedClientId\x12;\n" +
+	"\vpinned_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"pinnedTime\"\x7f\n" +
+	"\x14PauseConsumerRequest\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12;\n" +
+	"\vpause_until\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"pauseUntil\"\xb0\x01\n" +
+	"\x15PauseConsumerResponse\x12\x16\n" +
+	"\x06paused\x18\x01 \x01(\bR\x06paused\x12;\n" +
+	"\vpause_until\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"pauseUntil\x12B\n" +
+	"\x0fpause_remaining\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x0epauseRemaining\"C\n" +
+	"\x15ResumeConsumerRequest\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"0\n" +
+	"\x16ResumeConsumerResponse\x12\x16\n" +
+	"\x06paused\x18\x01 \x01(\bR\x06paused\"\x8e\x01\n" +
+	"\x14ResetConsumerRequest\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
+	"\bsequence\x18\x03 \x01(\x04R\bsequence\x12.\n" +
+	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"s\n" +
+	"\x15ResetConsumerResponse\x123\n" +
+	"\bconsumer\x18\x01 \x01(\v2\x17.jetway.v1.ConsumerInfoR\bconsumer\x12%\n" +
+	"\x0ereset_sequence\x18\x02 \x01(\x04R\rresetSequence\"X\n" +
+	"\x14UnpinConsumerRequest\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
+	"\x05group\x18\x03 \x01(\tR\x05group\"\x17\n" +
+	"\x15UnpinConsumerResponse\"E\n" +
 	"\x11GetCounterRequest\x12\x16\n" +
 	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x18\n" +
 	"\asubject\x18\x02 \x01(\tR\asubject\"F\n" +
 	"\x12GetCounterResponse\x12\x14\n" +
 	"\x05value\x18\x01 \x01(\tR\x05value\x12\x1a\n" +
-	"\bsequence\x18\x02 \x01(\x04R\bsequence*y\n" +
+	"\bsequence\x18\x02 \x01(\x04R\bsequence\"\xe9\x01\n" +
+	"\x13ListMessagesRequest\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\tR\x06stream\x12%\n" +
+	"\x0estart_sequence\x18\x02 \x01(\x04R\rstartSequence\x129\n" +
+	"\n" +
+	"start_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x12\x18\n" +
+	"\asubject\x18\x04 \x01(\tR\asubject\x12!\n" +
+	"\fmax_messages\x18\x05 \x01(\x05R\vmaxMessages\x12\x1b\n" +
+	"\tmax_bytes\x18\x06 \x01(\x05R\bmaxBytes\"\x8b\x01\n" +
+	"\x14ListMessagesResponse\x124\n" +
+	"\bmessages\x18\x01 \x03(\v2\x18.jetway.v1.StoredMessageR\bmessages\x12#\n" +
+	"\rnext_sequence\x18\x02 \x01(\x04R\fnextSequence\x12\x18\n" +
+	"\apending\x18\x03 \x01(\x04R\apending\"\xac\x01\n" +
+	"\x16GetLastMessagesRequest\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x1a\n" +
+	"\bsubjects\x18\x02 \x03(\tR\bsubjects\x12$\n" +
+	"\x0eup_to_sequence\x18\x03 \x01(\x04R\fupToSequence\x128\n" +
+	"\n" +
+	"up_to_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bupToTime\"u\n" +
+	"\x17GetLastMessagesResponse\x124\n" +
+	"\bmessages\x18\x01 \x03(\v2\x18.jetway.v1.StoredMessageR\bmessages\x12$\n" +
+	"\x0eup_to_sequence\x18\x02 \x01(\x04R\fupToSequence*y\n" +
 	"\vSessionKind\x12\x1c\n" +
 	"\x18SESSION_KIND_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16SESSION_KIND_SUBSCRIBE\x10\x01\x12\x18\n" +
 	"\x14SESSION_KIND_CONSUME\x10\x02\x12\x16\n" +
-	"\x12SESSION_KIND_FETCH\x10\x032\xc9\v\n" +
+	"\x12SESSION_KIND_FETCH\x10\x032\xc7\x0f\n" +
 	"\fAdminService\x12O\n" +
 	"\fCreateStream\x12\x1e.jetway.v1.CreateStreamRequest\x1a\x1f.jetway.v1.CreateStreamResponse\x12O\n" +
 	"\fUpdateStream\x12\x1e.jetway.v1.UpdateStreamRequest\x1a\x1f.jetway.v1.UpdateStreamResponse\x12F\n" +
@@ -3435,9 +4342,15 @@ const file_jetway_v1_admin_proto_rawDesc = "" +
 	"\rDeleteMessage\x12\x1f.jetway.v1.DeleteMessageRequest\x1a .jetway.v1.DeleteMessageResponse\x12U\n" +
 	"\x0eGetAccountInfo\x12 .jetway.v1.GetAccountInfoRequest\x1a!.jetway.v1.GetAccountInfoResponse\x12O\n" +
 	"\fListSessions\x12\x1e.jetway.v1.ListSessionsRequest\x1a\x1f.jetway.v1.ListSessionsResponse\x12R\n" +
-	"\rGetBridgeInfo\x12\x1f.jetway.v1.GetBridgeInfoRequest\x1a .jetway.v1.GetBridgeInfoResponse\x12I\n" +
+	"\rGetBridgeInfo\x12\x1f.jetway.v1.GetBridgeInfoRequest\x1a .jetway.v1.GetBridgeInfoResponse\x12R\n" +
+	"\rPauseConsumer\x12\x1f.jetway.v1.PauseConsumerRequest\x1a .jetway.v1.PauseConsumerResponse\x12U\n" +
+	"\x0eResumeConsumer\x12 .jetway.v1.ResumeConsumerRequest\x1a!.jetway.v1.ResumeConsumerResponse\x12R\n" +
+	"\rResetConsumer\x12\x1f.jetway.v1.ResetConsumerRequest\x1a .jetway.v1.ResetConsumerResponse\x12R\n" +
+	"\rUnpinConsumer\x12\x1f.jetway.v1.UnpinConsumerRequest\x1a .jetway.v1.UnpinConsumerResponse\x12I\n" +
 	"\n" +
-	"GetCounter\x12\x1c.jetway.v1.GetCounterRequest\x1a\x1d.jetway.v1.GetCounterResponseB5Z3github.com/jetway-dev/jetway/gen/jetway/v1;jetwayv1b\x06proto3"
+	"GetCounter\x12\x1c.jetway.v1.GetCounterRequest\x1a\x1d.jetway.v1.GetCounterResponse\x12O\n" +
+	"\fListMessages\x12\x1e.jetway.v1.ListMessagesRequest\x1a\x1f.jetway.v1.ListMessagesResponse\x12X\n" +
+	"\x0fGetLastMessages\x12!.jetway.v1.GetLastMessagesRequest\x1a\".jetway.v1.GetLastMessagesResponseB5Z3github.com/jetway-dev/jetway/gen/jetway/v1;jetwayv1b\x06proto3"
 
 var (
 	file_jetway_v1_admin_proto_rawDescOnce sync.Once
@@ -3452,145 +4365,182 @@ func file_jetway_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_jetway_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_jetway_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
+var file_jetway_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
 var file_jetway_v1_admin_proto_goTypes = []any{
-	(SessionKind)(0),               // 0: jetway.v1.SessionKind
-	(*StreamState)(nil),            // 1: jetway.v1.StreamState
-	(*PeerInfo)(nil),               // 2: jetway.v1.PeerInfo
-	(*ClusterInfo)(nil),            // 3: jetway.v1.ClusterInfo
-	(*StreamInfo)(nil),             // 4: jetway.v1.StreamInfo
-	(*CreateStreamRequest)(nil),    // 5: jetway.v1.CreateStreamRequest
-	(*CreateStreamResponse)(nil),   // 6: jetway.v1.CreateStreamResponse
-	(*UpdateStreamRequest)(nil),    // 7: jetway.v1.UpdateStreamRequest
-	(*UpdateStreamResponse)(nil),   // 8: jetway.v1.UpdateStreamResponse
-	(*GetStreamRequest)(nil),       // 9: jetway.v1.GetStreamRequest
-	(*GetStreamResponse)(nil),      // 10: jetway.v1.GetStreamResponse
-	(*ListStreamsRequest)(nil),     // 11: jetway.v1.ListStreamsRequest
-	(*ListStreamsResponse)(nil),    // 12: jetway.v1.ListStreamsResponse
-	(*DeleteStreamRequest)(nil),    // 13: jetway.v1.DeleteStreamRequest
-	(*DeleteStreamResponse)(nil),   // 14: jetway.v1.DeleteStreamResponse
-	(*PurgeStreamRequest)(nil),     // 15: jetway.v1.PurgeStreamRequest
-	(*PurgeStreamResponse)(nil),    // 16: jetway.v1.PurgeStreamResponse
-	(*SequenceInfo)(nil),           // 17: jetway.v1.SequenceInfo
-	(*ConsumerInfo)(nil),           // 18: jetway.v1.ConsumerInfo
-	(*CreateConsumerRequest)(nil),  // 19: jetway.v1.CreateConsumerRequest
-	(*CreateConsumerResponse)(nil), // 20: jetway.v1.CreateConsumerResponse
-	(*UpdateConsumerRequest)(nil),  // 21: jetway.v1.UpdateConsumerRequest
-	(*UpdateConsumerResponse)(nil), // 22: jetway.v1.UpdateConsumerResponse
-	(*GetConsumerRequest)(nil),     // 23: jetway.v1.GetConsumerRequest
-	(*GetConsumerResponse)(nil),    // 24: jetway.v1.GetConsumerResponse
-	(*ListConsumersRequest)(nil),   // 25: jetway.v1.ListConsumersRequest
-	(*ListConsumersResponse)(nil),  // 26: jetway.v1.ListConsumersResponse
-	(*DeleteConsumerRequest)(nil),  // 27: jetway.v1.DeleteConsumerRequest
-	(*DeleteConsumerResponse)(nil), // 28: jetway.v1.DeleteConsumerResponse
-	(*StoredMessage)(nil),          // 29: jetway.v1.StoredMessage
-	(*GetMessageRequest)(nil),      // 30: jetway.v1.GetMessageRequest
-	(*GetMessageResponse)(nil),     // 31: jetway.v1.GetMessageResponse
-	(*GetLastMessageRequest)(nil),  // 32: jetway.v1.GetLastMessageRequest
-	(*GetLastMessageResponse)(nil), // 33: jetway.v1.GetLastMessageResponse
-	(*DeleteMessageRequest)(nil),   // 34: jetway.v1.DeleteMessageRequest
-	(*DeleteMessageResponse)(nil),  // 35: jetway.v1.DeleteMessageResponse
-	(*GetAccountInfoRequest)(nil),  // 36: jetway.v1.GetAccountInfoRequest
-	(*AccountLimits)(nil),          // 37: jetway.v1.AccountLimits
-	(*GetAccountInfoResponse)(nil), // 38: jetway.v1.GetAccountInfoResponse
-	(*Session)(nil),                // 39: jetway.v1.Session
-	(*ListSessionsRequest)(nil),    // 40: jetway.v1.ListSessionsRequest
-	(*ListSessionsResponse)(nil),   // 41: jetway.v1.ListSessionsResponse
-	(*GetBridgeInfoRequest)(nil),   // 42: jetway.v1.GetBridgeInfoRequest
-	(*NATSConnection)(nil),         // 43: jetway.v1.NATSConnection
-	(*BridgeInfo)(nil),             // 44: jetway.v1.BridgeInfo
-	(*GetBridgeInfoResponse)(nil),  // 45: jetway.v1.GetBridgeInfoResponse
-	(*GetCounterRequest)(nil),      // 46: jetway.v1.GetCounterRequest
-	(*GetCounterResponse)(nil),     // 47: jetway.v1.GetCounterResponse
-	nil,                            // 48: jetway.v1.StoredMessage.HeadersEntry
-	(*timestamppb.Timestamp)(nil),  // 49: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),    // 50: google.protobuf.Duration
-	(*StreamConfig)(nil),           // 51: jetway.v1.StreamConfig
-	(*ConsumerConfig)(nil),         // 52: jetway.v1.ConsumerConfig
-	(*HeaderValues)(nil),           // 53: jetway.v1.HeaderValues
+	(SessionKind)(0),                // 0: jetway.v1.SessionKind
+	(*StreamState)(nil),             // 1: jetway.v1.StreamState
+	(*PeerInfo)(nil),                // 2: jetway.v1.PeerInfo
+	(*ClusterInfo)(nil),             // 3: jetway.v1.ClusterInfo
+	(*StreamInfo)(nil),              // 4: jetway.v1.StreamInfo
+	(*CreateStreamRequest)(nil),     // 5: jetway.v1.CreateStreamRequest
+	(*CreateStreamResponse)(nil),    // 6: jetway.v1.CreateStreamResponse
+	(*UpdateStreamRequest)(nil),     // 7: jetway.v1.UpdateStreamRequest
+	(*UpdateStreamResponse)(nil),    // 8: jetway.v1.UpdateStreamResponse
+	(*GetStreamRequest)(nil),        // 9: jetway.v1.GetStreamRequest
+	(*GetStreamResponse)(nil),       // 10: jetway.v1.GetStreamResponse
+	(*ListStreamsRequest)(nil),      // 11: jetway.v1.ListStreamsRequest
+	(*ListStreamsResponse)(nil),     // 12: jetway.v1.ListStreamsResponse
+	(*DeleteStreamRequest)(nil),     // 13: jetway.v1.DeleteStreamRequest
+	(*DeleteStreamResponse)(nil),    // 14: jetway.v1.DeleteStreamResponse
+	(*PurgeStreamRequest)(nil),      // 15: jetway.v1.PurgeStreamRequest
+	(*PurgeStreamResponse)(nil),     // 16: jetway.v1.PurgeStreamResponse
+	(*SequenceInfo)(nil),            // 17: jetway.v1.SequenceInfo
+	(*ConsumerInfo)(nil),            // 18: jetway.v1.ConsumerInfo
+	(*CreateConsumerRequest)(nil),   // 19: jetway.v1.CreateConsumerRequest
+	(*CreateConsumerResponse)(nil),  // 20: jetway.v1.CreateConsumerResponse
+	(*UpdateConsumerRequest)(nil),   // 21: jetway.v1.UpdateConsumerRequest
+	(*UpdateConsumerResponse)(nil),  // 22: jetway.v1.UpdateConsumerResponse
+	(*GetConsumerRequest)(nil),      // 23: jetway.v1.GetConsumerRequest
+	(*GetConsumerResponse)(nil),     // 24: jetway.v1.GetConsumerResponse
+	(*ListConsumersRequest)(nil),    // 25: jetway.v1.ListConsumersRequest
+	(*ListConsumersResponse)(nil),   // 26: jetway.v1.ListConsumersResponse
+	(*DeleteConsumerRequest)(nil),   // 27: jetway.v1.DeleteConsumerRequest
+	(*DeleteConsumerResponse)(nil),  // 28: jetway.v1.DeleteConsumerResponse
+	(*StoredMessage)(nil),           // 29: jetway.v1.StoredMessage
+	(*GetMessageRequest)(nil),       // 30: jetway.v1.GetMessageRequest
+	(*GetMessageResponse)(nil),      // 31: jetway.v1.GetMessageResponse
+	(*GetLastMessageRequest)(nil),   // 32: jetway.v1.GetLastMessageRequest
+	(*GetLastMessageResponse)(nil),  // 33: jetway.v1.GetLastMessageResponse
+	(*DeleteMessageRequest)(nil),    // 34: jetway.v1.DeleteMessageRequest
+	(*DeleteMessageResponse)(nil),   // 35: jetway.v1.DeleteMessageResponse
+	(*GetAccountInfoRequest)(nil),   // 36: jetway.v1.GetAccountInfoRequest
+	(*AccountLimits)(nil),           // 37: jetway.v1.AccountLimits
+	(*GetAccountInfoResponse)(nil),  // 38: jetway.v1.GetAccountInfoResponse
+	(*Session)(nil),                 // 39: jetway.v1.Session
+	(*ListSessionsRequest)(nil),     // 40: jetway.v1.ListSessionsRequest
+	(*ListSessionsResponse)(nil),    // 41: jetway.v1.ListSessionsResponse
+	(*GetBridgeInfoRequest)(nil),    // 42: jetway.v1.GetBridgeInfoRequest
+	(*NATSConnection)(nil),          // 43: jetway.v1.NATSConnection
+	(*BridgeInfo)(nil),              // 44: jetway.v1.BridgeInfo
+	(*GetBridgeInfoResponse)(nil),   // 45: jetway.v1.GetBridgeInfoResponse
+	(*PriorityGroupState)(nil),      // 46: jetway.v1.PriorityGroupState
+	(*PauseConsumerRequest)(nil),    // 47: jetway.v1.PauseConsumerRequest
+	(*PauseConsumerResponse)(nil),   // 48: jetway.v1.PauseConsumerResponse
+	(*ResumeConsumerRequest)(nil),   // 49: jetway.v1.ResumeConsumerRequest
+	(*ResumeConsumerResponse)(nil),  // 50: jetway.v1.ResumeConsumerResponse
+	(*ResetConsumerRequest)(nil),    // 51: jetway.v1.ResetConsumerRequest
+	(*ResetConsumerResponse)(nil),   // 52: jetway.v1.ResetConsumerResponse
+	(*UnpinConsumerRequest)(nil),    // 53: jetway.v1.UnpinConsumerRequest
+	(*UnpinConsumerResponse)(nil),   // 54: jetway.v1.UnpinConsumerResponse
+	(*GetCounterRequest)(nil),       // 55: jetway.v1.GetCounterRequest
+	(*GetCounterResponse)(nil),      // 56: jetway.v1.GetCounterResponse
+	(*ListMessagesRequest)(nil),     // 57: jetway.v1.ListMessagesRequest
+	(*ListMessagesResponse)(nil),    // 58: jetway.v1.ListMessagesResponse
+	(*GetLastMessagesRequest)(nil),  // 59: jetway.v1.GetLastMessagesRequest
+	(*GetLastMessagesResponse)(nil), // 60: jetway.v1.GetLastMessagesResponse
+	nil,                             // 61: jetway.v1.StoredMessage.HeadersEntry
+	(*timestamppb.Timestamp)(nil),   // 62: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 63: google.protobuf.Duration
+	(*StreamConfig)(nil),            // 64: jetway.v1.StreamConfig
+	(*ConsumerConfig)(nil),          // 65: jetway.v1.ConsumerConfig
+	(*HeaderValues)(nil),            // 66: jetway.v1.HeaderValues
 }
 var file_jetway_v1_admin_proto_depIdxs = []int32{
-	49, // 0: jetway.v1.StreamState.first_time:type_name -> google.protobuf.Timestamp
-	49, // 1: jetway.v1.StreamState.last_time:type_name -> google.protobuf.Timestamp
-	50, // 2: jetway.v1.PeerInfo.active:type_name -> google.protobuf.Duration
+	62, // 0: jetway.v1.StreamState.first_time:type_name -> google.protobuf.Timestamp
+	62, // 1: jetway.v1.StreamState.last_time:type_name -> google.protobuf.Timestamp
+	63, // 2: jetway.v1.PeerInfo.active:type_name -> google.protobuf.Duration
 	2,  // 3: jetway.v1.ClusterInfo.replicas:type_name -> jetway.v1.PeerInfo
-	51, // 4: jetway.v1.StreamInfo.config:type_name -> jetway.v1.StreamConfig
+	64, // 4: jetway.v1.StreamInfo.config:type_name -> jetway.v1.StreamConfig
 	1,  // 5: jetway.v1.StreamInfo.state:type_name -> jetway.v1.StreamState
 	3,  // 6: jetway.v1.StreamInfo.cluster:type_name -> jetway.v1.ClusterInfo
-	49, // 7: jetway.v1.StreamInfo.created:type_name -> google.protobuf.Timestamp
-	51, // 8: jetway.v1.CreateStreamRequest.config:type_name -> jetway.v1.StreamConfig
+	62, // 7: jetway.v1.StreamInfo.created:type_name -> google.protobuf.Timestamp
+	64, // 8: jetway.v1.CreateStreamRequest.config:type_name -> jetway.v1.StreamConfig
 	4,  // 9: jetway.v1.CreateStreamResponse.stream:type_name -> jetway.v1.StreamInfo
-	51, // 10: jetway.v1.UpdateStreamRequest.config:type_name -> jetway.v1.StreamConfig
+	64, // 10: jetway.v1.UpdateStreamRequest.config:type_name -> jetway.v1.StreamConfig
 	4,  // 11: jetway.v1.UpdateStreamResponse.stream:type_name -> jetway.v1.StreamInfo
 	4,  // 12: jetway.v1.GetStreamResponse.stream:type_name -> jetway.v1.StreamInfo
 	4,  // 13: jetway.v1.ListStreamsResponse.streams:type_name -> jetway.v1.StreamInfo
-	49, // 14: jetway.v1.SequenceInfo.last_active:type_name -> google.protobuf.Timestamp
-	52, // 15: jetway.v1.ConsumerInfo.config:type_name -> jetway.v1.ConsumerConfig
-	49, // 16: jetway.v1.ConsumerInfo.created:type_name -> google.protobuf.Timestamp
+	62, // 14: jetway.v1.SequenceInfo.last_active:type_name -> google.protobuf.Timestamp
+	65, // 15: jetway.v1.ConsumerInfo.config:type_name -> jetway.v1.ConsumerConfig
+	62, // 16: jetway.v1.ConsumerInfo.created:type_name -> google.protobuf.Timestamp
 	17, // 17: jetway.v1.ConsumerInfo.delivered:type_name -> jetway.v1.SequenceInfo
 	17, // 18: jetway.v1.ConsumerInfo.ack_floor:type_name -> jetway.v1.SequenceInfo
 	3,  // 19: jetway.v1.ConsumerInfo.cluster:type_name -> jetway.v1.ClusterInfo
-	52, // 20: jetway.v1.CreateConsumerRequest.config:type_name -> jetway.v1.ConsumerConfig
-	18, // 21: jetway.v1.CreateConsumerResponse.consumer:type_name -> jetway.v1.ConsumerInfo
-	52, // 22: jetway.v1.UpdateConsumerRequest.config:type_name -> jetway.v1.ConsumerConfig
-	18, // 23: jetway.v1.UpdateConsumerResponse.consumer:type_name -> jetway.v1.ConsumerInfo
-	18, // 24: jetway.v1.GetConsumerResponse.consumer:type_name -> jetway.v1.ConsumerInfo
-	18, // 25: jetway.v1.ListConsumersResponse.consumers:type_name -> jetway.v1.ConsumerInfo
-	48, // 26: jetway.v1.StoredMessage.headers:type_name -> jetway.v1.StoredMessage.HeadersEntry
-	49, // 27: jetway.v1.StoredMessage.time:type_name -> google.protobuf.Timestamp
-	29, // 28: jetway.v1.GetMessageResponse.message:type_name -> jetway.v1.StoredMessage
-	29, // 29: jetway.v1.GetLastMessageResponse.message:type_name -> jetway.v1.StoredMessage
-	37, // 30: jetway.v1.GetAccountInfoResponse.limits:type_name -> jetway.v1.AccountLimits
-	0,  // 31: jetway.v1.Session.kind:type_name -> jetway.v1.SessionKind
-	49, // 32: jetway.v1.Session.since:type_name -> google.protobuf.Timestamp
-	39, // 33: jetway.v1.ListSessionsResponse.sessions:type_name -> jetway.v1.Session
-	49, // 34: jetway.v1.BridgeInfo.started:type_name -> google.protobuf.Timestamp
-	50, // 35: jetway.v1.BridgeInfo.uptime:type_name -> google.protobuf.Duration
-	43, // 36: jetway.v1.BridgeInfo.nats:type_name -> jetway.v1.NATSConnection
-	44, // 37: jetway.v1.GetBridgeInfoResponse.bridge:type_name -> jetway.v1.BridgeInfo
-	44, // 38: jetway.v1.GetBridgeInfoResponse.fleet:type_name -> jetway.v1.BridgeInfo
-	53, // 39: jetway.v1.StoredMessage.HeadersEntry.value:type_name -> jetway.v1.HeaderValues
-	5,  // 40: jetway.v1.AdminService.CreateStream:input_type -> jetway.v1.CreateStreamRequest
-	7,  // 41: jetway.v1.AdminService.UpdateStream:input_type -> jetway.v1.UpdateStreamRequest
-	9,  // 42: jetway.v1.AdminService.GetStream:input_type -> jetway.v1.GetStreamRequest
-	11, // 43: jetway.v1.AdminService.ListStreams:input_type -> jetway.v1.ListStreamsRequest
-	13, // 44: jetway.v1.AdminService.DeleteStream:input_type -> jetway.v1.DeleteStreamRequest
-	15, // 45: jetway.v1.AdminService.PurgeStream:input_type -> jetway.v1.PurgeStreamRequest
-	19, // 46: jetway.v1.AdminService.CreateConsumer:input_type -> jetway.v1.CreateConsumerRequest
-	21, // 47: jetway.v1.AdminService.UpdateConsumer:input_type -> jetway.v1.UpdateConsumerRequest
-	23, // 48: jetway.v1.AdminService.GetConsumer:input_type -> jetway.v1.GetConsumerRequest
-	25, // 49: jetway.v1.AdminService.ListConsumers:input_type -> jetway.v1.ListConsumersRequest
-	27, // 50: jetway.v1.AdminService.DeleteConsumer:input_type -> jetway.v1.DeleteConsumerRequest
-	30, // 51: jetway.v1.AdminService.GetMessage:input_type -> jetway.v1.GetMessageRequest
-	32, // 52: jetway.v1.AdminService.GetLastMessage:input_type -> jetway.v1.GetLastMessageRequest
-	34, // 53: jetway.v1.AdminService.DeleteMessage:input_type -> jetway.v1.DeleteMessageRequest
-	36, // 54: jetway.v1.AdminService.GetAccountInfo:input_type -> jetway.v1.GetAccountInfoRequest
-	40, // 55: jetway.v1.AdminService.ListSessions:input_type -> jetway.v1.ListSessionsRequest
-	42, // 56: jetway.v1.AdminService.GetBridgeInfo:input_type -> jetway.v1.GetBridgeInfoRequest
-	46, // 57: jetway.v1.AdminService.GetCounter:input_type -> jetway.v1.GetCounterRequest
-	6,  // 58: jetway.v1.AdminService.CreateStream:output_type -> jetway.v1.CreateStreamResponse
-	8,  // 59: jetway.v1.AdminService.UpdateStream:output_type -> jetway.v1.UpdateStreamResponse
-	10, // 60: jetway.v1.AdminService.GetStream:output_type -> jetway.v1.GetStreamResponse
-	12, // 61: jetway.v1.AdminService.ListStreams:output_type -> jetway.v1.ListStreamsResponse
-	14, // 62: jetway.v1.AdminService.DeleteStream:output_type -> jetway.v1.DeleteStreamResponse
-	16, // 63: jetway.v1.AdminService.PurgeStream:output_type -> jetway.v1.PurgeStreamResponse
-	20, // 64: jetway.v1.AdminService.CreateConsumer:output_type -> jetway.v1.CreateConsumerResponse
-	22, // 65: jetway.v1.AdminService.UpdateConsumer:output_type -> jetway.v1.UpdateConsumerResponse
-	24, // 66: jetway.v1.AdminService.GetConsumer:output_type -> jetway.v1.GetConsumerResponse
-	26, // 67: jetway.v1.AdminService.ListConsumers:output_type -> jetway.v1.ListConsumersResponse
-	28, // 68: jetway.v1.AdminService.DeleteConsumer:output_type -> jetway.v1.DeleteConsumerResponse
-	31, // 69: jetway.v1.AdminService.GetMessage:output_type -> jetway.v1.GetMessageResponse
-	33, // 70: jetway.v1.AdminService.GetLastMessage:output_type -> jetway.v1.GetLastMessageResponse
-	35, // 71: jetway.v1.AdminService.DeleteMessage:output_type -> jetway.v1.DeleteMessageResponse
-	38, // 72: jetway.v1.AdminService.GetAccountInfo:output_type -> jetway.v1.GetAccountInfoResponse
-	41, // 73: jetway.v1.AdminService.ListSessions:output_type -> jetway.v1.ListSessionsResponse
-	45, // 74: jetway.v1.AdminService.GetBridgeInfo:output_type -> jetway.v1.GetBridgeInfoResponse
-	47, // 75: jetway.v1.AdminService.GetCounter:output_type -> jetway.v1.GetCounterResponse
-	58, // [58:76] is the sub-list for method output_type
-	40, // [40:58] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	63, // 20: jetway.v1.ConsumerInfo.pause_remaining:type_name -> google.protobuf.Duration
+	46, // 21: jetway.v1.ConsumerInfo.priority_groups:type_name -> jetway.v1.PriorityGroupState
+	65, // 22: jetway.v1.CreateConsumerRequest.config:type_name -> jetway.v1.ConsumerConfig
+	18, // 23: jetway.v1.CreateConsumerResponse.consumer:type_name -> jetway.v1.ConsumerInfo
+	65, // 24: jetway.v1.UpdateConsumerRequest.config:type_name -> jetway.v1.ConsumerConfig
+	18, // 25: jetway.v1.UpdateConsumerResponse.consumer:type_name -> jetway.v1.ConsumerInfo
+	18, // 26: jetway.v1.GetConsumerResponse.consumer:type_name -> jetway.v1.ConsumerInfo
+	18, // 27: jetway.v1.ListConsumersResponse.consumers:type_name -> jetway.v1.ConsumerInfo
+	61, // 28: jetway.v1.StoredMessage.headers:type_name -> jetway.v1.StoredMessage.HeadersEntry
+	62, // 29: jetway.v1.StoredMessage.time:type_name -> google.protobuf.Timestamp
+	29, // 30: jetway.v1.GetMessageResponse.message:type_name -> jetway.v1.StoredMessage
+	29, // 31: jetway.v1.GetLastMessageResponse.message:type_name -> jetway.v1.StoredMessage
+	37, // 32: jetway.v1.GetAccountInfoResponse.limits:type_name -> jetway.v1.AccountLimits
+	0,  // 33: jetway.v1.Session.kind:type_name -> jetway.v1.SessionKind
+	62, // 34: jetway.v1.Session.since:type_name -> google.protobuf.Timestamp
+	39, // 35: jetway.v1.ListSessionsResponse.sessions:type_name -> jetway.v1.Session
+	62, // 36: jetway.v1.BridgeInfo.started:type_name -> google.protobuf.Timestamp
+	63, // 37: jetway.v1.BridgeInfo.uptime:type_name -> google.protobuf.Duration
+	43, // 38: jetway.v1.BridgeInfo.nats:type_name -> jetway.v1.NATSConnection
+	44, // 39: jetway.v1.GetBridgeInfoResponse.bridge:type_name -> jetway.v1.BridgeInfo
+	44, // 40: jetway.v1.GetBridgeInfoResponse.fleet:type_name -> jetway.v1.BridgeInfo
+	62, // 41: jetway.v1.PriorityGroupState.pinned_time:type_name -> google.protobuf.Timestamp
+	62, // 42: jetway.v1.PauseConsumerRequest.pause_until:type_name -> google.protobuf.Timestamp
+	62, // 43: jetway.v1.PauseConsumerResponse.pause_until:type_name -> google.protobuf.Timestamp
+	63, // 44: jetway.v1.PauseConsumerResponse.pause_remaining:type_name -> google.protobuf.Duration
+	62, // 45: jetway.v1.ResetConsumerRequest.time:type_name -> google.protobuf.Timestamp
+	18, // 46: jetway.v1.ResetConsumerResponse.consumer:type_name -> jetway.v1.ConsumerInfo
+	62, // 47: jetway.v1.ListMessagesRequest.start_time:type_name -> google.protobuf.Timestamp
+	29, // 48: jetway.v1.ListMessagesResponse.messages:type_name -> jetway.v1.StoredMessage
+	62, // 49: jetway.v1.GetLastMessagesRequest.up_to_time:type_name -> google.protobuf.Timestamp
+	29, // 50: jetway.v1.GetLastMessagesResponse.messages:type_name -> jetway.v1.StoredMessage
+	66, // 51: jetway.v1.StoredMessage.HeadersEntry.value:type_name -> jetway.v1.HeaderValues
+	5,  // 52: jetway.v1.AdminService.CreateStream:input_type -> jetway.v1.CreateStreamRequest
+	7,  // 53: jetway.v1.AdminService.UpdateStream:input_type -> jetway.v1.UpdateStreamRequest
+	9,  // 54: jetway.v1.AdminService.GetStream:input_type -> jetway.v1.GetStreamRequest
+	11, // 55: jetway.v1.AdminService.ListStreams:input_type -> jetway.v1.ListStreamsRequest
+	13, // 56: jetway.v1.AdminService.DeleteStream:input_type -> jetway.v1.DeleteStreamRequest
+	15, // 57: jetway.v1.AdminService.PurgeStream:input_type -> jetway.v1.PurgeStreamRequest
+	19, // 58: jetway.v1.AdminService.CreateConsumer:input_type -> jetway.v1.CreateConsumerRequest
+	21, // 59: jetway.v1.AdminService.UpdateConsumer:input_type -> jetway.v1.UpdateConsumerRequest
+	23, // 60: jetway.v1.AdminService.GetConsumer:input_type -> jetway.v1.GetConsumerRequest
+	25, // 61: jetway.v1.AdminService.ListConsumers:input_type -> jetway.v1.ListConsumersRequest
+	27, // 62: jetway.v1.AdminService.DeleteConsumer:input_type -> jetway.v1.DeleteConsumerRequest
+	30, // 63: jetway.v1.AdminService.GetMessage:input_type -> jetway.v1.GetMessageRequest
+	32, // 64: jetway.v1.AdminService.GetLastMessage:input_type -> jetway.v1.GetLastMessageRequest
+	34, // 65: jetway.v1.AdminService.DeleteMessage:input_type -> jetway.v1.DeleteMessageRequest
+	36, // 66: jetway.v1.AdminService.GetAccountInfo:input_type -> jetway.v1.GetAccountInfoRequest
+	40, // 67: jetway.v1.AdminService.ListSessions:input_type -> jetway.v1.ListSessionsRequest
+	42, // 68: jetway.v1.AdminService.GetBridgeInfo:input_type -> jetway.v1.GetBridgeInfoRequest
+	47, // 69: jetway.v1.AdminService.PauseConsumer:input_type -> jetway.v1.PauseConsumerRequest
+	49, // 70: jetway.v1.AdminService.ResumeConsumer:input_type -> jetway.v1.ResumeConsumerRequest
+	51, // 71: jetway.v1.AdminService.ResetConsumer:input_type -> jetway.v1.ResetConsumerRequest
+	53, // 72: jetway.v1.AdminService.UnpinConsumer:input_type -> jetway.v1.UnpinConsumerRequest
+	55, // 73: jetway.v1.AdminService.GetCounter:input_type -> jetway.v1.GetCounterRequest
+	57, // 74: jetway.v1.AdminService.ListMessages:input_type -> jetway.v1.ListMessagesRequest
+	59, // 75: jetway.v1.AdminService.GetLastMessages:input_type -> jetway.v1.GetLastMessagesRequest
+	6,  // 76: jetway.v1.AdminService.CreateStream:output_type -> jetway.v1.CreateStreamResponse
+	8,  // 77: jetway.v1.AdminService.UpdateStream:output_type -> jetway.v1.UpdateStreamResponse
+	10, // 78: jetway.v1.AdminService.GetStream:output_type -> jetway.v1.GetStreamResponse
+	12, // 79: jetway.v1.AdminService.ListStreams:output_type -> jetway.v1.ListStreamsResponse
+	14, // 80: jetway.v1.AdminService.DeleteStream:output_type -> jetway.v1.DeleteStreamResponse
+	16, // 81: jetway.v1.AdminService.PurgeStream:output_type -> jetway.v1.PurgeStreamResponse
+	20, // 82: jetway.v1.AdminService.CreateConsumer:output_type -> jetway.v1.CreateConsumerResponse
+	22, // 83: jetway.v1.AdminService.UpdateConsumer:output_type -> jetway.v1.UpdateConsumerResponse
+	24, // 84: jetway.v1.AdminService.GetConsumer:output_type -> jetway.v1.GetConsumerResponse
+	26, // 85: jetway.v1.AdminService.ListConsumers:output_type -> jetway.v1.ListConsumersResponse
+	28, // 86: jetway.v1.AdminService.DeleteConsumer:output_type -> jetway.v1.DeleteConsumerResponse
+	31, // 87: jetway.v1.AdminService.GetMessage:output_type -> jetway.v1.GetMessageResponse
+	33, // 88: jetway.v1.AdminService.GetLastMessage:output_type -> jetway.v1.GetLastMessageResponse
+	35, // 89: jetway.v1.AdminService.DeleteMessage:output_type -> jetway.v1.DeleteMessageResponse
+	38, // 90: jetway.v1.AdminService.GetAccountInfo:output_type -> jetway.v1.GetAccountInfoResponse
+	41, // 91: jetway.v1.AdminService.ListSessions:output_type -> jetway.v1.ListSessionsResponse
+	45, // 92: jetway.v1.AdminService.GetBridgeInfo:output_type -> jetway.v1.GetBridgeInfoResponse
+	48, // 93: jetway.v1.AdminService.PauseConsumer:output_type -> jetway.v1.PauseConsumerResponse
+	50, // 94: jetway.v1.AdminService.ResumeConsumer:output_type -> jetway.v1.ResumeConsumerResponse
+	52, // 95: jetway.v1.AdminService.ResetConsumer:output_type -> jetway.v1.ResetConsumerResponse
+	54, // 96: jetway.v1.AdminService.UnpinConsumer:output_type -> jetway.v1.UnpinConsumerResponse
+	56, // 97: jetway.v1.AdminService.GetCounter:output_type -> jetway.v1.GetCounterResponse
+	58, // 98: jetway.v1.AdminService.ListMessages:output_type -> jetway.v1.ListMessagesResponse
+	60, // 99: jetway.v1.AdminService.GetLastMessages:output_type -> jetway.v1.GetLastMessagesResponse
+	76, // [76:100] is the sub-list for method output_type
+	52, // [52:76] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_jetway_v1_admin_proto_init() }
@@ -3605,7 +4555,7 @@ func file_jetway_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_jetway_v1_admin_proto_rawDesc), len(file_jetway_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   48,
+			NumMessages:   61,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

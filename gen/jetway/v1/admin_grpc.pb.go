@@ -19,24 +19,30 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AdminService_CreateStream_FullMethodName   = "/jetway.v1.AdminService/CreateStream"
-	AdminService_UpdateStream_FullMethodName   = "/jetway.v1.AdminService/UpdateStream"
-	AdminService_GetStream_FullMethodName      = "/jetway.v1.AdminService/GetStream"
-	AdminService_ListStreams_FullMethodName    = "/jetway.v1.AdminService/ListStreams"
-	AdminService_DeleteStream_FullMethodName   = "/jetway.v1.AdminService/DeleteStream"
-	AdminService_PurgeStream_FullMethodName    = "/jetway.v1.AdminService/PurgeStream"
-	AdminService_CreateConsumer_FullMethodName = "/jetway.v1.AdminService/CreateConsumer"
-	AdminService_UpdateConsumer_FullMethodName = "/jetway.v1.AdminService/UpdateConsumer"
-	AdminService_GetConsumer_FullMethodName    = "/jetway.v1.AdminService/GetConsumer"
-	AdminService_ListConsumers_FullMethodName  = "/jetway.v1.AdminService/ListConsumers"
-	AdminService_DeleteConsumer_FullMethodName = "/jetway.v1.AdminService/DeleteConsumer"
-	AdminService_GetMessage_FullMethodName     = "/jetway.v1.AdminService/GetMessage"
-	AdminService_GetLastMessage_FullMethodName = "/jetway.v1.AdminService/GetLastMessage"
-	AdminService_DeleteMessage_FullMethodName  = "/jetway.v1.AdminService/DeleteMessage"
-	AdminService_GetAccountInfo_FullMethodName = "/jetway.v1.AdminService/GetAccountInfo"
-	AdminService_ListSessions_FullMethodName   = "/jetway.v1.AdminService/ListSessions"
-	AdminService_GetBridgeInfo_FullMethodName  = "/jetway.v1.AdminService/GetBridgeInfo"
-	AdminService_GetCounter_FullMethodName     = "/jetway.v1.AdminService/GetCounter"
+	AdminService_CreateStream_FullMethodName    = "/jetway.v1.AdminService/CreateStream"
+	AdminService_UpdateStream_FullMethodName    = "/jetway.v1.AdminService/UpdateStream"
+	AdminService_GetStream_FullMethodName       = "/jetway.v1.AdminService/GetStream"
+	AdminService_ListStreams_FullMethodName     = "/jetway.v1.AdminService/ListStreams"
+	AdminService_DeleteStream_FullMethodName    = "/jetway.v1.AdminService/DeleteStream"
+	AdminService_PurgeStream_FullMethodName     = "/jetway.v1.AdminService/PurgeStream"
+	AdminService_CreateConsumer_FullMethodName  = "/jetway.v1.AdminService/CreateConsumer"
+	AdminService_UpdateConsumer_FullMethodName  = "/jetway.v1.AdminService/UpdateConsumer"
+	AdminService_GetConsumer_FullMethodName     = "/jetway.v1.AdminService/GetConsumer"
+	AdminService_ListConsumers_FullMethodName   = "/jetway.v1.AdminService/ListConsumers"
+	AdminService_DeleteConsumer_FullMethodName  = "/jetway.v1.AdminService/DeleteConsumer"
+	AdminService_GetMessage_FullMethodName      = "/jetway.v1.AdminService/GetMessage"
+	AdminService_GetLastMessage_FullMethodName  = "/jetway.v1.AdminService/GetLastMessage"
+	AdminService_DeleteMessage_FullMethodName   = "/jetway.v1.AdminService/DeleteMessage"
+	AdminService_GetAccountInfo_FullMethodName  = "/jetway.v1.AdminService/GetAccountInfo"
+	AdminService_ListSessions_FullMethodName    = "/jetway.v1.AdminService/ListSessions"
+	AdminService_GetBridgeInfo_FullMethodName   = "/jetway.v1.AdminService/GetBridgeInfo"
+	AdminService_PauseConsumer_FullMethodName   = "/jetway.v1.AdminService/PauseConsumer"
+	AdminService_ResumeConsumer_FullMethodName  = "/jetway.v1.AdminService/ResumeConsumer"
+	AdminService_ResetConsumer_FullMethodName   = "/jetway.v1.AdminService/ResetConsumer"
+	AdminService_UnpinConsumer_FullMethodName   = "/jetway.v1.AdminService/UnpinConsumer"
+	AdminService_GetCounter_FullMethodName      = "/jetway.v1.AdminService/GetCounter"
+	AdminService_ListMessages_FullMethodName    = "/jetway.v1.AdminService/ListMessages"
+	AdminService_GetLastMessages_FullMethodName = "/jetway.v1.AdminService/GetLastMessages"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -99,10 +105,40 @@ type AdminServiceClient interface {
 	// replica of the fleet. It needs admin over every stream (as
 	// GetAccountInfo): it shows NATS servers and totals over every tenant.
 	GetBridgeInfo(ctx context.Context, in *GetBridgeInfoRequest, opts ...grpc.CallOption) (*GetBridgeInfoResponse, error)
+	// PauseConsumer stops a consumer delivering until a time (nats-server
+	// 2.11+): pulls wait, nothing is lost. Pausing again moves the time.
+	PauseConsumer(ctx context.Context, in *PauseConsumerRequest, opts ...grpc.CallOption) (*PauseConsumerResponse, error)
+	// ResumeConsumer ends a consumer's pause at once.
+	ResumeConsumer(ctx context.Context, in *ResumeConsumerRequest, opts ...grpc.CallOption) (*ResumeConsumerResponse, error)
+	// ResetConsumer moves an existing consumer to a stream sequence or time
+	// (a seek, nats-server 2.14+): the next message it delivers is the first
+	// at or after it that matches its filters, and every message before it
+	// counts as acknowledged; messages delivered and not yet acked are
+	// forgotten. Without a position it goes back to its ack floor (every
+	// unacked message is delivered again). Only consumers that start at the
+	// beginning or by sequence or time can be reset, and not below their
+	// start: NOT_ALLOWED otherwise.
+	ResetConsumer(ctx context.Context, in *ResetConsumerRequest, opts ...grpc.CallOption) (*ResetConsumerResponse, error)
+	// UnpinConsumer takes the pin from the pinned client of a priority
+	// group: the next client that pulls for the group is pinned, and pulls
+	// with the old pin id are refused (PIN_ID_MISMATCH).
+	UnpinConsumer(ctx context.Context, in *UnpinConsumerRequest, opts ...grpc.CallOption) (*UnpinConsumerResponse, error)
 	// GetCounter reads a counter subject's total (a stream with
 	// allow_msg_counter; PublishRequest.increment adds to it): "0" for a
 	// subject never incremented. Authorized as GetLastMessage.
 	GetCounter(ctx context.Context, in *GetCounterRequest, opts ...grpc.CallOption) (*GetCounterResponse, error)
+	// ListMessages reads stored messages in sequence order without a
+	// consumer: a message browser (a batch direct get, nats-server 2.11+;
+	// the stream needs allow_direct). It starts at start_sequence or
+	// start_time, optionally on subjects matching subject, and returns at
+	// most max_messages and about max_bytes; the next page starts at
+	// next_sequence. Authorized as GetMessage.
+	ListMessages(ctx context.Context, in *ListMessagesRequest, opts ...grpc.CallOption) (*ListMessagesResponse, error)
+	// GetLastMessages reads the last message of every subject matching any
+	// of subjects in one call (a multi-last direct get, nats-server 2.11+;
+	// the stream needs allow_direct): the latest value of many keys, as of
+	// one stream sequence or time, consistently. Authorized as GetMessage.
+	GetLastMessages(ctx context.Context, in *GetLastMessagesRequest, opts ...grpc.CallOption) (*GetLastMessagesResponse, error)
 }
 
 type adminServiceClient struct {
@@ -283,10 +319,70 @@ func (c *adminServiceClient) GetBridgeInfo(ctx context.Context, in *GetBridgeInf
 	return out, nil
 }
 
+func (c *adminServiceClient) PauseConsumer(ctx context.Context, in *PauseConsumerRequest, opts ...grpc.CallOption) (*PauseConsumerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PauseConsumerResponse)
+	err := c.cc.Invoke(ctx, AdminService_PauseConsumer_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ResumeConsumer(ctx context.Context, in *ResumeConsumerRequest, opts ...grpc.CallOption) (*ResumeConsumerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResumeConsumerResponse)
+	err := c.cc.Invoke(ctx, AdminService_ResumeConsumer_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ResetConsumer(ctx context.Context, in *ResetConsumerRequest, opts ...grpc.CallOption) (*ResetConsumerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResetConsumerResponse)
+	err := c.cc.Invoke(ctx, AdminService_ResetConsumer_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) UnpinConsumer(ctx context.Context, in *UnpinConsumerRequest, opts ...grpc.CallOption) (*UnpinConsumerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UnpinConsumerResponse)
+	err := c.cc.Invoke(ctx, AdminService_UnpinConsumer_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *adminServiceClient) GetCounter(ctx context.Context, in *GetCounterRequest, opts ...grpc.CallOption) (*GetCounterResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetCounterResponse)
 	err := c.cc.Invoke(ctx, AdminService_GetCounter_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListMessages(ctx context.Context, in *ListMessagesRequest, opts ...grpc.CallOption) (*ListMessagesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListMessagesResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListMessages_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) GetLastMessages(ctx context.Context, in *GetLastMessagesRequest, opts ...grpc.CallOption) (*GetLastMessagesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetLastMessagesResponse)
+	err := c.cc.Invoke(ctx, AdminService_GetLastMessages_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -353,10 +449,40 @@ type AdminServiceServer interface {
 	// replica of the fleet. It needs admin over every stream (as
 	// GetAccountInfo): it shows NATS servers and totals over every tenant.
 	GetBridgeInfo(context.Context, *GetBridgeInfoRequest) (*GetBridgeInfoResponse, error)
+	// PauseConsumer stops a consumer delivering until a time (nats-server
+	// 2.11+): pulls wait, nothing is lost. Pausing again moves the time.
+	PauseConsumer(context.Context, *PauseConsumerRequest) (*PauseConsumerResponse, error)
+	// ResumeConsumer ends a consumer's pause at once.
+	ResumeConsumer(context.Context, *ResumeConsumerRequest) (*ResumeConsumerResponse, error)
+	// ResetConsumer moves an existing consumer to a stream sequence or time
+	// (a seek, nats-server 2.14+): the next message it delivers is the first
+	// at or after it that matches its filters, and every message before it
+	// counts as acknowledged; messages delivered and not yet acked are
+	// forgotten. Without a position it goes back to its ack floor (every
+	// unacked message is delivered again). Only consumers that start at the
+	// beginning or by sequence or time can be reset, and not below their
+	// start: NOT_ALLOWED otherwise.
+	ResetConsumer(context.Context, *ResetConsumerRequest) (*ResetConsumerResponse, error)
+	// UnpinConsumer takes the pin from the pinned client of a priority
+	// group: the next client that pulls for the group is pinned, and pulls
+	// with the old pin id are refused (PIN_ID_MISMATCH).
+	UnpinConsumer(context.Context, *UnpinConsumerRequest) (*UnpinConsumerResponse, error)
 	// GetCounter reads a counter subject's total (a stream with
 	// allow_msg_counter; PublishRequest.increment adds to it): "0" for a
 	// subject never incremented. Authorized as GetLastMessage.
 	GetCounter(context.Context, *GetCounterRequest) (*GetCounterResponse, error)
+	// ListMessages reads stored messages in sequence order without a
+	// consumer: a message browser (a batch direct get, nats-server 2.11+;
+	// the stream needs allow_direct). It starts at start_sequence or
+	// start_time, optionally on subjects matching subject, and returns at
+	// most max_messages and about max_bytes; the next page starts at
+	// next_sequence. Authorized as GetMessage.
+	ListMessages(context.Context, *ListMessagesRequest) (*ListMessagesResponse, error)
+	// GetLastMessages reads the last message of every subject matching any
+	// of subjects in one call (a multi-last direct get, nats-server 2.11+;
+	// the stream needs allow_direct): the latest value of many keys, as of
+	// one stream sequence or time, consistently. Authorized as GetMessage.
+	GetLastMessages(context.Context, *GetLastMessagesRequest) (*GetLastMessagesResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -418,8 +544,26 @@ func (UnimplementedAdminServiceServer) ListSessions(context.Context, *ListSessio
 func (UnimplementedAdminServiceServer) GetBridgeInfo(context.Context, *GetBridgeInfoRequest) (*GetBridgeInfoResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetBridgeInfo not implemented")
 }
+func (UnimplementedAdminServiceServer) PauseConsumer(context.Context, *PauseConsumerRequest) (*PauseConsumerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PauseConsumer not implemented")
+}
+func (UnimplementedAdminServiceServer) ResumeConsumer(context.Context, *ResumeConsumerRequest) (*ResumeConsumerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResumeConsumer not implemented")
+}
+func (UnimplementedAdminServiceServer) ResetConsumer(context.Context, *ResetConsumerRequest) (*ResetConsumerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResetConsumer not implemented")
+}
+func (UnimplementedAdminServiceServer) UnpinConsumer(context.Context, *UnpinConsumerRequest) (*UnpinConsumerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UnpinConsumer not implemented")
+}
 func (UnimplementedAdminServiceServer) GetCounter(context.Context, *GetCounterRequest) (*GetCounterResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetCounter not implemented")
+}
+func (UnimplementedAdminServiceServer) ListMessages(context.Context, *ListMessagesRequest) (*ListMessagesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListMessages not implemented")
+}
+func (UnimplementedAdminServiceServer) GetLastMessages(context.Context, *GetLastMessagesRequest) (*GetLastMessagesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetLastMessages not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -748,6 +892,78 @@ func _AdminService_GetBridgeInfo_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_PauseConsumer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PauseConsumerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).PauseConsumer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_PauseConsumer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).PauseConsumer(ctx, req.(*PauseConsumerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ResumeConsumer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResumeConsumerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ResumeConsumer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ResumeConsumer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ResumeConsumer(ctx, req.(*ResumeConsumerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ResetConsumer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResetConsumerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ResetConsumer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ResetConsumer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ResetConsumer(ctx, req.(*ResetConsumerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_UnpinConsumer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UnpinConsumerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).UnpinConsumer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_UnpinConsumer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).UnpinConsumer(ctx, req.(*UnpinConsumerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _AdminService_GetCounter_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetCounterRequest)
 	if err := dec(in); err != nil {
@@ -762,6 +978,42 @@ func _AdminService_GetCounter_Handler(srv interface{}, ctx context.Context, dec 
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(AdminServiceServer).GetCounter(ctx, req.(*GetCounterRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListMessages_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListMessagesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListMessages(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListMessages_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListMessages(ctx, req.(*ListMessagesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_GetLastMessages_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetLastMessagesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).GetLastMessages(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_GetLastMessages_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).GetLastMessages(ctx, req.(*GetLastMessagesRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -842,8 +1094,32 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _AdminService_GetBridgeInfo_Handler,
 		},
 		{
+			MethodName: "PauseConsumer",
+			Handler:    _AdminService_PauseConsumer_Handler,
+		},
+		{
+			MethodName: "ResumeConsumer",
+			Handler:    _AdminService_ResumeConsumer_Handler,
+		},
+		{
+			MethodName: "ResetConsumer",
+			Handler:    _AdminService_ResetConsumer_Handler,
+		},
+		{
+			MethodName: "UnpinConsumer",
+			Handler:    _AdminService_UnpinConsumer_Handler,
+		},
+		{
 			MethodName: "GetCounter",
 			Handler:    _AdminService_GetCounter_Handler,
+		},
+		{
+			MethodName: "ListMessages",
+			Handler:    _AdminService_ListMessages_Handler,
+		},
+		{
+			MethodName: "GetLastMessages",
+			Handler:    _AdminService_GetLastMessages_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1528,7 +1528,14 @@ type SubscribeRequest struct {
 	// more, so batches form only when messages arrive faster than one event
 	// each could carry them. 0 or 1 sends every message as its own `message`
 	// event. At most 1000.
-	MaxBatch      int32 `protobuf:"varint,8,opt,name=max_batch,json=maxBatch,proto3" json:"max_batch,omitempty"`
+	MaxBatch int32 `protobuf:"varint,8,opt,name=max_batch,json=maxBatch,proto3" json:"max_batch,omitempty"`
+	// For a consumer with priority groups: the group the stream pulls for,
+	// and what the consumer's policy uses. With the pinned client policy,
+	// the stream keeps the pin id its messages bring (their Nats-Pin-Id
+	// header) for its pulls; a client that reconnects passes it back here
+	// to stay pinned. A pin that moved on meanwhile (unpinned, timed out)
+	// is dropped and the stream asks to be pinned again.
+	Priority      *PullPriority `protobuf:"bytes,9,opt,name=priority,proto3" json:"priority,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1617,6 +1624,13 @@ func (x *SubscribeRequest) GetMaxBatch() int32 {
 		return x.MaxBatch
 	}
 	return 0
+}
+
+func (x *SubscribeRequest) GetPriority() *PullPriority {
+	if x != nil {
+		return x.Priority
+	}
+	return nil
 }
 
 // SubscribeResponse is one event of a Subscribe stream.
@@ -1950,7 +1964,11 @@ type FetchRequest struct {
 	// Return at once with what is available.
 	NoWait bool `protobuf:"varint,6,opt,name=no_wait,json=noWait,proto3" json:"no_wait,omitempty"`
 	// How payloads are encoded.
-	Format        PayloadFormat `protobuf:"varint,7,opt,name=format,proto3,enum=jetway.v1.PayloadFormat" json:"format,omitempty"`
+	Format PayloadFormat `protobuf:"varint,7,opt,name=format,proto3,enum=jetway.v1.PayloadFormat" json:"format,omitempty"`
+	// For a consumer with priority groups: the group this pull is for, and
+	// what the consumer's policy uses (pin id, min pending, priority).
+	// Without it a priority-group consumer refuses the pull (PULL_REFUSED).
+	Priority      *PullPriority `protobuf:"bytes,8,opt,name=priority,proto3" json:"priority,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2034,11 +2052,22 @@ func (x *FetchRequest) GetFormat() PayloadFormat {
 	return PayloadFormat_PAYLOAD_FORMAT_UNSPECIFIED
 }
 
+func (x *FetchRequest) GetPriority() *PullPriority {
+	if x != nil {
+		return x.Priority
+	}
+	return nil
+}
+
 // FetchResponse is one batch of messages.
 type FetchResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The messages, in delivery order; may be empty.
-	Messages      []*Message `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	Messages []*Message `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	// Pinned client policy: the pin id the messages came with (their
+	// Nats-Pin-Id header). Pass it in the next Fetch's priority.pin_id to
+	// stay the pinned client, from any replica.
+	PinId         string `protobuf:"bytes,2,opt,name=pin_id,json=pinId,proto3" json:"pin_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2078,6 +2107,13 @@ func (x *FetchResponse) GetMessages() []*Message {
 		return x.Messages
 	}
 	return nil
+}
+
+func (x *FetchResponse) GetPinId() string {
+	if x != nil {
+		return x.PinId
+	}
+	return ""
 }
 
 // AckOperation acknowledges one delivered message.
@@ -2718,7 +2754,7 @@ const file_jetway_v1_message_proto_rawDesc = "" +
 	"\fHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12-\n" +
 	"\x05value\x18\x02 \x01(\v2\x17.jetway.v1.HeaderValuesR\x05value:\x028\x01B\t\n" +
-	"\apayload\"\xd4\x02\n" +
+	"\apayload\"\x89\x03\n" +
 	"\x10SubscribeRequest\x12\x16\n" +
 	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x1a\n" +
 	"\bconsumer\x18\x02 \x01(\tR\bconsumer\x121\n" +
@@ -2727,7 +2763,8 @@ const file_jetway_v1_message_proto_rawDesc = "" +
 	"\x13max_bytes_in_flight\x18\x05 \x01(\x03R\x10maxBytesInFlight\x127\n" +
 	"\theartbeat\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\theartbeat\x120\n" +
 	"\x06format\x18\a \x01(\x0e2\x18.jetway.v1.PayloadFormatR\x06format\x12\x1b\n" +
-	"\tmax_batch\x18\b \x01(\x05R\bmaxBatch\"\xec\x01\n" +
+	"\tmax_batch\x18\b \x01(\x05R\bmaxBatch\x123\n" +
+	"\bpriority\x18\t \x01(\v2\x17.jetway.v1.PullPriorityR\bpriority\"\xec\x01\n" +
 	"\x11SubscribeResponse\x12.\n" +
 	"\amessage\x18\x01 \x01(\v2\x12.jetway.v1.MessageH\x00R\amessage\x124\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x14.jetway.v1.HeartbeatH\x00R\theartbeat\x127\n" +
@@ -2748,7 +2785,7 @@ const file_jetway_v1_message_proto_rawDesc = "" +
 	"\rmax_in_flight\x18\x06 \x01(\x05R\vmaxInFlight\x12-\n" +
 	"\x13max_bytes_in_flight\x18\a \x01(\x03R\x10maxBytesInFlight\";\n" +
 	"\tHeartbeat\x12.\n" +
-	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\xef\x01\n" +
+	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\xa4\x02\n" +
 	"\fFetchRequest\x12\x16\n" +
 	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x1a\n" +
 	"\bconsumer\x18\x02 \x01(\tR\bconsumer\x12\x14\n" +
@@ -2756,9 +2793,11 @@ const file_jetway_v1_message_proto_rawDesc = "" +
 	"\tmax_bytes\x18\x04 \x01(\x03R\bmaxBytes\x12-\n" +
 	"\x04wait\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x04wait\x12\x17\n" +
 	"\ano_wait\x18\x06 \x01(\bR\x06noWait\x120\n" +
-	"\x06format\x18\a \x01(\x0e2\x18.jetway.v1.PayloadFormatR\x06format\"?\n" +
+	"\x06format\x18\a \x01(\x0e2\x18.jetway.v1.PayloadFormatR\x06format\x123\n" +
+	"\bpriority\x18\b \x01(\v2\x17.jetway.v1.PullPriorityR\bpriority\"V\n" +
 	"\rFetchResponse\x12.\n" +
-	"\bmessages\x18\x01 \x03(\v2\x12.jetway.v1.MessageR\bmessages\"\x95\x01\n" +
+	"\bmessages\x18\x01 \x03(\v2\x12.jetway.v1.MessageR\bmessages\x12\x15\n" +
+	"\x06pin_id\x18\x02 \x01(\tR\x05pinId\"\x95\x01\n" +
 	"\fAckOperation\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12&\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x12.jetway.v1.AckKindR\x04kind\x12/\n" +
@@ -2874,7 +2913,8 @@ var file_jetway_v1_message_proto_goTypes = []any{
 	(*durationpb.Duration)(nil),   // 34: google.protobuf.Duration
 	(*timestamppb.Timestamp)(nil), // 35: google.protobuf.Timestamp
 	(*ConsumerConfig)(nil),        // 36: jetway.v1.ConsumerConfig
-	(*HeaderValues)(nil),          // 37: jetway.v1.HeaderValues
+	(*PullPriority)(nil),          // 37: jetway.v1.PullPriority
+	(*HeaderValues)(nil),          // 38: jetway.v1.HeaderValues
 }
 var file_jetway_v1_message_proto_depIdxs = []int32{
 	33, // 0: jetway.v1.PublishRequest.json:type_name -> google.protobuf.Value
@@ -2902,54 +2942,56 @@ var file_jetway_v1_message_proto_depIdxs = []int32{
 	36, // 22: jetway.v1.SubscribeRequest.config:type_name -> jetway.v1.ConsumerConfig
 	34, // 23: jetway.v1.SubscribeRequest.heartbeat:type_name -> google.protobuf.Duration
 	1,  // 24: jetway.v1.SubscribeRequest.format:type_name -> jetway.v1.PayloadFormat
-	15, // 25: jetway.v1.SubscribeResponse.message:type_name -> jetway.v1.Message
-	20, // 26: jetway.v1.SubscribeResponse.heartbeat:type_name -> jetway.v1.Heartbeat
-	19, // 27: jetway.v1.SubscribeResponse.subscribed:type_name -> jetway.v1.Subscribed
-	18, // 28: jetway.v1.SubscribeResponse.batch:type_name -> jetway.v1.MessageBatch
-	15, // 29: jetway.v1.MessageBatch.messages:type_name -> jetway.v1.Message
-	35, // 30: jetway.v1.Heartbeat.time:type_name -> google.protobuf.Timestamp
-	34, // 31: jetway.v1.FetchRequest.wait:type_name -> google.protobuf.Duration
-	1,  // 32: jetway.v1.FetchRequest.format:type_name -> jetway.v1.PayloadFormat
-	15, // 33: jetway.v1.FetchResponse.messages:type_name -> jetway.v1.Message
-	2,  // 34: jetway.v1.AckOperation.kind:type_name -> jetway.v1.AckKind
-	34, // 35: jetway.v1.AckOperation.delay:type_name -> google.protobuf.Duration
-	23, // 36: jetway.v1.AckRequest.operations:type_name -> jetway.v1.AckOperation
-	14, // 37: jetway.v1.AckResult.error:type_name -> jetway.v1.Error
-	35, // 38: jetway.v1.AckResult.ack_deadline:type_name -> google.protobuf.Timestamp
-	25, // 39: jetway.v1.AckResponse.results:type_name -> jetway.v1.AckResult
-	16, // 40: jetway.v1.ConsumeRequest.start:type_name -> jetway.v1.SubscribeRequest
-	23, // 41: jetway.v1.ConsumeRequest.ack:type_name -> jetway.v1.AckOperation
-	28, // 42: jetway.v1.ConsumeRequest.acks:type_name -> jetway.v1.AckBatch
-	23, // 43: jetway.v1.AckBatch.operations:type_name -> jetway.v1.AckOperation
-	15, // 44: jetway.v1.ConsumeResponse.message:type_name -> jetway.v1.Message
-	20, // 45: jetway.v1.ConsumeResponse.heartbeat:type_name -> jetway.v1.Heartbeat
-	25, // 46: jetway.v1.ConsumeResponse.ack_result:type_name -> jetway.v1.AckResult
-	19, // 47: jetway.v1.ConsumeResponse.subscribed:type_name -> jetway.v1.Subscribed
-	18, // 48: jetway.v1.ConsumeResponse.batch:type_name -> jetway.v1.MessageBatch
-	37, // 49: jetway.v1.PublishRequest.HeadersEntry.value:type_name -> jetway.v1.HeaderValues
-	37, // 50: jetway.v1.IngestRequest.HeadersEntry.value:type_name -> jetway.v1.HeaderValues
-	37, // 51: jetway.v1.Message.HeadersEntry.value:type_name -> jetway.v1.HeaderValues
-	3,  // 52: jetway.v1.MessageService.Publish:input_type -> jetway.v1.PublishRequest
-	6,  // 53: jetway.v1.MessageService.PublishStream:input_type -> jetway.v1.PublishStreamRequest
-	9,  // 54: jetway.v1.MessageService.PublishBatch:input_type -> jetway.v1.PublishBatchRequest
-	12, // 55: jetway.v1.MessageService.Ingest:input_type -> jetway.v1.IngestRequest
-	16, // 56: jetway.v1.MessageService.Subscribe:input_type -> jetway.v1.SubscribeRequest
-	21, // 57: jetway.v1.MessageService.Fetch:input_type -> jetway.v1.FetchRequest
-	24, // 58: jetway.v1.MessageService.Ack:input_type -> jetway.v1.AckRequest
-	27, // 59: jetway.v1.MessageService.Consume:input_type -> jetway.v1.ConsumeRequest
-	5,  // 60: jetway.v1.MessageService.Publish:output_type -> jetway.v1.PublishResponse
-	7,  // 61: jetway.v1.MessageService.PublishStream:output_type -> jetway.v1.PublishStreamResponse
-	10, // 62: jetway.v1.MessageService.PublishBatch:output_type -> jetway.v1.PublishBatchResponse
-	13, // 63: jetway.v1.MessageService.Ingest:output_type -> jetway.v1.IngestResponse
-	17, // 64: jetway.v1.MessageService.Subscribe:output_type -> jetway.v1.SubscribeResponse
-	22, // 65: jetway.v1.MessageService.Fetch:output_type -> jetway.v1.FetchResponse
-	26, // 66: jetway.v1.MessageService.Ack:output_type -> jetway.v1.AckResponse
-	29, // 67: jetway.v1.MessageService.Consume:output_type -> jetway.v1.ConsumeResponse
-	60, // [60:68] is the sub-list for method output_type
-	52, // [52:60] is the sub-list for method input_type
-	52, // [52:52] is the sub-list for extension type_name
-	52, // [52:52] is the sub-list for extension extendee
-	0,  // [0:52] is the sub-list for field type_name
+	37, // 25: jetway.v1.SubscribeRequest.priority:type_name -> jetway.v1.PullPriority
+	15, // 26: jetway.v1.SubscribeResponse.message:type_name -> jetway.v1.Message
+	20, // 27: jetway.v1.SubscribeResponse.heartbeat:type_name -> jetway.v1.Heartbeat
+	19, // 28: jetway.v1.SubscribeResponse.subscribed:type_name -> jetway.v1.Subscribed
+	18, // 29: jetway.v1.SubscribeResponse.batch:type_name -> jetway.v1.MessageBatch
+	15, // 30: jetway.v1.MessageBatch.messages:type_name -> jetway.v1.Message
+	35, // 31: jetway.v1.Heartbeat.time:type_name -> google.protobuf.Timestamp
+	34, // 32: jetway.v1.FetchRequest.wait:type_name -> google.protobuf.Duration
+	1,  // 33: jetway.v1.FetchRequest.format:type_name -> jetway.v1.PayloadFormat
+	37, // 34: jetway.v1.FetchRequest.priority:type_name -> jetway.v1.PullPriority
+	15, // 35: jetway.v1.FetchResponse.messages:type_name -> jetway.v1.Message
+	2,  // 36: jetway.v1.AckOperation.kind:type_name -> jetway.v1.AckKind
+	34, // 37: jetway.v1.AckOperation.delay:type_name -> google.protobuf.Duration
+	23, // 38: jetway.v1.AckRequest.operations:type_name -> jetway.v1.AckOperation
+	14, // 39: jetway.v1.AckResult.error:type_name -> jetway.v1.Error
+	35, // 40: jetway.v1.AckResult.ack_deadline:type_name -> google.protobuf.Timestamp
+	25, // 41: jetway.v1.AckResponse.results:type_name -> jetway.v1.AckResult
+	16, // 42: jetway.v1.ConsumeRequest.start:type_name -> jetway.v1.SubscribeRequest
+	23, // 43: jetway.v1.ConsumeRequest.ack:type_name -> jetway.v1.AckOperation
+	28, // 44: jetway.v1.ConsumeRequest.acks:type_name -> jetway.v1.AckBatch
+	23, // 45: jetway.v1.AckBatch.operations:type_name -> jetway.v1.AckOperation
+	15, // 46: jetway.v1.ConsumeResponse.message:type_name -> jetway.v1.Message
+	20, // 47: jetway.v1.ConsumeResponse.heartbeat:type_name -> jetway.v1.Heartbeat
+	25, // 48: jetway.v1.ConsumeResponse.ack_result:type_name -> jetway.v1.AckResult
+	19, // 49: jetway.v1.ConsumeResponse.subscribed:type_name -> jetway.v1.Subscribed
+	18, // 50: jetway.v1.ConsumeResponse.batch:type_name -> jetway.v1.MessageBatch
+	38, // 51: jetway.v1.PublishRequest.HeadersEntry.value:type_name -> jetway.v1.HeaderValues
+	38, // 52: jetway.v1.IngestRequest.HeadersEntry.value:type_name -> jetway.v1.HeaderValues
+	38, // 53: jetway.v1.Message.HeadersEntry.value:type_name -> jetway.v1.HeaderValues
+	3,  // 54: jetway.v1.MessageService.Publish:input_type -> jetway.v1.PublishRequest
+	6,  // 55: jetway.v1.MessageService.PublishStream:input_type -> jetway.v1.PublishStreamRequest
+	9,  // 56: jetway.v1.MessageService.PublishBatch:input_type -> jetway.v1.PublishBatchRequest
+	12, // 57: jetway.v1.MessageService.Ingest:input_type -> jetway.v1.IngestRequest
+	16, // 58: jetway.v1.MessageService.Subscribe:input_type -> jetway.v1.SubscribeRequest
+	21, // 59: jetway.v1.MessageService.Fetch:input_type -> jetway.v1.FetchRequest
+	24, // 60: jetway.v1.MessageService.Ack:input_type -> jetway.v1.AckRequest
+	27, // 61: jetway.v1.MessageService.Consume:input_type -> jetway.v1.ConsumeRequest
+	5,  // 62: jetway.v1.MessageService.Publish:output_type -> jetway.v1.PublishResponse
+	7,  // 63: jetway.v1.MessageService.PublishStream:output_type -> jetway.v1.PublishStreamResponse
+	10, // 64: jetway.v1.MessageService.PublishBatch:output_type -> jetway.v1.PublishBatchResponse
+	13, // 65: jetway.v1.MessageService.Ingest:output_type -> jetway.v1.IngestResponse
+	17, // 66: jetway.v1.MessageService.Subscribe:output_type -> jetway.v1.SubscribeResponse
+	22, // 67: jetway.v1.MessageService.Fetch:output_type -> jetway.v1.FetchResponse
+	26, // 68: jetway.v1.MessageService.Ack:output_type -> jetway.v1.AckResponse
+	29, // 69: jetway.v1.MessageService.Consume:output_type -> jetway.v1.ConsumeResponse
+	62, // [62:70] is the sub-list for method output_type
+	54, // [54:62] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_jetway_v1_message_proto_init() }

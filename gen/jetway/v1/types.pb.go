@@ -365,6 +365,74 @@ func (AckPolicy) EnumDescriptor() ([]byte, []int) {
 	return file_jetway_v1_types_proto_rawDescGZIP(), []int{5}
 }
 
+// PriorityPolicy says how a consumer with priority groups chooses among
+// the clients pulling for a group (nats-server 2.11+; prioritized 2.12+).
+type PriorityPolicy int32
+
+const (
+	// Not set: none.
+	PriorityPolicy_PRIORITY_POLICY_UNSPECIFIED PriorityPolicy = 0
+	// No priority groups: pulls are served in turn.
+	PriorityPolicy_PRIORITY_POLICY_NONE PriorityPolicy = 1
+	// One client at a time, the pinned one, gets the messages: the server
+	// gives the first puller of a group a pin id (the Nats-Pin-Id header of
+	// its messages), which its later pulls must carry. Others get nothing
+	// until it stops pulling for priority_timeout or is unpinned.
+	PriorityPolicy_PRIORITY_POLICY_PINNED_CLIENT PriorityPolicy = 2
+	// A pull with min_pending or min_ack_pending gets messages only while
+	// the consumer has at least that many pending (or awaiting ack): a
+	// standby that takes over when the main clients fall behind.
+	PriorityPolicy_PRIORITY_POLICY_OVERFLOW PriorityPolicy = 3
+	// Pulls with a lower priority number are served first (0 highest, 9
+	// lowest).
+	PriorityPolicy_PRIORITY_POLICY_PRIORITIZED PriorityPolicy = 4
+)
+
+// Enum value maps for PriorityPolicy.
+var (
+	PriorityPolicy_name = map[int32]string{
+		0: "PRIORITY_POLICY_UNSPECIFIED",
+		1: "PRIORITY_POLICY_NONE",
+		2: "PRIORITY_POLICY_PINNED_CLIENT",
+		3: "PRIORITY_POLICY_OVERFLOW",
+		4: "PRIORITY_POLICY_PRIORITIZED",
+	}
+	PriorityPolicy_value = map[string]int32{
+		"PRIORITY_POLICY_UNSPECIFIED":   0,
+		"PRIORITY_POLICY_NONE":          1,
+		"PRIORITY_POLICY_PINNED_CLIENT": 2,
+		"PRIORITY_POLICY_OVERFLOW":      3,
+		"PRIORITY_POLICY_PRIORITIZED":   4,
+	}
+)
+
+func (x PriorityPolicy) Enum() *PriorityPolicy {
+	p := new(PriorityPolicy)
+	*p = x
+	return p
+}
+
+func (x PriorityPolicy) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PriorityPolicy) Descriptor() protoreflect.EnumDescriptor {
+	return file_jetway_v1_types_proto_enumTypes[6].Descriptor()
+}
+
+func (PriorityPolicy) Type() protoreflect.EnumType {
+	return &file_jetway_v1_types_proto_enumTypes[6]
+}
+
+func (x PriorityPolicy) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PriorityPolicy.Descriptor instead.
+func (PriorityPolicy) EnumDescriptor() ([]byte, []int) {
+	return file_jetway_v1_types_proto_rawDescGZIP(), []int{6}
+}
+
 // HeaderValues holds every value of one message header, in order.
 //
 // NATS headers are multi-valued like HTTP headers. Names are case-sensitive
@@ -731,7 +799,21 @@ type ConsumerConfig struct {
 	MemoryStorage bool `protobuf:"varint,19,opt,name=memory_storage,json=memoryStorage,proto3" json:"memory_storage,omitempty"`
 	// Free-form string metadata. Keys starting with "_nats" are the
 	// server's: returned by reads, ignored when sent.
-	Metadata      map[string]string `protobuf:"bytes,20,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Metadata map[string]string `protobuf:"bytes,20,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The consumer's priority groups (each 1 to 16 characters of A-Z, a-z,
+	// 0-9, - _ / = ) +): pulls must then name one (PullPriority.group).
+	// Required with a priority policy, at most one with pinned client.
+	PriorityGroups []string `protobuf:"bytes,21,rep,name=priority_groups,json=priorityGroups,proto3" json:"priority_groups,omitempty"`
+	// How the clients of a group are chosen. Default none.
+	PriorityPolicy PriorityPolicy `protobuf:"varint,22,opt,name=priority_policy,json=priorityPolicy,proto3,enum=jetway.v1.PriorityPolicy" json:"priority_policy,omitempty"`
+	// Pinned client: the pin moves on after the pinned client has not
+	// pulled for this long. Unset is the server default (2 minutes).
+	PriorityTimeout *durationpb.Duration `protobuf:"bytes,23,opt,name=priority_timeout,json=priorityTimeout,proto3" json:"priority_timeout,omitempty"`
+	// The consumer delivers nothing until this time (nats-server 2.11+):
+	// created paused. Later changes go through PauseConsumer and
+	// ResumeConsumer; on UpdateConsumer the consumer's current pause is
+	// kept.
+	PauseUntil    *timestamppb.Timestamp `protobuf:"bytes,24,opt,name=pause_until,json=pauseUntil,proto3" json:"pause_until,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -906,6 +988,124 @@ func (x *ConsumerConfig) GetMetadata() map[string]string {
 	return nil
 }
 
+func (x *ConsumerConfig) GetPriorityGroups() []string {
+	if x != nil {
+		return x.PriorityGroups
+	}
+	return nil
+}
+
+func (x *ConsumerConfig) GetPriorityPolicy() PriorityPolicy {
+	if x != nil {
+		return x.PriorityPolicy
+	}
+	return PriorityPolicy_PRIORITY_POLICY_UNSPECIFIED
+}
+
+func (x *ConsumerConfig) GetPriorityTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.PriorityTimeout
+	}
+	return nil
+}
+
+func (x *ConsumerConfig) GetPauseUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PauseUntil
+	}
+	return nil
+}
+
+// PullPriority is what a pull carries for a consumer with priority
+// groups: the group always, then what the consumer's policy uses.
+type PullPriority struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The priority group, one of the consumer's priority_groups. Required
+	// (with any other field) when the consumer has a priority policy.
+	Group string `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	// Overflow: deliver to this pull only while the consumer has at least
+	// this many messages pending. 0: not a condition.
+	MinPending int64 `protobuf:"varint,2,opt,name=min_pending,json=minPending,proto3" json:"min_pending,omitempty"`
+	// Overflow: deliver to this pull only while at least this many messages
+	// await acknowledgement. 0: not a condition.
+	MinAckPending int64 `protobuf:"varint,3,opt,name=min_ack_pending,json=minAckPending,proto3" json:"min_ack_pending,omitempty"`
+	// Prioritized: 0 (served first, the default) to 9.
+	Priority int32 `protobuf:"varint,4,opt,name=priority,proto3" json:"priority,omitempty"`
+	// Pinned client: the pin id the server gave this client (the
+	// Nats-Pin-Id header of its messages, FetchResponse.pin_id). Empty asks
+	// to be pinned when no client is. The bridge keeps no pin: a client
+	// that reconnects, to any replica, passes it back to stay pinned. A pin
+	// id no longer current is refused with PIN_ID_MISMATCH.
+	PinId         string `protobuf:"bytes,5,opt,name=pin_id,json=pinId,proto3" json:"pin_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PullPriority) Reset() {
+	*x = PullPriority{}
+	mi := &file_jetway_v1_types_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PullPriority) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PullPriority) ProtoMessage() {}
+
+func (x *PullPriority) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_types_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PullPriority.ProtoReflect.Descriptor instead.
+func (*PullPriority) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_types_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *PullPriority) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *PullPriority) GetMinPending() int64 {
+	if x != nil {
+		return x.MinPending
+	}
+	return 0
+}
+
+func (x *PullPriority) GetMinAckPending() int64 {
+	if x != nil {
+		return x.MinAckPending
+	}
+	return 0
+}
+
+func (x *PullPriority) GetPriority() int32 {
+	if x != nil {
+		return x.Priority
+	}
+	return 0
+}
+
+func (x *PullPriority) GetPinId() string {
+	if x != nil {
+		return x.PinId
+	}
+	return ""
+}
+
 var File_jetway_v1_types_proto protoreflect.FileDescriptor
 
 const file_jetway_v1_types_proto_rawDesc = "" +
@@ -944,7 +1144,7 @@ const file_jetway_v1_types_proto_rawDesc = "" +
 	"\x06sealed\x18\x18 \x01(\bR\x06sealed\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd2\a\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc2\t\n" +
 	"\x0eConsumerConfig\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12'\n" +
@@ -970,10 +1170,22 @@ const file_jetway_v1_types_proto_rawDesc = "" +
 	"\fheaders_only\x18\x11 \x01(\bR\vheadersOnly\x12\x1a\n" +
 	"\breplicas\x18\x12 \x01(\x05R\breplicas\x12%\n" +
 	"\x0ememory_storage\x18\x13 \x01(\bR\rmemoryStorage\x12C\n" +
-	"\bmetadata\x18\x14 \x03(\v2'.jetway.v1.ConsumerConfig.MetadataEntryR\bmetadata\x1a;\n" +
+	"\bmetadata\x18\x14 \x03(\v2'.jetway.v1.ConsumerConfig.MetadataEntryR\bmetadata\x12'\n" +
+	"\x0fpriority_groups\x18\x15 \x03(\tR\x0epriorityGroups\x12B\n" +
+	"\x0fpriority_policy\x18\x16 \x01(\x0e2\x19.jetway.v1.PriorityPolicyR\x0epriorityPolicy\x12D\n" +
+	"\x10priority_timeout\x18\x17 \x01(\v2\x19.google.protobuf.DurationR\x0fpriorityTimeout\x12;\n" +
+	"\vpause_until\x18\x18 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"pauseUntil\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*\x90\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa0\x01\n" +
+	"\fPullPriority\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x1f\n" +
+	"\vmin_pending\x18\x02 \x01(\x03R\n" +
+	"minPending\x12&\n" +
+	"\x0fmin_ack_pending\x18\x03 \x01(\x03R\rminAckPending\x12\x1a\n" +
+	"\bpriority\x18\x04 \x01(\x05R\bpriority\x12\x15\n" +
+	"\x06pin_id\x18\x05 \x01(\tR\x05pinId*\x90\x01\n" +
 	"\x0fRetentionPolicy\x12 \n" +
 	"\x1cRETENTION_POLICY_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17RETENTION_POLICY_LIMITS\x10\x01\x12\x1d\n" +
@@ -1003,7 +1215,13 @@ const file_jetway_v1_types_proto_rawDesc = "" +
 	"\x16ACK_POLICY_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13ACK_POLICY_EXPLICIT\x10\x01\x12\x12\n" +
 	"\x0eACK_POLICY_ALL\x10\x02\x12\x13\n" +
-	"\x0fACK_POLICY_NONE\x10\x03B5Z3github.com/jetway-dev/jetway/gen/jetway/v1;jetwayv1b\x06proto3"
+	"\x0fACK_POLICY_NONE\x10\x03*\xad\x01\n" +
+	"\x0ePriorityPolicy\x12\x1f\n" +
+	"\x1bPRIORITY_POLICY_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14PRIORITY_POLICY_NONE\x10\x01\x12!\n" +
+	"\x1dPRIORITY_POLICY_PINNED_CLIENT\x10\x02\x12\x1c\n" +
+	"\x18PRIORITY_POLICY_OVERFLOW\x10\x03\x12\x1f\n" +
+	"\x1bPRIORITY_POLICY_PRIORITIZED\x10\x04B5Z3github.com/jetway-dev/jetway/gen/jetway/v1;jetwayv1b\x06proto3"
 
 var (
 	file_jetway_v1_types_proto_rawDescOnce sync.Once
@@ -1017,8 +1235,8 @@ func file_jetway_v1_types_proto_rawDescGZIP() []byte {
 	return file_jetway_v1_types_proto_rawDescData
 }
 
-var file_jetway_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_jetway_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_jetway_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
+var file_jetway_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_jetway_v1_types_proto_goTypes = []any{
 	(RetentionPolicy)(0),          // 0: jetway.v1.RetentionPolicy
 	(StorageType)(0),              // 1: jetway.v1.StorageType
@@ -1026,36 +1244,41 @@ var file_jetway_v1_types_proto_goTypes = []any{
 	(Compression)(0),              // 3: jetway.v1.Compression
 	(DeliverPolicy)(0),            // 4: jetway.v1.DeliverPolicy
 	(AckPolicy)(0),                // 5: jetway.v1.AckPolicy
-	(*HeaderValues)(nil),          // 6: jetway.v1.HeaderValues
-	(*StreamConfig)(nil),          // 7: jetway.v1.StreamConfig
-	(*ConsumerConfig)(nil),        // 8: jetway.v1.ConsumerConfig
-	nil,                           // 9: jetway.v1.StreamConfig.MetadataEntry
-	nil,                           // 10: jetway.v1.ConsumerConfig.MetadataEntry
-	(*durationpb.Duration)(nil),   // 11: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
+	(PriorityPolicy)(0),           // 6: jetway.v1.PriorityPolicy
+	(*HeaderValues)(nil),          // 7: jetway.v1.HeaderValues
+	(*StreamConfig)(nil),          // 8: jetway.v1.StreamConfig
+	(*ConsumerConfig)(nil),        // 9: jetway.v1.ConsumerConfig
+	(*PullPriority)(nil),          // 10: jetway.v1.PullPriority
+	nil,                           // 11: jetway.v1.StreamConfig.MetadataEntry
+	nil,                           // 12: jetway.v1.ConsumerConfig.MetadataEntry
+	(*durationpb.Duration)(nil),   // 13: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
 }
 var file_jetway_v1_types_proto_depIdxs = []int32{
 	0,  // 0: jetway.v1.StreamConfig.retention:type_name -> jetway.v1.RetentionPolicy
 	1,  // 1: jetway.v1.StreamConfig.storage:type_name -> jetway.v1.StorageType
-	11, // 2: jetway.v1.StreamConfig.max_age:type_name -> google.protobuf.Duration
+	13, // 2: jetway.v1.StreamConfig.max_age:type_name -> google.protobuf.Duration
 	2,  // 3: jetway.v1.StreamConfig.discard:type_name -> jetway.v1.DiscardPolicy
-	11, // 4: jetway.v1.StreamConfig.duplicate_window:type_name -> google.protobuf.Duration
+	13, // 4: jetway.v1.StreamConfig.duplicate_window:type_name -> google.protobuf.Duration
 	3,  // 5: jetway.v1.StreamConfig.compression:type_name -> jetway.v1.Compression
-	9,  // 6: jetway.v1.StreamConfig.metadata:type_name -> jetway.v1.StreamConfig.MetadataEntry
-	11, // 7: jetway.v1.StreamConfig.subject_delete_marker_ttl:type_name -> google.protobuf.Duration
+	11, // 6: jetway.v1.StreamConfig.metadata:type_name -> jetway.v1.StreamConfig.MetadataEntry
+	13, // 7: jetway.v1.StreamConfig.subject_delete_marker_ttl:type_name -> google.protobuf.Duration
 	4,  // 8: jetway.v1.ConsumerConfig.deliver_policy:type_name -> jetway.v1.DeliverPolicy
-	12, // 9: jetway.v1.ConsumerConfig.opt_start_time:type_name -> google.protobuf.Timestamp
+	14, // 9: jetway.v1.ConsumerConfig.opt_start_time:type_name -> google.protobuf.Timestamp
 	5,  // 10: jetway.v1.ConsumerConfig.ack_policy:type_name -> jetway.v1.AckPolicy
-	11, // 11: jetway.v1.ConsumerConfig.ack_wait:type_name -> google.protobuf.Duration
-	11, // 12: jetway.v1.ConsumerConfig.backoff:type_name -> google.protobuf.Duration
-	11, // 13: jetway.v1.ConsumerConfig.max_expires:type_name -> google.protobuf.Duration
-	11, // 14: jetway.v1.ConsumerConfig.inactive_threshold:type_name -> google.protobuf.Duration
-	10, // 15: jetway.v1.ConsumerConfig.metadata:type_name -> jetway.v1.ConsumerConfig.MetadataEntry
-	16, // [16:16] is the sub-list for method output_type
-	16, // [16:16] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	13, // 11: jetway.v1.ConsumerConfig.ack_wait:type_name -> google.protobuf.Duration
+	13, // 12: jetway.v1.ConsumerConfig.backoff:type_name -> google.protobuf.Duration
+	13, // 13: jetway.v1.ConsumerConfig.max_expires:type_name -> google.protobuf.Duration
+	13, // 14: jetway.v1.ConsumerConfig.inactive_threshold:type_name -> google.protobuf.Duration
+	12, // 15: jetway.v1.ConsumerConfig.metadata:type_name -> jetway.v1.ConsumerConfig.MetadataEntry
+	6,  // 16: jetway.v1.ConsumerConfig.priority_policy:type_name -> jetway.v1.PriorityPolicy
+	13, // 17: jetway.v1.ConsumerConfig.priority_timeout:type_name -> google.protobuf.Duration
+	14, // 18: jetway.v1.ConsumerConfig.pause_until:type_name -> google.protobuf.Timestamp
+	19, // [19:19] is the sub-list for method output_type
+	19, // [19:19] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_jetway_v1_types_proto_init() }
@@ -1068,8 +1291,8 @@ func file_jetway_v1_types_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_jetway_v1_types_proto_rawDesc), len(file_jetway_v1_types_proto_rawDesc)),
-			NumEnums:      6,
-			NumMessages:   5,
+			NumEnums:      7,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
