@@ -260,7 +260,7 @@ func key(bucket, key string) error {
 	return validateKey("key", key)
 }
 
-func what(bucket, key string) string { return fmt.Sprintf("bucket %q key %q", bucket, key) }
+func what(bucket, key string) string { return fmt.Sprintf("key %q in bucket %q", key, bucket) }
 
 // GetEntry reads a key.
 func (s *Service) GetEntry(ctx context.Context, req *jetwayv1.GetEntryRequest) (*jetwayv1.GetEntryResponse, error) {
