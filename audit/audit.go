@@ -101,7 +101,8 @@ func identityOf(ctx context.Context) string {
 	return ""
 }
 
-// adminWrites are the AdminService methods that change something.
+// adminWrites are the AdminService (and KVService bucket) methods that
+// change something.
 var adminWrites = map[string]bool{
 	jetwayv1.AdminService_CreateStream_FullMethodName:   true,
 	jetwayv1.AdminService_UpdateStream_FullMethodName:   true,
@@ -111,6 +112,10 @@ var adminWrites = map[string]bool{
 	jetwayv1.AdminService_UpdateConsumer_FullMethodName: true,
 	jetwayv1.AdminService_DeleteConsumer_FullMethodName: true,
 	jetwayv1.AdminService_DeleteMessage_FullMethodName:  true,
+	// Key-value (issue 18): bucket admin writes.
+	jetwayv1.KVService_CreateBucket_FullMethodName: true,
+	jetwayv1.KVService_UpdateBucket_FullMethodName: true,
+	jetwayv1.KVService_DeleteBucket_FullMethodName: true,
 	// consume (issue 18): consumer control
 	jetwayv1.AdminService_PauseConsumer_FullMethodName:  true,
 	jetwayv1.AdminService_ResumeConsumer_FullMethodName: true,
@@ -175,7 +180,7 @@ func outcome(err error) []slog.Attr {
 
 // resourceFields are the request fields that name what a call acts on,
 // at the top of the request or in its config.
-var resourceFields = []protoreflect.Name{"stream", "name", "consumer", "subject", "durable_name"}
+var resourceFields = []protoreflect.Name{"stream", "name", "consumer", "subject", "durable_name", "bucket"}
 
 // resources names what req acts on: its stream, consumer and subject
 // fields (and those of its config), never its payload.

@@ -58,11 +58,22 @@ var operationMethods = map[Operation][]string{
 		"/jetway.v1.MessageService/PublishStream",
 		"/jetway.v1.MessageService/PublishBatch",
 		"/jetway.v1.MessageService/Ingest",
+		// Key-value (issue 18): writes of keys publish.
+		"/jetway.v1.KVService/PutEntry",
+		"/jetway.v1.KVService/CreateEntry",
+		"/jetway.v1.KVService/UpdateEntry",
+		"/jetway.v1.KVService/DeleteEntry",
+		"/jetway.v1.KVService/PurgeEntry",
 	},
 	OpConsume: {
 		"/jetway.v1.MessageService/Subscribe",
 		"/jetway.v1.MessageService/Consume",
 		"/jetway.v1.MessageService/Fetch",
+		// Key-value (issue 18): reads of keys consume the bucket's stream.
+		"/jetway.v1.KVService/GetEntry",
+		"/jetway.v1.KVService/GetHistory",
+		"/jetway.v1.KVService/ListKeys",
+		"/jetway.v1.KVService/WatchBucket",
 	},
 	OpAck: {"/jetway.v1.MessageService/Ack"},
 	OpRead: {
@@ -73,6 +84,11 @@ var operationMethods = map[Operation][]string{
 		"/jetway.v1.AdminService/GetMessage",
 		"/jetway.v1.AdminService/GetLastMessage",
 		"/jetway.v1.AdminService/GetCounter",
+		// Key-value (issue 18): a bucket's status, as a stream's.
+		"/jetway.v1.KVService/GetBucket",
+		"/jetway.v1.KVService/ListBuckets",
+		"/jetway.v1.AdminService/ListMessages",
+		"/jetway.v1.AdminService/GetLastMessages",
 	},
 }
 

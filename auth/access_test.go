@@ -128,6 +128,9 @@ func TestEveryMethodClassified(t *testing.T) {
 		"/jetway.v1.AdminService/DeleteConsumer": true, "/jetway.v1.AdminService/DeleteMessage": true,
 		"/jetway.v1.AdminService/GetAccountInfo": true, "/jetway.v1.AdminService/ListSessions": true,
 		"/jetway.v1.AdminService/GetBridgeInfo": true,
+		// Key-value (issue 18): bucket admin writes.
+		"/jetway.v1.KVService/CreateBucket": true, "/jetway.v1.KVService/UpdateBucket": true,
+		"/jetway.v1.KVService/DeleteBucket": true,
 		// consume (issue 18): consumer control is admin, never a token's
 		"/jetway.v1.AdminService/PauseConsumer": true, "/jetway.v1.AdminService/ResumeConsumer": true,
 		"/jetway.v1.AdminService/ResetConsumer": true, "/jetway.v1.AdminService/UnpinConsumer": true,

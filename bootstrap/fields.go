@@ -119,11 +119,10 @@ var consumerFields = map[protoreflect.Name]field{
 	"replicas":           {goNames: []string{"Replicas"}},
 	"memory_storage":     {goNames: []string{"MemoryStorage"}, conflict: always("JetStream cannot change a consumer's memory_storage")},
 	"metadata":           {goNames: []string{"Metadata"}},
-	// Consumer control (issue 18), merged without this table.
-	"priority_groups":  {goNames: []string{"PriorityGroups"}},
-	"priority_policy":  {goNames: []string{"PriorityPolicy"}},
-	"priority_timeout": {goNames: []string{"PinnedTTL"}},
-	"pause_until":      {goNames: []string{"PauseUntil"}},
+	"priority_groups":    {goNames: []string{"PriorityGroups"}},
+	"priority_policy":    {goNames: []string{"PriorityPolicy"}},
+	"priority_timeout":   {goNames: []string{"PinnedTTL"}},
+	"pause_until":        {goNames: []string{"PauseUntil"}},
 }
 
 // Change is one field that differs: its API name and its values, as

@@ -31,6 +31,9 @@ type adminService struct {
 	log   *slog.Logger
 	authz Authorizer
 	fleet *fleet
+	// caps bounds reads of many messages (ListMessages, GetLastMessages)
+	// as it bounds Fetch: MaxBytes.
+	caps Caps
 }
 
 // jetstream is the JetStream the call runs on: the bridge's own, or the

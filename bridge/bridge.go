@@ -262,7 +262,7 @@ func New(conns ConnProvider, opts ...Option) (*Bridge, error) {
 			signer: o.signer, caps: o.caps, conn: newConnWatch(), authz: o.authz, grid: newGridClock(),
 			obs: o.observer, tracer: o.tracer, sessions: sessions, fleet: fl,
 		},
-		admin:  &adminService{conns: conns, log: o.log, authz: o.authz, fleet: fl},
+		admin:  &adminService{conns: conns, log: o.log, authz: o.authz, fleet: fl, caps: o.caps},
 		access: newAccessService(o.minter),
 	}, nil
 }

@@ -490,3 +490,59 @@ func TestSubscribePinnedClient(t *testing.T) {
 		return nil
 	})
 }
+
+// TestFetchPrioritized: with the prioritized policy (nats-server 2.12+), a
+// waiting Fetch of priority 0 gets a new message before one of priority 5
+// that has waited longer; the next message goes to the one left.
+func TestFetchPrioritized(t *testing.T) {
+	fetchEach(t, nil, func(t *testing.T, f fetchClient, b *jetwaytest.Bridge, ctx context.Context) {
+		ccStream(t, ctx, b.JS, 0)
+		if _, err := b.JS.CreateConsumer(ctx, "S", jetstream.ConsumerConfig{
+			Durable: "C", PriorityPolicy: jetstream.PriorityPolicyPrioritized, PriorityGroups: []string{"g"},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		type result struct {
+			prio int32
+			r    *jetwayv1.FetchResponse
+			err  error
+		}
+		got := make(chan result, 2)
+		fetch := func(prio int32) {
+			r, err := f.Fetch(ctx, &jetwayv1.FetchRequest{Stream: "S", Consumer: "C", Batch: 1, Wait: durationpb.New(10 * time.Second),
+				Priority: &jetwayv1.PullPriority{Group: "g", Priority: prio}})
+			got <- result{prio, r, err}
+		}
+		waiting := func(n int) {
+			jetwaytest.Eventually(t, 5*time.Second, fmt.Sprintf("%d waiting pulls", n), func() error {
+				if w := ccInfo(t, ctx, b.JS, "C").NumWaiting; w != n {
+					return fmt.Errorf("%d waiting", w)
+				}
+				return nil
+			})
+		}
+		go fetch(5)
+		waiting(1)
+		go fetch(0)
+		waiting(2)
+		for i, want := range []int32{0, 5} {
+			if _, err := b.JS.Publish(ctx, fmt.Sprintf("s.%d", i), []byte(fmt.Sprintf("m-%d", i))); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case res := <-got:
+				if res.err != nil || len(res.r.GetMessages()) != 1 {
+					t.Fatalf("priority %d fetch = %v, %v", res.prio, res.r, res.err)
+				}
+				if res.prio != want {
+					t.Errorf("message %d went to the priority %d fetch, want priority %d", i, res.prio, want)
+				}
+			case <-ctx.Done():
+				t.Fatalf("message %d reached no fetch", i)
+			}
+		}
+		if n := ccInfo(t, ctx, b.JS, "C").NumAckPending; n != 2 {
+			t.Errorf("native ack pending %d, want 2", n)
+		}
+	})
+}

@@ -75,6 +75,10 @@ var (
 	// pin id is not the current one (another client is pinned, or the pin
 	// moved on): drop the pin id and pull again to be pinned anew.
 	ErrPinIDMismatch = errors.New("pin id is not the current one")
+	// ErrTooManyResults is a read whose answer would exceed what JetStream
+	// or the bridge returns at once (a multi-last get over more than 1024
+	// subjects, or past the byte cap): narrow the request.
+	ErrTooManyResults = errors.New("too many results")
 	// ErrTimeout is a NATS operation that did not answer in time.
 	ErrTimeout = errors.New("jetstream did not answer in time")
 	// ErrAckTokenInvalid is an ack token this service did not issue:
@@ -94,6 +98,28 @@ var (
 	// ErrAuthRequired is a call served only to authenticated callers
 	// (Ingest) made while client authentication is off.
 	ErrAuthRequired = errors.New("client authentication required")
+
+	// --- Key-value (issue 18; package kv) ---
+
+	// ErrInvalidBucket is a bucket name nats.go's KeyValue refuses
+	// (letters, digits, '-' and '_' only).
+	ErrInvalidBucket = errors.New("invalid bucket name")
+	// ErrInvalidKey is a key nats.go's KeyValue refuses, or a wildcard
+	// where a single key is meant.
+	ErrInvalidKey = errors.New("invalid key")
+	// ErrBucketNotFound is an unknown bucket.
+	ErrBucketNotFound = errors.New("bucket not found")
+	// ErrKeyNotFound is a key without a value (never put, deleted,
+	// purged), or a revision the key does not have.
+	ErrKeyNotFound = errors.New("key not found")
+	// ErrBucketExists is a create of a bucket whose name is taken by a
+	// different configuration.
+	ErrBucketExists = errors.New("bucket already exists with a different configuration")
+	// ErrKeyExists is a create of a key that has a value.
+	ErrKeyExists = errors.New("key exists")
+	// ErrWrongRevision is an update or delete whose expected revision is
+	// not the key's latest.
+	ErrWrongRevision = errors.New("wrong revision")
 )
 
 // FieldError is an invalid request field: its path (as in the proto, e.g.

@@ -65,6 +65,8 @@ var errorCodes = map[error]codeReason{
 	// A pin that moved on is a state of the consumer: the client drops its
 	// pin id and pulls again.
 	ErrPinIDMismatch: {codes.FailedPrecondition, "PIN_ID_MISMATCH"},
+	// A read too broad to answer at once is the request's to narrow.
+	ErrTooManyResults: {codes.InvalidArgument, "TOO_MANY_RESULTS"},
 
 	ErrStreamFull:    {codes.ResourceExhausted, "STREAM_FULL"},
 	ErrLimitExceeded: {codes.ResourceExhausted, "LIMIT_EXCEEDED"},
@@ -92,6 +94,16 @@ var errorCodes = map[error]codeReason{
 	// authentication off, a caller that cannot mint).
 	auth.ErrInvalidScope: {codes.InvalidArgument, "INVALID_ACCESS_TOKEN_REQUEST"},
 	auth.ErrAccessTokens: {codes.FailedPrecondition, "ACCESS_TOKENS_UNAVAILABLE"},
+
+	// Key-value (issue 18). A wrong revision is a failed CAS, as a
+	// publish's wrong last sequence is: Aborted (409).
+	ErrInvalidBucket:  {codes.InvalidArgument, "INVALID_BUCKET"},
+	ErrInvalidKey:     {codes.InvalidArgument, "INVALID_KEY"},
+	ErrBucketNotFound: {codes.NotFound, "BUCKET_NOT_FOUND"},
+	ErrKeyNotFound:    {codes.NotFound, "KEY_NOT_FOUND"},
+	ErrBucketExists:   {codes.AlreadyExists, "BUCKET_EXISTS"},
+	ErrKeyExists:      {codes.AlreadyExists, "KEY_EXISTS"},
+	ErrWrongRevision:  {codes.Aborted, "WRONG_REVISION"},
 }
 
 // Status converts an error returned by a service into the gRPC status sent

@@ -51,10 +51,12 @@ var sentinelsByName = map[string]error{
 	"ErrStreamNotFound": ErrStreamNotFound, "ErrConsumerNotFound": ErrConsumerNotFound, "ErrMessageNotFound": ErrMessageNotFound,
 	"ErrNoStreamForSubject": ErrNoStreamForSubject, "ErrStreamExists": ErrStreamExists, "ErrConsumerExists": ErrConsumerExists,
 	"ErrWrongExpectedStream": ErrWrongExpectedStream, "ErrWrongLastSequence": ErrWrongLastSequence, "ErrWrongLastMsgID": ErrWrongLastMsgID,
-	"ErrDuplicateInProgress": ErrDuplicateInProgress, "ErrSubjectsOverlap": ErrSubjectsOverlap, "ErrNotAllowed": ErrNotAllowed, "ErrPullRefused": ErrPullRefused, "ErrPinIDMismatch": ErrPinIDMismatch,
+	"ErrDuplicateInProgress": ErrDuplicateInProgress, "ErrSubjectsOverlap": ErrSubjectsOverlap, "ErrNotAllowed": ErrNotAllowed, "ErrPullRefused": ErrPullRefused, "ErrPinIDMismatch": ErrPinIDMismatch, "ErrTooManyResults": ErrTooManyResults,
 	"ErrStreamFull": ErrStreamFull, "ErrLimitExceeded": ErrLimitExceeded, "ErrPermissionDenied": ErrPermissionDenied,
 	"ErrUnavailable": ErrUnavailable, "ErrTimeout": ErrTimeout, "ErrUnimplemented": ErrUnimplemented, "ErrAuthRequired": ErrAuthRequired,
 	"ErrAckTokenInvalid": ErrAckTokenInvalid, "ErrAckTokenExpired": ErrAckTokenExpired, "ErrTokenNotPermitted": ErrTokenNotPermitted,
+	"ErrInvalidBucket": ErrInvalidBucket, "ErrInvalidKey": ErrInvalidKey, "ErrBucketNotFound": ErrBucketNotFound,
+	"ErrKeyNotFound": ErrKeyNotFound, "ErrBucketExists": ErrBucketExists, "ErrKeyExists": ErrKeyExists, "ErrWrongRevision": ErrWrongRevision,
 }
 
 // wantHTTP is the HTTP status each sentinel must reach REST clients with
@@ -64,9 +66,11 @@ var wantHTTP = map[string]int{
 	"ErrInvalidConfig": 400, "ErrPayloadTooLarge": 400, "ErrStreamNotFound": 404, "ErrConsumerNotFound": 404,
 	"ErrMessageNotFound": 404, "ErrNoStreamForSubject": 404, "ErrStreamExists": 409, "ErrConsumerExists": 409,
 	"ErrWrongExpectedStream": 409, "ErrWrongLastSequence": 409, "ErrWrongLastMsgID": 409, "ErrDuplicateInProgress": 409,
-	"ErrSubjectsOverlap": 400, "ErrNotAllowed": 400, "ErrPullRefused": 400, "ErrPinIDMismatch": 400, "ErrStreamFull": 429, "ErrLimitExceeded": 429,
+	"ErrSubjectsOverlap": 400, "ErrNotAllowed": 400, "ErrPullRefused": 400, "ErrPinIDMismatch": 400, "ErrTooManyResults": 400, "ErrStreamFull": 429, "ErrLimitExceeded": 429,
 	"ErrPermissionDenied": 403, "ErrUnavailable": 503, "ErrTimeout": 504, "ErrUnimplemented": 501, "ErrAuthRequired": 403,
 	"ErrAckTokenInvalid": 400, "ErrAckTokenExpired": 400, "ErrTokenNotPermitted": 403,
+	"ErrInvalidBucket": 400, "ErrInvalidKey": 400, "ErrBucketNotFound": 404, "ErrKeyNotFound": 404,
+	"ErrBucketExists": 409, "ErrKeyExists": 409, "ErrWrongRevision": 409,
 }
 
 func TestStatusCoversEverySentinel(t *testing.T) {

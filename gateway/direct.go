@@ -179,3 +179,13 @@ type directAccess struct {
 func (d directAccess) CreateAccessToken(ctx context.Context, r *jetwayv1.CreateAccessTokenRequest) (*jetwayv1.CreateAccessTokenResponse, error) {
 	return call(ctx, d.ic, d.s, jetwayv1.AccessService_CreateAccessToken_FullMethodName, r, d.s.CreateAccessToken)
 }
+
+// Reading (issue 18)
+
+func (d directAdmin) ListMessages(ctx context.Context, r *jetwayv1.ListMessagesRequest) (*jetwayv1.ListMessagesResponse, error) {
+	return call(ctx, d.ic, d.s, jetwayv1.AdminService_ListMessages_FullMethodName, r, d.s.ListMessages)
+}
+
+func (d directAdmin) GetLastMessages(ctx context.Context, r *jetwayv1.GetLastMessagesRequest) (*jetwayv1.GetLastMessagesResponse, error) {
+	return call(ctx, d.ic, d.s, jetwayv1.AdminService_GetLastMessages_FullMethodName, r, d.s.GetLastMessages)
+}

@@ -149,6 +149,12 @@ func New(ctx context.Context, conn *grpc.ClientConn, o Options) (http.Handler, e
 	if err := jetwayv1.RegisterMessageServiceHandlerClient(ctx, gw, ingestClient{jetwayv1.NewMessageServiceClient(earlyStatusConn{conn})}); err != nil {
 		return nil, fmt.Errorf("gateway: register MessageService: %w", err)
 	}
+	// KVService's paths (/v1/kv/…) are apart from the others'; its
+	// streams (ListKeys, WatchBucket) refuse early as Subscribe does.
+	kvClient := jetwayv1.NewKVServiceClient(earlyStatusConn{conn})
+	if err := jetwayv1.RegisterKVServiceHandlerClient(ctx, gw, kvClient); err != nil {
+		return nil, fmt.Errorf("gateway: register KVService: %w", err)
+	}
 	var api http.Handler = gw
 	if d := o.Direct; d != nil {
 		if d.Messages == nil || d.Admin == nil || d.Access == nil || d.Interceptor == nil {
@@ -163,6 +169,11 @@ func New(ctx context.Context, conn *grpc.ClientConn, o Options) (http.Handler, e
 		}
 		if err := jetwayv1.RegisterMessageServiceHandlerServer(ctx, direct, directMessages{s: d.Messages, ic: d.Interceptor}); err != nil {
 			return nil, fmt.Errorf("gateway: register MessageService: %w", err)
+		}
+		// KVService takes the connection on both (it is not wrapped for
+		// in-process calls).
+		if err := jetwayv1.RegisterKVServiceHandlerClient(ctx, direct, kvClient); err != nil {
+			return nil, fmt.Errorf("gateway: register KVService: %w", err)
 		}
 		api = streamsApart{streams: gw, unary: direct}
 	}

@@ -72,6 +72,11 @@ func policyOf(rpc string) routePolicy {
 		// EventSource cannot send Authorization: its access token rides
 		// in the URL.
 		return routePolicy{crossSiteGET: true, queryToken: true}
+	case jetwayv1.KVService_WatchBucket_FullMethodName:
+		// A watch creates an ordered consumer (as an ephemeral Subscribe
+		// does, and checked the same way); EventSource cannot send
+		// Authorization, so its access token rides in the URL.
+		return routePolicy{crossSiteGET: true, queryToken: true}
 	case jetwayv1.MessageService_Ingest_FullMethodName:
 		// Webhook senders and devices send their own bodies, and many
 		// are given only a URL (so an access token rides in it). A raw
@@ -104,6 +109,8 @@ func loadRoutes(doc []byte) (*routeTable, error) {
 			Parameters  []struct {
 				Name string `json:"name"`
 				In   string `json:"in"`
+				// Pattern is ".+" for a {field=**} variable (KV keys).
+				Pattern string `json:"pattern"`
 			} `json:"parameters"`
 		} `json:"paths"`
 	}
@@ -112,7 +119,15 @@ func loadRoutes(doc []byte) (*routeTable, error) {
 	}
 	t := &routeTable{byPattern: map[string]*route{}}
 	for template, ops := range d.Paths {
-		pat, err := compileTemplate(template)
+		deep := map[string]bool{}
+		for _, op := range ops {
+			for _, p := range op.Parameters {
+				if p.In == "path" && p.Pattern == ".+" {
+					deep[p.Name] = true
+				}
+			}
+		}
+		pat, err := compileTemplate(template, deep)
 		if err != nil {
 			return nil, err
 		}
@@ -174,9 +189,11 @@ func resolveOperation(id string) (rpc string, request protoreflect.FullName, err
 
 // compileTemplate compiles a path template of literal segments, {field}
 // variables and an optional :verb into a grpc-gateway pattern, with the
-// opcodes protoc-gen-grpc-gateway generates for it. Other template
-// syntax (** or {field=…}) is not used by the API and is an error.
-func compileTemplate(template string) (runtime.Pattern, error) {
+// opcodes protoc-gen-grpc-gateway generates for it. A variable named in
+// deep is a {field=**} (the OpenAPI document writes it {field} with the
+// pattern ".+"): it takes the rest of the path, and must be last. Other
+// template syntax is not used by the API and is an error.
+func compileTemplate(template string, deep map[string]bool) (runtime.Pattern, error) {
 	fail := func(why string) (runtime.Pattern, error) {
 		return runtime.Pattern{}, fmt.Errorf("gateway: path template %q: %s", template, why)
 	}
@@ -198,10 +215,15 @@ func compileTemplate(template string) (runtime.Pattern, error) {
 		pool = append(pool, s)
 		return len(pool) - 1
 	}
-	for _, s := range segs {
+	for i, s := range segs {
 		switch {
 		case s == "" || strings.ContainsAny(s, "*="):
 			return fail("unsupported segment " + s)
+		case strings.HasPrefix(s, "{") && strings.HasSuffix(s, "}") && deep[s[1:len(s)-1]]:
+			if i != len(segs)-1 {
+				return fail("a {field=**} variable that is not last: " + s)
+			}
+			ops = append(ops, int(utilities.OpPushM), 0, int(utilities.OpConcatN), 1, int(utilities.OpCapture), index(s[1:len(s)-1]))
 		case strings.HasPrefix(s, "{") && strings.HasSuffix(s, "}"):
 			ops = append(ops, int(utilities.OpPush), 0, int(utilities.OpConcatN), 1, int(utilities.OpCapture), index(s[1:len(s)-1]))
 		case strings.ContainsAny(s, "{}"):

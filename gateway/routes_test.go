@@ -50,6 +50,9 @@ func TestRouteTableMatchesGateway(t *testing.T) {
 	if err := jetwayv1.RegisterMessageServiceHandlerServer(ctx, mux, jetwayv1.UnimplementedMessageServiceServer{}); err != nil {
 		t.Fatal(err)
 	}
+	if err := jetwayv1.RegisterKVServiceHandlerServer(ctx, mux, jetwayv1.UnimplementedKVServiceServer{}); err != nil {
+		t.Fatal(err)
+	}
 	vars := regexp.MustCompile(`\{[^}]*\}`)
 	for i := range rt.routes {
 		r := &rt.routes[i]

@@ -60,7 +60,7 @@ func (e *eventStream) Marshal(v any) ([]byte, error) {
 		return nil, err
 	}
 	var buf bytes.Buffer
-	if event == "subscribed" {
+	if event == "subscribed" || event == "initialized" {
 		buf.WriteString("retry: " + strconv.Itoa(SSERetry) + "\n")
 	}
 	if id != "" {
@@ -74,6 +74,9 @@ func (e *eventStream) Marshal(v any) ([]byte, error) {
 }
 
 func eventOf(v any) (event, id string) {
+	if w, ok := v.(*jetwayv1.WatchBucketResponse); ok {
+		return watchEventOf(w)
+	}
 	r, ok := v.(*jetwayv1.SubscribeResponse)
 	if !ok {
 		return "message", ""
@@ -93,4 +96,19 @@ func eventOf(v any) (event, id string) {
 		return "subscribed", ""
 	}
 	return "message", ""
+}
+
+// watchEventOf names a KV watch's events: entry (its id the revision, so
+// that Last-Event-ID resumes after it), initialized, heartbeat. The first
+// event of a watch is an entry or initialized: either may carry retry.
+func watchEventOf(w *jetwayv1.WatchBucketResponse) (event, id string) {
+	switch ev := w.GetEvent().(type) {
+	case *jetwayv1.WatchBucketResponse_Entry:
+		return "entry", strconv.FormatUint(ev.Entry.GetRevision(), 10)
+	case *jetwayv1.WatchBucketResponse_Initialized:
+		return "initialized", ""
+	case *jetwayv1.WatchBucketResponse_Heartbeat:
+		return "heartbeat", ""
+	}
+	return "entry", ""
 }

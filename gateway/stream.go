@@ -138,9 +138,21 @@ func capSendBuffer(r *http.Request, log *slog.Logger) {
 }
 
 // isStream reports whether r is for a streaming route (Subscribe's
-// :subscribe, NDJSON or Server-Sent Events).
+// :subscribe, or a KV watch /v1/kv/{bucket}/watch: NDJSON or Server-Sent
+// Events).
 func isStream(r *http.Request) bool {
-	return r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, ":subscribe")
+	return r.Method == http.MethodGet && (strings.HasSuffix(r.URL.Path, ":subscribe") || isWatch(r.URL.Path))
+}
+
+// isWatch matches /v1/kv/{bucket}/watch exactly (a key's path, under
+// /entries/, may end in /watch too).
+func isWatch(path string) bool {
+	rest, ok := strings.CutPrefix(path, "/v1/kv/")
+	if !ok {
+		return false
+	}
+	bucket, tail, ok := strings.Cut(rest, "/")
+	return ok && bucket != "" && tail == "watch"
 }
 
 // streamSocket caps the send buffer of streaming routes' HTTP/1.x

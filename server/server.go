@@ -41,6 +41,7 @@ import (
 	"github.com/jetway-dev/jetway/embedded"
 	"github.com/jetway-dev/jetway/gateway"
 	"github.com/jetway-dev/jetway/internal/logsafe"
+	"github.com/jetway-dev/jetway/kv"
 	"github.com/jetway-dev/jetway/metrics"
 	"github.com/jetway-dev/jetway/requestid"
 	"github.com/jetway-dev/jetway/tracing"
@@ -317,6 +318,14 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	if err != nil {
 		return nil, fmt.Errorf("server: bridge.New: %w", err)
 	}
+	kvOpts := []kv.Option{kv.WithLogger(log)}
+	if authCfg != nil {
+		kvOpts = append(kvOpts, kv.WithAuthorizer(aud.Authorizer(auth.Authorizer{})))
+	}
+	kvs, err := kv.New(conns, kvOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("server: kv.New: %w", err)
+	}
 
 	maxPayload := link.maxPayload()
 	if maxPayload <= 0 {
@@ -393,6 +402,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		grpc.ChainStreamInterceptor(requestid.StreamServerInterceptor, m.StreamServerInterceptor(), edge.stream, last.stream, authn.Stream, aud.StreamServerInterceptor, gate.stream),
 	)...)
 	b.Register(gs)
+	kvs.Register(gs)
 	m.InitializeMetrics(gs)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
@@ -612,6 +622,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		// what they hold) so that their clients reconnect to another
 		// replica at once.
 		b.Drain()
+		kvs.Drain()
 		return shutdown(cfg.Server.ShutdownTimeout, func() { endCalls(errCutShort) }, httpSrv, gs)
 	})
 	log.Info("serving", slog.String("grpc", s.grpcAddr.String()), slog.String("http", s.httpAddr.String()),

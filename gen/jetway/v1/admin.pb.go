@@ -4005,6 +4005,301 @@ func (x *GetCounterResponse) GetSequence() uint64 {
 	return 0
 }
 
+// ListMessagesRequest is a page of a stream's messages.
+type ListMessagesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stream. Required.
+	Stream string `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	// The first stream sequence to read; 0 is 1. Not with start_time.
+	StartSequence uint64 `protobuf:"varint,2,opt,name=start_sequence,json=startSequence,proto3" json:"start_sequence,omitempty"`
+	// Read from the first message stored at or after this time. Not with
+	// start_sequence.
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	// Only messages on subjects matching this (wildcards allowed); empty is
+	// every subject.
+	Subject string `protobuf:"bytes,4,opt,name=subject,proto3" json:"subject,omitempty"`
+	// The most messages to return: 1 to 1000, default 100.
+	MaxMessages int32 `protobuf:"varint,5,opt,name=max_messages,json=maxMessages,proto3" json:"max_messages,omitempty"`
+	// Stop after about this many payload, header and subject bytes (the
+	// message that crosses it is still returned): 1 to the bridge's Fetch
+	// max_bytes cap (3 MiB by default), default that cap.
+	MaxBytes      int32 `protobuf:"varint,6,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMessagesRequest) Reset() {
+	*x = ListMessagesRequest{}
+	mi := &file_jetway_v1_admin_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMessagesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMessagesRequest) ProtoMessage() {}
+
+func (x *ListMessagesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_admin_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMessagesRequest.ProtoReflect.Descriptor instead.
+func (*ListMessagesRequest) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *ListMessagesRequest) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *ListMessagesRequest) GetStartSequence() uint64 {
+	if x != nil {
+		return x.StartSequence
+	}
+	return 0
+}
+
+func (x *ListMessagesRequest) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *ListMessagesRequest) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *ListMessagesRequest) GetMaxMessages() int32 {
+	if x != nil {
+		return x.MaxMessages
+	}
+	return 0
+}
+
+func (x *ListMessagesRequest) GetMaxBytes() int32 {
+	if x != nil {
+		return x.MaxBytes
+	}
+	return 0
+}
+
+// ListMessagesResponse is a page of messages.
+type ListMessagesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The messages, in stream sequence order.
+	Messages []*StoredMessage `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	// The start_sequence of the next page: one past the last message
+	// returned (start_sequence when there was none).
+	NextSequence uint64 `protobuf:"varint,2,opt,name=next_sequence,json=nextSequence,proto3" json:"next_sequence,omitempty"`
+	// Messages matching subject stored after this page, when it was read:
+	// 0 means the page reached the end of the stream.
+	Pending       uint64 `protobuf:"varint,3,opt,name=pending,proto3" json:"pending,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMessagesResponse) Reset() {
+	*x = ListMessagesResponse{}
+	mi := &file_jetway_v1_admin_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMessagesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMessagesResponse) ProtoMessage() {}
+
+func (x *ListMessagesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_admin_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMessagesResponse.ProtoReflect.Descriptor instead.
+func (*ListMessagesResponse) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *ListMessagesResponse) GetMessages() []*StoredMessage {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
+func (x *ListMessagesResponse) GetNextSequence() uint64 {
+	if x != nil {
+		return x.NextSequence
+	}
+	return 0
+}
+
+func (x *ListMessagesResponse) GetPending() uint64 {
+	if x != nil {
+		return x.Pending
+	}
+	return 0
+}
+
+// GetLastMessagesRequest names subjects whose last messages to read.
+type GetLastMessagesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stream. Required.
+	Stream string `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	// The subjects, wildcards allowed ("sensors.*.temp"): the last message
+	// of each distinct subject matching one of them. 1 to 1024 of them;
+	// JetStream answers at most 1024 messages (TOO_MANY_RESULTS beyond).
+	Subjects []string `protobuf:"bytes,2,rep,name=subjects,proto3" json:"subjects,omitempty"`
+	// Read as of this stream sequence: the last message at or below it. Not
+	// with up_to_time.
+	UpToSequence uint64 `protobuf:"varint,3,opt,name=up_to_sequence,json=upToSequence,proto3" json:"up_to_sequence,omitempty"`
+	// Read as of this time: the last message stored before it. Not with
+	// up_to_sequence.
+	UpToTime      *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=up_to_time,json=upToTime,proto3" json:"up_to_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetLastMessagesRequest) Reset() {
+	*x = GetLastMessagesRequest{}
+	mi := &file_jetway_v1_admin_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetLastMessagesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetLastMessagesRequest) ProtoMessage() {}
+
+func (x *GetLastMessagesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_admin_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetLastMessagesRequest.ProtoReflect.Descriptor instead.
+func (*GetLastMessagesRequest) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *GetLastMessagesRequest) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *GetLastMessagesRequest) GetSubjects() []string {
+	if x != nil {
+		return x.Subjects
+	}
+	return nil
+}
+
+func (x *GetLastMessagesRequest) GetUpToSequence() uint64 {
+	if x != nil {
+		return x.UpToSequence
+	}
+	return 0
+}
+
+func (x *GetLastMessagesRequest) GetUpToTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpToTime
+	}
+	return nil
+}
+
+// GetLastMessagesResponse holds the last message of each subject.
+type GetLastMessagesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The messages, one per subject, in stream sequence order.
+	Messages []*StoredMessage `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	// The stream sequence the answer is consistent at: every message is the
+	// last of its subject up to this sequence. Watch from one past it to
+	// miss no later change.
+	UpToSequence  uint64 `protobuf:"varint,2,opt,name=up_to_sequence,json=upToSequence,proto3" json:"up_to_sequence,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetLastMessagesResponse) Reset() {
+	*x = GetLastMessagesResponse{}
+	mi := &file_jetway_v1_admin_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetLastMessagesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetLastMessagesResponse) ProtoMessage() {}
+
+func (x *GetLastMessagesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_admin_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetLastMessagesResponse.ProtoReflect.Descriptor instead.
+func (*GetLastMessagesResponse) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_admin_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *GetLastMessagesResponse) GetMessages() []*StoredMessage {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
+func (x *GetLastMessagesResponse) GetUpToSequence() uint64 {
+	if x != nil {
+		return x.UpToSequence
+	}
+	return 0
+}
+
 var File_jetway_v1_admin_proto protoreflect.FileDescriptor
 
 const file_jetway_v1_admin_proto_rawDesc = "" +
@@ -4288,12 +4583,33 @@ const file_jetway_v1_admin_proto_rawDesc = "" +
 	"\asubject\x18\x02 \x01(\tR\asubject\"F\n" +
 	"\x12GetCounterResponse\x12\x14\n" +
 	"\x05value\x18\x01 \x01(\tR\x05value\x12\x1a\n" +
-	"\bsequence\x18\x02 \x01(\x04R\bsequence*y\n" +
+	"\bsequence\x18\x02 \x01(\x04R\bsequence\"\xe9\x01\n" +
+	"\x13ListMessagesRequest\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\tR\x06stream\x12%\n" +
+	"\x0estart_sequence\x18\x02 \x01(\x04R\rstartSequence\x129\n" +
+	"\n" +
+	"start_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x12\x18\n" +
+	"\asubject\x18\x04 \x01(\tR\asubject\x12!\n" +
+	"\fmax_messages\x18\x05 \x01(\x05R\vmaxMessages\x12\x1b\n" +
+	"\tmax_bytes\x18\x06 \x01(\x05R\bmaxBytes\"\x8b\x01\n" +
+	"\x14ListMessagesResponse\x124\n" +
+	"\bmessages\x18\x01 \x03(\v2\x18.jetway.v1.StoredMessageR\bmessages\x12#\n" +
+	"\rnext_sequence\x18\x02 \x01(\x04R\fnextSequence\x12\x18\n" +
+	"\apending\x18\x03 \x01(\x04R\apending\"\xac\x01\n" +
+	"\x16GetLastMessagesRequest\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x1a\n" +
+	"\bsubjects\x18\x02 \x03(\tR\bsubjects\x12$\n" +
+	"\x0eup_to_sequence\x18\x03 \x01(\x04R\fupToSequence\x128\n" +
+	"\n" +
+	"up_to_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bupToTime\"u\n" +
+	"\x17GetLastMessagesResponse\x124\n" +
+	"\bmessages\x18\x01 \x03(\v2\x18.jetway.v1.StoredMessageR\bmessages\x12$\n" +
+	"\x0eup_to_sequence\x18\x02 \x01(\x04R\fupToSequence*y\n" +
 	"\vSessionKind\x12\x1c\n" +
 	"\x18SESSION_KIND_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16SESSION_KIND_SUBSCRIBE\x10\x01\x12\x18\n" +
 	"\x14SESSION_KIND_CONSUME\x10\x02\x12\x16\n" +
-	"\x12SESSION_KIND_FETCH\x10\x032\x9c\x0e\n" +
+	"\x12SESSION_KIND_FETCH\x10\x032\xc7\x0f\n" +
 	"\fAdminService\x12O\n" +
 	"\fCreateStream\x12\x1e.jetway.v1.CreateStreamRequest\x1a\x1f.jetway.v1.CreateStreamResponse\x12O\n" +
 	"\fUpdateStream\x12\x1e.jetway.v1.UpdateStreamRequest\x1a\x1f.jetway.v1.UpdateStreamResponse\x12F\n" +
@@ -4318,7 +4634,9 @@ const file_jetway_v1_admin_proto_rawDesc = "" +
 	"\rResetConsumer\x12\x1f.jetway.v1.ResetConsumerRequest\x1a .jetway.v1.ResetConsumerResponse\x12R\n" +
 	"\rUnpinConsumer\x12\x1f.jetway.v1.UnpinConsumerRequest\x1a .jetway.v1.UnpinConsumerResponse\x12I\n" +
 	"\n" +
-	"GetCounter\x12\x1c.jetway.v1.GetCounterRequest\x1a\x1d.jetway.v1.GetCounterResponseB5Z3github.com/jetway-dev/jetway/gen/jetway/v1;jetwayv1b\x06proto3"
+	"GetCounter\x12\x1c.jetway.v1.GetCounterRequest\x1a\x1d.jetway.v1.GetCounterResponse\x12O\n" +
+	"\fListMessages\x12\x1e.jetway.v1.ListMessagesRequest\x1a\x1f.jetway.v1.ListMessagesResponse\x12X\n" +
+	"\x0fGetLastMessages\x12!.jetway.v1.GetLastMessagesRequest\x1a\".jetway.v1.GetLastMessagesResponseB5Z3github.com/jetway-dev/jetway/gen/jetway/v1;jetwayv1b\x06proto3"
 
 var (
 	file_jetway_v1_admin_proto_rawDescOnce sync.Once
@@ -4333,188 +4651,200 @@ func file_jetway_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_jetway_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_jetway_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
+var file_jetway_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 63)
 var file_jetway_v1_admin_proto_goTypes = []any{
-	(SessionKind)(0),               // 0: jetway.v1.SessionKind
-	(*StreamState)(nil),            // 1: jetway.v1.StreamState
-	(*PeerInfo)(nil),               // 2: jetway.v1.PeerInfo
-	(*ClusterInfo)(nil),            // 3: jetway.v1.ClusterInfo
-	(*StreamInfo)(nil),             // 4: jetway.v1.StreamInfo
-	(*StreamSourceInfo)(nil),       // 5: jetway.v1.StreamSourceInfo
-	(*StreamSourceError)(nil),      // 6: jetway.v1.StreamSourceError
-	(*CreateStreamRequest)(nil),    // 7: jetway.v1.CreateStreamRequest
-	(*CreateStreamResponse)(nil),   // 8: jetway.v1.CreateStreamResponse
-	(*UpdateStreamRequest)(nil),    // 9: jetway.v1.UpdateStreamRequest
-	(*UpdateStreamResponse)(nil),   // 10: jetway.v1.UpdateStreamResponse
-	(*GetStreamRequest)(nil),       // 11: jetway.v1.GetStreamRequest
-	(*GetStreamResponse)(nil),      // 12: jetway.v1.GetStreamResponse
-	(*ListStreamsRequest)(nil),     // 13: jetway.v1.ListStreamsRequest
-	(*ListStreamsResponse)(nil),    // 14: jetway.v1.ListStreamsResponse
-	(*DeleteStreamRequest)(nil),    // 15: jetway.v1.DeleteStreamRequest
-	(*DeleteStreamResponse)(nil),   // 16: jetway.v1.DeleteStreamResponse
-	(*PurgeStreamRequest)(nil),     // 17: jetway.v1.PurgeStreamRequest
-	(*PurgeStreamResponse)(nil),    // 18: jetway.v1.PurgeStreamResponse
-	(*SequenceInfo)(nil),           // 19: jetway.v1.SequenceInfo
-	(*ConsumerInfo)(nil),           // 20: jetway.v1.ConsumerInfo
-	(*CreateConsumerRequest)(nil),  // 21: jetway.v1.CreateConsumerRequest
-	(*CreateConsumerResponse)(nil), // 22: jetway.v1.CreateConsumerResponse
-	(*UpdateConsumerRequest)(nil),  // 23: jetway.v1.UpdateConsumerRequest
-	(*UpdateConsumerResponse)(nil), // 24: jetway.v1.UpdateConsumerResponse
-	(*GetConsumerRequest)(nil),     // 25: jetway.v1.GetConsumerRequest
-	(*GetConsumerResponse)(nil),    // 26: jetway.v1.GetConsumerResponse
-	(*ListConsumersRequest)(nil),   // 27: jetway.v1.ListConsumersRequest
-	(*ListConsumersResponse)(nil),  // 28: jetway.v1.ListConsumersResponse
-	(*DeleteConsumerRequest)(nil),  // 29: jetway.v1.DeleteConsumerRequest
-	(*DeleteConsumerResponse)(nil), // 30: jetway.v1.DeleteConsumerResponse
-	(*StoredMessage)(nil),          // 31: jetway.v1.StoredMessage
-	(*GetMessageRequest)(nil),      // 32: jetway.v1.GetMessageRequest
-	(*GetMessageResponse)(nil),     // 33: jetway.v1.GetMessageResponse
-	(*GetLastMessageRequest)(nil),  // 34: jetway.v1.GetLastMessageRequest
-	(*GetLastMessageResponse)(nil), // 35: jetway.v1.GetLastMessageResponse
-	(*DeleteMessageRequest)(nil),   // 36: jetway.v1.DeleteMessageRequest
-	(*DeleteMessageResponse)(nil),  // 37: jetway.v1.DeleteMessageResponse
-	(*GetAccountInfoRequest)(nil),  // 38: jetway.v1.GetAccountInfoRequest
-	(*AccountLimits)(nil),          // 39: jetway.v1.AccountLimits
-	(*GetAccountInfoResponse)(nil), // 40: jetway.v1.GetAccountInfoResponse
-	(*Session)(nil),                // 41: jetway.v1.Session
-	(*ListSessionsRequest)(nil),    // 42: jetway.v1.ListSessionsRequest
-	(*ListSessionsResponse)(nil),   // 43: jetway.v1.ListSessionsResponse
-	(*GetBridgeInfoRequest)(nil),   // 44: jetway.v1.GetBridgeInfoRequest
-	(*NATSConnection)(nil),         // 45: jetway.v1.NATSConnection
-	(*BridgeInfo)(nil),             // 46: jetway.v1.BridgeInfo
-	(*GetBridgeInfoResponse)(nil),  // 47: jetway.v1.GetBridgeInfoResponse
-	(*PriorityGroupState)(nil),     // 48: jetway.v1.PriorityGroupState
-	(*PauseConsumerRequest)(nil),   // 49: jetway.v1.PauseConsumerRequest
-	(*PauseConsumerResponse)(nil),  // 50: jetway.v1.PauseConsumerResponse
-	(*ResumeConsumerRequest)(nil),  // 51: jetway.v1.ResumeConsumerRequest
-	(*ResumeConsumerResponse)(nil), // 52: jetway.v1.ResumeConsumerResponse
-	(*ResetConsumerRequest)(nil),   // 53: jetway.v1.ResetConsumerRequest
-	(*ResetConsumerResponse)(nil),  // 54: jetway.v1.ResetConsumerResponse
-	(*UnpinConsumerRequest)(nil),   // 55: jetway.v1.UnpinConsumerRequest
-	(*UnpinConsumerResponse)(nil),  // 56: jetway.v1.UnpinConsumerResponse
-	(*GetCounterRequest)(nil),      // 57: jetway.v1.GetCounterRequest
-	(*GetCounterResponse)(nil),     // 58: jetway.v1.GetCounterResponse
-	nil,                            // 59: jetway.v1.StoredMessage.HeadersEntry
-	(*timestamppb.Timestamp)(nil),  // 60: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),    // 61: google.protobuf.Duration
-	(*StreamConfig)(nil),           // 62: jetway.v1.StreamConfig
-	(*ExternalStream)(nil),         // 63: jetway.v1.ExternalStream
-	(*SubjectTransform)(nil),       // 64: jetway.v1.SubjectTransform
-	(*fieldmaskpb.FieldMask)(nil),  // 65: google.protobuf.FieldMask
-	(*ConsumerConfig)(nil),         // 66: jetway.v1.ConsumerConfig
-	(*structpb.Value)(nil),         // 67: google.protobuf.Value
-	(PayloadFormat)(0),             // 68: jetway.v1.PayloadFormat
-	(*HeaderValues)(nil),           // 69: jetway.v1.HeaderValues
+	(SessionKind)(0),                // 0: jetway.v1.SessionKind
+	(*StreamState)(nil),             // 1: jetway.v1.StreamState
+	(*PeerInfo)(nil),                // 2: jetway.v1.PeerInfo
+	(*ClusterInfo)(nil),             // 3: jetway.v1.ClusterInfo
+	(*StreamInfo)(nil),              // 4: jetway.v1.StreamInfo
+	(*StreamSourceInfo)(nil),        // 5: jetway.v1.StreamSourceInfo
+	(*StreamSourceError)(nil),       // 6: jetway.v1.StreamSourceError
+	(*CreateStreamRequest)(nil),     // 7: jetway.v1.CreateStreamRequest
+	(*CreateStreamResponse)(nil),    // 8: jetway.v1.CreateStreamResponse
+	(*UpdateStreamRequest)(nil),     // 9: jetway.v1.UpdateStreamRequest
+	(*UpdateStreamResponse)(nil),    // 10: jetway.v1.UpdateStreamResponse
+	(*GetStreamRequest)(nil),        // 11: jetway.v1.GetStreamRequest
+	(*GetStreamResponse)(nil),       // 12: jetway.v1.GetStreamResponse
+	(*ListStreamsRequest)(nil),      // 13: jetway.v1.ListStreamsRequest
+	(*ListStreamsResponse)(nil),     // 14: jetway.v1.ListStreamsResponse
+	(*DeleteStreamRequest)(nil),     // 15: jetway.v1.DeleteStreamRequest
+	(*DeleteStreamResponse)(nil),    // 16: jetway.v1.DeleteStreamResponse
+	(*PurgeStreamRequest)(nil),      // 17: jetway.v1.PurgeStreamRequest
+	(*PurgeStreamResponse)(nil),     // 18: jetway.v1.PurgeStreamResponse
+	(*SequenceInfo)(nil),            // 19: jetway.v1.SequenceInfo
+	(*ConsumerInfo)(nil),            // 20: jetway.v1.ConsumerInfo
+	(*CreateConsumerRequest)(nil),   // 21: jetway.v1.CreateConsumerRequest
+	(*CreateConsumerResponse)(nil),  // 22: jetway.v1.CreateConsumerResponse
+	(*UpdateConsumerRequest)(nil),   // 23: jetway.v1.UpdateConsumerRequest
+	(*UpdateConsumerResponse)(nil),  // 24: jetway.v1.UpdateConsumerResponse
+	(*GetConsumerRequest)(nil),      // 25: jetway.v1.GetConsumerRequest
+	(*GetConsumerResponse)(nil),     // 26: jetway.v1.GetConsumerResponse
+	(*ListConsumersRequest)(nil),    // 27: jetway.v1.ListConsumersRequest
+	(*ListConsumersResponse)(nil),   // 28: jetway.v1.ListConsumersResponse
+	(*DeleteConsumerRequest)(nil),   // 29: jetway.v1.DeleteConsumerRequest
+	(*DeleteConsumerResponse)(nil),  // 30: jetway.v1.DeleteConsumerResponse
+	(*StoredMessage)(nil),           // 31: jetway.v1.StoredMessage
+	(*GetMessageRequest)(nil),       // 32: jetway.v1.GetMessageRequest
+	(*GetMessageResponse)(nil),      // 33: jetway.v1.GetMessageResponse
+	(*GetLastMessageRequest)(nil),   // 34: jetway.v1.GetLastMessageRequest
+	(*GetLastMessageResponse)(nil),  // 35: jetway.v1.GetLastMessageResponse
+	(*DeleteMessageRequest)(nil),    // 36: jetway.v1.DeleteMessageRequest
+	(*DeleteMessageResponse)(nil),   // 37: jetway.v1.DeleteMessageResponse
+	(*GetAccountInfoRequest)(nil),   // 38: jetway.v1.GetAccountInfoRequest
+	(*AccountLimits)(nil),           // 39: jetway.v1.AccountLimits
+	(*GetAccountInfoResponse)(nil),  // 40: jetway.v1.GetAccountInfoResponse
+	(*Session)(nil),                 // 41: jetway.v1.Session
+	(*ListSessionsRequest)(nil),     // 42: jetway.v1.ListSessionsRequest
+	(*ListSessionsResponse)(nil),    // 43: jetway.v1.ListSessionsResponse
+	(*GetBridgeInfoRequest)(nil),    // 44: jetway.v1.GetBridgeInfoRequest
+	(*NATSConnection)(nil),          // 45: jetway.v1.NATSConnection
+	(*BridgeInfo)(nil),              // 46: jetway.v1.BridgeInfo
+	(*GetBridgeInfoResponse)(nil),   // 47: jetway.v1.GetBridgeInfoResponse
+	(*PriorityGroupState)(nil),      // 48: jetway.v1.PriorityGroupState
+	(*PauseConsumerRequest)(nil),    // 49: jetway.v1.PauseConsumerRequest
+	(*PauseConsumerResponse)(nil),   // 50: jetway.v1.PauseConsumerResponse
+	(*ResumeConsumerRequest)(nil),   // 51: jetway.v1.ResumeConsumerRequest
+	(*ResumeConsumerResponse)(nil),  // 52: jetway.v1.ResumeConsumerResponse
+	(*ResetConsumerRequest)(nil),    // 53: jetway.v1.ResetConsumerRequest
+	(*ResetConsumerResponse)(nil),   // 54: jetway.v1.ResetConsumerResponse
+	(*UnpinConsumerRequest)(nil),    // 55: jetway.v1.UnpinConsumerRequest
+	(*UnpinConsumerResponse)(nil),   // 56: jetway.v1.UnpinConsumerResponse
+	(*GetCounterRequest)(nil),       // 57: jetway.v1.GetCounterRequest
+	(*GetCounterResponse)(nil),      // 58: jetway.v1.GetCounterResponse
+	(*ListMessagesRequest)(nil),     // 59: jetway.v1.ListMessagesRequest
+	(*ListMessagesResponse)(nil),    // 60: jetway.v1.ListMessagesResponse
+	(*GetLastMessagesRequest)(nil),  // 61: jetway.v1.GetLastMessagesRequest
+	(*GetLastMessagesResponse)(nil), // 62: jetway.v1.GetLastMessagesResponse
+	nil,                             // 63: jetway.v1.StoredMessage.HeadersEntry
+	(*timestamppb.Timestamp)(nil),   // 64: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 65: google.protobuf.Duration
+	(*StreamConfig)(nil),            // 66: jetway.v1.StreamConfig
+	(*ExternalStream)(nil),          // 67: jetway.v1.ExternalStream
+	(*SubjectTransform)(nil),        // 68: jetway.v1.SubjectTransform
+	(*fieldmaskpb.FieldMask)(nil),   // 69: google.protobuf.FieldMask
+	(*ConsumerConfig)(nil),          // 70: jetway.v1.ConsumerConfig
+	(*structpb.Value)(nil),          // 71: google.protobuf.Value
+	(PayloadFormat)(0),              // 72: jetway.v1.PayloadFormat
+	(*HeaderValues)(nil),            // 73: jetway.v1.HeaderValues
 }
 var file_jetway_v1_admin_proto_depIdxs = []int32{
-	60, // 0: jetway.v1.StreamState.first_time:type_name -> google.protobuf.Timestamp
-	60, // 1: jetway.v1.StreamState.last_time:type_name -> google.protobuf.Timestamp
-	61, // 2: jetway.v1.PeerInfo.active:type_name -> google.protobuf.Duration
+	64, // 0: jetway.v1.StreamState.first_time:type_name -> google.protobuf.Timestamp
+	64, // 1: jetway.v1.StreamState.last_time:type_name -> google.protobuf.Timestamp
+	65, // 2: jetway.v1.PeerInfo.active:type_name -> google.protobuf.Duration
 	2,  // 3: jetway.v1.ClusterInfo.replicas:type_name -> jetway.v1.PeerInfo
-	60, // 4: jetway.v1.ClusterInfo.leader_since:type_name -> google.protobuf.Timestamp
-	62, // 5: jetway.v1.StreamInfo.config:type_name -> jetway.v1.StreamConfig
+	64, // 4: jetway.v1.ClusterInfo.leader_since:type_name -> google.protobuf.Timestamp
+	66, // 5: jetway.v1.StreamInfo.config:type_name -> jetway.v1.StreamConfig
 	1,  // 6: jetway.v1.StreamInfo.state:type_name -> jetway.v1.StreamState
 	3,  // 7: jetway.v1.StreamInfo.cluster:type_name -> jetway.v1.ClusterInfo
-	60, // 8: jetway.v1.StreamInfo.created:type_name -> google.protobuf.Timestamp
+	64, // 8: jetway.v1.StreamInfo.created:type_name -> google.protobuf.Timestamp
 	5,  // 9: jetway.v1.StreamInfo.mirror:type_name -> jetway.v1.StreamSourceInfo
 	5,  // 10: jetway.v1.StreamInfo.sources:type_name -> jetway.v1.StreamSourceInfo
-	63, // 11: jetway.v1.StreamSourceInfo.external:type_name -> jetway.v1.ExternalStream
-	61, // 12: jetway.v1.StreamSourceInfo.active:type_name -> google.protobuf.Duration
-	64, // 13: jetway.v1.StreamSourceInfo.subject_transforms:type_name -> jetway.v1.SubjectTransform
+	67, // 11: jetway.v1.StreamSourceInfo.external:type_name -> jetway.v1.ExternalStream
+	65, // 12: jetway.v1.StreamSourceInfo.active:type_name -> google.protobuf.Duration
+	68, // 13: jetway.v1.StreamSourceInfo.subject_transforms:type_name -> jetway.v1.SubjectTransform
 	6,  // 14: jetway.v1.StreamSourceInfo.error:type_name -> jetway.v1.StreamSourceError
-	62, // 15: jetway.v1.CreateStreamRequest.config:type_name -> jetway.v1.StreamConfig
+	66, // 15: jetway.v1.CreateStreamRequest.config:type_name -> jetway.v1.StreamConfig
 	4,  // 16: jetway.v1.CreateStreamResponse.stream:type_name -> jetway.v1.StreamInfo
-	62, // 17: jetway.v1.UpdateStreamRequest.config:type_name -> jetway.v1.StreamConfig
-	65, // 18: jetway.v1.UpdateStreamRequest.update_mask:type_name -> google.protobuf.FieldMask
+	66, // 17: jetway.v1.UpdateStreamRequest.config:type_name -> jetway.v1.StreamConfig
+	69, // 18: jetway.v1.UpdateStreamRequest.update_mask:type_name -> google.protobuf.FieldMask
 	4,  // 19: jetway.v1.UpdateStreamResponse.stream:type_name -> jetway.v1.StreamInfo
 	4,  // 20: jetway.v1.GetStreamResponse.stream:type_name -> jetway.v1.StreamInfo
 	4,  // 21: jetway.v1.ListStreamsResponse.streams:type_name -> jetway.v1.StreamInfo
-	60, // 22: jetway.v1.SequenceInfo.last_active:type_name -> google.protobuf.Timestamp
-	66, // 23: jetway.v1.ConsumerInfo.config:type_name -> jetway.v1.ConsumerConfig
-	60, // 24: jetway.v1.ConsumerInfo.created:type_name -> google.protobuf.Timestamp
+	64, // 22: jetway.v1.SequenceInfo.last_active:type_name -> google.protobuf.Timestamp
+	70, // 23: jetway.v1.ConsumerInfo.config:type_name -> jetway.v1.ConsumerConfig
+	64, // 24: jetway.v1.ConsumerInfo.created:type_name -> google.protobuf.Timestamp
 	19, // 25: jetway.v1.ConsumerInfo.delivered:type_name -> jetway.v1.SequenceInfo
 	19, // 26: jetway.v1.ConsumerInfo.ack_floor:type_name -> jetway.v1.SequenceInfo
 	3,  // 27: jetway.v1.ConsumerInfo.cluster:type_name -> jetway.v1.ClusterInfo
-	61, // 28: jetway.v1.ConsumerInfo.pause_remaining:type_name -> google.protobuf.Duration
+	65, // 28: jetway.v1.ConsumerInfo.pause_remaining:type_name -> google.protobuf.Duration
 	48, // 29: jetway.v1.ConsumerInfo.priority_groups:type_name -> jetway.v1.PriorityGroupState
-	66, // 30: jetway.v1.CreateConsumerRequest.config:type_name -> jetway.v1.ConsumerConfig
+	70, // 30: jetway.v1.CreateConsumerRequest.config:type_name -> jetway.v1.ConsumerConfig
 	20, // 31: jetway.v1.CreateConsumerResponse.consumer:type_name -> jetway.v1.ConsumerInfo
-	66, // 32: jetway.v1.UpdateConsumerRequest.config:type_name -> jetway.v1.ConsumerConfig
+	70, // 32: jetway.v1.UpdateConsumerRequest.config:type_name -> jetway.v1.ConsumerConfig
 	20, // 33: jetway.v1.UpdateConsumerResponse.consumer:type_name -> jetway.v1.ConsumerInfo
 	20, // 34: jetway.v1.GetConsumerResponse.consumer:type_name -> jetway.v1.ConsumerInfo
 	20, // 35: jetway.v1.ListConsumersResponse.consumers:type_name -> jetway.v1.ConsumerInfo
-	59, // 36: jetway.v1.StoredMessage.headers:type_name -> jetway.v1.StoredMessage.HeadersEntry
-	60, // 37: jetway.v1.StoredMessage.time:type_name -> google.protobuf.Timestamp
-	67, // 38: jetway.v1.StoredMessage.json:type_name -> google.protobuf.Value
-	68, // 39: jetway.v1.GetMessageRequest.format:type_name -> jetway.v1.PayloadFormat
+	63, // 36: jetway.v1.StoredMessage.headers:type_name -> jetway.v1.StoredMessage.HeadersEntry
+	64, // 37: jetway.v1.StoredMessage.time:type_name -> google.protobuf.Timestamp
+	71, // 38: jetway.v1.StoredMessage.json:type_name -> google.protobuf.Value
+	72, // 39: jetway.v1.GetMessageRequest.format:type_name -> jetway.v1.PayloadFormat
 	31, // 40: jetway.v1.GetMessageResponse.message:type_name -> jetway.v1.StoredMessage
-	68, // 41: jetway.v1.GetLastMessageRequest.format:type_name -> jetway.v1.PayloadFormat
+	72, // 41: jetway.v1.GetLastMessageRequest.format:type_name -> jetway.v1.PayloadFormat
 	31, // 42: jetway.v1.GetLastMessageResponse.message:type_name -> jetway.v1.StoredMessage
 	39, // 43: jetway.v1.GetAccountInfoResponse.limits:type_name -> jetway.v1.AccountLimits
 	0,  // 44: jetway.v1.Session.kind:type_name -> jetway.v1.SessionKind
-	60, // 45: jetway.v1.Session.since:type_name -> google.protobuf.Timestamp
+	64, // 45: jetway.v1.Session.since:type_name -> google.protobuf.Timestamp
 	41, // 46: jetway.v1.ListSessionsResponse.sessions:type_name -> jetway.v1.Session
-	60, // 47: jetway.v1.BridgeInfo.started:type_name -> google.protobuf.Timestamp
-	61, // 48: jetway.v1.BridgeInfo.uptime:type_name -> google.protobuf.Duration
+	64, // 47: jetway.v1.BridgeInfo.started:type_name -> google.protobuf.Timestamp
+	65, // 48: jetway.v1.BridgeInfo.uptime:type_name -> google.protobuf.Duration
 	45, // 49: jetway.v1.BridgeInfo.nats:type_name -> jetway.v1.NATSConnection
 	46, // 50: jetway.v1.GetBridgeInfoResponse.bridge:type_name -> jetway.v1.BridgeInfo
 	46, // 51: jetway.v1.GetBridgeInfoResponse.fleet:type_name -> jetway.v1.BridgeInfo
-	60, // 52: jetway.v1.PriorityGroupState.pinned_time:type_name -> google.protobuf.Timestamp
-	60, // 53: jetway.v1.PauseConsumerRequest.pause_until:type_name -> google.protobuf.Timestamp
-	60, // 54: jetway.v1.PauseConsumerResponse.pause_until:type_name -> google.protobuf.Timestamp
-	61, // 55: jetway.v1.PauseConsumerResponse.pause_remaining:type_name -> google.protobuf.Duration
-	60, // 56: jetway.v1.ResetConsumerRequest.time:type_name -> google.protobuf.Timestamp
+	64, // 52: jetway.v1.PriorityGroupState.pinned_time:type_name -> google.protobuf.Timestamp
+	64, // 53: jetway.v1.PauseConsumerRequest.pause_until:type_name -> google.protobuf.Timestamp
+	64, // 54: jetway.v1.PauseConsumerResponse.pause_until:type_name -> google.protobuf.Timestamp
+	65, // 55: jetway.v1.PauseConsumerResponse.pause_remaining:type_name -> google.protobuf.Duration
+	64, // 56: jetway.v1.ResetConsumerRequest.time:type_name -> google.protobuf.Timestamp
 	20, // 57: jetway.v1.ResetConsumerResponse.consumer:type_name -> jetway.v1.ConsumerInfo
-	69, // 58: jetway.v1.StoredMessage.HeadersEntry.value:type_name -> jetway.v1.HeaderValues
-	7,  // 59: jetway.v1.AdminService.CreateStream:input_type -> jetway.v1.CreateStreamRequest
-	9,  // 60: jetway.v1.AdminService.UpdateStream:input_type -> jetway.v1.UpdateStreamRequest
-	11, // 61: jetway.v1.AdminService.GetStream:input_type -> jetway.v1.GetStreamRequest
-	13, // 62: jetway.v1.AdminService.ListStreams:input_type -> jetway.v1.ListStreamsRequest
-	15, // 63: jetway.v1.AdminService.DeleteStream:input_type -> jetway.v1.DeleteStreamRequest
-	17, // 64: jetway.v1.AdminService.PurgeStream:input_type -> jetway.v1.PurgeStreamRequest
-	21, // 65: jetway.v1.AdminService.CreateConsumer:input_type -> jetway.v1.CreateConsumerRequest
-	23, // 66: jetway.v1.AdminService.UpdateConsumer:input_type -> jetway.v1.UpdateConsumerRequest
-	25, // 67: jetway.v1.AdminService.GetConsumer:input_type -> jetway.v1.GetConsumerRequest
-	27, // 68: jetway.v1.AdminService.ListConsumers:input_type -> jetway.v1.ListConsumersRequest
-	29, // 69: jetway.v1.AdminService.DeleteConsumer:input_type -> jetway.v1.DeleteConsumerRequest
-	32, // 70: jetway.v1.AdminService.GetMessage:input_type -> jetway.v1.GetMessageRequest
-	34, // 71: jetway.v1.AdminService.GetLastMessage:input_type -> jetway.v1.GetLastMessageRequest
-	36, // 72: jetway.v1.AdminService.DeleteMessage:input_type -> jetway.v1.DeleteMessageRequest
-	38, // 73: jetway.v1.AdminService.GetAccountInfo:input_type -> jetway.v1.GetAccountInfoRequest
-	42, // 74: jetway.v1.AdminService.ListSessions:input_type -> jetway.v1.ListSessionsRequest
-	44, // 75: jetway.v1.AdminService.GetBridgeInfo:input_type -> jetway.v1.GetBridgeInfoRequest
-	49, // 76: jetway.v1.AdminService.PauseConsumer:input_type -> jetway.v1.PauseConsumerRequest
-	51, // 77: jetway.v1.AdminService.ResumeConsumer:input_type -> jetway.v1.ResumeConsumerRequest
-	53, // 78: jetway.v1.AdminService.ResetConsumer:input_type -> jetway.v1.ResetConsumerRequest
-	55, // 79: jetway.v1.AdminService.UnpinConsumer:input_type -> jetway.v1.UnpinConsumerRequest
-	57, // 80: jetway.v1.AdminService.GetCounter:input_type -> jetway.v1.GetCounterRequest
-	8,  // 81: jetway.v1.AdminService.CreateStream:output_type -> jetway.v1.CreateStreamResponse
-	10, // 82: jetway.v1.AdminService.UpdateStream:output_type -> jetway.v1.UpdateStreamResponse
-	12, // 83: jetway.v1.AdminService.GetStream:output_type -> jetway.v1.GetStreamResponse
-	14, // 84: jetway.v1.AdminService.ListStreams:output_type -> jetway.v1.ListStreamsResponse
-	16, // 85: jetway.v1.AdminService.DeleteStream:output_type -> jetway.v1.DeleteStreamResponse
-	18, // 86: jetway.v1.AdminService.PurgeStream:output_type -> jetway.v1.PurgeStreamResponse
-	22, // 87: jetway.v1.AdminService.CreateConsumer:output_type -> jetway.v1.CreateConsumerResponse
-	24, // 88: jetway.v1.AdminService.UpdateConsumer:output_type -> jetway.v1.UpdateConsumerResponse
-	26, // 89: jetway.v1.AdminService.GetConsumer:output_type -> jetway.v1.GetConsumerResponse
-	28, // 90: jetway.v1.AdminService.ListConsumers:output_type -> jetway.v1.ListConsumersResponse
-	30, // 91: jetway.v1.AdminService.DeleteConsumer:output_type -> jetway.v1.DeleteConsumerResponse
-	33, // 92: jetway.v1.AdminService.GetMessage:output_type -> jetway.v1.GetMessageResponse
-	35, // 93: jetway.v1.AdminService.GetLastMessage:output_type -> jetway.v1.GetLastMessageResponse
-	37, // 94: jetway.v1.AdminService.DeleteMessage:output_type -> jetway.v1.DeleteMessageResponse
-	40, // 95: jetway.v1.AdminService.GetAccountInfo:output_type -> jetway.v1.GetAccountInfoResponse
-	43, // 96: jetway.v1.AdminService.ListSessions:output_type -> jetway.v1.ListSessionsResponse
-	47, // 97: jetway.v1.AdminService.GetBridgeInfo:output_type -> jetway.v1.GetBridgeInfoResponse
-	50, // 98: jetway.v1.AdminService.PauseConsumer:output_type -> jetway.v1.PauseConsumerResponse
-	52, // 99: jetway.v1.AdminService.ResumeConsumer:output_type -> jetway.v1.ResumeConsumerResponse
-	54, // 100: jetway.v1.AdminService.ResetConsumer:output_type -> jetway.v1.ResetConsumerResponse
-	56, // 101: jetway.v1.AdminService.UnpinConsumer:output_type -> jetway.v1.UnpinConsumerResponse
-	58, // 102: jetway.v1.AdminService.GetCounter:output_type -> jetway.v1.GetCounterResponse
-	81, // [81:103] is the sub-list for method output_type
-	59, // [59:81] is the sub-list for method input_type
-	59, // [59:59] is the sub-list for extension type_name
-	59, // [59:59] is the sub-list for extension extendee
-	0,  // [0:59] is the sub-list for field type_name
+	64, // 58: jetway.v1.ListMessagesRequest.start_time:type_name -> google.protobuf.Timestamp
+	31, // 59: jetway.v1.ListMessagesResponse.messages:type_name -> jetway.v1.StoredMessage
+	64, // 60: jetway.v1.GetLastMessagesRequest.up_to_time:type_name -> google.protobuf.Timestamp
+	31, // 61: jetway.v1.GetLastMessagesResponse.messages:type_name -> jetway.v1.StoredMessage
+	73, // 62: jetway.v1.StoredMessage.HeadersEntry.value:type_name -> jetway.v1.HeaderValues
+	7,  // 63: jetway.v1.AdminService.CreateStream:input_type -> jetway.v1.CreateStreamRequest
+	9,  // 64: jetway.v1.AdminService.UpdateStream:input_type -> jetway.v1.UpdateStreamRequest
+	11, // 65: jetway.v1.AdminService.GetStream:input_type -> jetway.v1.GetStreamRequest
+	13, // 66: jetway.v1.AdminService.ListStreams:input_type -> jetway.v1.ListStreamsRequest
+	15, // 67: jetway.v1.AdminService.DeleteStream:input_type -> jetway.v1.DeleteStreamRequest
+	17, // 68: jetway.v1.AdminService.PurgeStream:input_type -> jetway.v1.PurgeStreamRequest
+	21, // 69: jetway.v1.AdminService.CreateConsumer:input_type -> jetway.v1.CreateConsumerRequest
+	23, // 70: jetway.v1.AdminService.UpdateConsumer:input_type -> jetway.v1.UpdateConsumerRequest
+	25, // 71: jetway.v1.AdminService.GetConsumer:input_type -> jetway.v1.GetConsumerRequest
+	27, // 72: jetway.v1.AdminService.ListConsumers:input_type -> jetway.v1.ListConsumersRequest
+	29, // 73: jetway.v1.AdminService.DeleteConsumer:input_type -> jetway.v1.DeleteConsumerRequest
+	32, // 74: jetway.v1.AdminService.GetMessage:input_type -> jetway.v1.GetMessageRequest
+	34, // 75: jetway.v1.AdminService.GetLastMessage:input_type -> jetway.v1.GetLastMessageRequest
+	36, // 76: jetway.v1.AdminService.DeleteMessage:input_type -> jetway.v1.DeleteMessageRequest
+	38, // 77: jetway.v1.AdminService.GetAccountInfo:input_type -> jetway.v1.GetAccountInfoRequest
+	42, // 78: jetway.v1.AdminService.ListSessions:input_type -> jetway.v1.ListSessionsRequest
+	44, // 79: jetway.v1.AdminService.GetBridgeInfo:input_type -> jetway.v1.GetBridgeInfoRequest
+	49, // 80: jetway.v1.AdminService.PauseConsumer:input_type -> jetway.v1.PauseConsumerRequest
+	51, // 81: jetway.v1.AdminService.ResumeConsumer:input_type -> jetway.v1.ResumeConsumerRequest
+	53, // 82: jetway.v1.AdminService.ResetConsumer:input_type -> jetway.v1.ResetConsumerRequest
+	55, // 83: jetway.v1.AdminService.UnpinConsumer:input_type -> jetway.v1.UnpinConsumerRequest
+	57, // 84: jetway.v1.AdminService.GetCounter:input_type -> jetway.v1.GetCounterRequest
+	59, // 85: jetway.v1.AdminService.ListMessages:input_type -> jetway.v1.ListMessagesRequest
+	61, // 86: jetway.v1.AdminService.GetLastMessages:input_type -> jetway.v1.GetLastMessagesRequest
+	8,  // 87: jetway.v1.AdminService.CreateStream:output_type -> jetway.v1.CreateStreamResponse
+	10, // 88: jetway.v1.AdminService.UpdateStream:output_type -> jetway.v1.UpdateStreamResponse
+	12, // 89: jetway.v1.AdminService.GetStream:output_type -> jetway.v1.GetStreamResponse
+	14, // 90: jetway.v1.AdminService.ListStreams:output_type -> jetway.v1.ListStreamsResponse
+	16, // 91: jetway.v1.AdminService.DeleteStream:output_type -> jetway.v1.DeleteStreamResponse
+	18, // 92: jetway.v1.AdminService.PurgeStream:output_type -> jetway.v1.PurgeStreamResponse
+	22, // 93: jetway.v1.AdminService.CreateConsumer:output_type -> jetway.v1.CreateConsumerResponse
+	24, // 94: jetway.v1.AdminService.UpdateConsumer:output_type -> jetway.v1.UpdateConsumerResponse
+	26, // 95: jetway.v1.AdminService.GetConsumer:output_type -> jetway.v1.GetConsumerResponse
+	28, // 96: jetway.v1.AdminService.ListConsumers:output_type -> jetway.v1.ListConsumersResponse
+	30, // 97: jetway.v1.AdminService.DeleteConsumer:output_type -> jetway.v1.DeleteConsumerResponse
+	33, // 98: jetway.v1.AdminService.GetMessage:output_type -> jetway.v1.GetMessageResponse
+	35, // 99: jetway.v1.AdminService.GetLastMessage:output_type -> jetway.v1.GetLastMessageResponse
+	37, // 100: jetway.v1.AdminService.DeleteMessage:output_type -> jetway.v1.DeleteMessageResponse
+	40, // 101: jetway.v1.AdminService.GetAccountInfo:output_type -> jetway.v1.GetAccountInfoResponse
+	43, // 102: jetway.v1.AdminService.ListSessions:output_type -> jetway.v1.ListSessionsResponse
+	47, // 103: jetway.v1.AdminService.GetBridgeInfo:output_type -> jetway.v1.GetBridgeInfoResponse
+	50, // 104: jetway.v1.AdminService.PauseConsumer:output_type -> jetway.v1.PauseConsumerResponse
+	52, // 105: jetway.v1.AdminService.ResumeConsumer:output_type -> jetway.v1.ResumeConsumerResponse
+	54, // 106: jetway.v1.AdminService.ResetConsumer:output_type -> jetway.v1.ResetConsumerResponse
+	56, // 107: jetway.v1.AdminService.UnpinConsumer:output_type -> jetway.v1.UnpinConsumerResponse
+	58, // 108: jetway.v1.AdminService.GetCounter:output_type -> jetway.v1.GetCounterResponse
+	60, // 109: jetway.v1.AdminService.ListMessages:output_type -> jetway.v1.ListMessagesResponse
+	62, // 110: jetway.v1.AdminService.GetLastMessages:output_type -> jetway.v1.GetLastMessagesResponse
+	87, // [87:111] is the sub-list for method output_type
+	63, // [63:87] is the sub-list for method input_type
+	63, // [63:63] is the sub-list for extension type_name
+	63, // [63:63] is the sub-list for extension extendee
+	0,  // [0:63] is the sub-list for field type_name
 }
 
 func init() { file_jetway_v1_admin_proto_init() }
@@ -4530,7 +4860,7 @@ func file_jetway_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_jetway_v1_admin_proto_rawDesc), len(file_jetway_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   59,
+			NumMessages:   63,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,28 +19,30 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AdminService_CreateStream_FullMethodName   = "/jetway.v1.AdminService/CreateStream"
-	AdminService_UpdateStream_FullMethodName   = "/jetway.v1.AdminService/UpdateStream"
-	AdminService_GetStream_FullMethodName      = "/jetway.v1.AdminService/GetStream"
-	AdminService_ListStreams_FullMethodName    = "/jetway.v1.AdminService/ListStreams"
-	AdminService_DeleteStream_FullMethodName   = "/jetway.v1.AdminService/DeleteStream"
-	AdminService_PurgeStream_FullMethodName    = "/jetway.v1.AdminService/PurgeStream"
-	AdminService_CreateConsumer_FullMethodName = "/jetway.v1.AdminService/CreateConsumer"
-	AdminService_UpdateConsumer_FullMethodName = "/jetway.v1.AdminService/UpdateConsumer"
-	AdminService_GetConsumer_FullMethodName    = "/jetway.v1.AdminService/GetConsumer"
-	AdminService_ListConsumers_FullMethodName  = "/jetway.v1.AdminService/ListConsumers"
-	AdminService_DeleteConsumer_FullMethodName = "/jetway.v1.AdminService/DeleteConsumer"
-	AdminService_GetMessage_FullMethodName     = "/jetway.v1.AdminService/GetMessage"
-	AdminService_GetLastMessage_FullMethodName = "/jetway.v1.AdminService/GetLastMessage"
-	AdminService_DeleteMessage_FullMethodName  = "/jetway.v1.AdminService/DeleteMessage"
-	AdminService_GetAccountInfo_FullMethodName = "/jetway.v1.AdminService/GetAccountInfo"
-	AdminService_ListSessions_FullMethodName   = "/jetway.v1.AdminService/ListSessions"
-	AdminService_GetBridgeInfo_FullMethodName  = "/jetway.v1.AdminService/GetBridgeInfo"
-	AdminService_PauseConsumer_FullMethodName  = "/jetway.v1.AdminService/PauseConsumer"
-	AdminService_ResumeConsumer_FullMethodName = "/jetway.v1.AdminService/ResumeConsumer"
-	AdminService_ResetConsumer_FullMethodName  = "/jetway.v1.AdminService/ResetConsumer"
-	AdminService_UnpinConsumer_FullMethodName  = "/jetway.v1.AdminService/UnpinConsumer"
-	AdminService_GetCounter_FullMethodName     = "/jetway.v1.AdminService/GetCounter"
+	AdminService_CreateStream_FullMethodName    = "/jetway.v1.AdminService/CreateStream"
+	AdminService_UpdateStream_FullMethodName    = "/jetway.v1.AdminService/UpdateStream"
+	AdminService_GetStream_FullMethodName       = "/jetway.v1.AdminService/GetStream"
+	AdminService_ListStreams_FullMethodName     = "/jetway.v1.AdminService/ListStreams"
+	AdminService_DeleteStream_FullMethodName    = "/jetway.v1.AdminService/DeleteStream"
+	AdminService_PurgeStream_FullMethodName     = "/jetway.v1.AdminService/PurgeStream"
+	AdminService_CreateConsumer_FullMethodName  = "/jetway.v1.AdminService/CreateConsumer"
+	AdminService_UpdateConsumer_FullMethodName  = "/jetway.v1.AdminService/UpdateConsumer"
+	AdminService_GetConsumer_FullMethodName     = "/jetway.v1.AdminService/GetConsumer"
+	AdminService_ListConsumers_FullMethodName   = "/jetway.v1.AdminService/ListConsumers"
+	AdminService_DeleteConsumer_FullMethodName  = "/jetway.v1.AdminService/DeleteConsumer"
+	AdminService_GetMessage_FullMethodName      = "/jetway.v1.AdminService/GetMessage"
+	AdminService_GetLastMessage_FullMethodName  = "/jetway.v1.AdminService/GetLastMessage"
+	AdminService_DeleteMessage_FullMethodName   = "/jetway.v1.AdminService/DeleteMessage"
+	AdminService_GetAccountInfo_FullMethodName  = "/jetway.v1.AdminService/GetAccountInfo"
+	AdminService_ListSessions_FullMethodName    = "/jetway.v1.AdminService/ListSessions"
+	AdminService_GetBridgeInfo_FullMethodName   = "/jetway.v1.AdminService/GetBridgeInfo"
+	AdminService_PauseConsumer_FullMethodName   = "/jetway.v1.AdminService/PauseConsumer"
+	AdminService_ResumeConsumer_FullMethodName  = "/jetway.v1.AdminService/ResumeConsumer"
+	AdminService_ResetConsumer_FullMethodName   = "/jetway.v1.AdminService/ResetConsumer"
+	AdminService_UnpinConsumer_FullMethodName   = "/jetway.v1.AdminService/UnpinConsumer"
+	AdminService_GetCounter_FullMethodName      = "/jetway.v1.AdminService/GetCounter"
+	AdminService_ListMessages_FullMethodName    = "/jetway.v1.AdminService/ListMessages"
+	AdminService_GetLastMessages_FullMethodName = "/jetway.v1.AdminService/GetLastMessages"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -125,6 +127,18 @@ type AdminServiceClient interface {
 	// allow_msg_counter; PublishRequest.increment adds to it): "0" for a
 	// subject never incremented. Authorized as GetLastMessage.
 	GetCounter(ctx context.Context, in *GetCounterRequest, opts ...grpc.CallOption) (*GetCounterResponse, error)
+	// ListMessages reads stored messages in sequence order without a
+	// consumer: a message browser (a batch direct get, nats-server 2.11+;
+	// the stream needs allow_direct). It starts at start_sequence or
+	// start_time, optionally on subjects matching subject, and returns at
+	// most max_messages and about max_bytes; the next page starts at
+	// next_sequence. Authorized as GetMessage.
+	ListMessages(ctx context.Context, in *ListMessagesRequest, opts ...grpc.CallOption) (*ListMessagesResponse, error)
+	// GetLastMessages reads the last message of every subject matching any
+	// of subjects in one call (a multi-last direct get, nats-server 2.11+;
+	// the stream needs allow_direct): the latest value of many keys, as of
+	// one stream sequence or time, consistently. Authorized as GetMessage.
+	GetLastMessages(ctx context.Context, in *GetLastMessagesRequest, opts ...grpc.CallOption) (*GetLastMessagesResponse, error)
 }
 
 type adminServiceClient struct {
@@ -355,6 +369,26 @@ func (c *adminServiceClient) GetCounter(ctx context.Context, in *GetCounterReque
 	return out, nil
 }
 
+func (c *adminServiceClient) ListMessages(ctx context.Context, in *ListMessagesRequest, opts ...grpc.CallOption) (*ListMessagesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListMessagesResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListMessages_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) GetLastMessages(ctx context.Context, in *GetLastMessagesRequest, opts ...grpc.CallOption) (*GetLastMessagesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetLastMessagesResponse)
+	err := c.cc.Invoke(ctx, AdminService_GetLastMessages_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -437,6 +471,18 @@ type AdminServiceServer interface {
 	// allow_msg_counter; PublishRequest.increment adds to it): "0" for a
 	// subject never incremented. Authorized as GetLastMessage.
 	GetCounter(context.Context, *GetCounterRequest) (*GetCounterResponse, error)
+	// ListMessages reads stored messages in sequence order without a
+	// consumer: a message browser (a batch direct get, nats-server 2.11+;
+	// the stream needs allow_direct). It starts at start_sequence or
+	// start_time, optionally on subjects matching subject, and returns at
+	// most max_messages and about max_bytes; the next page starts at
+	// next_sequence. Authorized as GetMessage.
+	ListMessages(context.Context, *ListMessagesRequest) (*ListMessagesResponse, error)
+	// GetLastMessages reads the last message of every subject matching any
+	// of subjects in one call (a multi-last direct get, nats-server 2.11+;
+	// the stream needs allow_direct): the latest value of many keys, as of
+	// one stream sequence or time, consistently. Authorized as GetMessage.
+	GetLastMessages(context.Context, *GetLastMessagesRequest) (*GetLastMessagesResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -512,6 +558,12 @@ func (UnimplementedAdminServiceServer) UnpinConsumer(context.Context, *UnpinCons
 }
 func (UnimplementedAdminServiceServer) GetCounter(context.Context, *GetCounterRequest) (*GetCounterResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetCounter not implemented")
+}
+func (UnimplementedAdminServiceServer) ListMessages(context.Context, *ListMessagesRequest) (*ListMessagesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListMessages not implemented")
+}
+func (UnimplementedAdminServiceServer) GetLastMessages(context.Context, *GetLastMessagesRequest) (*GetLastMessagesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetLastMessages not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -930,6 +982,42 @@ func _AdminService_GetCounter_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_ListMessages_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListMessagesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListMessages(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListMessages_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListMessages(ctx, req.(*ListMessagesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_GetLastMessages_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetLastMessagesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).GetLastMessages(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_GetLastMessages_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).GetLastMessages(ctx, req.(*GetLastMessagesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1024,6 +1112,14 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetCounter",
 			Handler:    _AdminService_GetCounter_Handler,
+		},
+		{
+			MethodName: "ListMessages",
+			Handler:    _AdminService_ListMessages_Handler,
+		},
+		{
+			MethodName: "GetLastMessages",
+			Handler:    _AdminService_GetLastMessages_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
