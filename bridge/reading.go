@@ -252,7 +252,7 @@ func (s *adminService) ListMessages(ctx context.Context, req *jetwayv1.ListMessa
 			b.msgs = b.msgs[:i]
 			break
 		}
-		out.Messages = append(out.Messages, storedMessageTo(m, jetwayv1.PayloadFormat_PAYLOAD_FORMAT_UNSPECIFIED))
+		out.Messages = append(out.Messages, storedMessageTo(m, req.GetFormat()))
 	}
 	if k := len(b.msgs); k > 0 {
 		out.NextSequence = b.msgs[k-1].Sequence + 1
@@ -296,7 +296,7 @@ func (s *adminService) GetLastMessages(ctx context.Context, req *jetwayv1.GetLas
 	}
 	out := &jetwayv1.GetLastMessagesResponse{UpToSequence: b.upTo}
 	for _, m := range b.msgs {
-		out.Messages = append(out.Messages, storedMessageTo(m, jetwayv1.PayloadFormat_PAYLOAD_FORMAT_UNSPECIFIED))
+		out.Messages = append(out.Messages, storedMessageTo(m, req.GetFormat()))
 	}
 	return out, nil
 }

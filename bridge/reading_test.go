@@ -22,7 +22,8 @@ import (
 func (c *adminREST) ListMessages(_ context.Context, in *jetwayv1.ListMessagesRequest, _ ...grpc.CallOption) (*jetwayv1.ListMessagesResponse, error) {
 	out := &jetwayv1.ListMessagesResponse{}
 	q := adminQuery("start_sequence", adminItoa(in.GetStartSequence()), "subject", in.GetSubject(),
-		"max_messages", adminItoa(in.GetMaxMessages()), "max_bytes", adminItoa(in.GetMaxBytes()))
+		"max_messages", adminItoa(in.GetMaxMessages()), "max_bytes", adminItoa(in.GetMaxBytes()),
+		"format", adminFormat(in.GetFormat()))
 	if t := in.GetStartTime(); t != nil {
 		sep := "?"
 		if q != "" {
@@ -40,7 +41,7 @@ func (c *adminREST) GetLastMessages(_ context.Context, in *jetwayv1.GetLastMessa
 	out := &jetwayv1.GetLastMessagesResponse{}
 	path := "/v1/streams/" + adminSeg(in.GetStream()) + "/messages:multiLast"
 	if in.GetUpToTime() != nil {
-		body := &jetwayv1.GetLastMessagesRequest{Subjects: in.GetSubjects(), UpToTime: in.GetUpToTime()}
+		body := &jetwayv1.GetLastMessagesRequest{Subjects: in.GetSubjects(), UpToTime: in.GetUpToTime(), Format: in.GetFormat()}
 		return out, c.call(http.MethodPost, path, body, out)
 	}
 	q := url.Values{}
@@ -49,6 +50,9 @@ func (c *adminREST) GetLastMessages(_ context.Context, in *jetwayv1.GetLastMessa
 	}
 	if n := in.GetUpToSequence(); n != 0 {
 		q.Set("up_to_sequence", fmt.Sprint(n))
+	}
+	if f := adminFormat(in.GetFormat()); f != "" {
+		q.Set("format", f)
 	}
 	return out, c.call(http.MethodGet, path+"?"+q.Encode(), nil, out)
 }
@@ -144,6 +148,21 @@ func TestListMessages(t *testing.T) {
 		}
 		if uint64(len(seen)) != info.State.Subjects["br.b"] || len(seen) != 12 {
 			t.Errorf("paged %d br.b messages (%v), natively %d", len(seen), seen, info.State.Subjects["br.b"])
+		}
+
+		// As text: the payload in text, data empty.
+		p0, err := a.ListMessages(ctx, &jetwayv1.ListMessagesRequest{Stream: "BR", MaxMessages: 3, Format: jetwayv1.PayloadFormat_PAYLOAD_FORMAT_TEXT})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range p0.GetMessages() {
+			native, err := st.GetMsg(ctx, m.GetSequence())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.GetText() != string(native.Data) || len(m.GetData()) != 0 {
+				t.Errorf("message %d as text = %q (data %q), native %q", m.GetSequence(), m.GetText(), m.GetData(), native.Data)
+			}
 		}
 
 		// By time: from message 7's time, message 7 comes first.
@@ -265,6 +284,17 @@ func TestGetLastMessages(t *testing.T) {
 		}
 		if got := body(r); got != "1:ml.a=a1 2:ml.b=b1" {
 			t.Errorf("before message 3's time = %q", got)
+		}
+
+		if _, err := b.JS.Publish(ctx, "ml.j", []byte(`{"n":1}`)); err != nil {
+			t.Fatal(err)
+		}
+		r, err = a.GetLastMessages(ctx, &jetwayv1.GetLastMessagesRequest{Stream: "ML", Subjects: []string{"ml.j", "ml.a"}, Format: jetwayv1.PayloadFormat_PAYLOAD_FORMAT_JSON})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ms := r.GetMessages(); len(ms) != 2 || string(ms[0].GetData()) != "a2" || ms[1].GetJson().GetStructValue().GetFields()["n"].GetNumberValue() != 1 {
+			t.Errorf("as JSON (ml.a is not JSON: bytes) = %v", ms)
 		}
 
 		r, err = a.GetLastMessages(ctx, &jetwayv1.GetLastMessagesRequest{Stream: "ML", Subjects: []string{"ml.none"}})

@@ -4023,7 +4023,9 @@ type ListMessagesRequest struct {
 	// Stop after about this many payload, header and subject bytes (the
 	// message that crosses it is still returned): 1 to the bridge's Fetch
 	// max_bytes cap (3 MiB by default), default that cap.
-	MaxBytes      int32 `protobuf:"varint,6,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
+	MaxBytes int32 `protobuf:"varint,6,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
+	// How the payloads are returned; default bytes.
+	Format        PayloadFormat `protobuf:"varint,7,opt,name=format,proto3,enum=jetway.v1.PayloadFormat" json:"format,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4098,6 +4100,13 @@ func (x *ListMessagesRequest) GetMaxBytes() int32 {
 		return x.MaxBytes
 	}
 	return 0
+}
+
+func (x *ListMessagesRequest) GetFormat() PayloadFormat {
+	if x != nil {
+		return x.Format
+	}
+	return PayloadFormat_PAYLOAD_FORMAT_UNSPECIFIED
 }
 
 // ListMessagesResponse is a page of messages.
@@ -4180,7 +4189,9 @@ type GetLastMessagesRequest struct {
 	UpToSequence uint64 `protobuf:"varint,3,opt,name=up_to_sequence,json=upToSequence,proto3" json:"up_to_sequence,omitempty"`
 	// Read as of this time: the last message stored before it. Not with
 	// up_to_sequence.
-	UpToTime      *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=up_to_time,json=upToTime,proto3" json:"up_to_time,omitempty"`
+	UpToTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=up_to_time,json=upToTime,proto3" json:"up_to_time,omitempty"`
+	// How the payloads are returned; default bytes.
+	Format        PayloadFormat `protobuf:"varint,5,opt,name=format,proto3,enum=jetway.v1.PayloadFormat" json:"format,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4241,6 +4252,13 @@ func (x *GetLastMessagesRequest) GetUpToTime() *timestamppb.Timestamp {
 		return x.UpToTime
 	}
 	return nil
+}
+
+func (x *GetLastMessagesRequest) GetFormat() PayloadFormat {
+	if x != nil {
+		return x.Format
+	}
+	return PayloadFormat_PAYLOAD_FORMAT_UNSPECIFIED
 }
 
 // GetLastMessagesResponse holds the last message of each subject.
@@ -4583,7 +4601,7 @@ const file_jetway_v1_admin_proto_rawDesc = "" +
 	"\asubject\x18\x02 \x01(\tR\asubject\"F\n" +
 	"\x12GetCounterResponse\x12\x14\n" +
 	"\x05value\x18\x01 \x01(\tR\x05value\x12\x1a\n" +
-	"\bsequence\x18\x02 \x01(\x04R\bsequence\"\xe9\x01\n" +
+	"\bsequence\x18\x02 \x01(\x04R\bsequence\"\x9b\x02\n" +
 	"\x13ListMessagesRequest\x12\x16\n" +
 	"\x06stream\x18\x01 \x01(\tR\x06stream\x12%\n" +
 	"\x0estart_sequence\x18\x02 \x01(\x04R\rstartSequence\x129\n" +
@@ -4591,17 +4609,19 @@ const file_jetway_v1_admin_proto_rawDesc = "" +
 	"start_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x12\x18\n" +
 	"\asubject\x18\x04 \x01(\tR\asubject\x12!\n" +
 	"\fmax_messages\x18\x05 \x01(\x05R\vmaxMessages\x12\x1b\n" +
-	"\tmax_bytes\x18\x06 \x01(\x05R\bmaxBytes\"\x8b\x01\n" +
+	"\tmax_bytes\x18\x06 \x01(\x05R\bmaxBytes\x120\n" +
+	"\x06format\x18\a \x01(\x0e2\x18.jetway.v1.PayloadFormatR\x06format\"\x8b\x01\n" +
 	"\x14ListMessagesResponse\x124\n" +
 	"\bmessages\x18\x01 \x03(\v2\x18.jetway.v1.StoredMessageR\bmessages\x12#\n" +
 	"\rnext_sequence\x18\x02 \x01(\x04R\fnextSequence\x12\x18\n" +
-	"\apending\x18\x03 \x01(\x04R\apending\"\xac\x01\n" +
+	"\apending\x18\x03 \x01(\x04R\apending\"\xde\x01\n" +
 	"\x16GetLastMessagesRequest\x12\x16\n" +
 	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x1a\n" +
 	"\bsubjects\x18\x02 \x03(\tR\bsubjects\x12$\n" +
 	"\x0eup_to_sequence\x18\x03 \x01(\x04R\fupToSequence\x128\n" +
 	"\n" +
-	"up_to_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bupToTime\"u\n" +
+	"up_to_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bupToTime\x120\n" +
+	"\x06format\x18\x05 \x01(\x0e2\x18.jetway.v1.PayloadFormatR\x06format\"u\n" +
 	"\x17GetLastMessagesResponse\x124\n" +
 	"\bmessages\x18\x01 \x03(\v2\x18.jetway.v1.StoredMessageR\bmessages\x12$\n" +
 	"\x0eup_to_sequence\x18\x02 \x01(\x04R\fupToSequence*y\n" +
@@ -4788,63 +4808,65 @@ var file_jetway_v1_admin_proto_depIdxs = []int32{
 	64, // 56: jetway.v1.ResetConsumerRequest.time:type_name -> google.protobuf.Timestamp
 	20, // 57: jetway.v1.ResetConsumerResponse.consumer:type_name -> jetway.v1.ConsumerInfo
 	64, // 58: jetway.v1.ListMessagesRequest.start_time:type_name -> google.protobuf.Timestamp
-	31, // 59: jetway.v1.ListMessagesResponse.messages:type_name -> jetway.v1.StoredMessage
-	64, // 60: jetway.v1.GetLastMessagesRequest.up_to_time:type_name -> google.protobuf.Timestamp
-	31, // 61: jetway.v1.GetLastMessagesResponse.messages:type_name -> jetway.v1.StoredMessage
-	73, // 62: jetway.v1.StoredMessage.HeadersEntry.value:type_name -> jetway.v1.HeaderValues
-	7,  // 63: jetway.v1.AdminService.CreateStream:input_type -> jetway.v1.CreateStreamRequest
-	9,  // 64: jetway.v1.AdminService.UpdateStream:input_type -> jetway.v1.UpdateStreamRequest
-	11, // 65: jetway.v1.AdminService.GetStream:input_type -> jetway.v1.GetStreamRequest
-	13, // 66: jetway.v1.AdminService.ListStreams:input_type -> jetway.v1.ListStreamsRequest
-	15, // 67: jetway.v1.AdminService.DeleteStream:input_type -> jetway.v1.DeleteStreamRequest
-	17, // 68: jetway.v1.AdminService.PurgeStream:input_type -> jetway.v1.PurgeStreamRequest
-	21, // 69: jetway.v1.AdminService.CreateConsumer:input_type -> jetway.v1.CreateConsumerRequest
-	23, // 70: jetway.v1.AdminService.UpdateConsumer:input_type -> jetway.v1.UpdateConsumerRequest
-	25, // 71: jetway.v1.AdminService.GetConsumer:input_type -> jetway.v1.GetConsumerRequest
-	27, // 72: jetway.v1.AdminService.ListConsumers:input_type -> jetway.v1.ListConsumersRequest
-	29, // 73: jetway.v1.AdminService.DeleteConsumer:input_type -> jetway.v1.DeleteConsumerRequest
-	32, // 74: jetway.v1.AdminService.GetMessage:input_type -> jetway.v1.GetMessageRequest
-	34, // 75: jetway.v1.AdminService.GetLastMessage:input_type -> jetway.v1.GetLastMessageRequest
-	36, // 76: jetway.v1.AdminService.DeleteMessage:input_type -> jetway.v1.DeleteMessageRequest
-	38, // 77: jetway.v1.AdminService.GetAccountInfo:input_type -> jetway.v1.GetAccountInfoRequest
-	42, // 78: jetway.v1.AdminService.ListSessions:input_type -> jetway.v1.ListSessionsRequest
-	44, // 79: jetway.v1.AdminService.GetBridgeInfo:input_type -> jetway.v1.GetBridgeInfoRequest
-	49, // 80: jetway.v1.AdminService.PauseConsumer:input_type -> jetway.v1.PauseConsumerRequest
-	51, // 81: jetway.v1.AdminService.ResumeConsumer:input_type -> jetway.v1.ResumeConsumerRequest
-	53, // 82: jetway.v1.AdminService.ResetConsumer:input_type -> jetway.v1.ResetConsumerRequest
-	55, // 83: jetway.v1.AdminService.UnpinConsumer:input_type -> jetway.v1.UnpinConsumerRequest
-	57, // 84: jetway.v1.AdminService.GetCounter:input_type -> jetway.v1.GetCounterRequest
-	59, // 85: jetway.v1.AdminService.ListMessages:input_type -> jetway.v1.ListMessagesRequest
-	61, // 86: jetway.v1.AdminService.GetLastMessages:input_type -> jetway.v1.GetLastMessagesRequest
-	8,  // 87: jetway.v1.AdminService.CreateStream:output_type -> jetway.v1.CreateStreamResponse
-	10, // 88: jetway.v1.AdminService.UpdateStream:output_type -> jetway.v1.UpdateStreamResponse
-	12, // 89: jetway.v1.AdminService.GetStream:output_type -> jetway.v1.GetStreamResponse
-	14, // 90: jetway.v1.AdminService.ListStreams:output_type -> jetway.v1.ListStreamsResponse
-	16, // 91: jetway.v1.AdminService.DeleteStream:output_type -> jetway.v1.DeleteStreamResponse
-	18, // 92: jetway.v1.AdminService.PurgeStream:output_type -> jetway.v1.PurgeStreamResponse
-	22, // 93: jetway.v1.AdminService.CreateConsumer:output_type -> jetway.v1.CreateConsumerResponse
-	24, // 94: jetway.v1.AdminService.UpdateConsumer:output_type -> jetway.v1.UpdateConsumerResponse
-	26, // 95: jetway.v1.AdminService.GetConsumer:output_type -> jetway.v1.GetConsumerResponse
-	28, // 96: jetway.v1.AdminService.ListConsumers:output_type -> jetway.v1.ListConsumersResponse
-	30, // 97: jetway.v1.AdminService.DeleteConsumer:output_type -> jetway.v1.DeleteConsumerResponse
-	33, // 98: jetway.v1.AdminService.GetMessage:output_type -> jetway.v1.GetMessageResponse
-	35, // 99: jetway.v1.AdminService.GetLastMessage:output_type -> jetway.v1.GetLastMessageResponse
-	37, // 100: jetway.v1.AdminService.DeleteMessage:output_type -> jetway.v1.DeleteMessageResponse
-	40, // 101: jetway.v1.AdminService.GetAccountInfo:output_type -> jetway.v1.GetAccountInfoResponse
-	43, // 102: jetway.v1.AdminService.ListSessions:output_type -> jetway.v1.ListSessionsResponse
-	47, // 103: jetway.v1.AdminService.GetBridgeInfo:output_type -> jetway.v1.GetBridgeInfoResponse
-	50, // 104: jetway.v1.AdminService.PauseConsumer:output_type -> jetway.v1.PauseConsumerResponse
-	52, // 105: jetway.v1.AdminService.ResumeConsumer:output_type -> jetway.v1.ResumeConsumerResponse
-	54, // 106: jetway.v1.AdminService.ResetConsumer:output_type -> jetway.v1.ResetConsumerResponse
-	56, // 107: jetway.v1.AdminService.UnpinConsumer:output_type -> jetway.v1.UnpinConsumerResponse
-	58, // 108: jetway.v1.AdminService.GetCounter:output_type -> jetway.v1.GetCounterResponse
-	60, // 109: jetway.v1.AdminService.ListMessages:output_type -> jetway.v1.ListMessagesResponse
-	62, // 110: jetway.v1.AdminService.GetLastMessages:output_type -> jetway.v1.GetLastMessagesResponse
-	87, // [87:111] is the sub-list for method output_type
-	63, // [63:87] is the sub-list for method input_type
-	63, // [63:63] is the sub-list for extension type_name
-	63, // [63:63] is the sub-list for extension extendee
-	0,  // [0:63] is the sub-list for field type_name
+	72, // 59: jetway.v1.ListMessagesRequest.format:type_name -> jetway.v1.PayloadFormat
+	31, // 60: jetway.v1.ListMessagesResponse.messages:type_name -> jetway.v1.StoredMessage
+	64, // 61: jetway.v1.GetLastMessagesRequest.up_to_time:type_name -> google.protobuf.Timestamp
+	72, // 62: jetway.v1.GetLastMessagesRequest.format:type_name -> jetway.v1.PayloadFormat
+	31, // 63: jetway.v1.GetLastMessagesResponse.messages:type_name -> jetway.v1.StoredMessage
+	73, // 64: jetway.v1.StoredMessage.HeadersEntry.value:type_name -> jetway.v1.HeaderValues
+	7,  // 65: jetway.v1.AdminService.CreateStream:input_type -> jetway.v1.CreateStreamRequest
+	9,  // 66: jetway.v1.AdminService.UpdateStream:input_type -> jetway.v1.UpdateStreamRequest
+	11, // 67: jetway.v1.AdminService.GetStream:input_type -> jetway.v1.GetStreamRequest
+	13, // 68: jetway.v1.AdminService.ListStreams:input_type -> jetway.v1.ListStreamsRequest
+	15, // 69: jetway.v1.AdminService.DeleteStream:input_type -> jetway.v1.DeleteStreamRequest
+	17, // 70: jetway.v1.AdminService.PurgeStream:input_type -> jetway.v1.PurgeStreamRequest
+	21, // 71: jetway.v1.AdminService.CreateConsumer:input_type -> jetway.v1.CreateConsumerRequest
+	23, // 72: jetway.v1.AdminService.UpdateConsumer:input_type -> jetway.v1.UpdateConsumerRequest
+	25, // 73: jetway.v1.AdminService.GetConsumer:input_type -> jetway.v1.GetConsumerRequest
+	27, // 74: jetway.v1.AdminService.ListConsumers:input_type -> jetway.v1.ListConsumersRequest
+	29, // 75: jetway.v1.AdminService.DeleteConsumer:input_type -> jetway.v1.DeleteConsumerRequest
+	32, // 76: jetway.v1.AdminService.GetMessage:input_type -> jetway.v1.GetMessageRequest
+	34, // 77: jetway.v1.AdminService.GetLastMessage:input_type -> jetway.v1.GetLastMessageRequest
+	36, // 78: jetway.v1.AdminService.DeleteMessage:input_type -> jetway.v1.DeleteMessageRequest
+	38, // 79: jetway.v1.AdminService.GetAccountInfo:input_type -> jetway.v1.GetAccountInfoRequest
+	42, // 80: jetway.v1.AdminService.ListSessions:input_type -> jetway.v1.ListSessionsRequest
+	44, // 81: jetway.v1.AdminService.GetBridgeInfo:input_type -> jetway.v1.GetBridgeInfoRequest
+	49, // 82: jetway.v1.AdminService.PauseConsumer:input_type -> jetway.v1.PauseConsumerRequest
+	51, // 83: jetway.v1.AdminService.ResumeConsumer:input_type -> jetway.v1.ResumeConsumerRequest
+	53, // 84: jetway.v1.AdminService.ResetConsumer:input_type -> jetway.v1.ResetConsumerRequest
+	55, // 85: jetway.v1.AdminService.UnpinConsumer:input_type -> jetway.v1.UnpinConsumerRequest
+	57, // 86: jetway.v1.AdminService.GetCounter:input_type -> jetway.v1.GetCounterRequest
+	59, // 87: jetway.v1.AdminService.ListMessages:input_type -> jetway.v1.ListMessagesRequest
+	61, // 88: jetway.v1.AdminService.GetLastMessages:input_type -> jetway.v1.GetLastMessagesRequest
+	8,  // 89: jetway.v1.AdminService.CreateStream:output_type -> jetway.v1.CreateStreamResponse
+	10, // 90: jetway.v1.AdminService.UpdateStream:output_type -> jetway.v1.UpdateStreamResponse
+	12, // 91: jetway.v1.AdminService.GetStream:output_type -> jetway.v1.GetStreamResponse
+	14, // 92: jetway.v1.AdminService.ListStreams:output_type -> jetway.v1.ListStreamsResponse
+	16, // 93: jetway.v1.AdminService.DeleteStream:output_type -> jetway.v1.DeleteStreamResponse
+	18, // 94: jetway.v1.AdminService.PurgeStream:output_type -> jetway.v1.PurgeStreamResponse
+	22, // 95: jetway.v1.AdminService.CreateConsumer:output_type -> jetway.v1.CreateConsumerResponse
+	24, // 96: jetway.v1.AdminService.UpdateConsumer:output_type -> jetway.v1.UpdateConsumerResponse
+	26, // 97: jetway.v1.AdminService.GetConsumer:output_type -> jetway.v1.GetConsumerResponse
+	28, // 98: jetway.v1.AdminService.ListConsumers:output_type -> jetway.v1.ListConsumersResponse
+	30, // 99: jetway.v1.AdminService.DeleteConsumer:output_type -> jetway.v1.DeleteConsumerResponse
+	33, // 100: jetway.v1.AdminService.GetMessage:output_type -> jetway.v1.GetMessageResponse
+	35, // 101: jetway.v1.AdminService.GetLastMessage:output_type -> jetway.v1.GetLastMessageResponse
+	37, // 102: jetway.v1.AdminService.DeleteMessage:output_type -> jetway.v1.DeleteMessageResponse
+	40, // 103: jetway.v1.AdminService.GetAccountInfo:output_type -> jetway.v1.GetAccountInfoResponse
+	43, // 104: jetway.v1.AdminService.ListSessions:output_type -> jetway.v1.ListSessionsResponse
+	47, // 105: jetway.v1.AdminService.GetBridgeInfo:output_type -> jetway.v1.GetBridgeInfoResponse
+	50, // 106: jetway.v1.AdminService.PauseConsumer:output_type -> jetway.v1.PauseConsumerResponse
+	52, // 107: jetway.v1.AdminService.ResumeConsumer:output_type -> jetway.v1.ResumeConsumerResponse
+	54, // 108: jetway.v1.AdminService.ResetConsumer:output_type -> jetway.v1.ResetConsumerResponse
+	56, // 109: jetway.v1.AdminService.UnpinConsumer:output_type -> jetway.v1.UnpinConsumerResponse
+	58, // 110: jetway.v1.AdminService.GetCounter:output_type -> jetway.v1.GetCounterResponse
+	60, // 111: jetway.v1.AdminService.ListMessages:output_type -> jetway.v1.ListMessagesResponse
+	62, // 112: jetway.v1.AdminService.GetLastMessages:output_type -> jetway.v1.GetLastMessagesResponse
+	89, // [89:113] is the sub-list for method output_type
+	65, // [65:89] is the sub-list for method input_type
+	65, // [65:65] is the sub-list for extension type_name
+	65, // [65:65] is the sub-list for extension extendee
+	0,  // [0:65] is the sub-list for field type_name
 }
 
 func init() { file_jetway_v1_admin_proto_init() }
