@@ -121,6 +121,8 @@ var adminWrites = map[string]bool{
 	jetwayv1.AdminService_ResumeConsumer_FullMethodName: true,
 	jetwayv1.AdminService_ResetConsumer_FullMethodName:  true,
 	jetwayv1.AdminService_UnpinConsumer_FullMethodName:  true,
+	// deadletters (issue 19): a redrive publishes and deletes dead letters
+	jetwayv1.DeadLetterService_RedriveDeadLetters_FullMethodName: true,
 }
 
 // IsAdminWrite reports whether method is audited as an admin write.

@@ -89,6 +89,8 @@ var operationMethods = map[Operation][]string{
 		"/jetway.v1.KVService/ListBuckets",
 		"/jetway.v1.AdminService/ListMessages",
 		"/jetway.v1.AdminService/GetLastMessages",
+		// deadletters (issue 19): a page of a DLQ stream, as ListMessages.
+		"/jetway.v1.DeadLetterService/ListDeadLetters",
 	},
 }
 

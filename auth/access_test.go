@@ -134,6 +134,8 @@ func TestEveryMethodClassified(t *testing.T) {
 		// consume (issue 18): consumer control is admin, never a token's
 		"/jetway.v1.AdminService/PauseConsumer": true, "/jetway.v1.AdminService/ResumeConsumer": true,
 		"/jetway.v1.AdminService/ResetConsumer": true, "/jetway.v1.AdminService/UnpinConsumer": true,
+		// deadletters (issue 19): a redrive publishes and deletes as an admin
+		"/jetway.v1.DeadLetterService/RedriveDeadLetters": true,
 	}
 	listed := map[string]bool{}
 	for _, ms := range operationMethods {

@@ -123,6 +123,8 @@ var consumerFields = map[protoreflect.Name]field{
 	"priority_policy":    {goNames: []string{"PriorityPolicy"}},
 	"priority_timeout":   {goNames: []string{"PinnedTTL"}},
 	"pause_until":        {goNames: []string{"PauseUntil"}},
+	// Dead letters (issue 19): kept as consumer metadata.
+	"dead_letter_subject": {goNames: []string{"Metadata"}},
 }
 
 // Change is one field that differs: its API name and its values, as

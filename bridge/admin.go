@@ -391,6 +391,9 @@ func (s *adminService) putConsumer(ctx context.Context, verb, stream string, c *
 	if err := s.authz.CanAdminSubjects(ctx, "config.filter_subjects", filtersOf(cfg)); err != nil {
 		return nil, err
 	}
+	if err := canDeadLetter(ctx, s.authz, "config.dead_letter_subject", cfg); err != nil {
+		return nil, err
+	}
 	cons, err := put(ctx, stream, cfg)
 	if err != nil {
 		return nil, translate(err, fmt.Sprintf("%s consumer %q on stream %q", verb, cfg.Durable, stream))

@@ -62,3 +62,15 @@ type ConnProvider interface {
 	// Acquire is for streams: the connection stays open until release.
 	Acquire(ctx context.Context) (js jetstream.JetStream, release func(), err error)
 }
+
+// canDeadLetter checks a consumer's dead_letter_subject (issue 19): the
+// bridge publishes its dead letters there, so it is a subject the caller
+// gives, as a stream's subjects are, and must lie within its
+// admin.subjects (a tenant cannot aim dead letters into another's).
+func canDeadLetter(ctx context.Context, authz Authorizer, field string, cfg jetstream.ConsumerConfig) error {
+	d := cfg.Metadata[DeadLetterSubjectKey]
+	if d == "" {
+		return nil
+	}
+	return authz.CanAdminSubjects(ctx, field, []string{d})
+}

@@ -8,11 +8,13 @@
 package bridge
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
 
 	"github.com/jetway-dev/jetway/bridge/acktoken"
@@ -118,6 +120,7 @@ type options struct {
 	tracer        Tracer
 	fleet         Fleet
 	minter        AccessMinter
+	terminator    Terminator
 }
 
 // Option configures New.
@@ -221,6 +224,32 @@ func WithCaps(c Caps) Option {
 	}
 }
 
+// Terminator is what a TERM through the bridge (Ack, Consume's acks)
+// does besides sending +TERM (issue 19; package deadletter implements it,
+// and the server passes it in, so that bridge does not import it).
+type Terminator interface {
+	// BeforeTerm copies the delivery reply (a $JS.ACK subject) names to
+	// its consumer's dead-letter subject, when the consumer has one,
+	// before the TERM is sent: on work-queue and interest streams the
+	// TERM removes the message. An error leaves the message unterminated
+	// (the ack operation fails with it; the client may retry).
+	BeforeTerm(ctx context.Context, js jetstream.JetStream, reply, reason, identity string) error
+	// TermReason is the reason sent to JetStream with +TERM: the
+	// client's, with the identity in a form the advisory path trusts.
+	TermReason(stream, consumer string, streamSeq uint64, reason, identity string) string
+}
+
+// WithTerminator makes TERMs through the bridge dead-letter first.
+func WithTerminator(t Terminator) Option {
+	return func(o *options) error {
+		if t == nil {
+			return fmt.Errorf("%w: nil Terminator", ErrInvalidOption)
+		}
+		o.terminator = t
+		return nil
+	}
+}
+
 // DefaultPublishWindow is the PublishStream window when none is set.
 const DefaultPublishWindow = 1024
 
@@ -261,6 +290,7 @@ func New(conns ConnProvider, opts ...Option) (*Bridge, error) {
 			conns: conns, maxPayload: o.maxPayload, window: o.publishWindow, log: o.log,
 			signer: o.signer, caps: o.caps, conn: newConnWatch(), authz: o.authz, grid: newGridClock(),
 			obs: o.observer, tracer: o.tracer, sessions: sessions, fleet: fl,
+			terminator: o.terminator,
 		},
 		admin:  &adminService{conns: conns, log: o.log, authz: o.authz, fleet: fl, caps: o.caps},
 		access: newAccessService(o.minter),

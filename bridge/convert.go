@@ -170,6 +170,35 @@ func userMetadata(m map[string]string) map[string]string {
 	return out
 }
 
+// DeadLetterSubjectKey is the consumer metadata key holding its
+// dead_letter_subject (issue 19): the typed field is stored there, so that
+// every replica, and the dead-letter worker, read it from JetStream.
+const DeadLetterSubjectKey = "jetway.dead_letter.subject"
+
+// deadLetterMetaPrefix is the bridge's space of consumer metadata keys:
+// the metadata field may not set them (a tenant would otherwise name a
+// dead-letter subject unchecked).
+const deadLetterMetaPrefix = "jetway.dead_letter."
+
+// withoutDeadLetter is a consumer's metadata as the API shows it: the
+// bridge's keys are typed fields.
+func withoutDeadLetter(m map[string]string) map[string]string {
+	if _, ok := m[DeadLetterSubjectKey]; !ok {
+		return m
+	}
+	var out map[string]string
+	for k, v := range m {
+		if strings.HasPrefix(k, deadLetterMetaPrefix) {
+			continue
+		}
+		if out == nil {
+			out = make(map[string]string, len(m))
+		}
+		out[k] = v
+	}
+	return out
+}
+
 // streamConfigTo converts a JetStream stream configuration to the API's.
 func streamConfigTo(c jetstream.StreamConfig) *jetwayv1.StreamConfig {
 	out := &jetwayv1.StreamConfig{
@@ -289,6 +318,16 @@ func consumerConfigFrom(field string, c *jetwayv1.ConsumerConfig) (jetstream.Con
 			return jetstream.ConsumerConfig{}, fieldErr(field+"."+name, ErrInvalidConfig, "must not be negative")
 		}
 	}
+	for k := range c.GetMetadata() {
+		if strings.HasPrefix(k, deadLetterMetaPrefix) {
+			return jetstream.ConsumerConfig{}, fieldErr(field+".metadata", ErrInvalidConfig, "key %q is the bridge's: set dead_letter_subject instead", k)
+		}
+	}
+	if d := c.GetDeadLetterSubject(); d != "" {
+		if err := validatePublishSubject(field+".dead_letter_subject", d); err != nil {
+			return jetstream.ConsumerConfig{}, err
+		}
+	}
 	cfg := jetstream.ConsumerConfig{
 		Durable:            c.GetName(),
 		Description:        c.GetDescription(),
@@ -307,6 +346,12 @@ func consumerConfigFrom(field string, c *jetwayv1.ConsumerConfig) (jetstream.Con
 		Metadata:           userMetadata(c.GetMetadata()),
 		PriorityGroups:     c.GetPriorityGroups(),
 		PinnedTTL:          durationFrom(c.GetPriorityTimeout()),
+	}
+	if d := c.GetDeadLetterSubject(); d != "" {
+		if cfg.Metadata == nil {
+			cfg.Metadata = map[string]string{}
+		}
+		cfg.Metadata[DeadLetterSubjectKey] = d
 	}
 	if t := c.GetPauseUntil(); t != nil {
 		if err := t.CheckValid(); err != nil {
@@ -403,8 +448,9 @@ func consumerConfigTo(c jetstream.ConsumerConfig) *jetwayv1.ConsumerConfig {
 		HeadersOnly:       c.HeadersOnly,
 		Replicas:          int32(c.Replicas),
 		MemoryStorage:     c.MemoryStorage,
-		Metadata:          c.Metadata,
+		Metadata:          withoutDeadLetter(c.Metadata),
 		PriorityGroups:    c.PriorityGroups,
+		DeadLetterSubject: c.Metadata[DeadLetterSubjectKey],
 		PriorityTimeout:   durationTo(c.PinnedTTL),
 		PauseUntil:        timePtrTo(c.PauseUntil),
 	}

@@ -45,6 +45,7 @@ type messageService struct {
 	tracer     Tracer
 	sessions   *registry // open Subscribe, Consume and waiting Fetch
 	fleet      *fleet
+	terminator Terminator // nil: TERM only
 }
 
 // Publish stores one message and returns JetStream's ack.

@@ -172,6 +172,9 @@ func (s *messageService) resolve(ctx context.Context, js jetstream.JetStream, pr
 			if err := s.authz.CanReadSubjects(ctx, filtersOf(cfg)); err != nil {
 				return nil, err
 			}
+			if err := canDeadLetter(ctx, s.authz, prefix+"config.dead_letter_subject", cfg); err != nil {
+				return nil, err
+			}
 			if err := needsGroup(prefix+"priority", cfg, sub.prio); err != nil {
 				return nil, err
 			}
@@ -188,6 +191,9 @@ func (s *messageService) resolve(ctx context.Context, js jetstream.JetStream, pr
 			return nil, err
 		}
 		if err := s.authz.CanReadSubjects(ctx, filtersOf(cfg)); err != nil {
+			return nil, err
+		}
+		if err := canDeadLetter(ctx, s.authz, prefix+"config.dead_letter_subject", cfg); err != nil {
 			return nil, err
 		}
 		if err := needsGroup(prefix+"priority", cfg, sub.prio); err != nil {

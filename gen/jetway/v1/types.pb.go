@@ -1010,9 +1010,19 @@ type ConsumerConfig struct {
 	// created paused. Later changes go through PauseConsumer and
 	// ResumeConsumer; on UpdateConsumer the consumer's current pause is
 	// kept.
-	PauseUntil    *timestamppb.Timestamp `protobuf:"bytes,24,opt,name=pause_until,json=pauseUntil,proto3" json:"pause_until,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	PauseUntil *timestamppb.Timestamp `protobuf:"bytes,24,opt,name=pause_until,json=pauseUntil,proto3" json:"pause_until,omitempty"`
+	// Where a message this consumer gives up on is copied: a subject (no
+	// wildcards, outside the reserved spaces, within the caller's
+	// admin.subjects) that a stream of the operator's captures (a "DLQ"
+	// stream on dlq.>, with a duplicate window). A message reaching
+	// max_deliver, or TERMed by a client, is copied there once with
+	// Jetway-Dead-Letter-* headers saying where it came from and why (see
+	// DeadLetterService). Empty: no dead letters. Kept as the consumer's
+	// metadata key jetway.dead_letter.subject, which the metadata field
+	// may not set itself.
+	DeadLetterSubject string `protobuf:"bytes,25,opt,name=dead_letter_subject,json=deadLetterSubject,proto3" json:"dead_letter_subject,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *ConsumerConfig) Reset() {
@@ -1211,6 +1221,13 @@ func (x *ConsumerConfig) GetPauseUntil() *timestamppb.Timestamp {
 		return x.PauseUntil
 	}
 	return nil
+}
+
+func (x *ConsumerConfig) GetDeadLetterSubject() string {
+	if x != nil {
+		return x.DeadLetterSubject
+	}
+	return ""
 }
 
 // PullPriority is what a pull carries for a consumer with priority
@@ -1816,7 +1833,7 @@ const file_jetway_v1_types_proto_rawDesc = "" +
 	"\x06no_ack\x18& \x01(\bR\x05noAck\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc2\t\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf2\t\n" +
 	"\x0eConsumerConfig\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12'\n" +
@@ -1847,7 +1864,8 @@ const file_jetway_v1_types_proto_rawDesc = "" +
 	"\x0fpriority_policy\x18\x16 \x01(\x0e2\x19.jetway.v1.PriorityPolicyR\x0epriorityPolicy\x12D\n" +
 	"\x10priority_timeout\x18\x17 \x01(\v2\x19.google.protobuf.DurationR\x0fpriorityTimeout\x12;\n" +
 	"\vpause_until\x18\x18 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"pauseUntil\x1a;\n" +
+	"pauseUntil\x12.\n" +
+	"\x13dead_letter_subject\x18\x19 \x01(\tR\x11deadLetterSubject\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa0\x01\n" +
