@@ -231,12 +231,11 @@ type Terminator interface {
 	// BeforeTerm copies the delivery reply (a $JS.ACK subject) names to
 	// its consumer's dead-letter subject, when the consumer has one,
 	// before the TERM is sent: on work-queue and interest streams the
-	// TERM removes the message. An error leaves the message unterminated
-	// (the ack operation fails with it; the client may retry).
-	BeforeTerm(ctx context.Context, js jetstream.JetStream, reply, reason, identity string) error
-	// TermReason is the reason sent to JetStream with +TERM: the
-	// client's, with the identity in a form the advisory path trusts.
-	TermReason(stream, consumer string, streamSeq uint64, reason, identity string) string
+	// TERM removes the message. It returns the reason to send with
+	// +TERM (the client's, with the identity in a form the advisory path
+	// trusts). An error leaves the message unterminated (the ack
+	// operation fails with it; the client may retry).
+	BeforeTerm(ctx context.Context, js jetstream.JetStream, reply, reason, identity string) (termReason string, err error)
 }
 
 // WithTerminator makes TERMs through the bridge dead-letter first.

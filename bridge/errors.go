@@ -120,6 +120,17 @@ var (
 	// ErrWrongRevision is an update or delete whose expected revision is
 	// not the key's latest.
 	ErrWrongRevision = errors.New("wrong revision")
+
+	// Dead letters (issue 19).
+
+	// ErrDeadLetterUnavailable is a TERM the bridge did not send because
+	// the message's dead letter could not be written first (no stream
+	// captures the consumer's dead_letter_subject, JetStream did not
+	// answer): the message stays unterminated; retry.
+	ErrDeadLetterUnavailable = errors.New("dead letter not written")
+	// ErrInvalidDeadLetter is a redrive of a DLQ stream message that is not
+	// a dead letter (no Jetway-Dead-Letter-* origin headers).
+	ErrInvalidDeadLetter = errors.New("not a dead letter")
 )
 
 // FieldError is an invalid request field: its path (as in the proto, e.g.

@@ -625,10 +625,11 @@ func (s *messageService) ackOne(ctx context.Context, js jetstream.JetStream, op 
 	if op.GetKind() == jetwayv1.AckKind_ACK_KIND_TERM && s.terminator != nil {
 		// Dead letters (issue 19): the copy first, then the TERM, whose
 		// reason carries the identity.
-		if err := s.terminator.BeforeTerm(ctx, js, claims.Reply, op.GetReason(), claims.Identity); err != nil {
+		reason, err := s.terminator.BeforeTerm(ctx, js, claims.Reply, op.GetReason(), claims.Identity)
+		if err != nil {
 			return fail(err)
 		}
-		body = []byte("+TERM " + s.terminator.TermReason(claims.Stream, claims.Consumer, claims.StreamSeq, op.GetReason(), claims.Identity))
+		body = []byte("+TERM " + reason)
 	}
 	if sync {
 		// The loss of the connection ends the wait: no answer can come.

@@ -104,6 +104,11 @@ var errorCodes = map[error]codeReason{
 	ErrBucketExists:   {codes.AlreadyExists, "BUCKET_EXISTS"},
 	ErrKeyExists:      {codes.AlreadyExists, "KEY_EXISTS"},
 	ErrWrongRevision:  {codes.Aborted, "WRONG_REVISION"},
+
+	// Dead letters (issue 19): a dead letter not written is transient
+	// (the TERM was not sent; retry it once the DLQ stream is there).
+	ErrDeadLetterUnavailable: {codes.Unavailable, "DEAD_LETTER_UNAVAILABLE"},
+	ErrInvalidDeadLetter:     {codes.FailedPrecondition, "INVALID_DEAD_LETTER"},
 }
 
 // Status converts an error returned by a service into the gRPC status sent
