@@ -1,6 +1,9 @@
 package bridge
 
 import (
+	"context"
+
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	jetwayv1 "github.com/jetway-dev/jetway/gen/jetway/v1"
@@ -47,3 +50,25 @@ func JetStreamError(err error, what string) error { return translate(err, what) 
 // ValidateName checks a stream or consumer name as the API does; the
 // error is a *FieldError for field wrapping ErrInvalidName.
 func ValidateName(field, name string) error { return validateName(field, name) }
+
+// DirectBatch reads up to maxMsgs messages of stream from sequence seq on,
+// and about maxBytes, with one batch direct get (as ListMessages does;
+// the stream needs allow_direct). pending counts the messages after the
+// batch (0: it reached the end). A deadline before JetStream finished the
+// answer is an error, never a short batch.
+func DirectBatch(ctx context.Context, js jetstream.JetStream, stream string, seq uint64, maxMsgs, maxBytes int) (msgs []*jetstream.RawStreamMsg, pending uint64, err error) {
+	b, err := directGet(ctx, js, stream, directGetRequest{Seq: max(seq, 1), Batch: maxMsgs, MaxBytes: maxBytes}, maxMsgs, maxBytes)
+	if err != nil {
+		return nil, 0, err
+	}
+	return b.msgs, b.pending, nil
+}
+
+// ValidateSubject checks a subject as the API does (wildcards allowed or
+// not); the error is a *FieldError for field wrapping ErrInvalidSubject.
+func ValidateSubject(field, subject string, wildcards bool) error {
+	return validateSubject(field, subject, wildcards)
+}
+
+// HeadersTo converts NATS headers to the API's.
+func HeadersTo(h nats.Header) map[string]*jetwayv1.HeaderValues { return headersTo(h) }

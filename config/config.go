@@ -33,6 +33,8 @@ type Config struct {
 	Tracing Tracing
 	// Bootstrap declares streams and consumers to ensure at start.
 	Bootstrap Bootstrap
+	// DeadLetters configures the dead-letter worker (issue 19).
+	DeadLetters DeadLetters
 	// Warnings are what the start-up log should warn about and Parse does
 	// not refuse: secrets given on the command line, visible to every local
 	// user in ps and /proc/<pid>/cmdline. They never hold a secret.
@@ -381,6 +383,15 @@ type Auth struct {
 	TLSCert, TLSKey, TLSClientCA string
 }
 
+// DeadLetters configures the dead-letter worker (package deadletter).
+type DeadLetters struct {
+	// Enabled runs the advisory stream and worker and copies TERMed
+	// messages first (--dead-letters, default on).
+	Enabled bool
+	// Replicas of the advisory stream and its consumer.
+	Replicas int
+}
+
 // Bootstrap configures the declarative bootstrap (package bootstrap).
 type Bootstrap struct {
 	// File lists the streams and consumers to ensure once the bridge
@@ -502,6 +513,8 @@ func Parse(args []string, getenv func(string) string, output io.Writer) (Config,
 	fs.SetOutput(output)
 	n := &c.NATS
 	fs.StringVar(&n.URLs, "nats-url", "", "NATS server URLs, comma-separated; empty starts an embedded JetStream server")
+	fs.BoolVar(&c.DeadLetters.Enabled, "dead-letters", true, "copy the messages consumers with a dead_letter_subject give up on (max deliveries, TERM) there: keeps the stream JETWAY_DEAD_LETTER_ADVISORIES and its consumer jetway-dead-letters; false: neither")
+	fs.IntVar(&c.DeadLetters.Replicas, "dead-letters-replicas", 1, "replicas of the JETWAY_DEAD_LETTER_ADVISORIES stream and its consumer (1 to 5; as many as the cluster's servers for a worker that survives a node)")
 	fs.StringVar(&c.Bootstrap.File, "bootstrap", "", "file (YAML or JSON) of streams and consumers to ensure once NATS is reached: missing ones created, the settings it gives updated, nothing deleted; not ready until done")
 	fs.StringVar(&n.DataDir, "data-dir", "jetway-data", "JetStream storage directory of the embedded server")
 	fs.StringVar(&n.EmbeddedListen, "embedded-nats-listen", "", "open a NATS client port on the embedded server (host:port); empty opens none. The port requires --embedded-nats-user and its password")
@@ -736,6 +749,9 @@ func (c Config) validate() error {
 		c.Consume.MaxInFlight < 1 || c.Consume.MaxBytesInFlight < 1 {
 		errs = append(errs, errors.New("--max-fetch-*, --max-ack-batch and --max-*-in-flight must be positive"))
 	}
+	if r := c.DeadLetters.Replicas; r < 1 || r > 5 {
+		errs = append(errs, fmt.Errorf("--dead-letters-replicas %d: want 1 to 5", r))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
@@ -864,6 +880,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Group("log", slog.String("format", c.Log.Format), slog.String("level", c.Log.Level.String()), slog.String("audit_log", c.Log.AuditFile)),
 		slog.Group("tracing", slog.String("otlp_endpoint", RedactURLs(c.Tracing.Endpoint)), slog.String("otlp_protocol", c.Tracing.Protocol), slog.Float64("sample_ratio", c.Tracing.SampleRatio)),
 		slog.Group("bootstrap", slog.String("file", c.Bootstrap.File)),
+		slog.Group("dead_letters", slog.Bool("enabled", c.DeadLetters.Enabled), slog.Int("replicas", c.DeadLetters.Replicas)),
 	)
 }
 

@@ -155,6 +155,12 @@ func New(ctx context.Context, conn *grpc.ClientConn, o Options) (http.Handler, e
 	if err := jetwayv1.RegisterKVServiceHandlerClient(ctx, gw, kvClient); err != nil {
 		return nil, fmt.Errorf("gateway: register KVService: %w", err)
 	}
+	// DeadLetterService's paths (/v1/dead-letters/…) are apart too; its
+	// redrive stream refuses early as Subscribe does.
+	dlClient := jetwayv1.NewDeadLetterServiceClient(earlyStatusConn{conn})
+	if err := jetwayv1.RegisterDeadLetterServiceHandlerClient(ctx, gw, dlClient); err != nil {
+		return nil, fmt.Errorf("gateway: register DeadLetterService: %w", err)
+	}
 	var api http.Handler = gw
 	if d := o.Direct; d != nil {
 		if d.Messages == nil || d.Admin == nil || d.Access == nil || d.Interceptor == nil {
@@ -174,6 +180,9 @@ func New(ctx context.Context, conn *grpc.ClientConn, o Options) (http.Handler, e
 		// in-process calls).
 		if err := jetwayv1.RegisterKVServiceHandlerClient(ctx, direct, kvClient); err != nil {
 			return nil, fmt.Errorf("gateway: register KVService: %w", err)
+		}
+		if err := jetwayv1.RegisterDeadLetterServiceHandlerClient(ctx, direct, dlClient); err != nil {
+			return nil, fmt.Errorf("gateway: register DeadLetterService: %w", err)
 		}
 		api = streamsApart{streams: gw, unary: direct}
 	}

@@ -138,9 +138,12 @@ func capSendBuffer(r *http.Request, log *slog.Logger) {
 }
 
 // isStream reports whether r is for a streaming route (Subscribe's
-// :subscribe, or a KV watch /v1/kv/{bucket}/watch: NDJSON or Server-Sent
-// Events).
+// :subscribe, a KV watch /v1/kv/{bucket}/watch, or a dead-letter redrive
+// POST /v1/dead-letters/{stream}:redrive: NDJSON or Server-Sent Events).
 func isStream(r *http.Request) bool {
+	if r.Method == http.MethodPost {
+		return strings.HasPrefix(r.URL.Path, "/v1/dead-letters/") && strings.HasSuffix(r.URL.Path, ":redrive")
+	}
 	return r.Method == http.MethodGet && (strings.HasSuffix(r.URL.Path, ":subscribe") || isWatch(r.URL.Path))
 }
 

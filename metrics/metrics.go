@@ -44,6 +44,8 @@ type Metrics struct {
 	fetchWaiting  prometheus.Gauge
 	reconnects    prometheus.Counter
 	quota         *prometheus.CounterVec
+	deadLetters   *prometheus.CounterVec
+	deadLetterErr *prometheus.CounterVec
 	inFlight      prometheus.Gauge
 	inFlightBytes prometheus.Gauge
 }
@@ -87,6 +89,10 @@ func New(nats NATS, log *slog.Logger) *Metrics {
 			Help: "Messages Consume streams delivered that their clients have not acked yet."}),
 		inFlightBytes: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "consume_in_flight_bytes",
 			Help: "Bytes of the messages Consume streams delivered that their clients have not acked yet."}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "dead_letters_total",
+			Help: "Dead letters written (a copy JetStream already had counts too), by reason (max_deliveries, terminated)."}, []string{"reason"}),
+		deadLetterErr: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "dead_letter_errors_total",
+			Help: "Dead letters not written (retried), by reason."}, []string{"reason"}),
 		quota: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "quota_refusals_total",
 			Help: "Calls refused by an identity's quota, by identity (as configured) and limit (rate, streams)."}, []string{"identity", "limit"}),
 		reconnects: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Subsystem: "nats", Name: "reconnects_total",
@@ -119,7 +125,7 @@ func New(nats NATS, log *slog.Logger) *Metrics {
 		return d.Seconds()
 	})
 	reg.MustRegister(m.grpc, m.published, m.publishFailed, m.delivered, m.redelivered, m.acked, m.ackRefused,
-		m.streams, m.fetchWaiting, m.reconnects, m.quota, m.inFlight, m.inFlightBytes, build, connected, rtt,
+		m.streams, m.fetchWaiting, m.reconnects, m.quota, m.deadLetters, m.deadLetterErr, m.inFlight, m.inFlightBytes, build, connected, rtt,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if nats.JetStream != nil {
 		reg.MustRegister(&lagCollector{js: nats.JetStream, log: log})
@@ -144,6 +150,12 @@ func (m *Metrics) StreamServerInterceptor() grpc.StreamServerInterceptor {
 
 // InitializeMetrics creates the series of every method of s at zero.
 func (m *Metrics) InitializeMetrics(s *grpc.Server) { m.grpc.InitializeMetrics(s) }
+
+// DeadLetterWritten counts a dead letter written (deadletter.Observer).
+func (m *Metrics) DeadLetterWritten(reason string) { m.deadLetters.WithLabelValues(reason).Inc() }
+
+// DeadLetterFailed counts a dead letter not written (deadletter.Observer).
+func (m *Metrics) DeadLetterFailed(reason string) { m.deadLetterErr.WithLabelValues(reason).Inc() }
 
 // QuotaRefused counts a call refused by an identity's quota.
 func (m *Metrics) QuotaRefused(identity, limit string) {

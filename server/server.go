@@ -38,6 +38,7 @@ import (
 	"github.com/jetway-dev/jetway/bridge/acktoken"
 	"github.com/jetway-dev/jetway/config"
 	"github.com/jetway-dev/jetway/console"
+	"github.com/jetway-dev/jetway/deadletter"
 	"github.com/jetway-dev/jetway/embedded"
 	"github.com/jetway-dev/jetway/gateway"
 	"github.com/jetway-dev/jetway/internal/logsafe"
@@ -309,6 +310,19 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	if urls == "" {
 		fleet.JSDomain, fleet.InProcess = cfg.NATS.EmbeddedJSDomain, true
 	}
+	// Dead letters (issue 19): TERMs through the bridge copy first; the
+	// worker (below) follows the advisories.
+	var dlw *deadletter.Writer
+	var worker *deadletter.Worker
+	if cfg.DeadLetters.Enabled {
+		if dlw, err = deadletter.NewWriter(deadletter.WriterOptions{AckKeys: keys, Logger: log, Observer: m}); err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+		authOpts = append(authOpts, bridge.WithTerminator(dlw))
+		if worker, err = deadletter.NewWorker(dlw, link.JetStream, deadletter.WorkerOptions{Replicas: cfg.DeadLetters.Replicas, Logger: log}); err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+	}
 	b, err := bridge.New(conns, append(authOpts, bridge.WithLogger(log), bridge.WithFleet(fleet), bridge.WithMaxPayload(link.maxPayload), bridge.WithPublishWindow(cfg.Server.PublishWindow), bridge.WithAckSigner(signer), bridge.WithObserver(m), bridge.WithTracer(tr.Tracer()),
 		bridge.WithCaps(bridge.Caps{
 			MaxBatch: cfg.Consume.MaxFetchBatch, MaxBytes: cfg.Consume.MaxFetchBytes,
@@ -325,6 +339,14 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	kvs, err := kv.New(conns, kvOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("server: kv.New: %w", err)
+	}
+	dlOpts := deadletter.ServiceOptions{Logger: log, MaxBytes: cfg.Consume.MaxFetchBytes}
+	if authCfg != nil {
+		dlOpts.Authorizer = aud.Authorizer(auth.Authorizer{})
+	}
+	dls, err := deadletter.NewService(conns, dlOpts)
+	if err != nil {
+		return nil, fmt.Errorf("server: deadletter.NewService: %w", err)
 	}
 
 	maxPayload := link.maxPayload()
@@ -403,6 +425,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	)...)
 	b.Register(gs)
 	kvs.Register(gs)
+	dls.Register(gs)
 	m.InitializeMetrics(gs)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
@@ -584,6 +607,18 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 			return nil
 		})
 	}
+	if worker != nil {
+		// Every replica follows the advisories through the one durable
+		// consumer; the worker stops with the server.
+		g.Go(func() error {
+			select {
+			case <-link.up:
+			case <-gctx.Done():
+				return nil
+			}
+			return worker.Run(gctx)
+		})
+	}
 	if metricsLis != nil {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", m.Handler())
@@ -623,6 +658,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		// replica at once.
 		b.Drain()
 		kvs.Drain()
+		dls.Drain()
 		return shutdown(cfg.Server.ShutdownTimeout, func() { endCalls(errCutShort) }, httpSrv, gs)
 	})
 	log.Info("serving", slog.String("grpc", s.grpcAddr.String()), slog.String("http", s.httpAddr.String()),

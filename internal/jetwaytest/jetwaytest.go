@@ -33,6 +33,8 @@ type Bridge struct {
 	Messages jetwayv1.MessageServiceClient
 	Admin    jetwayv1.AdminServiceClient
 	Access   jetwayv1.AccessServiceClient
+	// DeadLetters is the DeadLetterService (issue 19).
+	DeadLetters jetwayv1.DeadLetterServiceClient
 	// BaseURL is the REST root, e.g. http://127.0.0.1:41234.
 	BaseURL string
 	// JS is a native nats.go JetStream client on the same server, for
@@ -136,13 +138,14 @@ func start(t testing.TB, natsClient bool, log *slog.Logger, opts []Option) *Brid
 		}
 	}
 	b := &Bridge{
-		Server:   srv,
-		Conn:     conn,
-		Messages: jetwayv1.NewMessageServiceClient(conn),
-		Admin:    jetwayv1.NewAdminServiceClient(conn),
-		Access:   jetwayv1.NewAccessServiceClient(conn),
-		BaseURL:  "http://" + srv.HTTPAddr().String(),
-		JS:       js,
+		Server:      srv,
+		Conn:        conn,
+		Messages:    jetwayv1.NewMessageServiceClient(conn),
+		Admin:       jetwayv1.NewAdminServiceClient(conn),
+		Access:      jetwayv1.NewAccessServiceClient(conn),
+		DeadLetters: jetwayv1.NewDeadLetterServiceClient(conn),
+		BaseURL:     "http://" + srv.HTTPAddr().String(),
+		JS:          js,
 	}
 	b.Stop = stop
 	t.Cleanup(func() {
