@@ -157,8 +157,10 @@ func (wk *Worker) session(ctx context.Context) error {
 		return err
 	}
 	for ctx.Err() == nil {
-		batch, err := cons.Fetch(wk.o.Batch, jetstream.FetchMaxWait(5*time.Second), jetstream.FetchContext(ctx))
+		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		batch, err := cons.Fetch(wk.o.Batch, jetstream.FetchContext(fctx))
 		if err != nil {
+			cancel()
 			return fmt.Errorf("deadletter: fetch advisories: %w", err)
 		}
 		for msg := range batch.Messages() {
@@ -169,7 +171,9 @@ func (wk *Worker) session(ctx context.Context) error {
 			}
 			wk.handleMsg(ctx, js, msg)
 		}
-		if err := batch.Error(); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, jetstream.ErrNoMessages) {
+		err = batch.Error()
+		cancel()
+		if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoMessages) {
 			return fmt.Errorf("deadletter: fetch advisories: %w", err)
 		}
 	}
