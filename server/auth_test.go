@@ -747,7 +747,8 @@ func TestAuthEphemeralGrantIsNotADurableNamedEphemeral(t *testing.T) {
 // admin.streams allow.
 func TestAuthAdminPermissions(t *testing.T) {
 	t.Parallel()
-	e := authTStart(t)
+	// The listing below is exact: no dead-letter advisory stream.
+	e := authTStartWith(t, nil, func(c *config.Config) { c.DeadLetters.Enabled = false })
 	if _, err := e.b.JS.Publish(e.ctx, "orders.eu.1", []byte("x")); err != nil {
 		t.Fatal(err)
 	}

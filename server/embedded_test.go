@@ -245,7 +245,9 @@ func TestEmbeddedNoPort(t *testing.T) {
 func TestEmbeddedStoreFlags(t *testing.T) {
 	t.Parallel()
 	srv, logs, err := startLogged(t, "--data-dir", t.TempDir(), "--embedded-nats-listen", "127.0.0.1:-1",
-		"--embedded-sync-interval", "always", "--embedded-max-file-store", "1MiB", "--embedded-max-memory-store", "2MiB", "--embedded-js-domain", "edge")
+		"--embedded-sync-interval", "always", "--embedded-max-file-store", "1MiB", "--embedded-max-memory-store", "2MiB", "--embedded-js-domain", "edge",
+		// Counted below: no dead-letter advisory stream.
+		"--dead-letters=false")
 	if err != nil {
 		t.Fatal(err)
 	}
