@@ -210,6 +210,11 @@ func (w *Writer) BeforeTerm(ctx context.Context, js jetstream.JetStream, reply, 
 	if err != nil {
 		return "", err
 	}
+	if !copied {
+		// No dead-letter subject: nothing for the advisory path to do
+		// with an identity, and the reason stays the client's.
+		return reason, nil
+	}
 	return w.termReason(r.Stream, r.Consumer, r.StreamSeq, identity, copied, reason), nil
 }
 
@@ -255,7 +260,10 @@ func (w *Writer) Terminate(ctx context.Context, js jetstream.JetStream, msg jets
 	if err != nil {
 		return err
 	}
-	if err := msg.TermWithReason(w.termReason(md.Stream, md.Consumer, md.Sequence.Stream, identity, copied, reason)); err != nil {
+	if copied {
+		reason = w.termReason(md.Stream, md.Consumer, md.Sequence.Stream, identity, copied, reason)
+	}
+	if err := msg.TermWithReason(reason); err != nil {
 		return fmt.Errorf("terminate: %w", err)
 	}
 	return nil

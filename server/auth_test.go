@@ -747,8 +747,7 @@ func TestAuthEphemeralGrantIsNotADurableNamedEphemeral(t *testing.T) {
 // admin.streams allow.
 func TestAuthAdminPermissions(t *testing.T) {
 	t.Parallel()
-	// The listing below is exact: no dead-letter advisory stream.
-	e := authTStartWith(t, nil, func(c *config.Config) { c.DeadLetters.Enabled = false })
+	e := authTStart(t)
 	if _, err := e.b.JS.Publish(e.ctx, "orders.eu.1", []byte("x")); err != nil {
 		t.Fatal(err)
 	}

@@ -104,7 +104,7 @@ func TestDeadLetterTermOverGRPCAndREST(t *testing.T) {
 			Admin:   &auth.AdminGrant{Write: true},
 		},
 	}}})
-	b := jetwaytest.Start(t, func(c *config.Config) { c.Auth.ConfigFile = path })
+	b := jetwaytest.Start(t, jetwaytest.WithDeadLetters, func(c *config.Config) { c.Auth.ConfigFile = path })
 	ctx := jetwaytest.Context(t, 90*time.Second)
 	actx := authTWith(ctx, "ApiKey "+key)
 	dlqSetup(t, ctx, b.JS, jetstream.LimitsPolicy, jetstream.ConsumerConfig{})
@@ -298,7 +298,7 @@ func redriveREST(t *testing.T, b *jetwaytest.Bridge, key, body string) []map[str
 // exhausted makes one dead letter (reason max_deliveries, 2 deliveries).
 func TestDeadLetterMaxDeliveries(t *testing.T) {
 	t.Parallel()
-	b := jetwaytest.Start(t)
+	b := jetwaytest.Start(t, jetwaytest.WithDeadLetters)
 	ctx := jetwaytest.Context(t, 60*time.Second)
 	dlqSetup(t, ctx, b.JS, jetstream.LimitsPolicy, jetstream.ConsumerConfig{})
 	if _, err := b.Admin.CreateConsumer(ctx, &jetwayv1.CreateConsumerRequest{Stream: "ORDERS", Config: &jetwayv1.ConsumerConfig{
@@ -343,7 +343,7 @@ func TestDeadLetterMaxDeliveries(t *testing.T) {
 // removes the message; the copy made first keeps its payload.
 func TestDeadLetterWorkQueueTermKeepsPayload(t *testing.T) {
 	t.Parallel()
-	b := jetwaytest.Start(t)
+	b := jetwaytest.Start(t, jetwaytest.WithDeadLetters)
 	ctx := jetwaytest.Context(t, 60*time.Second)
 	dlqSetup(t, ctx, b.JS, jetstream.WorkQueuePolicy, jetstream.ConsumerConfig{})
 	if _, err := b.Admin.CreateConsumer(ctx, &jetwayv1.CreateConsumerRequest{Stream: "ORDERS", Config: &jetwayv1.ConsumerConfig{Name: "work", DeadLetterSubject: "dlq.orders"}}); err != nil {
@@ -382,7 +382,7 @@ func TestDeadLetterReplicasWriteOnce(t *testing.T) {
 	keys := base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
 	var bridges []*jetwaytest.Bridge
 	for i := 0; i < 3; i++ {
-		bridges = append(bridges, jetwaytest.Start(t, func(c *config.Config) { c.NATS.URLs = ns.ClientURL(); c.Consume.AckKeys = keys }))
+		bridges = append(bridges, jetwaytest.Start(t, jetwaytest.WithDeadLetters, func(c *config.Config) { c.NATS.URLs = ns.ClientURL(); c.Consume.AckKeys = keys }))
 	}
 	b := bridges[0]
 	ctx := jetwaytest.Context(t, 90*time.Second)
@@ -485,7 +485,7 @@ func TestDeadLetterTenantsStayApart(t *testing.T) {
 			Publish: &perm.Set{Allow: []string{">"}}, Admin: &auth.AdminGrant{Write: true},
 		}},
 	}})
-	b := jetwaytest.Start(t, func(c *config.Config) { c.Auth.ConfigFile = path })
+	b := jetwaytest.Start(t, jetwaytest.WithDeadLetters, func(c *config.Config) { c.Auth.ConfigFile = path })
 	ctx := jetwaytest.Context(t, 60*time.Second)
 	as, ops := authTWith(ctx, "ApiKey "+aKey), authTWith(ctx, "ApiKey "+opsKey)
 	for _, s := range []jetstream.StreamConfig{

@@ -49,6 +49,10 @@ type Bridge struct {
 // Option changes the configuration before start.
 type Option func(*config.Config)
 
+// WithDeadLetters turns the dead-letter advisory stream and worker on
+// (the bridge's default; jetwaytest's is off).
+func WithDeadLetters(c *config.Config) { c.DeadLetters.Enabled = true }
+
 // Start runs a bridge for the duration of the test.
 func Start(t testing.TB, opts ...Option) *Bridge {
 	t.Helper()
@@ -85,6 +89,9 @@ func start(t testing.TB, natsClient bool, log *slog.Logger, opts []Option) *Brid
 		"--grpc-listen", "127.0.0.1:0",
 		"--http-listen", "127.0.0.1:0",
 		"--shutdown-timeout", "5s",
+		// Off unless a test turns it on (WithDeadLetters): the advisory
+		// stream would be one more stream in every listing and count.
+		"--dead-letters=false",
 	}, func(string) string { return "" }, io.Discard)
 	if err != nil {
 		t.Fatalf("config: %v", err)
