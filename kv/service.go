@@ -327,7 +327,7 @@ func (s *Service) CreateEntry(ctx context.Context, req *jetwayv1.CreateEntryRequ
 	}
 	rev, err := kv.Create(ctx, req.GetKey(), req.GetValue(), opts...)
 	if err != nil {
-		return nil, translate(err, "create "+what(req.GetBucket(), req.GetKey()))
+		return nil, translate(err, "create "+what(req.GetBucket(), req.GetKey())+ttlHint(err))
 	}
 	return &jetwayv1.CreateEntryResponse{Revision: rev}, nil
 }
@@ -400,7 +400,7 @@ func (s *Service) PurgeEntry(ctx context.Context, req *jetwayv1.PurgeEntryReques
 		opts = append(opts, jetstream.PurgeTTL(ttl))
 	}
 	if err := kv.Purge(ctx, req.GetKey(), opts...); err != nil {
-		return nil, translateCAS(err, "purge "+what(req.GetBucket(), req.GetKey()))
+		return nil, translateCAS(err, "purge "+what(req.GetBucket(), req.GetKey())+ttlHint(err))
 	}
 	return &jetwayv1.PurgeEntryResponse{}, nil
 }
