@@ -121,6 +121,10 @@ var adminWrites = map[string]bool{
 	jetwayv1.AdminService_ResumeConsumer_FullMethodName: true,
 	jetwayv1.AdminService_ResetConsumer_FullMethodName:  true,
 	jetwayv1.AdminService_UnpinConsumer_FullMethodName:  true,
+	// push (issue 19): push subscription writes
+	jetwayv1.PushService_CreatePushSubscription_FullMethodName: true,
+	jetwayv1.PushService_UpdatePushSubscription_FullMethodName: true,
+	jetwayv1.PushService_DeletePushSubscription_FullMethodName: true,
 }
 
 // IsAdminWrite reports whether method is audited as an admin write.

@@ -134,6 +134,11 @@ func TestEveryMethodClassified(t *testing.T) {
 		// consume (issue 18): consumer control is admin, never a token's
 		"/jetway.v1.AdminService/PauseConsumer": true, "/jetway.v1.AdminService/ResumeConsumer": true,
 		"/jetway.v1.AdminService/ResetConsumer": true, "/jetway.v1.AdminService/UnpinConsumer": true,
+		// push (issue 19): push subscriptions hold a signing secret and
+		// send a consumer's messages elsewhere: admin only, reads too.
+		"/jetway.v1.PushService/CreatePushSubscription": true, "/jetway.v1.PushService/UpdatePushSubscription": true,
+		"/jetway.v1.PushService/DeletePushSubscription": true, "/jetway.v1.PushService/GetPushSubscription": true,
+		"/jetway.v1.PushService/ListPushSubscriptions": true,
 	}
 	listed := map[string]bool{}
 	for _, ms := range operationMethods {

@@ -104,6 +104,11 @@ var errorCodes = map[error]codeReason{
 	ErrBucketExists:   {codes.AlreadyExists, "BUCKET_EXISTS"},
 	ErrKeyExists:      {codes.AlreadyExists, "KEY_EXISTS"},
 	ErrWrongRevision:  {codes.Aborted, "WRONG_REVISION"},
+
+	// Push delivery (issue 19).
+	ErrPushSubscriptionNotFound: {codes.NotFound, "PUSH_SUBSCRIPTION_NOT_FOUND"},
+	ErrPushSubscriptionExists:   {codes.AlreadyExists, "PUSH_SUBSCRIPTION_EXISTS"},
+	ErrInvalidEndpoint:          {codes.InvalidArgument, "INVALID_ENDPOINT"},
 }
 
 // Status converts an error returned by a service into the gRPC status sent

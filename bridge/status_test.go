@@ -57,6 +57,8 @@ var sentinelsByName = map[string]error{
 	"ErrAckTokenInvalid": ErrAckTokenInvalid, "ErrAckTokenExpired": ErrAckTokenExpired, "ErrTokenNotPermitted": ErrTokenNotPermitted,
 	"ErrInvalidBucket": ErrInvalidBucket, "ErrInvalidKey": ErrInvalidKey, "ErrBucketNotFound": ErrBucketNotFound,
 	"ErrKeyNotFound": ErrKeyNotFound, "ErrBucketExists": ErrBucketExists, "ErrKeyExists": ErrKeyExists, "ErrWrongRevision": ErrWrongRevision,
+	"ErrPushSubscriptionNotFound": ErrPushSubscriptionNotFound, "ErrPushSubscriptionExists": ErrPushSubscriptionExists,
+	"ErrInvalidEndpoint": ErrInvalidEndpoint,
 }
 
 // wantHTTP is the HTTP status each sentinel must reach REST clients with
@@ -71,6 +73,7 @@ var wantHTTP = map[string]int{
 	"ErrAckTokenInvalid": 400, "ErrAckTokenExpired": 400, "ErrTokenNotPermitted": 403,
 	"ErrInvalidBucket": 400, "ErrInvalidKey": 400, "ErrBucketNotFound": 404, "ErrKeyNotFound": 404,
 	"ErrBucketExists": 409, "ErrKeyExists": 409, "ErrWrongRevision": 409,
+	"ErrPushSubscriptionNotFound": 404, "ErrPushSubscriptionExists": 409, "ErrInvalidEndpoint": 400,
 }
 
 func TestStatusCoversEverySentinel(t *testing.T) {

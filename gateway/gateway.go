@@ -155,6 +155,11 @@ func New(ctx context.Context, conn *grpc.ClientConn, o Options) (http.Handler, e
 	if err := jetwayv1.RegisterKVServiceHandlerClient(ctx, gw, kvClient); err != nil {
 		return nil, fmt.Errorf("gateway: register KVService: %w", err)
 	}
+	// PushService's paths (/v1/push-subscriptions…) are apart too.
+	pushClient := jetwayv1.NewPushServiceClient(conn)
+	if err := jetwayv1.RegisterPushServiceHandlerClient(ctx, gw, pushClient); err != nil {
+		return nil, fmt.Errorf("gateway: register PushService: %w", err)
+	}
 	var api http.Handler = gw
 	if d := o.Direct; d != nil {
 		if d.Messages == nil || d.Admin == nil || d.Access == nil || d.Interceptor == nil {
@@ -174,6 +179,9 @@ func New(ctx context.Context, conn *grpc.ClientConn, o Options) (http.Handler, e
 		// in-process calls).
 		if err := jetwayv1.RegisterKVServiceHandlerClient(ctx, direct, kvClient); err != nil {
 			return nil, fmt.Errorf("gateway: register KVService: %w", err)
+		}
+		if err := jetwayv1.RegisterPushServiceHandlerClient(ctx, direct, pushClient); err != nil {
+			return nil, fmt.Errorf("gateway: register PushService: %w", err)
 		}
 		api = streamsApart{streams: gw, unary: direct}
 	}

@@ -53,6 +53,9 @@ func TestRouteTableMatchesGateway(t *testing.T) {
 	if err := jetwayv1.RegisterKVServiceHandlerServer(ctx, mux, jetwayv1.UnimplementedKVServiceServer{}); err != nil {
 		t.Fatal(err)
 	}
+	if err := jetwayv1.RegisterPushServiceHandlerServer(ctx, mux, jetwayv1.UnimplementedPushServiceServer{}); err != nil {
+		t.Fatal(err)
+	}
 	vars := regexp.MustCompile(`\{[^}]*\}`)
 	for i := range rt.routes {
 		r := &rt.routes[i]
