@@ -45,9 +45,8 @@ type deliverer struct {
 	key []byte
 	rev uint64
 
-	sem      chan struct{} // the subscription's slots (concurrency)
-	mu       sync.Mutex
-	ownInUse bool // the subscription's own slot, outside the replica's
+	sem chan struct{} // the subscription's slots (concurrency)
+	own chan struct{} // the subscription's own slot, outside the replica's
 
 	stats stats
 
@@ -62,7 +61,7 @@ type deliverer struct {
 
 func newDeliverer(s *Service, js jetstream.JetStream, r record, u *url.URL, rev uint64) *deliverer {
 	key, _ := secretKey(r.Secret) // checked by decodeRecord
-	d := &deliverer{s: s, js: js, rec: r, url: u, key: key, rev: rev, sem: make(chan struct{}, r.Concurrency), done: make(chan struct{})}
+	d := &deliverer{s: s, js: js, rec: r, url: u, key: key, rev: rev, sem: make(chan struct{}, r.Concurrency), own: make(chan struct{}, 1), done: make(chan struct{})}
 	d.pullCtx, d.stopPull = context.WithCancel(context.Background())
 	d.reqCtx, d.cancelReqs = context.WithCancel(context.Background())
 	return d
@@ -126,22 +125,23 @@ func (d *deliverer) run() {
 // subscription's own slot or one of the replica's.
 type slot struct{ own bool }
 
-// acquire takes a subscription slot, then the subscription's own slot if
-// free, else a replica slot; it gives up when pulling stops.
+// acquire takes a subscription slot, then the subscription's own slot or
+// a replica slot, whichever is free first (its own when both are); it
+// gives up when pulling stops.
 func (d *deliverer) acquire() (slot, error) {
 	select {
 	case d.sem <- struct{}{}:
 	case <-d.pullCtx.Done():
 		return slot{}, d.pullCtx.Err()
 	}
-	d.mu.Lock()
-	if !d.ownInUse {
-		d.ownInUse = true
-		d.mu.Unlock()
-		return slot{own: true}, nil
-	}
-	d.mu.Unlock()
 	select {
+	case d.own <- struct{}{}:
+		return slot{own: true}, nil
+	default:
+	}
+	select {
+	case d.own <- struct{}{}:
+		return slot{own: true}, nil
 	case d.s.replica <- struct{}{}:
 		return slot{}, nil
 	case <-d.pullCtx.Done():
@@ -152,9 +152,7 @@ func (d *deliverer) acquire() (slot, error) {
 
 func (d *deliverer) release(sl slot) {
 	if sl.own {
-		d.mu.Lock()
-		d.ownInUse = false
-		d.mu.Unlock()
+		<-d.own
 	} else {
 		<-d.s.replica
 	}
