@@ -100,6 +100,7 @@ type Service struct {
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the watch loop has returned
 	close  sync.Once
+	poked  chan struct{} // the bucket was just made here: watch it now
 }
 
 var _ jetwayv1.PushServiceServer = (*Service)(nil)
@@ -131,7 +132,7 @@ func New(o Options) (*Service, error) {
 	s := &Service{
 		js: o.JetStream, signer: o.Signer, authz: o.Authorizer, log: o.Logger, allowPriv: o.AllowPrivateEndpoints,
 		terminate: o.Terminate, replica: make(chan struct{}, o.MaxInFlight), deliverers: map[string]*deliverer{},
-		ctx: ctx, cancel: cancel, done: make(chan struct{}),
+		ctx: ctx, cancel: cancel, done: make(chan struct{}), poked: make(chan struct{}, 1),
 	}
 	s.client = newClient(o.AllowPrivateEndpoints, o.MaxInFlight)
 	return s, nil
@@ -213,26 +214,43 @@ func (s *Service) Close(ctx context.Context) {
 	})
 }
 
+// bucketPoll is how often a replica looks for the bucket while there is
+// none (a replica that makes it starts at once; the others within this).
+const bucketPoll = 2 * time.Second
+
+// poke tells the watch loop that the bucket was just made.
+func (s *Service) poke() {
+	select {
+	case s.poked <- struct{}{}:
+	default:
+	}
+}
+
 // watch follows the bucket until Close: each subscription's deliverer
 // started, restarted when its record changes, stopped when it is deleted
-// or paused. A lost watch (a new NATS connection, the bucket deleted)
-// starts again after a pause.
+// (or the bucket is). A lost watch (a new NATS connection, the bucket
+// deleted) starts again after a pause.
 func (s *Service) watch() {
 	defer close(s.done)
-	for pause := time.Duration(0); ; pause = min(max(2*pause, 250*time.Millisecond), 5*time.Second) {
+	for pause := time.Duration(0); ; {
 		select {
 		case <-s.ctx.Done():
 			return
+		case <-s.poked:
 		case <-time.After(pause):
 		}
 		err := s.watchOnce()
-		if s.ctx.Err() != nil {
+		switch {
+		case s.ctx.Err() != nil:
 			return
-		}
-		if err != nil {
+		case errors.Is(err, errNoBucket):
+			s.reconcile(nil) // deleted: nothing to deliver
+			pause = bucketPoll
+		case err != nil:
 			s.log.Warn("push: watching the subscriptions bucket; retrying", slog.Any("error", err))
-		} else {
-			pause = 0
+			pause = min(max(2*pause, 250*time.Millisecond), 5*time.Second)
+		default:
+			pause = 250 * time.Millisecond
 		}
 	}
 }
@@ -241,11 +259,16 @@ func (s *Service) watch() {
 func (s *Service) watchOnce() error {
 	ctx, cancel := context.WithCancel(s.ctx)
 	defer cancel()
-	kv, err := s.bucket(ctx)
+	js, err := s.js(ctx)
 	if err != nil {
 		return err
 	}
-	js, err := s.js(ctx)
+	if ok, err := bucketExists(ctx, js); err != nil {
+		return err
+	} else if !ok {
+		return errNoBucket
+	}
+	kv, err := s.bucket(ctx, false)
 	if err != nil {
 		return err
 	}
@@ -256,6 +279,7 @@ func (s *Service) watchOnce() error {
 	defer func() { _ = w.Stop() }()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	initial := map[string]bool{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -271,10 +295,35 @@ func (s *Service) watchOnce() error {
 				return errors.New("push: the watch ended")
 			}
 			if e == nil {
-				continue // the initial values are in
+				// The initial values are in: what this replica still
+				// delivers and the bucket no longer holds stops.
+				s.reconcile(initial)
+				initial = nil
+				continue
+			}
+			if initial != nil && e.Operation() == jetstream.KeyValuePut {
+				initial[e.Key()] = true
 			}
 			s.apply(js, e)
 		}
+	}
+}
+
+// reconcile stops the deliverers whose subscription is not in keep.
+func (s *Service) reconcile(keep map[string]bool) {
+	s.mu.Lock()
+	var gone []*deliverer
+	for name, d := range s.deliverers {
+		if !keep[name] {
+			gone = append(gone, d)
+			delete(s.deliverers, name)
+		}
+	}
+	s.mu.Unlock()
+	for _, d := range gone {
+		ctx, cancel := context.WithTimeout(context.Background(), d.rec.Timeout)
+		d.stop(ctx)
+		cancel()
 	}
 }
 

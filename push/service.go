@@ -183,7 +183,7 @@ func (s *Service) CreatePushSubscription(ctx context.Context, req *jetwayv1.Crea
 	if err != nil {
 		return nil, fmt.Errorf("push: encode: %w", err)
 	}
-	kv, err := s.bucket(ctx)
+	kv, err := s.bucket(ctx, true)
 	if err != nil {
 		return nil, err
 	}
@@ -202,7 +202,7 @@ func (s *Service) GetPushSubscription(ctx context.Context, req *jetwayv1.GetPush
 	if err := validateSubName("name", req.GetName()); err != nil {
 		return nil, err
 	}
-	kv, err := s.bucket(ctx)
+	kv, err := s.openBucket(ctx, req.GetName())
 	if err != nil {
 		return nil, err
 	}
@@ -223,7 +223,10 @@ func (s *Service) ListPushSubscriptions(ctx context.Context, req *jetwayv1.ListP
 			return nil, err
 		}
 	}
-	kv, err := s.bucket(ctx)
+	kv, err := s.bucket(ctx, false)
+	if errors.Is(err, errNoBucket) {
+		return &jetwayv1.ListPushSubscriptionsResponse{}, nil
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -262,7 +265,7 @@ func (s *Service) UpdatePushSubscription(ctx context.Context, req *jetwayv1.Upda
 	if err := validateSubName("subscription.name", p.GetName()); err != nil {
 		return nil, err
 	}
-	kv, err := s.bucket(ctx)
+	kv, err := s.openBucket(ctx, p.GetName())
 	if err != nil {
 		return nil, err
 	}
@@ -310,7 +313,7 @@ func (s *Service) DeletePushSubscription(ctx context.Context, req *jetwayv1.Dele
 	if err := validateSubName("name", req.GetName()); err != nil {
 		return nil, err
 	}
-	kv, err := s.bucket(ctx)
+	kv, err := s.openBucket(ctx, req.GetName())
 	if err != nil {
 		return nil, err
 	}
@@ -329,6 +332,16 @@ func (s *Service) DeletePushSubscription(ctx context.Context, req *jetwayv1.Dele
 	}
 	s.log.InfoContext(ctx, "push subscription deleted", "subscription", r.Name)
 	return &jetwayv1.DeletePushSubscriptionResponse{}, nil
+}
+
+// openBucket opens the bucket for a call on a named subscription: none
+// yet means no such subscription.
+func (s *Service) openBucket(ctx context.Context, name string) (jetstream.KeyValue, error) {
+	kv, err := s.bucket(ctx, false)
+	if errors.Is(err, errNoBucket) {
+		return nil, fmt.Errorf("push subscription %q: %w", name, bridge.ErrPushSubscriptionNotFound)
+	}
+	return kv, err
 }
 
 func mustParse(raw string) *url.URL {

@@ -64,14 +64,23 @@ func decodeRecord(data []byte) (record, *url.URL, error) {
 	return r, u, nil
 }
 
-// bucket opens the bucket, creating it when it is missing.
-func (s *Service) bucket(ctx context.Context) (jetstream.KeyValue, error) {
+// errNoBucket is the bucket not there yet: no subscription was ever made.
+var errNoBucket = errors.New("push: no subscriptions bucket yet")
+
+// bucket opens the bucket; with create it makes it when it is missing
+// (the first CreatePushSubscription), else a missing bucket is
+// errNoBucket. The bucket is made only when needed: a bridge whose users
+// never push adds no stream to their account.
+func (s *Service) bucket(ctx context.Context, create bool) (jetstream.KeyValue, error) {
 	js, err := s.js(ctx)
 	if err != nil {
 		return nil, err
 	}
 	kv, err := js.KeyValue(ctx, Bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		if !create {
+			return nil, errNoBucket
+		}
 		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket:      Bucket,
 			Description: "Jetway push subscriptions (issue 19): one key per subscription",
@@ -82,11 +91,30 @@ func (s *Service) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 			// Another replica made it first.
 			kv, err = js.KeyValue(ctx, Bucket)
 		}
+		if err == nil {
+			s.poke()
+		}
 	}
 	if err != nil {
 		return nil, bridge.JetStreamError(err, "push subscriptions bucket "+Bucket)
 	}
 	return kv, nil
+}
+
+// bucketExists asks whether the bucket's stream is there by listing
+// stream names (no API error when it is not, unlike a stream info).
+func bucketExists(ctx context.Context, js jetstream.JetStream) (bool, error) {
+	names := js.StreamNames(ctx, jetstream.WithStreamListSubject("$KV."+Bucket+".>"))
+	found := false
+	for n := range names.Name() {
+		if n == "KV_"+Bucket {
+			found = true
+		}
+	}
+	if err := names.Err(); err != nil {
+		return false, bridge.JetStreamError(err, "list streams")
+	}
+	return found, nil
 }
 
 // load reads subscription name and its revision.

@@ -288,6 +288,15 @@ func TestPushRESTLifecycle(t *testing.T) {
 	b := jetwaytest.Start(t, allowPrivate)
 	c := pushStream(t, b.JS, "LIFE", jetstream.ConsumerConfig{})
 	rc := newReceiver(t, nil)
+	// Before any subscription there is no bucket: nothing is added to
+	// the account, the list is empty, a name is not found.
+	if r := b.Do(t, http.MethodGet, "/v1/push-subscriptions", ""); r.Status != 200 || string(r.Body) != `{"subscriptions":[]}` {
+		t.Errorf("list before any: %d %s", r.Status, r.Body)
+	}
+	authTWantREST(t, "get before any", b.Do(t, http.MethodGet, "/v1/push-subscriptions/life", ""), 404, "PUSH_SUBSCRIPTION_NOT_FOUND")
+	if _, err := b.JS.Stream(jetwaytest.Context(t, 5*time.Second), "KV_JETWAY_PUSH"); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Errorf("bucket stream before any subscription: %v", err)
+	}
 	body := `{"name":"life","stream":"LIFE","consumer":"hook","endpoint":"` + rc.URL + `","concurrency":2,"timeout":"2s","content_mode":"PUSH_CONTENT_MODE_CLOUDEVENTS_BINARY"}`
 	r := b.Do(t, http.MethodPost, "/v1/push-subscriptions", body)
 	if r.Status != 200 || !strings.Contains(string(r.Body), `"secret":"whsec_`) {
