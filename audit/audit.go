@@ -213,8 +213,13 @@ func resources(req any) []slog.Attr {
 	}
 	msg := m.ProtoReflect()
 	add(msg, "")
-	if fd := msg.Descriptor().Fields().ByName("config"); fd != nil && fd.Kind() == protoreflect.MessageKind && msg.Has(fd) {
-		add(msg.Get(fd).Message(), "config.")
+	// The config of stream and consumer writes, the subscription of push
+	// subscription writes (its stream, consumer and name; never its
+	// endpoint, which may hold credentials).
+	for _, nested := range []protoreflect.Name{"config", "subscription"} {
+		if fd := msg.Descriptor().Fields().ByName(nested); fd != nil && fd.Kind() == protoreflect.MessageKind && msg.Has(fd) {
+			add(msg.Get(fd).Message(), string(nested)+".")
+		}
 	}
 	return attrs
 }

@@ -321,7 +321,7 @@ func (s *Service) reconcile(keep map[string]bool) {
 	}
 	s.mu.Unlock()
 	for _, d := range gone {
-		ctx, cancel := context.WithTimeout(context.Background(), d.rec.Timeout)
+		ctx, cancel := context.WithTimeout(s.ctx, d.rec.Timeout)
 		d.stop(ctx)
 		cancel()
 	}
@@ -357,8 +357,9 @@ func (s *Service) apply(js jetstream.JetStream, e jetstream.KeyValueEntry) {
 	if prev != nil {
 		// Stopped before the next one starts, within its request timeout:
 		// a changed endpoint gets no request of the old settings after.
+		// A Close meanwhile cuts the wait short (the requests are NAKed).
 		ctx, cancel := context.WithTimeout(s.ctx, prev.rec.Timeout)
-		prev.stop(context.WithoutCancel(ctx))
+		prev.stop(ctx)
 		cancel()
 	}
 	if next != nil && s.ctx.Err() == nil {

@@ -15,6 +15,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -738,7 +739,8 @@ func TestPushTenantsStayApart(t *testing.T) {
 		}}
 	}
 	path := authTWriteConfig(t, auth.File{Identities: []auth.IdentityConfig{tenant("tenant-a", keyA, "TA"), tenant("tenant-b", keyB, "TB")}})
-	b := jetwaytest.Start(t, allowPrivate, func(c *config.Config) { c.Auth.ConfigFile = path })
+	auditPath := filepath.Join(t.TempDir(), "audit.jsonl")
+	b := jetwaytest.Start(t, allowPrivate, func(c *config.Config) { c.Auth.ConfigFile, c.Log.AuditFile = path, auditPath })
 	pushStream(t, b.JS, "TA", jetstream.ConsumerConfig{})
 	pushStream(t, b.JS, "TB", jetstream.ConsumerConfig{})
 	rc := newReceiver(t, nil)
@@ -759,4 +761,27 @@ func TestPushTenantsStayApart(t *testing.T) {
 	if r := b.Do(t, http.MethodGet, "/v1/push-subscriptions/b-hook", "", hb...); r.Status != 200 || strings.Contains(string(r.Body), "stolen") || !strings.Contains(string(r.Body), `"identity":"tenant-b"`) {
 		t.Errorf("B's subscription: %d %s", r.Status, r.Body)
 	}
+	// Admin writes are audited, naming the subscription, never its
+	// endpoint.
+	jetwaytest.Eventually(t, 5*time.Second, "audit records", func() error {
+		var creates, refused int
+		for _, rec := range auditRecords(t, auditPath) {
+			if rec["method"] != "/jetway.v1.PushService/CreatePushSubscription" {
+				continue
+			}
+			if strings.Contains(fmt.Sprint(rec), rc.URL) {
+				return fmt.Errorf("the endpoint is in %v", rec)
+			}
+			switch {
+			case rec["outcome"] == "ok" && rec["subscription.name"] != nil && rec["subscription.stream"] != nil:
+				creates++
+			case rec["outcome"] == "error" && rec["subscription.stream"] == "TB" && rec["identity"] == "tenant-a":
+				refused++
+			}
+		}
+		if creates != 2 || refused != 1 {
+			return fmt.Errorf("%d creates, %d refused", creates, refused)
+		}
+		return nil
+	})
 }
