@@ -158,6 +158,26 @@ func keepUnmodeled(cfg *jetstream.StreamConfig, cur jetstream.StreamConfig) {
 	cfg.Template = cur.Template
 }
 
+// keepUnmodeledConsumer carries into a consumer update the settings of the
+// current configuration the API's ConsumerConfig does not carry: its
+// replay policy (JetStream refuses to change it), ack sampling
+// (sample_freq, set natively for latency advisories), a push consumer's
+// delivery (deliver subject and group, flow control, idle heartbeat, rate
+// limit: the bridge only pulls, but an update must not turn a native push
+// consumer into a pull one), and nats.go's Name (the API names a consumer
+// by Durable). TestKeepUnmodeledCoversConsumerConfig fails when nats.go
+// grows a field that is in neither list.
+func keepUnmodeledConsumer(cfg *jetstream.ConsumerConfig, cur jetstream.ConsumerConfig) {
+	cfg.Name = cur.Name
+	cfg.ReplayPolicy = cur.ReplayPolicy
+	cfg.SampleFrequency = cur.SampleFrequency
+	cfg.RateLimit = cur.RateLimit
+	cfg.DeliverSubject = cur.DeliverSubject
+	cfg.DeliverGroup = cur.DeliverGroup
+	cfg.FlowControl = cur.FlowControl
+	cfg.IdleHeartbeat = cur.IdleHeartbeat
+}
+
 // capturedSubjects are the subjects a stream configuration makes the
 // stream store: its subjects, or its name when it lists none (JetStream's
 // default). What mirrors, sources, transforms and republish bring in or
@@ -364,7 +384,15 @@ func (s *adminService) UpdateConsumer(ctx context.Context, req *jetwayv1.UpdateC
 	if err != nil {
 		return nil, err
 	}
-	info, err := s.putConsumer(ctx, "update", req.GetStream(), req.GetConfig(), js.UpdateConsumer)
+	update := func(ctx context.Context, stream string, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+		// A consumer that does not exist is left to UpdateConsumer to
+		// refuse; one that does keeps what the API does not carry.
+		if cur, err := js.Consumer(ctx, stream, cfg.Durable); err == nil {
+			keepUnmodeledConsumer(&cfg, cur.CachedInfo().Config)
+		}
+		return js.UpdateConsumer(ctx, stream, cfg)
+	}
+	info, err := s.putConsumer(ctx, "update", req.GetStream(), req.GetConfig(), update)
 	if err != nil {
 		return nil, err
 	}

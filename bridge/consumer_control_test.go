@@ -546,3 +546,32 @@ func TestFetchPrioritized(t *testing.T) {
 		}
 	})
 }
+
+// TestUpdateConsumerLosesNothing: settings the API does not carry (replay
+// policy, ack sampling) survive an UpdateConsumer through the bridge, read
+// natively; what the request changes is changed.
+func TestUpdateConsumerLosesNothing(t *testing.T) {
+	adminEachTransport(t, func(t *testing.T, tr adminTransport, b *jetwaytest.Bridge, ctx context.Context) {
+		a := tr.client(t, b)
+		ccStream(t, ctx, b.JS, 0)
+		if _, err := b.JS.CreateConsumer(ctx, "S", jetstream.ConsumerConfig{
+			Durable: "C", AckPolicy: jetstream.AckExplicitPolicy, ReplayPolicy: jetstream.ReplayOriginalPolicy,
+			SampleFrequency: "50%", Description: "before",
+		}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := a.GetConsumer(ctx, &jetwayv1.GetConsumerRequest{Stream: "S", Name: "C"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := got.GetConsumer().GetConfig()
+		cfg.Description = "after"
+		if _, err := a.UpdateConsumer(ctx, &jetwayv1.UpdateConsumerRequest{Stream: "S", Config: cfg}); err != nil {
+			t.Fatalf("update what GetConsumer read: %v", err)
+		}
+		n := ccInfo(t, ctx, b.JS, "C").Config
+		if n.Description != "after" || n.ReplayPolicy != jetstream.ReplayOriginalPolicy || n.SampleFrequency != "50%" {
+			t.Errorf("native after update: description %q, replay %v, sample %q; want after, original, 50%%", n.Description, n.ReplayPolicy, n.SampleFrequency)
+		}
+	})
+}

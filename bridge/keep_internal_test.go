@@ -73,3 +73,38 @@ func setNonZero(t *testing.T, name string, v reflect.Value) {
 		t.Fatalf("%s: no non-zero value for kind %v", name, v.Kind())
 	}
 }
+
+// modeledConsumerFields are the jetstream.ConsumerConfig fields the API's
+// ConsumerConfig carries (consumerConfigFrom sets them from the request).
+var modeledConsumerFields = map[string]bool{
+	"Durable": true, "Description": true, "DeliverPolicy": true, "OptStartSeq": true, "OptStartTime": true,
+	"AckPolicy": true, "AckWait": true, "MaxDeliver": true, "BackOff": true, "FilterSubject": true,
+	"FilterSubjects": true, "MaxWaiting": true, "MaxAckPending": true, "HeadersOnly": true,
+	"MaxRequestBatch": true, "MaxRequestExpires": true, "MaxRequestMaxBytes": true, "InactiveThreshold": true,
+	"Replicas": true, "MemoryStorage": true, "Metadata": true,
+	// Consume (issue 18).
+	"PauseUntil": true, "PriorityPolicy": true, "PinnedTTL": true, "PriorityGroups": true,
+}
+
+// TestKeepUnmodeledCoversConsumerConfig: every field of nats.go's
+// ConsumerConfig is modeled by the API or kept by an update.
+func TestKeepUnmodeledCoversConsumerConfig(t *testing.T) {
+	var cur jetstream.ConsumerConfig
+	cv := reflect.ValueOf(&cur).Elem()
+	for i := range cv.NumField() {
+		setNonZero(t, cv.Type().Field(i).Name, cv.Field(i))
+	}
+	var cfg jetstream.ConsumerConfig
+	keepUnmodeledConsumer(&cfg, cur)
+	got := reflect.ValueOf(cfg)
+	for i := range got.NumField() {
+		name := got.Type().Field(i).Name
+		kept := !got.Field(i).IsZero()
+		switch {
+		case modeledConsumerFields[name] && kept:
+			t.Errorf("%s is modeled by the API but keepUnmodeledConsumer copies it over the request's value", name)
+		case !modeledConsumerFields[name] && !kept:
+			t.Errorf("%s is neither modeled by the API nor kept by keepUnmodeledConsumer: an update through the bridge would drop it", name)
+		}
+	}
+}

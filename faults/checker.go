@@ -245,6 +245,21 @@ func (c *Checker) AllAckedBack(ids []string) (missing int) {
 	return missing
 }
 
+// UnackedDeliveries counts the ids delivered to a consumer whose Ack has
+// not answered OK yet. JetStream can count an ack before its Ack call has
+// returned to the client, so a scenario waits for this too before it
+// stops its consumer (which would cancel the call in flight).
+func (c *Checker) UnackedDeliveries() (n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, r := range c.recs {
+		if r.delivered > 0 && !r.ackedBack {
+			n++
+		}
+	}
+	return n
+}
+
 // StoredMsg is one message read back from the stream.
 type StoredMsg struct {
 	Seq uint64

@@ -152,7 +152,7 @@ func consumeScenario(t *testing.T, scenario string, fault func(*natsNode, *bridg
 	_, cons := nativeConsumer(t, js, "S", "c")
 	if err := waitFor(context.Background(), 60*time.Second, b.proc, "every message acked back", func() bool {
 		info, err := cons.Info(context.Background())
-		return err == nil && info.NumPending == 0 && info.NumAckPending == 0 && chk.Recovered()
+		return err == nil && info.NumPending == 0 && info.NumAckPending == 0 && chk.UnackedDeliveries() == 0 && chk.Recovered()
 	}); err != nil {
 		info, _ := cons.Info(context.Background())
 		if info != nil {

@@ -73,3 +73,16 @@ func translateCAS(err error, what string) error {
 	}
 	return translate(err, what)
 }
+
+// jsErrMessageTTLDisabled is JetStream's JSMessageTTLDisabledErr.
+const jsErrMessageTTLDisabled = 10166
+
+// ttlHint says what a refused per-key TTL (CreateEntry's ttl,
+// PurgeEntry's marker_ttl) needs.
+func ttlHint(err error) string {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrMessageTTLDisabled {
+		return " (a per-key TTL needs a bucket with limit_marker_ttl)"
+	}
+	return ""
+}

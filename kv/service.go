@@ -257,10 +257,10 @@ func key(bucket, key string) error {
 	if err := validateBucket("bucket", bucket); err != nil {
 		return err
 	}
-	return validateKey("key", key)
+	return validateKey("key", bucket, key)
 }
 
-func what(bucket, key string) string { return fmt.Sprintf("key %q in bucket %q", key, bucket) }
+func what(bucket, key string) string { return fmt.Sprintf("key %q in bucket %q", clip(key), bucket) }
 
 // GetEntry reads a key.
 func (s *Service) GetEntry(ctx context.Context, req *jetwayv1.GetEntryRequest) (*jetwayv1.GetEntryResponse, error) {
@@ -327,7 +327,7 @@ func (s *Service) CreateEntry(ctx context.Context, req *jetwayv1.CreateEntryRequ
 	}
 	rev, err := kv.Create(ctx, req.GetKey(), req.GetValue(), opts...)
 	if err != nil {
-		return nil, translate(err, "create "+what(req.GetBucket(), req.GetKey()))
+		return nil, translate(err, "create "+what(req.GetBucket(), req.GetKey())+ttlHint(err))
 	}
 	return &jetwayv1.CreateEntryResponse{Revision: rev}, nil
 }
@@ -400,7 +400,7 @@ func (s *Service) PurgeEntry(ctx context.Context, req *jetwayv1.PurgeEntryReques
 		opts = append(opts, jetstream.PurgeTTL(ttl))
 	}
 	if err := kv.Purge(ctx, req.GetKey(), opts...); err != nil {
-		return nil, translateCAS(err, "purge "+what(req.GetBucket(), req.GetKey()))
+		return nil, translateCAS(err, "purge "+what(req.GetBucket(), req.GetKey())+ttlHint(err))
 	}
 	return &jetwayv1.PurgeEntryResponse{}, nil
 }
@@ -437,7 +437,7 @@ func (s *Service) ListKeys(req *jetwayv1.ListKeysRequest, stream jetwayv1.KVServ
 	if err := validateBucket("bucket", req.GetBucket()); err != nil {
 		return err
 	}
-	if err := validatePatterns("filters", req.GetFilters()); err != nil {
+	if err := validatePatterns("filters", req.GetBucket(), req.GetFilters()); err != nil {
 		return err
 	}
 	if err := s.canRead(ctx, req.GetBucket(), req.GetFilters()); err != nil {
@@ -526,7 +526,7 @@ func (s *Service) WatchBucket(req *jetwayv1.WatchBucketRequest, stream jetwayv1.
 	if err := validateBucket("bucket", req.GetBucket()); err != nil {
 		return err
 	}
-	if err := validatePatterns("keys", req.GetKeys()); err != nil {
+	if err := validatePatterns("keys", req.GetBucket(), req.GetKeys()); err != nil {
 		return err
 	}
 	hb := defaultHeartbeat

@@ -22,9 +22,19 @@ var (
 // Limits of requests.
 const (
 	maxBucketLen = 240 // the stream name KV_<bucket> stays within JetStream's 255
-	maxKeyLen    = 4096
-	maxPatterns  = 16
+	// maxSubjectLen bounds a key's (or pattern's) subject $KV.<bucket>.<key>,
+	// as the bridge bounds every subject it is given. nats.go sends the
+	// subject in a control line (HPUB, and the direct get's API subject
+	// holds it too), and a line over the server's max_control_line (4096
+	// by default) makes nats-server close the bridge's connection: one
+	// request with a long key would cut every client of the replica off.
+	maxSubjectLen = 1024
+	maxPatterns   = 16
 )
+
+// maxKeyLen is the longest key (or key pattern) of bucket: its subject
+// stays within maxSubjectLen.
+func maxKeyLen(bucket string) int { return maxSubjectLen - len(subjectOf(bucket, "")) }
 
 func validateBucket(field, bucket string) error {
 	if bucket == "" {
@@ -37,12 +47,15 @@ func validateBucket(field, bucket string) error {
 }
 
 // validateKey checks one key: no wildcards.
-func validateKey(field, key string) error {
+func validateKey(field, bucket, key string) error {
 	if key == "" {
 		return &bridge.FieldError{Field: field, Err: fmt.Errorf("%w: required", bridge.ErrInvalidKey)}
 	}
-	if len(key) > maxKeyLen || !keyRe.MatchString(key) || key[0] == '.' || key[len(key)-1] == '.' || strings.Contains(key, "..") {
-		return &bridge.FieldError{Field: field, Err: fmt.Errorf("%w: %q: letters, digits and -/_=. (not starting or ending with '.', no \"..\", no wildcards), at most %d bytes", bridge.ErrInvalidKey, clip(key), maxKeyLen)}
+	if n := maxKeyLen(bucket); len(key) > n {
+		return &bridge.FieldError{Field: field, Err: fmt.Errorf("%w: %q: %d bytes, at most %d (the subject $KV.<bucket>.<key> within %d)", bridge.ErrInvalidKey, clip(key), len(key), n, maxSubjectLen)}
+	}
+	if !keyRe.MatchString(key) || key[0] == '.' || key[len(key)-1] == '.' || strings.Contains(key, "..") {
+		return &bridge.FieldError{Field: field, Err: fmt.Errorf("%w: %q: letters, digits and -/_=. (not starting or ending with '.', no \"..\", no wildcards)", bridge.ErrInvalidKey, clip(key))}
 	}
 	return nil
 }
@@ -51,12 +64,15 @@ func validateKey(field, key string) error {
 // '.'-separated token is a literal key token, '*', or (last) '>'. That is
 // stricter than nats.go's search keys ("a*b" is refused: NATS reads it as
 // a literal, and a permission check should never have to guess).
-func validatePattern(field, p string) error {
+func validatePattern(field, bucket, p string) error {
 	bad := func() error {
 		return &bridge.FieldError{Field: field, Err: fmt.Errorf("%w: %q: a key pattern of tokens separated by '.', each a key token, '*', or '>' last", bridge.ErrInvalidKey, clip(p))}
 	}
-	if p == "" || len(p) > maxKeyLen {
+	if p == "" {
 		return bad()
+	}
+	if n := maxKeyLen(bucket); len(p) > n {
+		return &bridge.FieldError{Field: field, Err: fmt.Errorf("%w: %q: %d bytes, at most %d (the subject $KV.<bucket>.<pattern> within %d)", bridge.ErrInvalidKey, clip(p), len(p), n, maxSubjectLen)}
 	}
 	toks := strings.Split(p, ".")
 	for i, t := range toks {
@@ -73,12 +89,12 @@ func validatePattern(field, p string) error {
 	return nil
 }
 
-func validatePatterns(field string, ps []string) error {
+func validatePatterns(field, bucket string, ps []string) error {
 	if len(ps) > maxPatterns {
 		return &bridge.FieldError{Field: field, Err: fmt.Errorf("%w: at most %d patterns", bridge.ErrInvalidKey, maxPatterns)}
 	}
 	for i, p := range ps {
-		if err := validatePattern(fmt.Sprintf("%s[%d]", field, i), p); err != nil {
+		if err := validatePattern(fmt.Sprintf("%s[%d]", field, i), bucket, p); err != nil {
 			return err
 		}
 	}

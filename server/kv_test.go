@@ -310,6 +310,34 @@ func TestKVTenantsStayApart(t *testing.T) {
 	} {
 		authTWantREST(t, tc.method+" "+tc.path, b.Do(t, tc.method, tc.path, tc.body, h...), 403, "NOT_PERMITTED")
 	}
+	// Names like A's: another case, a KV_ prefix, a suffix are other
+	// buckets (other streams), refused whether they exist or not.
+	if _, err := b.JS.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ method, path, body string }{
+		{http.MethodPost, "/v1/kv", `{"bucket":"a"}`},
+		{http.MethodPost, "/v1/kv", `{"bucket":"KV_A"}`},
+		{http.MethodPost, "/v1/kv", `{"bucket":"A_"}`},
+		{http.MethodGet, "/v1/kv/a/entries/x", ""},
+		{http.MethodPut, "/v1/kv/a/entries/x", `{"value":"eA=="}`},
+		{http.MethodDelete, "/v1/kv/a", ""},
+		{http.MethodGet, "/v1/kv/KV_A/entries/x", ""},
+		{http.MethodPut, "/v1/kv/KV_A/entries/x", `{"value":"eA=="}`},
+		{http.MethodGet, "/v1/kv/A_/watch", ""},
+	} {
+		authTWantREST(t, tc.method+" "+tc.path, b.Do(t, tc.method, tc.path, tc.body, h...), 403, "NOT_PERMITTED")
+	}
+	for _, name := range []string{"KV_A", "A_"} {
+		if _, err := b.JS.KeyValue(ctx, name); err != jetstream.ErrBucketNotFound {
+			t.Errorf("bucket %s: %v", name, err)
+		}
+	}
+	if kva, err := b.JS.KeyValue(ctx, "a"); err != nil {
+		t.Error(err)
+	} else if keys, err := kva.Keys(ctx); err != jetstream.ErrNoKeysFound {
+		t.Errorf("bucket a: keys %v %v", keys, err)
+	}
 	// Wildcards cannot widen a check: refused as keys before authorization.
 	for _, p := range []string{"/v1/kv/A/entries/*", "/v1/kv/A/entries/>"} {
 		authTWantREST(t, "GET "+p, b.Do(t, http.MethodGet, p, "", h...), 400, "INVALID_KEY")
