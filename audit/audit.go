@@ -123,6 +123,10 @@ var adminWrites = map[string]bool{
 	jetwayv1.AdminService_UnpinConsumer_FullMethodName:  true,
 	// deadletters (issue 19): a redrive publishes and deletes dead letters
 	jetwayv1.DeadLetterService_RedriveDeadLetters_FullMethodName: true,
+	// push (issue 19): push subscription writes
+	jetwayv1.PushService_CreatePushSubscription_FullMethodName: true,
+	jetwayv1.PushService_UpdatePushSubscription_FullMethodName: true,
+	jetwayv1.PushService_DeletePushSubscription_FullMethodName: true,
 }
 
 // IsAdminWrite reports whether method is audited as an admin write.
@@ -211,8 +215,13 @@ func resources(req any) []slog.Attr {
 	}
 	msg := m.ProtoReflect()
 	add(msg, "")
-	if fd := msg.Descriptor().Fields().ByName("config"); fd != nil && fd.Kind() == protoreflect.MessageKind && msg.Has(fd) {
-		add(msg.Get(fd).Message(), "config.")
+	// The config of stream and consumer writes, the subscription of push
+	// subscription writes (its stream, consumer and name; never its
+	// endpoint, which may hold credentials).
+	for _, nested := range []protoreflect.Name{"config", "subscription"} {
+		if fd := msg.Descriptor().Fields().ByName(nested); fd != nil && fd.Kind() == protoreflect.MessageKind && msg.Has(fd) {
+			add(msg.Get(fd).Message(), string(nested)+".")
+		}
 	}
 	return attrs
 }

@@ -136,6 +136,11 @@ func TestEveryMethodClassified(t *testing.T) {
 		"/jetway.v1.AdminService/ResetConsumer": true, "/jetway.v1.AdminService/UnpinConsumer": true,
 		// deadletters (issue 19): a redrive publishes and deletes as an admin
 		"/jetway.v1.DeadLetterService/RedriveDeadLetters": true,
+		// push (issue 19): push subscriptions hold a signing secret and
+		// send a consumer's messages elsewhere: admin only, reads too.
+		"/jetway.v1.PushService/CreatePushSubscription": true, "/jetway.v1.PushService/UpdatePushSubscription": true,
+		"/jetway.v1.PushService/DeletePushSubscription": true, "/jetway.v1.PushService/GetPushSubscription": true,
+		"/jetway.v1.PushService/ListPushSubscriptions": true,
 	}
 	listed := map[string]bool{}
 	for _, ms := range operationMethods {

@@ -131,6 +131,18 @@ var (
 	// ErrInvalidDeadLetter is a redrive of a DLQ stream message that is not
 	// a dead letter (no Jetway-Dead-Letter-* origin headers).
 	ErrInvalidDeadLetter = errors.New("not a dead letter")
+	// --- Push delivery (issue 19; package push) ---
+
+	// ErrPushSubscriptionNotFound is an unknown push subscription.
+	ErrPushSubscriptionNotFound = errors.New("push subscription not found")
+	// ErrPushSubscriptionExists is a create of a push subscription whose
+	// name is taken.
+	ErrPushSubscriptionExists = errors.New("push subscription already exists")
+	// ErrInvalidEndpoint is a push endpoint that is not an http(s) URL
+	// with a host, or one that resolves to an address push may not reach
+	// (loopback, private, link-local, multicast, unspecified) without
+	// --push-allow-private-endpoints.
+	ErrInvalidEndpoint = errors.New("invalid endpoint")
 )
 
 // FieldError is an invalid request field: its path (as in the proto, e.g.

@@ -109,6 +109,10 @@ var errorCodes = map[error]codeReason{
 	// (the TERM was not sent; retry it once the DLQ stream is there).
 	ErrDeadLetterUnavailable: {codes.Unavailable, "DEAD_LETTER_UNAVAILABLE"},
 	ErrInvalidDeadLetter:     {codes.FailedPrecondition, "INVALID_DEAD_LETTER"},
+	// Push delivery (issue 19).
+	ErrPushSubscriptionNotFound: {codes.NotFound, "PUSH_SUBSCRIPTION_NOT_FOUND"},
+	ErrPushSubscriptionExists:   {codes.AlreadyExists, "PUSH_SUBSCRIPTION_EXISTS"},
+	ErrInvalidEndpoint:          {codes.InvalidArgument, "INVALID_ENDPOINT"},
 }
 
 // Status converts an error returned by a service into the gRPC status sent

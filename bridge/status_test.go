@@ -58,6 +58,8 @@ var sentinelsByName = map[string]error{
 	"ErrInvalidBucket": ErrInvalidBucket, "ErrInvalidKey": ErrInvalidKey, "ErrBucketNotFound": ErrBucketNotFound,
 	"ErrKeyNotFound": ErrKeyNotFound, "ErrBucketExists": ErrBucketExists, "ErrKeyExists": ErrKeyExists, "ErrWrongRevision": ErrWrongRevision,
 	"ErrDeadLetterUnavailable": ErrDeadLetterUnavailable, "ErrInvalidDeadLetter": ErrInvalidDeadLetter,
+	"ErrPushSubscriptionNotFound": ErrPushSubscriptionNotFound, "ErrPushSubscriptionExists": ErrPushSubscriptionExists,
+	"ErrInvalidEndpoint": ErrInvalidEndpoint,
 }
 
 // wantHTTP is the HTTP status each sentinel must reach REST clients with
@@ -73,6 +75,7 @@ var wantHTTP = map[string]int{
 	"ErrInvalidBucket": 400, "ErrInvalidKey": 400, "ErrBucketNotFound": 404, "ErrKeyNotFound": 404,
 	"ErrBucketExists": 409, "ErrKeyExists": 409, "ErrWrongRevision": 409,
 	"ErrDeadLetterUnavailable": 503, "ErrInvalidDeadLetter": 400,
+	"ErrPushSubscriptionNotFound": 404, "ErrPushSubscriptionExists": 409, "ErrInvalidEndpoint": 400,
 }
 
 func TestStatusCoversEverySentinel(t *testing.T) {

@@ -35,6 +35,8 @@ type Config struct {
 	Bootstrap Bootstrap
 	// DeadLetters configures the dead-letter worker (issue 19).
 	DeadLetters DeadLetters
+	// Push configures push delivery to HTTP endpoints (package push).
+	Push Push
 	// Warnings are what the start-up log should warn about and Parse does
 	// not refuse: secrets given on the command line, visible to every local
 	// user in ps and /proc/<pid>/cmdline. They never hold a secret.
@@ -392,6 +394,16 @@ type DeadLetters struct {
 	Replicas int
 }
 
+// Push configures push delivery (package push).
+type Push struct {
+	// AllowPrivateEndpoints lets push endpoints reach loopback, private,
+	// link-local, multicast and unspecified addresses.
+	AllowPrivateEndpoints bool
+	// MaxInFlight caps the push requests in flight on this replica over
+	// every subscription (each keeps one more of its own).
+	MaxInFlight int
+}
+
 // Bootstrap configures the declarative bootstrap (package bootstrap).
 type Bootstrap struct {
 	// File lists the streams and consumers to ensure once the bridge
@@ -550,6 +562,9 @@ func Parse(args []string, getenv func(string) string, output io.Writer) (Config,
 	fs.Var(&b.CORSAllowedHeaders, "cors-allowed-headers", "request `headers` a CORS preflight is granted beyond the API's own (Authorization, Content-Type, Idempotency-Key, Last-Event-ID, X-Request-Id, traceparent, tracestate), comma-separated")
 	fs.BoolVar(&b.CORSAllowCredentials, "cors-allow-credentials", false, "let allowed origins send credentialed requests (Access-Control-Allow-Credentials: true; needed for TLS client certificates from pages)")
 	fs.DurationVar(&b.CORSMaxAge, "cors-max-age", 10*time.Minute, "how long browsers may cache a CORS preflight answer (browsers cap it: Chromium at 2h)")
+
+	fs.BoolVar(&c.Push.AllowPrivateEndpoints, "push-allow-private-endpoints", false, "let push endpoints reach loopback, private, link-local (169.254.169.254), multicast and unspecified addresses (refused by default: SSRF)")
+	fs.IntVar(&c.Push.MaxInFlight, "push-max-in-flight", 256, "most push requests in flight on this replica over every subscription (each subscription keeps one more of its own)")
 
 	co := &c.Consume
 	fs.StringVar(&co.AckKeys, "ack-keys", "", "ack-token keys, base64, comma-separated (first signs); every replica needs the same (prefer --ack-keys-file or JETWAY_ACK_KEYS: the command line is visible in ps)")
@@ -752,6 +767,9 @@ func (c Config) validate() error {
 	if r := c.DeadLetters.Replicas; r < 1 || r > 5 {
 		errs = append(errs, fmt.Errorf("--dead-letters-replicas %d: want 1 to 5", r))
 	}
+	if c.Push.MaxInFlight < 1 {
+		errs = append(errs, errors.New("--push-max-in-flight must be positive"))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
@@ -881,6 +899,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Group("tracing", slog.String("otlp_endpoint", RedactURLs(c.Tracing.Endpoint)), slog.String("otlp_protocol", c.Tracing.Protocol), slog.Float64("sample_ratio", c.Tracing.SampleRatio)),
 		slog.Group("bootstrap", slog.String("file", c.Bootstrap.File)),
 		slog.Group("dead_letters", slog.Bool("enabled", c.DeadLetters.Enabled), slog.Int("replicas", c.DeadLetters.Replicas)),
+		slog.Group("push", slog.Bool("allow_private_endpoints", c.Push.AllowPrivateEndpoints), slog.Int("max_in_flight", c.Push.MaxInFlight)),
 	)
 }
 

@@ -161,6 +161,11 @@ func New(ctx context.Context, conn *grpc.ClientConn, o Options) (http.Handler, e
 	if err := jetwayv1.RegisterDeadLetterServiceHandlerClient(ctx, gw, dlClient); err != nil {
 		return nil, fmt.Errorf("gateway: register DeadLetterService: %w", err)
 	}
+	// PushService's paths (/v1/push-subscriptions…) are apart too.
+	pushClient := jetwayv1.NewPushServiceClient(conn)
+	if err := jetwayv1.RegisterPushServiceHandlerClient(ctx, gw, pushClient); err != nil {
+		return nil, fmt.Errorf("gateway: register PushService: %w", err)
+	}
 	var api http.Handler = gw
 	if d := o.Direct; d != nil {
 		if d.Messages == nil || d.Admin == nil || d.Access == nil || d.Interceptor == nil {
@@ -183,6 +188,9 @@ func New(ctx context.Context, conn *grpc.ClientConn, o Options) (http.Handler, e
 		}
 		if err := jetwayv1.RegisterDeadLetterServiceHandlerClient(ctx, direct, dlClient); err != nil {
 			return nil, fmt.Errorf("gateway: register DeadLetterService: %w", err)
+		}
+		if err := jetwayv1.RegisterPushServiceHandlerClient(ctx, direct, pushClient); err != nil {
+			return nil, fmt.Errorf("gateway: register PushService: %w", err)
 		}
 		api = streamsApart{streams: gw, unary: direct}
 	}

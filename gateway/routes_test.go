@@ -54,6 +54,8 @@ func TestRouteTableMatchesGateway(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := jetwayv1.RegisterDeadLetterServiceHandlerServer(ctx, mux, jetwayv1.UnimplementedDeadLetterServiceServer{}); err != nil {
+	}
+	if err := jetwayv1.RegisterPushServiceHandlerServer(ctx, mux, jetwayv1.UnimplementedPushServiceServer{}); err != nil {
 		t.Fatal(err)
 	}
 	vars := regexp.MustCompile(`\{[^}]*\}`)

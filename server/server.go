@@ -44,6 +44,7 @@ import (
 	"github.com/jetway-dev/jetway/internal/logsafe"
 	"github.com/jetway-dev/jetway/kv"
 	"github.com/jetway-dev/jetway/metrics"
+	"github.com/jetway-dev/jetway/push"
 	"github.com/jetway-dev/jetway/requestid"
 	"github.com/jetway-dev/jetway/tracing"
 )
@@ -349,6 +350,21 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		return nil, fmt.Errorf("server: deadletter.NewService: %w", err)
 	}
 
+	// Push delivery runs on the bridge's own connection: the bucket of
+	// subscriptions, the pulls and the acks are the bridge's, not a
+	// caller's.
+	pushOpts := push.Options{
+		JetStream: link.JetStream, Signer: signer, Logger: log,
+		AllowPrivateEndpoints: cfg.Push.AllowPrivateEndpoints, MaxInFlight: cfg.Push.MaxInFlight,
+	}
+	if authCfg != nil {
+		pushOpts.Authorizer = aud.Authorizer(auth.Authorizer{})
+	}
+	pushes, err := push.New(pushOpts)
+	if err != nil {
+		return nil, fmt.Errorf("server: push.New: %w", err)
+	}
+
 	maxPayload := link.maxPayload()
 	if maxPayload <= 0 {
 		maxPayload = defaultMaxPayload
@@ -426,6 +442,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	b.Register(gs)
 	kvs.Register(gs)
 	dls.Register(gs)
+	pushes.Register(gs)
 	m.InitializeMetrics(gs)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
@@ -659,8 +676,21 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		b.Drain()
 		kvs.Drain()
 		dls.Drain()
-		return shutdown(cfg.Server.ShutdownTimeout, func() { endCalls(errCutShort) }, httpSrv, gs)
+		// Push deliveries stop pulling and finish what is in flight
+		// (NAKing what is left near the end), alongside the calls.
+		pushDone := make(chan struct{})
+		go func() {
+			defer close(pushDone)
+			pctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout-lastCallMargin(cfg.Server.ShutdownTimeout))
+			defer cancel()
+			pushes.Close(pctx)
+		}()
+		err := shutdown(cfg.Server.ShutdownTimeout, func() { endCalls(errCutShort) }, httpSrv, gs)
+		<-pushDone
+		return err
 	})
+	pushes.Start()
+	cleanup = append(cleanup, func() { pushes.Close(context.Background()) })
 	log.Info("serving", slog.String("grpc", s.grpcAddr.String()), slog.String("http", s.httpAddr.String()),
 		slog.Int64("http_max_body", maxBody), slog.Int("grpc_max_message", maxRecv))
 	go func() {

@@ -279,6 +279,8 @@ func startBridge(ctx context.Context, s bridgeSpec) (*proc, error) {
 		"--publish-window", strconv.Itoa(publishWindow),
 		"--max-in-flight", "4096",
 		"--shutdown-timeout", "2s",
+		// Scenario 9 pushes to a receiver on loopback.
+		"--push-allow-private-endpoints",
 	}
 	if s.authConfig != "" {
 		args = append(args, "--auth-config", s.authConfig)

@@ -166,4 +166,9 @@ var scenarios = []scenario{
 		{metric: "cpu", label: "idle CPU", unit: "%", side: "bridge", tgt: target{valueAtMost, 5}},
 		{metric: "open", label: "open all", unit: "s", side: "bridge"},
 	}},
+	{id: 9, name: "push to a local HTTP receiver", perPayload: true, round: pushRound, rows: []rowSpec{
+		{metric: mP50, label: "publish→endpoint p50 @1000 msg/s", unit: "ms", side: "bridge"},
+		{metric: mP99, label: "publish→endpoint p99 @1000 msg/s", unit: "ms", side: "bridge"},
+		{metric: mRate, label: "msgs/s (concurrency 64)", unit: "msgs/s", side: "bridge"},
+	}},
 }

@@ -130,12 +130,12 @@ func sortedKeys[V any](m map[string]V) []string {
 
 // mergeConfigNamePaths moves the operations of a path templated by
 // {config.X} (the Update RPCs, whose body holds the config: {config.name},
-// {config.bucket}) to the same path templated by {X}: OpenAPI 3 takes
+// {config.bucket}; PushService's {subscription.name}) to the same path templated by {X}: OpenAPI 3 takes
 // /v1/streams/{name} and /v1/streams/{config.name} for one path, and a
 // document holding both is invalid. The URL is the same; only the
 // parameter's name in the document changes.
 // configParam is a path parameter of the config: {config.name}.
-var configParam = regexp.MustCompile(`\{config\.([a-z_]+)\}`)
+var configParam = regexp.MustCompile(`\{((?:config|subscription)\.([a-z_]+))\}`)
 
 func mergeConfigNamePaths(v3 *openapi3.T) error {
 	for _, p := range sortedKeys(v3.Paths.Map()) {
@@ -144,7 +144,7 @@ func mergeConfigNamePaths(v3 *openapi3.T) error {
 			continue
 		}
 		item := v3.Paths.Value(p)
-		target := strings.ReplaceAll(p, "{config."+m[1]+"}", "{"+m[1]+"}")
+		target := strings.ReplaceAll(p, "{"+m[1]+"}", "{"+m[2]+"}")
 		into := v3.Paths.Value(target)
 		if into == nil {
 			into = &openapi3.PathItem{}
@@ -155,8 +155,8 @@ func mergeConfigNamePaths(v3 *openapi3.T) error {
 				return fmt.Errorf("%s %s: %s already has that method", method, p, target)
 			}
 			for _, prm := range op.Parameters {
-				if prm.Value != nil && prm.Value.In == "path" && prm.Value.Name == "config."+m[1] {
-					prm.Value.Name = m[1]
+				if prm.Value != nil && prm.Value.In == "path" && prm.Value.Name == m[1] {
+					prm.Value.Name = m[2]
 				}
 			}
 			into.SetOperation(method, op)
