@@ -107,6 +107,10 @@ func (s *Server) Wait() error {
 
 // Start binds the listeners, starts (or connects to) NATS and serves in the
 // background until ctx ends. An error means nothing was left running.
+// pushTerminator is the Terminated-By of dead letters a push endpoint's
+// refusal made.
+const pushTerminator = "jetway-push"
+
 func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	var cleanup []func()
 	defer func() {
@@ -359,6 +363,18 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	}
 	if authCfg != nil {
 		pushOpts.Authorizer = aud.Authorizer(auth.Authorizer{})
+	}
+	if dlw != nil {
+		// A delivery the endpoint refuses for good (a 4xx) goes to the
+		// consumer's dead letters as a TERM through the bridge does:
+		// copied first, then terminated with a signed reason.
+		pushOpts.Terminate = func(ctx context.Context, msg jetstream.Msg, reason string) error {
+			js, err := link.JetStream(ctx)
+			if err != nil {
+				return err
+			}
+			return dlw.Terminate(ctx, js, msg, reason, pushTerminator)
+		}
 	}
 	pushes, err := push.New(pushOpts)
 	if err != nil {
