@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -210,7 +211,7 @@ func TestLeaderlessStreamAnswersUnavailable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	leadersOff(ctx, t, js, nodes[0].Name(), "NL", "C")
+	leadersOff(ctx, t, js, nodes[0].Name(), nodes[1].Name(), "NL", "C")
 	for _, ns := range nodes[1:] {
 		ns.Shutdown()
 	}
@@ -273,24 +274,35 @@ func reasonOf(err error) string {
 
 // leadersOff steps the stream's and its consumer's leaders down until
 // neither is on the server named off.
-func leadersOff(ctx context.Context, t *testing.T, js jetstream.JetStream, off, stream, consumer string) {
+func leadersOff(ctx context.Context, t *testing.T, js jetstream.JetStream, off, to, stream, consumer string) {
 	t.Helper()
 	nc := js.Conn()
+	// The step-down names the node to lead (nats-server 2.11+): a plain
+	// one elects at random, and on a loaded machine elections kept landing
+	// on off again until the 30 s ran out. No step-down while a group is
+	// electing (no leader): that only restarts its election.
+	prefer := []byte(`{"placement":{"preferred":"` + to + `"}}`)
 	jetwaytest.Eventually(t, 30*time.Second, "stream and consumer leaders off "+off, func() error {
 		si, err := js.Stream(ctx, stream)
 		if err != nil {
 			return err
 		}
-		if l := si.CachedInfo().Cluster.Leader; l == off || l == "" {
-			_, _ = nc.RequestWithContext(ctx, "$JS.API.STREAM.LEADER.STEPDOWN."+stream, nil)
+		switch l := si.CachedInfo().Cluster.Leader; l {
+		case "":
+			return errors.New("stream electing")
+		case off:
+			_, _ = nc.RequestWithContext(ctx, "$JS.API.STREAM.LEADER.STEPDOWN."+stream, prefer)
 			return fmt.Errorf("stream leader %q", l)
 		}
 		ci, err := js.Consumer(ctx, stream, consumer)
 		if err != nil {
 			return err
 		}
-		if l := ci.CachedInfo().Cluster.Leader; l == off || l == "" {
-			_, _ = nc.RequestWithContext(ctx, "$JS.API.CONSUMER.LEADER.STEPDOWN."+stream+"."+consumer, nil)
+		switch l := ci.CachedInfo().Cluster.Leader; l {
+		case "":
+			return errors.New("consumer electing")
+		case off:
+			_, _ = nc.RequestWithContext(ctx, "$JS.API.CONSUMER.LEADER.STEPDOWN."+stream+"."+consumer, prefer)
 			return fmt.Errorf("consumer leader %q", l)
 		}
 		return nil
@@ -334,8 +346,8 @@ func TestConsumerLeaderOnAnotherNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	leadersOff(ctx, t, js, nodes[0].Name(), "FAR", "F")
-	leadersOff(ctx, t, js, nodes[0].Name(), "FAR", "S")
+	leadersOff(ctx, t, js, nodes[0].Name(), nodes[1].Name(), "FAR", "F")
+	leadersOff(ctx, t, js, nodes[0].Name(), nodes[1].Name(), "FAR", "S")
 
 	start := time.Now()
 	got := map[uint64]bool{}
