@@ -1,0 +1,119 @@
+package server_test
+
+// Review of issue 19 (dead letters): forged dead letters in a DLQ stream
+// must not make a redrive do what a client's Publish could not.
+
+import (
+	"errors"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetway-dev/jetway/deadletter"
+	jetwayv1 "github.com/jetway-dev/jetway/gen/jetway/v1"
+	"github.com/jetway-dev/jetway/internal/jetwaytest"
+)
+
+// redriveAll redrives stream and returns its progress events and summary.
+func redriveAll(t *testing.T, b *jetwaytest.Bridge, stream string) ([]*jetwayv1.RedriveProgress, *jetwayv1.RedriveSummary) {
+	t.Helper()
+	ctx := jetwaytest.Context(t, 30*time.Second)
+	rs, err := b.DeadLetters.RedriveDeadLetters(ctx, &jetwayv1.RedriveDeadLettersRequest{Stream: stream})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ps []*jetwayv1.RedriveProgress
+	var sum *jetwayv1.RedriveSummary
+	for {
+		ev, err := rs.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("redrive: %v", err)
+		}
+		if p := ev.GetProgress(); p != nil {
+			ps = append(ps, p)
+		}
+		if s := ev.GetSummary(); s != nil {
+			sum = s
+		}
+	}
+	return ps, sum
+}
+
+// TestReviewRedriveForgedReservedSubject: a dead letter published natively
+// into the DLQ stream whose origin subject is the JetStream API
+// ($JS.API.STREAM.PURGE.ORDERS) must not be published there by a redrive
+// (Publish refuses the reserved spaces: a redrive would run admin
+// operations with the bridge's connection). It fails, and ORDERS keeps its
+// messages.
+func TestReviewRedriveForgedReservedSubject(t *testing.T) {
+	b := jetwaytest.Start(t)
+	ctx := jetwaytest.Context(t, 60*time.Second)
+	dlqSetup(t, ctx, b.JS, jetstream.LimitsPolicy, jetstream.ConsumerConfig{})
+	for range 3 {
+		if _, err := b.JS.Publish(ctx, "orders.new", []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	forged := nats.NewMsg("dlq.orders")
+	forged.Header.Set(deadletter.HeaderStream, "ORDERS")
+	forged.Header.Set(deadletter.HeaderSequence, "1")
+	forged.Header.Set(deadletter.HeaderSubject, "$JS.API.STREAM.PURGE.ORDERS")
+	forged.Header.Set(deadletter.HeaderReason, deadletter.ReasonTerminated)
+	forged.Data = []byte("{}")
+	if _, err := b.JS.PublishMsg(ctx, forged); err != nil {
+		t.Fatal(err)
+	}
+	ps, sum := redriveAll(t, b, "DLQ")
+	if n, err := dlqCount(ctx, b.JS, "ORDERS"); err != nil || n != 3 {
+		t.Fatalf("ORDERS holds %d messages (%v) after the redrive, want 3: the redrive ran $JS.API.STREAM.PURGE", n, err)
+	}
+	if len(ps) != 1 || ps[0].GetOutcome() != jetwayv1.RedriveOutcome_REDRIVE_OUTCOME_FAILED || sum.GetRedriven() != 0 {
+		t.Fatalf("progress %v, summary %v: want one FAILED", ps, sum)
+	}
+}
+
+// TestReviewRedriveForgedHeaders: a forged dead letter's headers that a
+// client's Publish refuses (Nats-*: here Nats-Expected-Last-Sequence;
+// Status, which nats.go reads as a protocol status) are not sent by a
+// redrive: the message is redriven without them.
+func TestReviewRedriveForgedHeaders(t *testing.T) {
+	b := jetwaytest.Start(t)
+	ctx := jetwaytest.Context(t, 60*time.Second)
+	dlqSetup(t, ctx, b.JS, jetstream.LimitsPolicy, jetstream.ConsumerConfig{})
+	forged := nats.NewMsg("dlq.orders")
+	forged.Header.Set(deadletter.HeaderStream, "ORDERS")
+	forged.Header.Set(deadletter.HeaderSequence, "7")
+	forged.Header.Set(deadletter.HeaderSubject, "orders.new")
+	forged.Header.Set(deadletter.HeaderReason, deadletter.ReasonTerminated)
+	forged.Header["nats-expected-stream"] = []string{"DLQ"}
+	forged.Header.Set("Status", "404")
+	forged.Header.Set("X-Keep", "yes")
+	forged.Data = []byte("payload")
+	if _, err := b.JS.PublishMsg(ctx, forged); err != nil {
+		t.Fatal(err)
+	}
+	ps, sum := redriveAll(t, b, "DLQ")
+	if sum.GetRedriven() != 1 {
+		t.Fatalf("progress %v, summary %v: want one redriven", ps, sum)
+	}
+	st, err := b.JS.Stream(ctx, "ORDERS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := st.GetMsg(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Header.Get("Status") != "" || m.Header.Get("X-Keep") != "yes" || string(m.Data) != "payload" {
+		t.Fatalf("redriven headers %v data %q", m.Header, m.Data)
+	}
+	if _, ok := m.Header["nats-expected-stream"]; ok {
+		t.Fatalf("redriven with the forged nats-expected-stream header: %v", m.Header)
+	}
+}
