@@ -1,0 +1,166 @@
+package server_test
+
+// Review of issue 19 (push delivery): address tricks, redirects and
+// proxies must not let an endpoint reach a loopback receiver when
+// --push-allow-private-endpoints is off.
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	jetwayv1 "github.com/jetway-dev/jetway/gen/jetway/v1"
+	"github.com/jetway-dev/jetway/internal/jetwaytest"
+)
+
+// loopbackCounter serves on 127.0.0.1 and, when it can, on [::1] at the
+// same port, counting every request.
+type loopbackCounter struct {
+	port int
+	v6   bool
+	hits atomic.Int64
+}
+
+func newLoopbackCounter(t *testing.T) *loopbackCounter {
+	t.Helper()
+	lc := &loopbackCounter{}
+	h := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		lc.hits.Add(1)
+		w.WriteHeader(http.StatusOK)
+	})
+	l4, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lc.port = l4.Addr().(*net.TCPAddr).Port
+	serve := func(l net.Listener) {
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_ = srv.Serve(l)
+		}()
+		t.Cleanup(func() {
+			_ = srv.Close()
+			<-done
+		})
+	}
+	serve(l4)
+	if l6, err := net.Listen("tcp6", "[::1]:"+strconv.Itoa(lc.port)); err == nil {
+		lc.v6 = true
+		serve(l6)
+	}
+	return lc
+}
+
+// TestReviewPushSSRFTricks: with private endpoints refused, no spelling
+// of a loopback address reaches a receiver on it: each is refused at
+// create (INVALID_ENDPOINT) or, when it passes (a name that resolves
+// later), refused at connect, and the receiver gets no request.
+func TestReviewPushSSRFTricks(t *testing.T) {
+	b := jetwaytest.Start(t)
+	ctx := jetwaytest.Context(t, 60*time.Second)
+	lc := newLoopbackCounter(t)
+	p := strconv.Itoa(lc.port)
+	eps := []string{
+		"http://127.0.0.1:" + p + "/",
+		"http://127.1:" + p + "/",
+		"http://2130706433:" + p + "/",
+		"http://0177.0.0.1:" + p + "/",
+		"http://0x7f.0.0.1:" + p + "/",
+		"http://127.0.0.1.:" + p + "/",
+		"http://0:" + p + "/",
+		"http://0.0.0.0:" + p + "/",
+		"http://localhost:" + p + "/",
+		"http://LocalHost.:" + p + "/",
+		"http://evil.example@127.0.0.1:" + p + "/",
+		"http://127.0.0.1:" + p + "@example.com/",
+		"http://[::ffff:127.0.0.1]:" + p + "/",
+		"http://[::ffff:7f00:1]:" + p + "/",
+		"http://[0:0:0:0:0:ffff:127.0.0.1]:" + p + "/",
+		"http://[::127.0.0.1]:" + p + "/",
+		"http://[::1]:" + p + "/",
+		"http://[::]:" + p + "/",
+		"http://[::1%25lo]:" + p + "/",
+		"http://[fe80::1%25lo]:" + p + "/",
+		"https://127.0.0.1:" + p + "/",
+	}
+	if _, err := b.JS.CreateStream(ctx, jetstream.StreamConfig{Name: "SSRF", Subjects: []string{"ssrf.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	ps := jetwayv1.NewPushServiceClient(b.Conn)
+	var accepted []string
+	for i, ep := range eps {
+		name := "s" + strconv.Itoa(i)
+		if _, err := b.JS.CreateOrUpdateConsumer(ctx, "SSRF", jetstream.ConsumerConfig{Durable: name, AckPolicy: jetstream.AckExplicitPolicy, BackOff: []time.Duration{100 * time.Millisecond}, MaxDeliver: -1}); err != nil {
+			t.Fatal(err)
+		}
+		_, err := ps.CreatePushSubscription(ctx, &jetwayv1.CreatePushSubscriptionRequest{Subscription: &jetwayv1.PushSubscription{Name: name, Stream: "SSRF", Consumer: name, Endpoint: ep}})
+		if err != nil {
+			if st, _ := status.FromError(err); st.Code() != codes.InvalidArgument {
+				t.Errorf("create %s: %v, want INVALID_ARGUMENT", ep, err)
+			}
+			continue
+		}
+		accepted = append(accepted, name)
+		t.Logf("accepted at create (checked at connect): %s", ep)
+	}
+	if _, err := b.JS.Publish(ctx, "ssrf.x", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	// Every accepted subscription tried (and was refused) at least once.
+	jetwaytest.Eventually(t, 20*time.Second, "every accepted endpoint tried", func() error {
+		for _, name := range accepted {
+			g, err := ps.GetPushSubscription(ctx, &jetwayv1.GetPushSubscriptionRequest{Name: name})
+			if err != nil {
+				return err
+			}
+			if g.GetSubscription().GetState().GetFailed() == 0 {
+				return fmt.Errorf("%s not tried yet", name)
+			}
+		}
+		return nil
+	})
+	if n := lc.hits.Load(); n != 0 {
+		t.Fatalf("the loopback receiver got %d requests (v6 listener: %v)", n, lc.v6)
+	}
+}
+
+// TestReviewPushRedirectAndProxy: an endpoint that answers a redirect to
+// another receiver is not followed there, and HTTP_PROXY / HTTPS_PROXY
+// in the environment are not used (the proxy sees nothing).
+func TestReviewPushRedirectAndProxy(t *testing.T) {
+	target := newLoopbackCounter(t)
+	proxy := newLoopbackCounter(t)
+	t.Setenv("HTTP_PROXY", "http://127.0.0.1:"+strconv.Itoa(proxy.port))
+	t.Setenv("HTTPS_PROXY", "http://127.0.0.1:"+strconv.Itoa(proxy.port))
+	t.Setenv("NO_PROXY", "")
+	b := jetwaytest.Start(t, allowPrivate)
+	var redirects atomic.Int64
+	redir := newReceiver(t, func(w http.ResponseWriter, _ *http.Request, _ pushReq) int {
+		redirects.Add(1)
+		w.Header().Set("Location", "http://127.0.0.1:"+strconv.Itoa(target.port)+"/")
+		return http.StatusTemporaryRedirect
+	})
+	pushStream(t, b.JS, "REDIR", jetstream.ConsumerConfig{BackOff: []time.Duration{100 * time.Millisecond}})
+	createPush(t, b, &jetwayv1.PushSubscription{Name: "redir", Stream: "REDIR", Consumer: "hook", Endpoint: redir.URL})
+	publishN(t, b.JS, "redir.x", 0, 1)
+	jetwaytest.Eventually(t, 20*time.Second, "redirect answered twice", func() error {
+		if redirects.Load() < 2 {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	if n, m := target.hits.Load(), proxy.hits.Load(); n != 0 || m != 0 {
+		t.Fatalf("redirect target got %d requests, the environment's proxy %d", n, m)
+	}
+}
