@@ -23,7 +23,17 @@ const (
 // object-store ($O) subjects are ordinary stream subjects and stay allowed.
 // _JETWAY. is the bridges' own (FleetPrefix): the session views' requests
 // and answers, which a client must neither send nor forge.
-var reservedPrefixes = []string{"$JS.", "$JSC.", "$SYS.", "$NRG.", "$SRV.", "$MQTT.", "$GNR.", "$GR.", "$LDS.", "_INBOX.", "_R_.", FleetPrefix}
+//
+// $KV.JETWAY_PUSH. is the push subscriptions' bucket (PushBucket): a
+// record written there is delivered on the bridge's own connection, so
+// whoever could publish one would read any stream through its endpoint.
+var reservedPrefixes = []string{"$JS.", "$JSC.", "$SYS.", "$NRG.", "$SRV.", "$MQTT.", "$GNR.", "$GR.", "$LDS.", "_INBOX.", "_R_.", FleetPrefix, "$KV." + PushBucket + "."}
+
+// PushBucket is the key-value bucket of the push subscriptions (issue 19;
+// package push keeps it): the bridge's own, which no client may write or
+// read through Publish or the KV API (its records hold the signing
+// secrets, and the replicas deliver what they name).
+const PushBucket = "JETWAY_PUSH"
 
 // reservedSpaces are the reserved subject spaces as wildcard patterns
 // ("_INBOX.>"): no stream may capture a subject in one of them. Overlap

@@ -5,6 +5,8 @@ package server_test
 // --push-allow-private-endpoints is off.
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -18,6 +20,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/jetway-dev/jetway/auth"
+	"github.com/jetway-dev/jetway/auth/perm"
+	"github.com/jetway-dev/jetway/config"
 	jetwayv1 "github.com/jetway-dev/jetway/gen/jetway/v1"
 	"github.com/jetway-dev/jetway/internal/jetwaytest"
 )
@@ -162,5 +167,59 @@ func TestReviewPushRedirectAndProxy(t *testing.T) {
 	})
 	if n, m := target.hits.Load(), proxy.hits.Load(); n != 0 || m != 0 {
 		t.Fatalf("redirect target got %d requests, the environment's proxy %d", n, m)
+	}
+}
+
+// TestReviewPushBucketForgery: an identity that may only publish (here
+// on ">", an ingest gateway's grant) and administers no stream cannot
+// write a subscription record into the bridge's JETWAY_PUSH bucket
+// through Publish or the KV API (one aimed at tenant B's stream and
+// consumer would deliver B's messages to its endpoint, on the bridge's
+// own connection), nor read the bucket's records, which hold every
+// subscription's secret.
+func TestReviewPushBucketForgery(t *testing.T) {
+	keyB, keyI := "push-review-b-key-0123456789abcdef", "push-review-ingest-0123456789abcdef"
+	path := authTWriteConfig(t, auth.File{Identities: []auth.IdentityConfig{
+		{Name: "tenant-b", APIKeyHashes: []string{auth.HashAPIKey(keyB)}, Grant: auth.Grant{
+			Publish: &perm.Set{Allow: []string{"tb.>"}},
+			Consume: &auth.ConsumeGrant{Streams: []string{"TB", "TB.*"}, Subjects: &perm.Set{Allow: []string{"tb.>"}}},
+			Admin:   &auth.AdminGrant{Streams: []string{"TB"}, Write: true, Subjects: &perm.Set{Allow: []string{"tb.>"}}},
+		}},
+		{Name: "ingest", APIKeyHashes: []string{auth.HashAPIKey(keyI)}, Grant: auth.Grant{
+			Publish: &perm.Set{Allow: []string{">"}},
+		}},
+	}})
+	b := jetwaytest.Start(t, allowPrivate, func(c *config.Config) { c.Auth.ConfigFile = path })
+	ctx := jetwaytest.Context(t, 60*time.Second)
+	pushStream(t, b.JS, "TB", jetstream.ConsumerConfig{})
+	good := newReceiver(t, nil)
+	stolen := newReceiver(t, nil)
+	hb, hi := []string{"Authorization", "ApiKey " + keyB}, []string{"Authorization", "ApiKey " + keyI}
+	if r := b.Do(t, http.MethodPost, "/v1/push-subscriptions", `{"name":"b-hook","stream":"TB","consumer":"hook","endpoint":"`+good.URL+`","paused":true}`, hb...); r.Status != 200 {
+		t.Fatalf("tenant B create: %d %s", r.Status, r.Body)
+	}
+	rec, _ := json.Marshal(map[string]any{
+		"name": "steal", "stream": "TB", "consumer": "hook", "endpoint": stolen.URL, "concurrency": 1,
+		"timeout": int64(time.Second), "content_mode": "raw", "identity": "tenant-b",
+		"secret": "whsec_" + base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef")),
+	})
+	pub := b.Do(t, http.MethodPost, "/v1/subjects/$KV.JETWAY_PUSH.steal:publish", `{"text":`+strconv.Quote(string(rec))+`}`, hi...)
+	kvPut := b.Do(t, http.MethodPut, "/v1/kv/JETWAY_PUSH/entries/steal2", `{"value":"`+base64.StdEncoding.EncodeToString(rec)+`"}`, hi...)
+	t.Logf("publish: %d %s; kv put: %d %s", pub.Status, pub.Body, kvPut.Status, kvPut.Body)
+	publishN(t, b.JS, "tb.x", 0, 3)
+	// Give a forged record time to start a deliverer (they start within
+	// milliseconds of the watch seeing them).
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) && len(stolen.requests()) == 0 {
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if n := len(stolen.requests()); n != 0 {
+		t.Errorf("a forged subscription record delivered %d of tenant B's messages to the attacker (publish %d, kv put %d)", n, pub.Status, kvPut.Status)
+	}
+	if pub.Status == 200 || kvPut.Status == 200 {
+		t.Errorf("a publish-only identity wrote the JETWAY_PUSH bucket: publish %d, kv put %d", pub.Status, kvPut.Status)
 	}
 }
