@@ -5,12 +5,14 @@ package server_test
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/jetway-dev/jetway/deadletter"
 	jetwayv1 "github.com/jetway-dev/jetway/gen/jetway/v1"
@@ -115,5 +117,68 @@ func TestReviewRedriveForgedHeaders(t *testing.T) {
 	}
 	if _, ok := m.Header["nats-expected-stream"]; ok {
 		t.Fatalf("redriven with the forged nats-expected-stream header: %v", m.Header)
+	}
+}
+
+// TestReviewNativeDeadLetterSubjectReserved: a consumer made natively
+// (nats CLI, any client with consumer-create rights on its stream) can
+// carry the metadata key jetway.dead_letter.subject unchecked. Its dead
+// letters must not be published to a reserved subject: with the subject
+// $JS.API.STREAM.PURGE.ORDERS a native TERM of an empty message would
+// make the bridge's dead-letter worker purge ORDERS on the bridge's own
+// connection (and $KV.JETWAY_PUSH.<name> would store a push
+// subscription). The dead letter is not written; ORDERS keeps its
+// messages.
+func TestReviewNativeDeadLetterSubjectReserved(t *testing.T) {
+	b := jetwaytest.Start(t, jetwaytest.WithDeadLetters)
+	ctx := jetwaytest.Context(t, 60*time.Second)
+	dlqSetup(t, ctx, b.JS, jetstream.LimitsPolicy, jetstream.ConsumerConfig{})
+	cons, err := b.JS.CreateOrUpdateConsumer(ctx, "ORDERS", jetstream.ConsumerConfig{
+		Durable: "native", AckPolicy: jetstream.AckExplicitPolicy,
+		Metadata: map[string]string{"jetway.dead_letter.subject": "$JS.API.STREAM.PURGE.ORDERS"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"", "keep", "keep"} {
+		if _, err := b.JS.Publish(ctx, "orders.new", []byte(d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Through the bridge: the TERM's copy is refused, so the message is
+	// not terminated (the copy must come first).
+	f, err := b.Messages.Fetch(ctx, &jetwayv1.FetchRequest{Stream: "ORDERS", Consumer: "native", Batch: 1, Wait: durationpb.New(5 * time.Second)})
+	if err != nil || len(f.GetMessages()) != 1 {
+		t.Fatalf("fetch: %v %v", err, f)
+	}
+	_, ackErr := b.Messages.Ack(ctx, &jetwayv1.AckRequest{Sync: true, Operations: []*jetwayv1.AckOperation{{Token: f.GetMessages()[0].GetAckToken(), Kind: jetwayv1.AckKind_ACK_KIND_TERM}}})
+	t.Logf("bridge TERM: %v", ackErr)
+	// Natively: the advisory path.
+	batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for m := range batch.Messages() {
+		if err := m.TermWithReason("native"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Both TERMs' advisories stored and handled.
+	jetwaytest.Eventually(t, 20*time.Second, "two advisories handled", func() error {
+		st, err := b.JS.Stream(ctx, deadletter.AdvisoryStream)
+		if err != nil {
+			return err
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.State.LastSeq < 2 || info.State.Msgs != 0 {
+			return fmt.Errorf("advisory stream state %+v", info.State)
+		}
+		return nil
+	})
+	if n, err := dlqCount(ctx, b.JS, "ORDERS"); err != nil || n != 3 {
+		t.Fatalf("ORDERS holds %d messages (%v), want 3: a dead letter ran $JS.API.STREAM.PURGE", n, err)
 	}
 }
