@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"runtime"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -19,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/jetway-dev/jetway/auth"
 	"github.com/jetway-dev/jetway/auth/perm"
@@ -222,4 +224,95 @@ func TestReviewPushBucketForgery(t *testing.T) {
 	if pub.Status == 200 || kvPut.Status == 200 {
 		t.Errorf("a publish-only identity wrote the JETWAY_PUSH bucket: publish %d, kv put %d", pub.Status, kvPut.Status)
 	}
+}
+
+// TestReviewPushHostileEndpointBounded: an endpoint that answers 200 and
+// then drips an endless body, and one that sends an endless body as fast
+// as it can, hold a delivery no longer than its timeout and read at most
+// 64 KiB each; goroutines stay bounded and another subscription keeps
+// flowing.
+func TestReviewPushHostileEndpointBounded(t *testing.T) {
+	b := jetwaytest.Start(t, allowPrivate)
+	ctx := jetwaytest.Context(t, 60*time.Second)
+	var dripped, flooded atomic.Int64
+	drip := newReceiver(t, func(w http.ResponseWriter, r *http.Request, _ pushReq) int {
+		w.WriteHeader(http.StatusOK)
+		fl, _ := w.(http.Flusher)
+		for {
+			if _, err := w.Write([]byte("x")); err != nil {
+				return 0
+			}
+			dripped.Add(1)
+			if fl != nil {
+				fl.Flush()
+			}
+			select {
+			case <-r.Context().Done():
+				return 0
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	})
+	flood := newReceiver(t, func(w http.ResponseWriter, r *http.Request, _ pushReq) int {
+		w.WriteHeader(http.StatusOK)
+		chunk := make([]byte, 32<<10)
+		for r.Context().Err() == nil {
+			n, err := w.Write(chunk)
+			flooded.Add(int64(n))
+			if err != nil {
+				return 0
+			}
+		}
+		return 0
+	})
+	good := newReceiver(t, nil)
+	pushStream(t, b.JS, "DRIP", jetstream.ConsumerConfig{})
+	pushStream(t, b.JS, "FLOOD", jetstream.ConsumerConfig{})
+	gc := pushStream(t, b.JS, "GOOD", jetstream.ConsumerConfig{})
+	createPush(t, b, &jetwayv1.PushSubscription{Name: "drip", Stream: "DRIP", Consumer: "hook", Endpoint: drip.URL, Concurrency: 4, Timeout: durationpb.New(500 * time.Millisecond)})
+	createPush(t, b, &jetwayv1.PushSubscription{Name: "flood", Stream: "FLOOD", Consumer: "hook", Endpoint: flood.URL, Concurrency: 4, Timeout: durationpb.New(500 * time.Millisecond)})
+	createPush(t, b, &jetwayv1.PushSubscription{Name: "good", Stream: "GOOD", Consumer: "hook", Endpoint: good.URL, Concurrency: 2})
+	base := runtime.NumGoroutine()
+	publishN(t, b.JS, "drip.x", 0, 20)
+	publishN(t, b.JS, "flood.x", 0, 20)
+	publishN(t, b.JS, "good.x", 0, 20)
+	peak := base
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			peak = max(peak, runtime.NumGoroutine())
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+	ackedAll(t, gc, 20, 15*time.Second)
+	jetwaytest.Eventually(t, 20*time.Second, "hostile endpoints' requests settled", func() error {
+		g, err := jetwayv1.NewPushServiceClient(b.Conn).GetPushSubscription(ctx, &jetwayv1.GetPushSubscriptionRequest{Name: "flood"})
+		if err != nil {
+			return err
+		}
+		if n := len(flood.requests()); n < 8 {
+			return fmt.Errorf("flood got %d requests; state %v", n, g.GetSubscription().GetState())
+		}
+		return nil
+	})
+	close(stop)
+	<-sampled
+	// Each request reads at most 64 KiB of a response: far less than the
+	// flood could write in its time (TCP buffers add some).
+	if n, reqs := flooded.Load(), int64(len(flood.requests())); n > reqs*(64<<10+8<<20) {
+		t.Errorf("flood wrote %d bytes over %d requests", n, reqs)
+	}
+	// 8 requests in flight at most, each a few goroutines (HTTP/1
+	// connection reader and writer, the receiver's handler and its
+	// watcher, the delivery): far below 200 more.
+	if peak-base > 200 {
+		t.Errorf("goroutines rose from %d to %d", base, peak)
+	}
+	t.Logf("goroutines %d -> peak %d; dripped %d bytes, flooded %d bytes over %d requests", base, peak, dripped.Load(), flooded.Load(), len(flood.requests()))
 }
