@@ -120,6 +120,10 @@ func TestReviewPushSSRFTricks(t *testing.T) {
 		}
 		accepted = append(accepted, name)
 		t.Logf("accepted at create (checked at connect): %s", ep)
+		if ep != "http://127.0.0.1:"+p+"@example.com/" {
+			// Only the one whose host is example.com may pass create.
+			t.Errorf("create %s: accepted, want INVALID_ENDPOINT at create", ep)
+		}
 	}
 	if _, err := b.JS.Publish(ctx, "ssrf.x", []byte("x")); err != nil {
 		t.Fatal(err)
