@@ -68,6 +68,12 @@ func validateStreamSubject(field, subject string) error {
 // nats.go consumer and stop it there.
 var reservedHeaders = []string{"Status", "Description"}
 
+// deadLetterHeaderPrefix starts the headers of a dead letter (package
+// deadletter writes them): only the bridge sets them, so a client who may
+// publish to a DLQ subject cannot forge a dead letter (its origin subject,
+// which a redrive publishes to, or who terminated it).
+const deadLetterHeaderPrefix = "Jetway-Dead-Letter-"
+
 // validatePublishSubject checks a subject a message is published to: valid
 // tokens, no wildcards, not in a reserved subject space.
 func validatePublishSubject(field, subject string) error {
@@ -171,6 +177,9 @@ func validateHeader(field, name string, values []string) error {
 	}
 	if len(name) >= 5 && strings.EqualFold(name[:5], "Nats-") {
 		return fieldErr(field, ErrInvalidHeader, "header %q is reserved for JetStream; use the request's fields", name)
+	}
+	if len(name) >= len(deadLetterHeaderPrefix) && strings.EqualFold(name[:len(deadLetterHeaderPrefix)], deadLetterHeaderPrefix) {
+		return fieldErr(field, ErrInvalidHeader, "header %q is reserved for the bridge's dead letters", name)
 	}
 	for _, r := range reservedHeaders {
 		if strings.EqualFold(name, r) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/jetway-dev/jetway/deadletter"
@@ -180,5 +181,28 @@ func TestReviewNativeDeadLetterSubjectReserved(t *testing.T) {
 	})
 	if n, err := dlqCount(ctx, b.JS, "ORDERS"); err != nil || n != 3 {
 		t.Fatalf("ORDERS holds %d messages (%v), want 3: a dead letter ran $JS.API.STREAM.PURGE", n, err)
+	}
+}
+
+// TestReviewPublishRefusesDeadLetterHeaders: a client's Publish (gRPC, and
+// so REST and ingest) may not set Jetway-Dead-Letter-* headers: only the
+// bridge writes them. Otherwise anyone who may publish to a DLQ subject
+// forges a dead letter "terminated by" anyone, whose origin subject is one
+// it may not publish to: the redrive of an operator who may then
+// publishes the forger's payload there.
+func TestReviewPublishRefusesDeadLetterHeaders(t *testing.T) {
+	b := jetwaytest.Start(t)
+	ctx := jetwaytest.Context(t, 30*time.Second)
+	dlqSetup(t, ctx, b.JS, jetstream.LimitsPolicy, jetstream.ConsumerConfig{})
+	hv := func(v string) *jetwayv1.HeaderValues { return &jetwayv1.HeaderValues{Values: []string{v}} }
+	_, err := b.Messages.Publish(ctx, &jetwayv1.PublishRequest{Subject: "dlq.orders", Payload: &jetwayv1.PublishRequest_Text{Text: "forged"}, Headers: map[string]*jetwayv1.HeaderValues{
+		"jetway-dead-letter-stream": hv("ORDERS"), deadletter.HeaderSequence: hv("1"), deadletter.HeaderSubject: hv("orders.new"),
+		deadletter.HeaderTerminatedBy: hv("admin"),
+	}})
+	authTWantCode(t, "publish a forged dead letter", err, codes.InvalidArgument, "INVALID_HEADER")
+	r := b.Do(t, "POST", "/v1/subjects/dlq.orders:publish", `{"text":"forged","headers":{"Jetway-Dead-Letter-Stream":{"values":["ORDERS"]}}}`)
+	authTWantREST(t, "REST publish a forged dead letter", r, 400, "INVALID_HEADER")
+	if n, _ := dlqCount(ctx, b.JS, "DLQ"); n != 0 {
+		t.Fatalf("DLQ holds %d", n)
 	}
 }
