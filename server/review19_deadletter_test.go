@@ -206,3 +206,45 @@ func TestReviewPublishRefusesDeadLetterHeaders(t *testing.T) {
 		t.Fatalf("DLQ holds %d", n)
 	}
 }
+
+// TestReviewNativeTermReasonInjection: a native client's TERM reason goes
+// into the dead letter's Jetway-Dead-Letter-Term-Reason header; CR and LF
+// in it must not inject headers (here a second origin subject and a
+// Nats-Rollup) into the dead letter the bridge publishes.
+func TestReviewNativeTermReasonInjection(t *testing.T) {
+	b := jetwaytest.Start(t, jetwaytest.WithDeadLetters)
+	ctx := jetwaytest.Context(t, 60*time.Second)
+	dlqSetup(t, ctx, b.JS, jetstream.LimitsPolicy, jetstream.ConsumerConfig{})
+	if _, err := b.Admin.CreateConsumer(ctx, &jetwayv1.CreateConsumerRequest{Stream: "ORDERS", Config: &jetwayv1.ConsumerConfig{Name: "work", DeadLetterSubject: "dlq.orders"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.JS.Publish(ctx, "orders.new", []byte("poison")); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := b.JS.Consumer(ctx, "ORDERS", "work")
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for m := range batch.Messages() {
+		if err := m.TermWithReason("bad\r\nJetway-Dead-Letter-Subject: orders.injected\r\nX-Injected: yes"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantCount(t, ctx, b.JS, "DLQ", 1)
+	dlq, err := b.JS.Stream(ctx, "DLQ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := dlq.GetMsg(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Header.Get("X-Injected") != "" || len(m.Header.Values(deadletter.HeaderSubject)) != 1 || m.Header.Get(deadletter.HeaderSubject) != "orders.new" {
+		t.Fatalf("headers injected by a TERM reason: %v", m.Header)
+	}
+	t.Logf("term reason stored: %q", m.Header.Get(deadletter.HeaderTermReason))
+}
