@@ -70,5 +70,19 @@ func ValidateSubject(field, subject string, wildcards bool) error {
 	return validateSubject(field, subject, wildcards)
 }
 
+// ValidatePublishSubject checks a subject a client publishes to: a valid
+// subject without wildcards outside the reserved spaces ($JS., $SYS.,
+// _INBOX. …); the error is a *FieldError wrapping ErrInvalidSubject.
+func ValidatePublishSubject(field, subject string) error {
+	return validatePublishSubject(field, subject)
+}
+
+// ValidateHeader checks one header as a client's Publish does (no Nats-*
+// header, no Status or Description, values NATS stores as sent); the
+// error is a *FieldError wrapping ErrInvalidHeader.
+func ValidateHeader(field, name string, values []string) error {
+	return validateHeader(field, name, values)
+}
+
 // HeadersTo converts NATS headers to the API's.
 func HeadersTo(h nats.Header) map[string]*jetwayv1.HeaderValues { return headersTo(h) }

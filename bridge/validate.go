@@ -23,7 +23,17 @@ const (
 // object-store ($O) subjects are ordinary stream subjects and stay allowed.
 // _JETWAY. is the bridges' own (FleetPrefix): the session views' requests
 // and answers, which a client must neither send nor forge.
-var reservedPrefixes = []string{"$JS.", "$JSC.", "$SYS.", "$NRG.", "$SRV.", "$MQTT.", "$GNR.", "$GR.", "$LDS.", "_INBOX.", "_R_.", FleetPrefix}
+//
+// $KV.JETWAY_PUSH. is the push subscriptions' bucket (PushBucket): a
+// record written there is delivered on the bridge's own connection, so
+// whoever could publish one would read any stream through its endpoint.
+var reservedPrefixes = []string{"$JS.", "$JSC.", "$SYS.", "$NRG.", "$SRV.", "$MQTT.", "$GNR.", "$GR.", "$LDS.", "_INBOX.", "_R_.", FleetPrefix, "$KV." + PushBucket + "."}
+
+// PushBucket is the key-value bucket of the push subscriptions (issue 19;
+// package push keeps it): the bridge's own, which no client may write or
+// read through Publish or the KV API (its records hold the signing
+// secrets, and the replicas deliver what they name).
+const PushBucket = "JETWAY_PUSH"
 
 // reservedSpaces are the reserved subject spaces as wildcard patterns
 // ("_INBOX.>"): no stream may capture a subject in one of them. Overlap
@@ -57,6 +67,12 @@ func validateStreamSubject(field, subject string) error {
 // would look like "404 No Messages" or "408 Request Timeout" to every
 // nats.go consumer and stop it there.
 var reservedHeaders = []string{"Status", "Description"}
+
+// deadLetterHeaderPrefix starts the headers of a dead letter (package
+// deadletter writes them): only the bridge sets them, so a client who may
+// publish to a DLQ subject cannot forge a dead letter (its origin subject,
+// which a redrive publishes to, or who terminated it).
+const deadLetterHeaderPrefix = "Jetway-Dead-Letter-"
 
 // validatePublishSubject checks a subject a message is published to: valid
 // tokens, no wildcards, not in a reserved subject space.
@@ -161,6 +177,9 @@ func validateHeader(field, name string, values []string) error {
 	}
 	if len(name) >= 5 && strings.EqualFold(name[:5], "Nats-") {
 		return fieldErr(field, ErrInvalidHeader, "header %q is reserved for JetStream; use the request's fields", name)
+	}
+	if len(name) >= len(deadLetterHeaderPrefix) && strings.EqualFold(name[:len(deadLetterHeaderPrefix)], deadLetterHeaderPrefix) {
+		return fieldErr(field, ErrInvalidHeader, "header %q is reserved for the bridge's dead letters", name)
 	}
 	for _, r := range reservedHeaders {
 		if strings.EqualFold(name, r) {

@@ -348,6 +348,14 @@ func (s *Service) redriveOne(ctx context.Context, js jetstream.JetStream, st jet
 	if d.GetLost() != "" || d.GetOriginSubject() == "" {
 		return failed("no payload to redrive: " + LostValue)
 	}
+	// The DLQ stream is a stream like any other: whoever may publish to
+	// it can store a "dead letter" of their own. A redrive publishes only
+	// what a client's Publish could: never to a reserved subject (a
+	// $JS.API. subject would run an admin operation on the bridge's
+	// connection).
+	if err := bridge.ValidatePublishSubject(HeaderSubject, d.GetOriginSubject()); err != nil {
+		return failed(fmt.Sprintf("%s: %v", bridge.ErrInvalidDeadLetter, err))
+	}
 	if err := s.authz.CanPublish(ctx, d.GetOriginSubject()); err != nil {
 		p.Outcome, p.Error = jetwayv1.RedriveOutcome_REDRIVE_OUTCOME_NOT_PERMITTED, err.Error()
 		sum.NotPermitted++
@@ -363,7 +371,12 @@ func (s *Service) redriveOne(ctx context.Context, js jetstream.JetStream, st jet
 	}
 	out := nats.NewMsg(d.GetOriginSubject())
 	for k, vs := range orig {
-		out.Header[k] = vs
+		// Nor with a header Publish refuses: JetStream's own (Nats-*, which
+		// would change how the stream stores it: a direct get adds some)
+		// or one nats.go reads as a status reply.
+		if bridge.ValidateHeader("", k, vs) == nil {
+			out.Header[k] = vs
+		}
 	}
 	out.Data = m.Data
 	id := d.GetMsgId()

@@ -107,6 +107,17 @@ func (w *Writer) subjectOf(ctx context.Context, js jetstream.JetStream, stream, 
 		return "", fmt.Errorf("consumer %q on stream %q: %w", consumer, stream, err)
 	default:
 		subject = cons.CachedInfo().Config.Metadata[bridge.DeadLetterSubjectKey]
+		// The API checks the subject it sets, but a consumer made natively
+		// carries any metadata: a reserved subject ($JS.API.…,
+		// $KV.JETWAY_PUSH.…) would have the bridge's own connection run an
+		// admin operation with the message as its request. None, then.
+		if subject != "" {
+			if err := bridge.ValidatePublishSubject("metadata "+bridge.DeadLetterSubjectKey, subject); err != nil {
+				w.log.Warn("dead letters: a consumer's dead-letter subject is refused: no dead letters for it",
+					slog.String("stream", stream), slog.String("consumer", consumer), slog.Any("error", err))
+				subject = ""
+			}
+		}
 	}
 	w.mu.Lock()
 	if len(w.cache) > 4096 {

@@ -43,6 +43,9 @@ func validateBucket(field, bucket string) error {
 	if len(bucket) > maxBucketLen || !bucketRe.MatchString(bucket) {
 		return &bridge.FieldError{Field: field, Err: fmt.Errorf("%w: %q: letters, digits, '-' and '_' only, at most %d", bridge.ErrInvalidBucket, clip(bucket), maxBucketLen)}
 	}
+	if bucket == bridge.PushBucket {
+		return &bridge.FieldError{Field: field, Err: fmt.Errorf("%w: %q is the bridge's own (push subscriptions): use the PushService", bridge.ErrInvalidBucket, bucket)}
+	}
 	return nil
 }
 

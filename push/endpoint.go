@@ -44,12 +44,41 @@ func parseEndpoint(field, raw string) (*url.URL, error) {
 	case u.Opaque != "":
 		return nil, bad("not an absolute http(s) URL")
 	}
+	if numericHost(u.Hostname()) {
+		if _, err := netip.ParseAddr(strings.TrimSuffix(u.Hostname(), ".")); err != nil {
+			return nil, bad("a numeric host must be a dotted-quad IPv4 address (127.1, 2130706433, 0177.0.0.1 and 0x7f.0.0.1 mean different addresses to different resolvers)")
+		}
+	}
 	if p := u.Port(); p != "" {
 		if _, err := netip.ParseAddrPort("127.0.0.1:" + p); err != nil || p == "0" {
 			return nil, bad("bad port")
 		}
 	}
 	return u, nil
+}
+
+// numericHost says whether every label of host is a decimal, octal or
+// 0x-hexadecimal number: an IPv4 address in some spelling (inet_aton's
+// shorthand forms included), never a DNS name.
+func numericHost(host string) bool {
+	host = strings.TrimSuffix(host, ".")
+	if host == "" {
+		return false
+	}
+	for _, l := range strings.Split(host, ".") {
+		digits := l
+		if h, ok := strings.CutPrefix(strings.ToLower(l), "0x"); ok {
+			digits = h
+			if strings.Trim(digits, "0123456789abcdef") != "" {
+				return false
+			}
+			continue
+		}
+		if digits == "" || strings.Trim(digits, "0123456789") != "" {
+			return false
+		}
+	}
+	return true
 }
 
 // redact is the endpoint as it may be shown and logged:
@@ -90,6 +119,10 @@ var extraForbidden = []netip.Prefix{
 	netip.MustParsePrefix("64:ff9b::/96"),
 	netip.MustParsePrefix("64:ff9b:1::/48"),
 	netip.MustParsePrefix("100::/64"),
+	// IPv4-compatible (deprecated: ::127.0.0.1) and IPv4-translated
+	// (SIIT) addresses embed an IPv4 address Unmap does not see.
+	netip.MustParsePrefix("::/96"),
+	netip.MustParsePrefix("::ffff:0:0:0/96"),
 }
 
 // addressClass says why a is refused ("" when it is not): loopback,
@@ -148,12 +181,17 @@ func dialControl(_, address string, _ syscall.RawConn) error {
 func checkHost(ctx context.Context, field string, u *url.URL) error {
 	host := u.Hostname()
 	var addrs []netip.Addr
-	if a, err := netip.ParseAddr(host); err == nil {
+	if a, err := netip.ParseAddr(strings.TrimSuffix(host, ".")); err == nil {
 		addrs = []netip.Addr{a}
 	} else {
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		addrs, _ = net.DefaultResolver.LookupNetIP(rctx, "ip", host)
+		if bare := strings.TrimSuffix(host, "."); bare != host {
+			// "localhost." is localhost to the dialer's resolver.
+			more, _ := net.DefaultResolver.LookupNetIP(rctx, "ip", bare)
+			addrs = append(addrs, more...)
+		}
 	}
 	for _, a := range addrs {
 		if c := addressClass(a); c != "" {

@@ -15,7 +15,7 @@ import (
 
 // Bucket is the JetStream key-value bucket holding the push
 // subscriptions, one key per subscription name. Every replica watches it.
-const Bucket = "JETWAY_PUSH"
+const Bucket = bridge.PushBucket
 
 // Content modes as stored.
 const (
