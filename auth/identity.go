@@ -122,11 +122,30 @@ func (Authorizer) CanPublish(ctx context.Context, subject string) error {
 	return nil
 }
 
+// systemStreams are the bridge's own streams: the push subscriptions
+// bucket (whose records hold signing secrets and name what is delivered
+// where) and the dead-letter advisories. No authenticated identity reaches
+// them through the API, whatever its grants ("*" included): reading one
+// would reveal secrets, writing one would redirect deliveries, and
+// creating one first would squat it.
+var systemStreams = map[string]bool{"KV_JETWAY_PUSH": true, "JETWAY_DEAD_LETTER_ADVISORIES": true}
+
+// refuseSystem refuses an identity's access to a system stream.
+func refuseSystem(id *Identity, stream string) error {
+	if id.all || !systemStreams[stream] {
+		return nil
+	}
+	return fmt.Errorf("%w: stream %q is the bridge's own (push subscriptions, dead-letter advisories): no grant reaches it through the API", ErrForbidden, stream)
+}
+
 // CanConsume checks consuming from a stream's consumer ("" for an
 // ephemeral one).
 func (Authorizer) CanConsume(ctx context.Context, stream, consumer string) error {
 	id, err := identity(ctx)
 	if err != nil {
+		return err
+	}
+	if err := refuseSystem(id, stream); err != nil {
 		return err
 	}
 	if id.all || id.streams.Allows(streamKey(stream, consumer)) {
@@ -173,6 +192,9 @@ func (Authorizer) CanReadSubjects(ctx context.Context, filters []string) error {
 func (Authorizer) CanAdmin(ctx context.Context, stream string, write bool) error {
 	id, err := identity(ctx)
 	if err != nil {
+		return err
+	}
+	if err := refuseSystem(id, stream); err != nil {
 		return err
 	}
 	if id.all {

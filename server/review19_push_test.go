@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -360,5 +361,55 @@ func TestReviewPushRevokedIdentityStopsDelivering(t *testing.T) {
 	}
 	if n := len(rc.requests()); n != 0 {
 		t.Errorf("a revoked identity's endpoint got %d deliveries", n)
+	}
+}
+
+// TestSystemStreamsOutOfReach: an identity with every grant on every
+// stream ("*") can neither read nor write the bridge's own streams (the
+// push bucket holds signing secrets), nor see them listed, nor squat their
+// names before the bridge makes them.
+func TestSystemStreamsOutOfReach(t *testing.T) {
+	key := "system-streams-review-0123456789abcdef"
+	path := authTWriteConfig(t, auth.File{Identities: []auth.IdentityConfig{
+		{Name: "everything", APIKeyHashes: []string{auth.HashAPIKey(key)}, Grant: auth.Grant{
+			Publish: &perm.Set{Allow: []string{">"}},
+			Consume: &auth.ConsumeGrant{Streams: []string{"*", "*.*"}, Subjects: &perm.Set{Allow: []string{">"}}, CreateDurables: true},
+			Admin:   &auth.AdminGrant{Streams: []string{"*"}, Write: true, Subjects: &perm.Set{Allow: []string{">"}}},
+		}},
+	}})
+	b := jetwaytest.Start(t, allowPrivate, jetwaytest.WithDeadLetters, func(c *config.Config) { c.Auth.ConfigFile = path })
+	ctx := jetwaytest.Context(t, 30*time.Second)
+	h := []string{"Authorization", "ApiKey " + key}
+	pushStream(t, b.JS, "OWN", jetstream.ConsumerConfig{})
+	rc := newReceiver(t, nil)
+	if r := b.Do(t, http.MethodPost, "/v1/push-subscriptions", `{"name":"own","stream":"OWN","consumer":"hook","endpoint":"`+rc.URL+`","paused":true}`, h...); r.Status != 200 {
+		t.Fatalf("create push subscription: %d %s", r.Status, r.Body)
+	}
+	// The bucket and the advisory stream exist now.
+	for _, s := range []string{"KV_JETWAY_PUSH", "JETWAY_DEAD_LETTER_ADVISORIES"} {
+		jetwaytest.Eventually(t, 10*time.Second, s+" made", func() error { _, err := b.JS.Stream(ctx, s); return err })
+		for _, c := range []struct{ method, path, body string }{
+			{http.MethodGet, "/v1/streams/" + s, ""},
+			{http.MethodGet, "/v1/streams/" + s + "/messages/1", ""},
+			{http.MethodGet, "/v1/streams/" + s + "/messages:last?subject=%3E", ""},
+			{http.MethodGet, "/v1/streams/" + s + "/messages", ""},
+			{http.MethodGet, "/v1/streams/" + s + "/consumers", ""},
+			{http.MethodPost, "/v1/streams/" + s + ":purge", "{}"},
+			{http.MethodDelete, "/v1/streams/" + s, ""},
+			{http.MethodPost, "/v1/streams/" + s + "/consumers", `{"name":"peek"}`},
+			{http.MethodPost, "/v1/streams/" + s + "/consumers/jetway-dead-letters:fetch", `{"batch":1,"no_wait":true}`},
+			{http.MethodGet, "/v1/streams/" + s + ":subscribe", ""},
+		} {
+			if r := b.Do(t, c.method, c.path, c.body, h...); r.Status != http.StatusForbidden {
+				t.Errorf("%s %s: %d %s, want 403", c.method, c.path, r.Status, r.Body)
+			}
+		}
+	}
+	r := b.Do(t, http.MethodGet, "/v1/streams", "", h...)
+	if r.Status != 200 || strings.Contains(string(r.Body), "KV_JETWAY_PUSH") || strings.Contains(string(r.Body), "JETWAY_DEAD_LETTER_ADVISORIES") {
+		t.Errorf("ListStreams shows a system stream: %d %s", r.Status, r.Body)
+	}
+	if r := b.Do(t, http.MethodPost, "/v1/streams", `{"name":"KV_JETWAY_PUSH","subjects":["squat.>"]}`, h...); r.Status != http.StatusForbidden {
+		t.Errorf("create a stream named KV_JETWAY_PUSH: %d %s, want 403", r.Status, r.Body)
 	}
 }
