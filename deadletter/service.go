@@ -71,7 +71,7 @@ func NewService(conns bridge.ConnProvider, o ServiceOptions) (*Service, error) {
 	}
 	s := &Service{conns: conns, authz: o.Authorizer, log: o.Logger, maxBytes: o.MaxBytes, drained: make(chan struct{})}
 	if s.authz == nil {
-		s.authz = allowAll{}
+		s.authz = bridge.AllowAll
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -407,20 +407,3 @@ func (s *Service) redriveOne(ctx context.Context, js jetstream.JetStream, st jet
 	}
 	return p, true
 }
-
-// allowAll is the authorizer without client authentication.
-type allowAll struct{}
-
-func (allowAll) Identity(context.Context) string                          { return "" }
-func (allowAll) CanPublish(context.Context, string) error                 { return nil }
-func (allowAll) CanConsume(context.Context, string, string) error         { return nil }
-func (allowAll) CanReadSubjects(context.Context, []string) error          { return nil }
-func (allowAll) CanAdmin(context.Context, string, bool) error             { return nil }
-func (allowAll) CanSee(context.Context, string) bool                      { return true }
-func (allowAll) CanAdminSubjects(context.Context, string, []string) error { return nil }
-func (allowAll) CanCreateDurable(context.Context, string, string) error   { return nil }
-func (allowAll) CanReadAccount(context.Context) error                     { return nil }
-func (allowAll) CanAck(context.Context, string) error                     { return nil }
-func (allowAll) MaxFetchBatch(context.Context) int                        { return 0 }
-
-var _ bridge.Authorizer = allowAll{}

@@ -2,8 +2,6 @@ package kv
 
 import (
 	"context"
-
-	"github.com/jetway-dev/jetway/bridge"
 )
 
 // The mapping of KV operations onto the bridge's permission questions
@@ -41,20 +39,3 @@ func (s *Service) canRead(ctx context.Context, bucket string, patterns []string)
 	}
 	return s.authz.CanReadSubjects(ctx, subjects)
 }
-
-// allowAll is the authorizer without client authentication.
-type allowAll struct{}
-
-func (allowAll) Identity(context.Context) string                          { return "" }
-func (allowAll) CanPublish(context.Context, string) error                 { return nil }
-func (allowAll) CanConsume(context.Context, string, string) error         { return nil }
-func (allowAll) CanReadSubjects(context.Context, []string) error          { return nil }
-func (allowAll) CanAdmin(context.Context, string, bool) error             { return nil }
-func (allowAll) CanSee(context.Context, string) bool                      { return true }
-func (allowAll) CanAdminSubjects(context.Context, string, []string) error { return nil }
-func (allowAll) CanCreateDurable(context.Context, string, string) error   { return nil }
-func (allowAll) CanReadAccount(context.Context) error                     { return nil }
-func (allowAll) CanAck(context.Context, string) error                     { return nil }
-func (allowAll) MaxFetchBatch(context.Context) int                        { return 0 }
-
-var _ bridge.Authorizer = allowAll{}

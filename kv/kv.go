@@ -77,7 +77,7 @@ func New(conns bridge.ConnProvider, opts ...Option) (*Service, error) {
 	if conns == nil {
 		return nil, fmt.Errorf("%w: nil connection provider", ErrInvalidOption)
 	}
-	o := options{authz: allowAll{}, log: slog.New(slog.DiscardHandler)}
+	o := options{authz: bridge.AllowAll, log: slog.New(slog.DiscardHandler)}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return nil, err

@@ -120,7 +120,7 @@ func New(o Options) (*Service, error) {
 		o.MaxInFlight = DefaultMaxInFlight
 	}
 	if o.Authorizer == nil {
-		o.Authorizer = allowAll{}
+		o.Authorizer = bridge.AllowAll
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -377,20 +377,3 @@ func (s *Service) state(name string) *jetwayv1.PushSubscriptionState {
 	}
 	return d.state()
 }
-
-// allowAll is the authorizer without client authentication.
-type allowAll struct{}
-
-func (allowAll) Identity(context.Context) string                          { return "" }
-func (allowAll) CanPublish(context.Context, string) error                 { return nil }
-func (allowAll) CanConsume(context.Context, string, string) error         { return nil }
-func (allowAll) CanReadSubjects(context.Context, []string) error          { return nil }
-func (allowAll) CanAdmin(context.Context, string, bool) error             { return nil }
-func (allowAll) CanSee(context.Context, string) bool                      { return true }
-func (allowAll) CanAdminSubjects(context.Context, string, []string) error { return nil }
-func (allowAll) CanCreateDurable(context.Context, string, string) error   { return nil }
-func (allowAll) CanReadAccount(context.Context) error                     { return nil }
-func (allowAll) CanAck(context.Context, string) error                     { return nil }
-func (allowAll) MaxFetchBatch(context.Context) int                        { return 0 }
-
-var _ bridge.Authorizer = allowAll{}
