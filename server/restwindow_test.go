@@ -128,17 +128,31 @@ func (r *slowReader) next() {
 	}
 }
 
+// pending is the consumer's ack-pending count. Each ask has 2 s and is
+// retried for up to 20 s: once, in CI, both subtests' consumer info got no
+// answer within 10 s (JetStream busy delivering), and a poll that fails on
+// one lost answer measured nothing about the window.
 func pending(t *testing.T, ctx context.Context, b *jetwaytest.Bridge, consumer string) int {
 	t.Helper()
-	c, err := b.JS.Consumer(ctx, "WIN", consumer)
-	if err != nil {
-		t.Fatal(err)
+	var last error
+	for end := time.Now().Add(20 * time.Second); time.Now().Before(end) && ctx.Err() == nil; {
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		info, err := func() (*jetstream.ConsumerInfo, error) {
+			c, err := b.JS.Consumer(actx, "WIN", consumer)
+			if err != nil {
+				return nil, err
+			}
+			return c.Info(actx)
+		}()
+		cancel()
+		if err == nil {
+			return info.NumAckPending
+		}
+		last = err
+		t.Logf("consumer info of %s: %v; asking again", consumer, err)
 	}
-	info, err := c.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return info.NumAckPending
+	t.Fatalf("consumer info of %s: %v", consumer, last)
+	return 0
 }
 
 // windowBound is the most a stream may hold ahead of its client: its
