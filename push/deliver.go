@@ -74,6 +74,14 @@ func (d *deliverer) start() {
 		close(d.done)
 		return
 	}
+	if p := d.s.permit; p != nil {
+		if err := p(d.pullCtx, d.rec.Identity, d.rec.Stream, d.rec.Consumer); err != nil {
+			d.stats.failed(fmt.Sprintf("not delivered: the identity %q that made it may no longer consume it: %v", d.rec.Identity, err))
+			d.s.log.Warn("push: a subscription's identity may no longer consume its consumer; not delivering", slog.String("subscription", d.rec.Name), slog.String("identity", d.rec.Identity), slog.Any("error", err))
+			close(d.done)
+			return
+		}
+	}
 	go d.run()
 }
 

@@ -77,6 +77,13 @@ type Options struct {
 	// than 408 and 429) with a reason; nil is msg.TermWithReason. The
 	// dead-letter package gives one that copies the message first.
 	Terminate func(ctx context.Context, msg jetstream.Msg, reason string) error
+	// Permit, when set (client authentication on), is asked before a
+	// replica starts delivering a subscription: may the identity that
+	// made it (its stored name, "" when made without authentication)
+	// still consume its stream's consumer? Refused, the subscription
+	// delivers nothing on this replica, and says why in its state. A
+	// revoked identity's subscriptions so stop at the next start.
+	Permit func(ctx context.Context, identity, stream, consumer string) error
 }
 
 // Service is the PushService and the deliverers of this replica.
@@ -89,6 +96,7 @@ type Service struct {
 	log       *slog.Logger
 	allowPriv bool
 	terminate func(ctx context.Context, msg jetstream.Msg, reason string) error
+	permit    func(ctx context.Context, identity, stream, consumer string) error
 	client    *http.Client
 	replica   chan struct{} // the replica's shared in-flight slots
 
@@ -131,7 +139,7 @@ func New(o Options) (*Service, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Service{
 		js: o.JetStream, signer: o.Signer, authz: o.Authorizer, log: o.Logger, allowPriv: o.AllowPrivateEndpoints,
-		terminate: o.Terminate, replica: make(chan struct{}, o.MaxInFlight), deliverers: map[string]*deliverer{},
+		terminate: o.Terminate, permit: o.Permit, replica: make(chan struct{}, o.MaxInFlight), deliverers: map[string]*deliverer{},
 		ctx: ctx, cancel: cancel, done: make(chan struct{}), poked: make(chan struct{}, 1),
 	}
 	s.client = newClient(o.AllowPrivateEndpoints, o.MaxInFlight)

@@ -330,7 +330,7 @@ func TestReviewPushHostileEndpointBounded(t *testing.T) {
 // revocation and restart), delivery must stop: otherwise a revoked
 // tenant's endpoint keeps receiving the stream.
 func TestReviewPushRevokedIdentityStopsDelivering(t *testing.T) {
-	t.Skip("finding: push delivery never re-checks its subscription's identity: a revoked identity's subscription keeps delivering (needs authz by stored identity in package push; see the review report)")
+	// Finding 7 of the review, fixed: push.Options.Permit.
 	ns := jetwaytest.NATSServer(t, &natsserver.Options{JetStream: true, StoreDir: t.TempDir()})
 	key := "push-review-revoked-0123456789abcdef"
 	grant := auth.IdentityConfig{Name: "tenant-a", APIKeyHashes: []string{auth.HashAPIKey(key)}, Grant: auth.Grant{

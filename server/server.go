@@ -363,6 +363,15 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	}
 	if authCfg != nil {
 		pushOpts.Authorizer = aud.Authorizer(auth.Authorizer{})
+		// Deliveries run on the bridge's connection: each subscription's
+		// identity must still be configured, and still consume.
+		pushOpts.Permit = func(ctx context.Context, identity, stream, consumer string) error {
+			id := authCfg.Identity(identity)
+			if id == nil {
+				return fmt.Errorf("%w: no identity %q in the auth configuration", auth.ErrForbidden, identity)
+			}
+			return auth.Authorizer{}.CanConsume(auth.NewContext(ctx, id), stream, consumer)
+		}
 	}
 	if dlw != nil {
 		// A delivery the endpoint refuses for good (a 4xx) goes to the
