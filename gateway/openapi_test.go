@@ -101,3 +101,42 @@ func TestOpenAPIServesEveryPath(t *testing.T) {
 		t.Errorf("GET /openapi.v2.json: %d", r.Status)
 	}
 }
+
+// TestOpenAPIStreamingRoutesHaveEventStreams: each streaming route
+// documents its Server-Sent Events form next to NDJSON, with the schema
+// that names its events.
+func TestOpenAPIStreamingRoutesHaveEventStreams(t *testing.T) {
+	doc, err := openapi3.NewLoader().LoadFromData(openapi.V3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"MessageService_Subscribe":             "JetwayServerSentEvents",
+		"MessageService_Subscribe2":            "JetwayServerSentEvents",
+		"KVService_WatchBucket":                "JetwayWatchServerSentEvents",
+		"DeadLetterService_RedriveDeadLetters": "JetwayRedriveServerSentEvents",
+	}
+	got := map[string]string{}
+	for _, item := range doc.Paths.Map() {
+		for _, op := range item.Operations() {
+			r := op.Responses.Status(http.StatusOK)
+			if r == nil || r.Value == nil {
+				continue
+			}
+			if mt := r.Value.Content.Get("text/event-stream"); mt != nil && mt.Schema != nil {
+				got[op.OperationID] = strings.TrimPrefix(mt.Schema.Ref, "#/components/schemas/")
+			}
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("operations with an event stream: %v, want %v", got, want)
+	}
+	for id, schema := range want {
+		if got[id] != schema {
+			t.Errorf("%s: event-stream schema %q, want %q", id, got[id], schema)
+		}
+		if doc.Components.Schemas[schema] == nil {
+			t.Errorf("schema %s missing", schema)
+		}
+	}
+}

@@ -26,10 +26,12 @@ const SSEErrorEvent = "jetway-error"
 const SSERetry = 2000
 
 // eventStream marshals streamed responses as Server-Sent Events: one event
-// per response, named after its kind (subscribed, message, batch,
-// heartbeat, and SSEErrorEvent for a failure), with the JSON as data and, for messages, the stream
-// sequence (of a batch, its last message's) as the event id, so that a browser's EventSource sends it back as
-// Last-Event-ID when it reconnects. grpc-gateway's stream forwarder wraps
+// per response, named after its kind (Subscribe's subscribed, message,
+// batch and heartbeat; a KV watch's entry, initialized and heartbeat; a
+// redrive's progress and summary; SSEErrorEvent for a failure), with the
+// JSON as data and, for messages, the stream sequence (of a batch, its last
+// message's; of a KV entry, its revision) as the event id, so that a
+// browser's EventSource sends it back as Last-Event-ID when it reconnects. grpc-gateway's stream forwarder wraps
 // each response as {"result": …} and an error as {"error": …}; the data
 // line carries the same JSON as the NDJSON form without that wrapper.
 type eventStream struct {
@@ -74,8 +76,11 @@ func (e *eventStream) Marshal(v any) ([]byte, error) {
 }
 
 func eventOf(v any) (event, id string) {
-	if w, ok := v.(*jetwayv1.WatchBucketResponse); ok {
+	switch w := v.(type) {
+	case *jetwayv1.WatchBucketResponse:
 		return watchEventOf(w)
+	case *jetwayv1.RedriveDeadLettersResponse:
+		return redriveEventOf(w)
 	}
 	r, ok := v.(*jetwayv1.SubscribeResponse)
 	if !ok {
@@ -111,4 +116,16 @@ func watchEventOf(w *jetwayv1.WatchBucketResponse) (event, id string) {
 		return "heartbeat", ""
 	}
 	return "entry", ""
+}
+
+// redriveEventOf names a redrive's events: progress (its id the dead
+// letter's DLQ sequence) and summary, the last.
+func redriveEventOf(r *jetwayv1.RedriveDeadLettersResponse) (event, id string) {
+	switch ev := r.GetEvent().(type) {
+	case *jetwayv1.RedriveDeadLettersResponse_Progress:
+		return "progress", strconv.FormatUint(ev.Progress.GetSequence(), 10)
+	case *jetwayv1.RedriveDeadLettersResponse_Summary:
+		return "summary", ""
+	}
+	return "message", ""
 }

@@ -234,6 +234,34 @@ func TestDeadLetterTermOverGRPCAndREST(t *testing.T) {
 	if n, _ := dlqCount(ctx, b.JS, "ORDERS"); n != before+2 {
 		t.Errorf("ORDERS holds %d after a second redrive, want %d", n, before+2)
 	}
+	// As Server-Sent Events (a dry run): progress events with the DLQ
+	// sequence as their id, then the summary.
+	req, err := http.NewRequest(http.MethodPost, b.BaseURL+"/v1/dead-letters/DLQ:redrive", strings.NewReader(`{"dry_run":true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Authorization", "ApiKey "+key)
+	sse := b.Send(t, req)
+	var events []string
+	for _, ev := range strings.Split(strings.TrimSpace(string(sse.Body)), "\n\n") {
+		var head []string
+		for _, line := range strings.Split(ev, "\n") {
+			if !strings.HasPrefix(line, "data:") {
+				head = append(head, line)
+			}
+		}
+		events = append(events, strings.Join(head, " "))
+	}
+	if want := []string{"id: 1 event: progress", "id: 2 event: progress", "event: summary"}; sse.Status != http.StatusOK ||
+		sse.Header.Get("Content-Type") != "text/event-stream" || fmt.Sprint(events) != fmt.Sprint(want) {
+		t.Errorf("SSE redrive: %d %s, events %q, want %q", sse.Status, sse.Header.Get("Content-Type"), events, want)
+	}
+	if !strings.Contains(string(sse.Body), `"dry_run":true`) {
+		t.Errorf("SSE redrive summary: %s", sse.Body)
+	}
+
 	// A native consumer sees them again.
 	c, err := b.JS.CreateConsumer(ctx, "ORDERS", jetstream.ConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: before + 1})
 	if err != nil {

@@ -120,33 +120,21 @@ export function mintToken(req) {
   return call("POST", "/v1/access-tokens", req);
 }
 
-// subscribe tails a stream through an ephemeral consumer that acks
-// nothing, as Server-Sent Events read with fetch (EventSource cannot send
-// the Authorization header). onEvent gets (name, data) for each event;
-// the promise ends when the stream does, with an APIError for a refusal,
-// or when signal aborts it.
-export async function subscribe(stream, opts, onEvent, signal) {
-  const q = new URLSearchParams({
-    "config.deliver_policy": opts.deliverPolicy || "DELIVER_POLICY_NEW",
-    "config.ack_policy": "ACK_POLICY_NONE",
-    format: "PAYLOAD_FORMAT_BYTES",
-  });
-  if (opts.filter) q.set("config.filter_subjects", opts.filter);
-  const resp = await fetch(`/v1/streams/${seg(stream)}:subscribe?${q}`, {
-    headers: headers({ Accept: "text/event-stream" }),
-    credentials: "omit",
-    cache: "no-store",
-    signal,
-  });
-  if (!resp.ok) {
-    let body = null;
-    try {
-      body = await resp.json();
-    } catch {
-      body = null;
-    }
-    throw new APIError(resp.status, body);
+// errorOf is the APIError of a refused streaming request.
+async function errorOf(resp) {
+  let body = null;
+  try {
+    body = await resp.json();
+  } catch {
+    body = null;
   }
+  return new APIError(resp.status, body);
+}
+
+// readEvents reads a Server-Sent Events response to its end, calling
+// onEvent(name, data) for each event; an in-band error event throws its
+// APIError.
+async function readEvents(resp, onEvent) {
   const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
   let buf = "";
   for (;;) {
@@ -174,6 +162,74 @@ export async function subscribe(stream, opts, onEvent, signal) {
       onEvent(name, parsed);
     }
   }
+}
+
+// subscribe tails a stream through an ephemeral consumer that acks
+// nothing, as Server-Sent Events read with fetch (EventSource cannot send
+// the Authorization header). onEvent gets (name, data) for each event;
+// the promise ends when the stream does, with an APIError for a refusal,
+// or when signal aborts it.
+export async function subscribe(stream, opts, onEvent, signal) {
+  const q = new URLSearchParams({
+    "config.deliver_policy": opts.deliverPolicy || "DELIVER_POLICY_NEW",
+    "config.ack_policy": "ACK_POLICY_NONE",
+    format: "PAYLOAD_FORMAT_BYTES",
+  });
+  if (opts.filter) q.set("config.filter_subjects", opts.filter);
+  const resp = await fetch(`/v1/streams/${seg(stream)}:subscribe?${q}`, {
+    headers: headers({ Accept: "text/event-stream" }),
+    credentials: "omit",
+    cache: "no-store",
+    signal,
+  });
+  if (!resp.ok) throw await errorOf(resp);
+  await readEvents(resp, onEvent);
+}
+
+// filterQuery sets a DeadLetterFilter's non-empty fields on q.
+function filterQuery(q, filter) {
+  for (const k of ["stream", "consumer", "reason", "subject"]) {
+    if (filter && filter[k]) q.set(`filter.${k}`, filter[k]);
+  }
+}
+
+// listDeadLetters reads one page of a DLQ stream's dead letters
+// (ListDeadLetters) from start, at most max, matching filter.
+export function listDeadLetters(stream, filter, start, max) {
+  const q = new URLSearchParams();
+  filterQuery(q, filter);
+  if (start) q.set("start_sequence", String(start));
+  if (max) q.set("max_messages", String(max));
+  return call("GET", `/v1/dead-letters/${seg(stream)}?${q}`);
+}
+
+// redrive runs RedriveDeadLetters (req: its JSON body, stream aside) as
+// Server-Sent Events: onEvent gets ("progress", {progress}) for each dead
+// letter and ("summary", {summary}) at the end. Aborting signal stops the
+// redrive where it is (the bridge publishes nothing more).
+export async function redrive(stream, req, onEvent, signal) {
+  const resp = await fetch(`/v1/dead-letters/${seg(stream)}:redrive`, {
+    method: "POST",
+    headers: headers({ Accept: "text/event-stream", "Content-Type": "application/json" }),
+    body: JSON.stringify(req),
+    credentials: "omit",
+    cache: "no-store",
+    signal,
+  });
+  if (!resp.ok) throw await errorOf(resp);
+  await readEvents(resp, onEvent);
+}
+
+// subjectMatches reports whether subject (no wildcards) matches a NATS
+// subject pattern (* one token, > one or more at the end).
+export function subjectMatches(pattern, subject) {
+  const p = pattern.split(".");
+  const s = subject.split(".");
+  for (let i = 0; i < p.length; i++) {
+    if (p[i] === ">") return s.length > i;
+    if (i >= s.length || (p[i] !== "*" && p[i] !== s[i])) return false;
+  }
+  return p.length === s.length;
 }
 
 // decodePayload turns a base64 payload into text when it is UTF-8, else

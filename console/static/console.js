@@ -1,5 +1,6 @@
 // The console's page: sign-in, streams, a stream's consumers, live tail
-// and message browser, publishing and access-token minting. Everything
+// and message browser, dead letters and their redrive, publishing and
+// access-token minting. Everything
 // shown is set as text (never as HTML): subjects and payloads are the
 // bridge's clients' data.
 
@@ -7,7 +8,13 @@ import * as api from "./api.js";
 
 const $ = (id) => document.getElementById(id);
 
-const state = { stream: "", tail: null };
+const state = {
+  stream: "",
+  tail: null,
+  streams: [], // the last listing
+  dlq: null, // the dead letters listed: { stream, filter, next, end }
+  redrive: null, // the redrive in progress: an AbortController
+};
 
 function showError(err) {
   const box = $("error");
@@ -62,11 +69,24 @@ function render() {
 
 function signOut() {
   stopTail();
+  stopRedrive();
   api.forgetAuthorization();
   state.stream = "";
   $("stream-panel").hidden = true;
   $("minted").hidden = true;
   $("minted-token").value = "";
+  state.streams = [];
+  state.dlq = null;
+  $("dlq").tBodies[0].replaceChildren();
+  $("redrive").tBodies[0].replaceChildren();
+  $("dead-letter").hidden = true;
+  $("redrive-summary").hidden = true;
+  $("dlq-status").textContent = "";
+  $("dlq-more").disabled = true;
+  $("dlq-empty").hidden = true;
+  $("dlq-form").reset();
+  $("redrive-form").reset();
+  setRedriveStatus("idle", false);
   render();
 }
 
@@ -85,6 +105,12 @@ async function signIn() {
 async function loadStreams() {
   const streams = await api.listStreams();
   streams.sort((a, b) => a.config.name.localeCompare(b.config.name));
+  state.streams = streams;
+  $("stream-names").replaceChildren(...streams.map((s) => {
+    const o = document.createElement("option");
+    o.value = s.config.name;
+    return o;
+  }));
   const rows = streams.map((s) => {
     const tr = document.createElement("tr");
     tr.dataset.stream = s.config.name;
@@ -134,6 +160,17 @@ async function openStream(name) {
     cell(tr, c.num_waiting, "num");
     cell(tr, c.delivered ? c.delivered.stream_sequence : "", "num");
     cell(tr, c.ack_floor ? c.ack_floor.stream_sequence : "", "num");
+    const dl = cell(tr, "", "dead-letter-subject");
+    const subject = (c.config && c.config.dead_letter_subject) || "";
+    if (subject) {
+      const open = document.createElement("button");
+      open.type = "button";
+      open.className = "link";
+      open.textContent = subject;
+      open.title = "list this consumer's dead letters";
+      open.addEventListener("click", guarded(() => openDeadLetters(name, c.name, subject)));
+      dl.appendChild(open);
+    }
     return tr;
   });
   fillTable($("consumers"), rows, $("consumers-empty"));
@@ -227,6 +264,229 @@ async function browse(delta) {
   $("message").hidden = false;
 }
 
+// dlqStreamFor is the listed stream that captures a dead-letter subject
+// ("" when none this credential may see does).
+function dlqStreamFor(subject) {
+  const s = state.streams.find((st) => (st.config.subjects || []).some((p) => api.subjectMatches(p, subject)));
+  return s ? s.config.name : "";
+}
+
+// openDeadLetters lists one consumer's dead letters: its DLQ stream is the
+// one whose subjects capture its dead-letter subject.
+async function openDeadLetters(stream, consumer, subject) {
+  const dlq = dlqStreamFor(subject);
+  if (!dlq) throw new Error(`no stream you may read captures ${subject}: its dead letters are not stored`);
+  $("dlq-stream").value = dlq;
+  $("dlq-origin").value = stream;
+  $("dlq-consumer").value = consumer;
+  $("dlq-reason").value = "";
+  $("dlq-subject").value = "";
+  await listDeadLetters(false);
+  $("dlq-panel").scrollIntoView();
+}
+
+function dlqFilter() {
+  return {
+    stream: $("dlq-origin").value.trim(),
+    consumer: $("dlq-consumer").value.trim(),
+    reason: $("dlq-reason").value,
+    subject: $("dlq-subject").value.trim(),
+  };
+}
+
+const reasonNames = {
+  DEAD_LETTER_REASON_MAX_DELIVERIES: "max deliveries",
+  DEAD_LETTER_REASON_TERMINATED: "terminated",
+};
+
+function deadLetterPayload(d) {
+  if (d.lost) return `(lost: ${d.lost})`;
+  return api.decodePayload(d.data).text;
+}
+
+function deadLetterRow(d) {
+  const tr = document.createElement("tr");
+  tr.dataset.seq = d.sequence;
+  const seq = cell(tr, "", "num");
+  const link = document.createElement("button");
+  link.type = "button";
+  link.className = "link";
+  link.textContent = d.sequence;
+  link.title = "show this dead letter";
+  link.addEventListener("click", () => showDeadLetter(d));
+  seq.appendChild(link);
+  cell(tr, `${d.origin_stream} / ${d.origin_consumer} #${d.origin_sequence}`, "origin");
+  cell(tr, d.origin_subject, "subject");
+  cell(tr, reasonNames[d.reason] || d.reason || "", "reason");
+  cell(tr, d.deliveries, "num deliveries");
+  cell(tr, d.terminated_by || "", "by");
+  cell(tr, d.time, "time");
+  const p = deadLetterPayload(d);
+  cell(tr, p.length > 200 ? `${p.slice(0, 200)}…` : p, "payload");
+  return tr;
+}
+
+function showDeadLetter(d) {
+  $("dl-seq").textContent = d.sequence;
+  $("dl-origin").textContent = `${d.origin_stream} / ${d.origin_consumer}, sequence ${d.origin_sequence}`;
+  $("dl-subject").textContent = d.origin_subject;
+  $("dl-reason").textContent = reasonNames[d.reason] || d.reason || "";
+  $("dl-term-reason").textContent = d.term_reason || "(none)";
+  $("dl-by").textContent = d.terminated_by || "(not through the bridge)";
+  $("dl-deliveries").textContent = d.deliveries;
+  $("dl-time").textContent = d.time;
+  $("dl-msgid").textContent = d.msg_id || "(none)";
+  const hdrs = Object.entries(d.headers || {}).map(([k, v]) => `${k}: ${(v.values || []).join(", ")}`);
+  $("dl-headers").textContent = hdrs.join("\n") || "(none)";
+  const p = d.lost ? { text: `(lost: ${d.lost})`, binary: false } : api.decodePayload(d.data);
+  $("dl-payload").textContent = p.text;
+  $("dl-payload").dataset.binary = String(p.binary);
+  $("dead-letter").hidden = false;
+}
+
+// listDeadLetters reads the first page of the form's dead letters, or
+// (more) the next page of the last listing, appended.
+async function listDeadLetters(more) {
+  let q = state.dlq;
+  if (!more || !q) {
+    const stream = $("dlq-stream").value.trim();
+    if (!stream) throw new Error("name the stream that holds the dead letters");
+    q = { stream, filter: dlqFilter(), next: 0, end: false };
+    $("dlq").tBodies[0].replaceChildren();
+    $("dead-letter").hidden = true;
+  }
+  $("dlq-status").textContent = "reading…";
+  try {
+    const page = await api.listDeadLetters(q.stream, q.filter, q.next, 100);
+    q.next = page.next_sequence || q.next;
+    q.end = !!page.end;
+    state.dlq = q;
+    const body = $("dlq").tBodies[0];
+    body.append(...(page.dead_letters || []).map(deadLetterRow));
+    $("dlq-empty").hidden = body.rows.length > 0;
+    $("dlq-more").disabled = q.end;
+    $("dlq-status").textContent = `${body.rows.length} dead letters in ${q.stream}${q.end ? "" : " so far (more)"}`;
+    $("dlq-status").dataset.state = "listed";
+  } catch (err) {
+    $("dlq-status").textContent = "";
+    throw err;
+  }
+}
+
+function seqField(id) {
+  const v = $(id).value.trim();
+  if (!v) return 0;
+  const n = parseInt(v, 10);
+  if (!Number.isSafeInteger(n) || n < 1 || String(n) !== v) throw new Error("a sequence is a whole number from 1");
+  return n;
+}
+
+function setRedriveStatus(text, running) {
+  $("redrive-status").textContent = text;
+  $("redrive-status").dataset.state = running ? "running" : "idle";
+  $("redrive-start").disabled = running;
+  $("redrive-stop").disabled = !running;
+}
+
+function showRedriveSummary(s) {
+  for (const k of ["matched", "redriven", "duplicates", "not_permitted", "failed", "deleted"]) {
+    $(`rs-${k.replace("_", "-")}`).textContent = s[k] || "0";
+  }
+  $("redrive-summary").hidden = false;
+}
+
+const outcomeNames = {
+  REDRIVE_OUTCOME_REDRIVEN: "redriven",
+  REDRIVE_OUTCOME_DUPLICATE: "duplicate",
+  REDRIVE_OUTCOME_NOT_PERMITTED: "not permitted",
+  REDRIVE_OUTCOME_FAILED: "failed",
+};
+
+const maxRedriveRows = 500;
+
+function redriveRow(p, dryRun) {
+  const tr = document.createElement("tr");
+  tr.dataset.seq = p.sequence;
+  cell(tr, p.sequence, "num");
+  cell(tr, p.subject, "subject");
+  const outcome = outcomeNames[p.outcome] || p.outcome || "";
+  cell(tr, dryRun && outcome === "redriven" ? "would be redriven" : outcome, "outcome");
+  cell(tr, p.stored_stream ? `${p.stored_stream} #${p.stored_sequence}` : "", "stored");
+  cell(tr, p.deleted ? "yes" : "", "deleted");
+  cell(tr, p.error || "", "redrive-error");
+  return tr;
+}
+
+// startRedrive redrives what the dead-letter form selects (after the
+// user confirms, unless it is a dry run), showing each outcome as it
+// comes and the summary at the end; the list is read again after.
+async function startRedrive() {
+  const stream = $("dlq-stream").value.trim();
+  if (!stream) throw new Error("name the stream that holds the dead letters");
+  const rate = parseInt($("redrive-rate").value, 10);
+  if (!Number.isSafeInteger(rate) || rate < 1 || rate > 10000) throw new Error("the rate is 1 to 10000 a second");
+  const req = {
+    filter: dlqFilter(),
+    start_sequence: seqField("redrive-from"),
+    end_sequence: seqField("redrive-to"),
+    rate,
+    delete: $("redrive-delete").checked,
+    dry_run: $("redrive-dry").checked,
+  };
+  if (!req.filter.reason) delete req.filter.reason;
+  if (!req.dry_run) {
+    const what = Object.entries(req.filter).filter(([, v]) => v).map(([k, v]) => `${k} ${v}`).join(", ") || "all";
+    const ok = window.confirm(
+      `Publish the dead letters of ${stream} (${what}) back to their subjects` +
+        `${req.delete ? " and delete them from " + stream : ""}?`,
+    );
+    if (!ok) return;
+  }
+  stopRedrive();
+  const ctl = new AbortController();
+  state.redrive = ctl;
+  $("redrive").tBodies[0].replaceChildren();
+  $("redrive-summary").hidden = true;
+  let seen = 0;
+  setRedriveStatus(req.dry_run ? "dry run…" : "redriving…", true);
+  try {
+    await api.redrive(stream, req, (name, ev) => {
+      if (name === "progress" && ev.progress) {
+        seen++;
+        const body = $("redrive").tBodies[0];
+        body.prepend(redriveRow(ev.progress, req.dry_run));
+        while (body.rows.length > maxRedriveRows) body.deleteRow(body.rows.length - 1);
+        $("redrive-status").textContent = `${req.dry_run ? "dry run" : "redriving"}: ${seen} considered…`;
+      } else if (name === "summary" && ev.summary) {
+        showRedriveSummary(ev.summary);
+      }
+    }, ctl.signal);
+    if (state.redrive !== ctl) return;
+    setRedriveStatus(`${req.dry_run ? "dry run done" : "done"}: ${seen} considered`, false);
+    $("redrive-status").dataset.state = "done";
+  } catch (err) {
+    if (state.redrive !== ctl || err.name === "AbortError") return;
+    setRedriveStatus(`failed after ${seen}`, false);
+    throw err;
+  } finally {
+    if (state.redrive === ctl) state.redrive = null;
+  }
+  if (req.dry_run) return;
+  // What it changed: the streams' counts, the stream open, the list.
+  await loadStreams();
+  if (state.stream) await openStream(state.stream);
+  if (state.dlq && state.dlq.stream === stream) await listDeadLetters(false);
+}
+
+function stopRedrive() {
+  if (state.redrive) {
+    const ctl = state.redrive;
+    state.redrive = null;
+    ctl.abort();
+    setRedriveStatus("stopped", false);
+  }
+}
+
 async function publish() {
   const subject = $("pub-subject").value.trim();
   const raw = $("pub-payload").value;
@@ -286,6 +546,10 @@ function init() {
   $("browse").addEventListener("submit", guarded(() => browse(0)));
   $("browse-prev").addEventListener("click", guarded(() => browse(-1)));
   $("browse-next").addEventListener("click", guarded(() => browse(1)));
+  $("dlq-form").addEventListener("submit", guarded(() => listDeadLetters(false)));
+  $("dlq-more").addEventListener("click", guarded(() => listDeadLetters(true)));
+  $("redrive-form").addEventListener("submit", guarded(startRedrive));
+  $("redrive-stop").addEventListener("click", stopRedrive);
   $("publish").addEventListener("submit", guarded(publish));
   $("mint").addEventListener("submit", guarded(mint));
   render();

@@ -3,8 +3,8 @@
 // the bridge serves at /openapi.json, with kin-openapi's converter, and
 // adds what the generator cannot know: the paths the bridge serves outside
 // the gRPC API (health, readiness, metrics, the document, the console,
-// from proto/jetway/v1/openapi-http.yaml) and the text/event-stream shape
-// of Subscribe. scripts/generate.sh runs it; the output is generated code
+// from proto/jetway/v1/openapi-http.yaml) and the text/event-stream shapes
+// of the streaming routes (Subscribe, a KV watch, a redrive). scripts/generate.sh runs it; the output is generated code
 // (make check-generated).
 //
 //	go run ./scripts/openapi3 -in gen/openapi/jetway.swagger.json -extra proto/jetway/v1/openapi-http.yaml -out gen/openapi/jetway.openapi.json
@@ -89,21 +89,35 @@ func run(in, extra, out string) error {
 			v3.Components.Schemas[name] = s
 		}
 	}
-	// Subscribe's two bindings: the converter keeps only the JSON form
+	// The streaming routes: the converter keeps only the JSON form
 	// (NDJSON, the {"result"}/{"error"} chunks); add the Server-Sent
-	// Events form.
-	sse := &openapi3.MediaType{Schema: openapi3.NewSchemaRef("#/components/schemas/JetwayServerSentEvents", nil)}
-	n := 0
+	// Events form of each (Subscribe has two bindings).
+	sseOf := map[string]string{
+		"MessageService_Subscribe":             "JetwayServerSentEvents",
+		"MessageService_Subscribe2":            "JetwayServerSentEvents",
+		"KVService_WatchBucket":                "JetwayWatchServerSentEvents",
+		"DeadLetterService_RedriveDeadLetters": "JetwayRedriveServerSentEvents",
+	}
+	found := map[string]bool{}
 	for _, p := range v3.Paths.Map() {
-		if op := p.Get; op != nil && op.OperationID != "" && (op.OperationID == "MessageService_Subscribe" || op.OperationID == "MessageService_Subscribe2") {
+		for _, op := range []*openapi3.Operation{p.Get, p.Post} {
+			if op == nil {
+				continue
+			}
+			schema, ok := sseOf[op.OperationID]
+			if !ok {
+				continue
+			}
 			if r := op.Responses.Status(200); r != nil && r.Value != nil {
-				r.Value.Content["text/event-stream"] = sse
-				n++
+				r.Value.Content["text/event-stream"] = &openapi3.MediaType{Schema: openapi3.NewSchemaRef("#/components/schemas/"+schema, nil)}
+				found[op.OperationID] = true
 			}
 		}
 	}
-	if n != 2 {
-		return fmt.Errorf("found %d Subscribe bindings, want 2", n)
+	for id := range sseOf {
+		if !found[id] {
+			return fmt.Errorf("no streaming operation %s with a 200 response", id)
+		}
 	}
 	loader := openapi3.NewLoader()
 	if err := loader.ResolveRefsIn(v3, nil); err != nil {
