@@ -123,14 +123,8 @@ func TestConsoleInBrowser(t *testing.T) {
 		"tokens":     true,
 	})
 	t.Logf("browser events:\n%s", ev)
-	for _, e := range ev {
-		if e.Step() == "token_signin" {
-			break // the browser logs the refused publish that follows
-		}
-		if e.Step() == "page_error" {
-			t.Errorf("page error: %s %s", e.String("kind"), e.String("text"))
-		}
-	}
+	// Page errors after token_signin are expected: the browser logs the refused publish that follows.
+	ev.NoPageErrorsBefore(t, "token_signin")
 	if e := ev.First(t, "opened"); e.String("status") != "200" || !strings.HasPrefix(e.String("csp"), "default-src 'self'") {
 		t.Errorf("opened: %v", e)
 	}
@@ -277,7 +271,7 @@ func startDeadLetterBridge(t *testing.T) *jetwaytest.Bridge {
 	// audit's delivery, never acked, is advised as max deliveries at its
 	// ack wait's end; the worker stores it.
 	jetwaytest.Eventually(t, 30*time.Second, "DLQ holds three dead letters", func() error {
-		if n := streamMsgs(t, b, "DLQ"); n != 3 {
+		if n := jetwaytest.StreamMessages(t, b.JS, "DLQ"); n != 3 {
 			return fmt.Errorf("%d messages", n)
 		}
 		return nil
@@ -289,20 +283,6 @@ const (
 	hostilePayload = `<img src=x onerror="document.body.dataset.pwned='payload'">`
 	hostileReason  = `<script>document.body.dataset.pwned='reason'</script>`
 )
-
-func streamMsgs(t *testing.T, b *jetwaytest.Bridge, name string) uint64 {
-	t.Helper()
-	ctx := jetwaytest.Context(t, 10*time.Second)
-	s, err := b.JS.Stream(ctx, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return info.State.Msgs
-}
 
 // TestConsoleDeadLettersInBrowser drives the console's dead letters in
 // chromium: a consumer's dead-letter subject leads to its dead letters in
@@ -326,14 +306,8 @@ func TestConsoleDeadLettersInBrowser(t *testing.T) {
 		"screenshot": shot,
 	})
 	t.Logf("browser events:\n%s", ev)
-	for _, e := range ev {
-		if e.Step() == "viewer_listed" {
-			break // the browser logs the refused redrive that follows
-		}
-		if e.Step() == "page_error" {
-			t.Errorf("page error: %s %s", e.String("kind"), e.String("text"))
-		}
-	}
+	// Page errors after viewer_listed are expected: the browser logs the refused redrive that follows.
+	ev.NoPageErrorsBefore(t, "viewer_listed")
 	if e := ev.First(t, "consumers"); e.String("dead_letter_subjects") != `{"audit":"dlq.audit","billing":"dlq.orders"}` {
 		t.Errorf("consumers: %v", e)
 	}
@@ -384,10 +358,10 @@ func TestConsoleDeadLettersInBrowser(t *testing.T) {
 
 	// Natively: the two redriven copies are in ORDERS after the
 	// originals, with their payloads; the DLQ keeps audit's only.
-	if n := streamMsgs(t, b, "ORDERS"); n != 4 {
+	if n := jetwaytest.StreamMessages(t, b.JS, "ORDERS"); n != 4 {
 		t.Errorf("ORDERS holds %d messages, want 4", n)
 	}
-	if n := streamMsgs(t, b, "DLQ"); n != 1 {
+	if n := jetwaytest.StreamMessages(t, b.JS, "DLQ"); n != 1 {
 		t.Errorf("DLQ holds %d messages, want 1", n)
 	}
 	ctx := jetwaytest.Context(t, 10*time.Second)

@@ -63,6 +63,22 @@ func (es Events) First(t testing.TB, step string) Event {
 	return nil
 }
 
+// NoPageErrorsBefore fails the test for each page error (a console error
+// or an uncaught exception) the script reported before its first until
+// step: what follows until may be expected errors (a refusal the browser
+// logs as a failed resource).
+func (es Events) NoPageErrorsBefore(t testing.TB, until string) {
+	t.Helper()
+	for _, e := range es {
+		if e.Step() == until {
+			return
+		}
+		if e.Step() == "page_error" {
+			t.Errorf("page error before %s: %s %s (%s)", until, e.String("kind"), e.String("text"), e.String("url"))
+		}
+	}
+}
+
 func (es Events) String() string {
 	var b strings.Builder
 	for _, e := range es {
