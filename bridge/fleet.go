@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -36,6 +37,11 @@ const (
 	// bridgesSubject takes an empty request and is answered by each
 	// replica with its BridgeInfo (protobuf).
 	bridgesSubject = FleetPrefix + "v1.bridges"
+	// presenceSubject carries a replica's announcements: its name as the
+	// data, presenceHeader hello (every presenceInterval, and at once to
+	// a replica not known yet) or bye (when it stops cleanly).
+	presenceSubject = FleetPrefix + "v1.presence"
+	presenceHeader  = "Jetway-Presence"
 	// instanceHeader carries the asking process's instance id: a replica
 	// does not answer its own requests (it answers those from what it
 	// holds), even when another replica has the same name.
@@ -49,9 +55,22 @@ const (
 // is many round trips even across zones, and keeps a ListSessions on a
 // single replica quick. The cap bounds the call when answers keep coming
 // (a large fleet, a slow replica): the answer is then marked partial.
+//
+// A replica also waits, up to the cap, for the replicas it knows to be up:
+// those that announced themselves within presenceTTL. One that still has
+// not answered is reported missing (and the answer partial), so that a
+// slow replica is not silently left out.
 const (
 	gatherQuiet = 100 * time.Millisecond
 	gatherCap   = time.Second
+
+	presenceInterval = 10 * time.Second
+	presenceTTL      = 3 * presenceInterval
+	// maxPeers bounds what a replica remembers of others (a native NATS
+	// client of the account could announce any number).
+	maxPeers = 1024
+	// presenceReplyGap spaces this replica's answers to newcomers' hellos.
+	presenceReplyGap = 250 * time.Millisecond
 )
 
 // Fleet is how a replica shows itself and reaches the others.
@@ -120,6 +139,19 @@ type fleet struct {
 	revision string
 	sessions *registry
 	log      *slog.Logger
+
+	mu sync.Mutex
+	// peers are the other replicas heard from, by instance id.
+	peers map[string]fleetPeer
+	// replied is when a newcomer's hello was last answered: at most one
+	// answer per presenceReplyGap, whatever a forger sends.
+	replied time.Time
+}
+
+// fleetPeer is another replica as its announcements showed it.
+type fleetPeer struct {
+	name string
+	seen time.Time
 }
 
 func newFleet(f Fleet, sessions *registry, log *slog.Logger) (*fleet, error) {
@@ -133,7 +165,7 @@ func newFleet(f Fleet, sessions *registry, log *slog.Logger) (*fleet, error) {
 	if _, err := rand.Read(id[:]); err != nil {
 		return nil, fmt.Errorf("bridge: instance id: %w", err)
 	}
-	fl := &fleet{Fleet: f, instance: hex.EncodeToString(id[:]), started: time.Now(), sessions: sessions, log: log, version: "unknown"}
+	fl := &fleet{Fleet: f, instance: hex.EncodeToString(id[:]), started: time.Now(), sessions: sessions, log: log, version: "unknown", peers: map[string]fleetPeer{}}
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		fl.version = bi.Main.Version
 		for _, s := range bi.Settings {
@@ -208,7 +240,14 @@ func (b *Bridge) Answer(nc *nats.Conn) (*nats.Subscription, error) {
 // read gets no answer: the asker counts it as a replica that did not
 // answer.
 func (f *fleet) answer(nc *nats.Conn, m *nats.Msg) {
-	if m.Reply == "" || m.Header.Get(instanceHeader) == f.instance {
+	if m.Header.Get(instanceHeader) == f.instance {
+		return
+	}
+	if m.Subject == presenceSubject {
+		f.heard(nc, m)
+		return
+	}
+	if m.Reply == "" {
 		return
 	}
 	var data []byte
@@ -247,26 +286,108 @@ func (f *fleet) sessionsAnswer(req *jetwayv1.ListSessionsRequest, maxPayload int
 	}
 }
 
+// heard takes another replica's announcement; a hello from a replica not
+// known yet is answered with this replica's own, so that a replica that
+// starts learns of the others at once.
+func (f *fleet) heard(nc *nats.Conn, m *nats.Msg) {
+	id, name := m.Header.Get(instanceHeader), string(m.Data)
+	if id == "" || ValidReplicaName(name) != nil {
+		return
+	}
+	f.mu.Lock()
+	_, known := f.peers[id]
+	switch m.Header.Get(presenceHeader) {
+	case "hello":
+		if known || len(f.peers) < maxPeers {
+			f.peers[id] = fleetPeer{name: name, seen: time.Now()}
+		}
+	case "bye":
+		delete(f.peers, id)
+		known = true
+	}
+	reply := !known && time.Since(f.replied) >= presenceReplyGap
+	if reply {
+		f.replied = time.Now()
+	}
+	f.mu.Unlock()
+	if reply {
+		f.announce(nc, "hello")
+	}
+}
+
+// announce publishes this replica's presence (hello or bye) on nc.
+func (f *fleet) announce(nc *nats.Conn, kind string) {
+	if nc == nil || !nc.IsConnected() {
+		return
+	}
+	msg := &nats.Msg{Subject: presenceSubject, Data: []byte(f.Replica), Header: nats.Header{instanceHeader: []string{f.instance}, presenceHeader: []string{kind}}}
+	if err := nc.PublishMsg(msg); err != nil {
+		f.log.Debug("fleet: announce", slog.String("presence", kind), slog.Any("error", err))
+	}
+}
+
+// expected is the replicas heard from within presenceTTL, by instance id;
+// older ones are forgotten.
+func (f *fleet) expected() map[string]string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make(map[string]string, len(f.peers))
+	for id, p := range f.peers {
+		if time.Since(p.seen) > presenceTTL {
+			delete(f.peers, id)
+			continue
+		}
+		out[id] = p.name
+	}
+	return out
+}
+
+// Announce makes this replica known to the others of its fleet until ctx
+// ends: a hello at once and every presenceInterval over the bridge's own
+// connection, and a bye at the end (a replica that stops cleanly is not
+// waited for). Call it once the connection is up; it returns when ctx
+// ends.
+func (b *Bridge) Announce(ctx context.Context) {
+	f := b.admin.fleet
+	t := time.NewTicker(presenceInterval)
+	defer t.Stop()
+	for {
+		f.announce(f.Conn(), "hello")
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			if nc := f.Conn(); nc != nil && nc.IsConnected() {
+				f.announce(nc, "bye")
+				_ = nc.FlushTimeout(time.Second)
+			}
+			return
+		}
+	}
+}
+
 // gather publishes a request on subject and hands each answer to take
-// until the fleet is quiet (see gatherQuiet) or the cap. partial: the cap
-// or ctx ended it, or it could not be sent (no connection).
-func (f *fleet) gather(ctx context.Context, subject string, req []byte, take func(*nats.Msg)) (partial bool) {
+// until the fleet is quiet (see gatherQuiet) and every replica known to be
+// up (expected) has answered, or the cap. partial: the cap or ctx ended
+// it, or it could not be sent (no connection); missing: the expected
+// replicas that did not answer, by name.
+func (f *fleet) gather(ctx context.Context, subject string, req []byte, take func(*nats.Msg)) (partial bool, missing []string) {
 	nc := f.Conn()
 	if nc == nil || !nc.IsConnected() {
-		return true
+		return true, nil
 	}
 	inbox := nc.NewInbox()
 	ch := make(chan *nats.Msg, 256)
 	sub, err := nc.ChanSubscribe(inbox, ch)
 	if err != nil {
 		f.log.Warn("fleet: subscribe to the answers' inbox", slog.Any("error", err))
-		return true
+		return true, nil
 	}
 	defer func() { _ = sub.Unsubscribe() }()
+	expected := f.expected()
 	msg := &nats.Msg{Subject: subject, Reply: inbox, Data: req, Header: nats.Header{instanceHeader: []string{f.instance}}}
 	if err := nc.PublishMsg(msg); err != nil {
 		f.log.Warn("fleet: publish request", slog.String("subject", subject), slog.Any("error", err))
-		return true
+		return true, nil
 	}
 	hard := time.NewTimer(gatherCap)
 	defer hard.Stop()
@@ -275,20 +396,37 @@ func (f *fleet) gather(ctx context.Context, subject string, req []byte, take fun
 	// One answer per process: a second from the same instance (a request
 	// seen twice, or a forger) is dropped.
 	seen := map[string]bool{}
+	unanswered := func() []string {
+		var names []string
+		for id, name := range expected {
+			if !seen[id] {
+				names = append(names, name)
+			}
+		}
+		slices.Sort(names)
+		return names
+	}
+	quietPassed := false
 	for {
 		select {
 		case m := <-ch:
 			if id := m.Header.Get(instanceHeader); id != "" && !seen[id] {
 				seen[id] = true
 				take(m)
+				if quietPassed && len(unanswered()) == 0 {
+					return false, nil
+				}
 				quiet.Reset(gatherQuiet)
 			}
 		case <-quiet.C:
-			return false
+			if len(unanswered()) == 0 {
+				return false, nil
+			}
+			quietPassed = true
 		case <-hard.C:
-			return true
+			return true, unanswered()
 		case <-ctx.Done():
-			return true
+			return true, unanswered()
 		}
 	}
 }
@@ -317,7 +455,7 @@ func (s *adminService) ListSessions(ctx context.Context, req *jetwayv1.ListSessi
 	var others []string
 	cut := false // an answer cut to fit the max payload
 	if data, err := proto.Marshal(req); err == nil {
-		resp.Partial = f.gather(ctx, sessionsSubject, data, func(m *nats.Msg) {
+		resp.Partial, resp.ReplicasMissing = f.gather(ctx, sessionsSubject, data, func(m *nats.Msg) {
 			var ans jetwayv1.ListSessionsResponse
 			if err := proto.Unmarshal(m.Data, &ans); err != nil || len(ans.GetReplicasAnswered()) != 1 {
 				f.log.Debug("fleet: unreadable sessions answer", slog.Any("error", err))
@@ -330,7 +468,8 @@ func (s *adminService) ListSessions(ctx context.Context, req *jetwayv1.ListSessi
 				ss.Replica = name // an answer speaks for its replica only
 				resp.Sessions = append(resp.Sessions, ss)
 			}
-		}) || cut
+		})
+		resp.Partial = resp.Partial || cut
 	}
 	slices.Sort(others)
 	resp.ReplicasAnswered = append([]string{f.Replica}, others...)
@@ -366,7 +505,7 @@ func (s *adminService) GetBridgeInfo(ctx context.Context, req *jetwayv1.GetBridg
 		return resp, nil
 	}
 	resp.Fleet = []*jetwayv1.BridgeInfo{resp.GetBridge()}
-	resp.Partial = f.gather(ctx, bridgesSubject, nil, func(m *nats.Msg) {
+	resp.Partial, resp.ReplicasMissing = f.gather(ctx, bridgesSubject, nil, func(m *nats.Msg) {
 		info := &jetwayv1.BridgeInfo{}
 		if err := proto.Unmarshal(m.Data, info); err != nil || info.GetReplica() == "" {
 			f.log.Debug("fleet: unreadable bridge answer", slog.Any("error", err))

@@ -649,6 +649,17 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 			return nil
 		})
 	}
+	// The replica announces itself to the fleet (the session views wait
+	// for the replicas known to be up) until it stops.
+	g.Go(func() error {
+		select {
+		case <-link.up:
+		case <-gctx.Done():
+			return nil
+		}
+		b.Announce(gctx)
+		return nil
+	})
 	if worker != nil {
 		// Every replica follows the advisories through the one durable
 		// consumer; the worker stops with the server.

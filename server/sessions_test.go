@@ -419,3 +419,116 @@ func TestSessionsGatherIsBounded(t *testing.T) {
 		t.Errorf("alone: took %v, %v", took, l)
 	}
 }
+
+// TestSessionsWaitForKnownReplicas: a replica that announced itself is
+// waited for (up to the 1 s cap) when it answers past the 100 ms quiet
+// time; one that announced itself and does not answer is reported missing
+// and the answer partial; once it says goodbye it is not waited for. The
+// other replica here is a native NATS client speaking the fleet's
+// protocol, slow on purpose; r-b is a real bridge, announced too.
+func TestSessionsWaitForKnownReplicas(t *testing.T) {
+	t.Parallel()
+	a, b := sessionsFleet(t)
+	ctx := jetwaytest.Context(t, 60*time.Second)
+	nc := a.JS.Conn()
+	const slowID = "slow-instance-0001"
+	announce := func(kind string) {
+		t.Helper()
+		if err := nc.PublishMsg(&nats.Msg{Subject: "_JETWAY.v1.presence", Data: []byte("r-slow"),
+			Header: nats.Header{"Jetway-Instance": []string{slowID}, "Jetway-Presence": []string{kind}}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var answering sync.WaitGroup
+	t.Cleanup(answering.Wait)
+	answer := func(m *nats.Msg, v proto.Message) {
+		answering.Add(1)
+		go func() {
+			defer answering.Done()
+			time.Sleep(400 * time.Millisecond) // the slow replica: past the quiet time
+			data, _ := proto.Marshal(v)
+			_ = nc.PublishMsg(&nats.Msg{Subject: m.Reply, Data: data, Header: nats.Header{"Jetway-Instance": []string{slowID}}})
+		}()
+	}
+	sub, err := nc.Subscribe("_JETWAY.v1.*", func(m *nats.Msg) {
+		switch {
+		case m.Header.Get("Jetway-Instance") == slowID:
+		case m.Subject == "_JETWAY.v1.sessions":
+			answer(m, &jetwayv1.ListSessionsResponse{ReplicasAnswered: []string{"r-slow"}})
+		case m.Subject == "_JETWAY.v1.bridges":
+			answer(m, &jetwayv1.BridgeInfo{Replica: "r-slow"})
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	announce("hello")
+
+	// Waited for: every call has it (the announcement is taken as soon as
+	// a replica reads it; the first call may come before).
+	jetwaytest.Eventually(t, 10*time.Second, "r-a waits for r-slow", func() error {
+		l, err := a.Admin.ListSessions(ctx, &jetwayv1.ListSessionsRequest{})
+		if err != nil {
+			return err
+		}
+		if want := []string{"r-a", "r-b", "r-slow"}; !slices.Equal(l.GetReplicasAnswered(), want) || l.GetPartial() || len(l.GetReplicasMissing()) != 0 {
+			return fmt.Errorf("answered %v, missing %v, partial %t; want %v", l.GetReplicasAnswered(), l.GetReplicasMissing(), l.GetPartial(), want)
+		}
+		return nil
+	})
+	for i := 0; i < 3; i++ {
+		l, err := b.Admin.ListSessions(ctx, &jetwayv1.ListSessionsRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []string{"r-b", "r-a", "r-slow"}; !slices.Equal(l.GetReplicasAnswered(), want) || l.GetPartial() {
+			t.Errorf("r-b, call %d: answered %v, partial %t; want %v", i, l.GetReplicasAnswered(), l.GetPartial(), want)
+		}
+		info, err := a.Admin.GetBridgeInfo(ctx, &jetwayv1.GetBridgeInfoRequest{Fleet: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(info.GetFleet()) != 3 || info.GetPartial() {
+			t.Errorf("GetBridgeInfo, call %d: %d replicas, partial %t, missing %v", i, len(info.GetFleet()), info.GetPartial(), info.GetReplicasMissing())
+		}
+	}
+
+	// Silent, still announced: missing, partial, after the cap.
+	if err := sub.Unsubscribe(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	l, err := a.Admin.ListSessions(ctx, &jetwayv1.ListSessionsRequest{})
+	took := time.Since(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !l.GetPartial() || !slices.Equal(l.GetReplicasMissing(), []string{"r-slow"}) || !slices.Equal(l.GetReplicasAnswered(), []string{"r-a", "r-b"}) || took < 900*time.Millisecond {
+		t.Errorf("r-slow silent: took %v, answered %v, missing %v, partial %t; want about 1 s, r-slow missing, partial", took, l.GetReplicasAnswered(), l.GetReplicasMissing(), l.GetPartial())
+	}
+	info, err := a.Admin.GetBridgeInfo(ctx, &jetwayv1.GetBridgeInfoRequest{Fleet: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !info.GetPartial() || !slices.Equal(info.GetReplicasMissing(), []string{"r-slow"}) {
+		t.Errorf("GetBridgeInfo with r-slow silent: partial %t, missing %v", info.GetPartial(), info.GetReplicasMissing())
+	}
+
+	// Goodbye: not waited for.
+	announce("bye")
+	jetwaytest.Eventually(t, 10*time.Second, "r-a forgets r-slow", func() error {
+		start := time.Now()
+		l, err := a.Admin.ListSessions(ctx, &jetwayv1.ListSessionsRequest{})
+		if err != nil {
+			return err
+		}
+		if took := time.Since(start); l.GetPartial() || len(l.GetReplicasMissing()) != 0 || took > 800*time.Millisecond {
+			return fmt.Errorf("took %v, missing %v, partial %t", took, l.GetReplicasMissing(), l.GetPartial())
+		}
+		return nil
+	})
+}

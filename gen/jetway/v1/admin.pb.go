@@ -2949,12 +2949,18 @@ type ListSessionsResponse struct {
 	// replica that has stopped, or cannot reach NATS, is not among them.
 	ReplicasAnswered []string `protobuf:"bytes,2,rep,name=replicas_answered,json=replicasAnswered,proto3" json:"replicas_answered,omitempty"`
 	// The list may be missing sessions: the gathering stopped at its hard
-	// cap (1 s) while answers could still come, a replica's answer was cut
-	// to fit the NATS max payload, or this replica is not connected to NATS
+	// cap (1 s) while answers could still come or a replica known to be up
+	// had not answered (replicas_missing), a replica's answer was cut to
+	// fit the NATS max payload, or this replica is not connected to NATS
 	// (it lists only its own).
-	Partial       bool `protobuf:"varint,3,opt,name=partial,proto3" json:"partial,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Partial bool `protobuf:"varint,3,opt,name=partial,proto3" json:"partial,omitempty"`
+	// Replicas that announced themselves in the last 30 s (each does every
+	// 10 s, and says goodbye when it stops cleanly) and did not answer
+	// within the 1 s cap: a replica killed, cut off from NATS or too slow.
+	// Their sessions are missing; partial is set.
+	ReplicasMissing []string `protobuf:"bytes,4,rep,name=replicas_missing,json=replicasMissing,proto3" json:"replicas_missing,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ListSessionsResponse) Reset() {
@@ -3006,6 +3012,13 @@ func (x *ListSessionsResponse) GetPartial() bool {
 		return x.Partial
 	}
 	return false
+}
+
+func (x *ListSessionsResponse) GetReplicasMissing() []string {
+	if x != nil {
+		return x.ReplicasMissing
+	}
+	return nil
 }
 
 // GetBridgeInfoRequest asks for the serving replica's description.
@@ -3311,11 +3324,16 @@ type GetBridgeInfoResponse struct {
 	Bridge *BridgeInfo `protobuf:"bytes,1,opt,name=bridge,proto3" json:"bridge,omitempty"`
 	// With fleet: every replica that answered, this one included, by name.
 	Fleet []*BridgeInfo `protobuf:"bytes,2,rep,name=fleet,proto3" json:"fleet,omitempty"`
-	// With fleet: the gathering stopped at its hard cap, or this replica is
-	// not connected to NATS.
-	Partial       bool `protobuf:"varint,3,opt,name=partial,proto3" json:"partial,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// With fleet: the gathering stopped at its hard cap while answers could
+	// still come or a replica known to be up had not answered
+	// (replicas_missing), or this replica is not connected to NATS.
+	Partial bool `protobuf:"varint,3,opt,name=partial,proto3" json:"partial,omitempty"`
+	// With fleet: replicas that announced themselves in the last 30 s and
+	// did not answer within the 1 s cap (see
+	// ListSessionsResponse.replicas_missing).
+	ReplicasMissing []string `protobuf:"bytes,4,rep,name=replicas_missing,json=replicasMissing,proto3" json:"replicas_missing,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *GetBridgeInfoResponse) Reset() {
@@ -3367,6 +3385,13 @@ func (x *GetBridgeInfoResponse) GetPartial() bool {
 		return x.Partial
 	}
 	return false
+}
+
+func (x *GetBridgeInfoResponse) GetReplicasMissing() []string {
+	if x != nil {
+		return x.ReplicasMissing
+	}
+	return nil
 }
 
 // PriorityGroupState is the state of one priority group of a consumer.
@@ -4526,11 +4551,12 @@ const file_jetway_v1_admin_proto_rawDesc = "" +
 	"\x13ListSessionsRequest\x12\x16\n" +
 	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x1a\n" +
 	"\bconsumer\x18\x02 \x01(\tR\bconsumer\x12\x1a\n" +
-	"\bidentity\x18\x03 \x01(\tR\bidentity\"\x8d\x01\n" +
+	"\bidentity\x18\x03 \x01(\tR\bidentity\"\xb8\x01\n" +
 	"\x14ListSessionsResponse\x12.\n" +
 	"\bsessions\x18\x01 \x03(\v2\x12.jetway.v1.SessionR\bsessions\x12+\n" +
 	"\x11replicas_answered\x18\x02 \x03(\tR\x10replicasAnswered\x12\x18\n" +
-	"\apartial\x18\x03 \x01(\bR\apartial\",\n" +
+	"\apartial\x18\x03 \x01(\bR\apartial\x12)\n" +
+	"\x10replicas_missing\x18\x04 \x03(\tR\x0freplicasMissing\",\n" +
 	"\x14GetBridgeInfoRequest\x12\x14\n" +
 	"\x05fleet\x18\x01 \x01(\bR\x05fleet\"\x8e\x02\n" +
 	"\x0eNATSConnection\x12\x14\n" +
@@ -4558,11 +4584,12 @@ const file_jetway_v1_admin_proto_rawDesc = "" +
 	"\x0fconsume_streams\x18\b \x01(\x03R\x0econsumeStreams\x12#\n" +
 	"\rfetch_waiting\x18\t \x01(\x03R\ffetchWaiting\x12\x1b\n" +
 	"\tin_flight\x18\n" +
-	" \x01(\x03R\binFlight\"\x8d\x01\n" +
+	" \x01(\x03R\binFlight\"\xb8\x01\n" +
 	"\x15GetBridgeInfoResponse\x12-\n" +
 	"\x06bridge\x18\x01 \x01(\v2\x15.jetway.v1.BridgeInfoR\x06bridge\x12+\n" +
 	"\x05fleet\x18\x02 \x03(\v2\x15.jetway.v1.BridgeInfoR\x05fleet\x12\x18\n" +
-	"\apartial\x18\x03 \x01(\bR\apartial\"\x91\x01\n" +
+	"\apartial\x18\x03 \x01(\bR\apartial\x12)\n" +
+	"\x10replicas_missing\x18\x04 \x03(\tR\x0freplicasMissing\"\x91\x01\n" +
 	"\x12PriorityGroupState\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12(\n" +
 	"\x10pinned_client_id\x18\x02 \x01(\tR\x0epinnedClientId\x12;\n" +
