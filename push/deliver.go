@@ -312,6 +312,7 @@ func (d *deliverer) deliver(msg jetstream.Msg, cfg jetstream.ConsumerConfig) {
 		ct = "application/octet-stream"
 	}
 	rh := req.Header
+	forwardHeaders(rh, h)
 	rh.Set("Content-Type", ct)
 	rh.Set("User-Agent", "jetway-push/1")
 	rh.Set(HeaderSub, d.rec.Name)
