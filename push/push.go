@@ -14,7 +14,10 @@
 // replica, and all of them together at most Options.MaxInFlight plus one
 // each (every subscription keeps one request of its own, so none waits on
 // another's slow endpoint); nats.go buffers at most concurrency messages
-// ahead. Responses are read up to 64 KiB and dropped.
+// ahead. Responses are read up to 64 KiB and dropped. A message's
+// headers go along as Jetway-Header-<Name>, at most 64 values and 16 KiB,
+// invalid ones skipped (forwardHeaders). Observer counts the requests
+// (package metrics implements it).
 package push
 
 import (
