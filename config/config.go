@@ -402,6 +402,9 @@ type Push struct {
 	// MaxInFlight caps the push requests in flight on this replica over
 	// every subscription (each keeps one more of its own).
 	MaxInFlight int
+	// Replicas of the subscriptions bucket's stream KV_JETWAY_PUSH when
+	// it is created.
+	Replicas int
 }
 
 // Bootstrap configures the declarative bootstrap (package bootstrap).
@@ -565,6 +568,7 @@ func Parse(args []string, getenv func(string) string, output io.Writer) (Config,
 
 	fs.BoolVar(&c.Push.AllowPrivateEndpoints, "push-allow-private-endpoints", false, "let push endpoints reach loopback, private, link-local (169.254.169.254), multicast and unspecified addresses (refused by default: SSRF)")
 	fs.IntVar(&c.Push.MaxInFlight, "push-max-in-flight", 256, "most push requests in flight on this replica over every subscription (each subscription keeps one more of its own)")
+	fs.IntVar(&c.Push.Replicas, "push-replicas", 1, "replicas of the push subscriptions bucket's stream KV_JETWAY_PUSH when the first subscription creates it (1 to 5; 3 in a cluster so that subscriptions survive a node)")
 
 	co := &c.Consume
 	fs.StringVar(&co.AckKeys, "ack-keys", "", "ack-token keys, base64, comma-separated (first signs); every replica needs the same (prefer --ack-keys-file or JETWAY_ACK_KEYS: the command line is visible in ps)")
@@ -770,6 +774,9 @@ func (c Config) validate() error {
 	if c.Push.MaxInFlight < 1 {
 		errs = append(errs, errors.New("--push-max-in-flight must be positive"))
 	}
+	if r := c.Push.Replicas; r < 1 || r > 5 {
+		errs = append(errs, fmt.Errorf("--push-replicas %d: want 1 to 5", r))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
@@ -899,7 +906,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Group("tracing", slog.String("otlp_endpoint", RedactURLs(c.Tracing.Endpoint)), slog.String("otlp_protocol", c.Tracing.Protocol), slog.Float64("sample_ratio", c.Tracing.SampleRatio)),
 		slog.Group("bootstrap", slog.String("file", c.Bootstrap.File)),
 		slog.Group("dead_letters", slog.Bool("enabled", c.DeadLetters.Enabled), slog.Int("replicas", c.DeadLetters.Replicas)),
-		slog.Group("push", slog.Bool("allow_private_endpoints", c.Push.AllowPrivateEndpoints), slog.Int("max_in_flight", c.Push.MaxInFlight)),
+		slog.Group("push", slog.Bool("allow_private_endpoints", c.Push.AllowPrivateEndpoints), slog.Int("max_in_flight", c.Push.MaxInFlight), slog.Int("replicas", c.Push.Replicas)),
 	)
 }
 

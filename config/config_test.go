@@ -33,6 +33,12 @@ func TestParseDefaults(t *testing.T) {
 		c.NATS.ReconnectWait != 2*time.Second {
 		t.Errorf("NATS defaults %+v", c.NATS)
 	}
+	if c.Push.Replicas != 1 || c.Push.MaxInFlight != 256 || c.DeadLetters.Replicas != 1 {
+		t.Errorf("push %+v, dead letters %+v: want 1 replica, 256 in flight", c.Push, c.DeadLetters)
+	}
+	if p, err := config.Parse([]string{"--push-replicas", "3"}, env(nil), io.Discard); err != nil || p.Push.Replicas != 3 {
+		t.Errorf("--push-replicas 3: %+v %v", p.Push, err)
+	}
 	if c.Log.Format != "text" || c.Log.Level != slog.LevelInfo {
 		t.Errorf("log defaults %+v", c.Log)
 	}
@@ -218,6 +224,9 @@ func TestParseErrors(t *testing.T) {
 		{"token file and inline", []string{"--nats-url", "nats://x:1", "--nats-token", "t", "--nats-token-file", pw}, nil, "either a token file or a token"},
 		{"NATS credentials with the embedded server", []string{"--nats-user", "u", "--nats-password-file", pw}, nil, "are for --nats-url"},
 		{"embedded port without a user", []string{"--embedded-nats-listen", "0.0.0.0:4222", "--embedded-nats-user", ""}, nil, "never anonymous"},
+		{"push replicas 0", []string{"--push-replicas", "0"}, nil, "--push-replicas 0: want 1 to 5"},
+		{"push replicas 6", nil, map[string]string{"JETWAY_PUSH_REPLICAS": "6"}, "--push-replicas 6: want 1 to 5"},
+		{"dead-letters replicas 6", []string{"--dead-letters-replicas", "6"}, nil, "--dead-letters-replicas 6: want 1 to 5"},
 		{"token file missing", []string{"--nats-url", "nats://x:1", "--nats-token-file", filepath.Join(t.TempDir(), "none")}, nil, "token file"},
 	}
 	for _, tt := range tests {

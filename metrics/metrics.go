@@ -7,8 +7,8 @@
 //
 // Every label set is bounded: methods and codes are fixed, streams are
 // what operators create, consumers are durables only (an ephemeral's name
-// is random), reasons are ErrorInfo reasons. Nothing is labelled by
-// subject or identity.
+// is random), reasons are ErrorInfo reasons, push subscriptions are what
+// operators create. Nothing is labelled by subject, endpoint or identity.
 package metrics
 
 import (
@@ -29,6 +29,12 @@ import (
 
 const namespace = "jetway"
 
+// latencyBuckets are the histogram buckets, in seconds, of RPCs and push
+// requests.
+func latencyBuckets() []float64 {
+	return []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+}
+
 // Metrics is one bridge's registry and instruments.
 type Metrics struct {
 	reg  *prometheus.Registry
@@ -48,6 +54,9 @@ type Metrics struct {
 	deadLetterErr *prometheus.CounterVec
 	inFlight      prometheus.Gauge
 	inFlightBytes prometheus.Gauge
+	pushRequests  *prometheus.CounterVec
+	pushSeconds   *prometheus.HistogramVec
+	pushInFlight  prometheus.Gauge
 }
 
 // NATS is what the metrics read of the bridge's NATS connection at scrape
@@ -67,7 +76,7 @@ func New(nats NATS, log *slog.Logger) *Metrics {
 	m := &Metrics{
 		reg: reg,
 		grpc: grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram(
-			grpcprom.WithHistogramBuckets([]float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}),
+			grpcprom.WithHistogramBuckets(latencyBuckets()),
 		)),
 		published: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "published_total",
 			Help: "Messages JetStream stored (or found a duplicate of) through the bridge, by stream."}, []string{"stream"}),
@@ -95,6 +104,13 @@ func New(nats NATS, log *slog.Logger) *Metrics {
 			Help: "Dead letters not written (retried), by reason."}, []string{"reason"}),
 		quota: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "quota_refusals_total",
 			Help: "Calls refused by an identity's quota, by identity (as configured) and limit (rate, streams)."}, []string{"identity", "limit"}),
+		pushRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Subsystem: "push", Name: "requests_total",
+			Help: "Push requests this replica made, by subscription and outcome (acked, deferred: 202, retried: NAKed, terminated: TERMed, error: the ack, NAK or TERM failed)."}, []string{"subscription", "outcome"}),
+		pushSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Subsystem: "push", Name: "request_seconds",
+			Help:    "Duration of push requests, sent until the response's headers and body were read (or the request failed), by subscription.",
+			Buckets: latencyBuckets()}, []string{"subscription"}),
+		pushInFlight: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Subsystem: "push", Name: "in_flight",
+			Help: "Push deliveries in progress on this replica (request and settling), every subscription together."}),
 		reconnects: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Subsystem: "nats", Name: "reconnects_total",
 			Help: "Times the bridge's NATS connection came back after a loss."}),
 	}
@@ -125,7 +141,8 @@ func New(nats NATS, log *slog.Logger) *Metrics {
 		return d.Seconds()
 	})
 	reg.MustRegister(m.grpc, m.published, m.publishFailed, m.delivered, m.redelivered, m.acked, m.ackRefused,
-		m.streams, m.fetchWaiting, m.reconnects, m.quota, m.deadLetters, m.deadLetterErr, m.inFlight, m.inFlightBytes, build, connected, rtt,
+		m.streams, m.fetchWaiting, m.reconnects, m.quota, m.deadLetters, m.deadLetterErr, m.inFlight, m.inFlightBytes,
+		m.pushRequests, m.pushSeconds, m.pushInFlight, build, connected, rtt,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if nats.JetStream != nil {
 		reg.MustRegister(&lagCollector{js: nats.JetStream, log: log})
@@ -156,6 +173,15 @@ func (m *Metrics) DeadLetterWritten(reason string) { m.deadLetters.WithLabelValu
 
 // DeadLetterFailed counts a dead letter not written (deadletter.Observer).
 func (m *Metrics) DeadLetterFailed(reason string) { m.deadLetterErr.WithLabelValues(reason).Inc() }
+
+// PushRequest counts and times a push request (push.Observer).
+func (m *Metrics) PushRequest(subscription, outcome string, took time.Duration) {
+	m.pushRequests.WithLabelValues(subscription, outcome).Inc()
+	m.pushSeconds.WithLabelValues(subscription).Observe(took.Seconds())
+}
+
+// PushInFlight moves the push in-flight gauge (push.Observer).
+func (m *Metrics) PushInFlight(delta int) { m.pushInFlight.Add(float64(delta)) }
 
 // QuotaRefused counts a call refused by an identity's quota.
 func (m *Metrics) QuotaRefused(identity, limit string) {

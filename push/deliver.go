@@ -211,6 +211,8 @@ func (d *deliverer) pull() error {
 		go func() {
 			defer d.requests.Done()
 			defer d.release(sl)
+			d.s.obs.PushInFlight(1)
+			defer d.s.obs.PushInFlight(-1)
 			d.deliver(msg, cfg)
 		}()
 	}
@@ -310,6 +312,7 @@ func (d *deliverer) deliver(msg jetstream.Msg, cfg jetstream.ConsumerConfig) {
 		ct = "application/octet-stream"
 	}
 	rh := req.Header
+	forwardHeaders(rh, h)
 	rh.Set("Content-Type", ct)
 	rh.Set("User-Agent", "jetway-push/1")
 	rh.Set(HeaderSub, d.rec.Name)
@@ -338,19 +341,22 @@ func (d *deliverer) deliver(msg jetstream.Msg, cfg jetstream.ConsumerConfig) {
 		rh.Set("Ce-Subject", msg.Subject())
 		rh.Set("Ce-Time", md.Timestamp.UTC().Format(time.RFC3339Nano))
 	}
+	sent := time.Now()
 	resp, err := d.s.client.Do(req)
 	if err != nil {
-		d.requestFailed(msg, cfg, md.NumDelivered, err)
+		d.requestFailed(msg, cfg, md.NumDelivered, err, time.Since(sent))
 		return
 	}
 	_, _ = io.CopyN(io.Discard, resp.Body, maxResponseBody)
 	_ = resp.Body.Close()
+	took := time.Since(sent)
 	code := resp.StatusCode
 	switch {
 	case code == http.StatusAccepted:
 		// The receiver acks (or NAKs) later with the ack token; the ack
 		// wait governs a redelivery.
 		d.stats.succeeded()
+		d.observe(OutcomeDeferred, took)
 	case code >= 200 && code < 300:
 		actx, acancel := context.WithTimeout(context.Background(), 5*time.Second)
 		err := msg.DoubleAck(actx)
@@ -358,13 +364,15 @@ func (d *deliverer) deliver(msg jetstream.Msg, cfg jetstream.ConsumerConfig) {
 		if err != nil {
 			// Delivered, not acked: JetStream delivers it again.
 			d.stats.failed("ack after HTTP " + strconv.Itoa(code) + ": " + err.Error())
+			d.observe(OutcomeError, took)
 			return
 		}
 		d.stats.succeeded()
+		d.observe(OutcomeAcked, took)
 	case code == http.StatusTooManyRequests || code == http.StatusRequestTimeout || code >= 500:
 		delay := retryDelay(cfg, md.NumDelivered, resp.Header.Get("Retry-After"), time.Now())
 		d.stats.failed("HTTP " + strconv.Itoa(code))
-		d.nak(msg, delay)
+		d.observe(d.nak(msg, delay), took)
 	case code >= 400 && code < 500:
 		reason := fmt.Sprintf("push %s: HTTP %d", d.rec.Name, code)
 		d.stats.failed("HTTP " + strconv.Itoa(code) + ": terminated")
@@ -373,18 +381,26 @@ func (d *deliverer) deliver(msg jetstream.Msg, cfg jetstream.ConsumerConfig) {
 		tcancel()
 		if err != nil {
 			d.s.log.Warn("push: terminate", slog.String("subscription", d.rec.Name), slog.Any("error", err))
+			d.observe(OutcomeError, took)
+			return
 		}
+		d.observe(OutcomeTerminated, took)
 	default:
 		// 3xx (redirects are not followed) and anything else: retried.
 		d.stats.failed("HTTP " + strconv.Itoa(code) + " (redirects are not followed)")
-		d.nak(msg, retryDelay(cfg, md.NumDelivered, "", time.Now()))
+		d.observe(d.nak(msg, retryDelay(cfg, md.NumDelivered, "", time.Now())), took)
 	}
+}
+
+// observe counts one request of the subscription.
+func (d *deliverer) observe(outcome string, took time.Duration) {
+	d.s.obs.PushRequest(d.rec.Name, outcome, took)
 }
 
 // requestFailed settles a request that got no response: cancelled by a
 // closing replica (NAKed at once, for another replica), timed out or
 // refused (NAKed with the retry delay).
-func (d *deliverer) requestFailed(msg jetstream.Msg, cfg jetstream.ConsumerConfig, attempt uint64, err error) {
+func (d *deliverer) requestFailed(msg jetstream.Msg, cfg jetstream.ConsumerConfig, attempt uint64, err error, took time.Duration) {
 	// *url.Error repeats the URL, which may hold credentials.
 	var ue *url.Error
 	if errors.As(err, &ue) {
@@ -393,7 +409,7 @@ func (d *deliverer) requestFailed(msg jetstream.Msg, cfg jetstream.ConsumerConfi
 	switch {
 	case d.reqCtx.Err() != nil:
 		d.stats.failed("cancelled: the replica is closing")
-		_ = msg.Nak()
+		d.observe(d.nak(msg, 0), took)
 		return
 	case errors.Is(err, context.DeadlineExceeded):
 		d.stats.failed("timeout after " + d.rec.Timeout.String())
@@ -402,10 +418,12 @@ func (d *deliverer) requestFailed(msg jetstream.Msg, cfg jetstream.ConsumerConfi
 	default:
 		d.stats.failed("connection: " + err.Error())
 	}
-	d.nak(msg, retryDelay(cfg, attempt, "", time.Now()))
+	d.observe(d.nak(msg, retryDelay(cfg, attempt, "", time.Now())), took)
 }
 
-func (d *deliverer) nak(msg jetstream.Msg, delay time.Duration) {
+// nak NAKs msg, after delay when positive, and answers the outcome:
+// OutcomeRetried, or OutcomeError when the NAK could not be sent.
+func (d *deliverer) nak(msg jetstream.Msg, delay time.Duration) string {
 	var err error
 	if delay > 0 {
 		err = msg.NakWithDelay(delay)
@@ -414,7 +432,9 @@ func (d *deliverer) nak(msg jetstream.Msg, delay time.Duration) {
 	}
 	if err != nil {
 		d.s.log.Debug("push: nak", slog.String("subscription", d.rec.Name), slog.Any("error", err))
+		return OutcomeError
 	}
+	return OutcomeRetried
 }
 
 func (d *deliverer) state() *jetwayv1.PushSubscriptionState {

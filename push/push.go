@@ -14,7 +14,10 @@
 // replica, and all of them together at most Options.MaxInFlight plus one
 // each (every subscription keeps one request of its own, so none waits on
 // another's slow endpoint); nats.go buffers at most concurrency messages
-// ahead. Responses are read up to 64 KiB and dropped.
+// ahead. Responses are read up to 64 KiB and dropped. A message's
+// headers go along as Jetway-Header-<Name>, at most 64 values and 16 KiB,
+// invalid ones skipped (forwardHeaders). Observer counts the requests
+// (package metrics implements it).
 package push
 
 import (
@@ -54,6 +57,42 @@ const (
 // ErrInvalidOption is returned by New for an option with a bad value.
 var ErrInvalidOption = errors.New("push: invalid option")
 
+// Outcomes of a request, as Observer.PushRequest counts them.
+const (
+	// OutcomeAcked: a 2xx other than 202, and the ack JetStream confirmed.
+	OutcomeAcked = "acked"
+	// OutcomeDeferred: 202, left to the receiver to settle.
+	OutcomeDeferred = "deferred"
+	// OutcomeRetried: 429, 408, 5xx, 1xx, 3xx, a timeout, a connection
+	// error or a refused address, or cancelled by a closing replica:
+	// NAKed (with the retry delay, or at once when closing).
+	OutcomeRetried = "retried"
+	// OutcomeTerminated: any other 4xx, TERMed (dead-lettered first when
+	// the consumer has a dead-letter subject).
+	OutcomeTerminated = "terminated"
+	// OutcomeError: the ack, NAK or TERM that settles the request failed
+	// (JetStream delivers the message again after its ack wait).
+	OutcomeError = "error"
+)
+
+// Observer counts push requests (package metrics implements it). Its
+// methods are called concurrently, from every deliverer.
+type Observer interface {
+	// PushRequest counts one request of subscription, settled with
+	// outcome (one of the Outcome constants) after took (the request
+	// sent until its response headers and body were read, or it
+	// failed).
+	PushRequest(subscription, outcome string, took time.Duration)
+	// PushInFlight moves the count of this replica's deliveries in
+	// progress (request and settling) by delta.
+	PushInFlight(delta int)
+}
+
+type noObserver struct{}
+
+func (noObserver) PushRequest(string, string, time.Duration) {}
+func (noObserver) PushInFlight(int)                          {}
+
 // Options configures New.
 type Options struct {
 	// JetStream returns the bridge's own JetStream connection (the one
@@ -84,6 +123,11 @@ type Options struct {
 	// delivers nothing on this replica, and says why in its state. A
 	// revoked identity's subscriptions so stop at the next start.
 	Permit func(ctx context.Context, identity, stream, consumer string) error
+	// Observer counts requests; nil counts nothing.
+	Observer Observer
+	// Replicas of the bucket's stream KV_JETWAY_PUSH when a replica
+	// creates it (1 to 5; 0 is 1). An existing bucket keeps its own.
+	Replicas int
 }
 
 // Service is the PushService and the deliverers of this replica.
@@ -97,6 +141,8 @@ type Service struct {
 	allowPriv bool
 	terminate func(ctx context.Context, msg jetstream.Msg, reason string) error
 	permit    func(ctx context.Context, identity, stream, consumer string) error
+	obs       Observer
+	replicas  int
 	client    *http.Client
 	replica   chan struct{} // the replica's shared in-flight slots
 
@@ -127,6 +173,15 @@ func New(o Options) (*Service, error) {
 	if o.MaxInFlight == 0 {
 		o.MaxInFlight = DefaultMaxInFlight
 	}
+	if o.Replicas < 0 || o.Replicas > 5 {
+		return nil, fmt.Errorf("%w: Replicas %d (1 to 5)", ErrInvalidOption, o.Replicas)
+	}
+	if o.Replicas == 0 {
+		o.Replicas = 1
+	}
+	if o.Observer == nil {
+		o.Observer = noObserver{}
+	}
 	if o.Authorizer == nil {
 		o.Authorizer = bridge.AllowAll
 	}
@@ -139,7 +194,7 @@ func New(o Options) (*Service, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Service{
 		js: o.JetStream, signer: o.Signer, authz: o.Authorizer, log: o.Logger, allowPriv: o.AllowPrivateEndpoints,
-		terminate: o.Terminate, permit: o.Permit, replica: make(chan struct{}, o.MaxInFlight), deliverers: map[string]*deliverer{},
+		terminate: o.Terminate, permit: o.Permit, obs: o.Observer, replicas: o.Replicas, replica: make(chan struct{}, o.MaxInFlight), deliverers: map[string]*deliverer{},
 		ctx: ctx, cancel: cancel, done: make(chan struct{}), poked: make(chan struct{}, 1),
 	}
 	s.client = newClient(o.AllowPrivateEndpoints, o.MaxInFlight)

@@ -64,6 +64,10 @@ func decodeRecord(data []byte) (record, *url.URL, error) {
 	return r, u, nil
 }
 
+// jsReplicasNotSupported is JetStream's JSStreamReplicasNotSupportedErr:
+// more than one replica asked of a server that is not clustered.
+const jsReplicasNotSupported jetstream.ErrorCode = 10074
+
 // errNoBucket is the bucket not there yet: no subscription was ever made.
 var errNoBucket = errors.New("push: no subscriptions bucket yet")
 
@@ -86,10 +90,16 @@ func (s *Service) bucket(ctx context.Context, create bool) (jetstream.KeyValue, 
 			Description: "Jetway push subscriptions (issue 19): one key per subscription",
 			History:     1,
 			Storage:     jetstream.FileStorage,
+			Replicas:    s.replicas,
 		})
-		if errors.Is(err, jetstream.ErrBucketExists) {
+		var apiErr *jetstream.APIError
+		switch {
+		case errors.Is(err, jetstream.ErrBucketExists):
 			// Another replica made it first.
 			kv, err = js.KeyValue(ctx, Bucket)
+		case errors.As(err, &apiErr) && apiErr.ErrorCode == jsReplicasNotSupported:
+			// The operator's --push-replicas, not the caller's request.
+			return nil, fmt.Errorf("push subscriptions bucket %s: %w: this bridge makes it with %d replicas (--push-replicas) and NATS is not clustered: start the bridge with --push-replicas 1", Bucket, bridge.ErrInvalidConfig, s.replicas)
 		}
 		if err == nil {
 			s.poke()

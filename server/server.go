@@ -360,6 +360,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 	pushOpts := push.Options{
 		JetStream: link.JetStream, Signer: signer, Logger: log,
 		AllowPrivateEndpoints: cfg.Push.AllowPrivateEndpoints, MaxInFlight: cfg.Push.MaxInFlight,
+		Replicas: cfg.Push.Replicas, Observer: m,
 	}
 	if authCfg != nil {
 		pushOpts.Authorizer = aud.Authorizer(auth.Authorizer{})
