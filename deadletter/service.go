@@ -222,6 +222,11 @@ func (s *Service) ListDeadLetters(ctx context.Context, req *jetwayv1.ListDeadLet
 	}
 	seq := max(req.GetStartSequence(), 1)
 	out := &jetwayv1.ListDeadLettersResponse{NextSequence: seq}
+	// size bounds the page's payloads and headers by the bridge's read
+	// byte cap, as ListMessages does (1000 dead letters of 1 MB each are
+	// a gigabyte, and more than gRPC carries): the dead letter that would
+	// cross it is left for the next page, unless it is the page's first.
+	size := 0
 	for scanned := 0; scanned < maxScan; {
 		msgs, pending, err := bridge.DirectBatch(ctx, js, req.GetStream(), seq, min(batchSize, maxScan-scanned), s.maxBytes)
 		if err != nil {
@@ -232,12 +237,16 @@ func (s *Service) ListDeadLetters(ctx context.Context, req *jetwayv1.ListDeadLet
 			return out, nil
 		}
 		for i, m := range msgs {
-			scanned++
-			seq, out.NextSequence = m.Sequence+1, m.Sequence+1
 			d, _, ok := parse(m)
 			if ok && f.matches(d) {
+				size += messageSize(m)
+				if len(out.DeadLetters) > 0 && size > s.maxBytes {
+					return out, nil
+				}
 				out.DeadLetters = append(out.DeadLetters, d)
 			}
+			scanned++
+			seq, out.NextSequence = m.Sequence+1, m.Sequence+1
 			if len(out.DeadLetters) == n {
 				out.End = pending == 0 && i == len(msgs)-1
 				return out, nil
@@ -249,6 +258,17 @@ func (s *Service) ListDeadLetters(ctx context.Context, req *jetwayv1.ListDeadLet
 		}
 	}
 	return out, nil
+}
+
+// messageSize is a DLQ message's subject, payload and header bytes.
+func messageSize(m *jetstream.RawStreamMsg) int {
+	n := len(m.Subject) + len(m.Data)
+	for k, vs := range m.Header {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4
+		}
+	}
+	return n
 }
 
 // RedriveDeadLetters sends dead letters back to their subjects.

@@ -400,7 +400,10 @@ type ListDeadLettersRequest struct {
 	Filter *DeadLetterFilter `protobuf:"bytes,3,opt,name=filter,proto3" json:"filter,omitempty"`
 	// The most dead letters to return: 1 to 1000, default 100. A page may
 	// be shorter when the filter skips many (at most 10000 messages are
-	// read per call): continue from next_sequence.
+	// read per call) or its dead letters are large (a page holds about the
+	// bridge's Fetch max_bytes cap, 3 MiB by default, of payloads and
+	// headers; a dead letter larger than that comes alone): continue from
+	// next_sequence.
 	MaxMessages   int32 `protobuf:"varint,4,opt,name=max_messages,json=maxMessages,proto3" json:"max_messages,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

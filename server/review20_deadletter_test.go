@@ -1,0 +1,124 @@
+package server_test
+
+// Review of the console's dead letters and the redrive (review 20):
+// hostile and huge dead letters published natively into a DLQ stream,
+// hostile query parameters, clients that leave a redrive or read it
+// slowly.
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetway-dev/jetway/deadletter"
+	jetwayv1 "github.com/jetway-dev/jetway/gen/jetway/v1"
+	"github.com/jetway-dev/jetway/internal/jetwaytest"
+)
+
+// publishDeadLetter stores a dead letter natively in the DLQ stream
+// (dlq.orders), as the bridge writes one, from ORDERS sequence seq.
+func publishDeadLetter(t *testing.T, js jetstream.JetStream, seq int, data []byte) {
+	t.Helper()
+	ctx := jetwaytest.Context(t, 20*time.Second)
+	m := nats.NewMsg("dlq.orders")
+	m.Header.Set(deadletter.HeaderStream, "ORDERS")
+	m.Header.Set(deadletter.HeaderConsumer, "work")
+	m.Header.Set(deadletter.HeaderSequence, strconv.Itoa(seq))
+	m.Header.Set(deadletter.HeaderSubject, "orders.new")
+	m.Header.Set(deadletter.HeaderReason, deadletter.ReasonTerminated)
+	m.Data = data
+	if _, err := js.PublishMsg(ctx, m); err != nil {
+		t.Fatalf("publish dead letter %d: %v", seq, err)
+	}
+}
+
+// TestReviewListDeadLettersHugePayloads: a DLQ stream of 24 dead letters
+// of 900 KB each (just under NATS's 1 MB max payload) lists over REST and
+// gRPC page by page: each page a bounded size (about the bridge's Fetch
+// byte cap, 3 MiB, not max_messages of them: 100 such payloads are
+// 90 MB in the bridge's memory, more than gRPC carries, and an answer the
+// console could never show), and the pages together hold all 24, in order.
+func TestReviewListDeadLettersHugePayloads(t *testing.T) {
+	t.Parallel()
+	b := jetwaytest.Start(t)
+	ctx := jetwaytest.Context(t, 2*time.Minute)
+	dlqSetup(t, ctx, b.JS, jetstream.LimitsPolicy, jetstream.ConsumerConfig{})
+	const n, size = 24, 900 << 10
+	for i := 1; i <= n; i++ {
+		publishDeadLetter(t, b.JS, i, bytes.Repeat([]byte{byte('a' + i%26)}, size))
+	}
+	const maxPage = 8 << 20 // the 3 MiB cap, one crossing it, base64 and JSON
+
+	// REST, as the console asks (max_messages 100).
+	var seqs []uint64
+	next := uint64(0)
+	for pages := 0; ; pages++ {
+		if pages > n {
+			t.Fatalf("more than %d pages", n)
+		}
+		r := b.Do(t, http.MethodGet, fmt.Sprintf("/v1/dead-letters/DLQ?max_messages=100&start_sequence=%d", next), "")
+		if r.Status != http.StatusOK {
+			t.Fatalf("page %d from %d: %d %.300s", pages, next, r.Status, r.Body)
+		}
+		if len(r.Body) > maxPage {
+			t.Fatalf("page %d from %d: %d bytes", pages, next, len(r.Body))
+		}
+		var page struct {
+			DeadLetters []struct {
+				Sequence string `json:"sequence"`
+				Data     []byte `json:"data"`
+			} `json:"dead_letters"`
+			NextSequence string `json:"next_sequence"`
+			End          bool   `json:"end"`
+		}
+		if err := json.Unmarshal(r.Body, &page); err != nil {
+			t.Fatal(err)
+		}
+		if len(page.DeadLetters) == 0 && !page.End {
+			t.Fatalf("page %d from %d: empty, not the end", pages, next)
+		}
+		for _, d := range page.DeadLetters {
+			s, _ := strconv.ParseUint(d.Sequence, 10, 64)
+			if len(d.Data) != size {
+				t.Errorf("dead letter %d: %d bytes", s, len(d.Data))
+			}
+			seqs = append(seqs, s)
+		}
+		next, _ = strconv.ParseUint(page.NextSequence, 10, 64)
+		if page.End {
+			break
+		}
+	}
+	if len(seqs) != n || seqs[0] != 1 || seqs[n-1] != n {
+		t.Fatalf("REST pages hold %v, want 1…%d", seqs, n)
+	}
+
+	// gRPC, with grpc-go's default 4 MB receive limit.
+	seqs, next = nil, 0
+	for pages := 0; ; pages++ {
+		if pages > n {
+			t.Fatalf("more than %d pages", n)
+		}
+		page, err := b.DeadLetters.ListDeadLetters(ctx, &jetwayv1.ListDeadLettersRequest{Stream: "DLQ", StartSequence: next, MaxMessages: 1000})
+		if err != nil {
+			t.Fatalf("gRPC page %d from %d: %v", pages, next, err)
+		}
+		for _, d := range page.GetDeadLetters() {
+			seqs = append(seqs, d.GetSequence())
+		}
+		next = page.GetNextSequence()
+		if page.GetEnd() {
+			break
+		}
+	}
+	if len(seqs) != n {
+		t.Fatalf("gRPC pages hold %d dead letters, want %d", len(seqs), n)
+	}
+}
