@@ -6,11 +6,13 @@ package server_test
 // slowly.
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -120,5 +122,69 @@ func TestReviewListDeadLettersHugePayloads(t *testing.T) {
 	}
 	if len(seqs) != n {
 		t.Fatalf("gRPC pages hold %d dead letters, want %d", len(seqs), n)
+	}
+}
+
+// TestReviewRedriveClientLeaves: a REST client that leaves a redrive at
+// 2 a second (NDJSON, then Server-Sent Events) after its second progress
+// event stops it: counted natively in ORDERS, at most one more dead
+// letter is published after the client closed (the one whose publish was
+// under way), none in the 3 s after (6 at that rate had it gone on).
+func TestReviewRedriveClientLeaves(t *testing.T) {
+	t.Parallel()
+	b := jetwaytest.Start(t)
+	ctx := jetwaytest.Context(t, 2*time.Minute)
+	dlqSetup(t, ctx, b.JS, jetstream.LimitsPolicy, jetstream.ConsumerConfig{})
+	const n = 30
+	for i := 1; i <= n; i++ {
+		publishDeadLetter(t, b.JS, i, []byte("payload "+strconv.Itoa(i)))
+	}
+	for _, accept := range []string{"application/json", "text/event-stream"} {
+		before, err := dlqCount(ctx, b.JS, "ORDERS")
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.BaseURL+"/v1/dead-letters/DLQ:redrive", strings.NewReader(`{"rate":2}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", accept)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: redrive %d", accept, resp.StatusCode)
+		}
+		sc := bufio.NewScanner(resp.Body)
+		events := 0
+		for events < 2 && sc.Scan() {
+			if strings.Contains(sc.Text(), `"progress"`) {
+				events++
+			}
+		}
+		if events != 2 {
+			t.Fatalf("%s: %d progress events before the end: %v", accept, events, sc.Err())
+		}
+		resp.Body.Close()
+		left, err := dlqCount(ctx, b.JS, "ORDERS")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// At 2 a second, a redrive still running publishes 6 in 3 s.
+		deadline := time.Now().Add(3 * time.Second)
+		for time.Now().Before(deadline) {
+			now, err := dlqCount(ctx, b.JS, "ORDERS")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if now > left+1 {
+				t.Fatalf("%s: ORDERS went from %d (client gone) to %d: the redrive went on without its client", accept, left, now)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		after, _ := dlqCount(ctx, b.JS, "ORDERS")
+		t.Logf("%s: %d published before the client left (2 events read), %d after", accept, left-before, after-left)
 	}
 }
