@@ -410,6 +410,11 @@ func (s *Service) redriveOne(ctx context.Context, js jetstream.JetStream, st jet
 		return failed(err.Error())
 	}
 	p.StoredStream, p.StoredSequence = ack.Stream, ack.Sequence
+	// A duplicate of the original message itself (its id still in the
+	// original stream's duplicate window) was never redriven: JetStream
+	// stored nothing. Deleting the dead letter would lose the message;
+	// a duplicate of an earlier redrive's copy is another sequence.
+	shadowed := ack.Duplicate && ack.Stream == d.GetOriginStream() && ack.Sequence == d.GetOriginSequence()
 	if ack.Duplicate {
 		p.Outcome = jetwayv1.RedriveOutcome_REDRIVE_OUTCOME_DUPLICATE
 		sum.Duplicates++
@@ -417,7 +422,10 @@ func (s *Service) redriveOne(ctx context.Context, js jetstream.JetStream, st jet
 		p.Outcome = jetwayv1.RedriveOutcome_REDRIVE_OUTCOME_REDRIVEN
 		sum.Redriven++
 	}
-	if req.GetDelete() {
+	if shadowed {
+		p.Error = fmt.Sprintf("taken for the original message (%s sequence %d), whose message id is still in the stream's duplicate window: nothing stored, the dead letter kept; redrive again once the window has passed", ack.Stream, ack.Sequence)
+	}
+	if req.GetDelete() && !shadowed {
 		if err := st.DeleteMsg(ctx, m.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
 			p.Error = bridge.JetStreamError(err, fmt.Sprintf("delete dead letter %d", m.Sequence)).Error()
 		} else {

@@ -188,3 +188,88 @@ func TestReviewRedriveClientLeaves(t *testing.T) {
 		t.Logf("%s: %d published before the client left (2 events read), %d after", accept, left-before, after-left)
 	}
 }
+
+// TestReviewRedriveDeleteKeepsWhatTheOriginalShadows: a dead letter
+// redriven, with delete, while its original's message id is still in the
+// original stream's duplicate window (a message TERMed and redriven
+// within 2 minutes of its publish, as README's commands do) is taken by
+// JetStream for the original itself: nothing is stored, and the dead
+// letter must be kept (deleted, the message was in neither stream any
+// more for its consumer). Once the window has passed it is redriven and
+// deleted; a copy of it redriven again within the new copy's window is a
+// duplicate of that copy and deleted.
+func TestReviewRedriveDeleteKeepsWhatTheOriginalShadows(t *testing.T) {
+	t.Parallel()
+	b := jetwaytest.Start(t)
+	ctx := jetwaytest.Context(t, time.Minute)
+	for _, s := range []jetstream.StreamConfig{
+		{Name: "ORDERS", Subjects: []string{"orders.>"}, Duplicates: 2 * time.Second},
+		{Name: "DLQ", Subjects: []string{"dlq.>"}, AllowDirect: true, Duplicates: 2 * time.Minute},
+	} {
+		if _, err := b.JS.CreateStream(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	orig := nats.NewMsg("orders.new")
+	orig.Data = []byte(`{"id":1}`)
+	if _, err := b.JS.PublishMsg(ctx, orig, jetstream.WithMsgID("order-1")); err != nil {
+		t.Fatal(err)
+	}
+	deadLetter := func() {
+		m := nats.NewMsg("dlq.orders")
+		m.Header.Set(deadletter.HeaderStream, "ORDERS")
+		m.Header.Set(deadletter.HeaderConsumer, "refunds")
+		m.Header.Set(deadletter.HeaderSequence, "1")
+		m.Header.Set(deadletter.HeaderSubject, "orders.new")
+		m.Header.Set(deadletter.HeaderReason, deadletter.ReasonTerminated)
+		m.Header.Set(deadletter.HeaderMsgID, "order-1")
+		m.Data = orig.Data
+		if _, err := b.JS.PublishMsg(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadLetter()
+	redrive := func() *jetwayv1.RedriveProgress {
+		t.Helper()
+		rs, err := b.DeadLetters.RedriveDeadLetters(ctx, &jetwayv1.RedriveDeadLettersRequest{Stream: "DLQ", Delete: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p *jetwayv1.RedriveProgress
+		for {
+			ev, err := rs.Recv()
+			if err != nil {
+				break
+			}
+			if ev.GetProgress() != nil {
+				p = ev.GetProgress()
+			}
+		}
+		return p
+	}
+
+	p := redrive()
+	if p.GetOutcome() != jetwayv1.RedriveOutcome_REDRIVE_OUTCOME_DUPLICATE || p.GetDeleted() {
+		t.Errorf("redriven within the original's window: %v, want DUPLICATE, kept", p)
+	}
+	if n, err := dlqCount(ctx, b.JS, "DLQ"); err != nil || n != 1 {
+		t.Fatalf("DLQ holds %d (%v) after a redrive JetStream took for the original: the dead letter was deleted, and redriven nowhere", n, err)
+	}
+	jetwaytest.Eventually(t, 20*time.Second, "redriven once the original's window passed", func() error {
+		p = redrive()
+		if p.GetOutcome() != jetwayv1.RedriveOutcome_REDRIVE_OUTCOME_REDRIVEN || !p.GetDeleted() {
+			return fmt.Errorf("%v", p)
+		}
+		return nil
+	})
+	wantCount(t, ctx, b.JS, "ORDERS", 2)
+	wantCount(t, ctx, b.JS, "DLQ", 0)
+	// A second copy (a redrive that published, then died before deleting)
+	// is a duplicate of the redriven copy: deleted.
+	deadLetter()
+	if p := redrive(); p.GetOutcome() != jetwayv1.RedriveOutcome_REDRIVE_OUTCOME_DUPLICATE || !p.GetDeleted() || p.GetStoredSequence() != 2 {
+		t.Errorf("a repeated redrive: %v, want DUPLICATE of ORDERS 2, deleted", p)
+	}
+	wantCount(t, ctx, b.JS, "ORDERS", 2)
+	wantCount(t, ctx, b.JS, "DLQ", 0)
+}

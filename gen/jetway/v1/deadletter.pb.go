@@ -84,7 +84,9 @@ const (
 	// Published back to its subject (or would be, in a dry run).
 	RedriveOutcome_REDRIVE_OUTCOME_REDRIVEN RedriveOutcome = 1
 	// Published, and JetStream answered that it had it already (within the
-	// original stream's duplicate window): nothing stored twice.
+	// original stream's duplicate window): nothing stored twice. When what
+	// it had is the original message (stored_sequence its origin
+	// sequence), nothing was redriven: error says so and delete keeps it.
 	RedriveOutcome_REDRIVE_OUTCOME_DUPLICATE RedriveOutcome = 2
 	// The caller may not publish to its original subject: skipped.
 	RedriveOutcome_REDRIVE_OUTCOME_NOT_PERMITTED RedriveOutcome = 3
@@ -546,7 +548,10 @@ type RedriveDeadLettersRequest struct {
 	// Dead letters published a second at most: 1 to 10000, default 100.
 	Rate int32 `protobuf:"varint,5,opt,name=rate,proto3" json:"rate,omitempty"`
 	// Delete each dead letter from the DLQ stream once JetStream acked its
-	// redrive.
+	// redrive, or answered it a duplicate of an earlier redrive's copy. A
+	// duplicate of the original message itself (its id still in the
+	// original stream's duplicate window: nothing was stored) is kept, and
+	// its progress says so in error.
 	Delete bool `protobuf:"varint,6,opt,name=delete,proto3" json:"delete,omitempty"`
 	// Report what would be redriven, publishing and deleting nothing.
 	DryRun        bool `protobuf:"varint,7,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
