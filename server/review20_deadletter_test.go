@@ -10,6 +10,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/jetway-dev/jetway/config"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"net/http"
 	"strconv"
 	"strings"
@@ -272,4 +275,49 @@ func TestReviewRedriveDeleteKeepsWhatTheOriginalShadows(t *testing.T) {
 	}
 	wantCount(t, ctx, b.JS, "ORDERS", 2)
 	wantCount(t, ctx, b.JS, "DLQ", 0)
+}
+
+// TestReviewRedriveShutdownAtLowRate: a redrive at 1 a second when the
+// bridge shuts down ends at once with UNAVAILABLE naming the sequence to
+// continue from (README), not after the batch of dead letters it holds
+// (20 here, 20 s at that rate: the shutdown timeout cut it first).
+func TestReviewRedriveShutdownAtLowRate(t *testing.T) {
+	t.Parallel()
+	b := jetwaytest.Start(t, func(c *config.Config) { c.Server.ShutdownTimeout = 10 * time.Second })
+	ctx := jetwaytest.Context(t, time.Minute)
+	dlqSetup(t, ctx, b.JS, jetstream.LimitsPolicy, jetstream.ConsumerConfig{})
+	for i := 1; i <= 20; i++ {
+		publishDeadLetter(t, b.JS, i, []byte("x"))
+	}
+	rs, err := b.DeadLetters.RedriveDeadLetters(ctx, &jetwayv1.RedriveDeadLettersRequest{Stream: "DLQ", Rate: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := rs.Recv(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- b.Stop() }()
+	start := time.Now()
+	for {
+		ev, err := rs.Recv()
+		if err == nil {
+			if ev.GetSummary() != nil {
+				t.Fatalf("the redrive ended with a summary at shutdown: %v", ev)
+			}
+			continue
+		}
+		if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "from sequence") {
+			t.Errorf("the redrive at shutdown ended with %v, want UNAVAILABLE naming the sequence to continue from", err)
+		}
+		break
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("the redrive ended %v after the shutdown began", d)
+	}
+	if err := <-stopped; err != nil {
+		t.Errorf("stop: %v", err)
+	}
 }
