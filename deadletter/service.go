@@ -222,6 +222,11 @@ func (s *Service) ListDeadLetters(ctx context.Context, req *jetwayv1.ListDeadLet
 	}
 	seq := max(req.GetStartSequence(), 1)
 	out := &jetwayv1.ListDeadLettersResponse{NextSequence: seq}
+	// size bounds the page's payloads and headers by the bridge's read
+	// byte cap, as ListMessages does (1000 dead letters of 1 MB each are
+	// a gigabyte, and more than gRPC carries): the dead letter that would
+	// cross it is left for the next page, unless it is the page's first.
+	size := 0
 	for scanned := 0; scanned < maxScan; {
 		msgs, pending, err := bridge.DirectBatch(ctx, js, req.GetStream(), seq, min(batchSize, maxScan-scanned), s.maxBytes)
 		if err != nil {
@@ -232,12 +237,16 @@ func (s *Service) ListDeadLetters(ctx context.Context, req *jetwayv1.ListDeadLet
 			return out, nil
 		}
 		for i, m := range msgs {
-			scanned++
-			seq, out.NextSequence = m.Sequence+1, m.Sequence+1
 			d, _, ok := parse(m)
 			if ok && f.matches(d) {
+				size += messageSize(m)
+				if len(out.DeadLetters) > 0 && size > s.maxBytes {
+					return out, nil
+				}
 				out.DeadLetters = append(out.DeadLetters, d)
 			}
+			scanned++
+			seq, out.NextSequence = m.Sequence+1, m.Sequence+1
 			if len(out.DeadLetters) == n {
 				out.End = pending == 0 && i == len(msgs)-1
 				return out, nil
@@ -249,6 +258,17 @@ func (s *Service) ListDeadLetters(ctx context.Context, req *jetwayv1.ListDeadLet
 		}
 	}
 	return out, nil
+}
+
+// messageSize is a DLQ message's subject, payload and header bytes.
+func messageSize(m *jetstream.RawStreamMsg) int {
+	n := len(m.Subject) + len(m.Data)
+	for k, vs := range m.Header {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4
+		}
+	}
+	return n
 }
 
 // RedriveDeadLetters sends dead letters back to their subjects.
@@ -282,11 +302,27 @@ func (s *Service) RedriveDeadLetters(req *jetwayv1.RedriveDeadLettersRequest, st
 	}
 	sum := &jetwayv1.RedriveSummary{DryRun: req.GetDryRun()}
 	lim := rate.NewLimiter(rate.Limit(r), 1)
+	// wait is the call's context, also ended by Drain: the pacing between
+	// publishes (a second each at rate 1) ends at once when the bridge
+	// shuts down, not after the batch in hand. A publish under way keeps
+	// the call's context, so that its outcome is known.
+	wait, stopWait := context.WithCancel(ctx)
+	defer stopWait()
+	go func() {
+		select {
+		case <-s.drained:
+			stopWait()
+		case <-wait.Done():
+		}
+	}()
+	drainedAt := func(seq uint64) error {
+		return fmt.Errorf("%w: the bridge is shutting down; redrive again from sequence %d to continue", bridge.ErrUnavailable, seq)
+	}
 	seq := max(req.GetStartSequence(), 1)
 	for seq <= end {
 		select {
 		case <-s.drained:
-			return fmt.Errorf("%w: the bridge is shutting down; redrive again from sequence %d to continue", bridge.ErrUnavailable, seq)
+			return drainedAt(seq)
 		default:
 		}
 		want := int(min(uint64(batchSize), end-seq+1))
@@ -302,8 +338,20 @@ func (s *Service) RedriveDeadLetters(req *jetwayv1.RedriveDeadLettersRequest, st
 				seq = end + 1
 				break
 			}
+			select {
+			case <-s.drained:
+				return drainedAt(m.Sequence)
+			default:
+			}
+			p, counted, err := s.redriveOne(ctx, wait, js, st, m, f, req, lim, sum)
+			if err != nil {
+				// Not redriven: the client left, or the bridge drains.
+				if ctx.Err() == nil {
+					return drainedAt(m.Sequence)
+				}
+				return ctx.Err()
+			}
 			seq, sum.LastSequence = m.Sequence+1, m.Sequence
-			p, counted := s.redriveOne(ctx, js, st, m, f, req, lim, sum)
 			if !counted {
 				continue
 			}
@@ -322,26 +370,27 @@ func (s *Service) RedriveDeadLetters(req *jetwayv1.RedriveDeadLettersRequest, st
 }
 
 // redriveOne redrives one DLQ message; counted is false for one the
-// filter leaves out.
-func (s *Service) redriveOne(ctx context.Context, js jetstream.JetStream, st jetstream.Stream, m *jetstream.RawStreamMsg, f filter,
+// filter leaves out. An error is wait's: it ended before the message's
+// turn came, and the message is neither redriven nor counted.
+func (s *Service) redriveOne(ctx, wait context.Context, js jetstream.JetStream, st jetstream.Stream, m *jetstream.RawStreamMsg, f filter,
 	req *jetwayv1.RedriveDeadLettersRequest, lim *rate.Limiter, sum *jetwayv1.RedriveSummary,
-) (*jetwayv1.RedriveProgress, bool) {
+) (*jetwayv1.RedriveProgress, bool, error) {
 	p := &jetwayv1.RedriveProgress{Sequence: m.Sequence}
-	failed := func(why string) (*jetwayv1.RedriveProgress, bool) {
+	failed := func(why string) (*jetwayv1.RedriveProgress, bool, error) {
 		p.Outcome, p.Error = jetwayv1.RedriveOutcome_REDRIVE_OUTCOME_FAILED, why
 		sum.Failed++
-		return p, true
+		return p, true, nil
 	}
 	d, orig, ok := parse(m)
 	if !ok {
 		if req.GetFilter() != nil {
-			return nil, false
+			return nil, false, nil
 		}
 		sum.Matched++
 		return failed(bridge.ErrInvalidDeadLetter.Error() + ": no " + HeaderStream + " header")
 	}
 	if !f.matches(d) {
-		return nil, false
+		return nil, false, nil
 	}
 	sum.Matched++
 	p.Subject = d.GetOriginSubject()
@@ -359,15 +408,16 @@ func (s *Service) redriveOne(ctx context.Context, js jetstream.JetStream, st jet
 	if err := s.authz.CanPublish(ctx, d.GetOriginSubject()); err != nil {
 		p.Outcome, p.Error = jetwayv1.RedriveOutcome_REDRIVE_OUTCOME_NOT_PERMITTED, err.Error()
 		sum.NotPermitted++
-		return p, true
+		return p, true, nil
 	}
 	if req.GetDryRun() {
 		p.Outcome = jetwayv1.RedriveOutcome_REDRIVE_OUTCOME_REDRIVEN
 		sum.Redriven++
-		return p, true
+		return p, true, nil
 	}
-	if err := lim.Wait(ctx); err != nil {
-		return failed("the call ended")
+	if err := lim.Wait(wait); err != nil {
+		sum.Matched--
+		return nil, false, err
 	}
 	out := nats.NewMsg(d.GetOriginSubject())
 	for k, vs := range orig {
@@ -390,6 +440,11 @@ func (s *Service) redriveOne(ctx context.Context, js jetstream.JetStream, st jet
 		return failed(err.Error())
 	}
 	p.StoredStream, p.StoredSequence = ack.Stream, ack.Sequence
+	// A duplicate of the original message itself (its id still in the
+	// original stream's duplicate window) was never redriven: JetStream
+	// stored nothing. Deleting the dead letter would lose the message;
+	// a duplicate of an earlier redrive's copy is another sequence.
+	shadowed := ack.Duplicate && ack.Stream == d.GetOriginStream() && ack.Sequence == d.GetOriginSequence()
 	if ack.Duplicate {
 		p.Outcome = jetwayv1.RedriveOutcome_REDRIVE_OUTCOME_DUPLICATE
 		sum.Duplicates++
@@ -397,7 +452,10 @@ func (s *Service) redriveOne(ctx context.Context, js jetstream.JetStream, st jet
 		p.Outcome = jetwayv1.RedriveOutcome_REDRIVE_OUTCOME_REDRIVEN
 		sum.Redriven++
 	}
-	if req.GetDelete() {
+	if shadowed {
+		p.Error = fmt.Sprintf("taken for the original message (%s sequence %d), whose message id is still in the stream's duplicate window: nothing stored, the dead letter kept; redrive again once the window has passed", ack.Stream, ack.Sequence)
+	}
+	if req.GetDelete() && !shadowed {
 		if err := st.DeleteMsg(ctx, m.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
 			p.Error = bridge.JetStreamError(err, fmt.Sprintf("delete dead letter %d", m.Sequence)).Error()
 		} else {
@@ -405,5 +463,5 @@ func (s *Service) redriveOne(ctx context.Context, js jetstream.JetStream, st jet
 			sum.Deleted++
 		}
 	}
-	return p, true
+	return p, true, nil
 }

@@ -84,7 +84,9 @@ const (
 	// Published back to its subject (or would be, in a dry run).
 	RedriveOutcome_REDRIVE_OUTCOME_REDRIVEN RedriveOutcome = 1
 	// Published, and JetStream answered that it had it already (within the
-	// original stream's duplicate window): nothing stored twice.
+	// original stream's duplicate window): nothing stored twice. When what
+	// it had is the original message (stored_sequence its origin
+	// sequence), nothing was redriven: error says so and delete keeps it.
 	RedriveOutcome_REDRIVE_OUTCOME_DUPLICATE RedriveOutcome = 2
 	// The caller may not publish to its original subject: skipped.
 	RedriveOutcome_REDRIVE_OUTCOME_NOT_PERMITTED RedriveOutcome = 3
@@ -400,7 +402,10 @@ type ListDeadLettersRequest struct {
 	Filter *DeadLetterFilter `protobuf:"bytes,3,opt,name=filter,proto3" json:"filter,omitempty"`
 	// The most dead letters to return: 1 to 1000, default 100. A page may
 	// be shorter when the filter skips many (at most 10000 messages are
-	// read per call): continue from next_sequence.
+	// read per call) or its dead letters are large (a page holds about the
+	// bridge's Fetch max_bytes cap, 3 MiB by default, of payloads and
+	// headers; a dead letter larger than that comes alone): continue from
+	// next_sequence.
 	MaxMessages   int32 `protobuf:"varint,4,opt,name=max_messages,json=maxMessages,proto3" json:"max_messages,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -543,7 +548,10 @@ type RedriveDeadLettersRequest struct {
 	// Dead letters published a second at most: 1 to 10000, default 100.
 	Rate int32 `protobuf:"varint,5,opt,name=rate,proto3" json:"rate,omitempty"`
 	// Delete each dead letter from the DLQ stream once JetStream acked its
-	// redrive.
+	// redrive, or answered it a duplicate of an earlier redrive's copy. A
+	// duplicate of the original message itself (its id still in the
+	// original stream's duplicate window: nothing was stored) is kept, and
+	// its progress says so in error.
 	Delete bool `protobuf:"varint,6,opt,name=delete,proto3" json:"delete,omitempty"`
 	// Report what would be redriven, publishing and deleting nothing.
 	DryRun        bool `protobuf:"varint,7,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
