@@ -18,6 +18,11 @@
 // headers go along as Jetway-Header-<Name>, at most 64 values and 16 KiB,
 // invalid ones skipped (forwardHeaders). Observer counts the requests
 // (package metrics implements it).
+//
+// Each replica keeps its own delivery state of a subscription; Get and
+// List show the fleet's (Options.Fleet): the serving replica asks the
+// others on _JETWAY.v1.push.state, through the bridge's fleet gathering,
+// and sums their states with its own (fleet.go).
 package push
 
 import (
