@@ -46,6 +46,9 @@ const (
 	// does not answer its own requests (it answers those from what it
 	// holds), even when another replica has the same name.
 	instanceHeader = "Jetway-Instance"
+	// replicaHeader carries the answering replica's name on the answers
+	// of handlers other packages register (HandleFleet).
+	replicaHeader = "Jetway-Replica"
 )
 
 // The gathering of answers: it ends once gatherQuiet passes without a new
@@ -146,6 +149,9 @@ type fleet struct {
 	// replied is when a newcomer's hello was last answered: at most one
 	// answer per presenceReplyGap, whatever a forger sends.
 	replied time.Time
+	// handlers answer the requests other packages registered, by subject
+	// (HandleFleet).
+	handlers map[string]FleetHandler
 }
 
 // fleetPeer is another replica as its announcements showed it.
@@ -165,7 +171,7 @@ func newFleet(f Fleet, sessions *registry, log *slog.Logger) (*fleet, error) {
 	if _, err := rand.Read(id[:]); err != nil {
 		return nil, fmt.Errorf("bridge: instance id: %w", err)
 	}
-	fl := &fleet{Fleet: f, instance: hex.EncodeToString(id[:]), started: time.Now(), sessions: sessions, log: log, version: "unknown", peers: map[string]fleetPeer{}}
+	fl := &fleet{Fleet: f, instance: hex.EncodeToString(id[:]), started: time.Now(), sessions: sessions, log: log, version: "unknown", peers: map[string]fleetPeer{}, handlers: map[string]FleetHandler{}}
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		fl.version = bi.Main.Version
 		for _, s := range bi.Settings {
@@ -223,15 +229,20 @@ func withoutUserInfo(s string) string {
 	return u.String()
 }
 
+// fleetSubjects is what a replica listens to: the views' requests, the
+// presence and the requests of the handlers registered (HandleFleet).
+const fleetSubjects = FleetPrefix + "v1.>"
+
 // Answer makes this replica answer the fleet's requests on nc (the
-// bridge's own connection); the subscription lives as long as nc, or
-// until it is unsubscribed. nats.go runs the answers on the
-// subscription's goroutine, one at a time.
+// bridge's own connection), the session views' and those of the handlers
+// registered with HandleFleet (before or after); the subscription lives
+// as long as nc, or until it is unsubscribed. nats.go runs the answers on
+// the subscription's goroutine, one at a time.
 func (b *Bridge) Answer(nc *nats.Conn) (*nats.Subscription, error) {
 	f := b.admin.fleet
-	sub, err := nc.Subscribe(FleetPrefix+"v1.*", func(m *nats.Msg) { f.answer(nc, m) })
+	sub, err := nc.Subscribe(fleetSubjects, func(m *nats.Msg) { f.answer(nc, m) })
 	if err != nil {
-		return nil, fmt.Errorf("bridge: subscribe to %s: %w", FleetPrefix+"v1.*", err)
+		return nil, fmt.Errorf("bridge: subscribe to %s: %w", fleetSubjects, err)
 	}
 	return sub, nil
 }
@@ -263,6 +274,7 @@ func (f *fleet) answer(nc *nats.Conn, m *nats.Msg) {
 	case bridgesSubject:
 		data, err = proto.Marshal(f.info())
 	default:
+		f.answerHandler(m, nc.MaxPayload())
 		return
 	}
 	if err == nil {

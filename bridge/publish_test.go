@@ -578,6 +578,8 @@ func TestPublishInvalidSubject(t *testing.T) {
 		// replicas for their sessions, nor forge an answer.
 		{"_JETWAY.v1.sessions", "_JETWAY.v1.sessions"},
 		{"_JETWAY.v1.bridges", "_JETWAY.v1.bridges"},
+		// Nor ask for push's delivery state, nor forge it.
+		{"_JETWAY.v1.push.state", "_JETWAY.v1.push.state"},
 		{"foo bar", "foo%20bar"},
 		{"foo\tbar", "foo%09bar"},
 		{"foo\x00bar", "foo%00bar"},

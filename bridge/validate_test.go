@@ -56,7 +56,7 @@ func TestValidatePublishSubject(t *testing.T) {
 		"\xff", "a.\xc3", "a.\xed\xa0\x80",
 		"$JS.API.STREAM.DELETE.X", "$JS.API.STREAM.PURGE.X", "$JS.ACK.S.C.1.1.1.1.1", "$JS.x",
 		"$JSC.x", "$SYS.REQ.SERVER.PING", "$NRG.x", "$SRV.PING", "_INBOX.x", "_INBOX.abc.def",
-		"_JETWAY.v1.sessions", "_JETWAY.x",
+		"_JETWAY.v1.sessions", "_JETWAY.v1.push.state", "_JETWAY.x",
 		"a." + strings.Repeat("b", 1023), // 1025 bytes
 	}
 	for _, s := range invalid {

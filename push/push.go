@@ -18,6 +18,11 @@
 // headers go along as Jetway-Header-<Name>, at most 64 values and 16 KiB,
 // invalid ones skipped (forwardHeaders). Observer counts the requests
 // (package metrics implements it).
+//
+// Each replica keeps its own delivery state of a subscription; Get and
+// List show the fleet's (Options.Fleet): the serving replica asks the
+// others on _JETWAY.v1.push.state, through the bridge's fleet gathering,
+// and sums their states with its own (fleet.go).
 package push
 
 import (
@@ -125,6 +130,11 @@ type Options struct {
 	Permit func(ctx context.Context, identity, stream, consumer string) error
 	// Observer counts requests; nil counts nothing.
 	Observer Observer
+	// Fleet, when set, makes Get and List show the fleet's state of a
+	// subscription (the sum, and each replica's) and this replica answer
+	// the others' requests for its own (*bridge.Bridge is one). Without
+	// it they show this replica's own state, partial.
+	Fleet Fleet
 	// Replicas of the bucket's stream KV_JETWAY_PUSH when a replica
 	// creates it (1 to 5; 0 is 1). An existing bucket keeps its own.
 	Replicas int
@@ -143,6 +153,7 @@ type Service struct {
 	permit    func(ctx context.Context, identity, stream, consumer string) error
 	obs       Observer
 	replicas  int
+	fleet     Fleet
 	client    *http.Client
 	replica   chan struct{} // the replica's shared in-flight slots
 
@@ -194,8 +205,14 @@ func New(o Options) (*Service, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Service{
 		js: o.JetStream, signer: o.Signer, authz: o.Authorizer, log: o.Logger, allowPriv: o.AllowPrivateEndpoints,
-		terminate: o.Terminate, permit: o.Permit, obs: o.Observer, replicas: o.Replicas, replica: make(chan struct{}, o.MaxInFlight), deliverers: map[string]*deliverer{},
+		terminate: o.Terminate, permit: o.Permit, obs: o.Observer, replicas: o.Replicas, fleet: o.Fleet, replica: make(chan struct{}, o.MaxInFlight), deliverers: map[string]*deliverer{},
 		ctx: ctx, cancel: cancel, done: make(chan struct{}), poked: make(chan struct{}, 1),
+	}
+	if s.fleet != nil {
+		if err := s.fleet.HandleFleet(stateRequest, s.answerState); err != nil {
+			cancel()
+			return nil, fmt.Errorf("push: answer the fleet's state requests: %w", err)
+		}
 	}
 	s.client = newClient(o.AllowPrivateEndpoints, o.MaxInFlight)
 	return s, nil
@@ -428,15 +445,4 @@ func (s *Service) apply(js jetstream.JetStream, e jetstream.KeyValueEntry) {
 	if next != nil && s.ctx.Err() == nil {
 		next.start()
 	}
-}
-
-// state is subscription name's state on this replica.
-func (s *Service) state(name string) *jetwayv1.PushSubscriptionState {
-	s.mu.Lock()
-	d := s.deliverers[name]
-	s.mu.Unlock()
-	if d == nil {
-		return &jetwayv1.PushSubscriptionState{}
-	}
-	return d.state()
 }

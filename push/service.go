@@ -197,7 +197,7 @@ func (s *Service) CreatePushSubscription(ctx context.Context, req *jetwayv1.Crea
 	return &jetwayv1.CreatePushSubscriptionResponse{Subscription: toProto(r, nil), Secret: secret}, nil
 }
 
-// GetPushSubscription returns a subscription and this replica's state of it.
+// GetPushSubscription returns a subscription and the fleet's state of it.
 func (s *Service) GetPushSubscription(ctx context.Context, req *jetwayv1.GetPushSubscriptionRequest) (*jetwayv1.GetPushSubscriptionResponse, error) {
 	if err := validateSubName("name", req.GetName()); err != nil {
 		return nil, err
@@ -213,10 +213,12 @@ func (s *Service) GetPushSubscription(ctx context.Context, req *jetwayv1.GetPush
 	if err := s.authz.CanAdmin(ctx, r.Stream, false); err != nil {
 		return nil, err
 	}
-	return &jetwayv1.GetPushSubscriptionResponse{Subscription: toProto(r, s.state(r.Name))}, nil
+	fs := s.gatherStates(ctx, []string{r.Name})
+	return &jetwayv1.GetPushSubscriptionResponse{Subscription: fs.withStates(toProto(r, nil)), Partial: fs.partial, ReplicasMissing: fs.replicasMissing}, nil
 }
 
-// ListPushSubscriptions returns the subscriptions on streams the caller may see.
+// ListPushSubscriptions returns the subscriptions on streams the caller
+// may see, each with the fleet's state of it.
 func (s *Service) ListPushSubscriptions(ctx context.Context, req *jetwayv1.ListPushSubscriptionsRequest) (*jetwayv1.ListPushSubscriptionsResponse, error) {
 	if st := req.GetStream(); st != "" {
 		if err := bridge.ValidateName("stream", st); err != nil {
@@ -251,8 +253,20 @@ func (s *Service) ListPushSubscriptions(ctx context.Context, req *jetwayv1.ListP
 		if (req.GetStream() != "" && r.Stream != req.GetStream()) || !s.authz.CanSee(ctx, r.Stream) {
 			continue
 		}
-		out.Subscriptions = append(out.Subscriptions, toProto(r, s.state(r.Name)))
+		out.Subscriptions = append(out.Subscriptions, toProto(r, nil))
 	}
+	if len(out.Subscriptions) == 0 {
+		return out, nil // nothing to ask the fleet about
+	}
+	shown := make([]string, len(out.Subscriptions))
+	for i, p := range out.Subscriptions {
+		shown[i] = p.GetName()
+	}
+	fs := s.gatherStates(ctx, shown)
+	for _, p := range out.Subscriptions {
+		fs.withStates(p)
+	}
+	out.Partial, out.ReplicasMissing = fs.partial, fs.replicasMissing
 	return out, nil
 }
 

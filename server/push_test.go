@@ -291,7 +291,7 @@ func TestPushRESTLifecycle(t *testing.T) {
 	rc := newReceiver(t, nil)
 	// Before any subscription there is no bucket: nothing is added to
 	// the account, the list is empty, a name is not found.
-	if r := b.Do(t, http.MethodGet, "/v1/push-subscriptions", ""); r.Status != 200 || string(r.Body) != `{"subscriptions":[]}` {
+	if r := b.Do(t, http.MethodGet, "/v1/push-subscriptions", ""); r.Status != 200 || strings.Join(strings.Fields(string(r.Body)), "") != `{"subscriptions":[],"partial":false,"replicas_missing":[]}` {
 		t.Errorf("list before any: %d %s", r.Status, r.Body)
 	}
 	authTWantREST(t, "get before any", b.Do(t, http.MethodGet, "/v1/push-subscriptions/life", ""), 404, "PUSH_SUBSCRIPTION_NOT_FOUND")
@@ -537,14 +537,7 @@ func TestPushTwoReplicasShareOneSubscription(t *testing.T) {
 	})
 	createPush(t, bs[0], &jetwayv1.PushSubscription{Name: "shared", Stream: "SHARED", Consumer: "hook", Endpoint: rc.URL, Concurrency: 4})
 	// Both replicas deliver it before the messages are there.
-	for i, b := range bs {
-		jetwaytest.Eventually(t, 10*time.Second, fmt.Sprintf("replica %d active", i), func() error {
-			if r := b.Do(t, http.MethodGet, "/v1/push-subscriptions/shared", ""); !strings.Contains(string(r.Body), `"active":true`) {
-				return fmt.Errorf("%s", r.Body)
-			}
-			return nil
-		})
-	}
+	waitActive(t, bs[0], "shared", "bridge-0", "bridge-1")
 	const n = 200
 	publishN(t, bs[0].JS, "shared.x", 0, n)
 	if info := ackedAll(t, c, n, 30*time.Second); info.NumRedelivered != 0 {
@@ -559,22 +552,25 @@ func TestPushTwoReplicasShareOneSubscription(t *testing.T) {
 			t.Errorf("seq %d delivered %d times", seq, seen[seq])
 		}
 	}
-	ctx := jetwaytest.Context(t, 10*time.Second)
-	var total int64
-	for i, b := range bs {
-		g, err := jetwayv1.NewPushServiceClient(b.Conn).GetPushSubscription(ctx, &jetwayv1.GetPushSubscriptionRequest{Name: "shared"})
+	// Each replica's own count (the fleet's state lists them: see
+	// TestPushStateIsTheFleets) is non-zero, and they sum to n.
+	jetwaytest.Eventually(t, 10*time.Second, "the replicas' counts sum to n", func() error {
+		g, err := jetwayv1.NewPushServiceClient(bs[1].Conn).GetPushSubscription(jetwaytest.Context(t, 5*time.Second), &jetwayv1.GetPushSubscriptionRequest{Name: "shared"})
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
-		d := g.GetSubscription().GetState().GetDelivered()
-		if d == 0 {
-			t.Errorf("replica %d delivered nothing", i)
+		var total int64
+		for _, st := range g.GetSubscription().GetReplicas() {
+			if st.GetDelivered() == 0 {
+				return fmt.Errorf("%s delivered nothing", st.GetReplica())
+			}
+			total += st.GetDelivered()
 		}
-		total += d
-	}
-	if total != n {
-		t.Errorf("replicas delivered %d in all, want %d", total, n)
-	}
+		if len(g.GetSubscription().GetReplicas()) != 2 || total != n {
+			return fmt.Errorf("replicas %v delivered %d in all, want 2 and %d", replicasOf(g.GetSubscription()), total, n)
+		}
+		return nil
+	})
 }
 
 // TestPushReplicaClosedMidDelivery: a replica closed while the receiver
@@ -596,14 +592,7 @@ func TestPushReplicaClosedMidDelivery(t *testing.T) {
 		}
 	})
 	createPush(t, bs[0], &jetwayv1.PushSubscription{Name: "held", Stream: "HELD", Consumer: "hook", Endpoint: rc.URL, Concurrency: 4, Timeout: durationpb.New(30 * time.Second)})
-	for i, b := range bs {
-		jetwaytest.Eventually(t, 10*time.Second, fmt.Sprintf("replica %d active", i), func() error {
-			if r := b.Do(t, http.MethodGet, "/v1/push-subscriptions/held", ""); !strings.Contains(string(r.Body), `"active":true`) {
-				return fmt.Errorf("%s", r.Body)
-			}
-			return nil
-		})
-	}
+	waitActive(t, bs[0], "held", "bridge-0", "bridge-1")
 	const n = 20
 	publishN(t, bs[0].JS, "held.x", 0, n)
 	// Both replicas hold their 4 (the receiver answers nothing yet).

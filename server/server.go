@@ -361,6 +361,9 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		JetStream: link.JetStream, Signer: signer, Logger: log,
 		AllowPrivateEndpoints: cfg.Push.AllowPrivateEndpoints, MaxInFlight: cfg.Push.MaxInFlight,
 		Replicas: cfg.Push.Replicas, Observer: m,
+		// Get and List show the fleet's delivery state, gathered as the
+		// session views are; this replica answers for its own.
+		Fleet: b,
 	}
 	if authCfg != nil {
 		pushOpts.Authorizer = aud.Authorizer(auth.Authorizer{})
@@ -514,8 +517,8 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server,
 		hs.SetServingStatus("", st)
 	}
 	// Each connection the link makes answers the fleet's requests (the
-	// session views); a subscription lives as long as its connection,
-	// reconnects included.
+	// session views, push's delivery state); a subscription lives as long
+	// as its connection, reconnects included.
 	var answering *nats.Conn
 	link.watch(func(connected bool) {
 		if nc := link.conn(); connected && nc != nil && nc != answering {

@@ -30,7 +30,7 @@ import (
 // wildcards whose text names no reserved prefix at all.
 var reservedStreamSubjects = []string{
 	"_INBOX.>", "_INBOX.*", "_INBOX.abc.def", "_R_.>", "$JS.>", "$JS.EVENT.>", "$JS.API.STREAM.NAMES",
-	"$JS.ACK.>", "$JSC.>", "$SYS.>", "$NRG.>", "$SRV.>", "$MQTT.>", "$GR.>", "$GNR.>", "$LDS.>", "_JETWAY.>", "_JETWAY.v1.sessions",
+	"$JS.ACK.>", "$JSC.>", "$SYS.>", "$NRG.>", "$SRV.>", "$MQTT.>", "$GR.>", "$GNR.>", "$LDS.>", "_JETWAY.>", "_JETWAY.v1.sessions", "_JETWAY.v1.push.state",
 	">", "*.>", "*.*", "*.*.*", "*.EVENT.>", "*.API.>",
 }
 

@@ -121,9 +121,18 @@ type PushSubscription struct {
 	Created *timestamppb.Timestamp `protobuf:"bytes,21,opt,name=created,proto3" json:"created,omitempty"`
 	// updated is when it was last changed (output only).
 	Updated *timestamppb.Timestamp `protobuf:"bytes,22,opt,name=updated,proto3" json:"updated,omitempty"`
-	// state is the delivery state as the answering replica saw it (output
-	// only; empty in Create and Update answers).
-	State         *PushSubscriptionState `protobuf:"bytes,23,opt,name=state,proto3" json:"state,omitempty"`
+	// state is the fleet's delivery state (output only; empty in Create and
+	// Update answers): the sum over the replicas that answered (replicas).
+	// in_flight, delivered and failed are summed; active is true if any
+	// replica is active; last_success is the latest; last_error and
+	// last_error_time are the latest error's. Its replica is empty. A
+	// replica counts since it started: one that stops leaves the sum.
+	State *PushSubscriptionState `protobuf:"bytes,23,opt,name=state,proto3" json:"state,omitempty"`
+	// replicas is each replica's own state (output only; empty in Create
+	// and Update answers), by replica name, the serving one included: every
+	// replica that answered, a replica that does not deliver the
+	// subscription with an empty state.
+	Replicas      []*PushSubscriptionState `protobuf:"bytes,24,rep,name=replicas,proto3" json:"replicas,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -249,21 +258,29 @@ func (x *PushSubscription) GetState() *PushSubscriptionState {
 	return nil
 }
 
-// PushSubscriptionState is what the answering replica knows of deliveries.
+func (x *PushSubscription) GetReplicas() []*PushSubscriptionState {
+	if x != nil {
+		return x.Replicas
+	}
+	return nil
+}
+
+// PushSubscriptionState is what one replica (or, as
+// PushSubscription.state, the fleet) knows of deliveries.
 type PushSubscriptionState struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// active is true when this replica is delivering the subscription (not
-	// paused, its consumer reachable).
+	// active is true when the replica is delivering the subscription (not
+	// paused, its consumer reachable); in the fleet's sum, when any is.
 	Active bool `protobuf:"varint,1,opt,name=active,proto3" json:"active,omitempty"`
-	// in_flight is the requests this replica has in flight for it.
+	// in_flight is the requests the replica has in flight for it.
 	InFlight int64 `protobuf:"varint,2,opt,name=in_flight,json=inFlight,proto3" json:"in_flight,omitempty"`
-	// delivered counts requests answered with 2xx by this replica since it
+	// delivered counts requests answered with 2xx by the replica since it
 	// started.
 	Delivered int64 `protobuf:"varint,3,opt,name=delivered,proto3" json:"delivered,omitempty"`
 	// failed counts requests that failed (non-2xx, timeout, connection
-	// error) on this replica since it started.
+	// error) on the replica since it started.
 	Failed int64 `protobuf:"varint,4,opt,name=failed,proto3" json:"failed,omitempty"`
-	// last_success is when a request last got a 2xx here.
+	// last_success is when a request last got a 2xx there.
 	LastSuccess *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=last_success,json=lastSuccess,proto3" json:"last_success,omitempty"`
 	// last_error says what went wrong last ("HTTP 503", "timeout after
 	// 10s", "consumer not found"…); it never holds the endpoint's
@@ -271,6 +288,9 @@ type PushSubscriptionState struct {
 	LastError string `protobuf:"bytes,6,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
 	// last_error_time is when.
 	LastErrorTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=last_error_time,json=lastErrorTime,proto3" json:"last_error_time,omitempty"`
+	// replica is whose state it is (its --replica-name); empty in the
+	// fleet's sum (PushSubscription.state).
+	Replica       string `protobuf:"bytes,8,opt,name=replica,proto3" json:"replica,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -352,6 +372,13 @@ func (x *PushSubscriptionState) GetLastErrorTime() *timestamppb.Timestamp {
 		return x.LastErrorTime
 	}
 	return nil
+}
+
+func (x *PushSubscriptionState) GetReplica() string {
+	if x != nil {
+		return x.Replica
+	}
+	return ""
 }
 
 // CreatePushSubscriptionRequest creates a subscription.
@@ -506,10 +533,21 @@ func (x *GetPushSubscriptionRequest) GetName() string {
 // GetPushSubscriptionResponse is the subscription (without its secret).
 type GetPushSubscriptionResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// subscription, with its state.
-	Subscription  *PushSubscription `protobuf:"bytes,1,opt,name=subscription,proto3" json:"subscription,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// subscription, with its state and each replica's.
+	Subscription *PushSubscription `protobuf:"bytes,1,opt,name=subscription,proto3" json:"subscription,omitempty"`
+	// The state may be missing replicas' parts, as
+	// ListSessionsResponse.partial: the gathering stopped at its hard cap
+	// (1 s) while answers could still come or a replica known to be up had
+	// not answered (replicas_missing), a replica's answer was cut to fit
+	// the NATS max payload, or this replica is not connected to NATS (the
+	// state is then its own).
+	Partial bool `protobuf:"varint,2,opt,name=partial,proto3" json:"partial,omitempty"`
+	// Replicas that announced themselves in the last 30 s and did not
+	// answer within the 1 s cap (see ListSessionsResponse.replicas_missing):
+	// their deliveries are not in the state; partial is set.
+	ReplicasMissing []string `protobuf:"bytes,3,rep,name=replicas_missing,json=replicasMissing,proto3" json:"replicas_missing,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *GetPushSubscriptionResponse) Reset() {
@@ -545,6 +583,20 @@ func (*GetPushSubscriptionResponse) Descriptor() ([]byte, []int) {
 func (x *GetPushSubscriptionResponse) GetSubscription() *PushSubscription {
 	if x != nil {
 		return x.Subscription
+	}
+	return nil
+}
+
+func (x *GetPushSubscriptionResponse) GetPartial() bool {
+	if x != nil {
+		return x.Partial
+	}
+	return false
+}
+
+func (x *GetPushSubscriptionResponse) GetReplicasMissing() []string {
+	if x != nil {
+		return x.ReplicasMissing
 	}
 	return nil
 }
@@ -598,10 +650,16 @@ func (x *ListPushSubscriptionsRequest) GetStream() string {
 // ListPushSubscriptionsResponse is the subscriptions the caller may see.
 type ListPushSubscriptionsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// subscriptions, by name, with their state.
+	// subscriptions, by name, with their state and each replica's.
 	Subscriptions []*PushSubscription `protobuf:"bytes,1,rep,name=subscriptions,proto3" json:"subscriptions,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// The states may be missing replicas' parts (see
+	// GetPushSubscriptionResponse.partial).
+	Partial bool `protobuf:"varint,2,opt,name=partial,proto3" json:"partial,omitempty"`
+	// Replicas known to be up that did not answer within the 1 s cap (see
+	// GetPushSubscriptionResponse.replicas_missing).
+	ReplicasMissing []string `protobuf:"bytes,3,rep,name=replicas_missing,json=replicasMissing,proto3" json:"replicas_missing,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ListPushSubscriptionsResponse) Reset() {
@@ -637,6 +695,20 @@ func (*ListPushSubscriptionsResponse) Descriptor() ([]byte, []int) {
 func (x *ListPushSubscriptionsResponse) GetSubscriptions() []*PushSubscription {
 	if x != nil {
 		return x.Subscriptions
+	}
+	return nil
+}
+
+func (x *ListPushSubscriptionsResponse) GetPartial() bool {
+	if x != nil {
+		return x.Partial
+	}
+	return false
+}
+
+func (x *ListPushSubscriptionsResponse) GetReplicasMissing() []string {
+	if x != nil {
+		return x.ReplicasMissing
 	}
 	return nil
 }
@@ -835,11 +907,118 @@ func (*DeletePushSubscriptionResponse) Descriptor() ([]byte, []int) {
 	return file_jetway_v1_push_proto_rawDescGZIP(), []int{11}
 }
 
+// PushFleetStateRequest is not an RPC's: a replica serving
+// GetPushSubscription or ListPushSubscriptions asks the others of its
+// fleet for their states with it, on _JETWAY.v1.push.state (core NATS,
+// protobuf).
+type PushFleetStateRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// names are the subscriptions asked about; empty asks for every one the
+	// replica delivers.
+	Names         []string `protobuf:"bytes,1,rep,name=names,proto3" json:"names,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PushFleetStateRequest) Reset() {
+	*x = PushFleetStateRequest{}
+	mi := &file_jetway_v1_push_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PushFleetStateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PushFleetStateRequest) ProtoMessage() {}
+
+func (x *PushFleetStateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_push_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PushFleetStateRequest.ProtoReflect.Descriptor instead.
+func (*PushFleetStateRequest) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_push_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *PushFleetStateRequest) GetNames() []string {
+	if x != nil {
+		return x.Names
+	}
+	return nil
+}
+
+// PushFleetStateAnswer is one replica's answer to a PushFleetStateRequest
+// (not an RPC's).
+type PushFleetStateAnswer struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// states are the replica's own states of the subscriptions asked about
+	// that it has, by subscription name.
+	States map[string]*PushSubscriptionState `protobuf:"bytes,1,rep,name=states,proto3" json:"states,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// partial: states were left out to fit the NATS max payload.
+	Partial       bool `protobuf:"varint,2,opt,name=partial,proto3" json:"partial,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PushFleetStateAnswer) Reset() {
+	*x = PushFleetStateAnswer{}
+	mi := &file_jetway_v1_push_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PushFleetStateAnswer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PushFleetStateAnswer) ProtoMessage() {}
+
+func (x *PushFleetStateAnswer) ProtoReflect() protoreflect.Message {
+	mi := &file_jetway_v1_push_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PushFleetStateAnswer.ProtoReflect.Descriptor instead.
+func (*PushFleetStateAnswer) Descriptor() ([]byte, []int) {
+	return file_jetway_v1_push_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *PushFleetStateAnswer) GetStates() map[string]*PushSubscriptionState {
+	if x != nil {
+		return x.States
+	}
+	return nil
+}
+
+func (x *PushFleetStateAnswer) GetPartial() bool {
+	if x != nil {
+		return x.Partial
+	}
+	return false
+}
+
 var File_jetway_v1_push_proto protoreflect.FileDescriptor
 
 const file_jetway_v1_push_proto_rawDesc = "" +
 	"\n" +
-	"\x14jetway/v1/push.proto\x12\tjetway.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x86\x04\n" +
+	"\x14jetway/v1/push.proto\x12\tjetway.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc4\x04\n" +
 	"\x10PushSubscription\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06stream\x18\x02 \x01(\tR\x06stream\x12\x1a\n" +
@@ -853,7 +1032,8 @@ const file_jetway_v1_push_proto_rawDesc = "" +
 	"\bidentity\x18\x14 \x01(\tR\bidentity\x124\n" +
 	"\acreated\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x124\n" +
 	"\aupdated\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\aupdated\x126\n" +
-	"\x05state\x18\x17 \x01(\v2 .jetway.v1.PushSubscriptionStateR\x05state\"\xa4\x02\n" +
+	"\x05state\x18\x17 \x01(\v2 .jetway.v1.PushSubscriptionStateR\x05state\x12<\n" +
+	"\breplicas\x18\x18 \x03(\v2 .jetway.v1.PushSubscriptionStateR\breplicas\"\xbe\x02\n" +
 	"\x15PushSubscriptionState\x12\x16\n" +
 	"\x06active\x18\x01 \x01(\bR\x06active\x12\x1b\n" +
 	"\tin_flight\x18\x02 \x01(\x03R\binFlight\x12\x1c\n" +
@@ -862,20 +1042,25 @@ const file_jetway_v1_push_proto_rawDesc = "" +
 	"\flast_success\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vlastSuccess\x12\x1d\n" +
 	"\n" +
 	"last_error\x18\x06 \x01(\tR\tlastError\x12B\n" +
-	"\x0flast_error_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\rlastErrorTime\"`\n" +
+	"\x0flast_error_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\rlastErrorTime\x12\x18\n" +
+	"\areplica\x18\b \x01(\tR\areplica\"`\n" +
 	"\x1dCreatePushSubscriptionRequest\x12?\n" +
 	"\fsubscription\x18\x01 \x01(\v2\x1b.jetway.v1.PushSubscriptionR\fsubscription\"y\n" +
 	"\x1eCreatePushSubscriptionResponse\x12?\n" +
 	"\fsubscription\x18\x01 \x01(\v2\x1b.jetway.v1.PushSubscriptionR\fsubscription\x12\x16\n" +
 	"\x06secret\x18\x02 \x01(\tR\x06secret\"0\n" +
 	"\x1aGetPushSubscriptionRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"^\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\xa3\x01\n" +
 	"\x1bGetPushSubscriptionResponse\x12?\n" +
-	"\fsubscription\x18\x01 \x01(\v2\x1b.jetway.v1.PushSubscriptionR\fsubscription\"6\n" +
+	"\fsubscription\x18\x01 \x01(\v2\x1b.jetway.v1.PushSubscriptionR\fsubscription\x12\x18\n" +
+	"\apartial\x18\x02 \x01(\bR\apartial\x12)\n" +
+	"\x10replicas_missing\x18\x03 \x03(\tR\x0freplicasMissing\"6\n" +
 	"\x1cListPushSubscriptionsRequest\x12\x16\n" +
-	"\x06stream\x18\x01 \x01(\tR\x06stream\"b\n" +
+	"\x06stream\x18\x01 \x01(\tR\x06stream\"\xa7\x01\n" +
 	"\x1dListPushSubscriptionsResponse\x12A\n" +
-	"\rsubscriptions\x18\x01 \x03(\v2\x1b.jetway.v1.PushSubscriptionR\rsubscriptions\"\x85\x01\n" +
+	"\rsubscriptions\x18\x01 \x03(\v2\x1b.jetway.v1.PushSubscriptionR\rsubscriptions\x12\x18\n" +
+	"\apartial\x18\x02 \x01(\bR\apartial\x12)\n" +
+	"\x10replicas_missing\x18\x03 \x03(\tR\x0freplicasMissing\"\x85\x01\n" +
 	"\x1dUpdatePushSubscriptionRequest\x12?\n" +
 	"\fsubscription\x18\x01 \x01(\v2\x1b.jetway.v1.PushSubscriptionR\fsubscription\x12#\n" +
 	"\rrotate_secret\x18\x02 \x01(\bR\frotateSecret\"y\n" +
@@ -884,7 +1069,15 @@ const file_jetway_v1_push_proto_rawDesc = "" +
 	"\x06secret\x18\x02 \x01(\tR\x06secret\"3\n" +
 	"\x1dDeletePushSubscriptionRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\" \n" +
-	"\x1eDeletePushSubscriptionResponse*y\n" +
+	"\x1eDeletePushSubscriptionResponse\"-\n" +
+	"\x15PushFleetStateRequest\x12\x14\n" +
+	"\x05names\x18\x01 \x03(\tR\x05names\"\xd2\x01\n" +
+	"\x14PushFleetStateAnswer\x12C\n" +
+	"\x06states\x18\x01 \x03(\v2+.jetway.v1.PushFleetStateAnswer.StatesEntryR\x06states\x12\x18\n" +
+	"\apartial\x18\x02 \x01(\bR\apartial\x1a[\n" +
+	"\vStatesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x126\n" +
+	"\x05value\x18\x02 \x01(\v2 .jetway.v1.PushSubscriptionStateR\x05value:\x028\x01*y\n" +
 	"\x0fPushContentMode\x12!\n" +
 	"\x1dPUSH_CONTENT_MODE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15PUSH_CONTENT_MODE_RAW\x10\x01\x12(\n" +
@@ -909,7 +1102,7 @@ func file_jetway_v1_push_proto_rawDescGZIP() []byte {
 }
 
 var file_jetway_v1_push_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_jetway_v1_push_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_jetway_v1_push_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_jetway_v1_push_proto_goTypes = []any{
 	(PushContentMode)(0),                   // 0: jetway.v1.PushContentMode
 	(*PushSubscription)(nil),               // 1: jetway.v1.PushSubscription
@@ -924,38 +1117,44 @@ var file_jetway_v1_push_proto_goTypes = []any{
 	(*UpdatePushSubscriptionResponse)(nil), // 10: jetway.v1.UpdatePushSubscriptionResponse
 	(*DeletePushSubscriptionRequest)(nil),  // 11: jetway.v1.DeletePushSubscriptionRequest
 	(*DeletePushSubscriptionResponse)(nil), // 12: jetway.v1.DeletePushSubscriptionResponse
-	(*durationpb.Duration)(nil),            // 13: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),          // 14: google.protobuf.Timestamp
+	(*PushFleetStateRequest)(nil),          // 13: jetway.v1.PushFleetStateRequest
+	(*PushFleetStateAnswer)(nil),           // 14: jetway.v1.PushFleetStateAnswer
+	nil,                                    // 15: jetway.v1.PushFleetStateAnswer.StatesEntry
+	(*durationpb.Duration)(nil),            // 16: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),          // 17: google.protobuf.Timestamp
 }
 var file_jetway_v1_push_proto_depIdxs = []int32{
-	13, // 0: jetway.v1.PushSubscription.timeout:type_name -> google.protobuf.Duration
+	16, // 0: jetway.v1.PushSubscription.timeout:type_name -> google.protobuf.Duration
 	0,  // 1: jetway.v1.PushSubscription.content_mode:type_name -> jetway.v1.PushContentMode
-	14, // 2: jetway.v1.PushSubscription.created:type_name -> google.protobuf.Timestamp
-	14, // 3: jetway.v1.PushSubscription.updated:type_name -> google.protobuf.Timestamp
+	17, // 2: jetway.v1.PushSubscription.created:type_name -> google.protobuf.Timestamp
+	17, // 3: jetway.v1.PushSubscription.updated:type_name -> google.protobuf.Timestamp
 	2,  // 4: jetway.v1.PushSubscription.state:type_name -> jetway.v1.PushSubscriptionState
-	14, // 5: jetway.v1.PushSubscriptionState.last_success:type_name -> google.protobuf.Timestamp
-	14, // 6: jetway.v1.PushSubscriptionState.last_error_time:type_name -> google.protobuf.Timestamp
-	1,  // 7: jetway.v1.CreatePushSubscriptionRequest.subscription:type_name -> jetway.v1.PushSubscription
-	1,  // 8: jetway.v1.CreatePushSubscriptionResponse.subscription:type_name -> jetway.v1.PushSubscription
-	1,  // 9: jetway.v1.GetPushSubscriptionResponse.subscription:type_name -> jetway.v1.PushSubscription
-	1,  // 10: jetway.v1.ListPushSubscriptionsResponse.subscriptions:type_name -> jetway.v1.PushSubscription
-	1,  // 11: jetway.v1.UpdatePushSubscriptionRequest.subscription:type_name -> jetway.v1.PushSubscription
-	1,  // 12: jetway.v1.UpdatePushSubscriptionResponse.subscription:type_name -> jetway.v1.PushSubscription
-	3,  // 13: jetway.v1.PushService.CreatePushSubscription:input_type -> jetway.v1.CreatePushSubscriptionRequest
-	5,  // 14: jetway.v1.PushService.GetPushSubscription:input_type -> jetway.v1.GetPushSubscriptionRequest
-	7,  // 15: jetway.v1.PushService.ListPushSubscriptions:input_type -> jetway.v1.ListPushSubscriptionsRequest
-	9,  // 16: jetway.v1.PushService.UpdatePushSubscription:input_type -> jetway.v1.UpdatePushSubscriptionRequest
-	11, // 17: jetway.v1.PushService.DeletePushSubscription:input_type -> jetway.v1.DeletePushSubscriptionRequest
-	4,  // 18: jetway.v1.PushService.CreatePushSubscription:output_type -> jetway.v1.CreatePushSubscriptionResponse
-	6,  // 19: jetway.v1.PushService.GetPushSubscription:output_type -> jetway.v1.GetPushSubscriptionResponse
-	8,  // 20: jetway.v1.PushService.ListPushSubscriptions:output_type -> jetway.v1.ListPushSubscriptionsResponse
-	10, // 21: jetway.v1.PushService.UpdatePushSubscription:output_type -> jetway.v1.UpdatePushSubscriptionResponse
-	12, // 22: jetway.v1.PushService.DeletePushSubscription:output_type -> jetway.v1.DeletePushSubscriptionResponse
-	18, // [18:23] is the sub-list for method output_type
-	13, // [13:18] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	2,  // 5: jetway.v1.PushSubscription.replicas:type_name -> jetway.v1.PushSubscriptionState
+	17, // 6: jetway.v1.PushSubscriptionState.last_success:type_name -> google.protobuf.Timestamp
+	17, // 7: jetway.v1.PushSubscriptionState.last_error_time:type_name -> google.protobuf.Timestamp
+	1,  // 8: jetway.v1.CreatePushSubscriptionRequest.subscription:type_name -> jetway.v1.PushSubscription
+	1,  // 9: jetway.v1.CreatePushSubscriptionResponse.subscription:type_name -> jetway.v1.PushSubscription
+	1,  // 10: jetway.v1.GetPushSubscriptionResponse.subscription:type_name -> jetway.v1.PushSubscription
+	1,  // 11: jetway.v1.ListPushSubscriptionsResponse.subscriptions:type_name -> jetway.v1.PushSubscription
+	1,  // 12: jetway.v1.UpdatePushSubscriptionRequest.subscription:type_name -> jetway.v1.PushSubscription
+	1,  // 13: jetway.v1.UpdatePushSubscriptionResponse.subscription:type_name -> jetway.v1.PushSubscription
+	15, // 14: jetway.v1.PushFleetStateAnswer.states:type_name -> jetway.v1.PushFleetStateAnswer.StatesEntry
+	2,  // 15: jetway.v1.PushFleetStateAnswer.StatesEntry.value:type_name -> jetway.v1.PushSubscriptionState
+	3,  // 16: jetway.v1.PushService.CreatePushSubscription:input_type -> jetway.v1.CreatePushSubscriptionRequest
+	5,  // 17: jetway.v1.PushService.GetPushSubscription:input_type -> jetway.v1.GetPushSubscriptionRequest
+	7,  // 18: jetway.v1.PushService.ListPushSubscriptions:input_type -> jetway.v1.ListPushSubscriptionsRequest
+	9,  // 19: jetway.v1.PushService.UpdatePushSubscription:input_type -> jetway.v1.UpdatePushSubscriptionRequest
+	11, // 20: jetway.v1.PushService.DeletePushSubscription:input_type -> jetway.v1.DeletePushSubscriptionRequest
+	4,  // 21: jetway.v1.PushService.CreatePushSubscription:output_type -> jetway.v1.CreatePushSubscriptionResponse
+	6,  // 22: jetway.v1.PushService.GetPushSubscription:output_type -> jetway.v1.GetPushSubscriptionResponse
+	8,  // 23: jetway.v1.PushService.ListPushSubscriptions:output_type -> jetway.v1.ListPushSubscriptionsResponse
+	10, // 24: jetway.v1.PushService.UpdatePushSubscription:output_type -> jetway.v1.UpdatePushSubscriptionResponse
+	12, // 25: jetway.v1.PushService.DeletePushSubscription:output_type -> jetway.v1.DeletePushSubscriptionResponse
+	21, // [21:26] is the sub-list for method output_type
+	16, // [16:21] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_jetway_v1_push_proto_init() }
@@ -969,7 +1168,7 @@ func file_jetway_v1_push_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_jetway_v1_push_proto_rawDesc), len(file_jetway_v1_push_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   12,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

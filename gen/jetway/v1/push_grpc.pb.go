@@ -52,10 +52,13 @@ type PushServiceClient interface {
 	// explicit acks.
 	CreatePushSubscription(ctx context.Context, in *CreatePushSubscriptionRequest, opts ...grpc.CallOption) (*CreatePushSubscriptionResponse, error)
 	// GetPushSubscription returns a subscription (never its secret) and its
-	// delivery state as the answering replica saw it.
+	// delivery state over the fleet: every replica delivering it is asked
+	// (core NATS, as ListSessions does), the state is their sum and each
+	// one's is listed (see GetPushSubscriptionResponse.partial).
 	GetPushSubscription(ctx context.Context, in *GetPushSubscriptionRequest, opts ...grpc.CallOption) (*GetPushSubscriptionResponse, error)
 	// ListPushSubscriptions returns the subscriptions on streams the caller
-	// may see, by name.
+	// may see, by name, each with its delivery state over the fleet (as
+	// GetPushSubscription).
 	ListPushSubscriptions(ctx context.Context, in *ListPushSubscriptionsRequest, opts ...grpc.CallOption) (*ListPushSubscriptionsResponse, error)
 	// UpdatePushSubscription replaces a subscription's settings (the whole
 	// subscription: fields not given take their defaults; stream and
@@ -152,10 +155,13 @@ type PushServiceServer interface {
 	// explicit acks.
 	CreatePushSubscription(context.Context, *CreatePushSubscriptionRequest) (*CreatePushSubscriptionResponse, error)
 	// GetPushSubscription returns a subscription (never its secret) and its
-	// delivery state as the answering replica saw it.
+	// delivery state over the fleet: every replica delivering it is asked
+	// (core NATS, as ListSessions does), the state is their sum and each
+	// one's is listed (see GetPushSubscriptionResponse.partial).
 	GetPushSubscription(context.Context, *GetPushSubscriptionRequest) (*GetPushSubscriptionResponse, error)
 	// ListPushSubscriptions returns the subscriptions on streams the caller
-	// may see, by name.
+	// may see, by name, each with its delivery state over the fleet (as
+	// GetPushSubscription).
 	ListPushSubscriptions(context.Context, *ListPushSubscriptionsRequest) (*ListPushSubscriptionsResponse, error)
 	// UpdatePushSubscription replaces a subscription's settings (the whole
 	// subscription: fields not given take their defaults; stream and
