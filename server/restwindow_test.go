@@ -151,6 +151,9 @@ func pending(t *testing.T, ctx context.Context, b *jetwaytest.Bridge, consumer s
 		last = err
 		t.Logf("consumer info of %s: %v; asking again", consumer, err)
 	}
+	if last == nil {
+		last = ctx.Err()
+	}
 	t.Fatalf("consumer info of %s: %v", consumer, last)
 	return 0
 }
@@ -187,6 +190,9 @@ func TestRESTSubscribeRespectsWindow(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
+			// Its own time: a parallel subtest may wait long for its
+			// turn after the parent's setup (a loaded CI machine).
+			ctx := jetwaytest.Context(t, 60*time.Second)
 			r := openSlowReader(t, b, c.name, c.window, c.sse)
 			bound := windowBound(c.window)
 			worst := 0
@@ -220,6 +226,7 @@ func TestRESTSubscribeStalledClient(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
+			ctx := jetwaytest.Context(t, 60*time.Second) // its own time, as above
 			const window = 64
 			r := openSlowReader(t, b, c.name, window, c.sse)
 			r.next()
