@@ -61,6 +61,14 @@ func startBridge(t *testing.T, opts ...jetwaytest.Option) *jetwaytest.Bridge {
 	if err != nil {
 		t.Fatalf("create consumer: %v", err)
 	}
+	takeOne(t, c)
+	return b
+}
+
+// takeOne fetches one message of c natively and acks nothing: it stays
+// pending until its ack wait ends.
+func takeOne(t *testing.T, c jetstream.Consumer) {
+	t.Helper()
 	batch, err := c.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
 	if err != nil {
 		t.Fatalf("fetch: %v", err)
@@ -70,7 +78,6 @@ func startBridge(t *testing.T, opts ...jetwaytest.Option) *jetwaytest.Bridge {
 	if err := batch.Error(); err != nil {
 		t.Fatalf("fetch: %v", err)
 	}
-	return b
 }
 
 // TestConsoleHeaders: the console is served without credentials, with the
@@ -259,15 +266,7 @@ func startDeadLetterBridge(t *testing.T) *jetwaytest.Bridge {
 	if err != nil {
 		t.Fatal(err)
 	}
-	batch, err := audit.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
-	if err != nil {
-		t.Fatalf("audit fetch: %v", err)
-	}
-	for range batch.Messages() {
-	}
-	if err := batch.Error(); err != nil {
-		t.Fatalf("audit fetch: %v", err)
-	}
+	takeOne(t, audit)
 	// audit's delivery, never acked, is advised as max deliveries at its
 	// ack wait's end; the worker stores it.
 	jetwaytest.Eventually(t, 30*time.Second, "DLQ holds three dead letters", func() error {
